@@ -1,0 +1,46 @@
+# infergate — see README.md. Two commands matter: `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+# The pinned BPF compiler: Debian bookworm's clang 14. CI regenerates with it
+# and fails when committed objects differ.
+CLANG ?= clang-14
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN := bin
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all generate build test bench bench-sched demo fuzz clean check-generated
+
+all: build
+
+generate:
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-14 $(GO) generate ./loader/...
+
+build:
+	mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/infergate ./cmd/infergate
+	$(GO) build -o $(BIN)/mockllm ./test/mockllm/cmd/mockllm 2>/dev/null || true
+
+# Privileged tests run when root; with INFERGATE_REQUIRE_PRIVILEGED=1 (CI) a
+# test that would skip for lack of privileges fails instead.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Benchmarks and long runs; figures go to BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+bench-sched:
+	$(GO) run ./test/sched -seed 1
+
+demo: build
+	./scripts/demo.sh
+
+check-generated: generate
+	git diff --exit-code -- loader/ || { echo "generated eBPF objects are stale: run make generate and commit"; exit 1; }
+	test -z "$$(git status --porcelain -- loader/)" || { git status --porcelain -- loader/; echo "untracked generated files"; exit 1; }
+
+clean:
+	rm -rf $(BIN)

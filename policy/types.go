@@ -1,0 +1,272 @@
+// Package policy holds infergate's declarative document: its YAML shape
+// (Document and Spec), its decoding and validation, and the compiled form
+// that the agent's reconciler turns into kernel maps and the L7 gateway
+// turns into its stage chain.
+//
+// The Spec types are the single source of truth for the user-facing schema:
+// every other package consumes the compiled form, never raw YAML.
+package policy
+
+// APIVersion and Kind identify a policy document.
+const (
+	APIVersion = "infergate.dev/v1alpha1"
+	Kind       = "Policy"
+)
+
+// Document is one YAML policy document.
+type Document struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+}
+
+// Metadata names a document. Labels are free-form and bounded.
+type Metadata struct {
+	Name   string            `yaml:"name" json:"name"`
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// Spec is everything an operator declares.
+type Spec struct {
+	Dataplane Dataplane `yaml:"dataplane,omitempty" json:"dataplane,omitempty"`
+	Pools     []Pool    `yaml:"pools,omitempty" json:"pools,omitempty"`
+	Gateway   Gateway   `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+}
+
+// Dataplane is the XDP side: where it attaches, who may send, how fast, and
+// which VIPs it steers.
+type Dataplane struct {
+	// Interfaces the balancer program attaches to.
+	Interfaces []string `yaml:"interfaces,omitempty" json:"interfaces,omitempty"`
+	// DecapInterfaces the decapsulator attaches to (GPU hosts).
+	DecapInterfaces []string `yaml:"decapInterfaces,omitempty" json:"decapInterfaces,omitempty"`
+	// XDPMode is native (default), generic, or auto (native, falling back to
+	// generic with a warning).
+	XDPMode    string     `yaml:"xdpMode,omitempty" json:"xdpMode,omitempty"`
+	Firewall   Firewall   `yaml:"firewall,omitempty" json:"firewall,omitempty"`
+	RateLimits RateLimits `yaml:"rateLimits,omitempty" json:"rateLimits,omitempty"`
+	VIPs       []VIP      `yaml:"vips,omitempty" json:"vips,omitempty"`
+	// LocalVIPs are the VIPs this host's decapsulator accepts (GPU hosts).
+	LocalVIPs []string `yaml:"localVIPs,omitempty" json:"localVIPs,omitempty"`
+}
+
+// Firewall is an ordered-by-specificity set of source rules.
+type Firewall struct {
+	// DefaultAction applies to sources no rule matches: allow (default) or deny.
+	DefaultAction string         `yaml:"defaultAction,omitempty" json:"defaultAction,omitempty"`
+	Rules         []FirewallRule `yaml:"rules,omitempty" json:"rules,omitempty"`
+}
+
+// FirewallRule allows or denies sources, each an address ("198.18.0.1",
+// "2001:db8::1") or a prefix ("198.18.0.0/24"). Ports and Protocol narrow
+// the rule to some destinations; empty means any.
+type FirewallRule struct {
+	Name     string   `yaml:"name" json:"name"`
+	Action   string   `yaml:"action" json:"action"` // allow | deny
+	Sources  []string `yaml:"sources" json:"sources"`
+	Ports    []int    `yaml:"ports,omitempty" json:"ports,omitempty"`
+	Protocol string   `yaml:"protocol,omitempty" json:"protocol,omitempty"` // tcp | udp | icmp | any
+}
+
+// RateLimits configures the per-client token buckets in XDP.
+type RateLimits struct {
+	// AggregateV4 and AggregateV6 are the prefix lengths client addresses are
+	// folded to before bucketing (defaults 32 and 64).
+	AggregateV4 int           `yaml:"aggregateV4,omitempty" json:"aggregateV4,omitempty"`
+	AggregateV6 int           `yaml:"aggregateV6,omitempty" json:"aggregateV6,omitempty"`
+	Classes     []ClientClass `yaml:"classes,omitempty" json:"classes,omitempty"`
+}
+
+// ClientClass gives the sources it matches (longest prefix wins) their limits.
+// A zero rate means unlimited.
+type ClientClass struct {
+	Name              string   `yaml:"name" json:"name"`
+	Sources           []string `yaml:"sources" json:"sources"`
+	PacketsPerSecond  uint64   `yaml:"packetsPerSecond,omitempty" json:"packetsPerSecond,omitempty"`
+	PacketBurst       uint64   `yaml:"packetBurst,omitempty" json:"packetBurst,omitempty"`
+	NewConnsPerSecond uint64   `yaml:"newConnsPerSecond,omitempty" json:"newConnsPerSecond,omitempty"`
+	NewConnBurst      uint64   `yaml:"newConnBurst,omitempty" json:"newConnBurst,omitempty"`
+}
+
+// VIP is a virtual service address steered in XDP to a pool.
+type VIP struct {
+	Name     string `yaml:"name" json:"name"`
+	Address  string `yaml:"address" json:"address"`
+	Port     int    `yaml:"port" json:"port"`
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"` // tcp (default) | udp
+	Pool     string `yaml:"pool" json:"pool"`
+	// Forwarding is ipip (default, direct server return through an IPIP
+	// tunnel) or l2 (MAC rewrite, backends on the same segment).
+	Forwarding string `yaml:"forwarding,omitempty" json:"forwarding,omitempty"`
+	// NewConnsPerSecond guards the VIP as a whole against floods; 0 = off.
+	NewConnsPerSecond uint64 `yaml:"newConnsPerSecond,omitempty" json:"newConnsPerSecond,omitempty"`
+	NewConnBurst      uint64 `yaml:"newConnBurst,omitempty" json:"newConnBurst,omitempty"`
+}
+
+// Pool is a set of GPU backends, used both by VIPs (L4) and by model routes (L7).
+type Pool struct {
+	Name        string       `yaml:"name" json:"name"`
+	Backends    []Backend    `yaml:"backends" json:"backends"`
+	HealthCheck *HealthCheck `yaml:"healthCheck,omitempty" json:"healthCheck,omitempty"`
+	// LoadReports turns on GPU-load weighting from each backend's load report.
+	LoadReports bool `yaml:"loadReports,omitempty" json:"loadReports,omitempty"`
+}
+
+// Backend is one GPU host.
+type Backend struct {
+	Name    string `yaml:"name" json:"name"`
+	Address string `yaml:"address" json:"address"`
+	// Port is the inference server's port, for L7 routing and health checks.
+	Port   int    `yaml:"port,omitempty" json:"port,omitempty"`
+	Weight uint32 `yaml:"weight,omitempty" json:"weight,omitempty"` // default 100
+	State  string `yaml:"state,omitempty" json:"state,omitempty"`   // active (default) | draining
+	// LoadReportURL is where the host's agent serves its GPU load report.
+	LoadReportURL string `yaml:"loadReportURL,omitempty" json:"loadReportURL,omitempty"`
+}
+
+// HealthCheck probes each backend of a pool.
+type HealthCheck struct {
+	Type     string   `yaml:"type" json:"type"` // tcp | http
+	Port     int      `yaml:"port,omitempty" json:"port,omitempty"`
+	Path     string   `yaml:"path,omitempty" json:"path,omitempty"`
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Rise     int      `yaml:"rise,omitempty" json:"rise,omitempty"`
+	Fall     int      `yaml:"fall,omitempty" json:"fall,omitempty"`
+}
+
+// Gateway is the L7 side.
+type Gateway struct {
+	Listen     string      `yaml:"listen,omitempty" json:"listen,omitempty"`
+	Tenants    []Tenant    `yaml:"tenants,omitempty" json:"tenants,omitempty"`
+	Keys       []APIKey    `yaml:"keys,omitempty" json:"keys,omitempty"`
+	JWT        []JWTIssuer `yaml:"jwt,omitempty" json:"jwt,omitempty"`
+	Models     []Model     `yaml:"models,omitempty" json:"models,omitempty"`
+	Providers  []Provider  `yaml:"providers,omitempty" json:"providers,omitempty"`
+	Inspection Inspection  `yaml:"inspection,omitempty" json:"inspection,omitempty"`
+	Limits     LimitStore  `yaml:"limitStore,omitempty" json:"limitStore,omitempty"`
+	Audit      Audit       `yaml:"audit,omitempty" json:"audit,omitempty"`
+	Timeouts   Timeouts    `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	// MaxBodyBytes bounds a request body (default 4 MiB).
+	MaxBodyBytes int64 `yaml:"maxBodyBytes,omitempty" json:"maxBodyBytes,omitempty"`
+}
+
+// Tenant is a customer of the gateway; limits apply to all its keys together.
+type Tenant struct {
+	Name   string `yaml:"name" json:"name"`
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+}
+
+// Limits per tenant or per key. Zero means unlimited.
+type Limits struct {
+	RequestsPerMinute uint64  `yaml:"requestsPerMinute,omitempty" json:"requestsPerMinute,omitempty"`
+	TokensPerMinute   uint64  `yaml:"tokensPerMinute,omitempty" json:"tokensPerMinute,omitempty"`
+	Concurrent        uint64  `yaml:"concurrent,omitempty" json:"concurrent,omitempty"`
+	BudgetUSD         float64 `yaml:"budgetUSD,omitempty" json:"budgetUSD,omitempty"`
+	// BudgetWindow is how long a budget lasts before it resets (default 720h).
+	BudgetWindow Duration `yaml:"budgetWindow,omitempty" json:"budgetWindow,omitempty"`
+}
+
+// APIKey maps a key, stored only as its hash, to a tenant.
+type APIKey struct {
+	Name   string `yaml:"name" json:"name"`
+	Tenant string `yaml:"tenant" json:"tenant"`
+	// Hash is "sha256:<64 hex digits>" of the whole key.
+	Hash   string `yaml:"hash" json:"hash"`
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+}
+
+// JWTIssuer accepts bearer JWTs from one issuer.
+type JWTIssuer struct {
+	Issuer   string `yaml:"issuer" json:"issuer"`
+	Audience string `yaml:"audience,omitempty" json:"audience,omitempty"`
+	// Exactly one of HS256SecretFile, HS256SecretEnv or JWKSURL.
+	HS256SecretFile string   `yaml:"hs256SecretFile,omitempty" json:"hs256SecretFile,omitempty"`
+	HS256SecretEnv  string   `yaml:"hs256SecretEnv,omitempty" json:"hs256SecretEnv,omitempty"`
+	JWKSURL         string   `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty"`
+	JWKSRefresh     Duration `yaml:"jwksRefresh,omitempty" json:"jwksRefresh,omitempty"`
+	// TenantClaim names the claim holding the tenant (default "tenant").
+	TenantClaim string `yaml:"tenantClaim,omitempty" json:"tenantClaim,omitempty"`
+}
+
+// Model is a model name clients may ask for, and where it goes.
+type Model struct {
+	Name    string   `yaml:"name" json:"name"`
+	Aliases []string `yaml:"aliases,omitempty" json:"aliases,omitempty"`
+	// Encoding is the tokenizer: cl100k_base or o200k_base (default from the
+	// name where known, else cl100k_base).
+	Encoding string `yaml:"encoding,omitempty" json:"encoding,omitempty"`
+	Price    Price  `yaml:"price,omitempty" json:"price,omitempty"`
+	// Routes are weighted splits (A/B, canary); Fallback is tried in order on
+	// timeout, 5xx or 429.
+	Routes   []Route  `yaml:"routes" json:"routes"`
+	Fallback []Route  `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	// Retries bounds fallback attempts (default 2).
+	Retries int `yaml:"retries,omitempty" json:"retries,omitempty"`
+}
+
+// Price in USD per million tokens.
+type Price struct {
+	InputPerMTok  float64 `yaml:"inputPerMTok,omitempty" json:"inputPerMTok,omitempty"`
+	OutputPerMTok float64 `yaml:"outputPerMTok,omitempty" json:"outputPerMTok,omitempty"`
+}
+
+// Route sends to exactly one of a pool or a provider. UpstreamModel renames
+// the model upstream (a model version behind a stable name).
+type Route struct {
+	Pool          string `yaml:"pool,omitempty" json:"pool,omitempty"`
+	Provider      string `yaml:"provider,omitempty" json:"provider,omitempty"`
+	Weight        uint32 `yaml:"weight,omitempty" json:"weight,omitempty"`
+	UpstreamModel string `yaml:"upstreamModel,omitempty" json:"upstreamModel,omitempty"`
+}
+
+// Provider is an external OpenAI-compatible API. The key comes from a file or
+// the environment, never from the client.
+type Provider struct {
+	Name       string `yaml:"name" json:"name"`
+	BaseURL    string `yaml:"baseURL" json:"baseURL"`
+	APIKeyFile string `yaml:"apiKeyFile,omitempty" json:"apiKeyFile,omitempty"`
+	APIKeyEnv  string `yaml:"apiKeyEnv,omitempty" json:"apiKeyEnv,omitempty"`
+}
+
+// Timeouts for one upstream attempt.
+type Timeouts struct {
+	Connect          Duration `yaml:"connect,omitempty" json:"connect,omitempty"`
+	TimeToFirstToken Duration `yaml:"timeToFirstToken,omitempty" json:"timeToFirstToken,omitempty"`
+	Total            Duration `yaml:"total,omitempty" json:"total,omitempty"`
+}
+
+// Inspection configures the prompt inspector.
+type Inspection struct {
+	MaxMessageBytes int              `yaml:"maxMessageBytes,omitempty" json:"maxMessageBytes,omitempty"`
+	Rules           []InspectionRule `yaml:"rules,omitempty" json:"rules,omitempty"`
+}
+
+// InspectionRule applies one detector with one action.
+type InspectionRule struct {
+	Name string `yaml:"name" json:"name"`
+	// Detector: email, phone, credit-card, iban, us-ssn, ip-address,
+	// cloud-key, private-key, api-token, injection, unicode-smuggling,
+	// regex (Pattern), deny-list (Words).
+	Detector string   `yaml:"detector" json:"detector"`
+	Pattern  string   `yaml:"pattern,omitempty" json:"pattern,omitempty"`
+	Words    []string `yaml:"words,omitempty" json:"words,omitempty"`
+	Action   string   `yaml:"action" json:"action"` // block | redact | flag
+}
+
+// LimitStore chooses where L7 limit state lives.
+type LimitStore struct {
+	// Redis address (host:port); empty keeps state in memory.
+	Redis string `yaml:"redis,omitempty" json:"redis,omitempty"`
+	// FailOpen admits requests when Redis is unreachable (default: fail closed).
+	FailOpen bool `yaml:"failOpen,omitempty" json:"failOpen,omitempty"`
+}
+
+// Audit configures the JSON-lines audit log.
+type Audit struct {
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// LogPrompts includes prompt text (after redaction). Off by default.
+	LogPrompts bool `yaml:"logPrompts,omitempty" json:"logPrompts,omitempty"`
+}
