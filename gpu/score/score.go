@@ -1,0 +1,198 @@
+package score
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultBaseWeight is the weight of an idle host of capacity 1; it
+	// matches the policy's default static backend weight.
+	DefaultBaseWeight = 100
+	// DefaultMaxWeight caps a weight so a very large host cannot make
+	// every other host's share of a Maglev table round to nothing.
+	DefaultMaxWeight = 10000
+	// DefaultMinWeight is the floor of a healthy host: a busy host keeps a
+	// trickle of new flows so its reports keep reflecting real traffic and
+	// it recovers as soon as it drains its queue.
+	DefaultMinWeight = 5
+	// DefaultAlpha is the EWMA weight of a new observation. With reports
+	// every second, 0.3 follows a step change to 90% within about 6 s,
+	// slow enough that one noisy scrape does not move traffic.
+	DefaultAlpha = 0.3
+	// DefaultRebuildThreshold: a host's weight must move by more than 15%
+	// of its published value before the Maglev table is rebuilt.
+	DefaultRebuildThreshold = 0.15
+	// DefaultStaleness: a host silent for this long is steered back
+	// towards the neutral weight.
+	DefaultStaleness = 10 * time.Second
+	// DefaultQueueScale: this many waiting requests per unit of capacity
+	// halve a host's weight.
+	DefaultQueueScale = 4.0
+	// DefaultUtilWeight: a fully busy GPU (by SM utilisation) loses at
+	// most this fraction of its weight. Utilisation is a weak predictor of
+	// queueing (a decoding GPU reads 100% at any batch size), so it counts
+	// for less than KV pressure and queue depth.
+	DefaultUtilWeight = 0.3
+	// DefaultMemWeight: a GPU with no free memory loses at most this
+	// fraction of its weight. Inference servers preallocate most memory,
+	// so this mostly separates hosts with other tenants on the GPU.
+	DefaultMemWeight = 0.2
+)
+
+// Limits on configuration, so a typo cannot make weights meaningless.
+const (
+	maxWeightLimit = 1 << 20
+	maxCapacity    = 1024.0
+)
+
+// Config tunes Score and the Weighter. Zero fields take the defaults above.
+type Config struct {
+	BaseWeight    uint32
+	MaxWeight     uint32
+	MinWeight     uint32
+	NeutralWeight uint32 // weight of a host with no fresh report; default BaseWeight
+
+	Alpha            float64
+	RebuildThreshold float64
+	Staleness        time.Duration
+
+	QueueScale float64
+	UtilWeight float64
+	MemWeight  float64
+}
+
+// WithDefaults returns c with zero fields filled and checks the result.
+func (c Config) WithDefaults() (Config, error) {
+	if c.BaseWeight == 0 {
+		c.BaseWeight = DefaultBaseWeight
+	}
+	if c.MaxWeight == 0 {
+		c.MaxWeight = DefaultMaxWeight
+	}
+	if c.MinWeight == 0 {
+		c.MinWeight = DefaultMinWeight
+	}
+	if c.NeutralWeight == 0 {
+		c.NeutralWeight = c.BaseWeight
+	}
+	if c.Alpha == 0 {
+		c.Alpha = DefaultAlpha
+	}
+	if c.RebuildThreshold == 0 {
+		c.RebuildThreshold = DefaultRebuildThreshold
+	}
+	if c.Staleness == 0 {
+		c.Staleness = DefaultStaleness
+	}
+	if c.QueueScale == 0 {
+		c.QueueScale = DefaultQueueScale
+	}
+	if c.UtilWeight == 0 {
+		c.UtilWeight = DefaultUtilWeight
+	}
+	if c.MemWeight == 0 {
+		c.MemWeight = DefaultMemWeight
+	}
+	switch {
+	case c.MaxWeight > maxWeightLimit:
+		return c, fmt.Errorf("score: max weight %d above %d", c.MaxWeight, maxWeightLimit)
+	case c.MinWeight > c.MaxWeight:
+		return c, fmt.Errorf("score: min weight %d above max weight %d", c.MinWeight, c.MaxWeight)
+	case c.BaseWeight > c.MaxWeight || c.NeutralWeight > c.MaxWeight:
+		return c, fmt.Errorf("score: base/neutral weight above max weight %d", c.MaxWeight)
+	case !(c.Alpha > 0 && c.Alpha <= 1):
+		return c, fmt.Errorf("score: alpha %v outside (0,1]", c.Alpha)
+	case !(c.RebuildThreshold > 0 && c.RebuildThreshold < 10):
+		return c, fmt.Errorf("score: rebuild threshold %v outside (0,10)", c.RebuildThreshold)
+	case c.Staleness < 0:
+		return c, errors.New("score: negative staleness")
+	case !(c.QueueScale > 0) || math.IsInf(c.QueueScale, 0):
+		return c, fmt.Errorf("score: queue scale %v not positive", c.QueueScale)
+	case !(c.UtilWeight >= 0 && c.UtilWeight <= 1):
+		return c, fmt.Errorf("score: util weight %v outside [0,1]", c.UtilWeight)
+	case !(c.MemWeight >= 0 && c.MemWeight <= 1):
+		return c, fmt.Errorf("score: memory weight %v outside [0,1]", c.MemWeight)
+	}
+	return c, nil
+}
+
+// Score is the scoring function: it turns one report into the weight the
+// host deserves now, before smoothing, flooring and rounding. cfg must have
+// its defaults filled (Config.WithDefaults).
+//
+// A host's weight is its capacity times the fraction of that capacity that
+// is free, scaled so an idle host of capacity 1 scores BaseWeight:
+//
+//	weight = BaseWeight × capacity × kv × queue × util × mem
+//
+// Each factor is 1 for an idle host, falls as its signal shows more load,
+// and is exactly 1 when the signal is absent from the report (unknown is
+// treated as neutral, never as idle or as full):
+//
+//   - kv = 1 − KVCacheUsage. KV-cache pressure comes first: a server whose
+//     KV blocks are full must queue or preempt, so the free fraction of the
+//     cache is the room left for new sequences.
+//   - queue = 1 / (1 + RequestsWaiting / (QueueScale × capacity)). Waiting
+//     requests are time to first token already lost; QueueScale waiting
+//     requests per unit of capacity halve the weight, and the factor never
+//     reaches zero, so ratios between busy hosts stay meaningful. Dividing by
+//     capacity means a twice-as-fast host shrugs off twice the queue.
+//   - util = 1 − UtilWeight × SMUtil. Utilisation is secondary: it saturates
+//     long before a server queues, so it can only take UtilWeight of the
+//     weight away.
+//   - mem = 1 − MemWeight × used/total GPU memory, likewise secondary.
+//
+// Capacity (Report.Capacity, 0 taken as 1, capped at 1024) multiplies the
+// whole product, so at equal pressure a host with twice the capacity gets
+// twice the weight. RequestsRunning does not enter: with continuous batching
+// a running request costs what its KV blocks cost, which kv already counts.
+//
+// An unhealthy report scores 0. The result is in [0, MaxWeight]; NaN or
+// out-of-range inputs are clamped rather than propagated.
+func Score(r Report, cfg Config) float64 {
+	if !r.Healthy {
+		return 0
+	}
+	capacity := r.Capacity
+	if !(capacity > 0) {
+		capacity = 1
+	}
+	capacity = math.Min(capacity, maxCapacity)
+
+	f := 1.0
+	if r.Signals.Has(HasKVCache) {
+		f *= 1 - clamp01(r.KVCacheUsage)
+	}
+	if r.Signals.Has(HasWaiting) {
+		waiting := r.RequestsWaiting
+		if !(waiting > 0) {
+			waiting = 0
+		}
+		f *= 1 / (1 + waiting/(cfg.QueueScale*capacity))
+	}
+	if r.Signals.Has(HasUtil) {
+		f *= 1 - cfg.UtilWeight*clamp01(r.SMUtil)
+	}
+	if r.Signals.Has(HasMemory) && r.MemoryTotalBytes > 0 {
+		used := float64(r.MemoryUsedBytes) / float64(r.MemoryTotalBytes)
+		f *= 1 - cfg.MemWeight*clamp01(used)
+	}
+	w := float64(cfg.BaseWeight) * capacity * f
+	return math.Min(w, float64(cfg.MaxWeight))
+}
+
+// clamp01 bounds v to [0,1], mapping NaN to 0.
+func clamp01(v float64) float64 {
+	switch {
+	case v > 1:
+		return 1
+	case v > 0:
+		return v
+	default:
+		return 0
+	}
+}

@@ -1,0 +1,219 @@
+package score
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+)
+
+func defaults(t *testing.T) Config {
+	t.Helper()
+	c, err := Config{}.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func full(kv, waiting, util, memUsed float64, capacity float64) Report {
+	return Report{
+		Healthy:          true,
+		Signals:          HasKVCache | HasWaiting | HasRunning | HasUtil | HasMemory,
+		KVCacheUsage:     kv,
+		RequestsWaiting:  waiting,
+		RequestsRunning:  8,
+		SMUtil:           util,
+		MemoryUsedBytes:  uint64(memUsed * 80e9),
+		MemoryTotalBytes: 80e9,
+		Capacity:         capacity,
+	}
+}
+
+func TestScoreIdleIsBase(t *testing.T) {
+	c := defaults(t)
+	r := Report{Healthy: true}
+	if got := Score(r, c); got != float64(c.BaseWeight) {
+		t.Fatalf("no signals: got %v, want base %d", got, c.BaseWeight)
+	}
+	r = full(0, 0, 0, 0, 0)
+	if got := Score(r, c); got != float64(c.BaseWeight) {
+		t.Fatalf("idle with all signals: got %v, want base %d", got, c.BaseWeight)
+	}
+}
+
+func TestScoreMonotonicInEachSignal(t *testing.T) {
+	c := defaults(t)
+	prev := math.Inf(1)
+	for q := 0.0; q <= 64; q++ {
+		s := Score(full(0.3, q, 0.5, 0.5, 1), c)
+		if !(s < prev) {
+			t.Fatalf("waiting=%v: score %v not below %v", q, s, prev)
+		}
+		if s <= 0 {
+			t.Fatalf("waiting=%v: queue alone reached zero", q)
+		}
+		prev = s
+	}
+	prev = math.Inf(1)
+	for kv := 0.0; kv <= 1.0001; kv += 0.05 {
+		s := Score(full(kv, 2, 0.5, 0.5, 1), c)
+		if kv < 1 && !(s < prev) {
+			t.Fatalf("kv=%v: score %v not below %v", kv, s, prev)
+		}
+		prev = s
+	}
+	if s := Score(full(1, 0, 0, 0, 1), c); s != 0 {
+		t.Fatalf("full KV cache scored %v, want 0 before the floor", s)
+	}
+	prev = math.Inf(1)
+	for u := 0.0; u <= 1.0001; u += 0.1 {
+		s := Score(full(0.3, 2, u, 0.5, 1), c)
+		if !(s < prev) {
+			t.Fatalf("util=%v: score %v not below %v", u, s, prev)
+		}
+		prev = s
+	}
+	prev = math.Inf(1)
+	for m := 0.0; m <= 1.0001; m += 0.1 {
+		s := Score(full(0.3, 2, 0.5, m, 1), c)
+		if !(s < prev) {
+			t.Fatalf("mem=%v: score %v not below %v", m, s, prev)
+		}
+		prev = s
+	}
+}
+
+func TestScorePrimarySignalsDominate(t *testing.T) {
+	c := defaults(t)
+	// Full utilisation and memory cost at most UtilWeight and MemWeight;
+	// a KV cache at 80% costs more than both together.
+	hot := Score(full(0.1, 0, 1, 1, 1), c)
+	kvBound := Score(full(0.8, 0, 0, 0, 1), c)
+	if !(kvBound < hot) {
+		t.Fatalf("KV at 80%% scored %v, not below saturated util+mem %v", kvBound, hot)
+	}
+	queued := Score(full(0.1, 16, 0, 0, 1), c)
+	if !(queued < hot) {
+		t.Fatalf("16 waiting scored %v, not below saturated util+mem %v", queued, hot)
+	}
+}
+
+func TestScoreCapacityScaling(t *testing.T) {
+	c := defaults(t)
+	for _, r := range []Report{full(0, 0, 0, 0, 0), full(0.5, 0, 0.7, 0.9, 0), full(0.2, 0, 1, 0.5, 0)} {
+		one := r
+		one.Capacity = 1
+		two := r
+		two.Capacity = 2
+		a, b := Score(one, c), Score(two, c)
+		if math.Abs(b/a-2) > 1e-9 {
+			t.Fatalf("equal pressure: capacity 2 scored %v, capacity 1 %v (ratio %v, want 2)", b, a, b/a)
+		}
+	}
+	// Equal queue per unit of capacity is equal pressure.
+	a := Score(full(0.4, 4, 0.5, 0.5, 1), c)
+	b := Score(full(0.4, 8, 0.5, 0.5, 2), c)
+	if math.Abs(b/a-2) > 1e-9 {
+		t.Fatalf("twice the queue on twice the capacity: ratio %v, want 2", b/a)
+	}
+	// Unknown capacity counts as 1.
+	if Score(full(0.4, 4, 0.5, 0.5, 0), c) != a {
+		t.Fatal("capacity 0 not treated as 1")
+	}
+}
+
+func TestScoreUnknownSignalsAreNeutral(t *testing.T) {
+	c := defaults(t)
+	// Values without their bits must not count, whatever they hold.
+	r := Report{Healthy: true, KVCacheUsage: 0.99, RequestsWaiting: 1000, SMUtil: 1,
+		MemoryUsedBytes: 80e9, MemoryTotalBytes: 80e9}
+	if got := Score(r, c); got != float64(c.BaseWeight) {
+		t.Fatalf("absent signals changed the score: %v", got)
+	}
+}
+
+func TestScoreBoundsBadInput(t *testing.T) {
+	c := defaults(t)
+	cases := []Report{
+		full(math.NaN(), math.NaN(), math.NaN(), 0, math.NaN()),
+		full(-1, -5, -1, 0, -3),
+		full(7, math.Inf(1), 9, 2, math.Inf(1)),
+	}
+	for i, r := range cases {
+		s := Score(r, c)
+		if math.IsNaN(s) || s < 0 || s > float64(c.MaxWeight) {
+			t.Fatalf("case %d: score %v out of [0,%d]", i, s, c.MaxWeight)
+		}
+	}
+	if s := Score(Report{Healthy: false}, c); s != 0 {
+		t.Fatalf("unhealthy scored %v", s)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	bad := []Config{
+		{Alpha: 1.5},
+		{Alpha: -0.1},
+		{MinWeight: 50, MaxWeight: 10},
+		{MaxWeight: maxWeightLimit + 1},
+		{UtilWeight: 2},
+		{MemWeight: -1},
+		{QueueScale: -1},
+		{RebuildThreshold: -0.1},
+		{Staleness: -time.Second},
+		{BaseWeight: 200, MaxWeight: 100},
+	}
+	for i, c := range bad {
+		if _, err := c.WithDefaults(); err == nil {
+			t.Errorf("case %d (%+v) accepted", i, c)
+		}
+	}
+	if _, err := NewWeighter(Config{Alpha: 2}); err == nil {
+		t.Error("NewWeighter accepted alpha 2")
+	}
+}
+
+func TestCapacityForModel(t *testing.T) {
+	cases := map[string]float64{
+		"NVIDIA H100 80GB HBM3": 1,
+		"NVIDIA H200":           4.8 / 3.35,
+		"NVIDIA H100 PCIe":      2.0 / 3.35,
+		"NVIDIA A100-SXM4-80GB": 2.04 / 3.35,
+		"NVIDIA A100-SXM4-40GB": 1.555 / 3.35,
+		"NVIDIA A10G":           0.6 / 3.35,
+		"NVIDIA L4":             0.3 / 3.35,
+		"NVIDIA L40S":           0.864 / 3.35,
+		"Tesla T4":              0.32 / 3.35,
+		"Some Future GPU":       0,
+	}
+	for name, want := range cases {
+		if got := CapacityForModel(name); math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s: got %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestSignalsJSONRoundTrip(t *testing.T) {
+	r := full(0.5, 3, 0.25, 0.5, 2)
+	r.Time = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	r.Signals = HasKVCache | HasWaiting
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back != r {
+		t.Fatalf("round trip: %+v != %+v", back, r)
+	}
+	var s Signals
+	if err := json.Unmarshal([]byte(`["kvCache","bogus"]`), &s); err == nil {
+		t.Fatal("unknown signal name accepted")
+	}
+	if got := (HasKVCache | HasMemory).String(); got != "kvCache,memory" {
+		t.Fatalf("String: %q", got)
+	}
+}
