@@ -72,3 +72,19 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestAttachPass(t *testing.T) {
+	privtest.Root(t)
+	topo := New("igp")
+	t.Cleanup(func() { _ = topo.Close() })
+	a, err := topo.AddNS("a")
+	must(t, err)
+	b, _ := topo.AddNS("b")
+	must(t, topo.Veth(a, "eth0", b, "eth0"))
+	must(t, topo.AttachPass(b, "eth0"))
+	out, err := topo.Output(b, "ip", "-d", "link", "show", "eth0")
+	must(t, err)
+	if !strings.Contains(out, "xdp") {
+		t.Fatalf("no xdp program on eth0: %s", out)
+	}
+}
