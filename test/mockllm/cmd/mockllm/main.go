@@ -1,0 +1,58 @@
+// Command mockllm serves an OpenAI-compatible mock inference server (see
+// package mockllm) for demos and benchmarks.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+const (
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 90 * time.Second
+	shutdownGrace     = 10 * time.Second
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8000", "address to serve on")
+	name := flag.String("name", mockllm.DefaultName, "model name")
+	ttft := flag.Duration("ttft", 0, "time to first token once a batch slot is held")
+	tps := flag.Float64("tokens-per-s", 0, "generation rate per request; 0 is instant")
+	gpus := flag.Int("gpus", mockllm.DefaultGPUs, "simulated GPUs")
+	batch := flag.Int("batch", mockllm.DefaultBatch, "concurrent requests per GPU")
+	queue := flag.Int("queue", mockllm.DefaultQueue, "requests that may wait for a slot")
+	maxTokens := flag.Int("max-tokens", mockllm.DefaultMaxTokens, "completion length when a request sets none")
+	omitUsage := flag.Bool("omit-usage", false, "leave usage out of responses")
+	failStatus := flag.Int("fail-status", 0, "answer every request with this HTTP status")
+	flag.Parse()
+
+	s := mockllm.New(mockllm.Config{Name: *name, TTFT: *ttft, TokensPerSecond: *tps, GPUs: *gpus, Batch: *batch,
+		Queue: *queue, MaxTokens: *maxTokens, OmitUsage: *omitUsage})
+	if *failStatus != 0 {
+		s.SetFailure(mockllm.Failure{Status: *failStatus})
+	}
+	srv := &http.Server{Addr: *listen, Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	slog.Info("mockllm listening", "addr", *listen, "model", *name)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, "mockllm:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,566 @@
+// Package mockllm is an OpenAI-compatible mock inference server for tests,
+// demos and benchmarks. It simulates GPUs with a bounded batch and a queue
+// (so time to first token grows with load), streams deterministic text at a
+// configured rate, serves vLLM-style /metrics, can be told to fail, and
+// remembers the last request bodies it received so tests can see exactly
+// what a proxy forwarded.
+package mockllm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults and bounds.
+const (
+	DefaultName          = "mock-model"
+	DefaultGPUs          = 1
+	DefaultBatch         = 64
+	DefaultQueue         = 4096
+	DefaultMaxTokens     = 16
+	DefaultKeepRequests  = 32
+	DefaultMaxBodyBytes  = 8 << 20
+	maxGenerateTokens    = 8192
+	maxRecordedBodyBytes = 256 << 10
+	maxEmbeddingInputs   = 2048
+	embeddingDims        = 8
+)
+
+// Words is the fixed vocabulary of generated text. Every entry, written with
+// its leading space, is a single token in both cl100k_base and o200k_base, so
+// a completion of n words is n tokens.
+var Words = []string{
+	" the", " of", " and", " to", " in", " is", " that", " for", " it", " as",
+	" was", " with", " be", " by", " on", " not", " he", " this", " are", " or",
+	" his", " from", " at", " which", " but", " have", " an", " had", " they", " you",
+}
+
+// Config describes one mock server. Zero values take the defaults above.
+type Config struct {
+	// Name is the model served; requests for other models are still served
+	// (the name only labels responses and metrics).
+	Name string
+	// TTFT is the time to first token once a batch slot is held.
+	TTFT time.Duration
+	// TokensPerSecond paces generation; 0 generates instantly.
+	TokensPerSecond float64
+	// GPUs and Batch bound concurrent generation to GPUs*Batch; beyond that
+	// requests wait in a queue of at most Queue, and over it get 503.
+	GPUs, Batch, Queue int
+	// MaxTokens is the completion length when a request sets none.
+	MaxTokens int
+	// OmitUsage leaves usage out of every response, streamed or not.
+	OmitUsage bool
+	// KeepRequests is how many recent requests Requests() remembers.
+	KeepRequests int
+	MaxBodyBytes int64
+}
+
+// Failure makes the server misbehave; see SetFailure.
+type Failure struct {
+	// Status, when non-zero, answers requests with this status (500, 429, 503…).
+	Status int
+	// Hang holds requests without answering until the client gives up.
+	Hang bool
+	// BreakAfter, when > 0, cuts a stream (closes the connection without
+	// [DONE] or usage) after that many content chunks.
+	BreakAfter int
+	// Count limits the failure to the next Count requests; 0 means all.
+	Count int
+}
+
+// Recorded is one request as the server received it.
+type Recorded struct {
+	Time   time.Time   `json:"time"`
+	Method string      `json:"method"`
+	Path   string      `json:"path"`
+	Header http.Header `json:"header"`
+	Body   string      `json:"body"`
+}
+
+// Server is the mock. Create it with New and serve Handler().
+type Server struct {
+	cfg   Config
+	slots chan struct{}
+	mux   *http.ServeMux
+
+	queued, running atomic.Int64
+	total, canceled atomic.Int64
+	completed       atomic.Int64
+	seq             atomic.Uint64
+
+	mu       sync.Mutex
+	failure  Failure
+	failLeft int
+	recent   []Recorded
+	next     int
+}
+
+// New builds a server from cfg, filling defaults.
+func New(cfg Config) *Server {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.GPUs <= 0 {
+		cfg.GPUs = DefaultGPUs
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.MaxTokens <= 0 {
+		cfg.MaxTokens = DefaultMaxTokens
+	}
+	if cfg.KeepRequests <= 0 {
+		cfg.KeepRequests = DefaultKeepRequests
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{cfg: cfg, slots: make(chan struct{}, cfg.GPUs*cfg.Batch), mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/chat/completions", s.generate(kindChat))
+	s.mux.HandleFunc("POST /v1/completions", s.generate(kindCompletion))
+	s.mux.HandleFunc("POST /v1/embeddings", s.generate(kindEmbedding))
+	s.mux.HandleFunc("GET /v1/models", s.models)
+	s.mux.HandleFunc("GET /metrics", s.metrics)
+	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	s.mux.HandleFunc("GET /debug/requests", s.debugRequests)
+	s.mux.HandleFunc("GET /debug/stats", s.debugStats)
+	return s
+}
+
+// Config returns the effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Handler serves the OpenAI-compatible API, /metrics, /health and /debug/*.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// SetFailure changes how the server misbehaves; the zero Failure heals it.
+func (s *Server) SetFailure(f Failure) {
+	s.mu.Lock()
+	s.failure = f
+	s.failLeft = f.Count
+	s.mu.Unlock()
+}
+
+// takeFailure returns the failure that applies to the next request.
+func (s *Server) takeFailure() Failure {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failure
+	if f.Count > 0 {
+		if s.failLeft <= 0 {
+			return Failure{}
+		}
+		s.failLeft--
+	}
+	return f
+}
+
+// Requests returns the remembered requests, oldest first.
+func (s *Server) Requests() []Recorded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Recorded, 0, len(s.recent))
+	if len(s.recent) < s.cfg.KeepRequests {
+		return append(out, s.recent...)
+	}
+	out = append(out, s.recent[s.next:]...)
+	return append(out, s.recent[:s.next]...)
+}
+
+// LastRequest returns the most recent request, if any.
+func (s *Server) LastRequest() (Recorded, bool) {
+	r := s.Requests()
+	if len(r) == 0 {
+		return Recorded{}, false
+	}
+	return r[len(r)-1], true
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	Total     int64 `json:"total"`
+	Completed int64 `json:"completed"`
+	Canceled  int64 `json:"canceled"`
+	Running   int64 `json:"running"`
+	Waiting   int64 `json:"waiting"`
+}
+
+// Stats returns the counters; Canceled counts requests whose client went away
+// before the response was complete.
+func (s *Server) Stats() Stats {
+	return Stats{Total: s.total.Load(), Completed: s.completed.Load(), Canceled: s.canceled.Load(),
+		Running: s.running.Load(), Waiting: s.queued.Load()}
+}
+
+func (s *Server) record(r *http.Request, body []byte) {
+	if len(body) > maxRecordedBodyBytes {
+		body = body[:maxRecordedBodyBytes]
+	}
+	rec := Recorded{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: string(body)}
+	s.mu.Lock()
+	if len(s.recent) < s.cfg.KeepRequests {
+		s.recent = append(s.recent, rec)
+	} else {
+		s.recent[s.next] = rec
+		s.next = (s.next + 1) % s.cfg.KeepRequests
+	}
+	s.mu.Unlock()
+}
+
+type kind int
+
+const (
+	kindChat kind = iota
+	kindCompletion
+	kindEmbedding
+)
+
+// request holds the fields the mock reads.
+type request struct {
+	Model         string          `json:"model"`
+	Messages      []message       `json:"messages"`
+	Prompt        json.RawMessage `json:"prompt"`
+	Input         json.RawMessage `json:"input"`
+	Stream        bool            `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           *int `json:"max_tokens"`
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
+}
+
+type message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// Usage is OpenAI's usage object.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": typ, "code": nil, "param": nil}})
+	_, _ = w.Write(b)
+}
+
+// approxTokens estimates prompt tokens as whitespace-separated words; the
+// mock has no tokenizer, and a gateway bills the usage it is told.
+func approxTokens(b []byte) int {
+	n := len(bytes.Fields(b))
+	if n == 0 && len(b) > 0 {
+		n = 1
+	}
+	return n
+}
+
+func (s *Server) generate(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.total.Add(1)
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "could not read body: "+err.Error())
+			return
+		}
+		s.record(r, body)
+		var req request
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "malformed JSON: "+err.Error())
+			return
+		}
+		f := s.takeFailure()
+		if f.Status != 0 {
+			if f.Status == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "1")
+			}
+			writeError(w, f.Status, "server_error", "mock failure "+strconv.Itoa(f.Status))
+			return
+		}
+		ctx := r.Context()
+		if f.Hang {
+			<-ctx.Done()
+			s.canceled.Add(1)
+			return
+		}
+		release, ok := s.admit(ctx)
+		if !ok {
+			if ctx.Err() != nil {
+				s.canceled.Add(1)
+				return
+			}
+			writeError(w, http.StatusServiceUnavailable, "server_error", "mock queue full")
+			return
+		}
+		defer release()
+
+		model := req.Model
+		if model == "" {
+			model = s.cfg.Name
+		}
+		prompt := approxTokens(req.Prompt) + approxTokens(req.Input)
+		for _, m := range req.Messages {
+			prompt += approxTokens(m.Content) + 1
+		}
+		if k == kindEmbedding {
+			if !s.sleep(ctx, s.cfg.TTFT) {
+				s.canceled.Add(1)
+				return
+			}
+			s.writeEmbeddings(w, &req, model, prompt)
+			s.completed.Add(1)
+			return
+		}
+		n := s.cfg.MaxTokens
+		if req.MaxCompletionTokens != nil {
+			n = *req.MaxCompletionTokens
+		} else if req.MaxTokens != nil {
+			n = *req.MaxTokens
+		}
+		n = max(0, min(n, maxGenerateTokens))
+		id := fmt.Sprintf("cmpl-mock-%d", s.seq.Add(1))
+		var done bool
+		if req.Stream {
+			includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.cfg.OmitUsage
+			done = s.stream(ctx, w, k, id, model, prompt, n, includeUsage, f.BreakAfter)
+		} else {
+			done = s.whole(ctx, w, k, id, model, prompt, n)
+		}
+		if done {
+			s.completed.Add(1)
+		} else {
+			s.canceled.Add(1)
+		}
+	}
+}
+
+// admit waits for a batch slot, bounded by the queue length.
+func (s *Server) admit(ctx context.Context) (func(), bool) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		if s.queued.Add(1) > int64(s.cfg.Queue) {
+			s.queued.Add(-1)
+			return nil, false
+		}
+		select {
+		case s.slots <- struct{}{}:
+			s.queued.Add(-1)
+		case <-ctx.Done():
+			s.queued.Add(-1)
+			return nil, false
+		}
+	}
+	s.running.Add(1)
+	return func() { s.running.Add(-1); <-s.slots }, true
+}
+
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tokenInterval is the pause between generated tokens.
+func (s *Server) tokenInterval() time.Duration {
+	if s.cfg.TokensPerSecond <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / s.cfg.TokensPerSecond)
+}
+
+// Text returns the deterministic completion of n tokens.
+func Text(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(Words[i%len(Words)])
+	}
+	return b.String()
+}
+
+func (s *Server) whole(ctx context.Context, w http.ResponseWriter, k kind, id, model string, prompt, n int) bool {
+	if !s.sleep(ctx, s.cfg.TTFT+time.Duration(n)*s.tokenInterval()) {
+		return false
+	}
+	text := Text(n)
+	resp := map[string]any{"id": id, "created": time.Now().Unix(), "model": model}
+	finish := "length"
+	if k == kindChat {
+		resp["object"] = "chat.completion"
+		resp["choices"] = []any{map[string]any{"index": 0, "finish_reason": finish,
+			"message": map[string]any{"role": "assistant", "content": text}}}
+	} else {
+		resp["object"] = "text_completion"
+		resp["choices"] = []any{map[string]any{"index": 0, "finish_reason": finish, "text": text}}
+	}
+	if !s.cfg.OmitUsage {
+		resp["usage"] = Usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n}
+	}
+	b, _ := json.Marshal(resp)
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(b)
+	return err == nil
+}
+
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, k kind, id, model string, prompt, n int, includeUsage bool, breakAfter int) bool {
+	if !s.sleep(ctx, s.cfg.TTFT) {
+		return false
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	created := time.Now().Unix()
+	object := "text_completion"
+	if k == kindChat {
+		object = "chat.completion.chunk"
+	}
+	var buf []byte
+	send := func(v any) bool {
+		b, _ := json.Marshal(v)
+		buf = append(buf[:0], "data: "...)
+		buf = append(buf, b...)
+		buf = append(buf, "\n\n"...)
+		if _, err := w.Write(buf); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	chunk := func(choice map[string]any) map[string]any {
+		return map[string]any{"id": id, "object": object, "created": created, "model": model, "choices": []any{choice}}
+	}
+	if k == kindChat {
+		if !send(chunk(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "finish_reason": nil})) {
+			return false
+		}
+	}
+	interval := s.tokenInterval()
+	for i := 0; i < n; i++ {
+		if i > 0 && !s.sleep(ctx, interval) {
+			return false
+		}
+		if breakAfter > 0 && i == breakAfter {
+			// Cut the connection mid-stream, the way a crashed backend does.
+			conn, _, err := rc.Hijack()
+			if err != nil {
+				panic(http.ErrAbortHandler)
+			}
+			_ = conn.Close()
+			return false
+		}
+		word := Words[i%len(Words)]
+		var c map[string]any
+		if k == kindChat {
+			c = chunk(map[string]any{"index": 0, "delta": map[string]any{"content": word}, "finish_reason": nil})
+		} else {
+			c = chunk(map[string]any{"index": 0, "text": word, "finish_reason": nil})
+		}
+		if !send(c) {
+			return false
+		}
+	}
+	last := map[string]any{"index": 0, "finish_reason": "length"}
+	if k == kindChat {
+		last["delta"] = map[string]any{}
+	} else {
+		last["text"] = ""
+	}
+	if !send(chunk(last)) {
+		return false
+	}
+	if includeUsage {
+		if !send(map[string]any{"id": id, "object": object, "created": created, "model": model, "choices": []any{},
+			"usage": Usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n}}) {
+			return false
+		}
+	}
+	if _, err := io.WriteString(w, "data: [DONE]\n\n"); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
+
+func (s *Server) writeEmbeddings(w http.ResponseWriter, req *request, model string, prompt int) {
+	var inputs []json.RawMessage
+	if len(req.Input) > 0 && req.Input[0] == '[' {
+		if err := json.Unmarshal(req.Input, &inputs); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "input must be a string or an array")
+			return
+		}
+	} else {
+		inputs = []json.RawMessage{req.Input}
+	}
+	if len(inputs) > maxEmbeddingInputs {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "too many inputs")
+		return
+	}
+	data := make([]any, len(inputs))
+	for i, in := range inputs {
+		vec := make([]float64, embeddingDims)
+		for j := range vec {
+			vec[j] = float64((len(in)+j*7)%13) / 13
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": vec}
+	}
+	resp := map[string]any{"object": "list", "data": data, "model": model}
+	if !s.cfg.OmitUsage {
+		resp["usage"] = map[string]int{"prompt_tokens": prompt, "total_tokens": prompt}
+	}
+	b, _ := json.Marshal(resp)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
+	b, _ := json.Marshal(map[string]any{"object": "list", "data": []any{
+		map[string]any{"id": s.cfg.Name, "object": "model", "created": 0, "owned_by": "mockllm"}}})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// metrics writes vLLM's gauge names in the Prometheus text format. KV-cache
+// usage is modelled as the share of batch slots in use.
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	running, waiting := s.running.Load(), s.queued.Load()
+	kv := float64(running) / float64(cap(s.slots))
+	label := strconv.Quote(s.cfg.Name)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintf(w, "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=%s} %d\n", label, running)
+	fmt.Fprintf(w, "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=%s} %d\n", label, waiting)
+	fmt.Fprintf(w, "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=%s} %g\n", label, kv)
+	fmt.Fprintf(w, "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\nvllm:request_success_total{model_name=%s} %d\n", label, s.completed.Load())
+}
+
+func (s *Server) debugRequests(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.Requests())
+}
+
+func (s *Server) debugStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.Stats())
+}
