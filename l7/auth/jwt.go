@@ -1,0 +1,454 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/infergate/infergate/policy"
+)
+
+const (
+	jwksFetchTimeout      = 5 * time.Second
+	defaultJWKSRefresh    = 15 * time.Minute
+	defaultJWKSMinRefresh = 30 * time.Second
+	defaultLeeway         = 30 * time.Second
+	defaultTenantClaim    = "tenant"
+
+	// maxJWKSBytes bounds a JWKS response; real ones are a few KiB.
+	maxJWKSBytes = 256 << 10
+	// maxJWKSKeys bounds how many keys one document may hold.
+	maxJWKSKeys = 64
+	// minRSABits refuses keys weaker than NIST's floor.
+	minRSABits = 2048
+	// minHS256SecretBytes: RFC 7518 3.2 requires a key at least as long as
+	// the hash output.
+	minHS256SecretBytes = 32
+	// maxSecretFileBytes bounds the secret file read at start-up.
+	maxSecretFileBytes = 64 << 10
+)
+
+var getenv = os.Getenv
+
+type issuer struct {
+	cfg         policy.JWTIssuer
+	tenantClaim string
+	parser      *jwt.Parser
+	hsSecret    []byte     // HS256 issuers
+	jwks        *jwksCache // JWKS issuers
+}
+
+func newIssuer(c policy.JWTIssuer, opts Options) (*issuer, error) {
+	is := &issuer{cfg: c, tenantClaim: c.TenantClaim}
+	if is.tenantClaim == "" {
+		is.tenantClaim = defaultTenantClaim
+	}
+	sources := 0
+	for _, s := range []string{c.HS256SecretFile, c.HS256SecretEnv, c.JWKSURL} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return nil, errors.New("exactly one of hs256SecretFile, hs256SecretEnv or jwksURL is required")
+	}
+	// Only the algorithms of this issuer's key source verify: an HS256
+	// token can never be checked against a JWKS public key used as an HMAC
+	// secret, and "none" is never accepted.
+	var algs []string
+	switch {
+	case c.HS256SecretFile != "":
+		b, err := readBounded(c.HS256SecretFile, maxSecretFileBytes)
+		if err != nil {
+			return nil, fmt.Errorf("reading HS256 secret: %w", err)
+		}
+		is.hsSecret = []byte(strings.TrimRight(string(b), "\r\n"))
+		algs = []string{jwt.SigningMethodHS256.Alg()}
+	case c.HS256SecretEnv != "":
+		is.hsSecret = []byte(opts.Getenv(c.HS256SecretEnv))
+		algs = []string{jwt.SigningMethodHS256.Alg()}
+	default:
+		cache, err := newJWKSCache(c, opts)
+		if err != nil {
+			return nil, err
+		}
+		is.jwks = cache
+		algs = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
+	}
+	if is.jwks == nil && len(is.hsSecret) < minHS256SecretBytes {
+		return nil, fmt.Errorf("HS256 secret has %d bytes, need at least %d", len(is.hsSecret), minHS256SecretBytes)
+	}
+	popts := []jwt.ParserOption{
+		jwt.WithValidMethods(algs),
+		jwt.WithIssuer(c.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(opts.Leeway),
+		jwt.WithTimeFunc(opts.Now),
+		jwt.WithIssuedAt(),
+	}
+	if c.Audience != "" {
+		popts = append(popts, jwt.WithAudience(c.Audience))
+	}
+	is.parser = jwt.NewParser(popts...)
+	return is, nil
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+func (is *issuer) close() {
+	if is.jwks != nil {
+		is.jwks.close()
+	}
+}
+
+func (is *issuer) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		alg := t.Method.Alg()
+		if is.jwks == nil {
+			if alg != jwt.SigningMethodHS256.Alg() {
+				return nil, fmt.Errorf("algorithm %s not accepted", alg)
+			}
+			return is.hsSecret, nil
+		}
+		kid, _ := t.Header["kid"].(string)
+		return is.jwks.lookup(ctx, kid, alg)
+	}
+}
+
+// unverifiedIssuer reads only the iss claim, to pick the issuer whose keys
+// and algorithms then verify the whole token.
+var unverifiedParser = jwt.NewParser()
+
+func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (Principal, error) {
+	if len(tok) > maxTokenBytes {
+		return Principal{}, errTokenTooLong
+	}
+	var peek jwt.RegisteredClaims
+	if _, _, err := unverifiedParser.ParseUnverified(tok, &peek); err != nil {
+		return Principal{}, invalidToken("the bearer token is malformed")
+	}
+	is, ok := a.issuers[peek.Issuer]
+	if !ok {
+		return Principal{}, invalidToken("the token's issuer is not accepted")
+	}
+	claims := jwt.MapClaims{}
+	if _, err := is.parser.ParseWithClaims(tok, claims, is.keyfunc(r.Context())); err != nil {
+		return Principal{}, invalidToken("%s", describeJWTError(err))
+	}
+	tenant, _ := claims[is.tenantClaim].(string)
+	if tenant == "" {
+		return Principal{}, invalidToken("the token has no %q claim naming a tenant", is.tenantClaim)
+	}
+	idx, ok := a.tenants[tenant]
+	if !ok {
+		return Principal{}, invalidToken("the token's tenant is not known")
+	}
+	sub, _ := claims["sub"].(string)
+	return Principal{Tenant: a.g.Tenants[idx].Name, TenantIndex: idx, KeyIndex: -1, Subject: sub}, nil
+}
+
+// describeJWTError names the failed check without echoing token content.
+func describeJWTError(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "the token is expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "the token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "the token's audience is not accepted"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "the token's issuer is not accepted"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "the token lacks a required claim (exp)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "the token's signature is not valid"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "the token cannot be verified with this issuer's keys and algorithms"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "the bearer token is malformed"
+	default:
+		return "the bearer token is not valid"
+	}
+}
+
+// jwksCache holds an issuer's verification keys by kid. Readers never block
+// on a fetch: the key set is swapped atomically.
+type jwksCache struct {
+	url        string
+	client     *http.Client
+	log        *slog.Logger
+	now        func() time.Time
+	minRefresh time.Duration
+	refresh    time.Duration
+
+	keys atomic.Pointer[map[string]jwk]
+
+	mu          sync.Mutex // serialises fetches; guards lastAttempt
+	lastAttempt time.Time
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type jwk struct {
+	alg string // RS256 or ES256
+	key any    // *rsa.PublicKey or *ecdsa.PublicKey
+}
+
+func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
+	if !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
+		return nil, fmt.Errorf("jwksURL must be an http(s) URL")
+	}
+	jc := &jwksCache{
+		url:        c.JWKSURL,
+		client:     opts.HTTPClient,
+		log:        opts.Logger.With("issuer", c.Issuer, "jwks", c.JWKSURL),
+		now:        opts.Now,
+		minRefresh: opts.JWKSMinRefresh,
+		refresh:    c.JWKSRefresh.D(),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	if jc.refresh <= 0 {
+		jc.refresh = defaultJWKSRefresh
+	}
+	empty := map[string]jwk{}
+	jc.keys.Store(&empty)
+	go jc.loop()
+	return jc, nil
+}
+
+func (c *jwksCache) close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+}
+
+// loop refreshes on a timer; after a failure it retries sooner, at the
+// on-demand rate limit, while the cached keys keep verifying.
+func (c *jwksCache) loop() {
+	defer close(c.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-c.stop; cancel() }()
+	for {
+		c.mu.Lock()
+		c.lastAttempt = c.now()
+		err := c.fetch(ctx)
+		c.mu.Unlock()
+		wait := c.refresh
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("JWKS refresh failed; keeping cached keys", "err", err)
+			wait = min(c.refresh, c.minRefresh)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lookup finds the key for kid and alg, fetching the JWKS again (at most
+// once per minRefresh) when the kid is unknown: that is how a rotated
+// signing key is picked up before the next timed refresh.
+func (c *jwksCache) lookup(ctx context.Context, kid, alg string) (any, error) {
+	if k, ok := pick(*c.keys.Load(), kid, alg); ok {
+		return k, nil
+	}
+	c.refreshIfStale(ctx)
+	if k, ok := pick(*c.keys.Load(), kid, alg); ok {
+		return k, nil
+	}
+	return nil, errors.New("no key with the token's kid and algorithm")
+}
+
+func pick(m map[string]jwk, kid, alg string) (any, bool) {
+	if kid != "" {
+		k, ok := m[kid]
+		if !ok || k.alg != alg {
+			return nil, false
+		}
+		return k.key, true
+	}
+	// No kid: acceptable only when exactly one key could have signed.
+	var found any
+	n := 0
+	for _, k := range m {
+		if k.alg == alg {
+			found = k.key
+			n++
+		}
+	}
+	return found, n == 1
+}
+
+func (c *jwksCache) refreshIfStale(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < c.minRefresh {
+		return
+	}
+	c.lastAttempt = now
+	if err := c.fetch(ctx); err != nil {
+		c.log.Warn("JWKS refresh for an unknown kid failed; keeping cached keys", "err", err)
+	}
+}
+
+type jwkJSON struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+// fetch replaces the key set; on any error the old set stays. Caller holds mu.
+func (c *jwksCache) fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	if err != nil {
+		return fmt.Errorf("building JWKS request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching JWKS: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetching JWKS: status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return fmt.Errorf("reading JWKS: %w", err)
+	}
+	if len(body) > maxJWKSBytes {
+		return fmt.Errorf("JWKS larger than %d bytes", maxJWKSBytes)
+	}
+	m, err := parseJWKS(body)
+	if err != nil {
+		return err
+	}
+	c.keys.Store(&m)
+	return nil
+}
+
+func parseJWKS(body []byte) (map[string]jwk, error) {
+	var doc struct {
+		Keys []jwkJSON `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("decoding JWKS: %w", err)
+	}
+	if len(doc.Keys) > maxJWKSKeys {
+		return nil, fmt.Errorf("JWKS holds %d keys, at most %d accepted", len(doc.Keys), maxJWKSKeys)
+	}
+	m := make(map[string]jwk, len(doc.Keys))
+	var problems []string
+	for i, k := range doc.Keys {
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		parsed, err := parseJWK(k)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("key %d: %v", i, err))
+			continue
+		}
+		m[k.Kid] = parsed
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("JWKS has no usable RS256/ES256 signing key (%s)", strings.Join(problems, "; "))
+	}
+	return m, nil
+}
+
+func parseJWK(k jwkJSON) (jwk, error) {
+	b64 := base64.RawURLEncoding
+	switch k.Kty {
+	case "RSA":
+		if k.Alg != "" && k.Alg != "RS256" {
+			return jwk{}, fmt.Errorf("RSA key for unsupported alg %q", k.Alg)
+		}
+		n, err := b64.DecodeString(k.N)
+		if err != nil {
+			return jwk{}, fmt.Errorf("modulus: %w", err)
+		}
+		e, err := b64.DecodeString(k.E)
+		if err != nil || len(e) == 0 || len(e) > 4 {
+			return jwk{}, errors.New("bad exponent")
+		}
+		var exp int
+		for _, b := range e {
+			exp = exp<<8 | int(b)
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}
+		if pub.N.BitLen() < minRSABits {
+			return jwk{}, fmt.Errorf("RSA modulus of %d bits, need %d", pub.N.BitLen(), minRSABits)
+		}
+		if exp < 3 || exp%2 == 0 {
+			return jwk{}, errors.New("bad exponent")
+		}
+		return jwk{alg: "RS256", key: pub}, nil
+	case "EC":
+		if k.Crv != "P-256" || (k.Alg != "" && k.Alg != "ES256") {
+			return jwk{}, fmt.Errorf("EC key on curve %q alg %q; only P-256/ES256", k.Crv, k.Alg)
+		}
+		x, errX := b64.DecodeString(k.X)
+		y, errY := b64.DecodeString(k.Y)
+		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
+			return jwk{}, errors.New("bad EC coordinates")
+		}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return jwk{}, fmt.Errorf("EC point: %w", err)
+		}
+		return jwk{alg: "ES256", key: pub}, nil
+	default:
+		return jwk{}, fmt.Errorf("unsupported kty %q", k.Kty)
+	}
+}
