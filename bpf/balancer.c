@@ -1,0 +1,184 @@
+//go:build ignore
+
+/* The balancer: XDP program on the node that faces clients.
+ *
+ * Per packet: parse -> (VIP lookup, connection table) -> firewall (skipped
+ * for a flow already checked against the current rule generation) -> per
+ * client packet rate -> for a VIP: new-connection limits, Maglev pick,
+ * connection insert, then IPIP or L2 forwarding via XDP_TX; for anything
+ * else: XDP_PASS to the node's stack.
+ *
+ * Fragments: a later fragment has no ports. Any fragment (first or later) is
+ * checked by the firewall on address and protocol and charged to the packet
+ * rate; fragments addressed to a VIP address are dropped (counted), since
+ * later fragments cannot be steered to the first fragment's backend; other
+ * fragments pass to the stack, which reassembles them. */
+#include "include/consts.h"
+#include "include/structs.h"
+#include "include/maps.h"
+#include "include/parse.h"
+#include "include/hash.h"
+#include "include/firewall.h"
+#include "include/ratelimit.h"
+#include "include/encap.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int verdict(__u32 reason)
+{
+	stat_inc(reason);
+	switch (reason) {
+	case STAT_V_PASS_NOT_IP:
+	case STAT_V_PASS_STACK:
+		return XDP_PASS;
+	case STAT_V_TX_IPIP:
+	case STAT_V_TX_L2:
+		return XDP_TX;
+	}
+	return XDP_DROP;
+}
+
+static __always_inline void count_traffic(void *map, __u32 idx, __u64 bytes, int new_flow)
+{
+	struct traffic_stats *s = bpf_map_lookup_elem(map, &idx);
+
+	if (!s)
+		return;
+	s->packets++;
+	s->bytes += bytes;
+	s->new_flows += new_flow;
+}
+
+static __always_inline int backend_usable(const struct backend *be)
+{
+	return be && (be->flags & BACKEND_F_VALID) && !(be->flags & BACKEND_F_DRAINING);
+}
+
+/* pick_backend walks the VIP's Maglev table from the flow's slot. */
+static __always_inline struct backend *pick_backend(const struct vip_meta *vm, __u32 hash, __u32 *id_out)
+{
+	void *ring = bpf_map_lookup_elem(&maglev_rings, &vm->id);
+
+	if (!ring || vm->ring_size == 0)
+		return 0;
+	__u32 slot = hash % vm->ring_size;
+#pragma unroll
+	for (int i = 0; i < BACKEND_PROBES; i++) {
+		__u32 *id = bpf_map_lookup_elem(ring, &slot);
+		if (!id)
+			return 0;
+		struct backend *be = bpf_map_lookup_elem(&backends, id);
+		if (backend_usable(be)) {
+			*id_out = *id;
+			return be;
+		}
+		slot = slot + 1 == vm->ring_size ? 0 : slot + 1;
+	}
+	return 0;
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct lb_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct pkt p = {};
+	struct rl_state rl = {};
+	__u32 reason;
+
+	int r = parse_packet(ctx, &p);
+	if (r == PARSE_NOT_IP)
+		return verdict(STAT_V_PASS_NOT_IP);
+	if (r == PARSE_VLAN_DEPTH)
+		return verdict(STAT_V_DROP_VLAN_DEPTH);
+	if (r == PARSE_EXT_DEPTH)
+		return verdict(STAT_V_DROP_EXT_DEPTH);
+	if (r != PARSE_OK)
+		return verdict(STAT_V_DROP_MALFORMED);
+	if (!cfg)
+		return verdict(STAT_V_DROP_NO_CONFIG);
+
+	__u64 now = bpf_ktime_get_ns();
+	__u64 bytes = (__u64)((void *)(long)ctx->data_end - (void *)(long)ctx->data);
+
+	if (p.frag != FRAG_NONE) {
+		stat_inc(STAT_FRAG);
+		reason = fw_check(cfg, &p);
+		if (!reason)
+			reason = rl_packet(cfg, &p, now, &rl);
+		if (reason)
+			return verdict(reason);
+		struct addr_key ak = {.family = p.k.family};
+		__builtin_memcpy(ak.addr, p.k.dst, 16);
+		if (bpf_map_lookup_elem(&vip_addrs, &ak))
+			return verdict(STAT_V_DROP_FRAG_VIP);
+		return verdict(STAT_V_PASS_STACK);
+	}
+
+	struct vip_key vk = {.port = p.k.dport, .proto = p.k.proto, .family = p.k.family};
+	__builtin_memcpy(vk.addr, p.k.dst, 16);
+	struct vip_meta *vm = bpf_map_lookup_elem(&vips, &vk);
+	struct ct_val *ct = 0;
+
+	if (vm)
+		ct = bpf_map_lookup_elem(&conntrack, &p.k);
+	if (!ct || ct->fw_gen != cfg->fw_gen) {
+		reason = fw_check(cfg, &p);
+		if (reason)
+			return verdict(reason);
+	}
+	reason = rl_packet(cfg, &p, now, &rl);
+	if (reason)
+		return verdict(reason);
+
+	if (!vm) {
+		/* The node's own services: a bare SYN is a new connection. */
+		if (p.k.proto == IPPROTO_TCP && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN) {
+			reason = rl_new_conn(&rl, now);
+			if (reason)
+				return verdict(reason);
+		}
+		return verdict(STAT_V_PASS_STACK);
+	}
+
+	__u32 hash = flow_hash(&p.k);
+	__u32 be_id = 0;
+	struct backend *be = 0;
+	int new_flow = 0;
+
+	if (ct) {
+		be = bpf_map_lookup_elem(&backends, &ct->backend);
+		/* A draining backend keeps its flows; a removed one loses them. */
+		if (be && (be->flags & BACKEND_F_VALID)) {
+			be_id = ct->backend;
+			stat_inc(STAT_CT_HIT);
+			ct->fw_gen = cfg->fw_gen;
+			if (!(p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN)))
+				rl_promote(cfg, &p, &rl);
+		} else {
+			be = 0;
+		}
+	}
+	if (!be) {
+		/* New flow (or a flow whose table entry was evicted: Maglev gives
+		 * the same backend while the table is unchanged). */
+		reason = rl_new_conn(&rl, now);
+		if (!reason)
+			reason = vip_guard_allow(vm->id, now);
+		if (reason)
+			return verdict(reason);
+		be = pick_backend(vm, hash, &be_id);
+		if (!be)
+			return verdict(STAT_V_DROP_NO_BACKEND);
+		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen};
+		bpf_map_update_elem(&conntrack, &p.k, &nv, BPF_ANY);
+		stat_inc(STAT_CT_INSERT);
+		new_flow = 1;
+	}
+
+	count_traffic(&vip_stats, vm->id, bytes, new_flow);
+	count_traffic(&backend_stats, be_id, bytes, new_flow);
+	if (vm->flags & VIP_F_L2)
+		return verdict(l2_forward(ctx, cfg, be));
+	return verdict(encap(ctx, &p, cfg, be, hash));
+}

@@ -1,0 +1,138 @@
+/* Per-client rate limiting with GCRA (the "virtual scheduling" form of a token
+ * bucket): one theoretical-arrival-time word per limit, advanced by
+ * compare-and-swap so CPUs need no lock. A lost race admits a packet without
+ * charging it, which errs on the side of the client and is bounded by the
+ * number of CPUs racing.
+ *
+ * Clients are keyed by source address masked to config.agg4_mask/agg6_mask.
+ * Their class (limits) comes from an LPM lookup on the unmasked source.
+ *
+ * Eviction under a spoofed-source flood: every unseen source creates a bucket
+ * in rl_buckets, an LRU hash that the flood may churn. A client with an
+ * established flow (its packet hit the connection table and is not a bare
+ * SYN) is promoted into rl_established, a plain hash: a flood only ever inserts
+ * into the LRU table, so it cannot evict promoted clients. Go prunes
+ * rl_established by idleness (bucket.last_seen_ns). When rl_established is
+ * full, promotion fails (counted) and the client stays in the LRU table. */
+#pragma once
+#include "maps.h"
+#include "parse.h"
+
+struct rl_state {
+	struct bucket *b;
+	const struct class_limits *lim;
+	__u8 established; /* b lives in rl_established */
+};
+
+static __always_inline int gcra_allow(__u64 *tat, __u64 now, __u64 interval, __u64 tolerance)
+{
+	if (interval == 0)
+		return 1;
+	__u64 old = *(volatile __u64 *)tat;
+	__u64 base = old > now ? old : now;
+	__u64 next = base + interval;
+	if (next - now > tolerance)
+		return 0;
+	__sync_val_compare_and_swap(tat, old, next);
+	return 1;
+}
+
+static __always_inline void rl_key(const struct lb_config *cfg, const struct pkt *p, struct addr_key *k)
+{
+	k->family = p->k.family;
+	if (p->k.family == FAMILY_V4) {
+		k->addr[0] = p->k.src[0] & cfg->agg4_mask;
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		k->addr[i] = p->k.src[i] & cfg->agg6_mask[i];
+}
+
+static __always_inline const struct class_limits *rl_class(const struct pkt *p)
+{
+	__u32 id = 0, *cid;
+
+	if (p->k.family == FAMILY_V4) {
+		struct lpm4_key k = {.prefixlen = 32, .addr = p->k.src[0]};
+		cid = bpf_map_lookup_elem(&class_lpm4, &k);
+	} else {
+		struct lpm6_key k = {.prefixlen = 128};
+		__builtin_memcpy(k.addr, p->k.src, 16);
+		cid = bpf_map_lookup_elem(&class_lpm6, &k);
+	}
+	if (cid)
+		id = *cid;
+	return bpf_map_lookup_elem(&classes, &id);
+}
+
+/* rl_packet charges one packet. It returns the drop reason or 0, and leaves
+ * the bucket in st for the new-connection charge and promotion. */
+static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct pkt *p, __u64 now,
+				       struct rl_state *st)
+{
+	const struct class_limits *lim = rl_class(p);
+	struct addr_key k = {};
+	struct bucket *b;
+
+	st->lim = lim;
+	if (!lim || (lim->pps_interval_ns == 0 && lim->conn_interval_ns == 0))
+		return 0; /* unlimited: no state needed */
+	rl_key(cfg, p, &k);
+	b = bpf_map_lookup_elem(&rl_established, &k);
+	if (b) {
+		st->established = 1;
+	} else {
+		b = bpf_map_lookup_elem(&rl_buckets, &k);
+		if (!b) {
+			struct bucket fresh = {.last_seen_ns = now};
+			bpf_map_update_elem(&rl_buckets, &k, &fresh, BPF_NOEXIST);
+			stat_inc(STAT_RL_INSERT);
+			b = bpf_map_lookup_elem(&rl_buckets, &k);
+			if (!b)
+				return 0;
+		}
+	}
+	st->b = b;
+	if (now - b->last_seen_ns > LAST_SEEN_GRANULARITY_NS)
+		b->last_seen_ns = now;
+	if (!gcra_allow(&b->pkt_tat, now, lim->pps_interval_ns, lim->pps_tolerance_ns))
+		return STAT_V_DROP_RL_PPS;
+	return 0;
+}
+
+static __always_inline __u32 rl_new_conn(struct rl_state *st, __u64 now)
+{
+	if (!st->b || !st->lim)
+		return 0;
+	if (!gcra_allow(&st->b->conn_tat, now, st->lim->conn_interval_ns, st->lim->conn_tolerance_ns))
+		return STAT_V_DROP_RL_CONN;
+	return 0;
+}
+
+static __always_inline void rl_promote(const struct lb_config *cfg, const struct pkt *p, struct rl_state *st)
+{
+	struct addr_key k = {};
+
+	if (!st->b || st->established)
+		return;
+	rl_key(cfg, p, &k);
+	if (bpf_map_update_elem(&rl_established, &k, st->b, BPF_NOEXIST) == 0) {
+		bpf_map_delete_elem(&rl_buckets, &k);
+		stat_inc(STAT_RL_PROMOTE);
+	} else {
+		stat_inc(STAT_RL_PROMOTE_FAIL);
+	}
+	st->b = 0;
+}
+
+static __always_inline __u32 vip_guard_allow(__u32 vip_id, __u64 now)
+{
+	struct vip_guard *g = bpf_map_lookup_elem(&vip_guards, &vip_id);
+
+	if (!g)
+		return 0;
+	if (!gcra_allow(&g->tat, now, g->interval_ns, g->tolerance_ns))
+		return STAT_V_DROP_VIP_GUARD;
+	return 0;
+}
