@@ -28,7 +28,7 @@ func testCompiled() *policy.Compiled {
 				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.19.66.0/24")}}},
 			AggregateV4: 32, AggregateV6: 64,
 			Classes: []policy.CompiledClass{{Name: "all", Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, PacketsPerSecond: 1000, PacketBurst: 2000}},
-			VIPs: []policy.CompiledVIP{{Name: "llm", Address: netip.MustParseAddr("198.18.100.1"), Port: 80, Protocol: 6, Pool: 0, Forwarding: policy.ForwardIPIP}},
+			VIPs:    []policy.CompiledVIP{{Name: "llm", Address: netip.MustParseAddr("198.18.100.1"), Port: 80, Protocol: 6, Pool: 0, Forwarding: policy.ForwardIPIP}},
 		},
 		Pools: []policy.CompiledPool{{Name: "gpus", Backends: bs}},
 	}

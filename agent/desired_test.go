@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/policy"
+)
+
+func TestBuildRefusesBadState(t *testing.T) {
+	res := onLinkResolver(testBackends...)
+	// One backend is routed through a gateway, not on-link.
+	routed := netip.MustParseAddr("198.18.9.9")
+	res.hops[routed] = Hop{Ifindex: 2, Ifname: "eth0", SrcMAC: testSrcMAC, MAC: testGwMAC, Source: netip.MustParseAddr("198.18.0.1")}
+	cases := []struct {
+		name   string
+		mutate func(c *policy.Compiled)
+		role   string
+		want   []string // every fragment must appear
+	}{
+		{"unknown interface", func(c *policy.Compiled) { c.Dataplane.Interfaces = []string{"eth0", "nosuch0"} },
+			RoleBalancer, []string{"spec.dataplane.interfaces[1]", `unknown interface "nosuch0"`}},
+		{"unknown decap interface", func(c *policy.Compiled) { c.Dataplane.DecapInterfaces = []string{"nosuch1"} },
+			RoleGPUHost, []string{"spec.dataplane.decapInterfaces[0]", `"nosuch1"`}},
+		{"duplicate VIP", func(c *policy.Compiled) {
+			v := c.Dataplane.VIPs[0]
+			v.Name = "again"
+			c.Dataplane.VIPs = append(c.Dataplane.VIPs, v)
+		}, RoleBalancer, []string{"spec.dataplane.vips[1]", "duplicate VIP 198.18.100.1:80/tcp", "llm"}},
+		{"backend without route", func(c *policy.Compiled) { c.Pools[0].Backends[1].Address = netip.MustParseAddr("198.18.50.50") },
+			RoleBalancer, []string{"spec.pools[0].backends[1]", "gpub (198.18.50.50) has no route"}},
+		{"zero-weight-only pool", func(c *policy.Compiled) {
+			for i := range c.Pools[0].Backends {
+				c.Pools[0].Backends[i].Weight = 0
+			}
+		}, RoleBalancer, []string{"spec.dataplane.vips[0]", "pool gpus has no backend with a positive weight"}},
+		{"all draining pool", func(c *policy.Compiled) {
+			for i := range c.Pools[0].Backends {
+				c.Pools[0].Backends[i].Draining = true
+			}
+		}, RoleBalancer, []string{"pool gpus has no backend with a positive weight"}},
+		{"family mismatch", func(c *policy.Compiled) { c.Pools[0].Backends[0].Address = netip.MustParseAddr("2001:db8::1") },
+			RoleBalancer, []string{"spec.pools[0].backends[0]", "different address families"}},
+		{"l2 to a routed backend", func(c *policy.Compiled) {
+			c.Dataplane.VIPs[0].Forwarding = policy.ForwardL2
+			c.Pools[0].Backends[0].Address = routed
+		}, RoleBalancer, []string{"spec.pools[0].backends[0]", "not on-link", "l2 forwarding"}},
+		{"repeated backend address", func(c *policy.Compiled) { c.Pools[0].Backends[1].Address = c.Pools[0].Backends[0].Address },
+			RoleBalancer, []string{"spec.pools[0].backends[1]", "repeats address 198.18.1.1"}},
+		{"several problems at once", func(c *policy.Compiled) {
+			c.Dataplane.Interfaces = []string{"nosuch0"}
+			c.Pools[0].Backends[1].Address = netip.MustParseAddr("198.18.50.50")
+		}, RoleBalancer, []string{`"nosuch0"`, "198.18.50.50"}},
+		{"unknown role", func(*policy.Compiled) {}, "router", []string{`unknown agent role "router"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCompiled()
+			tc.mutate(c)
+			_, err := Build(context.Background(), c, BuildOptions{Role: tc.role, Resolver: res, MaxBackends: 63})
+			var inv *InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("err = %v, want *InvalidError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	// The same resolver accepts the unchanged policy: the refusals above
+	// come from the mutations, not the fixture.
+	if _, err := Build(context.Background(), testCompiled(), BuildOptions{Role: RoleBalancer, Resolver: res}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildWeights(t *testing.T) {
+	res := onLinkResolver(testBackends...)
+	c := testCompiled()
+	c.Pools[0].LoadReports = true
+	c.Pools[0].HealthCheck = &policy.CompiledHealthCheck{Interval: 1, Timeout: 1, Rise: 1, Fall: 1}
+	ov := map[string]Override{
+		"gpus/gpua": {Weight: 40, HasWeight: true},
+		"gpus/gpub": {ReportDrain: true, Weight: 70, HasWeight: true},
+	}
+	d := buildFor(t, c, res, ov)
+	if d.Effective["gpus/gpua"] != 40 || d.Effective["gpus/gpub"] != 0 || d.Effective["gpus/gpuc"] != 100 {
+		t.Fatalf("effective = %v", d.Effective)
+	}
+	// Every backend failing its health check: the pool keeps its
+	// configured weights (panic mode) rather than steer nothing.
+	ov = map[string]Override{"gpus/gpua": {Unhealthy: true}, "gpus/gpub": {Unhealthy: true}, "gpus/gpuc": {Unhealthy: true}}
+	d = buildFor(t, c, res, ov)
+	if len(d.Panic) != 1 || d.Effective["gpus/gpuc"] != 100 {
+		t.Fatalf("panic = %v, effective = %v", d.Panic, d.Effective)
+	}
+	// A neighbour that does not answer takes the backend out of new flows
+	// without refusing the policy.
+	h := res.hops[netip.MustParseAddr(testBackends[0])]
+	h.MAC = nil
+	res.hops[netip.MustParseAddr(testBackends[0])] = h
+	d = buildFor(t, testCompiled(), res, nil)
+	if w := d.VIPs[VIPKey{netip.MustParseAddr("198.18.100.1"), 80, 6}].Weights[netip.MustParseAddr(testBackends[0])]; w != 0 {
+		t.Fatalf("unresolved backend has weight %d", w)
+	}
+}
