@@ -1,0 +1,317 @@
+// Package affinity chooses a backend for a prompt so that requests sharing
+// a prefix (system prompt, few-shot examples, earlier turns) land where that
+// prefix's KV cache already is, without letting a popular prefix overload
+// one GPU.
+//
+// It follows the Gateway API Inference Extension's prefix scorer: the
+// prompt is cut into fixed-size blocks, each block's hash chains the hashes
+// before it (so a block hash names the whole prefix up to it), and an index
+// remembers which backends recently served which block hashes. The choice
+// is consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam,
+// "Consistent Hashing with Bounded Loads", SODA 2018), weighted: a backend
+// may take a request only while its in-flight count stays within Bound
+// times its weighted fair share; among those, the longest cached prefix
+// wins, and a prefix nobody has cached goes to its weighted rendezvous
+// (highest random weight) home, so router replicas agree without talking.
+package affinity
+
+import (
+	"container/list"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sync"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultBlockBytes: prompt bytes per block. 64 is the Inference
+	// Extension prefix plugin's default; at about 4 bytes a token it is
+	// near vLLM's 16-token KV block.
+	DefaultBlockBytes = 64
+	// DefaultMaxBlocks caps the blocks hashed per prompt (256 KiB of
+	// prompt at the default block size): enough to cover any system
+	// prompt, and it bounds the work per request.
+	DefaultMaxBlocks = 4096
+	// DefaultBound is c in the bounded-loads rule: a backend may hold at
+	// most c times its weighted share of the in-flight requests. Mirrokni
+	// et al. use 1.25; smaller spreads load more evenly, larger keeps more
+	// affinity.
+	DefaultBound = 1.25
+	// DefaultIndexBlocks bounds the index (least recently used evicted).
+	DefaultIndexBlocks = 1 << 18
+	// backendsPerBlock: how many recent servers of one block are kept.
+	backendsPerBlock = 4
+)
+
+// Config tunes a Chooser; zero fields take the defaults.
+type Config struct {
+	BlockBytes  int
+	MaxBlocks   int
+	Bound       float64
+	IndexBlocks int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.BlockBytes == 0 {
+		c.BlockBytes = DefaultBlockBytes
+	}
+	if c.MaxBlocks == 0 {
+		c.MaxBlocks = DefaultMaxBlocks
+	}
+	if c.Bound == 0 {
+		c.Bound = DefaultBound
+	}
+	if c.IndexBlocks == 0 {
+		c.IndexBlocks = DefaultIndexBlocks
+	}
+	switch {
+	case c.BlockBytes < 1 || c.BlockBytes > 1<<20:
+		return c, fmt.Errorf("affinity: block size %d outside [1, 1Mi]", c.BlockBytes)
+	case c.MaxBlocks < 1 || c.MaxBlocks > 1<<20:
+		return c, fmt.Errorf("affinity: max blocks %d outside [1, 1Mi]", c.MaxBlocks)
+	case !(c.Bound >= 1 && c.Bound <= 100):
+		return c, fmt.Errorf("affinity: bound %v outside [1, 100]", c.Bound)
+	case c.IndexBlocks < 1 || c.IndexBlocks > 1<<26:
+		return c, fmt.Errorf("affinity: index size %d outside [1, 64Mi]", c.IndexBlocks)
+	}
+	return c, nil
+}
+
+// Candidate is one backend the caller may route to.
+type Candidate struct {
+	// Name identifies the backend in the index; stable across calls.
+	Name string
+	// Weight is its capacity share (e.g. score.Weighter.Current); a
+	// backend with weight 0 is never chosen.
+	Weight float64
+	// Load is its in-flight request count as the router sees it.
+	Load float64
+}
+
+// ErrNoCandidate: no candidate has a positive weight.
+var ErrNoCandidate = errors.New("affinity: no candidate with a positive weight")
+
+// Chooser picks backends and remembers what it sent where. It is safe for
+// concurrent use.
+type Chooser struct {
+	cfg Config
+
+	mu    sync.Mutex
+	index map[uint64]*list.Element
+	lru   *list.List // of *entry, most recent at front
+}
+
+type entry struct {
+	hash     uint64
+	backends []string // most recent first, at most backendsPerBlock
+}
+
+// New returns a Chooser; zero Config fields take the defaults.
+func New(cfg Config) (*Chooser, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Chooser{cfg: c, index: make(map[uint64]*list.Element), lru: list.New()}, nil
+}
+
+// Hashes returns the chained block hashes of prompt: element i names the
+// prompt's first (i+1)*BlockBytes bytes. A trailing partial block is not
+// hashed (it cannot be a full cached KV block either).
+func (c *Chooser) Hashes(prompt []byte) []uint64 {
+	n := min(len(prompt)/c.cfg.BlockBytes, c.cfg.MaxBlocks)
+	out := make([]uint64, n)
+	var prev uint64
+	for i := range n {
+		prev = Chain(prev, prompt[i*c.cfg.BlockBytes:(i+1)*c.cfg.BlockBytes])
+		out[i] = prev
+	}
+	return out
+}
+
+// Chain hashes one block after the chain value prev (0 for the first
+// block). Exposed so callers that already hold token blocks (or a
+// simulation) can build the same chains.
+func Chain(prev uint64, block []byte) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], prev)
+	h.Write(b[:])
+	h.Write(block)
+	return h.Sum64()
+}
+
+// Choice is the outcome of Choose.
+type Choice struct {
+	// Index into the candidates.
+	Index int
+	// Matched is how many leading blocks the chosen backend served
+	// recently (0: a cold prefix, or affinity gave way to the bound).
+	Matched int
+}
+
+// Choose picks a candidate for a prompt with the given chained block hashes
+// and records the choice (the chosen backend will now hold those blocks).
+//
+// Eligible candidates have Load+1 <= ceil(Bound*(L+1)*w/W), L the total
+// load and W the total weight. Some candidate is always eligible: if none
+// were, every load would be at least its allowance and L >= Bound*(L+1) >
+// L. Among the eligible, the longest recently-served prefix wins; ties
+// (including "nobody has it") go to the highest weighted rendezvous score
+// of the first block, so a prefix has a stable, weight-proportional home.
+func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
+	if len(hashes) > c.cfg.MaxBlocks {
+		hashes = hashes[:c.cfg.MaxBlocks]
+	}
+	var totalW, totalL float64
+	for _, cd := range cands {
+		if cd.Weight > 0 && !math.IsInf(cd.Weight, 0) {
+			totalW += cd.Weight
+			totalL += max(cd.Load, 0)
+		}
+	}
+	if totalW == 0 {
+		return Choice{}, ErrNoCandidate
+	}
+	var home uint64 // rendezvous key: the first block names the prefix
+	if len(hashes) > 0 {
+		home = hashes[0]
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best, bestMatch, bestRank := -1, -1, math.Inf(-1)
+	for i, cd := range cands {
+		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
+			continue
+		}
+		allowed := math.Ceil(c.cfg.Bound * (totalL + 1) * cd.Weight / totalW)
+		if max(cd.Load, 0)+1 > allowed {
+			continue
+		}
+		m := c.matched(hashes, cd.Name)
+		rank := rendezvous(home, cd.Name, cd.Weight)
+		if m > bestMatch || (m == bestMatch && rank > bestRank) {
+			best, bestMatch, bestRank = i, m, rank
+		}
+	}
+	if best < 0 {
+		// Unreachable by the argument above unless loads are NaN; fall
+		// back to the least loaded relative to weight.
+		least := math.Inf(1)
+		for i, cd := range cands {
+			if cd.Weight > 0 && !math.IsInf(cd.Weight, 0) && cd.Load/cd.Weight < least {
+				best, least = i, cd.Load/cd.Weight
+			}
+		}
+		bestMatch = 0
+		if best < 0 {
+			return Choice{}, ErrNoCandidate
+		}
+	}
+	c.record(hashes, cands[best].Name)
+	return Choice{Index: best, Matched: bestMatch}, nil
+}
+
+// matched counts the leading blocks name served recently. Blocks chain, so
+// the first miss ends the match.
+func (c *Chooser) matched(hashes []uint64, name string) int {
+	for i, h := range hashes {
+		el, ok := c.index[h]
+		if !ok || !contains(el.Value.(*entry).backends, name) {
+			return i
+		}
+	}
+	return len(hashes)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// record notes that name now holds every block in hashes.
+func (c *Chooser) record(hashes []uint64, name string) {
+	for _, h := range hashes {
+		if el, ok := c.index[h]; ok {
+			e := el.Value.(*entry)
+			e.backends = moveFront(e.backends, name)
+			c.lru.MoveToFront(el)
+			continue
+		}
+		if c.lru.Len() >= c.cfg.IndexBlocks {
+			old := c.lru.Back()
+			delete(c.index, old.Value.(*entry).hash)
+			c.lru.Remove(old)
+		}
+		c.index[h] = c.lru.PushFront(&entry{hash: h, backends: []string{name}})
+	}
+}
+
+// moveFront puts name first, keeping at most backendsPerBlock names.
+func moveFront(s []string, name string) []string {
+	out := make([]string, 0, backendsPerBlock)
+	out = append(out, name)
+	for _, x := range s {
+		if x != name && len(out) < backendsPerBlock {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Forget drops name from the index (the backend left or restarted and lost
+// its cache).
+func (c *Chooser) Forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*entry)
+		out := e.backends[:0]
+		for _, x := range e.backends {
+			if x != name {
+				out = append(out, x)
+			}
+		}
+		e.backends = out
+	}
+}
+
+// IndexLen is the number of blocks the index holds.
+func (c *Chooser) IndexLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// rendezvous is the weighted highest-random-weight score -w/ln(u) of
+// (key, name), u uniform in (0,1) from a hash: each backend wins a
+// fraction of keys proportional to its weight, and removing one moves only
+// its keys.
+func rendezvous(key uint64, name string, weight float64) float64 {
+	h := fnv.New64a()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], key)
+	h.Write(b[:])
+	h.Write([]byte(name))
+	x := mix(h.Sum64())
+	u := (float64(x>>11) + 0.5) / (1 << 53) // (0,1), never 0 or 1
+	return -weight / math.Log(u)
+}
+
+// mix is splitmix64's finaliser: FNV's low bits are weak for short inputs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
