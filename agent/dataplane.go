@@ -61,25 +61,17 @@ type VIPEntry struct {
 	NewConnBurst      uint64
 }
 
-// BackendEntry is a backend as the kernel holds it: where to send, through
-// which next hop, and whether it takes new flows.
+// BackendEntry is a backend as the kernel holds it: its address, the MAC
+// of the next hop towards it (the backend itself when on-link) and whether
+// it takes new flows.
 type BackendEntry struct {
-	Address netip.Addr
-	// Ifindex and SrcMAC describe the egress interface; NextHopMAC is the
-	// MAC of the next hop (the backend itself when it is on-link).
-	Ifindex    int
-	SrcMAC     net.HardwareAddr
-	NextHopMAC net.HardwareAddr
-	// Source is the outer source address for IPIP (the node's address on
-	// the egress route).
-	Source   netip.Addr
+	Address  netip.Addr
+	MAC      net.HardwareAddr
 	Draining bool
 }
 
 func (b BackendEntry) equal(o BackendEntry) bool {
-	return b.Address == o.Address && b.Ifindex == o.Ifindex &&
-		b.SrcMAC.String() == o.SrcMAC.String() && b.NextHopMAC.String() == o.NextHopMAC.String() &&
-		b.Source == o.Source && b.Draining == o.Draining
+	return b.Address == o.Address && b.MAC.String() == o.MAC.String() && b.Draining == o.Draining
 }
 
 // Counters are the data plane's counters summed over CPUs.

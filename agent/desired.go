@@ -21,13 +21,9 @@ const (
 	RoleGPUHost = "gpu-host"
 )
 
-// Problem is one reason desired state was refused, with the policy path it
-// concerns.
-type Problem struct {
-	Path    string `json:"path"`
-	Line    int    `json:"line,omitempty"`
-	Message string `json:"message"`
-}
+// Problem is one reason desired state was refused, in the same shape as
+// the policy's own validation problems.
+type Problem = policy.Problem
 
 // InvalidError lists every problem found; nothing was applied.
 type InvalidError struct {
@@ -101,6 +97,9 @@ type Desired struct {
 	Backends  map[netip.Addr]BackendEntry
 	VIPs      map[VIPKey]DesiredVIP
 	LocalVIPs []netip.Addr
+	// SourceV4 and SourceV6 are this node's addresses towards the
+	// backends: the outer source of IPIP packets when none is configured.
+	SourceV4, SourceV6 netip.Addr
 	// Effective holds each pool backend's effective weight (BackendID).
 	Effective map[string]uint32
 	// Panic lists pools whose every backend failed health checks; they keep
@@ -188,6 +187,10 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 		return d, nil
 	}
 
+	attached := map[string]bool{}
+	for _, n := range dp.Interfaces {
+		attached[n] = true
+	}
 	hops := map[netip.Addr]Hop{}
 	hopErr := map[netip.Addr]error{}
 	vipAt := map[VIPKey]int{}
@@ -237,6 +240,10 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 				add(bpath, "backend %s (%s) has no route from this node: %v", b.Name, b.Address, err)
 				continue
 			}
+			if !attached[h.Ifname] {
+				add(bpath, "backend %s (%s) is reached through %s, which the balancer is not attached to (spec.dataplane.interfaces); XDP sends a packet back out of the interface it came in on", b.Name, b.Address, h.Ifname)
+				continue
+			}
 			if dv.Entry.L2 && !h.OnLink {
 				add(bpath, "backend %s (%s) is not on-link (routed via %s), but VIP %s uses l2 forwarding", b.Name, b.Address, h.Ifname, v.Name)
 				continue
@@ -253,9 +260,13 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 			}
 			usedByVIP[b.Address] = true
 			if _, ok := d.Backends[b.Address]; !ok {
-				d.Backends[b.Address] = BackendEntry{
-					Address: b.Address, Ifindex: h.Ifindex, SrcMAC: h.SrcMAC,
-					NextHopMAC: h.MAC, Source: h.Source, Draining: true,
+				d.Backends[b.Address] = BackendEntry{Address: b.Address, MAC: h.MAC, Draining: true}
+				if h.Source.IsValid() {
+					if h.Source.Is4() && !d.SourceV4.IsValid() {
+						d.SourceV4 = h.Source
+					} else if h.Source.Is6() && !d.SourceV6.IsValid() {
+						d.SourceV6 = h.Source
+					}
 				}
 			}
 		}

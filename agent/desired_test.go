@@ -15,6 +15,8 @@ func TestBuildRefusesBadState(t *testing.T) {
 	// One backend is routed through a gateway, not on-link.
 	routed := netip.MustParseAddr("198.18.9.9")
 	res.hops[routed] = Hop{Ifindex: 2, Ifname: "eth0", SrcMAC: testSrcMAC, MAC: testGwMAC, Source: netip.MustParseAddr("198.18.0.1")}
+	other := netip.MustParseAddr("198.18.8.8")
+	res.hops[other] = Hop{Ifindex: 3, Ifname: "eth1", SrcMAC: testSrcMAC, MAC: testGwMAC, OnLink: true}
 	cases := []struct {
 		name   string
 		mutate func(c *policy.Compiled)
@@ -48,6 +50,8 @@ func TestBuildRefusesBadState(t *testing.T) {
 			c.Dataplane.VIPs[0].Forwarding = policy.ForwardL2
 			c.Pools[0].Backends[0].Address = routed
 		}, RoleBalancer, []string{"spec.pools[0].backends[0]", "not on-link", "l2 forwarding"}},
+		{"backend behind another interface", func(c *policy.Compiled) { c.Pools[0].Backends[2].Address = other },
+			RoleBalancer, []string{"spec.pools[0].backends[2]", "reached through eth1, which the balancer is not attached to"}},
 		{"repeated backend address", func(c *policy.Compiled) { c.Pools[0].Backends[1].Address = c.Pools[0].Backends[0].Address },
 			RoleBalancer, []string{"spec.pools[0].backends[1]", "repeats address 198.18.1.1"}},
 		{"several problems at once", func(c *policy.Compiled) {
