@@ -13,6 +13,8 @@ type Compiled struct {
 	// Name and Version identify what was applied; Version is a content hash.
 	Name    string
 	Version string
+	// Labels are the document's metadata labels, carried for display.
+	Labels map[string]string
 
 	Dataplane CompiledDataplane
 	Pools     []CompiledPool

@@ -19,6 +19,10 @@ type Document struct {
 	Kind       string   `yaml:"kind" json:"kind"`
 	Metadata   Metadata `yaml:"metadata" json:"metadata"`
 	Spec       Spec     `yaml:"spec" json:"spec"`
+
+	// pos maps field paths to the lines Decode read them from, so Validate
+	// can say where a problem is. Nil for documents built in Go.
+	pos map[string]int
 }
 
 // Metadata names a document. Labels are free-form and bounded.
@@ -118,9 +122,12 @@ type Backend struct {
 	Name    string `yaml:"name" json:"name"`
 	Address string `yaml:"address" json:"address"`
 	// Port is the inference server's port, for L7 routing and health checks.
-	Port   int    `yaml:"port,omitempty" json:"port,omitempty"`
-	Weight uint32 `yaml:"weight,omitempty" json:"weight,omitempty"` // default 100
-	State  string `yaml:"state,omitempty" json:"state,omitempty"`   // active (default) | draining
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Weight is relative to the pool's other backends; 0 takes no new
+	// connections or requests. Decode gives an absent weight 100; a Document
+	// built in Go must set it.
+	Weight uint32 `yaml:"weight,omitempty" json:"weight,omitempty" default:"100"`
+	State  string `yaml:"state,omitempty" json:"state,omitempty"` // active (default) | draining
 	// LoadReportURL is where the host's agent serves its GPU load report.
 	LoadReportURL string `yaml:"loadReportURL,omitempty" json:"loadReportURL,omitempty"`
 }
@@ -203,8 +210,9 @@ type Model struct {
 	Routes   []Route  `yaml:"routes" json:"routes"`
 	Fallback []Route  `yaml:"fallback,omitempty" json:"fallback,omitempty"`
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
-	// Retries bounds fallback attempts (default 2).
-	Retries int `yaml:"retries,omitempty" json:"retries,omitempty"`
+	// Retries bounds fallback attempts; 0 tries only the first route. Decode
+	// gives an absent value 2; set it in Go.
+	Retries int `yaml:"retries,omitempty" json:"retries,omitempty" default:"2"`
 }
 
 // Price in USD per million tokens.
@@ -216,9 +224,11 @@ type Price struct {
 // Route sends to exactly one of a pool or a provider. UpstreamModel renames
 // the model upstream (a model version behind a stable name).
 type Route struct {
-	Pool          string `yaml:"pool,omitempty" json:"pool,omitempty"`
-	Provider      string `yaml:"provider,omitempty" json:"provider,omitempty"`
-	Weight        uint32 `yaml:"weight,omitempty" json:"weight,omitempty"`
+	Pool     string `yaml:"pool,omitempty" json:"pool,omitempty"`
+	Provider string `yaml:"provider,omitempty" json:"provider,omitempty"`
+	// Weight splits traffic between Routes (ignored in Fallback); 0 turns a
+	// route off. Decode gives an absent weight 100; set it in Go.
+	Weight        uint32 `yaml:"weight,omitempty" json:"weight,omitempty" default:"100"`
 	UpstreamModel string `yaml:"upstreamModel,omitempty" json:"upstreamModel,omitempty"`
 }
 

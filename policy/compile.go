@@ -1,0 +1,381 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+)
+
+// versionHexLen is how many hex digits of the content hash name a version:
+// 64 bits, ample for a history of a few dozen versions, short enough to type.
+const versionHexLen = 16
+
+// Load decodes, validates and compiles one document: the whole path from
+// bytes to what the reconciler and gateway consume.
+func Load(r io.Reader) (*Document, *Compiled, error) {
+	doc, err := Decode(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := Compile(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, c, nil
+}
+
+// Compile validates doc and returns its compiled form with defaults applied.
+// doc is not modified. Errors are *ValidationError.
+func Compile(doc *Document) (*Compiled, error) {
+	d, err := clone(doc)
+	if err != nil {
+		return nil, err
+	}
+	SetDefaults(d)
+	if err := Validate(d); err != nil {
+		return nil, err
+	}
+	c := build(d)
+	c.Version, err = versionOf(c)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// clone deep-copies a document, keeping its line table.
+func clone(doc *Document) (*Document, error) {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("copying policy: %w", err)
+	}
+	var d Document
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("copying policy: %w", err)
+	}
+	d.pos = doc.pos
+	return &d, nil
+}
+
+// versionOf hashes the canonical form: the JSON of the document rebuilt from
+// the compiled form, so documents that differ only in spelling (an address
+// written as /32, a default written out) get the same version.
+func versionOf(c *Compiled) (string, error) {
+	b, err := json.Marshal(c.Document())
+	if err != nil {
+		return "", fmt.Errorf("hashing policy: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:versionHexLen], nil
+}
+
+// Canonical returns the canonical YAML of a document: defaults applied,
+// addresses normalised, fields in schema order.
+func Canonical(doc *Document) ([]byte, error) {
+	c, err := Compile(doc)
+	if err != nil {
+		return nil, err
+	}
+	return Marshal(c.Document())
+}
+
+// IANA protocol numbers used in CompiledRule and CompiledVIP.
+const (
+	ProtoAny    = 0
+	ProtoICMP   = 1
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoICMPv6 = 58
+)
+
+func protoNumber(s string) uint8 {
+	switch s {
+	case "tcp":
+		return ProtoTCP
+	case "udp":
+		return ProtoUDP
+	case "icmp":
+		return ProtoICMP
+	}
+	return ProtoAny
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoICMP, ProtoICMPv6:
+		return "icmp"
+	}
+	return "any"
+}
+
+func prefixes(sources []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(sources))
+	for _, s := range sources {
+		if p, err := parseSource(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func mustAddr(s string) netip.Addr {
+	a, _ := parseAddr(s)
+	return a
+}
+
+// build turns a defaulted, valid document into the compiled form.
+func build(d *Document) *Compiled {
+	c := &Compiled{Name: d.Metadata.Name, Labels: copyLabels(d.Metadata.Labels)}
+	dp := d.Spec.Dataplane
+	cd := &c.Dataplane
+	cd.Interfaces = append([]string(nil), dp.Interfaces...)
+	cd.DecapInterfaces = append([]string(nil), dp.DecapInterfaces...)
+	cd.XDPMode = dp.XDPMode
+	cd.DefaultDeny = dp.Firewall.DefaultAction == "deny"
+	for _, r := range dp.Firewall.Rules {
+		cr := CompiledRule{Name: r.Name, Deny: r.Action == "deny", Prefixes: prefixes(r.Sources), Protocol: protoNumber(r.Protocol)}
+		for _, p := range r.Ports {
+			cr.Ports = append(cr.Ports, uint16(p))
+		}
+		cd.Rules = append(cd.Rules, cr)
+	}
+	cd.AggregateV4, cd.AggregateV6 = dp.RateLimits.AggregateV4, dp.RateLimits.AggregateV6
+	for _, cl := range dp.RateLimits.Classes {
+		cd.Classes = append(cd.Classes, CompiledClass{
+			Name: cl.Name, Prefixes: prefixes(cl.Sources),
+			PacketsPerSecond: cl.PacketsPerSecond, PacketBurst: cl.PacketBurst,
+			NewConnsPerSecond: cl.NewConnsPerSecond, NewConnBurst: cl.NewConnBurst,
+		})
+	}
+	poolIdx := map[string]int{}
+	for i, p := range d.Spec.Pools {
+		poolIdx[p.Name] = i
+		cp := CompiledPool{Name: p.Name, LoadReports: p.LoadReports}
+		for _, b := range p.Backends {
+			cp.Backends = append(cp.Backends, CompiledBackend{
+				Name: b.Name, Address: mustAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,
+				Draining: b.State == StateDraining, LoadReportURL: b.LoadReportURL,
+			})
+		}
+		if hc := p.HealthCheck; hc != nil {
+			cp.HealthCheck = &CompiledHealthCheck{
+				HTTP: hc.Type == "http", Port: uint16(hc.Port), Path: hc.Path,
+				Interval: hc.Interval.D(), Timeout: hc.Timeout.D(), Rise: hc.Rise, Fall: hc.Fall,
+			}
+		}
+		c.Pools = append(c.Pools, cp)
+	}
+	for _, v := range dp.VIPs {
+		cd.VIPs = append(cd.VIPs, CompiledVIP{
+			Name: v.Name, Address: mustAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
+			Pool: poolIdx[v.Pool], Forwarding: v.Forwarding,
+			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+		})
+	}
+	for _, s := range dp.LocalVIPs {
+		cd.LocalVIPs = append(cd.LocalVIPs, mustAddr(s))
+	}
+
+	g := d.Spec.Gateway
+	cg := &c.Gateway
+	cg.Listen, cg.MaxBodyBytes = g.Listen, g.MaxBodyBytes
+	cg.Tenants = append([]Tenant(nil), g.Tenants...)
+	tenantIdx := map[string]int{}
+	for i, t := range g.Tenants {
+		tenantIdx[t.Name] = i
+	}
+	for _, k := range g.Keys {
+		h, _ := ParseKeyHash(k.Hash)
+		cg.Keys = append(cg.Keys, CompiledKey{Name: k.Name, Tenant: tenantIdx[k.Tenant], Hash: h, Limits: k.Limits})
+	}
+	cg.JWT = append([]JWTIssuer(nil), g.JWT...)
+	cg.Providers = append([]Provider(nil), g.Providers...)
+	provIdx := map[string]int{}
+	for i, p := range g.Providers {
+		provIdx[p.Name] = i
+	}
+	route := func(r Route) CompiledRoute {
+		cr := CompiledRoute{Pool: -1, Provider: -1, Weight: r.Weight, UpstreamModel: r.UpstreamModel}
+		if r.Pool != "" {
+			cr.Pool = poolIdx[r.Pool]
+		} else {
+			cr.Provider = provIdx[r.Provider]
+		}
+		return cr
+	}
+	for _, m := range g.Models {
+		cm := CompiledModel{
+			Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
+			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries,
+		}
+		for _, r := range m.Routes {
+			cm.Routes = append(cm.Routes, route(r))
+		}
+		for _, r := range m.Fallback {
+			cm.Fallback = append(cm.Fallback, route(r))
+		}
+		cg.Models = append(cg.Models, cm)
+	}
+	cg.Inspection = g.Inspection
+	cg.Inspection.Rules = append([]InspectionRule(nil), g.Inspection.Rules...)
+	cg.LimitStore = g.Limits
+	cg.Audit = g.Audit
+	cg.Timeouts = compileTimeouts(g.Timeouts)
+	return c
+}
+
+func compileTimeouts(t Timeouts) CompiledTimeouts {
+	return CompiledTimeouts{Connect: t.Connect.D(), TimeToFirstToken: t.TimeToFirstToken.D(), Total: t.Total.D()}
+}
+
+func copyLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// sourceString writes a host prefix as a bare address.
+func sourceString(p netip.Prefix) string {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+func sourceStrings(ps []netip.Prefix) []string {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = sourceString(p)
+	}
+	return out
+}
+
+// Document rebuilds a policy document from the compiled form, with every
+// default written out. Compile(c.Document()) yields c again.
+func (c *Compiled) Document() *Document {
+	d := &Document{APIVersion: APIVersion, Kind: Kind, Metadata: Metadata{Name: c.Name, Labels: copyLabels(c.Labels)}}
+	cd := c.Dataplane
+	dp := &d.Spec.Dataplane
+	dp.Interfaces = append([]string(nil), cd.Interfaces...)
+	dp.DecapInterfaces = append([]string(nil), cd.DecapInterfaces...)
+	dp.XDPMode = cd.XDPMode
+	dp.Firewall.DefaultAction = "allow"
+	if cd.DefaultDeny {
+		dp.Firewall.DefaultAction = "deny"
+	}
+	for _, r := range cd.Rules {
+		fr := FirewallRule{Name: r.Name, Action: "allow", Sources: sourceStrings(r.Prefixes), Protocol: protoName(r.Protocol)}
+		if r.Deny {
+			fr.Action = "deny"
+		}
+		for _, p := range r.Ports {
+			fr.Ports = append(fr.Ports, int(p))
+		}
+		dp.Firewall.Rules = append(dp.Firewall.Rules, fr)
+	}
+	dp.RateLimits.AggregateV4, dp.RateLimits.AggregateV6 = cd.AggregateV4, cd.AggregateV6
+	for _, cl := range cd.Classes {
+		dp.RateLimits.Classes = append(dp.RateLimits.Classes, ClientClass{
+			Name: cl.Name, Sources: sourceStrings(cl.Prefixes),
+			PacketsPerSecond: cl.PacketsPerSecond, PacketBurst: cl.PacketBurst,
+			NewConnsPerSecond: cl.NewConnsPerSecond, NewConnBurst: cl.NewConnBurst,
+		})
+	}
+	poolName := func(i int) string {
+		if i >= 0 && i < len(c.Pools) {
+			return c.Pools[i].Name
+		}
+		return ""
+	}
+	for _, v := range cd.VIPs {
+		dp.VIPs = append(dp.VIPs, VIP{
+			Name: v.Name, Address: v.Address.String(), Port: int(v.Port), Protocol: protoName(v.Protocol),
+			Pool: poolName(v.Pool), Forwarding: v.Forwarding,
+			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+		})
+	}
+	for _, a := range cd.LocalVIPs {
+		dp.LocalVIPs = append(dp.LocalVIPs, a.String())
+	}
+	for _, p := range c.Pools {
+		pool := Pool{Name: p.Name, LoadReports: p.LoadReports}
+		for _, b := range p.Backends {
+			st := StateActive
+			if b.Draining {
+				st = StateDraining
+			}
+			pool.Backends = append(pool.Backends, Backend{
+				Name: b.Name, Address: b.Address.String(), Port: int(b.Port), Weight: b.Weight, State: st,
+				LoadReportURL: b.LoadReportURL,
+			})
+		}
+		if hc := p.HealthCheck; hc != nil {
+			h := &HealthCheck{Type: "tcp", Port: int(hc.Port), Path: hc.Path,
+				Interval: Duration(hc.Interval), Timeout: Duration(hc.Timeout), Rise: hc.Rise, Fall: hc.Fall}
+			if hc.HTTP {
+				h.Type = "http"
+			}
+			pool.HealthCheck = h
+		}
+		d.Spec.Pools = append(d.Spec.Pools, pool)
+	}
+	cg := c.Gateway
+	g := &d.Spec.Gateway
+	g.Listen, g.MaxBodyBytes = cg.Listen, cg.MaxBodyBytes
+	g.Tenants = append([]Tenant(nil), cg.Tenants...)
+	for _, k := range cg.Keys {
+		tenant := ""
+		if k.Tenant >= 0 && k.Tenant < len(cg.Tenants) {
+			tenant = cg.Tenants[k.Tenant].Name
+		}
+		g.Keys = append(g.Keys, APIKey{Name: k.Name, Tenant: tenant, Hash: HashPrefix + hex.EncodeToString(k.Hash[:]), Limits: k.Limits})
+	}
+	g.JWT = append([]JWTIssuer(nil), cg.JWT...)
+	g.Providers = append([]Provider(nil), cg.Providers...)
+	route := func(r CompiledRoute) Route {
+		out := Route{Weight: r.Weight, UpstreamModel: r.UpstreamModel}
+		if r.Pool >= 0 {
+			out.Pool = poolName(r.Pool)
+		} else if r.Provider >= 0 && r.Provider < len(cg.Providers) {
+			out.Provider = cg.Providers[r.Provider].Name
+		}
+		return out
+	}
+	for _, m := range cg.Models {
+		dm := Model{Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
+			Timeouts: docTimeouts(m.Timeouts), Retries: m.Retries}
+		for _, r := range m.Routes {
+			dm.Routes = append(dm.Routes, route(r))
+		}
+		for _, r := range m.Fallback {
+			dm.Fallback = append(dm.Fallback, route(r))
+		}
+		g.Models = append(g.Models, dm)
+	}
+	g.Inspection = cg.Inspection
+	g.Inspection.Rules = append([]InspectionRule(nil), cg.Inspection.Rules...)
+	g.Limits = cg.LimitStore
+	g.Audit = cg.Audit
+	g.Timeouts = docTimeouts(cg.Timeouts)
+	return d
+}
+
+func docTimeouts(t CompiledTimeouts) Timeouts {
+	return Timeouts{Connect: Duration(t.Connect), TimeToFirstToken: Duration(t.TimeToFirstToken), Total: Duration(t.Total)}
+}
+
