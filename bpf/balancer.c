@@ -58,10 +58,15 @@ static __always_inline int backend_usable(const struct backend *be)
 static __always_inline struct backend *pick_backend(const struct vip_meta *vm, __u32 hash, __u32 *id_out)
 {
 	void *ring = bpf_map_lookup_elem(&maglev_rings, &vm->id);
+	__u32 zero = 0, *sz;
 
-	if (!ring || vm->ring_size == 0)
+	if (!ring)
 		return 0;
-	__u32 slot = hash % vm->ring_size;
+	sz = bpf_map_lookup_elem(ring, &zero);
+	if (!sz || *sz == 0)
+		return 0;
+	__u32 size = *sz;
+	__u32 slot = hash % size + 1;
 #pragma unroll
 	for (int i = 0; i < BACKEND_PROBES; i++) {
 		__u32 *id = bpf_map_lookup_elem(ring, &slot);
@@ -72,7 +77,7 @@ static __always_inline struct backend *pick_backend(const struct vip_meta *vm, _
 			*id_out = *id;
 			return be;
 		}
-		slot = slot + 1 == vm->ring_size ? 0 : slot + 1;
+		slot = slot == size ? 1 : slot + 1;
 	}
 	return 0;
 }
@@ -163,7 +168,7 @@ int balancer(struct xdp_md *ctx)
 		/* New flow (or a flow whose table entry was evicted: Maglev gives
 		 * the same backend while the table is unchanged). */
 		reason = rl_new_conn(&rl, now);
-		if (!reason)
+		if (!reason && vm->guard)
 			reason = vip_guard_allow(vm->id, now);
 		if (reason)
 			return verdict(reason);

@@ -137,11 +137,11 @@ type balancerVipKey struct {
 }
 
 type balancerVipMeta struct {
-	_        structs.HostLayout
-	Id       uint32
-	Flags    uint32
-	RingSize uint32
-	Pad      uint32
+	_     structs.HostLayout
+	Id    uint32
+	Flags uint32
+	Guard uint32
+	Pad   uint32
 }
 
 // Names of all BPF objects in the ELF.

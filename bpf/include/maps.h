@@ -158,7 +158,10 @@ struct {
 	__type(value, struct vip_guard);
 } vip_guards SEC(".maps");
 
-/* BPF_F_INNER_MAP: per-VIP tables may differ in size (prime >= 100 x backends). */
+/* Per-VIP Maglev tables. Element 0 holds the table size N, elements 1..N the
+ * backend ids: size and contents travel in one inner map, so swapping the
+ * inner map is atomic. BPF_F_INNER_MAP lets tables differ in size (prime >=
+ * 100 x backends). */
 struct ring_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, DEFAULT_RING_SIZE);

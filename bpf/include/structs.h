@@ -29,7 +29,7 @@ struct vip_key {
 struct vip_meta {
 	__u32 id;        /* index into maglev_rings, vip_stats, vip_guard */
 	__u32 flags;     /* VIP_F_* */
-	__u32 ring_size; /* entries of this VIP's Maglev table */
+	__u32 guard;     /* 1: vip_guards[id] limits new connections */
 	__u32 pad;
 };
 

@@ -1,0 +1,56 @@
+// Package loader loads infergate's XDP programs (bpf/balancer.c and
+// bpf/decap.c, compiled by bpf2go into this package) and manages their maps.
+// It knows nothing of policy: the node agent translates policy.Compiled into
+// the calls below.
+//
+// Balancer (the node facing clients):
+//
+//	b, err := loader.LoadBalancer(loader.Config{...}, "/sys/fs/bpf/infergate") // "" = no pinning
+//	defer b.Close()
+//	l, err := loader.AttachXDP(b.Program(), ifindex, loader.XDPNative) // or XDPGeneric / XDPAuto
+//
+// Rules (firewall, source-based):
+//
+//	b.SetRules([]loader.Rule{{Deny: true, Prefixes: ..., Ports: ..., Protocol: 6}}, defaultDeny)
+//
+// builds the whole rule set into fresh inner maps and switches to it with one
+// write, so a packet sees either the old set or the new one. Rule i counts
+// into RuleCounters()[i]. Per source, the most specific prefix wins (host
+// addresses go to a hash, others to an LPM trie); among rules on equally
+// specific prefixes, the earlier rule wins; a rule whose port/protocol does
+// not match falls through to rules on covering prefixes, then to the default.
+//
+// Client classes and per-client rate limits:
+//
+//	b.SetClasses(defaultLimits, []loader.Class{{Prefixes: ..., Limits: ...}})
+//
+// Packets and new connections per second per client, a client being the
+// source address masked to Config.AggregateV4/AggregateV6 bits. Zero rate =
+// unlimited. ExpireIdleClients prunes the table of established clients.
+//
+// Steering: backends are addressed by caller-chosen ids < Config.MaxBackends,
+// VIPs by caller-chosen ids < Config.MaxVIPs (ids index the statistics).
+//
+//	b.SetBackend(id, loader.Backend{Addr: ..., MAC: ..., Draining: false})
+//	b.UpsertVIP(loader.VIP{ID: 3, Addr: ..., Port: 443, Protocol: 6, L2: false}, table)
+//
+// table is a Maglev lookup table of backend ids (github.com/infergate/
+// infergate/maglev builds it; length a prime >= 100 x backends). UpsertVIP
+// swaps the VIP's table atomically; established flows keep their backend
+// through the per-CPU connection table. A draining backend takes no new flows
+// (rebuild the table without it too) and keeps its established ones; a
+// deleted backend loses them.
+//
+// Forwarding: IPIP/IP6IP6 to the backend (outer source from
+// Config.EncapSourceV4/V6 with the flow hash in the host bits; next-hop MAC
+// per backend or Config.GatewayMAC), or L2 DSR (VIP.L2: destination MAC =
+// backend MAC). Traffic for no VIP that passes the firewall and limits goes to
+// the kernel stack (XDP_PASS).
+//
+// Observability: Stats (verdict/reason counters summed over possible CPUs),
+// VIPStats, BackendStats, RuleCounters, Fill (entries in the connection and
+// rate-limit tables, counted by iterating: O(entries), for scrapes, not for
+// the packet path).
+//
+// Decap (GPU hosts): LoadDecap, SetLocalVIPs, DecapStats.
+package loader
