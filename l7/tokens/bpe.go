@@ -1,0 +1,204 @@
+package tokens
+
+import (
+	"container/heap"
+	"math"
+	"unicode/utf8"
+
+	"github.com/dlclark/regexp2"
+)
+
+// smallPiece is the longest piece merged with tiktoken's own quadratic scan
+// over a stack array; longer pieces (a run of letters with no space, such as
+// CJK prose, base64 or a flood of one character) use a heap, so a 4 MiB
+// prompt that is a single piece costs O(n log n), not O(n²).
+const smallPiece = 64
+
+// noRank marks a pair that is not in the vocabulary.
+const noRank = math.MaxInt
+
+// Pre-tokenizer patterns, as in OpenAI's tiktoken (tiktoken_ext/openai_public.py)
+// and tiktoken-go v0.1.8.
+const (
+	cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	o200kPattern  = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
+		`|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
+		`|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+)
+
+// bpe counts tokens: a pre-tokenizer splits text into pieces, and each piece
+// not in the vocabulary as a whole is merged pairwise by rank, lowest first
+// and leftmost among equals, exactly as tiktoken does.
+type bpe struct {
+	ranks map[string]int
+	pre   *regexp2.Regexp
+}
+
+func newBPE(ranks map[string]int, pattern string) (*bpe, error) {
+	re, err := regexp2.Compile(pattern, regexp2.None)
+	if err != nil {
+		return nil, err
+	}
+	return &bpe{ranks: ranks, pre: re}, nil
+}
+
+// count returns the number of tokens of text, special markers included as
+// ordinary text.
+func (b *bpe) count(text string) int {
+	n := 0
+	off := 0 // byte offset of the current match; matches are contiguous
+	m, _ := b.pre.FindStringMatch(text)
+	for m != nil {
+		start := off
+		// regexp2 reports rune positions; walk the bytes alongside.
+		for i := 0; i < m.Length; i++ {
+			_, size := utf8.DecodeRuneInString(text[off:])
+			off += size
+		}
+		n += b.countPiece(text[start:off])
+		m, _ = b.pre.FindNextMatch(m)
+	}
+	return n
+}
+
+func (b *bpe) countPiece(piece string) int {
+	if len(piece) <= 1 {
+		return len(piece)
+	}
+	if _, ok := b.ranks[piece]; ok {
+		return 1
+	}
+	if len(piece) <= smallPiece {
+		return b.mergeSmall(piece)
+	}
+	return b.mergeHeap(piece)
+}
+
+// rank of piece[a:c] or noRank.
+func (b *bpe) rank(piece string, a, c int) int {
+	if r, ok := b.ranks[piece[a:c]]; ok {
+		return r
+	}
+	return noRank
+}
+
+// mergeSmall is tiktoken's byte_pair_merge: parts[i] is the start of part i
+// and the rank of merging part i with part i+1.
+func (b *bpe) mergeSmall(piece string) int {
+	type part struct{ start, rank int }
+	var buf [smallPiece + 1]part
+	parts := buf[:len(piece)+1]
+	for i := range parts {
+		parts[i] = part{i, noRank}
+	}
+	for i := 0; i+2 < len(parts); i++ {
+		parts[i].rank = b.rank(piece, parts[i].start, parts[i+2].start)
+	}
+	pairRank := func(i int) int {
+		if i+3 < len(parts) {
+			return b.rank(piece, parts[i].start, parts[i+3].start)
+		}
+		return noRank
+	}
+	for len(parts) > 1 {
+		minRank, minIdx := noRank, -1
+		for i := 0; i < len(parts)-1; i++ {
+			if parts[i].rank < minRank {
+				minRank, minIdx = parts[i].rank, i
+			}
+		}
+		if minIdx < 0 {
+			break
+		}
+		i := minIdx
+		parts[i].rank = pairRank(i)
+		if i > 0 {
+			parts[i-1].rank = pairRank(i - 1)
+		}
+		parts = append(parts[:i+1], parts[i+2:]...)
+	}
+	return len(parts) - 1
+}
+
+// mergeHeap gives the same result as mergeSmall in O(n log n): the parts
+// form a linked list, and candidate merges wait in a heap ordered by rank
+// and then start, which is the order mergeSmall's scan picks them in.
+// Entries made stale by a neighbour's merge are skipped when popped.
+func (b *bpe) mergeHeap(piece string) int {
+	n := len(piece)
+	next := make([]int32, n+1) // next[i]: start of the part after the part starting at i
+	prev := make([]int32, n+1)
+	alive := make([]bool, n+1)
+	gen := make([]uint32, n+1)
+	for i := 0; i <= n; i++ {
+		next[i], prev[i], alive[i] = int32(i+1), int32(i-1), true
+	}
+	h := make(mergeHeap, 0, n)
+	for i := 0; i+2 <= n; i++ {
+		if r := b.rank(piece, i, i+2); r != noRank {
+			h = append(h, mergeEntry{rank: r, start: int32(i)})
+		}
+	}
+	heap.Init(&h)
+	parts := n
+	// pairEnd is the end of the pair starting at part i, or -1.
+	pairEnd := func(i int32) int32 {
+		j := next[i]
+		if int(j) >= n {
+			return -1
+		}
+		return next[j]
+	}
+	for h.Len() > 0 {
+		e := heap.Pop(&h).(mergeEntry)
+		i := e.start
+		if !alive[i] || gen[i] != e.gen {
+			continue
+		}
+		// Merge part i with its successor.
+		j := next[i]
+		alive[j] = false
+		next[i] = next[j]
+		if int(next[j]) <= n {
+			prev[next[j]] = i
+		}
+		parts--
+		gen[i]++
+		if end := pairEnd(i); end >= 0 {
+			if r := b.rank(piece, int(i), int(end)); r != noRank {
+				heap.Push(&h, mergeEntry{rank: r, start: i, gen: gen[i]})
+			}
+		}
+		if p := prev[i]; p >= 0 {
+			gen[p]++
+			if r := b.rank(piece, int(p), int(next[i])); r != noRank {
+				heap.Push(&h, mergeEntry{rank: r, start: p, gen: gen[p]})
+			}
+		}
+	}
+	return parts
+}
+
+type mergeEntry struct {
+	rank  int
+	start int32
+	gen   uint32
+}
+
+type mergeHeap []mergeEntry
+
+func (h mergeHeap) Len() int { return len(h) }
+func (h mergeHeap) Less(a, b int) bool {
+	if h[a].rank != h[b].rank {
+		return h[a].rank < h[b].rank
+	}
+	return h[a].start < h[b].start
+}
+func (h mergeHeap) Swap(a, b int) { h[a], h[b] = h[b], h[a] }
+func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeEntry)) }
+func (h *mergeHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
