@@ -378,4 +378,3 @@ func (c *Compiled) Document() *Document {
 func docTimeouts(t CompiledTimeouts) Timeouts {
 	return Timeouts{Connect: Duration(t.Connect), TimeToFirstToken: Duration(t.TimeToFirstToken), Total: Duration(t.Total)}
 }
-

@@ -185,6 +185,11 @@ func yamlProblem(err error) Problem {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
 				line = n
 				msg = strings.TrimSpace(rest[i+1:])
+				// yaml.v3 reports parser errors at the 0-based line where
+				// the unfinished collection began.
+				if strings.HasPrefix(msg, "did not find expected") {
+					line++
+				}
 			}
 		}
 	}

@@ -1,0 +1,101 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadCorpus: every document under testdata/bad is refused, with the
+// problem named on its first line ("# want: <substring of the error>").
+func TestBadCorpus(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) < 15 {
+		t.Fatalf("only %d bad documents", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(b), "\n")
+			want, ok := strings.CutPrefix(first, "# want: ")
+			if !ok {
+				t.Fatalf("first line must be \"# want: ...\", got %q", first)
+			}
+			doc, c, err := Load(bytes.NewReader(b))
+			if err == nil {
+				t.Fatalf("accepted: %+v %+v", doc, c)
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error is %T, want *ValidationError: %v", err, err)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("error does not mention %q:\n%v", want, err)
+			}
+		})
+	}
+}
+
+// TestHugeDocuments: size, list-length and problem-count bounds.
+func TestHugeDocuments(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) {
+		var b bytes.Buffer
+		b.WriteString(minimal + "\n  dataplane:\n    interfaces:\n")
+		for b.Len() <= MaxDocumentBytes {
+			b.WriteString("      - eth0 # padding padding padding padding padding padding\n")
+		}
+		_, _, err := Load(&b)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("document is larger than %d bytes", MaxDocumentBytes)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("list", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString(minimal + "\n  dataplane:\n    localVIPs:\n")
+		for i := 0; i <= MaxListItems; i++ {
+			fmt.Fprintf(&b, "      - 198.18.%d.%d\n", i/250, i%250+1)
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("spec.dataplane.localVIPs: list has %d items; at most %d are allowed (line 7)", MaxListItems+1, MaxListItems)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("problems", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString(minimal + "\n  dataplane:\n    localVIPs:\n")
+		for i := 0; i < 1000; i++ {
+			b.WriteString("      - not-an-address\n")
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Problems) != maxProblems+1 || !strings.Contains(err.Error(), "stopping") {
+			t.Fatalf("got %d problems", len(ve.Problems))
+		}
+	})
+}
+
+// TestGoodExamplesValid: the shipped examples compile and say why they exist.
+func TestGoodExamplesValid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.yaml")
+	for _, file := range files {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := bufio.NewScanner(f)
+		s.Scan()
+		f.Close()
+		if !strings.HasPrefix(s.Text(), "#") {
+			t.Errorf("%s: start with a comment saying what it shows", file)
+		}
+		loadFile(t, file)
+	}
+}
