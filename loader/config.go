@@ -26,7 +26,7 @@ const (
 	EntriesPerPrefix = 8
 	// MaxMaglevSize bounds a VIP table (Maglev prime sizes beyond this are
 	// not needed for 1,000 backends at 100 slots each, with room to spare).
-	MaxMaglevSize = 1 << 22
+	MaxMaglevSize = 1 << 24
 )
 
 // Config sizes the maps (fixed at load) and sets the runtime parameters
