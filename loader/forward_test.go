@@ -107,12 +107,26 @@ func TestForwardIPIP(t *testing.T) {
 		v6   bool
 	}{
 		{"tcp4", tcp("198.18.5.5", "198.18.0.10", 40000, 443), false},
-		{"tcp4 options tos", func() pktSpec { p := tcp("198.18.5.6", "198.18.0.10", 40001, 443); p.ipOptions = true; p.tos = 0xb8; return p }(), false},
+		{"tcp4 options tos", func() pktSpec {
+			p := tcp("198.18.5.6", "198.18.0.10", 40001, 443)
+			p.ipOptions = true
+			p.tos = 0xb8
+			return p
+		}(), false},
 		{"udp4", udp("198.18.5.7", "198.18.0.11", 5353, 53), false},
 		{"vlan tcp4", func() pktSpec { p := tcp("198.18.5.8", "198.18.0.10", 40002, 443); p.vlans = []uint16{7}; return p }(), false},
-		{"qinq tcp4", func() pktSpec { p := tcp("198.18.5.9", "198.18.0.10", 40003, 443); p.vlans = []uint16{100, 7}; return p }(), false},
+		{"qinq tcp4", func() pktSpec {
+			p := tcp("198.18.5.9", "198.18.0.10", 40003, 443)
+			p.vlans = []uint16{100, 7}
+			return p
+		}(), false},
 		{"tcp6", tcp("2001:db8:5::5", "2001:db8::10", 40000, 443), true},
-		{"tcp6 ext tc", func() pktSpec { p := tcp("2001:db8:5::6", "2001:db8::10", 40001, 443); p.v6Ext = true; p.tos = 0x2c; return p }(), true},
+		{"tcp6 ext tc", func() pktSpec {
+			p := tcp("2001:db8:5::6", "2001:db8::10", 40001, 443)
+			p.v6Ext = true
+			p.tos = 0x2c
+			return p
+		}(), true},
 		{"vlan tcp6", func() pktSpec { p := tcp("2001:db8:5::7", "2001:db8::10", 40002, 443); p.vlans = []uint16{9}; return p }(), true},
 	}
 	for _, c := range cases {
