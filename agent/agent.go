@@ -1,0 +1,590 @@
+// Package agent is infergate's node agent: it turns the applied policy, GPU
+// load reports and health checks into kernel map contents (a diff-based,
+// all-or-nothing reconciler over a Dataplane), attaches and adopts the XDP
+// programs, and serves the local API on a root-only unix socket.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/policy"
+)
+
+// Agent timing.
+const (
+	// DefaultResync re-runs the reconciler this often even when nothing
+	// asked for it, so neighbours that answer late (or change MAC) and
+	// interfaces that came back are picked up.
+	DefaultResync = 30 * time.Second
+	// reconcileDebounce gathers bursts of health and weight changes into
+	// one reconcile.
+	reconcileDebounce = 50 * time.Millisecond
+	// buildTimeout bounds route and neighbour resolution in one build.
+	buildTimeout = 10 * time.Second
+)
+
+// StoredPolicy is one applied version as the store keeps it.
+type StoredPolicy struct {
+	Name      string
+	Version   string
+	AppliedAt time.Time
+	Document  []byte
+}
+
+// PolicyStore persists applied versions across restarts.
+type PolicyStore interface {
+	// Save appends p to the history and makes it current.
+	Save(p StoredPolicy) error
+	// Current returns the version in force; false when none.
+	Current() (StoredPolicy, bool, error)
+	// History lists versions, newest first.
+	History() ([]StoredPolicy, error)
+	// Get returns a version by its (unique prefix of) version string.
+	Get(version string) (StoredPolicy, bool, error)
+	// ClearCurrent records that no policy is in force.
+	ClearCurrent() error
+}
+
+// Gateway is the L7 side an apply must also succeed on.
+type Gateway interface {
+	Apply(c *policy.Compiled) error
+}
+
+// Attacher keeps an XDP program attached to the interfaces a policy names.
+type Attacher interface {
+	// Attach makes the program attached to exactly names in mode (a
+	// policy.XDPMode*). undo restores the previous set.
+	Attach(names []string, mode string) (undo func(), err error)
+	// Status reports every interface attached or wanted.
+	Status() []InterfaceStatus
+	// Relink re-attaches an interface that came back with a new index.
+	Relink(name string) error
+}
+
+// Options assemble an agent; Dataplane, Resolver and Store are required.
+type Options struct {
+	Role      string
+	Version   string
+	Dataplane Dataplane
+	Resolver  Resolver
+	Store     PolicyStore
+	Gateway   Gateway  // nil: no L7 on this node
+	Attacher  Attacher // nil: attach nothing (tests drive maps only)
+	Logger    *slog.Logger
+	// HealthChecks runs the policy's health checks (balancer role).
+	HealthChecks bool
+	Resync       time.Duration
+	// EncapSourceV4/V6, when set, are the outer source prefixes; else the
+	// node's route source towards the backends is used.
+	EncapSourceV4, EncapSourceV6 netip.Prefix
+}
+
+// Agent owns the data plane of one node.
+type Agent struct {
+	o       Options
+	log     *slog.Logger
+	rec     *Reconciler
+	health  *HealthChecker
+	started time.Time
+
+	// editMu serialises read-modify-apply edits (keys).
+	editMu sync.Mutex
+	// applyMu serialises every change: applies, rollbacks, reconciles.
+	applyMu sync.Mutex
+	current *applied
+
+	mu        sync.Mutex // guards overrides, loads, desired, lastErr
+	overrides map[string]Override
+	loads     map[string]LoadStatus
+	desired   *Desired
+	lastErr   string
+
+	reconciles, reconcileErrors atomic.Uint64
+	kickc                       chan struct{}
+}
+
+type applied struct {
+	stored   StoredPolicy
+	compiled *policy.Compiled
+}
+
+// New builds an agent; Start brings the last good policy back.
+func New(o Options) (*Agent, error) {
+	if o.Dataplane == nil || o.Resolver == nil || o.Store == nil {
+		return nil, errors.New("agent: Dataplane, Resolver and Store are required")
+	}
+	if o.Role != RoleBalancer && o.Role != RoleGPUHost {
+		return nil, fmt.Errorf("agent: unknown role %q (balancer or gpu-host)", o.Role)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Resync == 0 {
+		o.Resync = DefaultResync
+	}
+	a := &Agent{
+		o: o, log: o.Logger, rec: NewReconciler(o.Dataplane), started: time.Now(),
+		overrides: map[string]Override{}, loads: map[string]LoadStatus{},
+		kickc: make(chan struct{}, 1),
+	}
+	a.health = NewHealthChecker(a.onHealth)
+	return a, nil
+}
+
+// Adopt seeds the reconciler from maps a previous agent left pinned.
+func (a *Agent) Adopt() error { return a.rec.Adopt() }
+
+// Start applies the policy found in the store, or initial when given
+// (a --policy-file), and runs the reconcile loop until ctx ends.
+func (a *Agent) Start(ctx context.Context, initial []byte) error {
+	if initial != nil {
+		if _, err := a.Apply(ctx, initial, false); err != nil {
+			return fmt.Errorf("apply policy file: %w", err)
+		}
+	} else {
+		sp, ok, err := a.o.Store.Current()
+		if err != nil {
+			return fmt.Errorf("read stored policy: %w", err)
+		}
+		if ok {
+			if _, err := a.applyDocument(ctx, sp.Document, false, &sp); err != nil {
+				return fmt.Errorf("re-apply stored policy %s: %w", sp.Version, err)
+			}
+			a.log.Info("restored last applied policy", "name", sp.Name, "version", sp.Version)
+		} else if err := a.reconcileEmpty(); err != nil {
+			return err
+		}
+	}
+	go a.loop(ctx)
+	return nil
+}
+
+// reconcileEmpty writes the empty state so a fresh node's maps are known.
+func (a *Agent) reconcileEmpty() error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	d, err := a.build(context.Background(), nil)
+	if err != nil {
+		return err
+	}
+	return a.write(d)
+}
+
+// Close stops health checks.
+func (a *Agent) Close() {
+	a.health.Close()
+}
+
+func (a *Agent) loop(ctx context.Context) {
+	t := time.NewTicker(a.o.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.kickc:
+			// Gather a burst of changes into one pass.
+			time.Sleep(reconcileDebounce)
+		}
+		if err := a.Reconcile(ctx); err != nil {
+			a.log.Error("reconcile failed; the data plane keeps its previous state", "err", err)
+		}
+	}
+}
+
+func (a *Agent) kick() {
+	select {
+	case a.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) onHealth(id string, healthy bool) {
+	if healthy {
+		a.log.Info("backend passed its health checks; taking new flows again", "backend", id)
+	} else {
+		a.log.Warn("backend failed its health checks; draining (no new flows)", "backend", id)
+	}
+	a.mu.Lock()
+	ov := a.overrides[id]
+	ov.Unhealthy = !healthy
+	a.overrides[id] = ov
+	a.mu.Unlock()
+	a.kick()
+}
+
+// SetLoad records what a backend's load report says (weight, drain) and
+// schedules a reconcile when it changes the weights.
+func (a *Agent) SetLoad(id string, weight uint32, drain bool, load *LoadStatus) {
+	a.mu.Lock()
+	ov := a.overrides[id]
+	changed := !ov.HasWeight || ov.Weight != weight || ov.ReportDrain != drain
+	ov.Weight, ov.HasWeight, ov.ReportDrain = weight, true, drain
+	a.overrides[id] = ov
+	if load != nil {
+		a.loads[id] = *load
+	}
+	a.mu.Unlock()
+	if changed {
+		a.kick()
+	}
+}
+
+// Reconcile rebuilds desired state from the policy in force and converges
+// the data plane to it.
+func (a *Agent) Reconcile(ctx context.Context) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	var c *policy.Compiled
+	if a.current != nil {
+		c = a.current.compiled
+	}
+	d, err := a.build(ctx, c)
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	return a.write(d)
+}
+
+func (a *Agent) build(ctx context.Context, c *policy.Compiled) (*Desired, error) {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	a.mu.Lock()
+	ov := maps.Clone(a.overrides)
+	a.mu.Unlock()
+	return Build(ctx, c, BuildOptions{Role: a.o.Role, Resolver: a.o.Resolver, Overrides: ov,
+		MaxBackends: int(a.o.Dataplane.MaxBackends()) - firstBackendID})
+}
+
+// write converges the data plane to d; applyMu is held.
+func (a *Agent) write(d *Desired) error {
+	a.reconciles.Add(1)
+	if src, ok := a.o.Dataplane.(interface {
+		SetEncapSources(v4, v6 netip.Prefix) error
+	}); ok {
+		v4, v6 := a.o.EncapSourceV4, a.o.EncapSourceV6
+		if !v4.IsValid() && d.SourceV4.IsValid() {
+			v4 = netip.PrefixFrom(d.SourceV4, 32)
+		}
+		if !v6.IsValid() && d.SourceV6.IsValid() {
+			v6 = netip.PrefixFrom(d.SourceV6, 128)
+		}
+		if err := src.SetEncapSources(v4, v6); err != nil {
+			a.fail(err)
+			return fmt.Errorf("set IPIP source: %w", err)
+		}
+	}
+	st, err := a.rec.Apply(d)
+	if err != nil {
+		a.fail(err)
+		return err
+	}
+	if st.Writes > 0 {
+		a.log.Info("data plane updated", "writes", st.Writes)
+	}
+	for _, p := range d.Panic {
+		a.log.Warn("every backend of the pool is out; keeping them all in the table rather than steering nothing", "pool", p)
+	}
+	a.mu.Lock()
+	a.desired = d
+	a.lastErr = ""
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *Agent) fail(err error) {
+	a.reconcileErrors.Add(1)
+	a.mu.Lock()
+	a.lastErr = err.Error()
+	a.mu.Unlock()
+}
+
+// ErrNoPolicy is returned when an operation needs a policy and none is
+// applied.
+var ErrNoPolicy = errors.New("no policy is applied")
+
+// Apply decodes, validates, compiles, checks against this node and applies
+// a policy document to kernel and L7, then stores it. Any failure leaves
+// the version in force untouched.
+func (a *Agent) Apply(ctx context.Context, doc []byte, dryRun bool) (ApplyResult, error) {
+	return a.applyDocument(ctx, doc, dryRun, nil)
+}
+
+// applyDocument applies doc; restored is the stored version being brought
+// back at start, which is not stored again.
+func (a *Agent) applyDocument(ctx context.Context, doc []byte, dryRun bool, restored *StoredPolicy) (ApplyResult, error) {
+	pd, err := policy.Decode(bytes.NewReader(doc))
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	c, err := policy.Compile(pd)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	res := ApplyResult{Name: c.Name, Version: c.Version, DryRun: dryRun}
+	res.Changed = a.current == nil || a.current.compiled.Version != c.Version
+	d, err := a.build(ctx, c)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	if dryRun {
+		return res, nil
+	}
+	if err := a.commit(c, d, doc, restored, res.Changed); err != nil {
+		return ApplyResult{}, err
+	}
+	a.log.Info("policy applied", "name", c.Name, "version", c.Version, "changed", res.Changed)
+	return res, nil
+}
+
+// commit switches kernel, L7 and store to c, undoing what it did when a
+// later step fails; applyMu is held.
+func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *StoredPolicy, changed bool) error {
+	var prev *policy.Compiled
+	if a.current != nil {
+		prev = a.current.compiled
+	}
+	restoreKernel := func() {
+		pd, err := a.build(context.Background(), prev)
+		if err == nil {
+			err = a.write(pd)
+		}
+		if err != nil {
+			a.log.Error("restoring the previous data plane state failed", "err", err)
+		}
+	}
+	var undoAttach func()
+	if a.o.Attacher != nil {
+		names := c.Dataplane.Interfaces
+		if a.o.Role == RoleGPUHost {
+			names = c.Dataplane.DecapInterfaces
+		}
+		var err error
+		if undoAttach, err = a.o.Attacher.Attach(names, c.Dataplane.XDPMode); err != nil {
+			a.fail(err)
+			return fmt.Errorf("attach XDP: %w", err)
+		}
+	}
+	undo := func() {
+		if undoAttach != nil {
+			undoAttach()
+		}
+	}
+	if err := a.write(d); err != nil {
+		undo()
+		return err
+	}
+	if a.o.Gateway != nil {
+		if err := a.o.Gateway.Apply(c); err != nil {
+			restoreKernel()
+			undo()
+			a.fail(err)
+			return fmt.Errorf("L7 gateway refused the policy: %w", err)
+		}
+	}
+	sp := StoredPolicy{Name: c.Name, Version: c.Version, AppliedAt: time.Now().UTC(), Document: slices.Clone(doc)}
+	switch {
+	case restored != nil:
+		sp = *restored
+	case !changed:
+		sp = a.current.stored
+	default:
+		if err := a.o.Store.Save(sp); err != nil {
+			if a.o.Gateway != nil && prev != nil {
+				if gerr := a.o.Gateway.Apply(prev); gerr != nil {
+					a.log.Error("restoring the previous L7 configuration failed", "err", gerr)
+				}
+			}
+			restoreKernel()
+			undo()
+			a.fail(err)
+			return fmt.Errorf("store policy: %w", err)
+		}
+	}
+	a.current = &applied{stored: sp, compiled: c}
+	if a.o.HealthChecks {
+		a.health.Set(HealthTargets(c))
+	}
+	return nil
+}
+
+// DeletePolicy removes the applied policy: the data plane steers nothing.
+func (a *Agent) DeletePolicy(ctx context.Context) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	if a.current == nil {
+		return ErrNoPolicy
+	}
+	d, err := a.build(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := a.write(d); err != nil {
+		return err
+	}
+	if err := a.o.Store.ClearCurrent(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	a.current = nil
+	a.health.Set(nil)
+	a.log.Info("policy deleted; nothing is steered")
+	return nil
+}
+
+// Rollback re-applies a stored version: "previous" is the one before the
+// version in force.
+func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
+	hist, err := a.o.Store.History()
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("store: %w", err)
+	}
+	var target *StoredPolicy
+	a.applyMu.Lock()
+	cur := ""
+	if a.current != nil {
+		cur = a.current.stored.Version
+	}
+	a.applyMu.Unlock()
+	if to == "" || to == "previous" {
+		for i := range hist {
+			if hist[i].Version != cur {
+				target = &hist[i]
+				break
+			}
+		}
+		if target == nil {
+			return ApplyResult{}, &NotFoundError{What: "no earlier version to roll back to"}
+		}
+	} else {
+		sp, ok, err := a.o.Store.Get(to)
+		if err != nil {
+			return ApplyResult{}, fmt.Errorf("store: %w", err)
+		}
+		if !ok {
+			return ApplyResult{}, &NotFoundError{What: fmt.Sprintf("no stored version %q", to)}
+		}
+		target = &sp
+	}
+	return a.Apply(ctx, target.Document, false)
+}
+
+// NotFoundError is answered with 404.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What }
+
+// Current returns the version in force.
+func (a *Agent) Current() (StoredPolicy, *policy.Compiled, bool) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	if a.current == nil {
+		return StoredPolicy{}, nil, false
+	}
+	return a.current.stored, a.current.compiled, true
+}
+
+// Status reports the agent's state.
+func (a *Agent) Status() Status {
+	st := Status{Version: a.o.Version, Role: a.o.Role, StartedAt: a.started.UTC(),
+		Reconciles: a.reconciles.Load(), ReconcileErrors: a.reconcileErrors.Load(), Interfaces: []InterfaceStatus{}}
+	if sp, _, ok := a.Current(); ok {
+		st.Policy = PolicyRef{Name: sp.Name, Version: sp.Version}
+	}
+	if a.o.Attacher != nil {
+		st.Interfaces = a.o.Attacher.Status()
+	}
+	a.mu.Lock()
+	st.LastError = a.lastErr
+	a.mu.Unlock()
+	return st
+}
+
+// Backends lists every pool backend with its weights, health and traffic.
+func (a *Agent) Backends() []BackendStatus {
+	_, c, ok := a.Current()
+	out := []BackendStatus{}
+	if !ok {
+		return out
+	}
+	ctrs, _ := a.o.Dataplane.Counters()
+	ids := a.rec.BackendIDs()
+	hs := a.health.States()
+	a.mu.Lock()
+	d := a.desired
+	loads := maps.Clone(a.loads)
+	a.mu.Unlock()
+	for _, p := range c.Pools {
+		for _, b := range p.Backends {
+			id := BackendID(p.Name, b.Name)
+			bs := BackendStatus{Pool: p.Name, Name: b.Name, Address: b.Address.String(), Port: b.Port,
+				ConfiguredWeight: b.Weight, State: policy.StateActive, Healthy: true}
+			if d != nil {
+				bs.Weight = d.Effective[id]
+			}
+			if h, ok := hs[id]; ok {
+				bs.Healthy = h.Healthy
+			}
+			if bs.Weight == 0 {
+				bs.State = policy.StateDraining
+			}
+			if l, ok := loads[id]; ok {
+				bs.Load = &l
+			}
+			if kid, ok := ids[b.Address]; ok {
+				t := ctrs.Backends[kid]
+				bs.Packets, bs.Bytes, bs.NewFlows = t.Packets, t.Bytes, t.NewFlows
+			}
+			out = append(out, bs)
+		}
+	}
+	return out
+}
+
+// Stats reads the data plane's counters.
+func (a *Agent) Stats() (StatsResponse, error) {
+	ctrs, err := a.o.Dataplane.Counters()
+	if err != nil {
+		return StatsResponse{}, fmt.Errorf("read counters: %w", err)
+	}
+	out := StatsResponse{Verdicts: nonNil(ctrs.Verdicts), Drops: nonNil(ctrs.Drops), VIPs: []VIPStats{}, Maps: []MapStats{}}
+	idx := a.rec.VIPIndices()
+	names := map[VIPKey]string{}
+	if _, c, ok := a.Current(); ok {
+		for _, v := range c.Dataplane.VIPs {
+			names[VIPKey{v.Address, v.Port, v.Protocol}] = v.Name
+		}
+	}
+	for _, k := range sortedVIPKeys(idx) {
+		t := ctrs.VIPs[idx[k]]
+		name := names[k]
+		if name == "" {
+			name = k.String()
+		}
+		out.VIPs = append(out.VIPs, VIPStats{Name: name, Packets: t.Packets, Bytes: t.Bytes, NewFlows: t.NewFlows})
+	}
+	for _, m := range ctrs.Maps {
+		out.Maps = append(out.Maps, MapStats(m))
+	}
+	return out, nil
+}
+
+func nonNil(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return map[string]uint64{}
+	}
+	return m
+}
