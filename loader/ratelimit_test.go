@@ -1,0 +1,194 @@
+package loader
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func verdicts(t *testing.T, b *Balancer, pkts ...pktSpec) []uint32 {
+	t.Helper()
+	var out []uint32
+	for _, p := range pkts {
+		ret, _ := run(t, b.Program(), p.build(t))
+		out = append(out, ret)
+	}
+	return out
+}
+
+func repeat(p pktSpec, n int) []pktSpec {
+	out := make([]pktSpec, n)
+	for i := range out {
+		out[i] = p
+	}
+	return out
+}
+
+func wantVerdicts(t *testing.T, what string, got []uint32, want ...uint32) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: verdicts %v, want %v", what, got, want)
+	}
+}
+
+func TestRateLimitPacketsAndClasses(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	err := b.SetClasses(Limits{}, []Class{
+		{Prefixes: pfx("198.18.30.0/24"), Limits: Limits{PacketsPerSecond: 1, PacketBurst: 3}},
+		{Prefixes: pfx("2001:db8:30::/48"), Limits: Limits{PacketsPerSecond: 1, PacketBurst: 2}},
+		{Prefixes: pfx("198.18.30.128/25"), Limits: Limits{PacketsPerSecond: 1, PacketBurst: 1}}, // more specific class
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const P, D = xdpPass, xdpDrop
+	wantVerdicts(t, "class 1", verdicts(t, b, repeat(tcp("198.18.30.1", "198.18.0.99", 1, 80), 5)...), P, P, P, D, D)
+	if s := stats(t, b); s[StatDropRatePackets] != 2 {
+		t.Fatalf("drop_rate_packets %d", s[StatDropRatePackets])
+	}
+	// Aggregation /32 (default): a neighbour has its own bucket.
+	wantVerdicts(t, "neighbour", verdicts(t, b, repeat(tcp("198.18.30.2", "198.18.0.99", 1, 80), 4)...), P, P, P, D)
+	wantVerdicts(t, "longer class", verdicts(t, b, repeat(tcp("198.18.30.200", "198.18.0.99", 1, 80), 2)...), P, D)
+	wantVerdicts(t, "v6 class", verdicts(t, b, repeat(tcp("2001:db8:30::1", "2001:db8::99", 1, 80), 3)...), P, P, D)
+	wantVerdicts(t, "default class (unlimited)", verdicts(t, b, repeat(tcp("198.18.31.1", "198.18.0.99", 1, 80), 6)...), P, P, P, P, P, P)
+	if f, err := b.Fill(); err != nil || f.Buckets != 4 {
+		t.Fatalf("fill %+v %v: want 4 buckets (unlimited clients need none)", f, err)
+	}
+
+	// Reclassify: the same source gets the default (unlimited) class.
+	if err := b.SetClasses(Limits{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantVerdicts(t, "after removing classes", verdicts(t, b, repeat(tcp("198.18.30.1", "198.18.0.99", 1, 80), 3)...), P, P, P)
+}
+
+func TestRateLimitAggregation(t *testing.T) {
+	cfg := testConfig()
+	cfg.AggregateV4, cfg.AggregateV6 = 24, 64
+	b := newBalancer(t, cfg)
+	if err := b.SetClasses(Limits{PacketsPerSecond: 1, PacketBurst: 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const P, D = xdpPass, xdpDrop
+	got := verdicts(t, b, tcp("198.18.30.1", "198.18.0.99", 1, 80), tcp("198.18.30.2", "198.18.0.99", 1, 80),
+		tcp("198.18.30.3", "198.18.0.99", 1, 80), tcp("198.18.30.4", "198.18.0.99", 1, 80), tcp("198.18.31.4", "198.18.0.99", 1, 80))
+	wantVerdicts(t, "one /24 bucket", got, P, P, P, D, P)
+	got = verdicts(t, b, tcp("2001:db8:1:2::1", "2001:db8::99", 1, 80), tcp("2001:db8:1:2::2", "2001:db8::99", 1, 80),
+		tcp("2001:db8:1:2:ffff::3", "2001:db8::99", 1, 80), tcp("2001:db8:1:2::4", "2001:db8::99", 1, 80), tcp("2001:db8:1:3::1", "2001:db8::99", 1, 80))
+	wantVerdicts(t, "one /64 bucket", got, P, P, P, D, P)
+}
+
+func TestRateLimitRefill(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	// 100/s: a token every 10 ms, burst 2.
+	if err := b.SetClasses(Limits{PacketsPerSecond: 100, PacketBurst: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := tcp("198.18.30.1", "198.18.0.99", 1, 80)
+	const P, D = xdpPass, xdpDrop
+	wantVerdicts(t, "burst", verdicts(t, b, repeat(p, 3)...), P, P, D)
+	time.Sleep(25 * time.Millisecond)
+	// Two tokens back (capped at the burst), then empty again.
+	wantVerdicts(t, "after refill", verdicts(t, b, repeat(p, 3)...), P, P, D)
+	time.Sleep(12 * time.Millisecond)
+	wantVerdicts(t, "one token", verdicts(t, b, repeat(p, 2)...), P, D)
+}
+
+func TestRateLimitNewConnections(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	if err := b.SetClasses(Limits{NewConnsPerSecond: 1, NewConnBurst: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const T, P, D = xdpTx, xdpPass, xdpDrop
+	syn := func(sport uint16) pktSpec { return tcp("198.18.40.1", "198.18.0.10", sport, 443) }
+	wantVerdicts(t, "SYNs to VIP", verdicts(t, b, syn(1), syn(2), syn(3)), T, T, D)
+	ack := syn(1)
+	ack.syn, ack.ack = false, true
+	wantVerdicts(t, "established flow", verdicts(t, b, ack, ack, ack), T, T, T)
+	if s := stats(t, b); s[StatDropRateConns] != 1 {
+		t.Fatalf("drop_rate_conns %d", s[StatDropRateConns])
+	}
+	// UDP: the first packet of a flow is a new connection, later ones not.
+	u := func(sport uint16) pktSpec { return udp("198.18.40.2", "198.18.0.11", sport, 53) }
+	wantVerdicts(t, "UDP flows", verdicts(t, b, u(1), u(2), u(1), u(2), u(3)), T, T, T, T, D)
+	// The node's own services: bare SYNs count, other segments do not.
+	s := func(sport uint16) pktSpec { return tcp("198.18.40.3", "198.18.0.99", sport, 22) }
+	a := s(1)
+	a.syn, a.ack = false, true
+	wantVerdicts(t, "to the stack", verdicts(t, b, s(1), s(2), s(3), a, a), P, P, D, P, P)
+}
+
+func TestVIPGuard(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	v := vip4
+	v.NewConnsPerSecond, v.NewConnBurst = 1, 2
+	if err := b.UpsertVIP(v, buildTable(t, ids(0, 4), nil)); err != nil {
+		t.Fatal(err)
+	}
+	const T, D = xdpTx, xdpDrop
+	got := verdicts(t, b, tcp("198.18.41.1", "198.18.0.10", 1, 443), tcp("198.18.41.2", "198.18.0.10", 1, 443),
+		tcp("198.18.41.3", "198.18.0.10", 1, 443), tcp("198.18.41.1", "198.18.0.10", 1, 443))
+	wantVerdicts(t, "guard", got, T, T, D, T)
+	if s := stats(t, b); s[StatDropVIPGuard] != 1 {
+		t.Fatalf("drop_vip_guard %d", s[StatDropVIPGuard])
+	}
+	// Other VIPs are not guarded.
+	wantVerdicts(t, "other VIP", verdicts(t, b, udp("198.18.41.4", "198.18.0.11", 1, 53)), T)
+}
+
+// A flood of spoofed sources churns the LRU bucket table, but a client with
+// an established flow was promoted to the established table and keeps its
+// bucket (and so its rate state); a client without one is evicted.
+func TestSpoofFloodKeepsEstablishedClients(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxBuckets = 128
+	b := newBalancer(t, cfg)
+	standardSetup(t, b)
+	// Every client is limited, so every source gets a bucket.
+	if err := b.SetClasses(Limits{PacketsPerSecond: 1, PacketBurst: 5}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const T, D = xdpTx, xdpDrop
+	est := tcp("198.18.50.1", "198.18.0.10", 1000, 443)
+	estAck := est
+	estAck.syn, estAck.ack = false, true
+	wantVerdicts(t, "established client", verdicts(t, b, est, estAck, estAck, estAck, estAck, estAck), T, T, T, T, T, D)
+	idle := tcp("198.18.50.2", "198.18.0.10", 1000, 443)
+	wantVerdicts(t, "SYN-only client", verdicts(t, b, idle), T)
+	s := stats(t, b)
+	if s[StatBucketPromote] != 1 {
+		t.Fatalf("bucket_promote %d, want 1", s[StatBucketPromote])
+	}
+
+	for i := 0; i < 4000; i++ {
+		src := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
+		run(t, b.Program(), pktSpec{src: src, dst: vip4.Addr, sport: 7, dport: 443, proto: 6, syn: true, payload: []byte("flood")}.build(t))
+	}
+	var bk balancerBucket
+	estKey := balancerAddrKey{Addr: addrWords(est.src), Family: familyV4}
+	if err := b.objs.RlEstablished.Lookup(estKey, &bk); err != nil {
+		t.Fatalf("established client's bucket gone after the flood: %v", err)
+	}
+	idleKey := balancerAddrKey{Addr: addrWords(idle.src), Family: familyV4}
+	if err := b.objs.RlBuckets.Lookup(idleKey, &bk); err == nil {
+		t.Fatal("the flood did not evict the SYN-only client: the test proves nothing")
+	}
+	// Its state survived too: still out of tokens, not a fresh bucket.
+	wantVerdicts(t, "established client after flood", verdicts(t, b, estAck), D)
+	f, err := b.Fill()
+	if err != nil || f.Buckets > int(cfg.MaxBuckets) || f.EstablishedClients != 1 {
+		t.Fatalf("fill %+v %v", f, err)
+	}
+	// Pruning by idleness.
+	if n, err := b.ExpireIdleClients(time.Hour); err != nil || n != 0 {
+		t.Fatalf("expire(1h) = %d, %v", n, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if n, err := b.ExpireIdleClients(time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("expire(1ms) = %d, %v", n, err)
+	}
+}
