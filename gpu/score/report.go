@@ -69,8 +69,9 @@ func (s Signals) MarshalJSON() ([]byte, error) {
 	return json.Marshal(names)
 }
 
-// UnmarshalJSON reads a list of names; unknown names are an error so a
-// newer host's report is not silently misread.
+// UnmarshalJSON reads a list of names. Names it does not know (signals a
+// newer host may add) are skipped: their values are not read either, so
+// skipping them is the same as their being absent.
 func (s *Signals) UnmarshalJSON(b []byte) error {
 	var names []string
 	if err := json.Unmarshal(b, &names); err != nil {
@@ -78,16 +79,11 @@ func (s *Signals) UnmarshalJSON(b []byte) error {
 	}
 	var out Signals
 	for _, name := range names {
-		found := false
 		for _, n := range signalNames {
 			if n.name == name {
 				out |= n.bit
-				found = true
 				break
 			}
-		}
-		if !found {
-			return fmt.Errorf("signals: unknown signal %q", name)
 		}
 	}
 	*s = out

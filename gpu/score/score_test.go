@@ -210,8 +210,11 @@ func TestSignalsJSONRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v != %+v", back, r)
 	}
 	var s Signals
-	if err := json.Unmarshal([]byte(`["kvCache","bogus"]`), &s); err == nil {
-		t.Fatal("unknown signal name accepted")
+	if err := json.Unmarshal([]byte(`["kvCache","fromTheFuture"]`), &s); err != nil || s != HasKVCache {
+		t.Fatalf("unknown signal name: %v %v, want it skipped", s, err)
+	}
+	if err := json.Unmarshal([]byte(`"kvCache"`), &s); err == nil {
+		t.Fatal("signals as a string accepted")
 	}
 	if got := (HasKVCache | HasMemory).String(); got != "kvCache,memory" {
 		t.Fatalf("String: %q", got)
