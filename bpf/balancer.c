@@ -12,7 +12,14 @@
  * checked by the firewall on address and protocol and charged to the packet
  * rate; fragments addressed to a VIP address are dropped (counted), since
  * later fragments cannot be steered to the first fragment's backend; other
- * fragments pass to the stack, which reassembles them. */
+ * fragments pass to the stack, which reassembles them.
+ *
+ * Connection table: a per-CPU LRU hash. An entry inserted by one CPU has
+ * zeroed values on the others; a CPU that sees a zero value (no CT_F_VALID)
+ * treats the packet as a new flow for itself: Maglev gives the same backend as
+ * long as the table is unchanged, and RSS keeps a flow on one CPU anyway.
+ * The cost: a flow that changes CPU right after a table change may move, and
+ * is charged as a new connection once more. */
 #include "include/consts.h"
 #include "include/structs.h"
 #include "include/maps.h"
@@ -125,8 +132,11 @@ int balancer(struct xdp_md *ctx)
 	struct vip_meta *vm = bpf_map_lookup_elem(&vips, &vk);
 	struct ct_val *ct = 0;
 
-	if (vm)
+	if (vm) {
 		ct = bpf_map_lookup_elem(&conntrack, &p.k);
+		if (ct && !(ct->flags & CT_F_VALID))
+			ct = 0;
+	}
 	if (!ct || ct->fw_gen != cfg->fw_gen) {
 		reason = fw_check(cfg, &p);
 		if (reason)
@@ -175,7 +185,7 @@ int balancer(struct xdp_md *ctx)
 		be = pick_backend(vm, hash, &be_id);
 		if (!be)
 			return verdict(STAT_V_DROP_NO_BACKEND);
-		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen};
+		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen, .flags = CT_F_VALID};
 		bpf_map_update_elem(&conntrack, &p.k, &nv, BPF_ANY);
 		stat_inc(STAT_CT_INSERT);
 		new_flow = 1;

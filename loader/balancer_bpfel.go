@@ -55,7 +55,7 @@ type balancerCtVal struct {
 	Backend uint32
 	Vip     uint32
 	FwGen   uint32
-	Pad     uint32
+	Flags   uint32
 }
 
 type balancerFlowKey struct {

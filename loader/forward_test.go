@@ -131,6 +131,7 @@ func TestForwardIPIP(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			pinCPU(t)
 			in := c.pkt.build(t)
 			before := stats(t, b)
 			ret, out := run(t, prog, in)

@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
@@ -43,9 +46,23 @@ func testConfig() Config {
 	}
 }
 
+// pinCPU keeps the calling goroutine on one CPU: the connection table is
+// per-CPU, as it is for a flow that RSS keeps on one queue. The goroutine's
+// thread is discarded when it exits (locked, never unlocked).
+func pinCPU(t testing.TB) {
+	t.Helper()
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
+	}
+}
+
 func newBalancer(t testing.TB, cfg Config) *Balancer {
 	t.Helper()
 	privtest.Root(t)
+	pinCPU(t)
 	b, err := LoadBalancer(cfg, "")
 	if err != nil {
 		t.Fatal(err)

@@ -54,6 +54,7 @@
 #define BACKEND_F_VALID (1u << 0) /* slot holds a backend */
 #define BACKEND_F_DRAINING (1u << 1)
 #define BACKEND_F_HAS_MAC (1u << 2) /* mac is the next hop for this backend */
+#define CT_F_VALID (1u << 0)
 
 /* Per-CPU statistics, by reason. Every packet increments exactly one of the
  * STAT_V_* (verdict) counters; the others are informational. Keep in sync with

@@ -44,7 +44,7 @@ struct ct_val {
 	__u32 backend;
 	__u32 vip;
 	__u32 fw_gen; /* firewall generation this flow was last checked against */
-	__u32 pad;
+	__u32 flags;  /* CT_F_*; a zero value is another CPU's entry, see balancer.c */
 };
 
 struct fw_entry {
