@@ -1,0 +1,240 @@
+package sim
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/maglev"
+)
+
+// View is what a balancer may know: its own bookkeeping (open connections
+// and in-flight requests it forwarded) and the load reports the agent has
+// received. It never sees engine internals.
+type View struct {
+	Now         float64
+	Backends    []string
+	OpenConns   []int
+	InFlight    []int
+	PrefixBlock func(r *Request) []uint64
+}
+
+// Policy places traffic. L4 policies place connections (every request of a
+// connection follows it); L7 policies place each request.
+type Policy interface {
+	Name() string
+	PerRequest() bool
+	// Pick returns a backend for a new connection c (L4) or for request r
+	// (L7; c is r.Conn).
+	Pick(v *View, c *Conn, r *Request) int
+	// Report delivers a load report to the balancer's agent.
+	Report(v *View, backend int, rep score.Report)
+	// Tick runs once per report interval.
+	Tick(v *View)
+}
+
+// RoundRobin places connections in turn.
+type RoundRobin struct{ next int }
+
+func (*RoundRobin) Name() string                         { return "round-robin" }
+func (*RoundRobin) PerRequest() bool                     { return false }
+func (*RoundRobin) Report(*View, int, score.Report)      {}
+func (*RoundRobin) Tick(*View)                           {}
+func (p *RoundRobin) Pick(v *View, _ *Conn, _ *Request) int {
+	b := p.next % len(v.Backends)
+	p.next++
+	return b
+}
+
+// LeastConn places a connection on the backend with the fewest open
+// connections (IPVS "lc"); ties go round robin.
+type LeastConn struct{ next int }
+
+func (*LeastConn) Name() string                    { return "least-conn" }
+func (*LeastConn) PerRequest() bool                { return false }
+func (*LeastConn) Report(*View, int, score.Report) {}
+func (*LeastConn) Tick(*View)                      {}
+func (p *LeastConn) Pick(v *View, _ *Conn, _ *Request) int {
+	n := len(v.Backends)
+	best := -1
+	for k := 0; k < n; k++ {
+		i := (p.next + k) % n
+		if best < 0 || v.OpenConns[i] < v.OpenConns[best] {
+			best = i
+		}
+	}
+	p.next++
+	return best
+}
+
+// GPU is issue 6's policy at L4: the agent feeds load reports to the real
+// score.Weighter, and when Weighter.Next says the weights moved past its
+// threshold the real Maglev builder makes a new table; new connections
+// hash into the table, established ones stay put.
+type GPU struct {
+	weighter *score.Weighter
+	table    []uint32
+	size     uint64
+	// Rebuilds counts table rebuilds.
+	Rebuilds int
+}
+
+// NewGPU returns the gpu policy for n backends with the scorer's defaults.
+func NewGPU(names []string) (*GPU, error) {
+	w, err := score.NewWeighter(score.Config{})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		// Before any report every host has the operator's static weight
+		// (the policy default, 100), as in a real deployment.
+		if err := w.SetNeutral(n, score.DefaultBaseWeight); err != nil {
+			return nil, err
+		}
+	}
+	g := &GPU{weighter: w, size: maglev.SizeFor(len(names))}
+	if err := g.rebuild(names); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (*GPU) Name() string     { return "gpu" }
+func (*GPU) PerRequest() bool { return false }
+
+func (g *GPU) rebuild(names []string) error {
+	ws, _ := g.weighter.Next()
+	bs := make([]maglev.Backend, len(names))
+	for i, n := range names {
+		bs[i] = maglev.Backend{ID: uint32(i), Weight: ws[n].Weight, Key: n}
+	}
+	t, err := maglev.Build(bs, g.size)
+	if err != nil {
+		return fmt.Errorf("gpu policy: %w", err)
+	}
+	g.table = t
+	g.Rebuilds++
+	return nil
+}
+
+func (g *GPU) Pick(_ *View, c *Conn, _ *Request) int {
+	return int(g.table[c.Hash%g.size])
+}
+
+func (g *GPU) Report(v *View, b int, rep score.Report) {
+	// Errors mean a stale report, which the weighter already ignores.
+	_ = g.weighter.Observe(v.Backends[b], rep, simTime(v.Now))
+}
+
+func (g *GPU) Tick(v *View) {
+	g.weighter.Tick(simTime(v.Now))
+	ws, changed := g.weighter.Next()
+	if !changed {
+		return
+	}
+	bs := make([]maglev.Backend, len(v.Backends))
+	for i, n := range v.Backends {
+		bs[i] = maglev.Backend{ID: uint32(i), Weight: ws[n].Weight, Key: n}
+	}
+	if t, err := maglev.Build(bs, g.size); err == nil {
+		// With every host drained Build fails; keep the old table, as
+		// the agent does.
+		g.table = t
+		g.Rebuilds++
+	}
+}
+
+// GPUPrefix is the L7 router: per request, the real affinity chooser with
+// the weighter's current (unhysteresised) weights and the router's own
+// in-flight counts as loads.
+type GPUPrefix struct {
+	// Blind hashes only the request's own identity instead of its prompt:
+	// the same per-request L7 routing and load bound without prefix
+	// affinity, to separate the two effects (policy "gpu-l7").
+	Blind    bool
+	weighter *score.Weighter
+	chooser  *affinity.Chooser
+	cands    []affinity.Candidate
+}
+
+// NewGPUPrefix returns the gpu-prefix policy.
+func NewGPUPrefix(names []string) (*GPUPrefix, error) {
+	w, err := score.NewWeighter(score.Config{})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if err := w.SetNeutral(n, score.DefaultBaseWeight); err != nil {
+			return nil, err
+		}
+	}
+	c, err := affinity.New(affinity.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &GPUPrefix{weighter: w, chooser: c, cands: make([]affinity.Candidate, len(names))}, nil
+}
+
+func (g *GPUPrefix) Name() string {
+	if g.Blind {
+		return "gpu-l7"
+	}
+	return "gpu-prefix"
+}
+func (*GPUPrefix) PerRequest() bool { return true }
+
+func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
+	_ = g.weighter.Observe(v.Backends[b], rep, simTime(v.Now))
+}
+
+func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
+
+func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
+	ws := g.weighter.Current()
+	for i, n := range v.Backends {
+		g.cands[i] = affinity.Candidate{Name: n, Weight: float64(ws[n].Weight), Load: float64(v.InFlight[i])}
+	}
+	var hashes []uint64
+	if g.Blind {
+		hashes = []uint64{affinity.Chain(0, []byte("r"+strconv.Itoa(r.ID)))}
+	} else {
+		hashes = v.PrefixBlock(r)
+	}
+	ch, err := g.chooser.Choose(hashes, g.cands)
+	if err != nil {
+		return 0
+	}
+	return ch.Index
+}
+
+// epoch anchors simulated seconds on the wall clock the weighter expects.
+var epoch = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+
+// simTime maps simulated seconds onto a wall-clock time for the weighter.
+func simTime(t float64) time.Time { return epoch.Add(time.Duration(t * float64(time.Second))) }
+
+// BlockTokens is the prefix-hash block size in tokens; the router hashes
+// 64-byte blocks, about 16 tokens, vLLM's KV block size.
+const BlockTokens = 16
+
+// prefixBlocks returns the chained block hashes the router would compute
+// for r's prompt: blocks of the shared prefix hash the same for every
+// request that uses it, and the user part is unique to the request.
+func prefixBlocks(r *Request) []uint64 {
+	n := r.Prompt / BlockTokens
+	out := make([]uint64, 0, n)
+	var prev uint64
+	for i := 0; i < n; i++ {
+		var content string
+		if (i+1)*BlockTokens <= r.PrefixLen {
+			content = "p" + strconv.Itoa(r.Prefix) + "/" + strconv.Itoa(i)
+		} else {
+			content = "r" + strconv.Itoa(r.ID) + "/" + strconv.Itoa(i)
+		}
+		prev = affinity.Chain(prev, []byte(content))
+		out = append(out, prev)
+	}
+	return out
+}

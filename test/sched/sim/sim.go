@@ -1,0 +1,377 @@
+package sim
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/infergate/infergate/gpu/score"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultReportInterval: how often each host's agent takes a load
+	// report and the balancer's agent reweighs (gpu/score's EWMA is tuned
+	// for one-second reports).
+	DefaultReportInterval = 1.0
+	// DefaultReportDelay: from measurement to the balancer acting on it
+	// (scrape, serve, poll, parse). Reports are therefore 0.25 s old when
+	// they arrive and up to 1.25 s old when they are replaced.
+	DefaultReportDelay = 0.25
+	// DefaultWarmup and DefaultMeasure: simulated seconds before and of
+	// measurement. Bursts last 20 s on average, so ten minutes holds ~30
+	// of them.
+	DefaultWarmup  = 60.0
+	DefaultMeasure = 600.0
+	// maxEvents bounds a run whatever the inputs.
+	maxEvents = 200_000_000
+)
+
+// Config is one simulation run.
+type Config struct {
+	Specs    []Spec
+	Workload Workload
+	// RequestRate is the mean offered request rate (per second).
+	RequestRate float64
+	Seed        uint64
+	// PrefixCaching turns on automatic prefix caching in every engine.
+	PrefixCaching bool
+
+	ReportInterval, ReportDelay float64
+	Warmup, Measure             float64
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.ReportInterval == 0 {
+		c.ReportInterval = DefaultReportInterval
+	}
+	if c.ReportDelay == 0 {
+		c.ReportDelay = DefaultReportDelay
+	}
+	if c.Warmup == 0 {
+		c.Warmup = DefaultWarmup
+	}
+	if c.Measure == 0 {
+		c.Measure = DefaultMeasure
+	}
+	switch {
+	case len(c.Specs) == 0 || len(c.Specs) > 1024:
+		return c, fmt.Errorf("sim: %d GPUs, want 1..1024", len(c.Specs))
+	case !(c.RequestRate > 0 && c.RequestRate < 1e6):
+		return c, fmt.Errorf("sim: request rate %v outside (0, 1e6)", c.RequestRate)
+	case c.Warmup < 0 || !(c.Measure > 0) || c.Warmup+c.Measure > 1e6:
+		return c, errors.New("sim: bad warmup or measurement window")
+	case !(c.ReportInterval > 0) || c.ReportDelay < 0:
+		return c, errors.New("sim: bad report interval or delay")
+	}
+	return c, nil
+}
+
+// Result summarises a run. Latencies are in seconds.
+type Result struct {
+	Policy string
+	// P50TTFT and P99TTFT over requests sent in the measurement window.
+	P50TTFT, P99TTFT float64
+	// TokensPerSec: output tokens generated in the window, per second.
+	TokensPerSec float64
+	// HitRate: fraction of prefixed requests in the window whose prefix
+	// was cached on arrival at the engine.
+	HitRate float64
+	// Share of the window's requests per backend.
+	Share []float64
+
+	Requests []*Request // every request sent, for tests
+	Engines  []*Engine
+}
+
+type eventKind uint8
+
+const (
+	evConn eventKind = iota
+	evSend
+	evStep
+	evSnap
+	evDeliver
+	evTick
+)
+
+type event struct {
+	t    float64
+	seq  uint64
+	kind eventKind
+	idx  int // engine
+	conn *Conn
+	rep  score.Report
+}
+
+type eventQueue []*event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].t != q[j].t {
+		return q[i].t < q[j].t
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type runner struct {
+	cfg     Config
+	pol     Policy
+	engines []*Engine
+	view    View
+	q       eventQueue
+	seq     uint64
+	end     float64 // no new connections or requests after this
+
+	sent       []*Request
+	windowToks int
+	lastBusy   []float64
+}
+
+func (s *runner) push(e *event) {
+	s.seq++
+	e.seq = s.seq
+	heap.Push(&s.q, e)
+}
+
+// BackendNames are the names the balancer knows the GPUs by.
+func BackendNames(specs []Spec) []string {
+	names := make([]string, len(specs))
+	for i, sp := range specs {
+		names[i] = fmt.Sprintf("gpu%d-%s", i, shortName(sp.Name))
+	}
+	return names
+}
+
+func shortName(n string) string {
+	switch n {
+	case H100.Name:
+		return "h100"
+	case A10.Name:
+		return "a10"
+	}
+	return "gpu"
+}
+
+// Run simulates cfg with policy p. Arrivals depend only on cfg (seed,
+// workload, rate), never on p.
+func Run(cfg Config, p Policy) (Result, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Result{}, err
+	}
+	s := &runner{cfg: cfg, pol: p, end: cfg.Warmup + cfg.Measure}
+	names := BackendNames(cfg.Specs)
+	for i, sp := range cfg.Specs {
+		s.engines = append(s.engines, NewEngine(sp, i, cfg.PrefixCaching))
+	}
+	s.view = View{
+		Backends: names, OpenConns: make([]int, len(names)), InFlight: make([]int, len(names)),
+		PrefixBlock: prefixBlocks,
+	}
+	s.lastBusy = make([]float64, len(names))
+	nextID := 0
+	conns := arrivals(cfg.Workload, cfg.Seed, cfg.RequestRate, s.end, &nextID)
+	for _, c := range conns {
+		s.push(&event{t: c.Start, kind: evConn, conn: c})
+	}
+	for i := range s.engines {
+		// Hosts report out of phase with one another, as real agents do.
+		phase := cfg.ReportInterval * float64(i) / float64(len(s.engines))
+		s.push(&event{t: phase, kind: evSnap, idx: i})
+	}
+	s.push(&event{t: cfg.ReportInterval, kind: evTick})
+
+	for n := 0; s.q.Len() > 0; n++ {
+		if n > maxEvents {
+			return Result{}, errors.New("sim: event limit reached")
+		}
+		e := heap.Pop(&s.q).(*event)
+		s.view.Now = e.t
+		switch e.kind {
+		case evConn:
+			c := e.conn
+			if !p.PerRequest() {
+				c.Backend = p.Pick(&s.view, c, nil)
+				s.view.OpenConns[c.Backend]++
+			}
+			s.send(c, e.t)
+		case evSend:
+			s.send(e.conn, e.t)
+		case evStep:
+			s.finishStep(e.idx, e.t)
+		case evSnap:
+			if e.t > s.end {
+				continue
+			}
+			s.push(&event{t: e.t + cfg.ReportDelay, kind: evDeliver, idx: e.idx, rep: s.report(e.idx, e.t)})
+			s.push(&event{t: e.t + cfg.ReportInterval, kind: evSnap, idx: e.idx})
+		case evDeliver:
+			p.Report(&s.view, e.idx, e.rep)
+		case evTick:
+			if e.t > s.end {
+				continue
+			}
+			p.Tick(&s.view)
+			s.push(&event{t: e.t + cfg.ReportInterval, kind: evTick})
+		}
+	}
+	return s.result(), nil
+}
+
+func (s *runner) send(c *Conn, now float64) {
+	r := c.Reqs[c.next]
+	r.Arrive = now
+	b := c.Backend
+	if s.pol.PerRequest() {
+		b = s.pol.Pick(&s.view, c, r)
+	}
+	r.Backend = b
+	s.view.InFlight[b]++
+	s.sent = append(s.sent, r)
+	e := s.engines[b]
+	e.Enqueue(r)
+	s.kick(e, now)
+}
+
+func (s *runner) kick(e *Engine, now float64) {
+	if dur, ok := e.Start(now); ok {
+		s.push(&event{t: now + dur, kind: evStep, idx: e.Index})
+	}
+}
+
+func (s *runner) finishStep(i int, now float64) {
+	e := s.engines[i]
+	tokens, done := e.Finish(now)
+	if now > s.cfg.Warmup && now <= s.end {
+		s.windowToks += tokens
+	}
+	for _, r := range done {
+		s.view.InFlight[r.Backend]--
+		c := r.Conn
+		c.next++
+		if c.next < len(c.Reqs) && now < s.end {
+			s.push(&event{t: now + c.Thinks[c.next-1], kind: evSend, conn: c})
+			continue
+		}
+		if c.Backend >= 0 {
+			s.view.OpenConns[c.Backend]--
+		}
+	}
+	s.kick(e, now)
+}
+
+// report is what engine i's agent measures at now: the vLLM metrics
+// (running, waiting, KV-cache usage), SM utilisation as the busy fraction
+// since the last report, and the GPU model from NVML.
+func (s *runner) report(i int, now float64) score.Report {
+	e := s.engines[i]
+	busy := e.BusyTime(now)
+	util := (busy - s.lastBusy[i]) / s.cfg.ReportInterval
+	s.lastBusy[i] = busy
+	return score.Report{
+		Host:            s.view.Backends[i],
+		Time:            simTime(now),
+		Healthy:         true,
+		Signals:         score.HasKVCache | score.HasWaiting | score.HasRunning | score.HasUtil,
+		KVCacheUsage:    e.KVUsage(),
+		RequestsRunning: float64(e.Running()),
+		RequestsWaiting: float64(e.Waiting()),
+		SMUtil:          math.Min(math.Max(util, 0), 1),
+		Capacity:        score.CapacityForModel(e.Spec.Name),
+		GPUModel:        e.Spec.Name,
+		GPUs:            1,
+	}
+}
+
+func (s *runner) result() Result {
+	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
+	var ttft []float64
+	prefixed, hits := 0, 0
+	for _, r := range s.sent {
+		if r.Arrive < s.cfg.Warmup || r.Arrive >= s.end {
+			continue
+		}
+		ttft = append(ttft, r.FirstToken-r.Arrive)
+		res.Share[r.Backend]++
+		if r.Prefix >= 0 {
+			prefixed++
+			if r.CacheHit {
+				hits++
+			}
+		}
+	}
+	for i := range res.Share {
+		res.Share[i] /= math.Max(float64(len(ttft)), 1)
+	}
+	slices.Sort(ttft)
+	res.P50TTFT = quantile(ttft, 0.50)
+	res.P99TTFT = quantile(ttft, 0.99)
+	res.TokensPerSec = float64(s.windowToks) / s.cfg.Measure
+	if prefixed > 0 {
+		res.HitRate = float64(hits) / float64(prefixed)
+	}
+	return res
+}
+
+// quantile of sorted xs (nearest rank); NaN when empty.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	i := int(math.Ceil(q*float64(len(xs)))) - 1
+	return xs[min(max(i, 0), len(xs)-1)]
+}
+
+// Capacity is the saturated request throughput (per second) of one engine
+// of spec on workload w: a backlog of n requests from w is served flat out
+// and the completion rate is taken between the 20th and 80th percentile of
+// completions, away from the ramp-up and the drain.
+func Capacity(spec Spec, w Workload, prefixCaching bool, seed uint64, n int) float64 {
+	id := 0
+	var reqs []*Request
+	for _, c := range arrivals(w, seed^0xca9ac17, 1, 2*float64(n)+100, &id) {
+		for _, r := range c.Reqs {
+			r.Arrive = 0
+			reqs = append(reqs, r)
+			if len(reqs) == n {
+				break
+			}
+		}
+		if len(reqs) == n {
+			break
+		}
+	}
+	e := NewEngine(spec, 0, prefixCaching)
+	for _, r := range reqs {
+		e.Enqueue(r)
+	}
+	now := 0.0
+	var doneAt []float64
+	for !e.Idle() {
+		dur, ok := e.Start(now)
+		if !ok {
+			break
+		}
+		now += dur
+		_, done := e.Finish(now)
+		for range done {
+			doneAt = append(doneAt, now)
+		}
+	}
+	lo, hi := len(doneAt)/5, len(doneAt)*4/5
+	if hi <= lo || doneAt[hi] <= doneAt[lo] {
+		return 0
+	}
+	return float64(hi-lo) / (doneAt[hi] - doneAt[lo])
+}

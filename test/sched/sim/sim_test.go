@@ -1,0 +1,300 @@
+package sim
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/infergate/infergate/gpu/score"
+)
+
+var testFleet = []Spec{H100, H100, A10, A10}
+
+// short keeps each run to about a second of CPU.
+func shortConfig(w Workload, rate float64, caching bool) Config {
+	return Config{Specs: testFleet, Workload: w, RequestRate: rate, Seed: 42, PrefixCaching: caching, Warmup: 10, Measure: 60}
+}
+
+func policies(t *testing.T) []Policy {
+	t.Helper()
+	names := BackendNames(testFleet)
+	g, err := NewGPU(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp, err := NewGPUPrefix(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []Policy{g, gp, &RoundRobin{}, &LeastConn{}}
+}
+
+// checkRun asserts the invariants every run must keep.
+func checkRun(t *testing.T, res Result) {
+	t.Helper()
+	if len(res.Requests) == 0 {
+		t.Fatal("no requests")
+	}
+	for _, r := range res.Requests {
+		// Conservation: every request sent completes, with all its tokens.
+		if r.Done < 0 || r.FirstToken < 0 {
+			t.Fatalf("%s: request %d never completed", res.Policy, r.ID)
+		}
+		if r.generated != r.Output {
+			t.Fatalf("%s: request %d generated %d of %d tokens", res.Policy, r.ID, r.generated, r.Output)
+		}
+		if r.Done < r.FirstToken || r.FirstToken < r.Arrive {
+			t.Fatalf("%s: request %d times out of order: %v %v %v", res.Policy, r.ID, r.Arrive, r.FirstToken, r.Done)
+		}
+		// TTFT can never beat the prefill it needs: one step's overhead
+		// plus the larger of reading the weights once and the compute of
+		// the uncached prompt tokens.
+		spec := res.Engines[r.Backend].Spec
+		need := r.Prompt
+		if r.CacheHit {
+			need -= r.PrefixLen
+		}
+		floor := StepOverhead + math.Max(WeightBytes/(spec.BandwidthBytesPerSec*MemEfficiency),
+			float64(need)*FLOPsPerToken/(spec.PeakFLOPS*ComputeEfficiency))
+		if got := r.FirstToken - r.Arrive; got < floor*(1-1e-9) {
+			t.Fatalf("%s: request %d TTFT %.6f below its prefill floor %.6f", res.Policy, r.ID, got, floor)
+		}
+	}
+	for _, e := range res.Engines {
+		if e.MaxKVUsed > e.KVCapacity() {
+			t.Fatalf("%s: engine %d used %d KV tokens of %d", res.Policy, e.Index, e.MaxKVUsed, e.KVCapacity())
+		}
+		if !e.Idle() || e.kvUsed != sumPrefixes(e) {
+			t.Fatalf("%s: engine %d not drained: %d waiting, %d running, kv %d", res.Policy, e.Index, e.Waiting(), e.Running(), e.kvUsed)
+		}
+	}
+}
+
+func sumPrefixes(e *Engine) int {
+	n := 0
+	for _, p := range e.prefixes {
+		if p.refs != 0 {
+			return -1
+		}
+		n += p.tokens
+	}
+	return n
+}
+
+func TestInvariantsEveryPolicy(t *testing.T) {
+	for _, w := range []struct {
+		name    string
+		w       Workload
+		caching bool
+	}{{"chat", Chat, false}, {"shared-prefix", SharedPrefix, true}} {
+		for _, p := range policies(t) {
+			t.Run(w.name+"/"+p.Name(), func(t *testing.T) {
+				// 40 req/s is above what the A10s can take under round
+				// robin, so queues, preemption and the drain are exercised.
+				res, err := Run(shortConfig(w.w, 40, w.caching), p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkRun(t, res)
+			})
+		}
+	}
+}
+
+// A cache so small that running requests outgrow it forces preemption;
+// nothing may be lost or exceed the cache.
+func TestPreemptionKeepsInvariants(t *testing.T) {
+	tiny := A10
+	tiny.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 12000*KVBytesPerToken // 12k tokens
+	cfg := shortConfig(Chat, 6, false)
+	cfg.Specs = []Spec{tiny}
+	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000 // fits the cache alone
+	res, err := Run(cfg, &RoundRobin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, res)
+	pre := 0
+	for _, r := range res.Requests {
+		pre += r.Preempted
+	}
+	if pre == 0 {
+		t.Fatal("no preemption happened; the test does not test it")
+	}
+}
+
+// The policies must face identical traffic.
+func TestSameArrivalsForEveryPolicy(t *testing.T) {
+	type key struct {
+		prompt, output, prefix int
+	}
+	var first map[int]key
+	var firstStarts []float64
+	for _, p := range policies(t) {
+		res, err := Run(shortConfig(SharedPrefix, 20, true), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks := map[int]key{}
+		var starts []float64
+		for _, r := range res.Requests {
+			ks[r.ID] = key{r.Prompt, r.Output, r.Prefix}
+			if r.Conn.Reqs[0] == r {
+				starts = append(starts, r.Arrive)
+			}
+		}
+		slices.Sort(starts)
+		if first == nil {
+			first, firstStarts = ks, starts
+			continue
+		}
+		// Later requests of a connection depend on earlier responses
+		// (closed loop), so which get sent before the end may differ;
+		// what each request is, and when connections open, may not.
+		for id, k := range ks {
+			if f, ok := first[id]; ok && f != k {
+				t.Fatalf("%s: request %d is %+v, was %+v", p.Name(), id, k, f)
+			}
+		}
+		if !slices.Equal(starts, firstStarts) {
+			t.Fatalf("%s: connections open at different times", p.Name())
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	run := func() Result {
+		g, err := NewGPU(BackendNames(testFleet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(shortConfig(Chat, 30, false), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	a, b := run(), run()
+	if a.P50TTFT != b.P50TTFT || a.P99TTFT != b.P99TTFT || a.TokensPerSec != b.TokensPerSec {
+		t.Fatalf("runs differ: %+v vs %+v", a, b)
+	}
+}
+
+// recorder checks that a policy only ever gets delayed reports.
+type recorder struct {
+	RoundRobin
+	delays []float64
+	ticks  int
+}
+
+func (r *recorder) Report(v *View, _ int, rep score.Report) {
+	r.delays = append(r.delays, simTime(v.Now).Sub(rep.Time).Seconds())
+}
+func (r *recorder) Tick(*View) { r.ticks++ }
+
+func TestReportsAreDelayed(t *testing.T) {
+	rec := &recorder{}
+	cfg := shortConfig(Chat, 10, false)
+	if _, err := Run(cfg, rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.delays) < 4*60 || rec.ticks < 60 {
+		t.Fatalf("%d reports, %d ticks", len(rec.delays), rec.ticks)
+	}
+	for _, d := range rec.delays {
+		if math.Abs(d-DefaultReportDelay) > 1e-6 {
+			t.Fatalf("report delivered %.3f s after measurement, want %.3f", d, DefaultReportDelay)
+		}
+	}
+}
+
+// One request alone: TTFT is exactly one prefill step, and each further
+// token one decode step.
+func TestEngineSingleRequest(t *testing.T) {
+	e := NewEngine(H100, 0, false)
+	r := &Request{ID: 1, Prompt: 1000, Output: 3, Prefix: -1, FirstToken: -1, Done: -1}
+	e.Enqueue(r)
+	now := 0.0
+	var steps []float64
+	for !e.Idle() {
+		d, ok := e.Start(now)
+		if !ok {
+			t.Fatal("engine stuck")
+		}
+		steps = append(steps, d)
+		now += d
+		e.Finish(now)
+	}
+	if want := H100.StepTime(0, 0, 1000); math.Abs(steps[0]-want) > 1e-12 || r.FirstToken != steps[0] {
+		t.Fatalf("prefill step %v (first token %v), want %v", steps[0], r.FirstToken, want)
+	}
+	if len(steps) != 3 {
+		t.Fatalf("%d steps for 3 tokens, want 3", len(steps))
+	}
+	if want := H100.StepTime(1, 1001, 0); math.Abs(steps[1]-want) > 1e-12 {
+		t.Fatalf("decode step %v, want %v", steps[1], want)
+	}
+}
+
+// The second request with a cached prefix prefills only its own part.
+func TestPrefixCacheHit(t *testing.T) {
+	e := NewEngine(H100, 0, true)
+	mk := func(id int) *Request {
+		return &Request{ID: id, Prompt: 3100, PrefixLen: 3000, Prefix: 7, Output: 1, FirstToken: -1, Done: -1}
+	}
+	run := func(r *Request) float64 {
+		e.Enqueue(r)
+		start := 0.0
+		now := 0.0
+		for !e.Idle() {
+			d, _ := e.Start(now)
+			now += d
+			e.Finish(now)
+		}
+		return now - start
+	}
+	miss, hit := run(mk(1)), run(mk(2))
+	if want := H100.StepTime(0, 0, 100); math.Abs(hit-want) > 1e-12 {
+		t.Fatalf("hit took %v, want one 100-token prefill step %v", hit, want)
+	}
+	if miss <= hit {
+		t.Fatalf("miss %v not slower than hit %v", miss, hit)
+	}
+	if e.KVUsage() != 0 || e.kvUsed != 3000 {
+		t.Fatalf("after completion: usage %v, kv %d; want the prefix cached but unreferenced", e.KVUsage(), e.kvUsed)
+	}
+}
+
+func TestModelNumbers(t *testing.T) {
+	// Sanity of the data-sheet arithmetic: vLLM reports ~400k KV tokens
+	// for an 8B model on an H100 and a few tens of thousands on a 24 GB card.
+	if h, a := H100.KVTokens(), A10.KVTokens(); h < 350_000 || h > 450_000 || a < 20_000 || a > 40_000 {
+		t.Fatalf("KV tokens H100 %d, A10 %d", h, a)
+	}
+	// Decode is memory bound: a step at batch 1 reads the weights.
+	if d := H100.StepTime(1, 500, 0); d < 0.005 || d > 0.010 {
+		t.Fatalf("H100 single-sequence step %.4f s", d)
+	}
+	if H100.StepTime(64, 64*800, 0) <= H100.StepTime(8, 8*800, 0) {
+		t.Fatal("step time does not grow with the batch")
+	}
+	h := Capacity(H100, Chat, false, 1, 600)
+	a := Capacity(A10, Chat, false, 1, 300)
+	if !(h > 4*a && a > 0) {
+		t.Fatalf("capacities H100 %.2f, A10 %.2f req/s", h, a)
+	}
+}
+
+func TestConfigBounds(t *testing.T) {
+	bad := []Config{
+		{},
+		{Specs: testFleet, RequestRate: -1},
+		{Specs: testFleet, RequestRate: 1, Measure: -1},
+		{Specs: testFleet, RequestRate: math.NaN()},
+	}
+	for _, c := range bad {
+		if _, err := Run(c, &RoundRobin{}); err == nil {
+			t.Errorf("Run(%+v) accepted", c)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package sim
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Workload shapes traffic. Lengths are log-normal, the usual fit to
+// conversational traces.
+type Workload struct {
+	// PromptMedian and PromptSigma: the user part of the prompt (tokens,
+	// log-normal). ShareGPT's raw prompts average 161 tokens and its
+	// answers 338 (Kwon et al., "Efficient Memory Management for LLM
+	// Serving with PagedAttention", SOSP 2023, Fig. 11); gateway traffic
+	// carries chat templates and history on top, hence a 300-token median
+	// with a heavy tail.
+	PromptMedian, PromptSigma float64
+	// OutputMedian and OutputSigma: generated tokens (log-normal).
+	OutputMedian, OutputSigma float64
+	// MaxPrompt and MaxOutput clamp the tails (a context limit).
+	MaxPrompt, MaxOutput int
+
+	// Connections: each client connection sends RequestsPerConn requests
+	// on average (geometric), one at a time, pausing ThinkTime on average
+	// (exponential) after each response, as an HTTP/1.1 keep-alive client
+	// or an agent loop does.
+	RequestsPerConn float64
+	ThinkTime       float64
+
+	// Burstiness: connection arrivals are a two-state Markov-modulated
+	// Poisson process; the rate is BurstHigh or BurstLow times the mean,
+	// each state lasting BurstDwell on average (exponential).
+	BurstHigh, BurstLow, BurstDwell float64
+
+	// Shared prefixes: a connection uses one of Prefixes system prompts
+	// (popularity Zipf with exponent PrefixZipf) with probability
+	// PrefixShare; lengths log-normal around PrefixMedian.
+	Prefixes     int
+	PrefixShare  float64
+	PrefixZipf   float64
+	PrefixMedian float64
+	PrefixSigma  float64
+	MaxPrefix    int
+}
+
+// Chat is the default conversational workload.
+var Chat = Workload{
+	PromptMedian: 300, PromptSigma: 1.0,
+	OutputMedian: 200, OutputSigma: 0.9,
+	MaxPrompt: 8192, MaxOutput: 2048,
+	RequestsPerConn: 8, ThinkTime: 2,
+	BurstHigh: 1.4, BurstLow: 0.6, BurstDwell: 20,
+}
+
+// SharedPrefix: most requests carry one of a few long system prompts
+// (tool definitions, RAG instructions, few-shot examples run to thousands
+// of tokens), followed by a short user turn.
+var SharedPrefix = func() Workload {
+	w := Chat
+	w.PromptMedian, w.PromptSigma = 150, 0.8
+	w.Prefixes, w.PrefixShare, w.PrefixZipf = 32, 0.9, 0.8
+	w.PrefixMedian, w.PrefixSigma, w.MaxPrefix = 3000, 0.4, 8192
+	return w
+}()
+
+// Conn is one client connection with its requests drawn up front, so that
+// every policy sees exactly the same traffic.
+type Conn struct {
+	ID     int
+	Hash   uint64 // the flow hash an L4 balancer would compute
+	Start  float64
+	Reqs   []*Request
+	Thinks []float64 // pause after response i
+	next   int
+	// Backend is the connection's backend under an L4 policy, -1 if none.
+	Backend int
+}
+
+// lognormal draws a log-normal value with the given median, clamped to
+// [lo, hi].
+func lognormal(r *rand.Rand, median, sigma float64, lo, hi int) int {
+	v := int(math.Round(median * math.Exp(sigma*r.NormFloat64())))
+	return min(max(v, lo), hi)
+}
+
+// prefixTable draws the system prompts' lengths and popularity.
+type prefixTable struct {
+	lens []int
+	cum  []float64
+}
+
+func newPrefixTable(w Workload, seed uint64) prefixTable {
+	var t prefixTable
+	if w.Prefixes == 0 {
+		return t
+	}
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	var sum float64
+	for i := 0; i < w.Prefixes; i++ {
+		t.lens = append(t.lens, lognormal(r, w.PrefixMedian, w.PrefixSigma, 256, w.MaxPrefix))
+		sum += 1 / math.Pow(float64(i+1), w.PrefixZipf)
+		t.cum = append(t.cum, sum)
+	}
+	for i := range t.cum {
+		t.cum[i] /= sum
+	}
+	return t
+}
+
+func (t prefixTable) pick(r *rand.Rand) int {
+	u := r.Float64()
+	for i, c := range t.cum {
+		if u < c {
+			return i
+		}
+	}
+	return len(t.cum) - 1
+}
+
+// arrivals generates connections with mean request rate reqRate over
+// [0, until), deterministically from seed.
+func arrivals(w Workload, seed uint64, reqRate, until float64, firstID *int) []*Conn {
+	r := rand.New(rand.NewPCG(seed, 1))
+	prefixes := newPrefixTable(w, seed)
+	connRate := reqRate / w.RequestsPerConn
+	var conns []*Conn
+	high := r.IntN(2) == 0
+	stateEnd := r.ExpFloat64() * w.BurstDwell
+	t := 0.0
+	for {
+		mult := w.BurstLow
+		if high {
+			mult = w.BurstHigh
+		}
+		// Memorylessness: draw the next gap at the current rate; if it
+		// falls past the state's end, restart from there.
+		gap := r.ExpFloat64() / (connRate * mult)
+		if t+gap >= stateEnd {
+			t = stateEnd
+			high = !high
+			stateEnd = t + r.ExpFloat64()*w.BurstDwell
+			continue
+		}
+		t += gap
+		if t >= until {
+			return conns
+		}
+		c := &Conn{ID: len(conns), Start: t, Backend: -1}
+		cr := rand.New(rand.NewPCG(seed, uint64(c.ID)+2))
+		c.Hash = cr.Uint64()
+		n := 1
+		for cr.Float64() >= 1/w.RequestsPerConn {
+			n++
+		}
+		prefix, prefixLen := -1, 0
+		if w.Prefixes > 0 && cr.Float64() < w.PrefixShare {
+			prefix = prefixes.pick(cr)
+			prefixLen = prefixes.lens[prefix]
+		}
+		for i := 0; i < n; i++ {
+			user := lognormal(cr, w.PromptMedian, w.PromptSigma, 4, w.MaxPrompt)
+			req := &Request{
+				ID: *firstID, Conn: c,
+				Prompt: prefixLen + user, Prefix: prefix, PrefixLen: prefixLen,
+				Output:  lognormal(cr, w.OutputMedian, w.OutputSigma, 1, w.MaxOutput),
+				Backend: -1, FirstToken: -1, Done: -1,
+			}
+			*firstID++
+			c.Reqs = append(c.Reqs, req)
+			c.Thinks = append(c.Thinks, cr.ExpFloat64()*w.ThinkTime)
+		}
+		conns = append(conns, c)
+	}
+}
