@@ -38,10 +38,10 @@ type Policy interface {
 // RoundRobin places connections in turn.
 type RoundRobin struct{ next int }
 
-func (*RoundRobin) Name() string                         { return "round-robin" }
-func (*RoundRobin) PerRequest() bool                     { return false }
-func (*RoundRobin) Report(*View, int, score.Report)      {}
-func (*RoundRobin) Tick(*View)                           {}
+func (*RoundRobin) Name() string                    { return "round-robin" }
+func (*RoundRobin) PerRequest() bool                { return false }
+func (*RoundRobin) Report(*View, int, score.Report) {}
+func (*RoundRobin) Tick(*View)                      {}
 func (p *RoundRobin) Pick(v *View, _ *Conn, _ *Request) int {
 	b := p.next % len(v.Backends)
 	p.next++
