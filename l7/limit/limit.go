@@ -52,8 +52,9 @@ const (
 	// maxReserveTokens bounds one request's reservation (well above any
 	// model's context window) so arithmetic stays in range.
 	maxReserveTokens = 1 << 32
-	// maxCostUSD bounds one request's cost for the same reason.
-	maxCostUSD = 1e6
+	// maxUSD bounds costs and budgets so nano-USD sums stay exact in int64
+	// and within a few hundred nano-USD in the Redis scripts' doubles.
+	maxUSD = 1e9
 	// nanoUSD is the unit budgets are counted in: integers, so that
 	// millions of additions neither drift nor differ between replicas.
 	nanoUSD = 1e9
@@ -167,7 +168,7 @@ func toNanoUSD(usd float64) int64 {
 	if !(usd > 0) { // also NaN
 		return 0
 	}
-	return int64(math.Round(math.Min(usd, maxCostUSD) * nanoUSD))
+	return int64(math.Round(math.Min(usd, maxUSD) * nanoUSD))
 }
 
 func clampTokens(n int64) int64 {
