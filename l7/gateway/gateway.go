@@ -1,0 +1,326 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infergate/infergate/l7/audit"
+	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/limit"
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/tokens"
+	"github.com/infergate/infergate/policy"
+)
+
+// Tunables.
+const (
+	// DefaultMaxBodyBytes bounds a request body when the policy sets none.
+	DefaultMaxBodyBytes = 4 << 20
+	// bodyReadTimeout bounds how long a client may take to send its body
+	// (slow-client protection; the header has ReadHeaderTimeout).
+	bodyReadTimeout = 30 * time.Second
+	// maxUpstreamBodyBytes bounds a non-streamed upstream response.
+	maxUpstreamBodyBytes = 32 << 20
+	// maxUpstreamErrorBytes bounds an upstream error body passed through.
+	maxUpstreamErrorBytes = 64 << 10
+	// defaultCompletionReserve is reserved against tokens/minute when a
+	// request sets no max_tokens.
+	defaultCompletionReserve = 1024
+	// Timeouts used when the compiled policy leaves one at zero.
+	defaultConnectTimeout = 5 * time.Second
+	defaultTTFTTimeout    = 60 * time.Second
+	defaultTotalTimeout   = 10 * time.Minute
+	// authCloseDelay keeps a replaced authenticator alive for requests that
+	// loaded the old snapshot just before Apply.
+	authCloseDelay = time.Minute
+	// Upstream connection pool.
+	maxIdleConnsPerHost = 1024
+	upstreamIdleTimeout = 90 * time.Second
+	// settleTimeout bounds settling a ticket after the client is gone.
+	settleTimeout = 5 * time.Second
+	// maxBufferedCompletion is how much streamed text is kept for counting
+	// at the end; beyond it the text is counted as it streams.
+	maxBufferedCompletion = 1 << 20
+)
+
+// Inspector scans a request's prompt texts, all rules in one pass. The
+// gateway adapts l7/inspect to it; tests may supply their own.
+type Inspector interface {
+	Inspect(texts []string) (InspectResult, error)
+}
+
+// InspectResult is an inspection's outcome.
+type InspectResult struct {
+	// Block is the first matching rule whose action is block, if any.
+	Block *Match
+	// Matches lists every matching rule (block, redact and flag).
+	Matches []Match
+	// Redacted, when non-nil, is the texts with redact rules applied (same
+	// length as the input).
+	Redacted []string
+}
+
+// Match is one rule that matched.
+type Match struct {
+	Rule   string
+	Action string // block | redact | flag
+}
+
+// Options for New.
+type Options struct {
+	// Registry receives the metrics (default: a private registry).
+	Registry prometheus.Registerer
+	// Logger receives operational messages (default slog.Default()); it
+	// never gets prompt text.
+	Logger *slog.Logger
+	// Picker chooses backends by GPU load (optional).
+	Picker route.Picker
+	// Limiter overrides the limiter the policy's LimitStore selects.
+	Limiter limit.Limiter
+	// Audit overrides the policy's audit log path.
+	Audit io.Writer
+	// Transport overrides the upstream transport.
+	Transport http.RoundTripper
+	// NewInspector builds the inspector for a policy's inspection rules
+	// (default: l7/inspect).
+	NewInspector func(policy.Inspection) (Inspector, error)
+	// Getenv and ReadFile read provider keys (defaults from os).
+	Getenv   func(string) string
+	ReadFile func(string) ([]byte, error)
+}
+
+// Gateway serves the OpenAI-compatible API.
+type Gateway struct {
+	opts     Options
+	log      *slog.Logger
+	cfg      atomic.Pointer[config]
+	limiter  limit.Limiter
+	ownLimit bool
+	audit    *audit.Logger
+	metrics  *metrics
+	client   *http.Client
+	inflight *route.InFlight
+	mux      *http.ServeMux
+
+	mu       sync.Mutex // guards closing+active transitions
+	closing  bool
+	active   sync.WaitGroup
+	closed   chan struct{}
+	shutOnce sync.Once
+}
+
+// config is one applied policy's snapshot: everything a request reads.
+type config struct {
+	c         *policy.Compiled
+	routes    *route.Table
+	auth      *auth.Authenticator
+	inspector Inspector
+	counters  map[*route.Model]*tokens.Counter
+	maxBody   int64
+	models    []byte // the /v1/models body
+}
+
+// New builds a gateway for c.
+func New(c *policy.Compiled, opts Options) (*Gateway, error) {
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.NewInspector == nil {
+		opts.NewInspector = newInspector
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, inflight: &route.InFlight{}, closed: make(chan struct{})}
+	var err error
+	if g.metrics, err = newMetrics(opts.Registry); err != nil {
+		return nil, fmt.Errorf("register gateway metrics: %w", err)
+	}
+	cfg, err := g.build(c)
+	if err != nil {
+		return nil, err
+	}
+	g.limiter = opts.Limiter
+	if g.limiter == nil {
+		if g.limiter, err = newLimiter(c.Gateway.LimitStore); err != nil {
+			return nil, err
+		}
+		g.ownLimit = true
+	}
+	switch {
+	case opts.Audit != nil:
+		g.audit = audit.New(opts.Audit)
+	case c.Gateway.Audit.Path != "":
+		if g.audit, err = audit.Open(c.Gateway.Audit.Path); err != nil {
+			return nil, err
+		}
+	}
+	rt := opts.Transport
+	if rt == nil {
+		rt = newTransport()
+	}
+	g.client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	g.cfg.Store(cfg)
+	g.mux = http.NewServeMux()
+	g.mux.Handle("POST /v1/chat/completions", g.endpoint(openai.ChatCompletions))
+	g.mux.Handle("POST /v1/completions", g.endpoint(openai.Completions))
+	g.mux.Handle("POST /v1/embeddings", g.endpoint(openai.Embeddings))
+	g.mux.HandleFunc("GET /v1/models", g.listModels)
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
+			Message: "unknown request URL: " + r.Method + " " + r.URL.Path}).Write(w)
+	})
+	return g, nil
+}
+
+type connectTimeoutKey struct{}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: defaultConnectTimeout, KeepAlive: 30 * time.Second}
+			if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && v > 0 {
+				d.Timeout = v
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: maxIdleConnsPerHost,
+		IdleConnTimeout:     upstreamIdleTimeout,
+		TLSHandshakeTimeout: defaultConnectTimeout,
+		// Bodies pass through as they come; asking for gzip would make the
+		// transport decompress streams and hide their framing.
+		DisableCompression: true,
+	}
+}
+
+// build turns a compiled policy into a snapshot.
+func (g *Gateway) build(c *policy.Compiled) (*config, error) {
+	if c == nil {
+		return nil, errors.New("gateway: nil policy")
+	}
+	cfg := &config{c: c, maxBody: c.Gateway.MaxBodyBytes, counters: map[*route.Model]*tokens.Counter{}}
+	if cfg.maxBody <= 0 {
+		cfg.maxBody = DefaultMaxBodyBytes
+	}
+	var err error
+	if cfg.routes, err = route.New(c, route.Options{Picker: g.opts.Picker, InFlight: g.inflight,
+		Getenv: g.opts.Getenv, ReadFile: g.opts.ReadFile}); err != nil {
+		return nil, fmt.Errorf("gateway routes: %w", err)
+	}
+	for _, m := range cfg.routes.Models() {
+		tc, err := tokens.ForModelEncoding(m.Name, m.Policy.Encoding)
+		if err != nil {
+			return nil, fmt.Errorf("gateway model %s: %w", m.Name, err)
+		}
+		cfg.counters[m] = tc
+	}
+	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv}); err != nil {
+		return nil, fmt.Errorf("gateway auth: %w", err)
+	}
+	if len(c.Gateway.Inspection.Rules) > 0 || c.Gateway.Inspection.MaxMessageBytes > 0 {
+		if cfg.inspector, err = g.opts.NewInspector(c.Gateway.Inspection); err != nil {
+			_ = cfg.auth.Close()
+			return nil, fmt.Errorf("gateway inspection: %w", err)
+		}
+	}
+	cfg.models = modelsBody(c)
+	return cfg, nil
+}
+
+// Apply swaps in a new policy; requests in flight finish on the old one.
+func (g *Gateway) Apply(c *policy.Compiled) error {
+	cfg, err := g.build(c)
+	if err != nil {
+		return err
+	}
+	old := g.cfg.Swap(cfg)
+	if old != nil && old.auth != nil {
+		time.AfterFunc(authCloseDelay, func() { _ = old.auth.Close() })
+	}
+	return nil
+}
+
+// Handler is the HTTP handler of the OpenAI-compatible API.
+func (g *Gateway) Handler() http.Handler { return g.mux }
+
+// enter registers a request unless the gateway is shutting down.
+func (g *Gateway) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.active.Add(1)
+	return true
+}
+
+// Shutdown stops taking requests, waits for those in flight (streams
+// included) until ctx ends, then flushes the audit log and closes what the
+// gateway owns.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.active.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("gateway shutdown: %w", ctx.Err())
+	}
+	g.shutOnce.Do(func() {
+		if g.audit != nil {
+			if aerr := g.audit.Close(); aerr != nil && err == nil {
+				err = aerr
+			}
+		}
+		if g.ownLimit {
+			if lerr := g.limiter.Close(); lerr != nil && err == nil {
+				err = fmt.Errorf("close limiter: %w", lerr)
+			}
+		}
+		if cfg := g.cfg.Load(); cfg != nil {
+			_ = cfg.auth.Close()
+		}
+		if t, ok := g.client.Transport.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
+		close(g.closed)
+	})
+	return err
+}
+
+// NewServer wraps h in an http.Server with the gateway's connection
+// timeouts: header read, idle keep-alive, and no write timeout (streams
+// may be long; their length is bounded by the per-model total timeout).
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// Server timeouts.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)

@@ -1,0 +1,283 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/route"
+)
+
+// upstreamReadBuffer sizes the reader over a streamed response.
+const upstreamReadBuffer = 32 << 10
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamReadBuffer) }}
+
+// attemptResult says what the next step is after one upstream attempt.
+type attemptResult int
+
+const (
+	attemptDone  attemptResult = iota // response (success or final error) handled
+	attemptRetry                      // nothing sent to the client; try the next route
+)
+
+func (x *exchange) timeouts() (connect, ttft, total time.Duration) {
+	t := x.model.Policy.Timeouts
+	gt := x.cfg.c.Gateway.Timeouts
+	pick := func(a, b, def time.Duration) time.Duration {
+		if a > 0 {
+			return a
+		}
+		if b > 0 {
+			return b
+		}
+		return def
+	}
+	return pick(t.Connect, gt.Connect, defaultConnectTimeout), pick(t.TimeToFirstToken, gt.TimeToFirstToken, defaultTTFTTimeout),
+		pick(t.Total, gt.Total, defaultTotalTimeout)
+}
+
+// proxy tries the model's routes in order until one answers, within the
+// retry budget, and relays the answer.
+func (x *exchange) proxy() *openai.Error {
+	retries := x.model.Policy.Retries
+	x.plan = x.model.Plan(x.plan, retries)
+	// Upstream is always asked for usage on streams so billing is exact.
+	if x.req.Stream && !x.req.WantsUsage() && x.ep != openai.Embeddings {
+		x.rewrite.IncludeUsage = true
+	}
+	var last *openai.Error
+	for _, rt := range x.plan {
+		res, err := x.attempt(rt)
+		if res == attemptDone {
+			return err
+		}
+		last = err
+		if x.r.Context().Err() != nil {
+			x.clientGone = true
+			return err
+		}
+	}
+	return last
+}
+
+// attempt sends the request along one route.
+func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
+	x.attempts++
+	rw := x.rewrite
+	rw.Model = rt.UpstreamModel
+	body, err := rw.Apply(&x.req, x.body)
+	if err != nil {
+		return attemptDone, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_request", Message: "the request could not be rewritten"}
+	}
+	var base string
+	var release func()
+	if b := x.cfg.routes.Backend(rt); b != nil {
+		base = b.BaseURL
+		x.backend = rt.Pool.Name + "/" + b.Name
+		release = b.Acquire()
+	} else {
+		base = rt.Provider.BaseURL
+		x.backend = "provider/" + rt.Provider.Name
+	}
+	if release != nil {
+		defer release()
+	}
+	connect, ttft, total := x.timeouts()
+	ctx, cancel := context.WithTimeout(context.WithValue(x.r.Context(), connectTimeoutKey{}, connect), total)
+	defer cancel()
+	// The time-to-first-token timer cancels the attempt unless the first
+	// token (stream) or the response (whole) arrives in time.
+	var ttftExpired atomic.Bool
+	timer := time.AfterFunc(ttftDeadline(x, ttft), func() { ttftExpired.Store(true); cancel() })
+	defer timer.Stop()
+
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
+	if err != nil {
+		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")
+	}
+	up.ContentLength = int64(len(body))
+	h := up.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
+	h.Set("x-request-id", x.id)
+	if rt.Provider != nil && rt.Provider.Key() != "" {
+		h.Set("Authorization", "Bearer "+rt.Provider.Key())
+	}
+	resp, err := x.g.client.Do(up)
+	if err != nil {
+		if x.r.Context().Err() != nil {
+			x.clientGone = true
+			return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
+		}
+		if ttftExpired.Load() || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+		}
+		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		e := upstreamError(http.StatusBadGateway, "upstream_error", "the upstream failed")
+		if resp.StatusCode == http.StatusTooManyRequests {
+			e = &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "upstream_rate_limited", Message: "the upstream is rate limiting"}
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
+		return attemptRetry, e
+	}
+	if resp.StatusCode != http.StatusOK {
+		// A client error upstream (400, 404…): pass it through, bounded.
+		x.relayError(resp)
+		return attemptDone, nil
+	}
+	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return x.relayStream(resp, timer, &ttftExpired)
+	}
+	timer.Stop()
+	return x.relayWhole(resp, &ttftExpired)
+}
+
+// ttftDeadline: for streams the first token must arrive within ttft; a
+// whole response only has the total timeout.
+func ttftDeadline(x *exchange, ttft time.Duration) time.Duration {
+	if x.req.Stream {
+		return ttft
+	}
+	return 1<<63 - 1
+}
+
+func upstreamError(status int, code, msg string) *openai.Error {
+	typ := openai.TypeUpstream
+	if status == statusClientClosed {
+		typ = openai.TypeInvalidRequest
+	}
+	return &openai.Error{Status: status, Type: typ, Code: code, Message: msg}
+}
+
+func (x *exchange) relayError(resp *http.Response) {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamErrorBytes))
+	x.status = resp.StatusCode
+	x.errMsg = "upstream_status"
+	x.wroteHeader = true
+	h := x.w.Header()
+	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	x.w.WriteHeader(resp.StatusCode)
+	_, _ = x.w.Write(b)
+}
+
+func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (attemptResult, *openai.Error) {
+	n := resp.ContentLength
+	if n < 0 || n > maxUpstreamBodyBytes {
+		n = 0
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, n+1))
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBodyBytes+1)); err != nil {
+		if x.r.Context().Err() != nil {
+			x.clientGone = true
+			return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
+		}
+		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "the upstream response broke off")
+	}
+	if buf.Len() > maxUpstreamBodyBytes {
+		return attemptDone, upstreamError(http.StatusBadGateway, "upstream_response_too_large", "the upstream response is too large")
+	}
+	var parsed openai.Response
+	if err := json.Unmarshal(buf.Bytes(), &parsed); err == nil {
+		if parsed.Usage != nil {
+			x.usageStore = *parsed.Usage
+			x.usage = &x.usageStore
+		} else {
+			x.addCompletion(parsed.Text())
+		}
+	}
+	x.status = http.StatusOK
+	x.wroteHeader = true
+	h := x.w.Header()
+	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	x.w.WriteHeader(http.StatusOK)
+	if _, err := x.w.Write(buf.Bytes()); err != nil {
+		x.clientGone = x.r.Context().Err() != nil
+	}
+	return attemptDone, nil
+}
+
+// relayStream passes the event stream through one event at a time, flushing
+// after each, and notes usage and streamed text on the way.
+func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpired *atomic.Bool) (attemptResult, *openai.Error) {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(resp.Body)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	er := openai.NewEventReader(br)
+	rc := http.NewResponseController(x.w)
+	wantUsage := x.req.WantsUsage()
+	first := true
+	for {
+		raw, data, err := er.Next()
+		if err != nil {
+			switch {
+			case first && ttftExpired.Load():
+				return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "no first token in time")
+			case x.r.Context().Err() != nil:
+				x.clientGone = true
+				return attemptDone, nil
+			case err == io.EOF:
+			default:
+				// The stream broke: the client keeps what it got; billing
+				// counts it.
+				x.errMsg = "upstream_stream_broken"
+			}
+			if first {
+				return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "the upstream stream broke off")
+			}
+			return attemptDone, nil
+		}
+		if first {
+			timer.Stop()
+			if ttftExpired.Load() {
+				return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "no first token in time")
+			}
+			first = false
+			x.ttft = time.Since(x.start)
+			x.status = http.StatusOK
+			x.wroteHeader = true
+			h := x.w.Header()
+			h.Set("Content-Type", "text/event-stream")
+			h.Set("Cache-Control", "no-cache")
+			h.Set("X-Accel-Buffering", "no")
+			x.w.WriteHeader(http.StatusOK)
+		}
+		if data != nil && !bytes.Equal(data, openai.Done) {
+			if err := openai.ParseChunk(data, &x.chunk); err == nil {
+				if x.chunk.Usage != nil {
+					x.usageStore = *x.chunk.Usage
+					x.usage = &x.usageStore
+					if len(x.chunk.Choices) == 0 && !wantUsage {
+						continue // the usage chunk only the gateway asked for
+					}
+				}
+				for i := range x.chunk.Choices {
+					c := &x.chunk.Choices[i]
+					x.addCompletion(c.Delta.Content)
+					x.addCompletion(c.Text)
+				}
+			}
+		}
+		if _, err := x.w.Write(raw); err != nil {
+			x.clientGone = true
+			return attemptDone, nil
+		}
+		if err := rc.Flush(); err != nil {
+			x.clientGone = true
+			return attemptDone, nil
+		}
+	}
+}
+

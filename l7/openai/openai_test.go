@@ -1,0 +1,184 @@
+package openai
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestParseChat(t *testing.T) {
+	r, err := ParseRequest(ChatCompletions, []byte(`{"model":"m","stream":true,"max_tokens":5,"n":2,
+		"messages":[{"role":"system","content":"be brief"},
+		{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]},
+		{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]}],"extra":{"kept":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Texts) != 3 || r.Texts[1].Value != "a" || r.Texts[1].Part != 0 || r.Texts[2].Part != 2 || r.Texts[2].Message != 1 {
+		t.Fatalf("texts %+v", r.Texts)
+	}
+	if !r.Stream || r.WantsUsage() || r.CompletionBudget(100) != 10 {
+		t.Fatalf("request %+v", r)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		ep    Endpoint
+		body  string
+		param string
+	}{
+		{ChatCompletions, `{"model":"m","messages":"x"}`, ""},
+		{ChatCompletions, `{"model":"m"}`, "messages"},
+		{ChatCompletions, `{"model":"m","messages":[{"role":"user","content":{"a":1}}]}`, "messages[0].content"},
+		{Completions, `{"model":"m","prompt":{"a":1}}`, "prompt"},
+		{Completions, `{"model":"m","prompt":[true]}`, "prompt"},
+		{Embeddings, `{"model":"m"}`, "input"},
+		{ChatCompletions, `{"model":"m","n":0,"messages":[{"role":"user","content":"x"}]}`, "n"},
+		{ChatCompletions, ``, ""},
+	} {
+		_, err := ParseRequest(tc.ep, []byte(tc.body))
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || e.Param != tc.param {
+			t.Fatalf("%s: %v (param %q)", tc.body, err, tc.param)
+		}
+	}
+	r, err := ParseRequest(Completions, []byte(`{"model":"m","prompt":[[1,2,3],"text",7]}`))
+	if err != nil || r.TokenInputs != 4 || len(r.Texts) != 1 || r.Texts[0].Item != 1 {
+		t.Fatalf("token prompt %+v %v", r, err)
+	}
+}
+
+func TestErrorShape(t *testing.T) {
+	w := httptest.NewRecorder()
+	BadRequest("invalid_json", "bad", "").Write(w)
+	if w.Code != 400 || w.Body.String() != `{"error":{"message":"bad","type":"invalid_request_error","code":"invalid_json","param":null}}` {
+		t.Fatalf("%d %s", w.Code, w.Body.String())
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	body := []byte(`{"model":"m","stream":true,"messages":[{"role":"user","content":"my mail a@b.c"},{"role":"user","content":[{"type":"text","text":"x a@b.c"}]}],"temperature":0.5}`)
+	r, err := ParseRequest(ChatCompletions, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Splice path: only include_usage.
+	out, err := (&Rewrite{IncludeUsage: true}).Apply(r, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := ParseRequest(ChatCompletions, out)
+	if err != nil || !r2.WantsUsage() || !strings.Contains(string(out), `"temperature":0.5`) {
+		t.Fatalf("splice %s %v", out, err)
+	}
+	// Full path: model, texts, usage.
+	out, err = (&Rewrite{Model: "up", IncludeUsage: true, Texts: []string{"my mail [R]", "x [R]"}}).Apply(r, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3, err := ParseRequest(ChatCompletions, out)
+	if err != nil || r3.Model != "up" || !r3.WantsUsage() || r3.Texts[0].Value != "my mail [R]" || r3.Texts[1].Value != "x [R]" ||
+		strings.Contains(string(out), "a@b.c") || !strings.Contains(string(out), `"temperature":0.5`) {
+		t.Fatalf("rewrite %s %v", out, err)
+	}
+	// include_usage false is overridden, other stream options kept.
+	body = []byte(`{"model":"m","prompt":["a","b"],"stream":true,"stream_options":{"include_usage":false,"other":1}}`)
+	r, _ = ParseRequest(Completions, body)
+	out, _ = (&Rewrite{IncludeUsage: true, Texts: []string{"a", "B"}}).Apply(r, body)
+	if !strings.Contains(string(out), `"stream_options":{"include_usage":true,"other":1}`) || !strings.Contains(string(out), `"prompt":["a","B"]`) {
+		t.Fatalf("rewrite %s", out)
+	}
+}
+
+func TestEventReader(t *testing.T) {
+	stream := ": comment\n\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\nevent: e\ndata:" + strings.Repeat("z", 70000) + "\n\ndata: [DONE]\n\ndata: partial"
+	er := NewEventReader(bufio.NewReaderSize(strings.NewReader(stream), 16))
+	var datas []string
+	var raws strings.Builder
+	for {
+		raw, data, err := er.Next()
+		if err == io.ErrUnexpectedEOF {
+			raws.Write(raw)
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws.Write(raw)
+		datas = append(datas, string(data))
+	}
+	if len(datas) != 5 || datas[0] != "" || datas[1] != `{"a":1}` || datas[2] != "x\ny" || len(datas[3]) != 70000 || datas[4] != "[DONE]" {
+		t.Fatalf("datas %q", datas)
+	}
+	// Raw bytes pass through unchanged (the reader only drops blank lines
+	// between events).
+	if raws.String() != stream {
+		t.Fatalf("raw bytes changed")
+	}
+}
+
+func TestEventTooLarge(t *testing.T) {
+	er := NewEventReader(bufio.NewReader(strings.NewReader("data: " + strings.Repeat("a", MaxEventBytes+1) + "\n\n")))
+	if _, _, err := er.Next(); !errors.Is(err, ErrEventTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestParseChunkNoStaleFields(t *testing.T) {
+	var c Chunk
+	_ = ParseChunk([]byte(`{"choices":[{"delta":{"content":"hi"}}]}`), &c)
+	_ = ParseChunk([]byte(`{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`), &c)
+	if string(c.AppendText(nil)) != "" || c.Usage.CompletionTokens != 2 {
+		t.Fatalf("chunk %+v", c)
+	}
+}
+
+// FuzzParseRequest: the parser never panics, and what it accepts
+// survives a rewrite that changes every text and re-parses to the same
+// shape.
+func FuzzParseRequest(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+	f.Add(uint8(0), []byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}],"stream":true}`))
+	f.Add(uint8(1), []byte(`{"model":"m","prompt":["a",[1,2]],"stream_options":{"include_usage":false}}`))
+	f.Add(uint8(2), []byte(`{"model":"m","input":"x"}`))
+	f.Add(uint8(0), []byte(`{"model":"m","max_tokens":-1}`))
+	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
+		e := Endpoint(ep % 3)
+		r, err := ParseRequest(e, body)
+		if err != nil {
+			var oe *Error
+			if !errors.As(err, &oe) || oe.Status != 400 {
+				t.Fatalf("error %v is not a 400", err)
+			}
+			if !json.Valid(oe.Marshal()) {
+				t.Fatal("error body is not JSON")
+			}
+			return
+		}
+		texts := make([]string, len(r.Texts))
+		for i := range texts {
+			texts[i] = "<" + r.Texts[i].Value + ">"
+		}
+		out, err := (&Rewrite{Model: "x", IncludeUsage: r.Stream, Texts: texts}).Apply(r, body)
+		if err != nil {
+			t.Fatalf("rewrite of an accepted body failed: %v", err)
+		}
+		r2, err := ParseRequest(e, out)
+		if err != nil {
+			t.Fatalf("rewritten body rejected: %v\n%s", err, out)
+		}
+		if r2.Model != "x" || len(r2.Texts) != len(texts) || r2.TokenInputs != r.TokenInputs {
+			t.Fatalf("rewrite changed shape: %s", out)
+		}
+		for i := range texts {
+			if r2.Texts[i].Value != texts[i] {
+				t.Fatalf("text %d: %q want %q", i, r2.Texts[i].Value, texts[i])
+			}
+		}
+	})
+}

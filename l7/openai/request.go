@@ -1,0 +1,267 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// Endpoint is an OpenAI API operation the gateway serves.
+type Endpoint uint8
+
+// Endpoints.
+const (
+	ChatCompletions Endpoint = iota
+	Completions
+	Embeddings
+)
+
+// Path is the endpoint's path below /v1.
+func (e Endpoint) Path() string {
+	switch e {
+	case ChatCompletions:
+		return "/chat/completions"
+	case Completions:
+		return "/completions"
+	default:
+		return "/embeddings"
+	}
+}
+
+// Bounds on what a request may hold.
+const (
+	MaxMessages      = 4096
+	MaxPromptStrings = 2048
+	MaxContentParts  = 256
+	MaxTokensLimit   = 1 << 22
+)
+
+// StreamOptions is the request's stream_options.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// Request holds the request fields the gateway acts on; the body itself is
+// forwarded as received unless something has to change.
+type Request struct {
+	Endpoint            Endpoint        `json:"-"`
+	Model               string          `json:"model"`
+	Messages            []Message       `json:"messages"`
+	Prompt              json.RawMessage `json:"prompt"`
+	Input               json.RawMessage `json:"input"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *StreamOptions  `json:"stream_options"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	N                   *int64          `json:"n"`
+
+	// Texts is every piece of prompt text in order (message contents and
+	// text parts, prompt or input strings); inspection and counting read it
+	// and redaction writes back by index.
+	Texts []Text `json:"-"`
+	// TokenInputs counts prompt entries sent as token arrays (already
+	// tokenized): their length is their token count.
+	TokenInputs int `json:"-"`
+}
+
+// Message is one chat message.
+type Message struct {
+	Role       string          `json:"role"`
+	Name       string          `json:"name"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  json.RawMessage `json:"tool_calls"`
+	ToolCallID string          `json:"tool_call_id"`
+}
+
+// Text is one piece of prompt text and where it came from.
+type Text struct {
+	Value string
+	// Message is the index of the chat message, -1 for prompt/input.
+	Message int
+	// Part is the index of the content part, -1 for a plain string.
+	Part int
+	// Item is the index in a prompt/input array, -1 for a plain string.
+	Item int
+}
+
+type contentPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// ParseRequest decodes and validates body for endpoint e. Errors are
+// *Error values with status 400.
+func ParseRequest(e Endpoint, body []byte) (*Request, error) {
+	r := &Request{Endpoint: e}
+	if err := ParseInto(r, e, body); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ParseInto is ParseRequest into a caller-owned Request, which is reset.
+func ParseInto(r *Request, e Endpoint, body []byte) error {
+	texts := r.Texts[:0]
+	*r = Request{Endpoint: e, Texts: texts}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return BadRequest("invalid_json", "the request body must be a JSON object", "")
+	}
+	if err := json.Unmarshal(body, r); err != nil {
+		return BadRequest("invalid_json", "malformed JSON body: "+jsonReason(err), "")
+	}
+	if r.Model == "" {
+		return BadRequest("missing_model", "you must provide a model parameter", "model")
+	}
+	if r.MaxTokens != nil && (*r.MaxTokens < 0 || *r.MaxTokens > MaxTokensLimit) {
+		return BadRequest("invalid_value", "max_tokens is out of range", "max_tokens")
+	}
+	if r.MaxCompletionTokens != nil && (*r.MaxCompletionTokens < 0 || *r.MaxCompletionTokens > MaxTokensLimit) {
+		return BadRequest("invalid_value", "max_completion_tokens is out of range", "max_completion_tokens")
+	}
+	if r.N != nil && (*r.N < 1 || *r.N > 128) {
+		return BadRequest("invalid_value", "n must be between 1 and 128", "n")
+	}
+	switch e {
+	case ChatCompletions:
+		if len(r.Messages) == 0 {
+			return BadRequest("missing_messages", "messages must be a non-empty array", "messages")
+		}
+		if len(r.Messages) > MaxMessages {
+			return BadRequest("too_many_messages", fmt.Sprintf("at most %d messages", MaxMessages), "messages")
+		}
+		for i := range r.Messages {
+			if err := r.addContent(i); err != nil {
+				return err
+			}
+		}
+	case Completions:
+		if r.Stream == false && r.StreamOptions != nil {
+			r.StreamOptions = nil
+		}
+		if err := r.addStrings(r.Prompt, "prompt"); err != nil {
+			return err
+		}
+	case Embeddings:
+		if r.Stream {
+			return BadRequest("invalid_value", "embeddings cannot be streamed", "stream")
+		}
+		if len(r.Input) == 0 {
+			return BadRequest("missing_input", "you must provide an input parameter", "input")
+		}
+		if err := r.addStrings(r.Input, "input"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func jsonReason(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return e.Error() + " at offset " + strconv.FormatInt(e.Offset, 10)
+	case *json.UnmarshalTypeError:
+		return "field " + e.Field + " has the wrong type"
+	}
+	return err.Error()
+}
+
+func (r *Request) addContent(i int) error {
+	m := &r.Messages[i]
+	param := "messages[" + strconv.Itoa(i) + "].content"
+	c := bytes.TrimSpace(m.Content)
+	switch {
+	case len(c) == 0 || string(c) == "null":
+	case c[0] == '"':
+		var s string
+		if err := json.Unmarshal(c, &s); err != nil {
+			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+		}
+		r.Texts = append(r.Texts, Text{Value: s, Message: i, Part: -1, Item: -1})
+	case c[0] == '[':
+		var parts []contentPart
+		if err := json.Unmarshal(c, &parts); err != nil {
+			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+		}
+		if len(parts) > MaxContentParts {
+			return BadRequest("invalid_value", fmt.Sprintf("at most %d content parts", MaxContentParts), param)
+		}
+		for j, p := range parts {
+			if p.Type == "text" {
+				r.Texts = append(r.Texts, Text{Value: p.Text, Message: i, Part: j, Item: -1})
+			}
+		}
+	default:
+		return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+	}
+	return nil
+}
+
+// addStrings reads a prompt/input that is a string, an array of strings, an
+// array of tokens or an array of token arrays.
+func (r *Request) addStrings(raw json.RawMessage, param string) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	bad := BadRequest("invalid_value", param+" must be a string, an array of strings or an array of tokens", param)
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return bad
+		}
+		r.Texts = append(r.Texts, Text{Value: s, Message: -1, Part: -1, Item: -1})
+		return nil
+	case '[':
+	default:
+		return bad
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return bad
+	}
+	if len(items) > MaxPromptStrings {
+		return BadRequest("invalid_value", fmt.Sprintf("at most %d %s entries", MaxPromptStrings, param), param)
+	}
+	for j, it := range items {
+		switch {
+		case len(it) > 0 && it[0] == '"':
+			var s string
+			if err := json.Unmarshal(it, &s); err != nil {
+				return bad
+			}
+			r.Texts = append(r.Texts, Text{Value: s, Message: -1, Part: -1, Item: j})
+		case len(it) > 0 && it[0] == '[':
+			var toks []int64
+			if err := json.Unmarshal(it, &toks); err != nil {
+				return bad
+			}
+			r.TokenInputs += len(toks)
+		case len(it) > 0 && (it[0] == '-' || (it[0] >= '0' && it[0] <= '9')):
+			r.TokenInputs++
+		default:
+			return bad
+		}
+	}
+	return nil
+}
+
+// WantsUsage reports whether the client asked for a usage chunk in a stream.
+func (r *Request) WantsUsage() bool { return r.StreamOptions != nil && r.StreamOptions.IncludeUsage }
+
+// CompletionBudget is the most completion tokens the request may produce
+// (max_completion_tokens, else max_tokens, else def), times n.
+func (r *Request) CompletionBudget(def int64) int64 {
+	v := def
+	if r.MaxCompletionTokens != nil {
+		v = *r.MaxCompletionTokens
+	} else if r.MaxTokens != nil {
+		v = *r.MaxTokens
+	}
+	if r.N != nil {
+		v *= *r.N
+	}
+	return v
+}

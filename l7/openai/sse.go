@@ -1,0 +1,145 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// MaxEventBytes bounds one server-sent event.
+const MaxEventBytes = 1 << 20
+
+// ErrEventTooLarge is returned for an event over MaxEventBytes.
+var ErrEventTooLarge = errors.New("sse: event larger than limit")
+
+// EventReader splits a text/event-stream into events. The returned slices
+// are reused by the next call.
+type EventReader struct {
+	br   *bufio.Reader
+	buf  []byte
+	data []byte
+}
+
+// NewEventReader reads events from br.
+func NewEventReader(br *bufio.Reader) *EventReader { return &EventReader{br: br} }
+
+// Next returns the next event's raw bytes (its lines and the blank line that
+// ends it) and the value of its data field(s) joined by "\n" (nil when it
+// has none). A stream that ends inside an event returns what it had with
+// io.ErrUnexpectedEOF; a clean end returns io.EOF.
+func (er *EventReader) Next() (raw, data []byte, err error) {
+	er.buf = er.buf[:0]
+	er.data = er.data[:0]
+	hasData := false
+	for {
+		start := len(er.buf)
+		for {
+			line, err := er.br.ReadSlice('\n')
+			if len(er.buf)+len(line) > MaxEventBytes {
+				return nil, nil, ErrEventTooLarge
+			}
+			er.buf = append(er.buf, line...)
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				if err == io.EOF {
+					if len(bytes.TrimSpace(er.buf)) > 0 {
+						return er.buf, nil, io.ErrUnexpectedEOF
+					}
+					return nil, nil, io.EOF
+				}
+				return nil, nil, err
+			}
+			break
+		}
+		l := bytes.TrimRight(er.buf[start:], "\r\n")
+		if len(l) == 0 {
+			if start == 0 {
+				// Blank lines between events.
+				er.buf = er.buf[:0]
+				continue
+			}
+			if hasData {
+				return er.buf, er.data, nil
+			}
+			return er.buf, nil, nil
+		}
+		if v, ok := bytes.CutPrefix(l, []byte("data:")); ok {
+			if len(v) > 0 && v[0] == ' ' {
+				v = v[1:]
+			}
+			if hasData {
+				er.data = append(er.data, '\n')
+			}
+			er.data = append(er.data, v...)
+			hasData = true
+		}
+	}
+}
+
+// Usage is OpenAI's usage object.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+// Chunk is what the gateway reads from a streamed chunk.
+type Chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		Text string `json:"text"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage"`
+}
+
+// Done is the data of the stream's last event.
+var Done = []byte("[DONE]")
+
+// ParseChunk decodes a chunk's data into c, reusing its storage.
+func ParseChunk(data []byte, c *Chunk) error {
+	// json reuses the slice's backing array without zeroing it, so a field
+	// absent from this chunk would keep the previous chunk's value.
+	clear(c.Choices[:cap(c.Choices)])
+	c.Choices = c.Choices[:0]
+	c.Usage = nil
+	return json.Unmarshal(data, c)
+}
+
+// AppendText appends the chunk's completion text (all choices) to dst.
+func (c *Chunk) AppendText(dst []byte) []byte {
+	for i := range c.Choices {
+		dst = append(dst, c.Choices[i].Delta.Content...)
+		dst = append(dst, c.Choices[i].Text...)
+	}
+	return dst
+}
+
+// Response is what the gateway reads from a whole (non-streamed) response.
+type Response struct {
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		Text string `json:"text"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage"`
+}
+
+// Text is the completion text of every choice, concatenated.
+func (r *Response) Text() string {
+	if len(r.Choices) == 1 {
+		return r.Choices[0].Message.Content + r.Choices[0].Text
+	}
+	var b []byte
+	for i := range r.Choices {
+		b = append(b, r.Choices[i].Message.Content...)
+		b = append(b, r.Choices[i].Text...)
+	}
+	return string(b)
+}

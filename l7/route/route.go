@@ -1,0 +1,321 @@
+// Package route maps a requested model name to the upstreams that serve it:
+// aliases, weighted splits between routes (A/B tests, canaries), ordered
+// fallback, and the choice of a backend within a pool (a GPU-load Picker
+// when one is given, else power of two choices on in-flight requests).
+package route
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/infergate/infergate/policy"
+)
+
+// maxProviderKeyBytes bounds a provider key read from a file.
+const maxProviderKeyBytes = 4096
+
+// Backend is one self-hosted inference server.
+type Backend struct {
+	Name     string
+	Pool     string
+	Addr     netip.AddrPort
+	BaseURL  string // http://addr:port/v1
+	Draining bool
+	inflight *atomic.Int64
+}
+
+// InFlight is the number of requests this gateway has open to the backend.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Acquire counts a request against the backend; call the returned func when
+// it ends.
+func (b *Backend) Acquire() func() {
+	b.inflight.Add(1)
+	return func() { b.inflight.Add(-1) }
+}
+
+// Pool is a set of backends.
+type Pool struct {
+	Name     string
+	Backends []*Backend
+}
+
+// Provider is an external OpenAI-compatible API.
+type Provider struct {
+	Name    string
+	BaseURL string // e.g. https://api.openai.com/v1
+	key     string
+}
+
+// Key is the credential the gateway sends to the provider.
+func (p *Provider) Key() string { return p.key }
+
+// Picker chooses a backend of a pool by GPU load. It returns an index into
+// backends, or -1 to leave the choice to power of two choices.
+type Picker interface {
+	Pick(pool string, backends []*Backend) int
+}
+
+// Route is one weighted or fallback target of a model.
+type Route struct {
+	Pool          *Pool
+	Provider      *Provider
+	Weight        uint32
+	UpstreamModel string
+}
+
+// Label names the route's target for metrics and logs.
+func (r *Route) Label() string {
+	if r.Provider != nil {
+		return "provider/" + r.Provider.Name
+	}
+	return "pool/" + r.Pool.Name
+}
+
+// Model is a model clients may ask for.
+type Model struct {
+	Policy      *policy.CompiledModel
+	Name        string
+	Routes      []Route
+	Fallback    []Route
+	totalWeight uint64
+}
+
+// Table is the routing state of one compiled policy. It is read-only after
+// New and safe for concurrent use.
+type Table struct {
+	models map[string]*Model
+	list   []*Model
+	picker Picker
+}
+
+// Options for New.
+type Options struct {
+	// Picker is the optional GPU-load-aware backend choice.
+	Picker Picker
+	// InFlight shares in-flight counters across tables so a policy change
+	// keeps counting requests still open on the old table. Nil: private.
+	InFlight *InFlight
+	// Getenv and ReadFile read provider keys (defaults os.Getenv, os.ReadFile).
+	Getenv   func(string) string
+	ReadFile func(string) ([]byte, error)
+}
+
+// InFlight holds one counter per backend address.
+type InFlight struct{ m sync.Map }
+
+func (f *InFlight) counter(a netip.AddrPort) *atomic.Int64 {
+	if v, ok := f.m.Load(a); ok {
+		return v.(*atomic.Int64)
+	}
+	v, _ := f.m.LoadOrStore(a, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
+
+// New builds the table for c.
+func New(c *policy.Compiled, opts Options) (*Table, error) {
+	if opts.InFlight == nil {
+		opts.InFlight = &InFlight{}
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.ReadFile == nil {
+		opts.ReadFile = os.ReadFile
+	}
+	pools := make([]*Pool, len(c.Pools))
+	for i := range c.Pools {
+		cp := &c.Pools[i]
+		p := &Pool{Name: cp.Name}
+		for _, b := range cp.Backends {
+			if b.Port == 0 {
+				return nil, fmt.Errorf("pool %s backend %s: no port for L7 routing", cp.Name, b.Name)
+			}
+			ap := netip.AddrPortFrom(b.Address, b.Port)
+			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap,
+				BaseURL: "http://" + ap.String() + "/v1", Draining: b.Draining, inflight: opts.InFlight.counter(ap)})
+		}
+		pools[i] = p
+	}
+	providers := make([]*Provider, len(c.Gateway.Providers))
+	for i, pv := range c.Gateway.Providers {
+		key, err := providerKey(pv, opts)
+		if err != nil {
+			return nil, err
+		}
+		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), key: key}
+	}
+	t := &Table{models: map[string]*Model{}, picker: opts.Picker}
+	conv := func(rs []policy.CompiledRoute, model string) ([]Route, error) {
+		out := make([]Route, 0, len(rs))
+		for _, r := range rs {
+			var rt Route
+			switch {
+			case r.Pool >= 0 && r.Pool < len(pools):
+				rt.Pool = pools[r.Pool]
+				if len(rt.Pool.Backends) == 0 {
+					return nil, fmt.Errorf("model %s: pool %s has no backends", model, rt.Pool.Name)
+				}
+			case r.Provider >= 0 && r.Provider < len(providers):
+				rt.Provider = providers[r.Provider]
+			default:
+				return nil, fmt.Errorf("model %s: route to neither a pool nor a provider", model)
+			}
+			rt.Weight, rt.UpstreamModel = r.Weight, r.UpstreamModel
+			out = append(out, rt)
+		}
+		return out, nil
+	}
+	for i := range c.Gateway.Models {
+		cm := &c.Gateway.Models[i]
+		m := &Model{Policy: cm, Name: cm.Name}
+		var err error
+		if m.Routes, err = conv(cm.Routes, cm.Name); err != nil {
+			return nil, err
+		}
+		if m.Fallback, err = conv(cm.Fallback, cm.Name); err != nil {
+			return nil, err
+		}
+		if len(m.Routes) == 0 {
+			return nil, fmt.Errorf("model %s: no routes", cm.Name)
+		}
+		for _, r := range m.Routes {
+			m.totalWeight += uint64(r.Weight)
+		}
+		for _, name := range append([]string{cm.Name}, cm.Aliases...) {
+			if _, dup := t.models[name]; dup {
+				return nil, fmt.Errorf("model name %q used twice", name)
+			}
+			t.models[name] = m
+		}
+		t.list = append(t.list, m)
+	}
+	return t, nil
+}
+
+func providerKey(pv policy.Provider, opts Options) (string, error) {
+	switch {
+	case pv.APIKeyFile != "":
+		b, err := opts.ReadFile(pv.APIKeyFile)
+		if err != nil {
+			return "", fmt.Errorf("provider %s: read key file: %w", pv.Name, err)
+		}
+		if len(b) > maxProviderKeyBytes {
+			return "", fmt.Errorf("provider %s: key file longer than %d bytes", pv.Name, maxProviderKeyBytes)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case pv.APIKeyEnv != "":
+		v := opts.Getenv(pv.APIKeyEnv)
+		if v == "" {
+			return "", fmt.Errorf("provider %s: environment variable %s is empty", pv.Name, pv.APIKeyEnv)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// Lookup finds a model by name or alias.
+func (t *Table) Lookup(name string) (*Model, bool) {
+	m, ok := t.models[name]
+	return m, ok
+}
+
+// Models lists the models (not aliases) in policy order.
+func (t *Table) Models() []*Model { return t.list }
+
+// Plan returns the routes to try in order: one weighted pick among Routes,
+// then the Fallback routes, at most 1+retries in all.
+func (m *Model) Plan(dst []*Route, retries int) []*Route {
+	dst = append(dst[:0], m.pick())
+	for i := range m.Fallback {
+		if len(dst) > retries {
+			break
+		}
+		dst = append(dst, &m.Fallback[i])
+	}
+	return dst
+}
+
+func (m *Model) pick() *Route {
+	if len(m.Routes) == 1 || m.totalWeight == 0 {
+		if len(m.Routes) > 1 {
+			return &m.Routes[rand.IntN(len(m.Routes))]
+		}
+		return &m.Routes[0]
+	}
+	n := rand.Uint64N(m.totalWeight)
+	for i := range m.Routes {
+		w := uint64(m.Routes[i].Weight)
+		if n < w {
+			return &m.Routes[i]
+		}
+		n -= w
+	}
+	return &m.Routes[len(m.Routes)-1]
+}
+
+// Backend picks a backend of the route's pool (nil for provider routes).
+func (t *Table) Backend(r *Route) *Backend {
+	if r.Pool == nil {
+		return nil
+	}
+	bs := r.Pool.Backends
+	if t.picker != nil {
+		if i := t.picker.Pick(r.Pool.Name, bs); i >= 0 && i < len(bs) {
+			return bs[i]
+		}
+	}
+	return PowerOfTwo(bs)
+}
+
+// PowerOfTwo picks two distinct random backends, skipping draining ones
+// while any is active, and returns the one with fewer requests in flight.
+func PowerOfTwo(bs []*Backend) *Backend {
+	active := 0
+	for _, b := range bs {
+		if !b.Draining {
+			active++
+		}
+	}
+	pickActive := active > 0
+	n := len(bs)
+	if pickActive {
+		n = active
+	}
+	nth := func(k int) *Backend {
+		if !pickActive {
+			return bs[k]
+		}
+		for _, b := range bs {
+			if !b.Draining {
+				if k == 0 {
+					return b
+				}
+				k--
+			}
+		}
+		return nil
+	}
+	if n == 1 {
+		return nth(0)
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := nth(i), nth(j)
+	if b.InFlight() < a.InFlight() {
+		return b
+	}
+	return a
+}
+
+// String is for debugging.
+func (b *Backend) String() string { return b.Pool + "/" + b.Name + "@" + b.Addr.String() + " inflight=" + strconv.FormatInt(b.InFlight(), 10) }
