@@ -132,6 +132,7 @@ type pktSpec struct {
 	tos          uint8
 	ipOptions    bool
 	v6Ext        bool // hop-by-hop + destination options
+	frag         int  // 0 none, 1 first fragment, 2 later fragment (no L4 header)
 }
 
 func tcp(src, dst string, sport, dport uint16) pktSpec {
@@ -180,6 +181,12 @@ func (s pktSpec) build(t testing.TB) []byte {
 	var ipProto layers.IPProtocol = layers.IPProtocol(s.proto)
 	if s.src.Is4() {
 		ip := &layers.IPv4{Version: 4, TTL: 61, Protocol: ipProto, SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice(), TOS: s.tos, Id: 0x1234}
+		switch s.frag {
+		case 1:
+			ip.Flags = layers.IPv4MoreFragments
+		case 2:
+			ip.FragOffset = 185
+		}
 		if s.ipOptions {
 			ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
 		}
@@ -188,7 +195,14 @@ func (s pktSpec) build(t testing.TB) []byte {
 	} else {
 		ip := &layers.IPv6{Version: 6, HopLimit: 61, NextHeader: ipProto, SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice(), TrafficClass: s.tos, FlowLabel: 0x12345}
 		nl = ip
-		if s.v6Ext {
+		if s.frag != 0 {
+			fh := []byte{byte(ipProto), 0, 0, 1, 0, 0, 0x12, 0x34} // offset 0, more fragments
+			if s.frag == 2 {
+				fh[2], fh[3] = 0x05, 0xc8 // offset 185 (x8 bytes), last
+			}
+			ip.NextHeader = layers.IPProtocolIPv6Fragment
+			ls = append(ls, ip, rawLayer(fh))
+		} else if s.v6Ext {
 			ip.NextHeader = layers.IPProtocolIPv6HopByHop
 			ls = append(ls, ip, rawLayer(v6Opt(byte(layers.IPProtocolIPv6Destination))), rawLayer(v6Opt(byte(ipProto))))
 		} else {
@@ -211,7 +225,7 @@ func (s pktSpec) build(t testing.TB) []byte {
 		ic.SetNetworkLayerForChecksum(nl)
 		l4 = ic
 	}
-	if l4 != nil {
+	if l4 != nil && s.frag != 2 {
 		ls = append(ls, l4)
 	}
 	ls = append(ls, gopacket.Payload(s.payload))
@@ -238,10 +252,13 @@ func (r rawLayer) SerializeTo(b gopacket.SerializeBuffer, _ gopacket.SerializeOp
 }
 func (r rawLayer) LayerType() gopacket.LayerType { return gopacket.LayerTypePayload }
 
+func runOpts(pkt, out []byte) *ebpf.RunOptions {
+	return &ebpf.RunOptions{Data: pkt, DataOut: out, Repeat: 1}
+}
+
 func run(t testing.TB, prog *ebpf.Program, pkt []byte) (uint32, []byte) {
 	t.Helper()
-	out := make([]byte, len(pkt)+256)
-	opts := &ebpf.RunOptions{Data: pkt, DataOut: out, Repeat: 1}
+	opts := runOpts(pkt, make([]byte, len(pkt)+256))
 	ret, err := prog.Run(opts)
 	if err != nil {
 		t.Fatalf("test run: %v", err)
