@@ -520,8 +520,8 @@ func (a *Agent) Backends() []BackendStatus {
 	if !ok {
 		return out
 	}
-	ctrs, _ := a.o.Dataplane.Counters()
 	ids := a.rec.BackendIDs()
+	ctrs, _ := a.o.Dataplane.Counters(nil, slices.Collect(maps.Values(ids)))
 	hs := a.health.States()
 	a.mu.Lock()
 	d := a.desired
@@ -556,12 +556,12 @@ func (a *Agent) Backends() []BackendStatus {
 
 // Stats reads the data plane's counters.
 func (a *Agent) Stats() (StatsResponse, error) {
-	ctrs, err := a.o.Dataplane.Counters()
+	idx := a.rec.VIPIndices()
+	ctrs, err := a.o.Dataplane.Counters(slices.Collect(maps.Values(idx)), nil)
 	if err != nil {
 		return StatsResponse{}, fmt.Errorf("read counters: %w", err)
 	}
 	out := StatsResponse{Verdicts: nonNil(ctrs.Verdicts), Drops: nonNil(ctrs.Drops), VIPs: []VIPStats{}, Maps: []MapStats{}}
-	idx := a.rec.VIPIndices()
 	names := map[VIPKey]string{}
 	if _, c, ok := a.Current(); ok {
 		for _, v := range c.Dataplane.VIPs {

@@ -37,8 +37,9 @@ type Dataplane interface {
 
 	// MaxBackends is the size of the backend table: IDs are below it.
 	MaxBackends() uint32
-	// Counters reads the data plane's counters summed over CPUs.
-	Counters() (Counters, error)
+	// Counters reads the data plane's counters summed over CPUs, with the
+	// traffic of the VIPs and backends named.
+	Counters(vips, backends []uint32) (Counters, error)
 }
 
 // VIPKey identifies a VIP in the kernel: address, port, protocol.

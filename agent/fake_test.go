@@ -139,7 +139,7 @@ func (f *fakeDataplane) VIPs() (map[VIPKey]VIPEntry, error) {
 
 func (f *fakeDataplane) MaxBackends() uint32 { return f.maxBackends }
 
-func (f *fakeDataplane) Counters() (Counters, error) {
+func (f *fakeDataplane) Counters(_, _ []uint32) (Counters, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.counters, nil

@@ -1,0 +1,311 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/loader"
+)
+
+const (
+	xdpTx = 3
+	// testMapSize keeps the real maps small so tests load fast.
+	testMapSize = 4096
+)
+
+func testLoaderConfig() loader.Config {
+	return loader.Config{MaxFlows: testMapSize, MaxBuckets: testMapSize, MaxEstablishedClients: testMapSize,
+		MaxVIPs: 16, MaxBackends: 64, MaxRules: 64, MaxClassPrefixes: 64}
+}
+
+// testBPFFS mounts a private BPF filesystem on a temp dir for one test.
+func testBPFFS(t *testing.T) (mount, pinDir string) {
+	t.Helper()
+	privtest.Root(t)
+	mount = t.TempDir()
+	pinDir = filepath.Join(mount, "infergate")
+	mounted, err := EnsureBPFFS(mount, pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mounted {
+		t.Fatal("a fresh temp dir was already a bpffs")
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mount, unix.MNT_DETACH) })
+	if again, err := EnsureBPFFS(mount, pinDir); err != nil || again {
+		t.Fatalf("second EnsureBPFFS mounted again (%v) or failed: %v", again, err)
+	}
+	if _, err := EnsureBPFFS(mount, t.TempDir()); err == nil {
+		t.Fatal("pin dir outside the bpffs accepted")
+	}
+	return mount, pinDir
+}
+
+// pinCPU keeps this goroutine on CPU 0: the connection table is per CPU,
+// as it is for a flow RSS keeps on one queue. The thread is discarded when
+// the test's goroutine ends (locked, never unlocked).
+func pinCPU(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
+	}
+}
+
+func synPacket(t *testing.T, client string, sport uint16, syn bool) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xc1}, DstMAC: testSrcMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(client), DstIP: net.ParseIP("198.18.100.1")}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, SYN: syn, ACK: !syn, Seq: 1, Window: 1000}
+	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// runPacket runs one frame through the program and returns the verdict and
+// the outer IPv4 destination of an encapsulated result.
+func runPacket(t *testing.T, prog *ebpf.Program, pkt []byte) (uint32, netip.Addr) {
+	t.Helper()
+	out := make([]byte, len(pkt)+256)
+	ret, err := prog.Run(&ebpf.RunOptions{Data: pkt, DataOut: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst netip.Addr
+	if ret == xdpTx {
+		p := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+		if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+			dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
+		}
+	}
+	return ret, dst
+}
+
+func loadPinned(t *testing.T, pinDir string) (*loader.Balancer, *BalancerDataplane) {
+	t.Helper()
+	b, err := loader.LoadBalancer(testLoaderConfig(), pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, NewBalancerDataplane(b, testLoaderConfig(), pinDir)
+}
+
+// TestReadBackLayouts checks that the structs the agent reads pinned maps
+// with have the sizes the program's maps have.
+func TestReadBackLayouts(t *testing.T) {
+	_, pinDir := testBPFFS(t)
+	b, _ := loadPinned(t, pinDir)
+	defer b.Close()
+	for name, size := range map[string][2]uintptr{
+		"backends": {4, unsafe.Sizeof(pinnedBackend{})},
+		"vips":     {unsafe.Sizeof(pinnedVIPKey{}), unsafe.Sizeof(pinnedVIPMeta{})},
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uintptr(m.KeySize()) != size[0] || uintptr(m.ValueSize()) != size[1] {
+			t.Errorf("%s: key/value %d/%d bytes, agent reads %d/%d", name, m.KeySize(), m.ValueSize(), size[0], size[1])
+		}
+		m.Close()
+	}
+}
+
+// TestRealDataplaneReconcileAndAdopt runs the reconciler against the real
+// loaded balancer: idempotence, all-or-nothing, then an agent exit and a
+// second instance adopting the pinned maps with conntrack intact.
+func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
+	_, pinDir := testBPFFS(t)
+	pinCPU(t)
+	b, dp := loadPinned(t, pinDir)
+	res := onLinkResolver(append(testBackends, "198.18.1.4")...)
+	rec := NewReconciler(dp)
+	if err := rec.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.SetEncapSources(netip.MustParsePrefix("198.18.0.1/32"), netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	d := buildFor(t, testCompiled(), res, nil)
+	if st, err := rec.Apply(d); err != nil || st.Writes != 6 {
+		t.Fatalf("first apply: %d writes, %v", st.Writes, err)
+	}
+	if st, err := rec.Apply(buildFor(t, testCompiled(), res, nil)); err != nil || st.Writes != 0 {
+		t.Fatalf("re-apply: %d writes, %v", st.Writes, err)
+	}
+	got, err := dp.Backends()
+	if err != nil || len(got) != 3 {
+		t.Fatalf("read back %d backends: %v", len(got), err)
+	}
+	vips, err := dp.VIPs()
+	if err != nil || len(vips) != 1 {
+		t.Fatalf("read back VIPs %v: %v", vips, err)
+	}
+	for k := range vips {
+		if k != (VIPKey{netip.MustParseAddr("198.18.100.1"), 80, 6}) {
+			t.Fatalf("read back VIP %v", k)
+		}
+	}
+
+	// Open flows from a few clients.
+	flows := map[string]netip.Addr{}
+	for i, c := range []string{"198.19.1.1", "198.19.1.2", "198.19.1.3", "198.19.1.4", "198.19.1.5"} {
+		ret, dst := runPacket(t, b.Program(), synPacket(t, c, uint16(40000+i), true))
+		if ret != xdpTx || !dst.IsValid() {
+			t.Fatalf("SYN from %s: verdict %d", c, ret)
+		}
+		flows[c] = dst
+	}
+
+	// A change that fails at its last step (deleting the replaced backend,
+	// after the table was swapped) is undone in the kernel maps.
+	bad := testCompiled()
+	bad.Pools[0].Backends[2].Address = netip.MustParseAddr("198.18.1.4")
+	fdp := &failingDP{Dataplane: dp}
+	frec := NewReconciler(fdp)
+	if err := frec.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := frec.Apply(buildFor(t, testCompiled(), res, nil)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := dp.Backends()
+	fdp.armed = true
+	if _, err := frec.Apply(buildFor(t, bad, res, nil)); err == nil || !strings.Contains(err.Error(), "previous state restored") {
+		t.Fatalf("failing apply: %v", err)
+	}
+	after, _ := dp.Backends()
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("failed apply left backends %v, had %v", after, before)
+	}
+	for c, want := range flows {
+		if ret, dst := runPacket(t, b.Program(), synPacket(t, c, 40000+uint16(indexOf(c)), false)); ret != xdpTx || dst != want {
+			t.Fatalf("after a failed apply, %s went to %s (verdict %d), was %s", c, dst, ret, want)
+		}
+	}
+	fill, err := b.Fill()
+	if err != nil || fill.Flows < len(flows) {
+		t.Fatalf("conntrack holds %d flows, %v", fill.Flows, err)
+	}
+	ids := rec.BackendIDs()
+
+	// The agent exits: handles close, pins stay.
+	b.Close()
+
+	b2, dp2 := loadPinned(t, pinDir)
+	defer b2.Close()
+	fill2, err := b2.Fill()
+	if err != nil || fill2.Flows != fill.Flows {
+		t.Fatalf("adopted conntrack holds %d flows, had %d (%v)", fill2.Flows, fill.Flows, err)
+	}
+	rec2 := NewReconciler(dp2)
+	if err := rec2.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	for a, id := range ids {
+		if rec2.BackendIDs()[a] != id {
+			t.Fatalf("adopting agent has %s at %d, was %d", a, rec2.BackendIDs()[a], id)
+		}
+	}
+	if err := dp2.SetEncapSources(netip.MustParsePrefix("198.18.0.1/32"), netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rec2.Apply(buildFor(t, testCompiled(), res, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Backends are read back and not rewritten; the table, rules and
+	// classes, which are not read back, are rewritten once.
+	if st.Writes != 3 {
+		t.Fatalf("adoption wrote %d, want 3", st.Writes)
+	}
+	// Established flows keep their backends through the new program and
+	// the rewritten table.
+	for c, want := range flows {
+		if ret, dst := runPacket(t, b2.Program(), synPacket(t, c, 40000+uint16(indexOf(c)), false)); ret != xdpTx || dst != want {
+			t.Fatalf("after adoption, %s went to %s (verdict %d), was %s", c, dst, ret, want)
+		}
+	}
+	c, err := dp2.Counters(slices0(rec2.VIPIndices()), slices0(rec2.BackendIDs()))
+	if err != nil || c.Verdicts["tx"] == 0 || len(c.Maps) == 0 || c.Maps[0].Entries == 0 {
+		t.Fatalf("counters %+v, %v", c, err)
+	}
+
+	if err := Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pin dir still there after uninstall: %v", err)
+	}
+}
+
+// failingDP fails the first backend deletion after armed is set.
+type failingDP struct {
+	Dataplane
+	armed bool
+}
+
+func (f *failingDP) DeleteBackend(id uint32) error {
+	if f.armed {
+		f.armed = false
+		return errors.New("injected failure")
+	}
+	return f.Dataplane.DeleteBackend(id)
+}
+
+func indexOf(client string) int {
+	return int(client[len(client)-1]-'1') // 198.19.1.<n>
+}
+
+func slices0[K comparable](m map[K]uint32) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestAdoptRefusesChangedLayout(t *testing.T) {
+	_, pinDir := testBPFFS(t)
+	// A map pinned under the backend table's name with another value size,
+	// as an older or newer agent might have left it.
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "backends", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Pin(filepath.Join(pinDir, "backends")); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	_, err = loader.LoadBalancer(testLoaderConfig(), pinDir)
+	if err == nil || !errors.Is(err, ebpf.ErrMapIncompatible) || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("changed layout: %v", err)
+	}
+	// The pinned map is left alone, not silently replaced.
+	if _, err := os.Stat(filepath.Join(pinDir, "backends")); err != nil {
+		t.Fatal(err)
+	}
+}
