@@ -277,7 +277,7 @@ func (f *failingDP) DeleteBackend(id uint32) error {
 }
 
 func indexOf(client string) int {
-	return int(client[len(client)-1]-'1') // 198.19.1.<n>
+	return int(client[len(client)-1] - '1') // 198.19.1.<n>
 }
 
 func slices0[K comparable](m map[K]uint32) []uint32 {
