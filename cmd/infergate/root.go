@@ -59,6 +59,7 @@ model routing).`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCmd())
+	addCLICommands(root)
 	return root
 }
 
