@@ -497,3 +497,43 @@ func BenchmarkAPIKeyInvalid100k(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkJWTHS256(b *testing.B) {
+	g, _ := gatewayWithKeys(b, 0)
+	g.JWT = []policy.JWTIssuer{{Issuer: "i", Audience: "gw", HS256SecretEnv: "S"}}
+	a, err := New(g, Options{Getenv: func(string) string { return testSecret }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	tok := sign(b, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"iss": "i", "aud": "gw", "tenant": "acme", "sub": "u", "exp": time.Now().Add(time.Hour).Unix()})
+	r := req("Authorization", "Bearer "+tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Authenticate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJWTES256JWKS(b *testing.B) {
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	doc, _ := json.Marshal(map[string]any{"keys": []any{ecJWK("ec-1", &ecKey.PublicKey)}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(doc) }))
+	defer srv.Close()
+	g, _ := gatewayWithKeys(b, 0)
+	g.JWT = []policy.JWTIssuer{{Issuer: "i", JWKSURL: srv.URL}}
+	a, err := New(g, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	tok := sign(b, jwt.SigningMethodES256, ecKey, "ec-1", jwt.MapClaims{"iss": "i", "tenant": "acme", "exp": time.Now().Add(time.Hour).Unix()})
+	r := req("Authorization", "Bearer "+tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Authenticate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -242,6 +242,9 @@ func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
 	if jc.refresh <= 0 {
 		jc.refresh = defaultJWKSRefresh
 	}
+	if strings.HasPrefix(c.JWKSURL, "http://") {
+		jc.log.Warn("JWKS fetched over plain HTTP: anyone on the path can substitute signing keys")
+	}
 	empty := map[string]jwk{}
 	jc.keys.Store(&empty)
 	go jc.loop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -426,4 +427,31 @@ func BenchmarkMemoryAdmitSettle(b *testing.B) {
 			tk.Settle(ctx, 800, 0.0008)
 		}
 	})
+}
+
+// BenchmarkMemoryFootprint reports the heap the memory limiter holds per
+// tracked principal with 100,000 keys across 10,000 tenants, all limited.
+func BenchmarkMemoryFootprint(b *testing.B) {
+	const keys, tenants = 100_000, 10_000
+	lim := policy.Limits{RequestsPerMinute: 1000, TokensPerMinute: 1 << 20, Concurrent: 100, BudgetUSD: 100}
+	reqs := make([]Request, keys)
+	for i := range reqs {
+		reqs[i] = Request{Tenant: fmt.Sprintf("tenant-%d", i%tenants), TenantLimits: lim, Key: fmt.Sprintf("key-%d", i), KeyLimits: lim, ReserveTokens: 100, EstimatedCostUSD: 0.001}
+	}
+	var perPrincipal float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		l := NewMemory()
+		for _, r := range reqs {
+			tk, _, _ := l.Admit(ctx, r)
+			tk.Settle(ctx, 50, 0.0005)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perPrincipal = float64(after.HeapAlloc-before.HeapAlloc) / (keys + tenants)
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(perPrincipal, "B/principal")
 }

@@ -128,6 +128,11 @@ func (sh *memShard) evictIdle(now int64) {
 		if !st.mu.TryLock() {
 			continue
 		}
+		for id, exp := range st.inflight {
+			if exp <= now {
+				delete(st.inflight, id) // leaked ticket past its lease
+			}
+		}
 		if st.reqTAT <= now && st.tokTAT <= now && len(st.inflight) == 0 && st.budgetEnd <= now {
 			st.evicted = true
 			delete(sh.m, p)

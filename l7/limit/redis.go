@@ -133,10 +133,12 @@ func (r *Redis) nowArg() int64 {
 }
 
 // keys names the 8 keys of a request. The tenant in a hash tag puts a
-// tenant and its keys in one slot, as Redis Cluster requires of a script.
+// tenant and its keys in one slot, as Redis Cluster requires of a script;
+// length prefixes keep names injective whatever characters they hold.
 func (r *Redis) keys(tenant, key string) []string {
-	t := r.prefix + "{" + tenant + "}:t:"
-	k := r.prefix + "{" + tenant + "}:k:" + key + ":"
+	base := r.prefix + strconv.Itoa(len(tenant)) + "{" + tenant + "}"
+	t := base + ":t:"
+	k := base + ":k:" + strconv.Itoa(len(key)) + ":" + key + ":"
 	return []string{t + "r", t + "k", t + "c", t + "b", k + "r", k + "k", k + "c", k + "b"}
 }
 

@@ -21,6 +21,8 @@ package limit
 const admitScript = `
 local now = tonumber(ARGV[1])
 if now < 0 then
+  -- Redis < 5 forbids writes after TIME unless effects are replicated.
+  if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
@@ -147,6 +149,8 @@ return {1, 0, 0, now, rql, rqr, rqs, tkl, tkr, tks, tb, kb}
 const settleScript = `
 local now = tonumber(ARGV[1])
 if now < 0 then
+  -- Redis < 5 forbids writes after TIME unless effects are replicated.
+  if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
