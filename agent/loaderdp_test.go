@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/infergate/infergate/internal/privtest"
@@ -308,4 +309,91 @@ func TestAdoptRefusesChangedLayout(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pinDir, "backends")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAttachPinAdopt attaches the real balancer to a veth, lets the agent
+// "exit", adopts the pinned link from a second instance (program replaced,
+// never detached), re-attaches after the interface is re-created, and
+// uninstalls.
+func TestAttachPinAdopt(t *testing.T) {
+	_, pinDir := testBPFFS(t)
+	v := newVethPeer(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, _ := loadPinned(t, pinDir)
+	x := NewXDPAttacher(b.Program(), "balancer", pinDir, false, log)
+	if _, err := x.Attach([]string{v.near}, "native"); err != nil {
+		t.Fatal(err)
+	}
+	st := x.Status()
+	if len(st) != 1 || !st[0].Attached || st[0].Mode != "native" || st[0].Program != "balancer" {
+		t.Fatalf("status %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(pinDir, linkPinPrefix+v.near)); err != nil {
+		t.Fatalf("link not pinned: %v", err)
+	}
+	idx, _ := NetlinkResolver{}.Interface(v.near)
+
+	// Exit: handles close; the program stays attached through the pin.
+	x.Close()
+	b.Close()
+	if attachedMode(idx) != "native" {
+		t.Fatal("program detached when the agent exited")
+	}
+
+	b2, _ := loadPinned(t, pinDir)
+	defer b2.Close()
+	x2 := NewXDPAttacher(b2.Program(), "balancer", pinDir, false, log)
+	defer x2.Close()
+	if _, err := x2.Attach([]string{v.near}, "native"); err != nil {
+		t.Fatal(err)
+	}
+	if !x2.links[v.near].adopted {
+		t.Fatal("second agent attached afresh instead of adopting the pinned link")
+	}
+	info, err := b2.Program().Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantID, _ := info.ID()
+	if got := xdpProgID(t, idx); got != uint32(wantID) {
+		t.Fatalf("interface runs program %d, want the new agent's %d", got, wantID)
+	}
+
+	// The interface goes away and comes back with a new index.
+	ipCmd(t, "link", "del", v.near)
+	ipCmd(t, "link", "add", v.near, "type", "veth", "peer", "name", v.far+"y")
+	ipCmd(t, "link", "set", v.near, "up")
+	if err := x2.Relink(v.near); err != nil {
+		t.Fatal(err)
+	}
+	if st := x2.Status(); !st[0].Attached {
+		t.Fatalf("not re-attached: %+v", st)
+	}
+	newIdx, _ := NetlinkResolver{}.Interface(v.near)
+
+	// A mode change re-attaches in the new mode.
+	if _, err := x2.Attach([]string{v.near}, "generic"); err != nil {
+		t.Fatal(err)
+	}
+	if st := x2.Status(); !st[0].Attached || st[0].Mode != "generic" {
+		t.Fatalf("after a switch to generic: %+v", st)
+	}
+
+	// Uninstall runs once the agent has stopped (its handles closed).
+	x2.Close()
+	if err := Uninstall(pinDir, log); err != nil {
+		t.Fatal(err)
+	}
+	if m := attachedMode(newIdx); m != "" {
+		t.Fatalf("still attached (%s) after uninstall", m)
+	}
+}
+
+func xdpProgID(t *testing.T, ifindex int) uint32 {
+	t.Helper()
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil || l.Attrs().Xdp == nil {
+		t.Fatalf("link %d: %v", ifindex, err)
+	}
+	return l.Attrs().Xdp.ProgId
 }
