@@ -280,4 +280,3 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 		}
 	}
 }
-

@@ -32,7 +32,9 @@ func TestParseErrors(t *testing.T) {
 		body  string
 		param string
 	}{
-		{ChatCompletions, `{"model":"m","messages":"x"}`, ""},
+		{ChatCompletions, `{"model":"m","messages":"x"}`, "messages"},
+		{ChatCompletions, `{"model":"m","Messages":[{"role":"user","content":"x"}]}`, "messages"},
+		{ChatCompletions, `{"model":5,"messages":[]}`, "model"},
 		{ChatCompletions, `{"model":"m"}`, "messages"},
 		{ChatCompletions, `{"model":"m","messages":[{"role":"user","content":{"a":1}}]}`, "messages[0].content"},
 		{Completions, `{"model":"m","prompt":{"a":1}}`, "prompt"},
@@ -50,6 +52,19 @@ func TestParseErrors(t *testing.T) {
 	r, err := ParseRequest(Completions, []byte(`{"model":"m","prompt":[[1,2,3],"text",7]}`))
 	if err != nil || r.TokenInputs != 4 || len(r.Texts) != 1 || r.Texts[0].Item != 1 {
 		t.Fatalf("token prompt %+v %v", r, err)
+	}
+}
+
+// TestExactKeys: keys are matched exactly, as upstream servers do, so a
+// differently-cased duplicate cannot hide text from inspection.
+func TestExactKeys(t *testing.T) {
+	r, err := ParseRequest(ChatCompletions, []byte(`{"model":"m","messages":[{"role":"user","content":"evil","Content":"benign"}]}`))
+	if err != nil || len(r.Texts) != 1 || r.Texts[0].Value != "evil" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = ParseRequest(ChatCompletions, []byte(`{"model":"m","messages":[{"role":"user","content":"a","content":"last wins"}]}`))
+	if err != nil || r.Texts[0].Value != "last wins" {
+		t.Fatalf("%+v %v", r, err)
 	}
 }
 

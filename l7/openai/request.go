@@ -85,11 +85,6 @@ type Text struct {
 	Item int
 }
 
-type contentPart struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
-
 // ParseRequest decodes and validates body for endpoint e. Errors are
 // *Error values with status 400.
 func ParseRequest(e Endpoint, body []byte) (*Request, error) {
@@ -108,8 +103,8 @@ func ParseInto(r *Request, e Endpoint, body []byte) error {
 	if len(body) == 0 || body[0] != '{' {
 		return BadRequest("invalid_json", "the request body must be a JSON object", "")
 	}
-	if err := json.Unmarshal(body, r); err != nil {
-		return BadRequest("invalid_json", "malformed JSON body: "+jsonReason(err), "")
+	if err := r.decode(body); err != nil {
+		return err
 	}
 	if r.Model == "" {
 		return BadRequest("missing_model", "you must provide a model parameter", "model")
@@ -180,7 +175,7 @@ func (r *Request) addContent(i int) error {
 		}
 		r.Texts = append(r.Texts, Text{Value: s, Message: i, Part: -1, Item: -1})
 	case c[0] == '[':
-		var parts []contentPart
+		var parts []map[string]json.RawMessage
 		if err := json.Unmarshal(c, &parts); err != nil {
 			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
 		}
@@ -188,8 +183,12 @@ func (r *Request) addContent(i int) error {
 			return BadRequest("invalid_value", fmt.Sprintf("at most %d content parts", MaxContentParts), param)
 		}
 		for j, p := range parts {
-			if p.Type == "text" {
-				r.Texts = append(r.Texts, Text{Value: p.Text, Message: i, Part: j, Item: -1})
+			var typ, text string
+			if field(p, "type", &typ) != nil || field(p, "text", &text) != nil {
+				return BadRequest("invalid_value", "content parts need a string type and text", param)
+			}
+			if typ == "text" {
+				r.Texts = append(r.Texts, Text{Value: text, Message: i, Part: j, Item: -1})
 			}
 		}
 	default:
@@ -264,4 +263,82 @@ func (r *Request) CompletionBudget(def int64) int64 {
 		v *= *r.N
 	}
 	return v
+}
+
+// decode reads the fields by their exact names. encoding/json matches keys
+// case-insensitively, while upstream servers (Python, mostly) match them
+// exactly; reading {"content":"x","Content":"y"} differently from the
+// backend would let a prompt past inspection, so every object the gateway
+// reads is taken apart as raw fields first. Duplicate keys resolve to the
+// last one, as in Python.
+func (r *Request) decode(body []byte) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return BadRequest("invalid_json", "malformed JSON body: "+jsonReason(err), "")
+	}
+	if err := field(top, "model", &r.Model); err != nil {
+		return err
+	}
+	if err := field(top, "stream", &r.Stream); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		dst  **int64
+	}{{"max_tokens", &r.MaxTokens}, {"max_completion_tokens", &r.MaxCompletionTokens}, {"n", &r.N}} {
+		if err := field(top, f.name, f.dst); err != nil {
+			return err
+		}
+	}
+	if raw, ok := top["stream_options"]; ok && !isNull(raw) {
+		var so map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &so); err != nil {
+			return BadRequest("invalid_value", "stream_options must be an object", "stream_options")
+		}
+		r.StreamOptions = &StreamOptions{}
+		if err := field(so, "include_usage", &r.StreamOptions.IncludeUsage); err != nil {
+			return err
+		}
+	}
+	r.Prompt, r.Input = top["prompt"], top["input"]
+	raw, ok := top["messages"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return BadRequest("invalid_value", "messages must be an array of objects", "messages")
+	}
+	if len(msgs) > MaxMessages {
+		return BadRequest("too_many_messages", fmt.Sprintf("at most %d messages", MaxMessages), "messages")
+	}
+	r.Messages = make([]Message, len(msgs))
+	for i, m := range msgs {
+		dst := &r.Messages[i]
+		for _, f := range []struct {
+			name string
+			dst  *string
+		}{{"role", &dst.Role}, {"name", &dst.Name}, {"tool_call_id", &dst.ToolCallID}} {
+			if err := field(m, f.name, f.dst); err != nil {
+				err.Param = "messages[" + strconv.Itoa(i) + "]." + f.name
+				return err
+			}
+		}
+		dst.Content, dst.ToolCalls = m["content"], m["tool_calls"]
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// field decodes top[name] into dst when present and not null.
+func field[T any](top map[string]json.RawMessage, name string, dst *T) *Error {
+	raw, ok := top[name]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return BadRequest("invalid_value", name+" has the wrong type", name)
+	}
+	return nil
 }

@@ -23,6 +23,9 @@ type Rewrite struct {
 // else decodes the top level into raw fields and re-encodes it, keeping
 // fields the gateway does not know.
 func (rw *Rewrite) Apply(r *Request, body []byte) ([]byte, error) {
+	if len(rw.Texts) == 0 && len(r.Texts) == 0 {
+		rw.Texts = nil
+	}
 	if rw.Model == "" && !rw.IncludeUsage && rw.Texts == nil {
 		return body, nil
 	}

@@ -318,4 +318,6 @@ func PowerOfTwo(bs []*Backend) *Backend {
 }
 
 // String is for debugging.
-func (b *Backend) String() string { return b.Pool + "/" + b.Name + "@" + b.Addr.String() + " inflight=" + strconv.FormatInt(b.InFlight(), 10) }
+func (b *Backend) String() string {
+	return b.Pool + "/" + b.Name + "@" + b.Addr.String() + " inflight=" + strconv.FormatInt(b.InFlight(), 10)
+}
