@@ -109,8 +109,8 @@ type Agent struct {
 	desired   *Desired
 	lastErr   string
 
-	reconciles, reconcileErrors atomic.Uint64
-	kickc                       chan struct{}
+	reconciles, reconcileErrors, scrapeErrors atomic.Uint64
+	kickc                                     chan struct{}
 }
 
 type applied struct {

@@ -185,3 +185,5 @@ func onLinkResolver(addrs ...string) fakeResolver {
 	}
 	return r
 }
+
+func testBackendAddr(i int) netip.Addr { return netip.MustParseAddr(testBackends[i]) }
