@@ -39,8 +39,8 @@ demo: build
 	./scripts/demo.sh
 
 check-generated: generate
-	git diff --exit-code -- loader/ || { echo "generated eBPF objects are stale: run make generate and commit"; exit 1; }
-	test -z "$$(git status --porcelain -- loader/)" || { git status --porcelain -- loader/; echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- loader/*_bpfel.go loader/*_bpfel.o || { echo "generated eBPF objects are stale: run make generate and commit"; exit 1; }
+	test -z "$$(git status --porcelain -- "loader/*_bpfel.*")" || { git status --porcelain -- "loader/*_bpfel.*"; echo "untracked generated files"; exit 1; }
 
 clean:
 	rm -rf $(BIN)
