@@ -537,3 +537,38 @@ func BenchmarkJWTES256JWKS(b *testing.B) {
 		}
 	}
 }
+
+func TestJWKSBackgroundRefresh(t *testing.T) {
+	oldKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	newKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srv := newJWKSServer(t)
+	srv.set(http.StatusOK, ecJWK("old", &oldKey.PublicKey))
+	g, _ := gatewayWithKeys(t, 0)
+	g.JWT = []policy.JWTIssuer{{Issuer: "i", JWKSURL: srv.URL, JWKSRefresh: policy.Duration(20 * time.Millisecond)}}
+	// On-demand refreshes are rate-limited away: only the timer can fetch.
+	a, err := New(g, Options{JWKSMinRefresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer a.Close() // idempotent
+	c := jwt.MapClaims{"iss": "i", "tenant": "acme", "exp": time.Now().Add(time.Hour).Unix()}
+	oldTok := sign(t, jwt.SigningMethodES256, oldKey, "old", c)
+	newTok := sign(t, jwt.SigningMethodES256, newKey, "new", c)
+	if _, err := a.Authenticate(req("Authorization", "Bearer "+oldTok)); err != nil {
+		t.Fatal(err)
+	}
+	srv.set(http.StatusOK, ecJWK("new", &newKey.PublicKey))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, errNew := a.Authenticate(req("Authorization", "Bearer "+newTok))
+		_, errOld := a.Authenticate(req("Authorization", "Bearer "+oldTok))
+		if errNew == nil && errOld != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed refresh never swapped keys: new %v, old %v", errNew, errOld)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

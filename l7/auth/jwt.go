@@ -216,8 +216,9 @@ type jwksCache struct {
 	mu          sync.Mutex // serialises fetches; guards lastAttempt
 	lastAttempt time.Time
 
-	stop chan struct{}
-	done chan struct{}
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 type jwk struct {
@@ -252,11 +253,7 @@ func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
 }
 
 func (c *jwksCache) close() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
+	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
 }
 
