@@ -83,9 +83,6 @@ func (rw *Rewrite) replaceTexts(r *Request, top map[string]json.RawMessage) erro
 		}
 		parts := map[int][]map[string]json.RawMessage{}
 		for i, t := range r.Texts {
-			if t.Value == rw.Texts[i] {
-				continue
-			}
 			v, _ := json.Marshal(rw.Texts[i])
 			if t.Part < 0 {
 				msgs[t.Message]["content"] = v
