@@ -1,0 +1,359 @@
+package inspect
+
+import (
+	"sort"
+	"strings"
+)
+
+// Byte triggers: which validators a byte can start.
+const (
+	tEmail   uint8 = 1 << iota // '@'
+	tNumber                    // digit, '+', '(' : card, SSN, IPv4, phone
+	tIBAN                      // 'A'-'Z'
+	tIPv6                      // ':'
+	tInvis                     // UTF-8 lead bytes of invisible characters
+)
+
+// keyword kinds: what an Aho-Corasick hit means.
+const (
+	kwInjection = iota
+	kwToken
+	kwCloud
+	kwPrivateKey
+	kwDeny
+)
+
+type keyword struct {
+	text string // lower-case
+	kind int
+	rule int // deny-list rule
+}
+
+type denyWord struct {
+	word string
+	rule int
+}
+
+// scanner is the compiled single-pass machine.
+type scanner struct {
+	trig [256]uint8
+	// Aho-Corasick over ASCII-lower-cased bytes, as a dense DFA on byte
+	// classes.
+	class    [256]uint8
+	nclass   int
+	delta    []int32
+	outs     [][]int32 // keyword ids ending in each state
+	keywords []keyword
+}
+
+var lower = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if i >= 'A' && i <= 'Z' {
+			t[i] = byte(i) + 'a' - 'A'
+		}
+	}
+	return
+}()
+
+func newScanner(in *Inspector, deny []denyWord) *scanner {
+	sc := &scanner{}
+	on := func(d detector) bool { return len(in.byDet[d]) > 0 }
+	if on(dEmail) {
+		sc.trig['@'] |= tEmail
+	}
+	if on(dCard) || on(dSSN) || on(dPhone) || on(dIP) {
+		for c := '0'; c <= '9'; c++ {
+			sc.trig[c] |= tNumber
+		}
+	}
+	if on(dPhone) {
+		sc.trig['+'] |= tNumber
+		sc.trig['('] |= tNumber
+	}
+	if on(dIBAN) {
+		for c := 'A'; c <= 'Z'; c++ {
+			sc.trig[c] |= tIBAN
+		}
+	}
+	if on(dIP) {
+		sc.trig[':'] |= tIPv6
+	}
+	if on(dSmuggling) {
+		for _, b := range invisibleLeads {
+			sc.trig[b] |= tInvis
+		}
+	}
+	var kws []keyword
+	if on(dInjection) {
+		for _, k := range injectionKeywords {
+			kws = append(kws, keyword{text: k, kind: kwInjection})
+		}
+	}
+	if on(dAPIToken) {
+		for _, t := range tokenPrefixes {
+			kws = append(kws, keyword{text: strings.ToLower(t.prefix), kind: kwToken})
+		}
+	}
+	if on(dCloudKey) {
+		for _, t := range cloudKeywords {
+			kws = append(kws, keyword{text: strings.ToLower(t), kind: kwCloud})
+		}
+	}
+	if on(dPrivateKey) {
+		kws = append(kws, keyword{text: "-----begin ", kind: kwPrivateKey})
+	}
+	for _, d := range deny {
+		kws = append(kws, keyword{text: d.word, kind: kwDeny, rule: d.rule})
+	}
+	sc.build(kws)
+	return sc
+}
+
+// build makes the Aho-Corasick DFA.
+func (sc *scanner) build(kws []keyword) {
+	sc.keywords = kws
+	// Byte classes: every byte that occurs in a keyword gets its own class;
+	// all others share class 0.
+	sc.nclass = 1
+	for _, k := range kws {
+		for i := 0; i < len(k.text); i++ {
+			c := k.text[i]
+			if sc.class[c] == 0 {
+				sc.class[c] = uint8(sc.nclass)
+				sc.nclass++
+			}
+		}
+	}
+	// Upper-case input maps through lower[] before class[], so only
+	// lower-case keyword bytes need classes.
+	type node struct {
+		next map[uint8]int32
+		fail int32
+		out  []int32
+	}
+	nodes := []node{{next: map[uint8]int32{}}}
+	for id, k := range kws {
+		s := int32(0)
+		for i := 0; i < len(k.text); i++ {
+			c := sc.class[k.text[i]]
+			nx, ok := nodes[s].next[c]
+			if !ok {
+				nx = int32(len(nodes))
+				nodes = append(nodes, node{next: map[uint8]int32{}})
+				nodes[s].next[c] = nx
+			}
+			s = nx
+		}
+		nodes[s].out = append(nodes[s].out, int32(id))
+	}
+	sc.delta = make([]int32, len(nodes)*sc.nclass)
+	sc.outs = make([][]int32, len(nodes))
+	// Breadth-first, so a node's fail target is complete before it.
+	queue := []int32{0}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		n := &nodes[s]
+		if s != 0 {
+			n.out = append(n.out, nodes[n.fail].out...)
+		}
+		sc.outs[s] = n.out
+		for c := 0; c < sc.nclass; c++ {
+			nx, ok := n.next[uint8(c)]
+			switch {
+			case ok:
+				if s == 0 {
+					nodes[nx].fail = 0
+				} else {
+					nodes[nx].fail = sc.delta[int(n.fail)*sc.nclass+c]
+				}
+				sc.delta[int(s)*sc.nclass+c] = nx
+				queue = append(queue, nx)
+			case s == 0:
+				sc.delta[c] = 0
+			default:
+				sc.delta[int(s)*sc.nclass+c] = sc.delta[int(n.fail)*sc.nclass+c]
+			}
+		}
+	}
+}
+
+// scan finds every match in text, adds them to s.spans and counts them.
+func (in *Inspector) scan(text string, s *scratch) {
+	sc := in.sc
+	var (
+		st      int32
+		numSkip int // numeric triggers inside an already matched number are ignored
+		ibanTo  int
+		ipv6To  int
+		invisTo int
+	)
+	nclass := sc.nclass
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		st = sc.delta[int(st)*nclass+int(sc.class[lower[c]])]
+		if outs := sc.outs[st]; len(outs) > 0 {
+			for _, id := range outs {
+				k := &sc.keywords[id]
+				in.onKeyword(text, i+1-len(k.text), k, s)
+			}
+		}
+		t := sc.trig[c]
+		if t == 0 {
+			continue
+		}
+		if t&tEmail != 0 {
+			if a, b, ok := matchEmail(text, i); ok {
+				in.add(s, dEmail, a, b)
+			}
+		}
+		if t&tNumber != 0 && i >= numSkip && (i == 0 || !isAlnum(text[i-1]) && text[i-1] != '.') {
+			if end := in.matchNumber(text, i, s); end > i {
+				numSkip = end
+			}
+		}
+		if t&tIBAN != 0 && i >= ibanTo && (i == 0 || !isAlnum(text[i-1])) {
+			if end, ok := matchIBAN(text, i); ok {
+				in.add(s, dIBAN, i, end)
+				ibanTo = end
+			}
+		}
+		if t&tIPv6 != 0 && i >= ipv6To {
+			if a, b, ok := matchIPv6(text, i); ok {
+				in.add(s, dIP, a, b)
+				ipv6To = b
+			}
+		}
+		if t&tInvis != 0 && i >= invisTo {
+			if end, ok := matchInvisible(text, i); ok {
+				in.add(s, dSmuggling, i, end)
+				invisTo = end
+			}
+		}
+	}
+	if in.custom != nil {
+		in.scanCustom(text, s)
+	}
+}
+
+// matchNumber tries the numeric detectors at the start of a number and
+// returns the end of the first that matched, or -1.
+func (in *Inspector) matchNumber(text string, i int, s *scratch) int {
+	on := func(d detector) bool { return len(in.byDet[d]) > 0 }
+	if on(dCard) {
+		if end, ok := matchCard(text, i); ok {
+			in.add(s, dCard, i, end)
+			return end
+		}
+	}
+	if on(dSSN) {
+		if end, ok := matchSSN(text, i); ok {
+			in.add(s, dSSN, i, end)
+			return end
+		}
+	}
+	if on(dIP) {
+		if end, ok := matchIPv4(text, i); ok {
+			in.add(s, dIP, i, end)
+			return end
+		}
+	}
+	if on(dPhone) {
+		if end, ok := matchPhone(text, i); ok {
+			in.add(s, dPhone, i, end)
+			return end
+		}
+	}
+	return -1
+}
+
+func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {
+	switch k.kind {
+	case kwInjection:
+		if end, ok := matchInjection(text, start); ok {
+			in.add(s, dInjection, start, end)
+		}
+	case kwToken:
+		if end, ok := matchToken(text, start); ok {
+			in.add(s, dAPIToken, start, end)
+		}
+	case kwCloud:
+		if a, b, ok := matchCloud(text, start); ok {
+			in.add(s, dCloudKey, a, b)
+		}
+	case kwPrivateKey:
+		if end, ok := matchPrivateKey(text, start); ok {
+			in.add(s, dPrivateKey, start, end)
+		}
+	case kwDeny:
+		end := start + len(k.text)
+		if wordBoundary(text, start, end, k.text) {
+			in.addRule(s, k.rule, start, end)
+		}
+	}
+}
+
+// scanCustom runs the joined custom expressions once over text.
+func (in *Inspector) scanCustom(text string, s *scratch) {
+	for _, m := range in.custom.FindAllStringSubmatchIndex(text, -1) {
+		if m[0] == m[1] {
+			continue // an empty match has nothing to report or redact
+		}
+		for k, r := range in.customRule {
+			if m[2+2*k] >= 0 {
+				in.addRule(s, r, m[0], m[1])
+				break
+			}
+		}
+	}
+}
+
+func (in *Inspector) add(s *scratch, d detector, start, end int) {
+	for _, r := range in.byDet[d] {
+		in.addRule(s, r, start, end)
+	}
+}
+
+func (in *Inspector) addRule(s *scratch, r, start, end int) {
+	s.counts[r]++
+	s.spans = append(s.spans, span{start: start, end: end, rule: r})
+}
+
+// rewrite replaces the spans of redact rules. Overlapping spans merge, and
+// the marker names the detector of the span that starts first.
+func (in *Inspector) rewrite(text string, spans []span) (string, bool) {
+	red := spans[:0:0]
+	for _, sp := range spans {
+		if in.rules[sp.rule].action == Redact {
+			red = append(red, sp)
+		}
+	}
+	if len(red) == 0 {
+		return text, false
+	}
+	sort.Slice(red, func(a, b int) bool {
+		if red[a].start != red[b].start {
+			return red[a].start < red[b].start
+		}
+		return red[a].end > red[b].end
+	})
+	var b strings.Builder
+	b.Grow(len(text))
+	pos := 0
+	for k := 0; k < len(red); {
+		start, end, det := red[k].start, red[k].end, in.rules[red[k].rule].det
+		for k++; k < len(red) && red[k].start < end; k++ {
+			end = max(end, red[k].end)
+		}
+		b.WriteString(text[pos:start])
+		if det != dSmuggling {
+			b.WriteString("[REDACTED:")
+			b.WriteString(detectorNames[det])
+			b.WriteByte(']')
+		}
+		pos = end
+	}
+	b.WriteString(text[pos:])
+	return b.String(), true
+}
