@@ -7,11 +7,11 @@ import (
 
 // Byte triggers: which validators a byte can start.
 const (
-	tEmail   uint8 = 1 << iota // '@'
-	tNumber                    // digit, '+', '(' : card, SSN, IPv4, phone
-	tIBAN                      // 'A'-'Z'
-	tIPv6                      // ':'
-	tInvis                     // UTF-8 lead bytes of invisible characters
+	tEmail  uint8 = 1 << iota // '@'
+	tNumber                   // digit, '+', '(' : card, SSN, IPv4, phone
+	tIBAN                     // 'A'-'Z'
+	tIPv6                     // ':'
+	tInvis                    // UTF-8 lead bytes of invisible characters
 )
 
 // keyword kinds: what an Aho-Corasick hit means.
