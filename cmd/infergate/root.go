@@ -59,6 +59,7 @@ model routing).`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newGatewayCmd())
 	addCLICommands(root)
 	return root
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/policy"
+)
+
+const (
+	defaultGatewayListen = "127.0.0.1:8080"
+	gatewayShutdownGrace = 30 * time.Second
+	// maxKeysFileEntries bounds --keys-file.
+	maxKeysFileEntries = 2_000_000
+	maxKeysFileLine    = 512
+)
+
+func newGatewayCmd() *cobra.Command {
+	var configPath, listen, redisAddr, metricsAddr, keysFile string
+	cmd := &cobra.Command{
+		Use:   "gateway --config policy.yaml",
+		Short: "Run the L7 gateway on its own (unprivileged)",
+		Long: `Run the OpenAI-compatible L7 gateway from a policy document: API keys and
+JWT auth, token counting, prompt inspection, tenant limits and model routing.
+SIGHUP reloads the policy (in-flight requests finish on the old one);
+SIGINT/SIGTERM stop taking requests and finish open streams.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return withCode(exitUsage, errors.New("--config is required"))
+			}
+			load := func() (*policy.Compiled, error) {
+				c, err := loadGatewayPolicy(configPath, keysFile)
+				if err != nil {
+					return nil, withCode(exitInvalid, err)
+				}
+				if redisAddr != "" {
+					c.Gateway.LimitStore.Redis = redisAddr
+				}
+				return c, nil
+			}
+			c, err := load()
+			if err != nil {
+				return err
+			}
+			addr := listen
+			if addr == "" {
+				addr = c.Gateway.Listen
+			}
+			if addr == "" {
+				addr = defaultGatewayListen
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			g, err := gateway.New(c, gateway.Options{Registry: reg, Logger: log})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", addr, err)
+			}
+			srv := gateway.NewServer(addr, g.Handler())
+			var msrv *http.Server
+			if metricsAddr != "" {
+				mln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("listen %s: %w", metricsAddr, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				msrv = gateway.NewServer(metricsAddr, mux)
+				go func() { _ = msrv.Serve(mln) }()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					c, err := load()
+					if err == nil {
+						err = g.Apply(c)
+					}
+					if err != nil {
+						log.Error("reload policy", "err", err)
+						continue
+					}
+					log.Info("policy reloaded", "name", c.Name, "version", c.Version)
+				}
+			}()
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			log.Info("gateway listening", "addr", ln.Addr().String(), "policy", c.Name, "version", c.Version)
+			select {
+			case err := <-errc:
+				return fmt.Errorf("serve: %w", err)
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
+			defer cancel()
+			err = errors.Join(srv.Shutdown(sctx), g.Shutdown(sctx))
+			if msrv != nil {
+				_ = msrv.Close()
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "policy document (YAML)")
+	f.StringVar(&listen, "listen", "", "address to serve on (default: the policy's gateway.listen, else "+defaultGatewayListen+")")
+	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")
+	f.StringVar(&keysFile, "keys-file", "", "extra API keys, one per line: <name> <tenant> sha256:<hex> (for key sets too large for the policy document)")
+	return cmd
+}
+
+func loadGatewayPolicy(path, keysFile string) (*policy.Compiled, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open policy: %w", err)
+	}
+	defer f.Close()
+	_, c, err := policy.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", path, err)
+	}
+	if keysFile != "" {
+		if err := addKeysFile(c, keysFile); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// addKeysFile appends API keys listed in a file to the compiled policy.
+func addKeysFile(c *policy.Compiled, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open keys file: %w", err)
+	}
+	defer f.Close()
+	tenants := make(map[string]int, len(c.Gateway.Tenants))
+	for i, t := range c.Gateway.Tenants {
+		tenants[t.Name] = i
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, maxKeysFileLine), maxKeysFileLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		if len(fields) != 3 {
+			return fmt.Errorf("keys file line %d: want <name> <tenant> sha256:<hex>", line)
+		}
+		ti, ok := tenants[fields[1]]
+		if !ok {
+			return fmt.Errorf("keys file line %d: unknown tenant %q", line, fields[1])
+		}
+		hexHash, ok := strings.CutPrefix(fields[2], "sha256:")
+		var k policy.CompiledKey
+		if n, err := hex.Decode(k.Hash[:], []byte(hexHash)); !ok || err != nil || n != len(k.Hash) || len(hexHash) != 2*len(k.Hash) {
+			return fmt.Errorf("keys file line %d: hash must be sha256:<64 hex digits>", line)
+		}
+		k.Name, k.Tenant = fields[0], ti
+		if len(c.Gateway.Keys) >= maxKeysFileEntries {
+			return fmt.Errorf("keys file: more than %d keys", maxKeysFileEntries)
+		}
+		c.Gateway.Keys = append(c.Gateway.Keys, k)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("keys file line %d: %w", line+1, err)
+	}
+	return nil
+}
