@@ -52,7 +52,10 @@ type hostState struct {
 // host is added, removed, drained or undrained, or when some host's current
 // weight differs from the last handed-out one by more than RebuildThreshold
 // of the latter; otherwise it returns the last set unchanged, so small moves
-// never churn Maglev tables and the flows they pin.
+// never churn Maglev tables and the flows they pin. Weights below a quarter
+// of BaseWeight are compared as if they were a quarter of BaseWeight: a host
+// near the floor moving by a unit or two changes its share of the table by
+// almost nothing, and such noise must not rebuild it.
 type Weighter struct {
 	cfg Config
 
@@ -209,7 +212,7 @@ func (w *Weighter) Next() (Weights, bool) {
 			rebuild = true
 			continue
 		}
-		if moved(p.Weight, c.Weight, w.cfg.RebuildThreshold) {
+		if moved(p.Weight, c.Weight, w.cfg.RebuildThreshold, float64(w.cfg.BaseWeight)*lowWeightFraction) {
 			rebuild = true
 		}
 	}
@@ -228,8 +231,13 @@ func (w *Weighter) Next() (Weights, bool) {
 	return maps.Clone(w.published), rebuild
 }
 
-// moved reports whether cur differs from prev by more than threshold of prev.
-func moved(prev, cur uint32, threshold float64) bool {
-	base := math.Max(float64(prev), 1)
+// lowWeightFraction of BaseWeight is the smallest weight hysteresis
+// measures moves against.
+const lowWeightFraction = 0.25
+
+// moved reports whether cur differs from prev by more than threshold of
+// prev, or of low when prev is below it.
+func moved(prev, cur uint32, threshold, low float64) bool {
+	base := math.Max(math.Max(float64(prev), low), 1)
 	return math.Abs(float64(cur)-float64(prev)) > threshold*base
 }

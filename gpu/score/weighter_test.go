@@ -223,3 +223,23 @@ func TestWeighterUnhealthyDrains(t *testing.T) {
 		t.Fatalf("recovered host: %+v rebuild=%v, want 70", got["b"], rebuild)
 	}
 }
+
+func TestWeighterHysteresisNearFloor(t *testing.T) {
+	// Base 100, so moves are measured against at least 25: a host near the
+	// floor wobbling between 5 and 8 never rebuilds; reaching 40 does.
+	w := newWeighter(t, Config{Alpha: 1, RebuildThreshold: 0.15})
+	observe(t, w, "a", kvReport(0.95, t0), t0) // 5
+	observe(t, w, "b", kvReport(0, t0), t0)
+	w.Next()
+	for i, kv := range []float64{0.93, 0.95, 0.92, 0.94} { // 7, 5, 8, 6
+		now := t0.Add(time.Duration(i+1) * time.Second)
+		observe(t, w, "a", kvReport(kv, now), now)
+		if _, rebuild := w.Next(); rebuild {
+			t.Fatalf("kv %v (weight %d): rebuild on noise near the floor", kv, w.Current()["a"].Weight)
+		}
+	}
+	observe(t, w, "a", kvReport(0.6, t0.Add(time.Minute)), t0.Add(time.Minute))
+	if got, rebuild := w.Next(); !rebuild || got["a"].Weight != 40 {
+		t.Fatalf("recovery to 40: %v rebuild=%v", got, rebuild)
+	}
+}
