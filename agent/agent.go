@@ -38,13 +38,15 @@ type StoredPolicy struct {
 	Name      string
 	Version   string
 	AppliedAt time.Time
-	Document  []byte
+	Document  []byte // omitted in History
+	Current   bool   // set in History
 }
 
 // PolicyStore persists applied versions across restarts.
 type PolicyStore interface {
-	// Save appends p to the history and makes it current.
-	Save(p StoredPolicy) error
+	// Save appends p to the history and makes it current; it returns the
+	// entry as stored (with the store's AppliedAt).
+	Save(p StoredPolicy) (StoredPolicy, error)
 	// Current returns the version in force; false when none.
 	Current() (StoredPolicy, bool, error)
 	// History lists versions, newest first.
@@ -403,7 +405,8 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 	case !changed:
 		sp = a.current.stored
 	default:
-		if err := a.o.Store.Save(sp); err != nil {
+		stored, err := a.o.Store.Save(sp)
+		if err != nil {
 			if a.o.Gateway != nil && prev != nil {
 				if gerr := a.o.Gateway.Apply(prev); gerr != nil {
 					a.log.Error("restoring the previous L7 configuration failed", "err", gerr)
@@ -414,6 +417,8 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 			a.fail(err)
 			return fmt.Errorf("store policy: %w", err)
 		}
+		stored.Document = sp.Document
+		sp = stored
 	}
 	a.current = &applied{stored: sp, compiled: c}
 	if a.o.HealthChecks {
@@ -452,7 +457,6 @@ func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("store: %w", err)
 	}
-	var target *StoredPolicy
 	a.applyMu.Lock()
 	cur := ""
 	if a.current != nil {
@@ -460,24 +464,23 @@ func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
 	}
 	a.applyMu.Unlock()
 	if to == "" || to == "previous" {
-		for i := range hist {
-			if hist[i].Version != cur {
-				target = &hist[i]
+		to = ""
+		for _, h := range hist {
+			if h.Version != cur {
+				to = h.Version
 				break
 			}
 		}
-		if target == nil {
+		if to == "" {
 			return ApplyResult{}, &NotFoundError{What: "no earlier version to roll back to"}
 		}
-	} else {
-		sp, ok, err := a.o.Store.Get(to)
-		if err != nil {
-			return ApplyResult{}, fmt.Errorf("store: %w", err)
-		}
-		if !ok {
-			return ApplyResult{}, &NotFoundError{What: fmt.Sprintf("no stored version %q", to)}
-		}
-		target = &sp
+	}
+	target, ok, err := a.o.Store.Get(to)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("store: %w", err)
+	}
+	if !ok {
+		return ApplyResult{}, &NotFoundError{What: fmt.Sprintf("no stored version %q", to)}
 	}
 	return a.Apply(ctx, target.Document, false)
 }

@@ -32,16 +32,16 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{current: -1} }
 
-func (s *memStore) Save(p StoredPolicy) error {
+func (s *memStore) Save(p StoredPolicy) (StoredPolicy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failNext {
 		s.failNext = false
-		return errors.New("disk full")
+		return StoredPolicy{}, errors.New("disk full")
 	}
 	s.hist = append(s.hist, p)
 	s.current = len(s.hist) - 1
-	return nil
+	return p, nil
 }
 
 func (s *memStore) Current() (StoredPolicy, bool, error) {
@@ -57,6 +57,10 @@ func (s *memStore) History() ([]StoredPolicy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := slices.Clone(s.hist)
+	for i := range out {
+		out[i].Current = i == s.current
+		out[i].Document = nil
+	}
 	slices.Reverse(out)
 	return out, nil
 }
@@ -140,6 +144,13 @@ func newTestAgent(t *testing.T, store *memStore, dp *fakeDataplane) *testAgent {
 	if store == nil {
 		store = newMemStore()
 	}
+	ta := newTestAgentWith(t, store, dp)
+	ta.store = store
+	return ta
+}
+
+func newTestAgentWith(t *testing.T, store PolicyStore, dp *fakeDataplane) *testAgent {
+	t.Helper()
 	if dp == nil {
 		dp = newFakeDataplane()
 	}
@@ -165,7 +176,7 @@ func newTestAgent(t *testing.T, store *memStore, dp *fakeDataplane) *testAgent {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
-	return &testAgent{Agent: a, dp: dp, store: store, gw: gw, client: client, sock: sock}
+	return &testAgent{Agent: a, dp: dp, gw: gw, client: client, sock: sock}
 }
 
 func (ta *testAgent) call(t *testing.T, method, path string, body []byte, out any) int {

@@ -84,10 +84,9 @@ func (a *Agent) Handler() http.Handler {
 			writeError(w, err)
 			return
 		}
-		sp, _, ok := a.Current()
 		out := make([]PolicyVersion, 0, len(hist))
 		for _, h := range hist {
-			out = append(out, PolicyVersion{Name: h.Name, Version: h.Version, AppliedAt: h.AppliedAt, Current: ok && h.Version == sp.Version && h.AppliedAt.Equal(sp.AppliedAt)})
+			out = append(out, PolicyVersion{Name: h.Name, Version: h.Version, AppliedAt: h.AppliedAt, Current: h.Current})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})

@@ -45,7 +45,7 @@ func Start(t testing.TB) *Agent {
 	a := &Agent{Socket: filepath.Join(t.TempDir(), "agent.sock")}
 	clock := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 	a.now = func() time.Time { clock = clock.Add(time.Minute); return clock }
-	a.status = api.Status{Version: "test", Role: "balancer", StartedAt: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	a.status = api.Status{Version: "test", Role: "balancer", StartedAt: a.StartedAt()}
 	l, err := net.Listen("unix", a.Socket)
 	if err != nil {
 		t.Fatalf("listening on %s: %v", a.Socket, err)
@@ -55,6 +55,9 @@ func Start(t testing.TB) *Agent {
 	t.Cleanup(func() { _ = srv.Close() })
 	return a
 }
+
+// StartedAt is the fixed start time the fake reports.
+func (a *Agent) StartedAt() time.Time { return time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC) }
 
 // SetBackends replaces what GET /v1/backends serves.
 func (a *Agent) SetBackends(b []api.Backend) {
