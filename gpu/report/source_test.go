@@ -337,3 +337,56 @@ func TestExporter(t *testing.T) {
 		t.Fatalf("failing source exported %d families", len(m))
 	}
 }
+
+func TestHostWiring(t *testing.T) {
+	url := vllmServer(t, "vllm_v0.txt")
+	if _, err := NewHost(HostConfig{MetricsURL: url, ServerKind: "ollama"}); err == nil {
+		t.Fatal("unknown server kind accepted")
+	}
+	if _, err := NewHost(HostConfig{MetricsURL: "gopher://x"}); err == nil {
+		t.Fatal("bad metrics URL accepted")
+	}
+	// With the real NVML collector: on a host without the driver the report
+	// still carries the server's signals and stays healthy.
+	h, err := NewHost(HostConfig{Host: "gpu-a", MetricsURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	srv := httptest.NewServer(h.Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "?detail=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc Document
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Host != "gpu-a" || !doc.Signals.Has(score.HasKVCache|score.HasWaiting) || doc.RequestsWaiting != 7 {
+		t.Fatalf("host report %+v", doc.Report)
+	}
+	if doc.Detail == nil || doc.Detail.Server == nil {
+		t.Fatalf("detail %+v", doc.Detail)
+	}
+	if doc.Detail.GPU == nil && !strings.Contains(doc.Detail.GPUError, "nvml unavailable") {
+		t.Fatalf("no GPU detail and no reason: %+v", doc.Detail)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := h.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
