@@ -48,12 +48,38 @@ type memShard struct {
 // principal names a tenant (key empty) or a key of a tenant.
 type principal struct{ tenant, key string }
 
+// memLease is one held concurrency slot.
+type memLease struct{ id, expiry int64 }
+
+// pruneExpired drops slots whose lease ran out: their tickets leaked.
+func (st *memState) pruneExpired(now int64) {
+	kept := st.inflight[:0]
+	for _, l := range st.inflight {
+		if l.expiry > now {
+			kept = append(kept, l)
+		}
+	}
+	clear(st.inflight[len(kept):])
+	st.inflight = kept
+}
+
+func (st *memState) release(id int64) {
+	for i, l := range st.inflight {
+		if l.id == id {
+			last := len(st.inflight) - 1
+			st.inflight[i] = st.inflight[last]
+			st.inflight = st.inflight[:last]
+			return
+		}
+	}
+}
+
 type memState struct {
 	mu      sync.Mutex
 	evicted bool // removed from its shard; callers look it up again
 
 	reqTAT, tokTAT int64            // GCRA theoretical arrival times, ns
-	inflight       map[uint64]int64 // ticket id → lease expiry, ns
+	inflight       []memLease       // held concurrency slots (few: at most the limit)
 	budgetEnd      int64            // end of the current budget window, ns; 0 none
 	budgetSpent    int64            // nano-USD spent or reserved in the window
 }
@@ -128,11 +154,7 @@ func (sh *memShard) evictIdle(now int64) {
 		if !st.mu.TryLock() {
 			continue
 		}
-		for id, exp := range st.inflight {
-			if exp <= now {
-				delete(st.inflight, id) // leaked ticket past its lease
-			}
-		}
+		st.pruneExpired(now)
 		if st.reqTAT <= now && st.tokTAT <= now && len(st.inflight) == 0 && st.budgetEnd <= now {
 			st.evicted = true
 			delete(sh.m, p)
@@ -216,11 +238,7 @@ func check(st *memState, l policy.Limits, rs reasons, reserve, cost, now int64, 
 	}
 	if n := l.Concurrent; n > 0 {
 		if uint64(len(st.inflight)) >= n {
-			for id, exp := range st.inflight {
-				if exp <= now {
-					delete(st.inflight, id) // lease ran out: the ticket leaked
-				}
-			}
+			st.pruneExpired(now)
 		}
 		if uint64(len(st.inflight)) >= n {
 			v.deny(rs.concurrent, concurrentRetryAfter)
@@ -247,10 +265,7 @@ func (p *memPlan) apply(id uint64, leaseEnd int64) {
 	st := p.st
 	st.reqTAT, st.tokTAT = p.reqTAT, p.tokTAT
 	if p.concurrent {
-		if st.inflight == nil {
-			st.inflight = make(map[uint64]int64)
-		}
-		st.inflight[id] = leaseEnd
+		st.inflight = append(st.inflight, memLease{id: int64(id), expiry: leaseEnd})
 	}
 	if p.budget {
 		st.budgetEnd, st.budgetSpent = p.budgetEnd, p.spent
@@ -357,7 +372,7 @@ func (t *memTicket) settleOne(p principal, l policy.Limits, budgetEnd, actual, c
 		}
 		st.tokTAT = tat
 	}
-	delete(st.inflight, t.id)
+	st.release(int64(t.id))
 	if l.BudgetUSD > 0 {
 		settleBudget(&st.budgetEnd, &st.budgetSpent, budgetEnd, t.cost, cost, now, budgetWindow(l))
 	}
