@@ -36,7 +36,7 @@ type mock struct {
 	addr netip.AddrPort
 }
 
-func newMock(t *testing.T, cfg mockllm.Config) *mock {
+func newMock(t testing.TB, cfg mockllm.Config) *mock {
 	t.Helper()
 	s := mockllm.New(cfg)
 	ts := httptest.NewServer(s.Handler())
@@ -136,7 +136,7 @@ func (s *syncBuffer) String() string {
 }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	g       *Gateway
 	ts      *httptest.Server
 	reg     *prometheus.Registry
@@ -144,7 +144,7 @@ type harness struct {
 	audit   *syncBuffer
 }
 
-func newHarness(t *testing.T, c *policy.Compiled, opts Options) *harness {
+func newHarness(t testing.TB, c *policy.Compiled, opts Options) *harness {
 	t.Helper()
 	h := &harness{t: t, reg: prometheus.NewRegistry(), limiter: &recordingLimiter{Limiter: limit.NewMemory()}, audit: &syncBuffer{}}
 	opts.Registry = h.reg

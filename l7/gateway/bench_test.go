@@ -1,0 +1,47 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+// BenchmarkChat measures the whole gateway path over loopback HTTP against
+// the mock, with auth, inspection, counting and limits on.
+func BenchmarkChat(b *testing.B) {
+	for _, size := range []int{68, 4096} {
+		b.Run("body="+strconv.Itoa(size), func(b *testing.B) {
+			m := newMock(b, mockllm.Config{})
+			c := inspectionPolicy(m)
+			c.Gateway.Audit.LogPrompts = false
+			h := newHarness(b, c, Options{})
+			prompt := strings.Repeat("The quarterly report shows steady growth in every region. ", size/50+1)[:max(1, size-110)]
+			body := chatBody(prompt, "")
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest("POST", h.ts.URL+"/v1/chat/completions", strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+testKey)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
+	}
+}
