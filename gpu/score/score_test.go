@@ -3,6 +3,7 @@ package score
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -218,5 +219,41 @@ func TestSignalsJSONRoundTrip(t *testing.T) {
 	}
 	if got := (HasKVCache | HasMemory).String(); got != "kvCache,memory" {
 		t.Fatalf("String: %q", got)
+	}
+}
+
+// TestScoreProperties checks, over many random reports, that the score is
+// bounded, that more load never raises it, and that it scales with
+// capacity.
+func TestScoreProperties(t *testing.T) {
+	c := defaults(t)
+	rng := rand.New(rand.NewPCG(6, 6))
+	for i := 0; i < 20000; i++ {
+		r := full(rng.Float64(), float64(rng.IntN(200)), rng.Float64(), rng.Float64(), 0.1+rng.Float64()*8)
+		r.Signals = Signals(rng.IntN(32))
+		s := Score(r, c)
+		if s < 0 || s > float64(c.MaxWeight) || math.IsNaN(s) {
+			t.Fatalf("score %v out of range for %+v", s, r)
+		}
+		more := r
+		switch rng.IntN(4) {
+		case 0:
+			more.KVCacheUsage = math.Min(1, r.KVCacheUsage+rng.Float64()*0.3)
+		case 1:
+			more.RequestsWaiting += float64(1 + rng.IntN(10))
+		case 2:
+			more.SMUtil = math.Min(1, r.SMUtil+rng.Float64()*0.3)
+		case 3:
+			more.MemoryUsedBytes = min(r.MemoryTotalBytes, r.MemoryUsedBytes+uint64(rng.IntN(10<<30)))
+		}
+		if Score(more, c) > s {
+			t.Fatalf("more load raised the score: %+v → %+v", r, more)
+		}
+		double := r
+		double.Capacity = 2 * r.Capacity
+		double.RequestsWaiting = 2 * r.RequestsWaiting
+		if d := Score(double, c); d < float64(c.MaxWeight) && math.Abs(d-2*s) > 1e-6*s+1e-9 {
+			t.Fatalf("twice the capacity under the same pressure: %v, want %v", d, 2*s)
+		}
 	}
 }

@@ -305,3 +305,30 @@ func BenchmarkParseVLLM(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParse: no payload makes Parse panic, and whatever it accepts holds
+// only finite, non-negative signals with KV usage in [0,1].
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"vllm_v0.txt", "vllm_v1.txt", "tgi.txt", "triton.txt", "sglang.txt"} {
+		b, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Add("vllm:num_requests_waiting{model_name=\"a\"} +Inf\n")
+	f.Fuzz(func(t *testing.T, payload string) {
+		m, err := Parse(strings.NewReader(payload), Auto)
+		if err != nil {
+			return
+		}
+		for _, v := range []float64{m.KVCacheUsage, m.Running, m.Waiting} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				t.Fatalf("accepted bad value %v from %q", v, payload)
+			}
+		}
+		if m.KVCacheUsage > 1 {
+			t.Fatalf("kv %v > 1", m.KVCacheUsage)
+		}
+	})
+}
