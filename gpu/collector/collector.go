@@ -289,14 +289,22 @@ func (c *Collector) watchOnce(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	failures := 0
 	for ctx.Err() == nil {
 		e, ret := set.Wait(eventWaitMillis)
 		switch ret {
 		case nvml.SUCCESS:
+			failures = 0
 			c.record(e)
 		case nvml.ERROR_TIMEOUT:
+			failures = 0
 		default:
-			c.log.Warn("nvml event wait", "err", ret.Error())
+			// A persistently failing wait is logged at 1, 2, 4, 8… failures
+			// rather than every backoff.
+			failures++
+			if failures&(failures-1) == 0 {
+				c.log.Warn("nvml event wait", "err", ret.Error(), "failures", failures)
+			}
 			if !sleepCtx(ctx, eventErrorBackoff) {
 				return nil
 			}
