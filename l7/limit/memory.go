@@ -78,10 +78,10 @@ type memState struct {
 	mu      sync.Mutex
 	evicted bool // removed from its shard; callers look it up again
 
-	reqTAT, tokTAT int64            // GCRA theoretical arrival times, ns
-	inflight       []memLease       // held concurrency slots (few: at most the limit)
-	budgetEnd      int64            // end of the current budget window, ns; 0 none
-	budgetSpent    int64            // nano-USD spent or reserved in the window
+	reqTAT, tokTAT int64      // GCRA theoretical arrival times, ns
+	inflight       []memLease // held concurrency slots (few: at most the limit)
+	budgetEnd      int64      // end of the current budget window, ns; 0 none
+	budgetSpent    int64      // nano-USD spent or reserved in the window
 }
 
 // NewMemory returns an in-process limiter with default options.
@@ -318,11 +318,11 @@ func (m *Memory) Admit(_ context.Context, r Request) (Ticket, Decision, error) {
 	leaseEnd := now + m.lease
 	if tlim {
 		tp.apply(t.id, leaseEnd)
-		t.tenantLimits, t.tenantBudgetEnd = r.TenantLimits, tp.budgetEnd
+		t.tenantLimits, t.tenantBudgetEnd, t.states[0] = r.TenantLimits, tp.budgetEnd, ts
 	}
 	if klim {
 		kp.apply(t.id, leaseEnd)
-		t.keyLimits, t.keyBudgetEnd = r.KeyLimits, kp.budgetEnd
+		t.keyLimits, t.keyBudgetEnd, t.states[1] = r.KeyLimits, kp.budgetEnd, ks
 	}
 	t.tracked = [2]bool{tlim, klim}
 	return t, d, nil
@@ -334,6 +334,7 @@ type memTicket struct {
 	tenant, key                   string
 	reserve, cost                 int64
 	tracked                       [2]bool // tenant, key
+	states                        [2]*memState
 	tenantLimits, keyLimits       policy.Limits
 	tenantBudgetEnd, keyBudgetEnd int64
 	settled                       atomic.Bool
@@ -347,20 +348,26 @@ func (t *memTicket) Settle(_ context.Context, actualTokens int64, actualCostUSD 
 	now := t.m.now().UnixNano()
 	actual, cost := clampTokens(actualTokens), toNanoUSD(actualCostUSD)
 	if t.tracked[0] {
-		if err := t.settleOne(principal{t.tenant, ""}, t.tenantLimits, t.tenantBudgetEnd, actual, cost, now); err != nil {
+		if err := t.settleOne(t.states[0], principal{t.tenant, ""}, t.tenantLimits, t.tenantBudgetEnd, actual, cost, now); err != nil {
 			return err
 		}
 	}
 	if t.tracked[1] {
-		return t.settleOne(principal{t.tenant, t.key}, t.keyLimits, t.keyBudgetEnd, actual, cost, now)
+		return t.settleOne(t.states[1], principal{t.tenant, t.key}, t.keyLimits, t.keyBudgetEnd, actual, cost, now)
 	}
 	return nil
 }
 
-func (t *memTicket) settleOne(p principal, l policy.Limits, budgetEnd, actual, cost, now int64) error {
-	st, err := t.m.lookup(p, now)
-	if err != nil {
-		return err
+func (t *memTicket) settleOne(st *memState, p principal, l policy.Limits, budgetEnd, actual, cost, now int64) error {
+	// The state admitted into is still current unless evicted since (it
+	// then had no slot held and full buckets); only then look it up again.
+	st.mu.Lock()
+	if st.evicted {
+		st.mu.Unlock()
+		var err error
+		if st, err = t.m.lookup(p, now); err != nil {
+			return err
+		}
 	}
 	defer st.mu.Unlock()
 	if n := l.TokensPerMinute; n > 0 && actual != t.reserve {

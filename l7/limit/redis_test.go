@@ -397,3 +397,53 @@ func BenchmarkRedisAdmitSettle(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPeerRedisIncrDecr is the cheapest shared counter with the same
+// two round trips (INCR at admission, DECR at settle) and parallelism: the
+// floor the scripts are measured against.
+func BenchmarkPeerRedisIncrDecr(b *testing.B) {
+	s := startRedis(b)
+	c := redis.NewClient(&redis.Options{Addr: s.addr, PoolSize: redisPoolSize})
+	defer c.Close()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	var seq atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := "peer:key-" + strconv.FormatInt(seq.Add(7919)%100_000, 10)
+			if err := c.Incr(ctx, k).Err(); err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Decr(ctx, k).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkPeerMutexCounter is the in-process floor: one mutex-guarded map
+// counter per key, incremented at admission and decremented at settle.
+func BenchmarkPeerMutexCounter(b *testing.B) {
+	var mu sync.Mutex
+	m := make(map[string]int64)
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i += 7919
+			k := keys[i%len(keys)]
+			mu.Lock()
+			m[k]++
+			mu.Unlock()
+			mu.Lock()
+			m[k]--
+			mu.Unlock()
+		}
+	})
+}
