@@ -21,7 +21,7 @@ func FuzzInspect(f *testing.F) {
 	}
 	in := mustNew(f, allRules("redact"))
 	f.Fuzz(func(t *testing.T, text string) {
-		s := &scratch{counts: make([]int, len(in.rules))}
+		s := in.newScratch()
 		in.scan(text, s)
 		var values []string
 		for _, sp := range s.spans {

@@ -73,9 +73,12 @@ const SizeRule = "max-message-bytes"
 // Bounds on configuration, so a policy cannot make compilation or scanning
 // unbounded.
 const (
-	maxRules        = 256
-	maxDenyWords    = 10000
-	maxDenyWordLen  = 256
+	maxRules       = 256
+	maxDenyWords   = 10000
+	maxDenyWordLen = 256
+	// maxDenyBytes bounds all deny words together, and with them the
+	// keyword automaton (at most this many states).
+	maxDenyBytes    = 32 << 10
 	maxPatternBytes = 4096
 )
 
@@ -158,11 +161,9 @@ type Inspector struct {
 	// redacts is set when some rule redacts.
 	redacts bool
 	sc      *scanner
-	// custom joins every regex and non-ASCII deny-list rule into one
-	// alternation; customRule maps its capture groups to rules.
-	custom     *regexp.Regexp
-	customRule []int
-	scratch    sync.Pool
+	// customs are the regex rules and the non-ASCII words of deny lists.
+	customs []customRE
+	scratch sync.Pool
 }
 
 // New compiles an inspection policy. The error names the offending rule.
@@ -175,8 +176,8 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 	}
 	in := &Inspector{maxBytes: cfg.MaxMessageBytes}
 	seen := map[string]bool{SizeRule: true}
-	var customParts []string
 	var denyASCII []denyWord
+	denyBytes := 0
 	for i, r := range cfg.Rules {
 		if r.Name == "" {
 			return nil, fmt.Errorf("inspect: rule %d: empty name", i)
@@ -203,11 +204,11 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 			if r.Pattern == "" || len(r.Pattern) > maxPatternBytes {
 				return nil, fmt.Errorf("inspect: rule %q: pattern must have 1 to %d bytes", r.Name, maxPatternBytes)
 			}
-			if _, err := regexp.Compile(r.Pattern); err != nil {
+			c, err := newCustom(r.Pattern, idx)
+			if err != nil {
 				return nil, fmt.Errorf("inspect: rule %q: %w", r.Name, err)
 			}
-			customParts = append(customParts, "(?:"+r.Pattern+")")
-			in.customRule = append(in.customRule, idx)
+			in.customs = append(in.customs, c)
 		case dDenyList:
 			if len(r.Words) == 0 || len(r.Words) > maxDenyWords {
 				return nil, fmt.Errorf("inspect: rule %q: deny-list needs 1 to %d words", r.Name, maxDenyWords)
@@ -218,6 +219,9 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 				if w == "" || len(w) > maxDenyWordLen {
 					return nil, fmt.Errorf("inspect: rule %q: deny-list word must have 1 to %d bytes", r.Name, maxDenyWordLen)
 				}
+				if denyBytes += len(w); denyBytes > maxDenyBytes {
+					return nil, fmt.Errorf("inspect: rule %q: deny lists exceed %d bytes in all", r.Name, maxDenyBytes)
+				}
 				if isASCII(w) {
 					denyASCII = append(denyASCII, denyWord{word: strings.ToLower(w), rule: idx})
 				} else {
@@ -226,8 +230,11 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 			}
 			if len(nonASCII) > 0 {
 				// Case folding beyond ASCII is left to RE2's (?i).
-				customParts = append(customParts, `(?i:(?:^|\P{L})(`+strings.Join(nonASCII, "|")+`)(?:\P{L}|$))`)
-				in.customRule = append(in.customRule, idx)
+				c, err := newCustom(`(?i:`+strings.Join(nonASCII, "|")+`)`, idx)
+				if err != nil {
+					return nil, fmt.Errorf("inspect: rule %q: %w", r.Name, err)
+				}
+				in.customs = append(in.customs, c)
 			}
 		default:
 			if r.Pattern != "" || len(r.Words) > 0 {
@@ -236,24 +243,8 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 			in.byDet[det] = append(in.byDet[det], idx)
 		}
 	}
-	if len(customParts) > 0 {
-		// Each rule's expression is wrapped in its own group; group k+1 is
-		// customRule[k].
-		var b strings.Builder
-		for k, p := range customParts {
-			if k > 0 {
-				b.WriteByte('|')
-			}
-			b.WriteString("(" + p + ")")
-		}
-		re, err := regexp.Compile(b.String())
-		if err != nil {
-			return nil, fmt.Errorf("inspect: joining custom expressions: %w", err)
-		}
-		in.custom = re
-	}
 	in.sc = newScanner(in, denyASCII)
-	in.scratch.New = func() any { return &scratch{counts: make([]int, len(in.rules))} }
+	in.scratch.New = func() any { return in.newScratch() }
 	return in, nil
 }
 
@@ -276,6 +267,13 @@ type scratch struct {
 	counts []int
 	spans  []span
 	sized  int // texts over the size limit
+	// gated[k] is set when custom expression k's required literal was
+	// seen in the current text.
+	gated []bool
+}
+
+func (in *Inspector) newScratch() *scratch {
+	return &scratch{counts: make([]int, len(in.rules)), gated: make([]bool, len(in.customs))}
 }
 
 // Inspect checks every text of a request (message contents) and returns

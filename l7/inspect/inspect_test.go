@@ -36,7 +36,7 @@ func mustNew(t testing.TB, cfg policy.Inspection) *Inspector {
 
 // detected returns the detectors that matched text, and the matched values.
 func detected(in *Inspector, text string) (map[string]int, []string) {
-	s := &scratch{counts: make([]int, len(in.rules))}
+	s := in.newScratch()
 	in.scan(text, s)
 	dets := map[string]int{}
 	var vals []string

@@ -21,12 +21,13 @@ const (
 	kwCloud
 	kwPrivateKey
 	kwDeny
+	kwGate // a custom expression's required literal
 )
 
 type keyword struct {
 	text string // lower-case
 	kind int
-	rule int // deny-list rule
+	rule int // deny-list rule, or custom expression for kwGate
 }
 
 type denyWord struct {
@@ -39,12 +40,20 @@ type scanner struct {
 	trig [256]uint8
 	// Aho-Corasick over ASCII-lower-cased bytes, as a dense DFA on byte
 	// classes.
-	class    [256]uint8
-	nclass   int
-	delta    []int32
+	class  [256]uint8
+	nclass int
+	delta  []int32 // only while building
+	// fold maps an input byte straight to its class, ASCII case folded.
+	fold [256]uint8
+	// next[row+fold[c]] is the row of the next state (state × nclass),
+	// negated-with-outBit when that state ends a keyword.
+	next     []int32
 	outs     [][]int32 // keyword ids ending in each state
 	keywords []keyword
 }
+
+// outBit marks, in scanner.next, a state where keywords end.
+const outBit = int32(-1 << 31)
 
 var lower = func() (t [256]byte) {
 	for i := range t {
@@ -106,6 +115,11 @@ func newScanner(in *Inspector, deny []denyWord) *scanner {
 	for _, d := range deny {
 		kws = append(kws, keyword{text: d.word, kind: kwDeny, rule: d.rule})
 	}
+	for k, c := range in.customs {
+		if c.gate != "" {
+			kws = append(kws, keyword{text: c.gate, kind: kwGate, rule: k})
+		}
+	}
 	sc.build(kws)
 	return sc
 }
@@ -147,7 +161,7 @@ func (sc *scanner) build(kws []keyword) {
 		}
 		nodes[s].out = append(nodes[s].out, int32(id))
 	}
-	sc.delta = make([]int32, len(nodes)*sc.nclass)
+	sc.delta = make([]int32, len(nodes)*sc.nclass) // state ids; replaced by next
 	sc.outs = make([][]int32, len(nodes))
 	// Breadth-first, so a node's fail target is complete before it.
 	queue := []int32{0}
@@ -177,29 +191,42 @@ func (sc *scanner) build(kws []keyword) {
 			}
 		}
 	}
+	for c := 0; c < 256; c++ {
+		sc.fold[c] = sc.class[lower[c]]
+	}
+	sc.next = make([]int32, len(sc.delta))
+	for k, st := range sc.delta {
+		v := st * int32(sc.nclass)
+		if len(sc.outs[st]) > 0 {
+			v |= outBit
+		}
+		sc.next[k] = v
+	}
+	sc.delta = nil
 }
 
 // scan finds every match in text, adds them to s.spans and counts them.
 func (in *Inspector) scan(text string, s *scratch) {
 	sc := in.sc
 	var (
-		st      int32
+		row     int32
 		numSkip int // numeric triggers inside an already matched number are ignored
 		ibanTo  int
 		ipv6To  int
 		invisTo int
 	)
-	nclass := sc.nclass
+	next, fold, trig := sc.next, &sc.fold, &sc.trig
 	for i := 0; i < len(text); i++ {
 		c := text[i]
-		st = sc.delta[int(st)*nclass+int(sc.class[lower[c]])]
-		if outs := sc.outs[st]; len(outs) > 0 {
-			for _, id := range outs {
+		row = next[int(row)+int(fold[c])]
+		if row < 0 {
+			row &^= outBit
+			for _, id := range sc.outs[int(row)/sc.nclass] {
 				k := &sc.keywords[id]
 				in.onKeyword(text, i+1-len(k.text), k, s)
 			}
 		}
-		t := sc.trig[c]
+		t := trig[c]
 		if t == 0 {
 			continue
 		}
@@ -232,7 +259,7 @@ func (in *Inspector) scan(text string, s *scratch) {
 			}
 		}
 	}
-	if in.custom != nil {
+	if len(in.customs) > 0 {
 		in.scanCustom(text, s)
 	}
 }
@@ -286,6 +313,8 @@ func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {
 		if end, ok := matchPrivateKey(text, start); ok {
 			in.add(s, dPrivateKey, start, end)
 		}
+	case kwGate:
+		s.gated[k.rule] = true
 	case kwDeny:
 		end := start + len(k.text)
 		if wordBoundary(text, start, end, k.text) {
@@ -294,16 +323,18 @@ func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {
 	}
 }
 
-// scanCustom runs the joined custom expressions once over text.
+// scanCustom runs the custom expressions whose required literal the
+// keyword pass saw (or that have none) over text.
 func (in *Inspector) scanCustom(text string, s *scratch) {
-	for _, m := range in.custom.FindAllStringSubmatchIndex(text, -1) {
-		if m[0] == m[1] {
-			continue // an empty match has nothing to report or redact
+	for k := range in.customs {
+		c := &in.customs[k]
+		if c.gate != "" && !s.gated[k] {
+			continue
 		}
-		for k, r := range in.customRule {
-			if m[2+2*k] >= 0 {
-				in.addRule(s, r, m[0], m[1])
-				break
+		s.gated[k] = false
+		for _, m := range c.re.FindAllStringIndex(text, -1) {
+			if m[0] < m[1] { // an empty match has nothing to report or redact
+				in.addRule(s, c.rule, m[0], m[1])
 			}
 		}
 	}
