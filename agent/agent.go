@@ -71,6 +71,8 @@ type Attacher interface {
 	Status() []InterfaceStatus
 	// Relink re-attaches an interface that came back with a new index.
 	Relink(name string) error
+	// Forget drops the link of an interface that went away.
+	Forget(name string)
 }
 
 // Options assemble an agent; Dataplane, Resolver and Store are required.
@@ -86,6 +88,10 @@ type Options struct {
 	// HealthChecks runs the policy's health checks (balancer role).
 	HealthChecks bool
 	Resync       time.Duration
+	// OnApplied, when set, is told of every policy put in force (nil after
+	// a delete), e.g. to retarget load-report polling. It runs with
+	// applies serialised and must not call back into the agent.
+	OnApplied func(c *policy.Compiled)
 	// EncapSourceV4/V6, when set, are the outer source prefixes; else the
 	// node's route source towards the backends is used.
 	EncapSourceV4, EncapSourceV6 netip.Prefix
@@ -167,8 +173,36 @@ func (a *Agent) Start(ctx context.Context, initial []byte) error {
 			return err
 		}
 	}
+	if a.o.Attacher != nil {
+		events := make(chan LinkEvent, 16)
+		if err := WatchLinks(ctx, nil, events); err != nil {
+			return err
+		}
+		go a.watchLinks(ctx, events)
+	}
 	go a.loop(ctx)
 	return nil
+}
+
+// watchLinks re-attaches interfaces that come back and re-resolves routes
+// when links change.
+func (a *Agent) watchLinks(ctx context.Context, events <-chan LinkEvent) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			if !ev.Present {
+				a.o.Attacher.Forget(ev.Name)
+			} else if ev.Up {
+				if err := a.o.Attacher.Relink(ev.Name); err != nil {
+					a.log.Error("re-attaching XDP to an interface that came back failed", "interface", ev.Name, "err", err)
+					a.fail(err)
+				}
+			}
+			a.kick()
+		}
+	}
 }
 
 // reconcileEmpty writes the empty state so a fresh node's maps are known.
@@ -296,10 +330,16 @@ func (a *Agent) write(d *Desired) error {
 	if st.Writes > 0 {
 		a.log.Info("data plane updated", "writes", st.Writes)
 	}
-	for _, p := range d.Panic {
-		a.log.Warn("every backend of the pool is out; keeping them all in the table rather than steering nothing", "pool", p)
-	}
 	a.mu.Lock()
+	var was []string
+	if a.desired != nil {
+		was = a.desired.Panic
+	}
+	for _, p := range d.Panic {
+		if !slices.Contains(was, p) {
+			a.log.Warn("every backend of the pool is out; keeping them all in the table rather than steering nothing", "pool", p)
+		}
+	}
 	a.desired = d
 	a.lastErr = ""
 	a.mu.Unlock()
@@ -349,7 +389,9 @@ func (a *Agent) applyDocument(ctx context.Context, doc []byte, dryRun bool, rest
 	if err := a.commit(c, d, doc, restored, res.Changed); err != nil {
 		return ApplyResult{}, err
 	}
-	a.log.Info("policy applied", "name", c.Name, "version", c.Version, "changed", res.Changed)
+	if restored == nil {
+		a.log.Info("policy applied", "name", c.Name, "version", c.Version, "changed", res.Changed)
+	}
 	return res, nil
 }
 
@@ -424,6 +466,9 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 	if a.o.HealthChecks {
 		a.health.Set(HealthTargets(c))
 	}
+	if a.o.OnApplied != nil {
+		a.o.OnApplied(c)
+	}
 	return nil
 }
 
@@ -446,6 +491,9 @@ func (a *Agent) DeletePolicy(ctx context.Context) error {
 	}
 	a.current = nil
 	a.health.Set(nil)
+	if a.o.OnApplied != nil {
+		a.o.OnApplied(nil)
+	}
 	a.log.Info("policy deleted; nothing is steered")
 	return nil
 }

@@ -164,7 +164,8 @@ type LinkEvent struct {
 	Up      bool
 }
 
-// WatchLinks reports changes of the named interfaces until ctx ends. The
+// WatchLinks reports changes of the named interfaces (all when names is
+// empty) until ctx ends. The
 // current state of each is reported first, so no change between listing
 // and subscribing is missed.
 func WatchLinks(ctx context.Context, names []string, events chan<- LinkEvent) error {
@@ -199,7 +200,7 @@ func WatchLinks(ctx context.Context, names []string, events chan<- LinkEvent) er
 					return
 				}
 				a := u.Link.Attrs()
-				if !want[a.Name] {
+				if len(want) > 0 && !want[a.Name] {
 					continue
 				}
 				ev := LinkEvent{Name: a.Name, Index: a.Index, Present: u.Header.Type != unix.RTM_DELLINK,

@@ -1,0 +1,336 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/infergate/infergate/gpu/collector"
+	"github.com/infergate/infergate/gpu/report"
+	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/gpu/scrape"
+	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/loader"
+	"github.com/infergate/infergate/policy"
+	"github.com/infergate/infergate/policy/store"
+)
+
+// Defaults of the agent's command line.
+const (
+	DefaultStateDir    = "/var/lib/infergate"
+	DefaultSocket      = "/run/infergate/agent.sock"
+	DefaultMetricsAddr = "127.0.0.1:9464"
+	DefaultBPFFS       = "/sys/fs/bpf"
+	DefaultPinDir      = "/sys/fs/bpf/infergate"
+	// gatewayShutdownGrace lets open streams finish on SIGTERM.
+	gatewayShutdownGrace = 30 * time.Second
+	// loadReportCacheAge bounds how often a GPU host re-reads NVML and the
+	// inference server's metrics, however often it is polled.
+	loadReportCacheAge = 250 * time.Millisecond
+)
+
+// Config is everything `infergate agent` takes on its command line.
+type Config struct {
+	Role         string
+	PolicyFile   string
+	StateDir     string
+	Socket       string
+	MetricsAddr  string // "" disables
+	BPFFS        string
+	PinDir       string // "" disables pinning (tests)
+	AllowGeneric bool
+	Version      string
+
+	Loader                       loader.Config
+	EncapSourceV4, EncapSourceV6 netip.Prefix
+	Resync                       time.Duration
+	NeighbourWait                time.Duration
+
+	// Gateway runs the L7 gateway; GatewayListen overrides the policy's
+	// gateway.listen.
+	Gateway       bool
+	GatewayListen string
+	// LoadReportAddr serves this GPU host's load report at /load ("" off).
+	LoadReportAddr string
+	// InferenceMetricsURL is the local inference server's Prometheus
+	// endpoint, read into the load report ("" leaves it out).
+	InferenceMetricsURL string
+	// PollLoadReports polls the load reports of pools with loadReports on
+	// (balancer).
+	PollLoadReports bool
+
+	Logger *slog.Logger
+	// Ready, when set, is called once the socket is up.
+	Ready func()
+}
+
+// Run runs the agent until ctx ends: mounts bpffs, loads (or adopts) the
+// XDP objects, applies the stored or given policy, then serves the local
+// API and metrics. The API socket appears only after the first successful
+// reconcile, so its presence means ready. On return, XDP stays attached
+// through its pinned links.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Role != RoleBalancer && cfg.Role != RoleGPUHost {
+		return fmt.Errorf("--role %q: want balancer or gpu-host", cfg.Role)
+	}
+	if cfg.PinDir != "" {
+		mounted, err := EnsureBPFFS(cfg.BPFFS, cfg.PinDir)
+		if err != nil {
+			return err
+		}
+		if mounted {
+			log.Info("mounted bpffs", "path", cfg.BPFFS)
+		}
+	}
+	var initial []byte
+	if cfg.PolicyFile != "" {
+		b, err := os.ReadFile(cfg.PolicyFile)
+		if err != nil {
+			return fmt.Errorf("--policy-file: %w", err)
+		}
+		initial = b
+	}
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var (
+		dp   Dataplane
+		prog string
+		xa   *XDPAttacher
+	)
+	adopting := false
+	if cfg.PinDir != "" {
+		if ents, err := os.ReadDir(cfg.PinDir); err == nil && len(ents) > 0 {
+			adopting = true
+		}
+	}
+	switch cfg.Role {
+	case RoleBalancer:
+		b, err := loader.LoadBalancer(cfg.Loader, cfg.PinDir)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		dp = NewBalancerDataplane(b, cfg.Loader, cfg.PinDir)
+		prog = "balancer"
+		xa = NewXDPAttacher(b.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
+	case RoleGPUHost:
+		d, err := loader.LoadDecap(loader.DecapConfig{}, cfg.PinDir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		dp = &DecapDataplane{D: d}
+		prog = "decap"
+		xa = NewXDPAttacher(d.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
+	}
+	defer xa.Close()
+	if adopting {
+		log.Info("adopting pinned maps and links from a previous agent; state carries on", "pin_dir", cfg.PinDir)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var gw *lazyGateway
+	var gwIface Gateway
+	if cfg.Gateway {
+		gw = &lazyGateway{listen: cfg.GatewayListen, reg: reg, log: log}
+		gwIface = gw
+		defer gw.shutdown()
+	}
+
+	var poller *report.Poller
+	var a *Agent
+	if cfg.PollLoadReports {
+		w, err := score.NewWeighter(score.Config{})
+		if err != nil {
+			return err
+		}
+		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, OnUpdate: func(u report.Update) {
+			for name, wt := range u.Weights {
+				a.SetLoad(name, wt.Weight, wt.Draining, nil)
+			}
+		}})
+		if err != nil {
+			return err
+		}
+	}
+
+	a, err = New(Options{
+		Role: cfg.Role, Version: cfg.Version, Dataplane: dp,
+		Resolver: NetlinkResolver{NeighbourWait: cfg.NeighbourWait},
+		Store:    FileStore{st}, Gateway: gwIface, Attacher: xa, Logger: log,
+		HealthChecks: cfg.Role == RoleBalancer, Resync: cfg.Resync,
+		EncapSourceV4: cfg.EncapSourceV4, EncapSourceV6: cfg.EncapSourceV6,
+		OnApplied: func(c *policy.Compiled) {
+			if poller == nil {
+				return
+			}
+			var ts []report.Target
+			if c != nil {
+				ts = report.TargetsFromPolicy(c)
+			}
+			if err := poller.SetTargets(ts); err != nil {
+				log.Error("load report targets", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if adopting {
+		if err := a.Adopt(); err != nil {
+			return fmt.Errorf("adopt pinned maps: %w", err)
+		}
+	}
+	reg.MustRegister(NewCollector(a))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := a.Start(ctx, initial); err != nil {
+		return err
+	}
+	if poller != nil {
+		go poller.Run(ctx)
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- ServeMetrics(ctx, ln, reg, log) }()
+	}
+	if cfg.Role == RoleGPUHost && cfg.LoadReportAddr != "" {
+		src, closeSrc, err := hostSource(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeSrc()
+		ln, err := net.Listen("tcp", cfg.LoadReportAddr)
+		if err != nil {
+			return fmt.Errorf("--load-report-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/load", report.Handler(src))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: apiReadTimeout}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Serve(ln) }()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
+	}
+	ln, err := ListenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- Serve(ctx, ln, a.Handler(), log) }()
+	log.Info("agent ready", "role", cfg.Role, "socket", cfg.Socket, "metrics", cfg.MetricsAddr, "pin_dir", cfg.PinDir)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	log.Info("agent stopped; XDP programs stay attached through their pinned links, maps keep their state", "pin_dir", cfg.PinDir)
+	return runErr
+}
+
+// hostSource builds this GPU host's load report from NVML (when the
+// library is there) and the inference server's metrics.
+func hostSource(cfg Config, log *slog.Logger) (report.Source, func(), error) {
+	host, _ := os.Hostname()
+	hs := &report.HostSource{Host: host}
+	col := collector.New(log, collector.Config{})
+	hs.Collector = col
+	if cfg.InferenceMetricsURL != "" {
+		s, err := scrape.New(scrape.Config{URL: cfg.InferenceMetricsURL})
+		if err != nil {
+			col.Close()
+			return nil, nil, fmt.Errorf("--inference-metrics-url: %w", err)
+		}
+		hs.Scraper = s
+	}
+	return report.NewCached(hs, loadReportCacheAge), func() { col.Close() }, nil
+}
+
+// lazyGateway starts the L7 gateway with the first policy applied (it
+// needs one to exist) and applies later ones atomically.
+type lazyGateway struct {
+	listen string
+	reg    prometheus.Registerer
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	g    *gateway.Gateway
+	srv  *http.Server
+	addr string
+}
+
+func (l *lazyGateway) Apply(c *policy.Compiled) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.g != nil {
+		return l.g.Apply(c)
+	}
+	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log})
+	if err != nil {
+		return err
+	}
+	addr := l.listen
+	if addr == "" {
+		addr = c.Gateway.Listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = g.Shutdown(context.Background())
+		return fmt.Errorf("gateway listen %s: %w", addr, err)
+	}
+	l.g, l.addr = g, ln.Addr().String()
+	l.srv = gateway.NewServer(addr, g.Handler())
+	go func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("gateway server", "err", err)
+		}
+	}()
+	l.log.Info("L7 gateway listening", "addr", l.addr)
+	return nil
+}
+
+func (l *lazyGateway) shutdown() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.g == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
+	defer cancel()
+	_ = l.srv.Shutdown(ctx)
+	_ = l.g.Shutdown(ctx)
+}
