@@ -73,11 +73,15 @@ func (s *redisServer) stop() {
 
 var prefixSeq atomic.Int64
 
+// testRedisTimeout is generous so a loaded CI machine does not turn slow
+// replies into failures; the unreachable tests do not depend on it.
+const testRedisTimeout = 2 * time.Second
+
 // redisFactory gives every limiter its own key prefix on one server, so
 // cases are isolated; clk == nil uses Redis TIME.
 func redisFactory(s *redisServer, failOpen bool) newLimiter {
 	return func(t *testing.T, clk *fakeClock, lease time.Duration) Limiter {
-		o := RedisOptions{Addr: s.addr, FailOpen: failOpen, Lease: lease, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))}
+		o := RedisOptions{Addr: s.addr, FailOpen: failOpen, Lease: lease, Timeout: testRedisTimeout, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))}
 		if clk != nil {
 			o.Now = clk.Now
 		}
@@ -119,7 +123,7 @@ func replicas(t *testing.T, s *redisServer, n int, clk *fakeClock) []*Redis {
 	prefix := fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))
 	out := make([]*Redis, n)
 	for i := range out {
-		o := RedisOptions{Addr: s.addr, Prefix: prefix}
+		o := RedisOptions{Addr: s.addr, Prefix: prefix, Timeout: testRedisTimeout}
 		if clk != nil {
 			o.Now = clk.Now
 		}
