@@ -24,7 +24,7 @@ func counts(table []uint32) map[uint32]int {
 // get weight zero when zeros is set (at least one stays positive).
 func randomBackends(r *rand.Rand, n int, kind string, zeros bool) []Backend {
 	bs := make([]Backend, n)
-	perm := r.Perm(1 << 20)
+	seen := make(map[uint32]bool, n)
 	for i := range bs {
 		var w uint32
 		switch kind {
@@ -35,7 +35,12 @@ func randomBackends(r *rand.Rand, n int, kind string, zeros bool) []Backend {
 		case "extreme": // orders of magnitude apart, up to the type's limit
 			w = uint32(1) << r.IntN(32)
 		}
-		bs[i] = Backend{ID: uint32(perm[i]), Weight: w, Key: fmt.Sprintf("10.%d.%d.%d:8000", i>>16, (i>>8)&255, i&255)}
+		id := r.Uint32()
+		for seen[id] {
+			id = r.Uint32()
+		}
+		seen[id] = true
+		bs[i] = Backend{ID: id, Weight: w, Key: fmt.Sprintf("10.%d.%d.%d:8000", i>>16, (i>>8)&255, i&255)}
 		if zeros && i > 0 && r.IntN(5) == 0 {
 			bs[i].Weight = 0
 		}
