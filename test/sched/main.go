@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/test/sched/sim"
 )
 
@@ -28,8 +29,7 @@ const (
 	// calibrationRequests: backlog size for measuring an engine's
 	// saturated throughput.
 	calibrationRequests = 3000
-	// maxSeed bounds the -seed flag's effect on nothing but reproducibility;
-	// any uint64 is valid.
+	// defaultSeed is what `make bench-sched` passes; any uint64 is valid.
 	defaultSeed = 1
 )
 
@@ -52,6 +52,7 @@ func main() {
 	seed := flag.Uint64("seed", defaultSeed, "random seed (arrivals, lengths, flow hashes)")
 	measure := flag.Float64("measure", sim.DefaultMeasure, "simulated seconds measured per run")
 	verbose := flag.Bool("v", false, "per-run detail on stderr")
+	minWeight := flag.Uint("min-weight", 0, "gpu/score MinWeight for the gpu policies (0: the package default)")
 	flag.Parse()
 	if !(*measure > 0 && *measure <= 86400) {
 		fmt.Fprintln(os.Stderr, "sched: -measure must be in (0, 86400]")
@@ -61,7 +62,12 @@ func main() {
 	if *verbose {
 		diag = os.Stderr
 	}
-	if err := bench(os.Stdout, diag, *seed, *measure); err != nil {
+	if *minWeight > score.DefaultMaxWeight {
+		fmt.Fprintln(os.Stderr, "sched: -min-weight above the maximum weight")
+		os.Exit(2)
+	}
+	scoreCfg := score.Config{MinWeight: uint32(*minWeight)}
+	if err := bench(os.Stdout, diag, *seed, *measure, scoreCfg); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
@@ -83,14 +89,14 @@ func fleetCapacity(w sim.Workload, caching bool, seed uint64) (float64, []float6
 	return total, per
 }
 
-func newPolicy(name string, names []string) (sim.Policy, error) {
+func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error) {
 	switch name {
 	case "gpu":
-		return sim.NewGPU(names)
+		return sim.NewGPU(names, cfg)
 	case "gpu-prefix":
-		return sim.NewGPUPrefix(names)
+		return sim.NewGPUPrefix(names, cfg)
 	case "gpu-l7":
-		p, err := sim.NewGPUPrefix(names)
+		p, err := sim.NewGPUPrefix(names, cfg)
 		if err == nil {
 			p.Blind = true
 		}
@@ -103,7 +109,7 @@ func newPolicy(name string, names []string) (sim.Policy, error) {
 	return nil, fmt.Errorf("unknown policy %q", name)
 }
 
-func bench(out, diag io.Writer, seed uint64, measure float64) error {
+func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Config) error {
 	chatCap, chatPer := fleetCapacity(sim.Chat, false, seed)
 	prefCap, prefPer := fleetCapacity(sim.SharedPrefix, true, seed)
 	fmt.Fprintf(diag, "capacity req/s: chat fleet %.2f %v; shared-prefix fleet %.2f %v\n", chatCap, chatPer, prefCap, prefPer)
@@ -130,7 +136,7 @@ func bench(out, diag io.Writer, seed uint64, measure float64) error {
 		go func() {
 			defer wg.Done()
 			for r := range work {
-				p, err := newPolicy(r.policy, names)
+				p, err := newPolicy(r.policy, names, scoreCfg)
 				if err != nil {
 					r.err = err
 					continue
@@ -166,7 +172,8 @@ func bench(out, diag io.Writer, seed uint64, measure float64) error {
 		}
 		fmt.Fprintf(w, "%spolicy=%s load=%.2f p50_ttft_ms=%.1f p99_ttft_ms=%.1f tokens_per_s=%.0f\n",
 			prefix, r.policy, r.load, r.res.P50TTFT*1000, r.res.P99TTFT*1000, r.res.TokensPerSec)
-		fmt.Fprintf(diag, "  share=%.3f hit=%.3f rebuilds=%d requests=%d\n", r.res.Share, r.res.HitRate, r.rebuilds, len(r.res.Requests))
+		fmt.Fprintf(diag, "  share=%.3f p99_by_gpu_s=%.2f hit=%.3f rebuilds=%d requests=%d\n",
+			r.res.Share, r.res.P99ByGPU, r.res.HitRate, r.rebuilds, len(r.res.Requests))
 	}
 	return nil
 }

@@ -81,9 +81,10 @@ type GPU struct {
 	Rebuilds int
 }
 
-// NewGPU returns the gpu policy for n backends with the scorer's defaults.
-func NewGPU(names []string) (*GPU, error) {
-	w, err := score.NewWeighter(score.Config{})
+// NewGPU returns the gpu policy for the named backends; cfg's zero fields
+// take the scorer's defaults.
+func NewGPU(names []string, cfg score.Config) (*GPU, error) {
+	w, err := score.NewWeighter(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -159,9 +160,9 @@ type GPUPrefix struct {
 	cands    []affinity.Candidate
 }
 
-// NewGPUPrefix returns the gpu-prefix policy.
-func NewGPUPrefix(names []string) (*GPUPrefix, error) {
-	w, err := score.NewWeighter(score.Config{})
+// NewGPUPrefix returns the gpu-prefix policy; cfg as for NewGPU.
+func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
+	w, err := score.NewWeighter(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -79,8 +79,9 @@ type Result struct {
 	// HitRate: fraction of prefixed requests in the window whose prefix
 	// was cached on arrival at the engine.
 	HitRate float64
-	// Share of the window's requests per backend.
-	Share []float64
+	// Share of the window's requests per backend, and each backend's p99.
+	Share    []float64
+	P99ByGPU []float64
 
 	Requests []*Request // every request sent, for tests
 	Engines  []*Engine
@@ -297,12 +298,14 @@ func (s *runner) report(i int, now float64) score.Report {
 func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
 	var ttft []float64
+	per := make([][]float64, len(s.engines))
 	prefixed, hits := 0, 0
 	for _, r := range s.sent {
 		if r.Arrive < s.cfg.Warmup || r.Arrive >= s.end {
 			continue
 		}
 		ttft = append(ttft, r.FirstToken-r.Arrive)
+		per[r.Backend] = append(per[r.Backend], r.FirstToken-r.Arrive)
 		res.Share[r.Backend]++
 		if r.Prefix >= 0 {
 			prefixed++
@@ -315,6 +318,10 @@ func (s *runner) result() Result {
 		res.Share[i] /= math.Max(float64(len(ttft)), 1)
 	}
 	slices.Sort(ttft)
+	for _, xs := range per {
+		slices.Sort(xs)
+		res.P99ByGPU = append(res.P99ByGPU, quantile(xs, 0.99))
+	}
 	res.P50TTFT = quantile(ttft, 0.50)
 	res.P99TTFT = quantile(ttft, 0.99)
 	res.TokensPerSec = float64(s.windowToks) / s.cfg.Measure

@@ -18,11 +18,11 @@ func shortConfig(w Workload, rate float64, caching bool) Config {
 func policies(t *testing.T) []Policy {
 	t.Helper()
 	names := BackendNames(testFleet)
-	g, err := NewGPU(names)
+	g, err := NewGPU(names, score.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gp, err := NewGPUPrefix(names)
+	gp, err := NewGPUPrefix(names, score.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestSameArrivalsForEveryPolicy(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	run := func() Result {
-		g, err := NewGPU(BackendNames(testFleet))
+		g, err := NewGPU(BackendNames(testFleet), score.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
