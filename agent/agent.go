@@ -169,8 +169,13 @@ func (a *Agent) Start(ctx context.Context, initial []byte) error {
 				return fmt.Errorf("re-apply stored policy %s: %w", sp.Version, err)
 			}
 			a.log.Info("restored last applied policy", "name", sp.Name, "version", sp.Version)
-		} else if err := a.reconcileEmpty(); err != nil {
-			return err
+		} else {
+			if len(a.rec.BackendIDs()) > 0 {
+				a.log.Warn("no stored policy, but pinned maps hold steering state from a previous agent; clearing it (apply a policy to steer again)")
+			}
+			if err := a.reconcileEmpty(); err != nil {
+				return err
+			}
 		}
 	}
 	if a.o.Attacher != nil {

@@ -83,7 +83,11 @@ func (x *XDPAttacher) Attach(names []string, mode string) (func(), error) {
 			rollback()
 			return nil, err
 		}
-		added = append(added, n)
+		// An adopted link was attached before this change: undoing the
+		// change must not detach it.
+		if !x.links[n].adopted {
+			added = append(added, n)
+		}
 	}
 	var removed []string
 	for n := range x.links {

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// runWait bounds how long an in-process agent may take to become ready or
+// to stop.
+const runWait = 15 * time.Second
+
+type runningAgent struct {
+	cancel context.CancelFunc
+	errc   chan error
+	client *http.Client
+}
+
+func startRun(t *testing.T, cfg Config) *runningAgent {
+	t.Helper()
+	ready := make(chan struct{})
+	cfg.Ready = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{cancel: cancel, errc: make(chan error, 1)}
+	go func() { ra.errc <- Run(ctx, cfg) }()
+	select {
+	case <-ready:
+	case err := <-ra.errc:
+		cancel()
+		t.Fatalf("agent exited before ready: %v", err)
+	case <-time.After(runWait):
+		cancel()
+		t.Fatal("agent not ready in time")
+	}
+	ra.client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", cfg.Socket)
+	}}}
+	return ra
+}
+
+func (ra *runningAgent) stop(t *testing.T) {
+	t.Helper()
+	ra.cancel()
+	select {
+	case err := <-ra.errc:
+		if err != nil {
+			t.Fatalf("agent returned %v", err)
+		}
+	case <-time.After(runWait):
+		t.Fatal("agent did not stop")
+	}
+}
+
+func (ra *runningAgent) status(t *testing.T) Status {
+	t.Helper()
+	resp, err := ra.client.Get("http://agent/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := decodeJSON(resp.Body, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func countPinnedKeys(t *testing.T, path string) int {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var prev []byte
+	n := 0
+	for {
+		next := make([]byte, m.KeySize())
+		var p any
+		if prev != nil {
+			p = prev
+		}
+		if err := m.NextKey(p, next); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return n
+			}
+			t.Fatal(err)
+		}
+		n++
+		prev = next
+	}
+}
+
+// TestRunRestartKeepsState runs the whole agent in-process twice on a real
+// veth: the first attaches natively, pins, steers a real TCP SYN sent from
+// a namespace (a conntrack entry); after it stops, the second adopts maps
+// and link (new program, same link, same conntrack), restores the stored
+// policy, and uninstall removes it all.
+func TestRunRestartKeepsState(t *testing.T) {
+	mount, pinDir := testBPFFS(t)
+	v := newVethPeer(t)
+	dir := t.TempDir()
+	vip := fmt.Sprintf("198.18.%d.100", v.subnet)
+	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
+kind: Policy
+metadata: {name: run}
+spec:
+  dataplane:
+    interfaces: [%s]
+    xdpMode: native
+    vips:
+      - {name: llm, address: %s, port: 80, pool: gpus}
+  pools:
+    - name: gpus
+      backends:
+        - {name: g1, address: %s, port: 8000}
+`, v.near, vip, v.farAddr)
+	pf := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Role: RoleBalancer, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "run", "agent.sock"), BPFFS: mount, PinDir: pinDir,
+		Loader: testLoaderConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+	a1 := startRun(t, cfg)
+	st := a1.status(t)
+	if len(st.Interfaces) != 1 || !st.Interfaces[0].Attached || st.Interfaces[0].Mode != "native" || st.Policy.Name != "run" {
+		t.Fatalf("first agent: %+v", st)
+	}
+	idx, _ := NetlinkResolver{}.Interface(v.near)
+	prog1 := xdpProgID(t, idx)
+
+	// A client in the namespace opens a connection to the VIP through the
+	// balancer (the SYN is steered and tracked; the reply path is not part
+	// of this test).
+	ipCmd(t, "-n", v.ns, "route", "add", vip+"/32", "via", v.nearAddr.String())
+	_ = exec.Command("ip", "netns", "exec", v.ns, "timeout", "1", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/80", vip)).Run()
+	flows := countPinnedKeys(t, filepath.Join(pinDir, "conntrack"))
+	if flows == 0 {
+		t.Fatal("no conntrack entry after a SYN to the VIP")
+	}
+	a1.stop(t)
+	if _, err := os.Stat(cfg.Socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left behind after a clean stop: %v", err)
+	}
+	if attachedMode(idx) != "native" {
+		t.Fatal("XDP detached when the agent stopped")
+	}
+
+	cfg.PolicyFile = ""
+	a2 := startRun(t, cfg)
+	st = a2.status(t)
+	if st.Policy.Name != "run" || !st.Interfaces[0].Attached {
+		t.Fatalf("second agent: %+v", st)
+	}
+	if got := countPinnedKeys(t, filepath.Join(pinDir, "conntrack")); got < flows {
+		t.Fatalf("conntrack has %d entries after the restart, had %d", got, flows)
+	}
+	if prog2 := xdpProgID(t, idx); prog2 == prog1 || prog2 == 0 {
+		t.Fatalf("program on the interface: %d, first agent's %d", prog2, prog1)
+	}
+	a2.stop(t)
+
+	if err := Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if attachedMode(idx) != "" {
+		t.Fatal("still attached after uninstall")
+	}
+}
+
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
