@@ -185,3 +185,79 @@ spec:
 }
 
 func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRunGPUHost runs the agent as a GPU host: the decapsulator attached
+// and pinned with its local VIPs, the L7 gateway serving, the load report
+// served.
+func TestRunGPUHost(t *testing.T) {
+	mount, pinDir := testBPFFS(t)
+	v := newVethPeer(t)
+	dir := t.TempDir()
+	vip := fmt.Sprintf("198.18.%d.100", v.subnet)
+	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
+kind: Policy
+metadata: {name: host}
+spec:
+  dataplane:
+    decapInterfaces: [%s]
+    localVIPs: [%s]
+  pools:
+    - name: local
+      backends:
+        - {name: self, address: 127.0.0.1, port: 8000}
+  gateway:
+    tenants: [{name: acme}]
+    models:
+      - name: m
+        routes: [{pool: local}]
+`, v.near, vip)
+	pf := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gwAddr, loadAddr := freePort(t), freePort(t)
+	cfg := Config{Role: RoleGPUHost, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "agent.sock"), BPFFS: mount, PinDir: pinDir,
+		Gateway: true, GatewayListen: gwAddr, LoadReportAddr: loadAddr,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a := startRun(t, cfg)
+	defer a.stop(t)
+	st := a.status(t)
+	if st.Role != RoleGPUHost || len(st.Interfaces) != 1 || st.Interfaces[0].Program != "decap" || !st.Interfaces[0].Attached {
+		t.Fatalf("status %+v", st)
+	}
+	if n := countPinnedKeys(t, filepath.Join(pinDir, "local_vips")); n != 1 {
+		t.Fatalf("%d local VIPs pinned, want 1", n)
+	}
+	resp, err := http.Get("http://" + gwAddr + "/v1/models")
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusOK {
+		t.Fatalf("gateway answered %d", resp.StatusCode)
+	}
+	resp, err = http.Get("http://" + loadAddr + "/load")
+	if err != nil {
+		t.Fatalf("load report: %v", err)
+	}
+	var rep map[string]any
+	err = decodeJSON(resp.Body, &rep)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("load report: %d %v", resp.StatusCode, err)
+	}
+	if _, ok := rep["healthy"]; !ok {
+		t.Fatalf("load report lacks healthy: %v", rep)
+	}
+}
