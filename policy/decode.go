@@ -25,7 +25,7 @@ const (
 	MaxListItems = 10000
 	// MaxNodes bounds the YAML nodes visited, alias expansions included, so
 	// an alias bomb cannot blow up a small document.
-	MaxNodes = 500000
+	MaxNodes = 200000
 	// maxProblems keeps an error report readable and bounded.
 	maxProblems = 200
 )
@@ -99,13 +99,18 @@ func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
-	sort.SliceStable(ps.list, func(i, j int) bool {
-		li, lj := ps.list[i].Line, ps.list[j].Line
-		if li == 0 || lj == 0 {
-			return false
+	// Report in document order when every problem has a line; otherwise
+	// (documents built in Go) in the order found.
+	sorted := true
+	for _, p := range ps.list {
+		if p.Line == 0 {
+			sorted = false
+			break
 		}
-		return li < lj
-	})
+	}
+	if sorted {
+		sort.SliceStable(ps.list, func(i, j int) bool { return ps.list[i].Line < ps.list[j].Line })
+	}
 	return &ValidationError{Problems: ps.list}
 }
 
