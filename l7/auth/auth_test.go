@@ -594,3 +594,45 @@ func BenchmarkPeerES256VerifyOnly(b *testing.B) {
 		}
 	}
 }
+
+// FuzzAuthenticate: whatever the headers hold, Authenticate returns a
+// principal or an *Error, never panics, and never echoes the credential.
+func FuzzAuthenticate(f *testing.F) {
+	g, keys := gatewayWithKeys(f, 2)
+	g.JWT = []policy.JWTIssuer{{Issuer: "i", HS256SecretEnv: "S"}}
+	a, err := New(g, Options{Getenv: func(string) string { return testSecret }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { a.Close() })
+	tok := sign(f, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"iss": "i", "tenant": "acme", "exp": time.Now().Add(time.Hour).Unix()})
+	for _, s := range []string{"Bearer " + keys[0], "Bearer " + tok, "bearer x.y.z", "Basic abc", "Bearer ", "Bearer a.b", tok} {
+		f.Add(s, "")
+		f.Add("", s)
+	}
+	f.Fuzz(func(t *testing.T, authz, apiKey string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if authz != "" {
+			r.Header["Authorization"] = []string{authz}
+		}
+		if apiKey != "" {
+			r.Header["X-Api-Key"] = []string{apiKey}
+		}
+		p, err := a.Authenticate(r)
+		if err == nil {
+			if p.Tenant == "" {
+				t.Fatalf("principal without tenant: %+v", p)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusUnauthorized {
+			t.Fatalf("error %T %v", err, err)
+		}
+		for _, cred := range []string{authz, apiKey} {
+			if len(cred) >= 12 && strings.Contains(e.Message, cred) {
+				t.Fatalf("message echoes the credential: %q", e.Message)
+			}
+		}
+	})
+}
