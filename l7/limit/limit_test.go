@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -454,4 +455,25 @@ func BenchmarkMemoryFootprint(b *testing.B) {
 		runtime.KeepAlive(l)
 	}
 	b.ReportMetric(perPrincipal, "B/principal")
+}
+
+func TestMemory100kKeys(t *testing.T) {
+	clk := newClock()
+	l := NewMemoryWithOptions(MemoryOptions{Now: clk.Now})
+	const keys, tenants = 100_000, 10_000
+	lim := policy.Limits{RequestsPerMinute: 1}
+	req := func(i int) Request {
+		return Request{Tenant: "t" + strconv.Itoa(i%tenants), TenantLimits: policy.Limits{RequestsPerMinute: 100}, Key: "k" + strconv.Itoa(i), KeyLimits: lim}
+	}
+	for i := range keys {
+		if _, d, err := l.Admit(ctx, req(i)); err != nil || !d.Allowed {
+			t.Fatalf("key %d: %+v %v", i, d, err)
+		}
+	}
+	// Every key's own state survived: each is now at its limit.
+	for i := 0; i < keys; i += 997 {
+		if _, d, _ := l.Admit(ctx, req(i)); d.Allowed || d.Reason != ReasonKeyRequests {
+			t.Fatalf("key %d admitted twice with a limit of 1/min: %+v", i, d)
+		}
+	}
 }
