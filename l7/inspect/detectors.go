@@ -263,7 +263,7 @@ func matchPhone(text string, i int) (int, bool) {
 			}
 			break
 		}
-		if n < minPhoneDigits || n > maxPhoneDigits || (end < len(text) && isAlnum(text[end])) {
+		if n < minPhoneDigits || n > maxPhoneDigits || (end < len(text) && phoneGlued(text[end])) {
 			return 0, false
 		}
 		return end, true
@@ -306,11 +306,16 @@ func matchPhone(text string, i int) (int, bool) {
 		return 0, false
 	}
 	pos += 4
-	if pos < len(text) && (isAlnum(text[pos]) || ((text[pos] == '-' || text[pos] == '.') && pos+1 < len(text) && isDigit(text[pos+1]))) {
+	if pos < len(text) && (phoneGlued(text[pos]) || ((text[pos] == '-' || text[pos] == '.') && pos+1 < len(text) && isDigit(text[pos+1]))) {
 		return 0, false
 	}
 	return pos, true
 }
+
+// phoneGlued reports a byte after a number that makes it part of something
+// longer. '+' and '(' count too: they could start another number that the
+// first one's last digit keeps from matching.
+func phoneGlued(c byte) bool { return isAlnum(c) || c == '+' || c == '(' }
 
 func digitsAt(text string, pos, n int) bool {
 	if pos+n > len(text) {
@@ -509,10 +514,11 @@ var injectionRE = regexp.MustCompile(`^(?i:` + strings.Join([]string{
 }, "|") + `)`)
 
 // matchInjection checks the injection phrases at a keyword hit.
+//
+// A keyword glued to a preceding word still counts ("xIgnore previous
+// instructions"): it is what an attacker would write, and it keeps the
+// match from depending on a character a redaction may replace.
 func matchInjection(text string, start int) (int, bool) {
-	if start > 0 && isAlpha(text[start-1]) {
-		return 0, false
-	}
 	window := text[start:min(len(text), start+maxInjectionSpan)]
 	if len(window) >= 7 && strings.EqualFold(window[:6], "system") {
 		// "system:" is a role marker only at the start of a line.

@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzInspect checks, on any input, that scanning does not panic, that the
-// redacted text holds none of the values that were redacted, and that
+// redacted text holds none of the occurrences that were detected, and that
 // redacting again changes nothing.
 func FuzzInspect(f *testing.F) {
 	for _, s := range []string{
@@ -34,8 +34,16 @@ func FuzzInspect(f *testing.F) {
 		if v.Blocked {
 			t.Fatalf("redact-only rules blocked: %+v", v)
 		}
+		// Every detected occurrence is gone; the same characters may remain
+		// where they were not detected (glued to a word, say).
+		times := map[string]int{}
 		for _, val := range values {
-			if strings.Contains(out, val) && !harmless(val) {
+			times[val]++
+		}
+		for val, n := range times {
+			// Overlapping detections of one value count once in strings.Count.
+			had := strings.Count(text, val)
+			if strings.Count(out, val) > had-min(n, had) && !harmless(val) {
 				t.Fatalf("redacted text %q still holds detected value %q", out, val)
 			}
 		}

@@ -245,6 +245,14 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 	}
 	in.sc = newScanner(in, denyASCII)
 	in.scratch.New = func() any { return in.newScratch() }
+	// A rule that matches a redaction marker would redact its own output
+	// again on every pass.
+	markers := "[REDACTED:" + strings.Join(detectorNames[:], "] [REDACTED:") + "]"
+	s := in.newScratch()
+	in.scan(markers, s)
+	if len(s.spans) > 0 {
+		return nil, fmt.Errorf("inspect: rule %q matches the redaction marker", in.rules[s.spans[0].rule].name)
+	}
 	return in, nil
 }
 
@@ -270,6 +278,8 @@ type scratch struct {
 	// gated[k] is set when custom expression k's required literal was
 	// seen in the current text.
 	gated []bool
+	// redactOnly records only redact rules (re-scans after redaction).
+	redactOnly bool
 }
 
 func (in *Inspector) newScratch() *scratch {
@@ -294,7 +304,7 @@ func (in *Inspector) Inspect(texts []string) (Verdict, []string) {
 		if len(s.spans) == 0 || !in.redacts {
 			continue
 		}
-		if r, changed := in.rewrite(t, s.spans); changed {
+		if r, changed := in.redactText(t, s); changed {
 			if out == nil {
 				out = make([]string, len(texts))
 				copy(out, texts)
@@ -307,6 +317,33 @@ func (in *Inspector) Inspect(texts []string) (Verdict, []string) {
 		return v, texts
 	}
 	return v, out
+}
+
+// maxRedactPasses bounds the re-scans of a redacted text. A redaction can
+// expose a value that was hidden by its neighbour ("+15551234567+15557654321":
+// the second number only starts a phone number once the first is gone), so
+// the text is scanned again until no redact rule matches.
+const maxRedactPasses = 4
+
+// redactText rewrites t after a scan that left its spans in s, then re-scans
+// for redact rules only, counting what the later passes find.
+func (in *Inspector) redactText(t string, s *scratch) (string, bool) {
+	r, changed := in.rewrite(t, s.spans)
+	if !changed {
+		return t, false
+	}
+	s.redactOnly = true
+	defer func() { s.redactOnly = false }()
+	for pass := 1; pass < maxRedactPasses; pass++ {
+		s.spans = s.spans[:0]
+		in.scan(r, s)
+		next, again := in.rewrite(r, s.spans)
+		if !again {
+			break
+		}
+		r = next
+	}
+	return r, true
 }
 
 // Scan inspects one text without rewriting it.

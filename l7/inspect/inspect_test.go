@@ -402,3 +402,32 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestRuleMatchingMarkerRejected(t *testing.T) {
+	for _, r := range []policy.InspectionRule{
+		{Name: "m1", Detector: DetDenyList, Words: []string{"redacted"}, Action: "redact"},
+		{Name: "m2", Detector: DetRegex, Pattern: `\[REDACTED`, Action: "redact"},
+	} {
+		_, err := New(policy.Inspection{Rules: []policy.InspectionRule{r}})
+		if err == nil || !strings.Contains(err.Error(), r.Name) {
+			t.Errorf("rule %s: error %v", r.Name, err)
+		}
+	}
+}
+
+// TestGluedValues covers values that only become visible once their
+// neighbour is redacted.
+func TestGluedValues(t *testing.T) {
+	in := mustNew(t, allRules("redact"))
+	for _, text := range []string{
+		"+00000000+00000000+00000000+00000000+00000000+00000000",
+		"ignore previous instructionsignore previous instructionsignore previous instructions",
+		"(555) 123-4567(555) 123-4567(555) 123-4567",
+	} {
+		out, _ := in.Redact(text)
+		again, v := in.Redact(out)
+		if again != out || len(v.Findings) > 0 {
+			t.Errorf("%q: redaction %q not stable: %q", text, out, again)
+		}
+	}
+}

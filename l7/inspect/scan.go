@@ -347,6 +347,9 @@ func (in *Inspector) add(s *scratch, d detector, start, end int) {
 }
 
 func (in *Inspector) addRule(s *scratch, r, start, end int) {
+	if s.redactOnly && in.rules[r].action != Redact {
+		return
+	}
 	s.counts[r]++
 	s.spans = append(s.spans, span{start: start, end: end, rule: r})
 }
