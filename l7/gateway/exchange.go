@@ -154,24 +154,29 @@ func (x *exchange) authenticate() *openai.Error {
 func (x *exchange) parse() *openai.Error {
 	// Slow-client protection: the whole body must arrive in time.
 	rc := http.NewResponseController(x.w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	_ = rc.SetReadDeadline(time.Now().Add(x.g.opts.BodyReadTimeout))
 	if x.r.ContentLength > x.cfg.maxBody {
+		x.w.Header().Set("Connection", "close")
 		return tooLarge(x.cfg.maxBody)
 	}
 	if x.r.ContentLength > 0 {
 		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
 	}
 	_, err := x.bodyBuf.ReadFrom(io.LimitReader(x.r.Body, x.cfg.maxBody+1))
-	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		// The deadline stays: the server must not wait for the rest of
+		// the body before answering, and the connection is not reused.
+		x.w.Header().Set("Connection", "close")
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "body_timeout", Message: "the request body did not arrive in time"}
 		}
 		return openai.BadRequest("body_read_error", "could not read the request body", "")
 	}
 	if int64(x.bodyBuf.Len()) > x.cfg.maxBody {
+		x.w.Header().Set("Connection", "close")
 		return tooLarge(x.cfg.maxBody)
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	x.body = x.bodyBuf.Bytes()
 	if err := openai.ParseInto(&x.req, x.ep, x.body); err != nil {
 		var oe *openai.Error

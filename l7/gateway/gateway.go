@@ -27,9 +27,9 @@ import (
 const (
 	// DefaultMaxBodyBytes bounds a request body when the policy sets none.
 	DefaultMaxBodyBytes = 4 << 20
-	// bodyReadTimeout bounds how long a client may take to send its body
-	// (slow-client protection; the header has ReadHeaderTimeout).
-	bodyReadTimeout = 30 * time.Second
+	// defaultBodyReadTimeout bounds how long a client may take to send its
+	// body (slow-client protection; the header has ReadHeaderTimeout).
+	defaultBodyReadTimeout = 30 * time.Second
 	// maxUpstreamBodyBytes bounds a non-streamed upstream response.
 	maxUpstreamBodyBytes = 32 << 20
 	// maxUpstreamErrorBytes bounds an upstream error body passed through.
@@ -95,7 +95,11 @@ type Options struct {
 	// NewInspector builds the inspector for a policy's inspection rules
 	// (default: l7/inspect).
 	NewInspector func(policy.Inspection) (Inspector, error)
-	// Getenv and ReadFile read provider keys (defaults from os).
+	// BodyReadTimeout bounds how long a client may take to send its body
+	// (default 30 s).
+	BodyReadTimeout time.Duration
+	// Getenv and ReadFile read provider keys and HS256 secrets (defaults
+	// from os).
 	Getenv   func(string) string
 	ReadFile func(string) ([]byte, error)
 }
@@ -109,7 +113,7 @@ type Gateway struct {
 	ownLimit bool
 	audit    *audit.Logger
 	metrics  *metrics
-	client   *http.Client
+	rt       http.RoundTripper
 	inflight *route.InFlight
 	mux      *http.ServeMux
 
@@ -138,6 +142,9 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = defaultBodyReadTimeout
 	}
 	if opts.NewInspector == nil {
 		opts.NewInspector = newInspector
@@ -170,7 +177,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	if rt == nil {
 		rt = newTransport()
 	}
-	g.client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	g.rt = rt
 	g.cfg.Store(cfg)
 	g.mux = http.NewServeMux()
 	g.mux.Handle("POST /v1/chat/completions", g.endpoint(openai.ChatCompletions))
@@ -297,7 +304,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if cfg := g.cfg.Load(); cfg != nil {
 			_ = cfg.auth.Close()
 		}
-		if t, ok := g.client.Transport.(*http.Transport); ok {
+		if t, ok := g.rt.(*http.Transport); ok {
 			t.CloseIdleConnections()
 		}
 		close(g.closed)

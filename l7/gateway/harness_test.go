@@ -148,7 +148,9 @@ func newHarness(t testing.TB, c *policy.Compiled, opts Options) *harness {
 	t.Helper()
 	h := &harness{t: t, reg: prometheus.NewRegistry(), limiter: &recordingLimiter{Limiter: limit.NewMemory()}, audit: &syncBuffer{}}
 	opts.Registry = h.reg
-	opts.Limiter = h.limiter
+	if c.Gateway.LimitStore.Redis == "" {
+		opts.Limiter = h.limiter
+	}
 	opts.Audit = h.audit
 	g, err := New(c, opts)
 	if err != nil {

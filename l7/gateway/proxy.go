@@ -113,7 +113,9 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	if rt.Provider != nil && rt.Provider.Key() != "" {
 		h.Set("Authorization", "Bearer "+rt.Provider.Key())
 	}
-	resp, err := x.g.client.Do(up)
+	// RoundTrip, not Client.Do: no redirects to follow, so no per-request
+	// header copier.
+	resp, err := x.g.rt.RoundTrip(up)
 	if err != nil {
 		if x.r.Context().Err() != nil {
 			x.clientGone = true
@@ -173,28 +175,41 @@ func (x *exchange) relayError(resp *http.Response) {
 	_, _ = x.w.Write(b)
 }
 
+// maxPooledBuffer keeps huge response buffers out of the pool.
+const maxPooledBuffer = 1 << 20
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (attemptResult, *openai.Error) {
-	n := resp.ContentLength
-	if n < 0 || n > maxUpstreamBodyBytes {
-		n = 0
+	buf := bufferPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			buf.Reset()
+			bufferPool.Put(buf)
+		}
+	}()
+	if n := resp.ContentLength; n > 0 && n <= maxUpstreamBodyBytes {
+		buf.Grow(int(n) + 1)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n+1))
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBodyBytes+1)); err != nil {
 		if x.r.Context().Err() != nil {
 			x.clientGone = true
 			return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
+		}
+		if ttftExpired.Load() || isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+			return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
 		}
 		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "the upstream response broke off")
 	}
 	if buf.Len() > maxUpstreamBodyBytes {
 		return attemptDone, upstreamError(http.StatusBadGateway, "upstream_response_too_large", "the upstream response is too large")
 	}
-	var parsed openai.Response
-	if err := json.Unmarshal(buf.Bytes(), &parsed); err == nil {
-		if parsed.Usage != nil {
-			x.usageStore = *parsed.Usage
-			x.usage = &x.usageStore
-		} else {
+	if u, ok := openai.FindUsage(buf.Bytes()); ok {
+		x.usageStore = u
+		x.usage = &x.usageStore
+	} else if x.ep != openai.Embeddings {
+		var parsed openai.Response
+		if err := json.Unmarshal(buf.Bytes(), &parsed); err == nil {
 			x.addCompletion(parsed.Text())
 		}
 	}

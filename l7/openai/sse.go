@@ -143,3 +143,60 @@ func (r *Response) Text() string {
 	}
 	return string(b)
 }
+
+var usageKey = []byte(`"usage"`)
+
+// FindUsage extracts a response's top-level usage object without decoding
+// the rest of the body. Inside JSON strings a quote is escaped, so an
+// unescaped "usage" followed by a colon is a key; the last one is taken,
+// as servers write usage after the choices. ok is false when there is none
+// (or it is null), and the caller decodes the whole body.
+func FindUsage(body []byte) (u Usage, ok bool) {
+	i := bytes.LastIndex(body, usageKey)
+	if i < 0 {
+		return u, false
+	}
+	rest := bytes.TrimLeft(body[i+len(usageKey):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return u, false
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '{' {
+		return u, false
+	}
+	end := objectEnd(rest)
+	if end < 0 {
+		return u, false
+	}
+	if err := json.Unmarshal(rest[:end+1], &u); err != nil {
+		return Usage{}, false
+	}
+	return u, true
+}
+
+// objectEnd returns the index of the brace closing the object b starts
+// with, or -1.
+func objectEnd(b []byte) int {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}

@@ -1,0 +1,224 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/policy"
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+// startRedis runs a real redis-server on a free loopback port.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	privtest.Tools(t, "redis-server")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("redis-server did not start: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTwoReplicasShareRedisLimits: two gateways on one redis-server,
+// hammered together, admit no more than the tenant's limit and at least
+// 95% of it.
+func TestTwoReplicasShareRedisLimits(t *testing.T) {
+	addr := startRedis(t)
+	m := newMock(t, mockllm.Config{})
+	const limitRPM = 40
+	c := basePolicy(pool("p", m))
+	c.Gateway.Tenants[0].Limits.RequestsPerMinute = limitRPM
+	c.Gateway.LimitStore = policy.LimitStore{Redis: addr}
+	a := newHarness(t, c, Options{})
+	b := newHarness(t, c, Options{})
+	var ok, limited, other atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := a
+			if w%2 == 1 {
+				h = b
+			}
+			for range 8 {
+				resp := h.do(testKey, "/v1/chat/completions", chatBody("x", `,"max_tokens":1`))
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					ok.Add(1)
+				case 429:
+					limited.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// GCRA refills limit/minute continuously: allow one extra for the
+	// seconds the test runs.
+	if n := ok.Load(); n > limitRPM+1 || n < limitRPM*95/100 || other.Load() != 0 {
+		t.Fatalf("admitted %d (limit %d), limited %d, other %d", n, limitRPM, limited.Load(), other.Load())
+	}
+	// Either replica reports the shared state.
+	_, hdr, _ := b.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if hdr.Get("x-ratelimit-remaining-requests") != "0" || hdr.Get("Retry-After") == "" {
+		t.Fatalf("headers after exhaustion %v", hdr)
+	}
+}
+
+func TestBudgetExhausted(t *testing.T) {
+	m := newMock(t, mockllm.Config{MaxTokens: 10})
+	c := basePolicy(pool("p", m))
+	c.Gateway.Models[0].Price = policy.Price{InputPerMTok: 1e4, OutputPerMTok: 1e4}
+	// One request costs about (prompt + 10) * 1e4 / 1e6 = ~$0.2.
+	c.Gateway.Tenants[0].Limits.BudgetUSD = 0.3
+	h := newHarness(t, c, Options{})
+	if status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", `,"max_tokens":10`)); status != 200 {
+		t.Fatalf("first: %d %s", status, body)
+	}
+	status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", `,"max_tokens":10`))
+	if status != 429 {
+		t.Fatalf("over budget: %d %s", status, body)
+	}
+	if _, code := decodeError(t, body); code != "insufficient_quota" {
+		t.Fatalf("code %q", code)
+	}
+}
+
+// TestSlowClientBody: a client that stops sending its body is cut off.
+func TestSlowClientBody(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	h := newHarness(t, basePolicy(pool("p", m)), Options{BodyReadTimeout: 200 * time.Millisecond})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\":", testKey)
+	_ = conn.SetReadDeadline(time.Now().Add(waitDeadline))
+	start := time.Now()
+	b, _ := io.ReadAll(conn)
+	if !strings.Contains(string(b), " 408 ") || time.Since(start) > 2*time.Second {
+		t.Fatalf("after %v: %q", time.Since(start), b)
+	}
+	if m.Stats().Total != 0 {
+		t.Fatal("partial body forwarded")
+	}
+}
+
+func TestJWTTenantFlows(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	c := basePolicy(pool("p", m))
+	c.Gateway.JWT = []policy.JWTIssuer{{Issuer: "https://idp.test", Audience: "infergate", HS256SecretEnv: "JWT_SECRET", TenantClaim: "org"}}
+	secret := strings.Repeat("s", 32)
+	h := newHarness(t, c, Options{Getenv: func(k string) string {
+		if k == "JWT_SECRET" {
+			return secret
+		}
+		return ""
+	}})
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "https://idp.test", "aud": "infergate",
+		"sub": "user-7", "org": "globex", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := h.call(tok, "/v1/chat/completions", chatBody("x", "")); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if r := h.last(); r.Tenant != "globex" || r.Subject != "user-7" || r.Key != "" {
+		t.Fatalf("audit %+v", r)
+	}
+	bad, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "https://idp.test", "aud": "infergate",
+		"org": "globex", "exp": time.Now().Add(-time.Hour).Unix()}).SignedString([]byte(secret))
+	if status, _, body := h.call(bad, "/v1/chat/completions", chatBody("x", "")); status != 401 {
+		t.Fatalf("expired token: %d %s", status, body)
+	}
+}
+
+func TestUpstreamClientErrorPassedThrough(t *testing.T) {
+	a, b := newMock(t, mockllm.Config{}), newMock(t, mockllm.Config{})
+	a.SetFailure(mockllm.Failure{Status: 400})
+	h := newHarness(t, basePolicy(pool("a", a), pool("b", b)), Options{})
+	status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if status != 400 || b.Stats().Total != 0 {
+		t.Fatalf("upstream 400: got %d (fallback tried: %v) %s", status, b.Stats().Total != 0, body)
+	}
+	decodeError(t, body)
+}
+
+func TestCompletionsStream(t *testing.T) {
+	m := newMock(t, mockllm.Config{OmitUsage: true})
+	h := newHarness(t, basePolicy(pool("p", m)), Options{})
+	status, _, body := h.call(testKey, "/v1/completions", `{"model":"gpt-4o-mini","prompt":"once upon","stream":true,"max_tokens":12}`)
+	if status != 200 || !strings.Contains(string(body), "[DONE]") {
+		t.Fatalf("%d %s", status, body)
+	}
+	r := h.last()
+	if r.UsageSource != "counted" || r.CompletionTokens != int64(o200k(t).Count(mockllm.Text(12))) || r.PromptTokens != int64(o200k(t).Count("once upon")) {
+		t.Fatalf("audit %+v", r)
+	}
+	if got := testCount(t, h, "gen_ai_server_time_to_first_token_seconds"); got == 0 {
+		t.Fatal("no TTFT observation for a stream")
+	}
+}
+
+func testCount(t *testing.T, h *harness, name string) int {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			n := 0
+			for _, m := range mf.GetMetric() {
+				n += int(m.GetHistogram().GetSampleCount())
+			}
+			return n
+		}
+	}
+	return 0
+}
+
