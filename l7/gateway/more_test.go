@@ -221,4 +221,3 @@ func testCount(t *testing.T, h *harness, name string) int {
 	}
 	return 0
 }
-
