@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# L7 gateway benchmark: the same wrk load against the same mock inference
+# server, directly and through nginx, HAProxy and infergate (auth, token
+# counting, inspection and limits all on); then the same at a fixed rate
+# with an open-loop load generator; then infergate with 100,000 API keys
+# across 10,000 tenants loaded.
+#
+#   DURATION=10 BODY_BYTES=68 scripts/bench/l7.sh
+#
+# Environment: DURATION (seconds per run, default 10), BODY_BYTES (request
+# body size, default 68), RATE (fixed rate, default 2000), CONNS (wrk
+# connections, default 64), THREADS (wrk threads, default 2), LARGE_TENANTS
+# (10000), LARGE_KEYS (100000), BASE_PORT (18100).
+# Prints "system=<name> rps=<n> p50_ms=<x> p99_ms=<y>" lines.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+BODY_BYTES=${BODY_BYTES:-68}
+RATE=${RATE:-2000}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+LARGE_TENANTS=${LARGE_TENANTS:-10000}
+LARGE_KEYS=${LARGE_KEYS:-100000}
+BASE_PORT=${BASE_PORT:-18100}
+MOCK_PORT=$BASE_PORT
+NGINX_PORT=$((BASE_PORT + 1))
+HAPROXY_PORT=$((BASE_PORT + 2))
+GW_PORT=$((BASE_PORT + 3))
+GW_LARGE_PORT=$((BASE_PORT + 4))
+PATH_V1=/v1/chat/completions
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TMP=$(mktemp -d /tmp/infergate-l7bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+log() { echo "# $*" >&2; }
+
+need() {
+	local missing=()
+	for t in wrk nginx haproxy; do
+		command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing ${missing[*]}"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+}
+need
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+log "building"
+export GOFLAGS=${GOFLAGS:--mod=mod}
+(cd "$ROOT" && go build -o "$TMP/infergate" ./cmd/infergate && go build -o "$TMP/mockllm" ./test/mockllm/cmd/mockllm &&
+	go build -o "$TMP/loadgen" ./test/loadgen && go build -o "$TMP/benchgen" ./test/loadgen/benchgen)
+
+"$TMP/benchgen" -out "$TMP" -body-bytes "$BODY_BYTES" -upstream "127.0.0.1:$MOCK_PORT" -listen "127.0.0.1:$GW_PORT" -name small
+"$TMP/benchgen" -out "$TMP" -body-bytes "$BODY_BYTES" -upstream "127.0.0.1:$MOCK_PORT" -listen "127.0.0.1:$GW_LARGE_PORT" \
+	-name large -tenants "$LARGE_TENANTS" -keys "$LARGE_KEYS"
+KEY=sk-bench-0
+
+cat >"$TMP/post.lua" <<LUA
+local f = assert(io.open("$TMP/body.json", "r"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+LUA
+
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx/body;
+	proxy_temp_path $TMP/nginx/proxy;
+	fastcgi_temp_path $TMP/nginx/fastcgi;
+	uwsgi_temp_path $TMP/nginx/uwsgi;
+	scgi_temp_path $TMP/nginx/scgi;
+	client_max_body_size 8m;
+	upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; }
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		location / {
+			proxy_pass http://mock;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+}
+NGINX
+
+cat >"$TMP/haproxy.cfg" <<HAPROXY
+global
+	maxconn 8192
+	nbthread $(nproc)
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	option http-keep-alive
+frontend fe
+	bind 127.0.0.1:$HAPROXY_PORT
+	default_backend be
+backend be
+	http-reuse always
+	server mock 127.0.0.1:$MOCK_PORT
+HAPROXY
+
+wait_port() {
+	local port=$1
+	for _ in $(seq 1 300); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "port $port never opened" >&2
+	return 1
+}
+
+"$TMP/mockllm" -listen "127.0.0.1:$MOCK_PORT" -batch 8192 -queue 8192 >"$TMP/mock.log" 2>&1 &
+PIDS+=($!)
+"$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 &
+PIDS+=($!)
+"$HAPROXY" -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+PIDS+=($!)
+"$TMP/infergate" gateway --config "$TMP/small.yaml" >"$TMP/gw.log" 2>&1 &
+GW_PID=$!
+PIDS+=($GW_PID)
+"$TMP/infergate" gateway --config "$TMP/large.yaml" --keys-file "$TMP/large-keys.txt" >"$TMP/gw-large.log" 2>&1 &
+GW_LARGE_PID=$!
+PIDS+=($GW_LARGE_PID)
+for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GW_PORT $GW_LARGE_PORT; do wait_port "$p"; done
+
+# Every system must answer 200 before it is measured.
+for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GW_PORT $GW_LARGE_PORT; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		--data-binary "@$TMP/body.json" "http://127.0.0.1:$p$PATH_V1")
+	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; cat "$TMP"/*.log >&2; exit 1; }
+done
+
+# to_ms converts wrk's "1.23ms" / "850.00us" / "1.02s" to milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else printf "%s", v }'
+}
+
+peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+run_wrk() {
+	local name=$1 port=$2 extra=${3:-}
+	local out
+	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port$PATH_V1")
+	local rps p50 p99 errs
+	rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
+	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+	errs=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+	echo "system=$name rps=$rps p50_ms=$p50 p99_ms=$p99${errs:+ non2xx=$errs}$extra"
+}
+
+run_rate() {
+	local name=$1 port=$2 extra=${3:-}
+	local out
+	out=$("$TMP/loadgen" -url "http://127.0.0.1:$port$PATH_V1" -body "$TMP/body.json" -rate "$RATE" -c "$CONNS" \
+		-d "${DURATION}s" -H "Authorization: Bearer $KEY")
+	# loadgen prints: rps=… p50_ms=… p99_ms=… errors=… sent=…
+	echo "system=$name rate=$RATE $out$extra"
+}
+
+log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS threads=$THREADS cpus=$(nproc)"
+log "max throughput (wrk)"
+run_wrk mock "$MOCK_PORT"
+run_wrk nginx "$NGINX_PORT"
+run_wrk haproxy "$HAPROXY_PORT"
+run_wrk infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
+run_wrk infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
+log "fixed rate $RATE req/s (open loop, latency from scheduled send time)"
+run_rate mock "$MOCK_PORT"
+run_rate nginx "$NGINX_PORT"
+run_rate haproxy "$HAPROXY_PORT"
+run_rate infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
+run_rate infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
