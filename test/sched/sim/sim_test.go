@@ -265,6 +265,67 @@ func TestPrefixCacheHit(t *testing.T) {
 	}
 }
 
+// The step model reproduces public single-request decode measurements of
+// this model under vLLM (sources at MemEfficiency) within 5%.
+func TestMatchesPublishedDecode(t *testing.T) {
+	for _, c := range []struct {
+		spec Spec
+		want float64 // seconds per output token at concurrency 1
+	}{
+		{A100, 1.0 / 75},
+		{H100, 0.00648},
+	} {
+		// One sequence with a 1024-token prompt, midway through a
+		// 128-token answer, as in the A100 sweep.
+		got := c.spec.StepTime(1, 1024+64, 0)
+		if math.Abs(got-c.want)/c.want > 0.05 {
+			t.Errorf("%s: %.2f ms per token, published %.2f ms", c.spec.Name, got*1000, c.want*1000)
+		}
+	}
+}
+
+// closedLoop serves conc clients that each send a new request (in prompt
+// tokens, out output tokens) as soon as the last one ends, as `vllm bench
+// serve --max-concurrency` does, and returns output tokens per second.
+func closedLoop(spec Spec, conc, in, out, total int) float64 {
+	e := NewEngine(spec, 0, false)
+	id := 0
+	next := func() *Request {
+		id++
+		return &Request{ID: id, Prompt: in, Output: out, Prefix: -1, FirstToken: -1, Done: -1}
+	}
+	for range conc {
+		e.Enqueue(next())
+	}
+	now, toks, done := 0.0, 0, 0
+	for done < total {
+		d, ok := e.Start(now)
+		if !ok {
+			break
+		}
+		now += d
+		n, fin := e.Finish(now)
+		toks += n
+		for range fin {
+			done++
+			e.Enqueue(next())
+		}
+	}
+	return float64(toks) / now
+}
+
+// The A100 sweep (source at MemEfficiency) measured 6.6x the
+// single-request throughput at concurrency 8 with 1024-token prompts and
+// 128-token answers. The model gives ~5.6x: it is somewhat pessimistic
+// about mixing prefill into decode steps. Held within 20%.
+func TestBatchingGainNearPublished(t *testing.T) {
+	one := closedLoop(A100, 1, 1024, 128, 20)
+	eight := closedLoop(A100, 8, 1024, 128, 160)
+	if gain := eight / one; math.Abs(gain-6.6)/6.6 > 0.20 {
+		t.Fatalf("concurrency 8 gives %.2fx concurrency 1, published 6.6x", gain)
+	}
+}
+
 func TestModelNumbers(t *testing.T) {
 	// Sanity of the data-sheet arithmetic: vLLM reports ~400k KV tokens
 	// for an 8B model on an H100 and a few tens of thousands on a 24 GB card.
@@ -272,7 +333,7 @@ func TestModelNumbers(t *testing.T) {
 		t.Fatalf("KV tokens H100 %d, A10 %d", h, a)
 	}
 	// Decode is memory bound: a step at batch 1 reads the weights.
-	if d := H100.StepTime(1, 500, 0); d < 0.005 || d > 0.010 {
+	if d := H100.StepTime(1, 500, 0); d < 0.004 || d > 0.010 {
 		t.Fatalf("H100 single-sequence step %.4f s", d)
 	}
 	if H100.StepTime(64, 64*800, 0) <= H100.StepTime(8, 8*800, 0) {
