@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 
 	"gopkg.in/yaml.v3"
 )
@@ -32,6 +33,10 @@ func Marshal(doc *Document) ([]byte, error) {
 
 var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 
+func scalar(tag, value string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}
+}
+
 func encodeNode(v reflect.Value) (*yaml.Node, error) {
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
@@ -40,11 +45,23 @@ func encodeNode(v reflect.Value) (*yaml.Node, error) {
 		return encodeNode(v.Elem())
 	}
 	if v.Type().Implements(textMarshaler) {
-		n := &yaml.Node{}
-		if err := n.Encode(v.Interface()); err != nil {
+		text, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", v.Type(), err)
 		}
-		return n, nil
+		return scalar("!!str", string(text)), nil
+	}
+	// Scalars are built directly: yaml.v3 quotes a !!str value that would
+	// read back as another type.
+	switch v.Kind() {
+	case reflect.String:
+		return scalar("!!str", v.String()), nil
+	case reflect.Bool:
+		return scalar("!!bool", strconv.FormatBool(v.Bool())), nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return scalar("!!int", strconv.FormatInt(v.Int(), 10)), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return scalar("!!int", strconv.FormatUint(v.Uint(), 10)), nil
 	}
 	switch v.Kind() {
 	case reflect.Struct:
@@ -98,11 +115,7 @@ func encodeNode(v reflect.Value) (*yaml.Node, error) {
 			if err != nil {
 				return nil, err
 			}
-			kn := &yaml.Node{}
-			if err := kn.Encode(k); err != nil {
-				return nil, fmt.Errorf("encoding key %q: %w", k, err)
-			}
-			n.Content = append(n.Content, kn, val)
+			n.Content = append(n.Content, scalar("!!str", k), val)
 		}
 		return n, nil
 	default:

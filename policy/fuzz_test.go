@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // FuzzLoad: any input is either refused with a *ValidationError or compiles
@@ -69,6 +71,24 @@ func BenchmarkMarshalFull(b *testing.B) {
 	}
 	for b.Loop() {
 		if _, err := Marshal(c.Document()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkYAMLv3Strict is the peer: yaml.v3's own strict decoding into the
+// same types (first error only, no line table, no validation or compile).
+func BenchmarkYAMLv3Strict(b *testing.B) {
+	data, err := os.ReadFile("testdata/good/full.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		var d Document
+		if err := dec.Decode(&d); err != nil {
 			b.Fatal(err)
 		}
 	}
