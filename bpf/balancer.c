@@ -89,6 +89,15 @@ static __always_inline struct backend *pick_backend(const struct vip_meta *vm, _
 	return 0;
 }
 
+static __always_inline int vip_port_possible(__u16 port_be)
+{
+	__u16 port = bpf_ntohs(port_be);
+	__u32 word = port >> 6;
+	__u64 *w = bpf_map_lookup_elem(&vip_ports, &word);
+
+	return w && (*w & (1ULL << (port & 63)));
+}
+
 SEC("xdp")
 int balancer(struct xdp_md *ctx)
 {
@@ -110,14 +119,13 @@ int balancer(struct xdp_md *ctx)
 	if (!cfg)
 		return verdict(STAT_V_DROP_NO_CONFIG);
 
-	__u64 now = bpf_ktime_get_ns();
 	__u64 bytes = (__u64)((void *)(long)ctx->data_end - (void *)(long)ctx->data);
 
 	if (p.frag != FRAG_NONE) {
 		stat_inc(STAT_FRAG);
 		reason = fw_check(cfg, &p);
 		if (!reason)
-			reason = rl_packet(cfg, &p, now, &rl);
+			reason = rl_packet(cfg, &p, &rl);
 		if (reason)
 			return verdict(reason);
 		struct addr_key ak = {.family = p.k.family};
@@ -127,29 +135,56 @@ int balancer(struct xdp_md *ctx)
 		return verdict(STAT_V_PASS_STACK);
 	}
 
-	struct vip_key vk = {.port = p.k.dport, .proto = p.k.proto, .family = p.k.family};
-	__builtin_memcpy(vk.addr, p.k.dst, 16);
-	struct vip_meta *vm = bpf_map_lookup_elem(&vips, &vk);
-	struct ct_val *ct = 0;
+	/* Host-address rules first: a denied host is dropped after one hash
+	 * lookup. Then the connection table: a hit names the VIP (by id, an
+	 * array read) and skips the prefix rules when the rule set has not
+	 * changed since the flow was last checked. Rule counters therefore
+	 * count every denied packet, every allowed packet to the stack, and the
+	 * first packet per flow and rule-set generation of allowed VIP traffic. */
+	struct fw_result fr = {};
+	fw_exact(cfg, &p, &fr);
+	if (fr.action == FW_DENY)
+		return verdict(fw_verdict(cfg, &fr));
 
-	if (vm) {
+	struct ct_val *ct = 0;
+	struct vip_meta *vm = 0;
+	int vip_port = vip_port_possible(p.k.dport);
+
+	if (vip_port) {
 		ct = bpf_map_lookup_elem(&conntrack, &p.k);
-		if (ct && !(ct->flags & CT_F_VALID))
+		if (ct && (ct->flags & CT_F_VALID)) {
+			vm = bpf_map_lookup_elem(&vip_info, &ct->vip);
+			if (!vm || !(vm->flags & VIP_F_VALID))
+				vm = 0;
+		}
+		if (!vm)
 			ct = 0;
 	}
 	if (!ct || ct->fw_gen != cfg->fw_gen) {
-		reason = fw_check(cfg, &p);
+		if (!fr.action)
+			fw_prefix(cfg, &p, &fr);
+		reason = fw_verdict(cfg, &fr);
 		if (reason)
 			return verdict(reason);
 	}
-	reason = rl_packet(cfg, &p, now, &rl);
+	if (vip_port && !vm) {
+		struct vip_key vk = {.port = p.k.dport, .proto = p.k.proto, .family = p.k.family};
+		__builtin_memcpy(vk.addr, p.k.dst, 16);
+		struct vip_meta *hm = bpf_map_lookup_elem(&vips, &vk);
+		if (hm) {
+			vm = bpf_map_lookup_elem(&vip_info, &hm->id);
+			if (vm && !(vm->flags & VIP_F_VALID))
+				vm = 0;
+		}
+	}
+	reason = rl_packet(cfg, &p, &rl);
 	if (reason)
 		return verdict(reason);
 
 	if (!vm) {
 		/* The node's own services: a bare SYN is a new connection. */
 		if (p.k.proto == IPPROTO_TCP && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN) {
-			reason = rl_new_conn(&rl, now);
+			reason = rl_new_conn(&rl);
 			if (reason)
 				return verdict(reason);
 		}
@@ -167,7 +202,8 @@ int balancer(struct xdp_md *ctx)
 		if (be && (be->flags & BACKEND_F_VALID)) {
 			be_id = ct->backend;
 			stat_inc(STAT_CT_HIT);
-			ct->fw_gen = cfg->fw_gen;
+			if (ct->fw_gen != cfg->fw_gen)
+				ct->fw_gen = cfg->fw_gen;
 			if (!(p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN)))
 				rl_promote(cfg, &p, &rl);
 		} else {
@@ -177,9 +213,9 @@ int balancer(struct xdp_md *ctx)
 	if (!be) {
 		/* New flow (or a flow whose table entry was evicted: Maglev gives
 		 * the same backend while the table is unchanged). */
-		reason = rl_new_conn(&rl, now);
+		reason = rl_new_conn(&rl);
 		if (!reason && vm->guard)
-			reason = vip_guard_allow(vm->id, now);
+			reason = vip_guard_allow(vm->id);
 		if (reason)
 			return verdict(reason);
 		be = pick_backend(vm, hash, &be_id);

@@ -45,6 +45,7 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 		"vips":           cfg.MaxVIPs,
 		"vip_addrs":      cfg.MaxVIPs,
 		"vip_guards":     cfg.MaxVIPs,
+		"vip_info":       cfg.MaxVIPs,
 		"maglev_rings":   cfg.MaxVIPs,
 		"vip_stats":      cfg.MaxVIPs,
 		"backends":       cfg.MaxBackends,
@@ -184,7 +185,7 @@ func (b *Balancer) SetClasses(def Limits, classes []Class) error {
 		if i < len(lims) {
 			l = lims[i]
 		}
-		v := classLimits(l)
+		v := classLimits(l, coarseTick())
 		if err := b.objs.Classes.Update(uint32(i), &v, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("loader: write class %d: %w", i, err)
 		}
@@ -195,7 +196,16 @@ func (b *Balancer) SetClasses(def Limits, classes []Class) error {
 	if err := syncLPM(b.objs.ClassLpm6, want6); err != nil {
 		return fmt.Errorf("loader: class prefixes v6: %w", err)
 	}
-	return nil
+	// Buckets cache their class: a new generation makes them look again.
+	c := b.conf
+	c.ClassGen++
+	c.RlEnabled = 0
+	for _, l := range lims {
+		if l.PacketsPerSecond != 0 || l.NewConnsPerSecond != 0 {
+			c.RlEnabled = 1
+		}
+	}
+	return b.writeConf(c)
 }
 
 func syncLPM[K comparable](m *ebpf.Map, want map[K]uint32) error {
@@ -226,8 +236,10 @@ func syncLPM[K comparable](m *ebpf.Map, want map[K]uint32) error {
 
 const nsPerSec = uint64(time.Second)
 
-// gcra converts a rate and burst to an emission interval and tolerance.
-func gcra(rate, burst uint64) (interval, tolerance uint64) {
+// gcra converts a rate and burst to an emission interval and tolerance. The
+// tolerance is at least tick+interval, so that a limiter whose clock
+// advances in ticks still admits the full rate.
+func gcra(rate, burst, tick uint64) (interval, tolerance uint64) {
 	if rate == 0 {
 		return 0, 0
 	}
@@ -238,20 +250,34 @@ func gcra(rate, burst uint64) (interval, tolerance uint64) {
 	if burst == 0 {
 		burst = 1
 	}
-	return interval, interval * burst
+	tolerance = interval * burst
+	if burst > ^uint64(0)/interval {
+		tolerance = ^uint64(0) / 2
+	}
+	return interval, max(tolerance, tick+interval)
 }
 
-func classLimits(l Limits) balancerClassLimits {
+func classLimits(l Limits, tick uint64) balancerClassLimits {
 	var v balancerClassLimits
-	v.PpsIntervalNs, v.PpsToleranceNs = gcra(l.PacketsPerSecond, l.PacketBurst)
-	v.ConnIntervalNs, v.ConnToleranceNs = gcra(l.NewConnsPerSecond, l.NewConnBurst)
+	v.PpsIntervalNs, v.PpsToleranceNs = gcra(l.PacketsPerSecond, l.PacketBurst, tick)
+	v.ConnIntervalNs, v.ConnToleranceNs = gcra(l.NewConnsPerSecond, l.NewConnBurst, tick)
 	return v
 }
 
-// monotonicNow is bpf_ktime_get_ns's clock.
+// coarseTick is the resolution of bpf_ktime_get_coarse_ns, the rate
+// limiter's clock (one scheduler tick).
+func coarseTick() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil || ts.Nano() <= 0 {
+		return uint64(4 * time.Millisecond) // HZ=250, the coarsest common setting
+	}
+	return uint64(ts.Nano())
+}
+
+// monotonicNow is bpf_ktime_get_coarse_ns's clock.
 func monotonicNow() uint64 {
 	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts)
 	return uint64(ts.Nano())
 }
 
@@ -368,7 +394,7 @@ func (b *Balancer) UpsertVIP(v VIP, table []uint32) error {
 		return fmt.Errorf("loader: VIP %d: swap table: %w", v.ID, err)
 	}
 	g := balancerVipGuard{}
-	g.IntervalNs, g.ToleranceNs = gcra(v.NewConnsPerSecond, v.NewConnBurst)
+	g.IntervalNs, g.ToleranceNs = gcra(v.NewConnsPerSecond, v.NewConnBurst, 0) // precise clock
 	var old balancerVipGuard
 	if b.objs.VipGuards.Lookup(v.ID, &old) == nil && old.IntervalNs == g.IntervalNs {
 		g.Tat = old.Tat
@@ -380,15 +406,41 @@ func (b *Balancer) UpsertVIP(v VIP, table []uint32) error {
 	if err := b.objs.VipAddrs.Update(ak, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("loader: VIP %d: address: %w", v.ID, err)
 	}
-	meta := balancerVipMeta{Id: v.ID}
+	meta := balancerVipMeta{Id: v.ID, Flags: vipFlagValid}
 	if v.L2 {
 		meta.Flags |= vipFlagL2
 	}
 	if g.IntervalNs != 0 {
 		meta.Guard = 1
 	}
+	if err := b.objs.VipInfo.Update(v.ID, &meta, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("loader: VIP %d: info: %w", v.ID, err)
+	}
 	if err := b.objs.Vips.Update(vipKey(v), &meta, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("loader: VIP %d: %w", v.ID, err)
+	}
+	return b.syncVIPPorts()
+}
+
+// syncVIPPorts rebuilds the bitmap of ports that carry a VIP.
+func (b *Balancer) syncVIPPorts() error {
+	var words [vipPortWords]uint64
+	var k balancerVipKey
+	var m balancerVipMeta
+	it := b.objs.Vips.Iterate()
+	for it.Next(&k, &m) {
+		p := htons(k.Port)
+		words[p>>6] |= 1 << (p & 63)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("loader: scan VIPs: %w", err)
+	}
+	keys := make([]uint32, vipPortWords)
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := b.objs.VipPorts.BatchUpdate(keys, words[:], nil); err != nil {
+		return fmt.Errorf("loader: VIP ports: %w", err)
 	}
 	return nil
 }
@@ -405,8 +457,14 @@ func (b *Balancer) DeleteVIP(v VIP) error {
 	if err := b.objs.Vips.Delete(k); err != nil {
 		return fmt.Errorf("loader: delete VIP: %w", err)
 	}
+	if err := b.objs.VipInfo.Update(meta.Id, &balancerVipMeta{}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("loader: clear VIP info: %w", err)
+	}
 	if err := b.objs.MaglevRings.Delete(meta.Id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("loader: delete VIP table: %w", err)
+	}
+	if err := b.syncVIPPorts(); err != nil {
+		return err
 	}
 	// Keep the address while another VIP uses it.
 	var ok balancerVipKey
@@ -532,15 +590,24 @@ func (b *Balancer) Fill() (Fill, error) {
 	return f, nil
 }
 
-func sortedPrefixLens(m map[netip.Prefix][]balancerFwEntry) []int {
-	seen := map[int]bool{}
+// sortedPrefixLens returns the distinct prefix lengths per family, longest
+// first: covering prefixes are only looked for at lengths that occur.
+func sortedPrefixLens(m map[netip.Prefix][]balancerFwEntry) (v4, v6 []int) {
+	seen4, seen6 := map[int]bool{}, map[int]bool{}
 	for p := range m {
-		seen[p.Bits()] = true
+		if p.Addr().Is4() {
+			seen4[p.Bits()] = true
+		} else {
+			seen6[p.Bits()] = true
+		}
 	}
-	var out []int
-	for l := range seen {
-		out = append(out, l)
+	for l := range seen4 {
+		v4 = append(v4, l)
 	}
-	sort.Sort(sort.Reverse(sort.IntSlice(out)))
-	return out
+	for l := range seen6 {
+		v6 = append(v6, l)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(v4)))
+	sort.Sort(sort.Reverse(sort.IntSlice(v6)))
+	return v4, v6
 }

@@ -40,6 +40,8 @@ type balancerBucket struct {
 	PktTat     uint64
 	ConnTat    uint64
 	LastSeenNs uint64
+	ClassId    uint32
+	ClassGen   uint32
 }
 
 type balancerClassLimits struct {
@@ -89,7 +91,8 @@ type balancerLbConfig struct {
 	FwSlot       uint32
 	FwGen        uint32
 	DefaultDeny  uint32
-	Pad0         uint32
+	ClassGen     uint32
+	RlEnabled    uint32
 	Agg4Mask     uint32
 	Agg6Mask     [4]uint32
 	Src4Base     uint32
@@ -167,6 +170,8 @@ const (
 	balancerMapStats         = "stats"
 	balancerMapVipAddrs      = "vip_addrs"
 	balancerMapVipGuards     = "vip_guards"
+	balancerMapVipInfo       = "vip_info"
+	balancerMapVipPorts      = "vip_ports"
 	balancerMapVipStats      = "vip_stats"
 	balancerMapVips          = "vips"
 	balancerProgBalancer     = "balancer"
@@ -240,6 +245,8 @@ type balancerMapSpecs struct {
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs      *ebpf.MapSpec `ebpf:"vip_addrs"`
 	VipGuards     *ebpf.MapSpec `ebpf:"vip_guards"`
+	VipInfo       *ebpf.MapSpec `ebpf:"vip_info"`
+	VipPorts      *ebpf.MapSpec `ebpf:"vip_ports"`
 	VipStats      *ebpf.MapSpec `ebpf:"vip_stats"`
 	Vips          *ebpf.MapSpec `ebpf:"vips"`
 }
@@ -289,6 +296,8 @@ type balancerMaps struct {
 	Stats         *ebpf.Map `ebpf:"stats"`
 	VipAddrs      *ebpf.Map `ebpf:"vip_addrs"`
 	VipGuards     *ebpf.Map `ebpf:"vip_guards"`
+	VipInfo       *ebpf.Map `ebpf:"vip_info"`
+	VipPorts      *ebpf.Map `ebpf:"vip_ports"`
 	VipStats      *ebpf.Map `ebpf:"vip_stats"`
 	Vips          *ebpf.Map `ebpf:"vips"`
 }
@@ -314,6 +323,8 @@ func (m *balancerMaps) Close() error {
 		m.Stats,
 		m.VipAddrs,
 		m.VipGuards,
+		m.VipInfo,
+		m.VipPorts,
 		m.VipStats,
 		m.Vips,
 	)

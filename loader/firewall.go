@@ -52,7 +52,7 @@ func compileRules(rules []Rule) (fwTables, error) {
 			}
 		}
 	}
-	lens := sortedPrefixLens(own)
+	lens4, lens6 := sortedPrefixLens(own)
 	t := fwTables{
 		exact4: map[uint32]balancerFwVal{},
 		exact6: map[balancerAddrKey]balancerFwVal{},
@@ -61,14 +61,15 @@ func compileRules(rules []Rule) (fwTables, error) {
 	}
 	for _, p := range order {
 		entries := append([]balancerFwEntry(nil), own[p]...)
+		lens := lens6
+		if p.Addr().Is4() {
+			lens = lens4
+		}
 		for _, l := range lens {
 			if l >= p.Bits() {
 				continue
 			}
 			q, _ := p.Addr().Prefix(l)
-			if q.Addr().Is4() != p.Addr().Is4() {
-				continue
-			}
 			entries = append(entries, own[q]...)
 		}
 		if len(entries) > EntriesPerPrefix {

@@ -18,7 +18,9 @@ const (
 	fwAllow = 1
 	fwDeny  = 2
 
-	vipFlagL2 = 1 << 0
+	vipFlagL2    = 1 << 0
+	vipFlagValid = 1 << 1
+	vipPortWords = 1024 // VIP_PORT_WORDS
 
 	backendValid    = 1 << 0
 	backendDraining = 1 << 1

@@ -21,6 +21,8 @@
 #define DEFAULT_MAX_FW_RULES 4096
 #define DEFAULT_RING_SIZE 65537
 #define DEFAULT_LOCAL_VIPS 256
+/* Bitmap of destination ports that carry a VIP: 65536 bits. */
+#define VIP_PORT_WORDS 1024
 
 /* Firewall: each prefix carries up to this many (rule, proto, port) entries,
  * evaluated in order. Two slots per table let Go build a rule set aside and
@@ -51,6 +53,7 @@
 
 /* Flags. */
 #define VIP_F_L2 (1u << 0)        /* L2 DSR (MAC rewrite) instead of IPIP */
+#define VIP_F_VALID (1u << 1)     /* vip_info slot in use */
 #define BACKEND_F_VALID (1u << 0) /* slot holds a backend */
 #define BACKEND_F_DRAINING (1u << 1)
 #define BACKEND_F_HAS_MAC (1u << 2) /* mac is the next hop for this backend */

@@ -144,6 +144,20 @@ struct {
 	__type(key, struct vip_key);
 	__type(value, struct vip_meta);
 } vips SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DEFAULT_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_meta);
+} vip_info SEC(".maps");
+/* Prefilter: a packet whose destination port has no VIP skips the connection
+ * table and VIP lookups (an inlined array read instead of two hash lookups). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_PORT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_ports SEC(".maps");
 /* Addresses that carry any VIP: fragments to them are dropped. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

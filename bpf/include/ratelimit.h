@@ -4,16 +4,23 @@
  * charging it, which errs on the side of the client and is bounded by the
  * number of CPUs racing.
  *
+ * Clock: bpf_ktime_get_coarse_ns, which advances once per scheduler tick
+ * (1-4 ms). A precise clock costs about 30 ns per packet on the VMs measured
+ * (BENCHMARKS.md). With a coarse clock the bucket refills in tick-sized steps,
+ * so Go raises every tolerance to at least one tick plus one interval
+ * (loader.gcra): a class's effective burst is at least rate x tick.
+ *
  * Clients are keyed by source address masked to config.agg4_mask/agg6_mask.
- * Their class (limits) comes from an LPM lookup on the unmasked source.
+ * Their class comes from an LPM lookup on the unmasked source, cached in the
+ * bucket until the classes change (config.class_gen).
  *
  * Eviction under a spoofed-source flood: every unseen source creates a bucket
  * in rl_buckets, an LRU hash that the flood may churn. A client with an
- * established flow (its packet hit the connection table and is not a bare
- * SYN) is promoted into rl_established, a plain hash: a flood only ever inserts
- * into the LRU table, so it cannot evict promoted clients. Go prunes
- * rl_established by idleness (bucket.last_seen_ns). When rl_established is
- * full, promotion fails (counted) and the client stays in the LRU table. */
+ * established flow (its packet hit the connection table and is not a SYN) is
+ * promoted into rl_established, a plain hash: a flood only ever inserts into
+ * the LRU table, so it cannot evict promoted clients. Go prunes rl_established
+ * by idleness (bucket.last_seen_ns). When rl_established is full, promotion
+ * fails (counted) and the client stays in the LRU table. */
 #pragma once
 #include "maps.h"
 #include "parse.h"
@@ -21,6 +28,7 @@
 struct rl_state {
 	struct bucket *b;
 	const struct class_limits *lim;
+	__u64 now;
 	__u8 established; /* b lives in rl_established */
 };
 
@@ -49,9 +57,9 @@ static __always_inline void rl_key(const struct lb_config *cfg, const struct pkt
 		k->addr[i] = p->k.src[i] & cfg->agg6_mask[i];
 }
 
-static __always_inline const struct class_limits *rl_class(const struct pkt *p)
+static __always_inline __u32 rl_class_id(const struct pkt *p)
 {
-	__u32 id = 0, *cid;
+	__u32 *cid;
 
 	if (p->k.family == FAMILY_V4) {
 		struct lpm4_key k = {.prefixlen = 32, .addr = p->k.src[0]};
@@ -61,23 +69,21 @@ static __always_inline const struct class_limits *rl_class(const struct pkt *p)
 		__builtin_memcpy(k.addr, p->k.src, 16);
 		cid = bpf_map_lookup_elem(&class_lpm6, &k);
 	}
-	if (cid)
-		id = *cid;
-	return bpf_map_lookup_elem(&classes, &id);
+	return cid ? *cid : 0;
 }
 
 /* rl_packet charges one packet. It returns the drop reason or 0, and leaves
  * the bucket in st for the new-connection charge and promotion. */
-static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct pkt *p, __u64 now,
-				       struct rl_state *st)
+static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct pkt *p, struct rl_state *st)
 {
-	const struct class_limits *lim = rl_class(p);
 	struct addr_key k = {};
 	struct bucket *b;
+	__u64 now;
 
-	st->lim = lim;
-	if (!lim || (lim->pps_interval_ns == 0 && lim->conn_interval_ns == 0))
-		return 0; /* unlimited: no state needed */
+	if (!cfg->rl_enabled)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	st->now = now;
 	rl_key(cfg, p, &k);
 	b = bpf_map_lookup_elem(&rl_established, &k);
 	if (b) {
@@ -85,7 +91,8 @@ static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct
 	} else {
 		b = bpf_map_lookup_elem(&rl_buckets, &k);
 		if (!b) {
-			struct bucket fresh = {.last_seen_ns = now};
+			struct bucket fresh = {.last_seen_ns = now, .class_id = rl_class_id(p),
+					       .class_gen = cfg->class_gen};
 			bpf_map_update_elem(&rl_buckets, &k, &fresh, BPF_NOEXIST);
 			stat_inc(STAT_RL_INSERT);
 			b = bpf_map_lookup_elem(&rl_buckets, &k);
@@ -93,7 +100,16 @@ static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct
 				return 0;
 		}
 	}
+	if (b->class_gen != cfg->class_gen) {
+		b->class_id = rl_class_id(p);
+		b->class_gen = cfg->class_gen;
+	}
+	__u32 cid = b->class_id;
+	const struct class_limits *lim = bpf_map_lookup_elem(&classes, &cid);
+	if (!lim)
+		return 0;
 	st->b = b;
+	st->lim = lim;
 	if (now - b->last_seen_ns > LAST_SEEN_GRANULARITY_NS)
 		b->last_seen_ns = now;
 	if (!gcra_allow(&b->pkt_tat, now, lim->pps_interval_ns, lim->pps_tolerance_ns))
@@ -101,11 +117,11 @@ static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct
 	return 0;
 }
 
-static __always_inline __u32 rl_new_conn(struct rl_state *st, __u64 now)
+static __always_inline __u32 rl_new_conn(struct rl_state *st)
 {
 	if (!st->b || !st->lim)
 		return 0;
-	if (!gcra_allow(&st->b->conn_tat, now, st->lim->conn_interval_ns, st->lim->conn_tolerance_ns))
+	if (!gcra_allow(&st->b->conn_tat, st->now, st->lim->conn_interval_ns, st->lim->conn_tolerance_ns))
 		return STAT_V_DROP_RL_CONN;
 	return 0;
 }
@@ -126,13 +142,15 @@ static __always_inline void rl_promote(const struct lb_config *cfg, const struct
 	st->b = 0;
 }
 
-static __always_inline __u32 vip_guard_allow(__u32 vip_id, __u64 now)
+/* The per-VIP guard uses the precise clock: it runs on new flows only, and
+ * its limits are meant for floods, where tick-sized steps would be coarse. */
+static __always_inline __u32 vip_guard_allow(__u32 vip_id)
 {
 	struct vip_guard *g = bpf_map_lookup_elem(&vip_guards, &vip_id);
 
 	if (!g)
 		return 0;
-	if (!gcra_allow(&g->tat, now, g->interval_ns, g->tolerance_ns))
+	if (!gcra_allow(&g->tat, bpf_ktime_get_ns(), g->interval_ns, g->tolerance_ns))
 		return STAT_V_DROP_VIP_GUARD;
 	return 0;
 }

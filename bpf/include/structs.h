@@ -26,10 +26,12 @@ struct vip_key {
 	__u8 family;
 };
 
+/* Value of the vips hash, and of the vip_info array at index id (which lets
+ * an established flow reach its VIP's flags without the hash lookup). */
 struct vip_meta {
-	__u32 id;        /* index into maglev_rings, vip_stats, vip_guard */
-	__u32 flags;     /* VIP_F_* */
-	__u32 guard;     /* 1: vip_guards[id] limits new connections */
+	__u32 id;    /* index into maglev_rings, vip_stats, vip_guards, vip_info */
+	__u32 flags; /* VIP_F_* */
+	__u32 guard; /* 1: vip_guards[id] limits new connections */
 	__u32 pad;
 };
 
@@ -86,6 +88,8 @@ struct bucket {
 	__u64 pkt_tat;
 	__u64 conn_tat;
 	__u64 last_seen_ns;
+	__u32 class_id;  /* cached result of the class LPM lookup ... */
+	__u32 class_gen; /* ... valid while equal to config.class_gen */
 };
 
 struct vip_guard {
@@ -104,7 +108,8 @@ struct lb_config {
 	__u32 fw_slot;      /* active firewall slot, 0 or 1 */
 	__u32 fw_gen;       /* bumped on every rule-set switch */
 	__u32 default_deny; /* 1: sources matching no rule are dropped */
-	__u32 pad0;
+	__u32 class_gen;    /* bumped when classes change: invalidates bucket.class_id */
+	__u32 rl_enabled;   /* 0: no class has a limit, rate limiting is skipped */
 	__u32 agg4_mask;    /* rate-limit aggregation masks, network order */
 	__u32 agg6_mask[4];
 	__u32 src4_base;    /* IPIP outer source prefix and host mask */
