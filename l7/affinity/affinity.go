@@ -17,11 +17,10 @@ package affinity
 
 import (
 	"container/list"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -136,13 +135,24 @@ func (c *Chooser) Hashes(prompt []byte) []uint64 {
 // block). Exposed so callers that already hold token blocks (or a
 // simulation) can build the same chains.
 func Chain(prev uint64, block []byte) uint64 {
-	h := fnv.New64a()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], prev)
-	h.Write(b[:])
-	h.Write(block)
-	return h.Sum64()
+	// FNV-1a over prev (little-endian) then the block, written out so the
+	// per-block hash does not allocate; equal to hash/fnv's New64a.
+	h := uint64(fnvOffset)
+	for i := 0; i < 8; i++ {
+		h ^= prev >> (8 * i) & 0xff
+		h *= fnvPrime
+	}
+	for _, b := range block {
+		h ^= uint64(b)
+		h *= fnvPrime
+	}
+	return h
 }
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
 
 // Choice is the outcome of Choose.
 type Choice struct {
@@ -183,6 +193,7 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	matches := c.matched(hashes)
 	best, bestMatch, bestRank := -1, -1, math.Inf(-1)
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
@@ -192,7 +203,7 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 		if max(cd.Load, 0)+1 > allowed {
 			continue
 		}
-		m := c.matched(hashes, cd.Name)
+		m := matches[cd.Name]
 		rank := rendezvous(home, cd.Name, cd.Weight)
 		if m > bestMatch || (m == bestMatch && rank > bestRank) {
 			best, bestMatch, bestRank = i, m, rank
@@ -216,16 +227,42 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 	return Choice{Index: best, Matched: bestMatch}, nil
 }
 
-// matched counts the leading blocks name served recently. Blocks chain, so
-// the first miss ends the match.
-func (c *Chooser) matched(hashes []uint64, name string) int {
+// matched returns, for every backend that served at least the first
+// block, how many leading blocks it served recently. Blocks chain, so a
+// backend's match ends at its first miss; one pass over the blocks serves
+// all backends, and at most backendsPerBlock are ever in play.
+func (c *Chooser) matched(hashes []uint64) map[string]int {
+	out := make(map[string]int, backendsPerBlock)
+	if len(hashes) == 0 {
+		return out
+	}
+	el, ok := c.index[hashes[0]]
+	if !ok {
+		return out
+	}
+	alive := append([]string(nil), el.Value.(*entry).backends...)
 	for i, h := range hashes {
-		el, ok := c.index[h]
-		if !ok || !contains(el.Value.(*entry).backends, name) {
-			return i
+		var have []string
+		if el, ok := c.index[h]; ok {
+			have = el.Value.(*entry).backends
+		}
+		kept := alive[:0]
+		for _, name := range alive {
+			if contains(have, name) {
+				kept = append(kept, name)
+			} else {
+				out[name] = i
+			}
+		}
+		alive = kept
+		if len(alive) == 0 {
+			return out
 		}
 	}
-	return len(hashes)
+	for _, name := range alive {
+		out[name] = len(hashes)
+	}
+	return out
 }
 
 func contains(s []string, v string) bool {
@@ -251,20 +288,28 @@ func (c *Chooser) record(hashes []uint64, name string) {
 			delete(c.index, old.Value.(*entry).hash)
 			c.lru.Remove(old)
 		}
-		c.index[h] = c.lru.PushFront(&entry{hash: h, backends: []string{name}})
+		bs := make([]string, 1, backendsPerBlock)
+		bs[0] = name
+		c.index[h] = c.lru.PushFront(&entry{hash: h, backends: bs})
 	}
 }
 
-// moveFront puts name first, keeping at most backendsPerBlock names.
+// moveFront puts name first, keeping at most backendsPerBlock names; it
+// reuses s's storage (the common case, name already first, is free).
 func moveFront(s []string, name string) []string {
-	out := make([]string, 0, backendsPerBlock)
-	out = append(out, name)
-	for _, x := range s {
-		if x != name && len(out) < backendsPerBlock {
-			out = append(out, x)
-		}
+	if len(s) > 0 && s[0] == name {
+		return s
 	}
-	return out
+	i := slices.Index(s, name)
+	if i < 0 {
+		if len(s) < backendsPerBlock {
+			s = append(s, "")
+		}
+		i = len(s) - 1
+	}
+	copy(s[1:i+1], s[:i])
+	s[0] = name
+	return s
 }
 
 // Forget drops name from the index (the backend left or restarted and lost
@@ -296,12 +341,12 @@ func (c *Chooser) IndexLen() int {
 // fraction of keys proportional to its weight, and removing one moves only
 // its keys.
 func rendezvous(key uint64, name string, weight float64) float64 {
-	h := fnv.New64a()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], key)
-	h.Write(b[:])
-	h.Write([]byte(name))
-	x := mix(h.Sum64())
+	h := Chain(key, nil)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= fnvPrime
+	}
+	x := mix(h)
 	u := (float64(x>>11) + 0.5) / (1 << 53) // (0,1), never 0 or 1
 	return -weight / math.Log(u)
 }

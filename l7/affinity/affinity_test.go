@@ -1,8 +1,10 @@
 package affinity
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -40,6 +42,21 @@ func TestHashesChain(t *testing.T) {
 	}
 	if n := len(newChooser(t, Config{BlockBytes: 1, MaxBlocks: 3}).Hashes([]byte("abcdef"))); n != 3 {
 		t.Fatalf("MaxBlocks not applied: %d", n)
+	}
+}
+
+func TestChainIsFNV1a(t *testing.T) {
+	for _, block := range [][]byte{nil, []byte("x"), []byte("a longer block of prompt text")} {
+		for _, prev := range []uint64{0, 1, 0xdeadbeefcafef00d} {
+			h := fnv.New64a()
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], prev)
+			h.Write(b[:])
+			h.Write(block)
+			if got, want := Chain(prev, block), h.Sum64(); got != want {
+				t.Fatalf("Chain(%x, %q) = %x, want %x", prev, block, got, want)
+			}
+		}
 	}
 }
 
