@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/infergate/infergate/policy"
 )
@@ -191,8 +192,7 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 	for _, n := range dp.Interfaces {
 		attached[n] = true
 	}
-	hops := map[netip.Addr]Hop{}
-	hopErr := map[netip.Addr]error{}
+	hops, hopErr := resolveAll(ctx, o.Resolver, c)
 	vipAt := map[VIPKey]int{}
 	usedByVIP := map[netip.Addr]bool{}
 	for vi, v := range dp.VIPs {
@@ -226,16 +226,7 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 				add(bpath, "backend %s repeats address %s in pool %s", b.Name, b.Address, p.Name)
 				continue
 			}
-			h, ok := hops[b.Address]
-			err := hopErr[b.Address]
-			if !ok && err == nil {
-				h, err = o.Resolver.NextHop(ctx, b.Address)
-				if err != nil {
-					hopErr[b.Address] = err
-				} else {
-					hops[b.Address] = h
-				}
-			}
+			h, err := hops[b.Address], hopErr[b.Address]
 			if err != nil {
 				add(bpath, "backend %s (%s) has no route from this node: %v", b.Name, b.Address, err)
 				continue
@@ -297,6 +288,46 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 		return nil, &InvalidError{Problems: probs}
 	}
 	return d, nil
+}
+
+// maxParallelResolve bounds concurrent route and neighbour lookups, so a
+// pool of dead hosts costs one neighbour wait, not one per host.
+const maxParallelResolve = 32
+
+// resolveAll resolves every backend address a VIP uses, in parallel.
+func resolveAll(ctx context.Context, r Resolver, c *policy.Compiled) (map[netip.Addr]Hop, map[netip.Addr]error) {
+	want := map[netip.Addr]bool{}
+	for _, v := range c.Dataplane.VIPs {
+		if v.Pool < 0 || v.Pool >= len(c.Pools) {
+			continue
+		}
+		for _, b := range c.Pools[v.Pool].Backends {
+			want[b.Address] = true
+		}
+	}
+	hops := make(map[netip.Addr]Hop, len(want))
+	errs := map[netip.Addr]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelResolve)
+	for a := range want {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			h, err := r.NextHop(ctx, a)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[a] = err
+				return
+			}
+			hops[a] = h
+		}()
+	}
+	wg.Wait()
+	return hops, errs
 }
 
 func anyPositive(w map[netip.Addr]uint32) bool {

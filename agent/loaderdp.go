@@ -34,6 +34,12 @@ func NewBalancerDataplane(b *loader.Balancer, cfg loader.Config, pinDir string) 
 	if cfg.MaxVIPs == 0 {
 		cfg.MaxVIPs = loader.DefaultMaxVIPs
 	}
+	if cfg.AggregateV4 == 0 {
+		cfg.AggregateV4 = loader.DefaultAggregateV4
+	}
+	if cfg.AggregateV6 == 0 {
+		cfg.AggregateV6 = loader.DefaultAggregateV6
+	}
 	return &BalancerDataplane{B: b, cfg: cfg, pinDir: pinDir}
 }
 

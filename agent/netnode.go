@@ -74,6 +74,8 @@ func (r NetlinkResolver) NextHop(ctx context.Context, addr netip.Addr) (Hop, err
 	h := Hop{Ifindex: attrs.Index, Ifname: attrs.Name, SrcMAC: attrs.HardwareAddr, OnLink: true}
 	if src, ok := netip.AddrFromSlice(rt.Src); ok {
 		h.Source = src.Unmap()
+	} else {
+		h.Source = linkAddress(link, addr.Is4())
 	}
 	nh := addr
 	if gw, ok := netip.AddrFromSlice(rt.Gw); ok && rt.Gw != nil {
@@ -108,6 +110,26 @@ func (r NetlinkResolver) NextHop(ctx context.Context, addr netip.Addr) (Hop, err
 			}
 		}
 	}
+}
+
+// linkAddress is the first global address of the family on a link, the
+// source when a route names none.
+func linkAddress(l netlink.Link, v4 bool) netip.Addr {
+	fam := netlink.FAMILY_V6
+	if v4 {
+		fam = netlink.FAMILY_V4
+	}
+	as, err := netlink.AddrList(l, fam)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range as {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && ip.Unmap().IsGlobalUnicast() {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 // usableNeigh are the states whose link-layer address may be used.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,6 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	switch cfg.Role {
 	case RoleBalancer:
+		cfg.Loader = preflight(ctx, cfg, initial, st, log)
 		b, err := loader.LoadBalancer(cfg.Loader, cfg.PinDir)
 		if err != nil {
 			return err
@@ -260,6 +262,47 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("agent stopped; XDP programs stay attached through their pinned links, maps keep their state", "pin_dir", cfg.PinDir)
 	return runErr
+}
+
+// preflight fills the runtime fields of the loader's configuration
+// (aggregation, IPIP source) from the policy about to be applied, so that
+// loading, which writes them, does not leave adopted flows without an
+// encapsulation source until the first reconcile.
+func preflight(ctx context.Context, cfg Config, initial []byte, st *store.Store, log *slog.Logger) loader.Config {
+	lc := cfg.Loader
+	lc.EncapSourceV4, lc.EncapSourceV6 = cfg.EncapSourceV4, cfg.EncapSourceV6
+	doc := initial
+	if doc == nil {
+		if _, b, err := st.Current(); err == nil {
+			doc = b
+		}
+	}
+	if doc == nil {
+		return lc
+	}
+	pd, err := policy.Decode(bytes.NewReader(doc))
+	if err != nil {
+		return lc
+	}
+	c, err := policy.Compile(pd)
+	if err != nil {
+		return lc
+	}
+	lc.AggregateV4, lc.AggregateV6 = c.Dataplane.AggregateV4, c.Dataplane.AggregateV6
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	d, err := Build(ctx, c, BuildOptions{Role: RoleBalancer, Resolver: NetlinkResolver{NeighbourWait: cfg.NeighbourWait}})
+	if err != nil {
+		log.Debug("preflight build failed; the apply will say why", "err", err)
+		return lc
+	}
+	if !lc.EncapSourceV4.IsValid() && d.SourceV4.IsValid() {
+		lc.EncapSourceV4 = netip.PrefixFrom(d.SourceV4, 32)
+	}
+	if !lc.EncapSourceV6.IsValid() && d.SourceV6.IsValid() {
+		lc.EncapSourceV6 = netip.PrefixFrom(d.SourceV6, 128)
+	}
+	return lc
 }
 
 // hostSource builds this GPU host's load report from NVML (when the
