@@ -12,6 +12,9 @@ type Duration time.Duration
 // D returns the standard library value.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// String prints the duration the way time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // MarshalText writes the duration the way time.Duration prints it.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 

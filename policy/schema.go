@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -15,40 +16,62 @@ const SchemaID = "https://infergate.dev/schemas/policy-v1alpha1.json"
 // ranges and formats, keyed by "Type.Field". Validate is the authority; the
 // schema helps editors catch the same mistakes early.
 var fieldRules = map[string]map[string]any{
-	"Document.APIVersion":     {"const": APIVersion},
-	"Document.Kind":           {"const": Kind},
-	"Metadata.Name":           {"pattern": nameRE.String(), "maxLength": MaxNameLen},
-	"Dataplane.XDPMode":       {"enum": xdpModes},
-	"Dataplane.Interfaces":    {"uniqueItems": true},
-	"Firewall.DefaultAction":  {"enum": fwActions},
-	"FirewallRule.Action":     {"enum": fwActions},
-	"FirewallRule.Protocol":   {"enum": ruleProtocols},
-	"FirewallRule.Ports":      {"items": map[string]any{"type": "integer", "minimum": 1, "maximum": 65535}},
-	"RateLimits.AggregateV4":  {"minimum": 0, "maximum": 32},
-	"RateLimits.AggregateV6":  {"minimum": 0, "maximum": 128},
-	"VIP.Port":                {"minimum": 1, "maximum": 65535},
-	"VIP.Protocol":            {"enum": vipProtocols},
-	"VIP.Forwarding":          {"enum": forwardings},
-	"Pool.Backends":           {"minItems": 1, "maxItems": MaxBackendsPerPool},
-	"Backend.Port":            {"minimum": 0, "maximum": 65535},
-	"Backend.Weight":          {"maximum": MaxWeight, "default": DefaultBackendWeight},
-	"Backend.State":           {"enum": backendStates},
-	"HealthCheck.Type":        {"enum": healthTypes},
-	"HealthCheck.Port":        {"minimum": 0, "maximum": 65535},
-	"APIKey.Hash":             {"pattern": "^sha256:[0-9a-f]{64}$"},
-	"Model.Encoding":          {"enum": encodings},
-	"Model.Routes":            {"minItems": 1},
-	"Model.Retries":           {"minimum": 0, "maximum": MaxRetries, "default": DefaultRetries},
-	"Route.Weight":            {"maximum": MaxWeight, "default": DefaultRouteWeight},
-	"InspectionRule.Detector": {"enum": Detectors},
-	"InspectionRule.Action":   {"enum": inspectActions},
+	"Document.APIVersion":        {"const": APIVersion},
+	"Document.Kind":              {"const": Kind},
+	"Metadata.Name":              {"pattern": nameRE.String(), "maxLength": MaxNameLen},
+	"Dataplane.XDPMode":          {"enum": xdpModes, "default": DefaultXDPMode},
+	"Dataplane.Interfaces":       {"uniqueItems": true},
+	"Firewall.DefaultAction":     {"enum": fwActions, "default": DefaultFirewallAction},
+	"FirewallRule.Action":        {"enum": fwActions},
+	"FirewallRule.Protocol":      {"enum": ruleProtocols, "default": DefaultRuleProtocol},
+	"FirewallRule.Ports":         {"items": map[string]any{"type": "integer", "minimum": 1, "maximum": 65535}},
+	"RateLimits.AggregateV4":     {"minimum": 0, "maximum": 32, "default": DefaultAggregateV4},
+	"RateLimits.AggregateV6":     {"minimum": 0, "maximum": 128, "default": DefaultAggregateV6},
+	"VIP.Port":                   {"minimum": 1, "maximum": 65535},
+	"VIP.Protocol":               {"enum": vipProtocols, "default": DefaultVIPProtocol},
+	"VIP.Forwarding":             {"enum": forwardings, "default": DefaultForwarding},
+	"Pool.Backends":              {"minItems": 1, "maxItems": MaxBackendsPerPool},
+	"Backend.Port":               {"minimum": 0, "maximum": 65535},
+	"Backend.Weight":             {"maximum": MaxWeight, "default": DefaultBackendWeight},
+	"Backend.State":              {"enum": backendStates, "default": DefaultBackendState},
+	"HealthCheck.Type":           {"enum": healthTypes},
+	"HealthCheck.Port":           {"minimum": 0, "maximum": 65535},
+	"HealthCheck.Interval":       {"default": Duration(DefaultHealthInterval).String()},
+	"HealthCheck.Timeout":        {"default": Duration(DefaultHealthTimeout).String()},
+	"HealthCheck.Rise":           {"minimum": 0, "maximum": MaxHealthRiseFall, "default": DefaultHealthRise},
+	"HealthCheck.Fall":           {"minimum": 0, "maximum": MaxHealthRiseFall, "default": DefaultHealthFall},
+	"Gateway.Listen":             {"default": DefaultListen},
+	"Gateway.MaxBodyBytes":       {"minimum": 0, "maximum": MaxMaxBodyBytes, "default": DefaultMaxBodyBytes},
+	"Inspection.MaxMessageBytes": {"minimum": 0, "default": DefaultMaxMessageBytes},
+	"JWTIssuer.TenantClaim":      {"default": DefaultTenantClaim},
+	"Timeouts.Connect":           {"default": Duration(DefaultConnectTimeout).String()},
+	"Timeouts.TimeToFirstToken":  {"default": Duration(DefaultTTFTTimeout).String()},
+	"Timeouts.Total":             {"default": Duration(DefaultTotalTimeout).String()},
+	"APIKey.Hash":                {"pattern": "^sha256:[0-9a-f]{64}$"},
+	"Model.Encoding":             {"enum": encodings},
+	"Model.Routes":               {"minItems": 1},
+	"Model.Retries":              {"minimum": 0, "maximum": MaxRetries, "default": DefaultRetries},
+	"Route.Weight":               {"maximum": MaxWeight, "default": DefaultRouteWeight},
+	"InspectionRule.Detector":    {"enum": Detectors},
+	"InspectionRule.Action":      {"enum": inspectActions},
 }
 
-// Schema returns a JSON Schema (draft 2020-12) for policy documents,
-// generated from the Go types: field names, types, required fields (those
-// without omitempty), no unknown fields, plus fieldRules.
+//go:embed schema.json
+var schemaJSON []byte
+
+// Schema returns the JSON Schema (draft 2020-12) of policy documents, for
+// editors. It is generated from the Go types and their doc comments by
+// generateSchema (go test ./policy -run TestSchemaUpToDate -update) and
+// embedded, so the binary needs no sources.
 func Schema() ([]byte, error) {
-	g := &schemaGen{defs: map[string]any{}}
+	return append([]byte(nil), schemaJSON...), nil
+}
+
+// generateSchema builds the schema from the Go types: field names, types,
+// required fields (those without omitempty), no unknown fields, fieldRules,
+// and descriptions keyed "Type" or "Type.Field".
+func generateSchema(desc map[string]string) ([]byte, error) {
+	g := &schemaGen{defs: map[string]any{}, desc: desc}
 	root := g.typeSchema(reflect.TypeFor[Document]())
 	s := map[string]any{
 		"$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -68,6 +91,7 @@ func Schema() ([]byte, error) {
 
 type schemaGen struct {
 	defs map[string]any
+	desc map[string]string
 }
 
 func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
@@ -85,6 +109,10 @@ func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		return map[string]any{"type": "integer"}
 	case reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Uint16, reflect.Uint8:
+		if t.Bits() >= 53 {
+			// Past 2^53 JSON numbers lose precision in editors' JavaScript.
+			return map[string]any{"type": "integer", "minimum": 0}
+		}
 		return map[string]any{"type": "integer", "minimum": 0, "maximum": uint64(1)<<t.Bits() - 1}
 	case reflect.Float32, reflect.Float64:
 		return map[string]any{"type": "number", "minimum": 0}
@@ -118,12 +146,24 @@ func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
 					}
 					fs = merged
 				}
+				if d := g.desc[name+"."+f.Name]; d != "" {
+					withDesc := map[string]any{"description": d}
+					for k, v := range fs {
+						if k != "description" {
+							withDesc[k] = v
+						}
+					}
+					fs = withDesc
+				}
 				props[fname] = fs
 				if !omitEmpty {
 					required = append(required, fname)
 				}
 			}
 			def := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+			if d := g.desc[name]; d != "" {
+				def["description"] = d
+			}
 			if len(required) > 0 {
 				def["required"] = required
 			}
