@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,7 +135,8 @@ spec:
 	}
 	cfg := Config{Role: RoleBalancer, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
 		Socket: filepath.Join(dir, "run", "agent.sock"), BPFFS: mount, PinDir: pinDir,
-		Loader: testLoaderConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Loader: testLoaderConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MetricsAddr: freePort(t)}
 
 	a1 := startRun(t, cfg)
 	st := a1.status(t)
@@ -153,6 +155,17 @@ spec:
 	flows := countPinnedKeys(t, filepath.Join(pinDir, "conntrack"))
 	if flows == 0 {
 		t.Fatal("no conntrack entry after a SYN to the VIP")
+	}
+	metrics := scrapeMetrics(t, cfg.MetricsAddr)
+	for _, want := range []string{
+		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="balancer"} 1`, v.near),
+		`infergate_vip_new_flows_total{vip="llm"} 1`,
+		`infergate_backend_new_flows_total{address="` + v.farAddr.String() + `",backend="g1",pool="gpus"} 1`,
+		`infergate_map_entries{map="conntrack"} `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	a1.stop(t)
 	if _, err := os.Stat(cfg.Socket); !errors.Is(err, os.ErrNotExist) {
@@ -185,6 +198,20 @@ spec:
 }
 
 func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func freePort(t *testing.T) string {
 	t.Helper()
