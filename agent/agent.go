@@ -1,7 +1,3 @@
-// Package agent is infergate's node agent: it turns the applied policy, GPU
-// load reports and health checks into kernel map contents (a diff-based,
-// all-or-nothing reconciler over a Dataplane), attaches and adopts the XDP
-// programs, and serves the local API on a root-only unix socket.
 package agent
 
 import (

@@ -1,0 +1,56 @@
+// Package agent is infergate's node agent: it turns the applied policy, GPU
+// load reports and health checks into kernel map contents (a diff-based,
+// all-or-nothing Reconciler over a Dataplane), attaches and adopts the XDP
+// programs, and serves the local API on a root-only unix socket.
+//
+// # Running it (what end-to-end tests and the demo rely on)
+//
+//	infergate agent --role balancer|gpu-host \
+//	    --policy-file policy.yaml          # optional; else the last stored version
+//	    --state-dir /var/lib/infergate     # one agent per directory (flock)
+//	    --socket /run/infergate/agent.sock # 0600 in a 0700 directory
+//	    --metrics-addr 127.0.0.1:9464      # "" disables
+//	    --bpffs /sys/fs/bpf --pin-dir /sys/fs/bpf/infergate
+//	    [--allow-generic] [--encap-source-v4 198.18.0.0/24]
+//	    [--gateway-listen :8080] [--load-report-addr :9400]
+//	    [--inference-metrics-url http://127.0.0.1:8000/metrics]
+//	infergate agent uninstall --pin-dir /sys/fs/bpf/infergate
+//
+// Readiness: the socket exists only once the first reconcile succeeded (an
+// invalid --policy-file makes the agent exit non-zero with the problems
+// instead). Logs go to stderr (slog, --log-format text|json). SIGINT and
+// SIGTERM stop it cleanly: the socket is removed, the L7 gateway finishes
+// open streams, and the XDP programs stay attached through their pinned
+// links, with maps (connections, rate-limit buckets, VIPs) intact. SIGKILL
+// leaves the same state; the next agent removes the stale socket, loads
+// the pinned maps, swaps its program into each pinned link (link.Update,
+// never a detach), keeps backend IDs by reading the backend table back, and
+// rewrites only what it cannot read back. A pinned map whose layout differs
+// from the program's is refused with an error naming the pin directory.
+//
+// Network namespaces: `ip netns exec` gives each command a private mount
+// namespace with /sys remounted, so a bpffs the agent mounts under /sys
+// vanishes with it. To keep pins across agent restarts in a namespace,
+// mount one bpffs outside /sys beforehand (mount -t bpf bpf /run/x/bpf) and
+// pass --bpffs /run/x/bpf --pin-dir /run/x/bpf/<node>.
+//
+// Roles: a balancer attaches the balancer program to
+// spec.dataplane.interfaces, health-checks pool backends, and polls the load
+// reports of pools with loadReports on. Packets leave by XDP_TX, out of the
+// interface they came in on, so every backend must be reachable through an
+// attached interface (checked: a backend routed elsewhere is refused); a
+// veth peer receiving XDP_TX frames needs an XDP program of its own. A
+// gpu-host attaches the decapsulator to spec.dataplane.decapInterfaces for
+// spec.dataplane.localVIPs, runs the L7 gateway (on by default for this
+// role) and serves its GPU load report at /load.
+//
+// Desired state the node refuses (400 with problems, nothing changed): an
+// unknown interface, a VIP listed twice, a backend with no route or routed
+// through an interface the balancer is not on, an L2 VIP with a backend
+// that is not on-link, a VIP and backend of different families, a pool
+// with no backend of positive weight. A backend whose neighbour does not
+// answer ARP/ND is kept out of new flows (weight 0) and retried on the next
+// resync; when every backend of a pool fails its health checks the pool
+// keeps its configured weights (panic mode, logged) rather than steer
+// nothing.
+package agent
