@@ -66,7 +66,7 @@ func (c Config) withDefaults() (Config, error) {
 	case !(c.ReportInterval > 0) || c.ReportDelay < 0:
 		return c, errors.New("sim: bad report interval or delay")
 	}
-	return c, nil
+	return c, c.Workload.validate(c.Specs)
 }
 
 // Result summarises a run. Latencies are in seconds.
@@ -225,6 +225,13 @@ func Run(cfg Config, p Policy) (Result, error) {
 			}
 			p.Tick(&s.view)
 			s.push(&event{t: e.t + cfg.ReportInterval, kind: evTick})
+		}
+	}
+	for _, r := range s.sent {
+		if r.Done < 0 {
+			// Cannot happen for a validated workload; never report a
+			// percentile that silently left requests out.
+			return Result{}, fmt.Errorf("sim: request %d never completed", r.ID)
 		}
 	}
 	return s.result(), nil

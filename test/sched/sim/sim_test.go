@@ -352,6 +352,9 @@ func TestConfigBounds(t *testing.T) {
 		{Specs: testFleet, RequestRate: -1},
 		{Specs: testFleet, RequestRate: 1, Measure: -1},
 		{Specs: testFleet, RequestRate: math.NaN()},
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.MaxPrompt = 40000; return w }()}, // cannot fit an A10
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.RequestsPerConn = 0.5; return w }()},
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := SharedPrefix; w.PrefixShare = 2; return w }()},
 	}
 	for _, c := range bad {
 		if _, err := Run(c, &RoundRobin{}); err == nil {

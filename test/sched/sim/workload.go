@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 )
@@ -41,6 +42,42 @@ type Workload struct {
 	PrefixMedian float64
 	PrefixSigma  float64
 	MaxPrefix    int
+}
+
+// Limits on a Workload's fields, so a typo cannot hang or explode a run.
+const (
+	maxRequestsPerConn = 1000
+	maxPrefixes        = 100_000
+	maxTokens          = 1 << 20
+)
+
+// validate checks w against the engines it will run on: every request must
+// fit an empty KV cache on its own, or it could never be admitted.
+func (w Workload) validate(specs []Spec) error {
+	switch {
+	case !(w.PromptMedian >= 1) || !(w.OutputMedian >= 1) || w.PromptSigma < 0 || w.OutputSigma < 0:
+		return fmt.Errorf("sim: bad length distribution")
+	case w.MaxPrompt < 4 || w.MaxOutput < 1 || w.MaxPrompt > maxTokens || w.MaxOutput > maxTokens:
+		return fmt.Errorf("sim: max prompt %d / output %d outside bounds", w.MaxPrompt, w.MaxOutput)
+	case !(w.RequestsPerConn >= 1 && w.RequestsPerConn <= maxRequestsPerConn) || w.ThinkTime < 0:
+		return fmt.Errorf("sim: bad connection shape")
+	case !(w.BurstHigh > 0) || !(w.BurstLow > 0) || !(w.BurstDwell > 0):
+		return fmt.Errorf("sim: bad burst process")
+	case w.Prefixes < 0 || w.Prefixes > maxPrefixes || w.PrefixShare < 0 || w.PrefixShare > 1:
+		return fmt.Errorf("sim: bad prefix settings")
+	case w.Prefixes > 0 && (!(w.PrefixMedian >= 1) || w.PrefixSigma < 0 || w.MaxPrefix < 256 || w.MaxPrefix > maxTokens):
+		return fmt.Errorf("sim: bad prefix length distribution")
+	}
+	largest := w.MaxPrompt + w.MaxOutput
+	if w.Prefixes > 0 {
+		largest += w.MaxPrefix
+	}
+	for _, sp := range specs {
+		if kv := sp.KVTokens(); largest > kv {
+			return fmt.Errorf("sim: a request of up to %d tokens does not fit %s's %d-token KV cache", largest, sp.Name, kv)
+		}
+	}
+	return nil
 }
 
 // Chat is the default conversational workload.
