@@ -194,3 +194,42 @@ func BenchmarkChoose(b *testing.B) {
 		}
 	}
 }
+
+// FuzzChoose: arbitrary prompts, weights and loads never panic, never pick
+// a zero-weight backend and always respect the load bound.
+func FuzzChoose(f *testing.F) {
+	f.Add([]byte("system prompt system prompt system prompt system prompt system prompt user"), []byte{10, 0, 20, 3, 0, 9})
+	f.Add([]byte{}, []byte{0, 0})
+	f.Add([]byte("x"), []byte{255, 255, 1, 0})
+	c := newChooser(f, Config{BlockBytes: 8, IndexBlocks: 64})
+	f.Fuzz(func(t *testing.T, prompt, shape []byte) {
+		const maxCands = 16
+		var cands []Candidate
+		var L, W float64
+		for i := 0; i+1 < len(shape) && len(cands) < maxCands; i += 2 {
+			cd := Candidate{Name: fmt.Sprint("b", i/2), Weight: float64(shape[i]), Load: float64(shape[i+1])}
+			cands = append(cands, cd)
+			if cd.Weight > 0 {
+				W += cd.Weight
+				L += cd.Load
+			}
+		}
+		got, err := c.Choose(c.Hashes(prompt), cands)
+		if W == 0 {
+			if !errors.Is(err, ErrNoCandidate) {
+				t.Fatalf("no weight: err %v", err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := cands[got.Index]
+		if ch.Weight == 0 || ch.Load+1 > math.Ceil(DefaultBound*(L+1)*ch.Weight/W) {
+			t.Fatalf("chose %+v (L %v, W %v)", ch, L, W)
+		}
+		if c.IndexLen() > 64 {
+			t.Fatalf("index grew to %d", c.IndexLen())
+		}
+	})
+}
