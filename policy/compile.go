@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 )
 
 // versionHexLen is how many hex digits of the content hash name a version:
@@ -15,10 +17,17 @@ const versionHexLen = 16
 
 // Load decodes, validates and compiles one document: the whole path from
 // bytes to what the reconciler and gateway consume.
+//
+// Structural problems (unknown fields, wrong types) and semantic ones are
+// reported together; a semantic problem at or under a path that already has
+// a structural one is left out, as it is only its echo.
 func Load(r io.Reader) (*Document, *Compiled, error) {
-	doc, err := Decode(r)
+	doc, structural, err := decode(r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(structural) > 0 {
+		return nil, nil, withStructural(doc, structural)
 	}
 	c, err := Compile(doc)
 	if err != nil {
@@ -44,6 +53,38 @@ func Compile(doc *Document) (*Compiled, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// withStructural merges structural problems with the semantic problems of
+// what could be decoded.
+func withStructural(doc *Document, structural []Problem) error {
+	ps := problems{pos: doc.pos, list: append([]Problem(nil), structural...)}
+	d, err := clone(doc)
+	if err == nil {
+		SetDefaults(d)
+		var ve *ValidationError
+		if errors.As(Validate(d), &ve) {
+			for _, p := range ve.Problems {
+				if !underAny(p.Path, structural) {
+					ps.list = append(ps.list, p)
+				}
+			}
+		}
+	}
+	return ps.err()
+}
+
+// underAny reports whether path is, or is inside, one of the problems' paths.
+func underAny(path string, ps []Problem) bool {
+	for _, p := range ps {
+		if p.Path == "" {
+			continue
+		}
+		if path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // clone deep-copies a document, keeping its line table.

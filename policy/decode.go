@@ -138,28 +138,42 @@ func lineOf(pos map[string]int, path string) int {
 // their defaults here; SetDefaults fills the rest. Decode does not validate
 // semantics: call Validate (or Compile, which validates).
 func Decode(r io.Reader) (*Document, error) {
+	doc, structural, err := decode(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(structural) > 0 {
+		return nil, &ValidationError{Problems: structural}
+	}
+	return doc, nil
+}
+
+// decode returns the document as far as it could be read, with its
+// structural problems; err is set only when nothing usable was read
+// (syntax, size, several documents).
+func decode(r io.Reader) (*Document, []Problem, error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxDocumentBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return nil, nil, fmt.Errorf("reading policy: %w", err)
 	}
 	if len(b) > MaxDocumentBytes {
-		return nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("document is larger than %d bytes", MaxDocumentBytes)}}}
+		return nil, nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("document is larger than %d bytes", MaxDocumentBytes)}}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &ValidationError{Problems: []Problem{{Message: "empty document"}}}
+			return nil, nil, &ValidationError{Problems: []Problem{{Message: "empty document"}}}
 		}
-		return nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
+		return nil, nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
+		return nil, nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
 	default:
-		return nil, &ValidationError{Problems: []Problem{{Line: next.Line, Message: "more than one document in the stream; apply one policy at a time"}}}
+		return nil, nil, &ValidationError{Problems: []Problem{{Line: next.Line, Message: "more than one document in the stream; apply one policy at a time"}}}
 	}
 	doc := &Document{}
 	d := &decoder{ps: problems{pos: map[string]int{}}}
@@ -168,15 +182,15 @@ func Decode(r io.Reader) (*Document, error) {
 		body = body.Content[0]
 	}
 	if body.Kind == yaml.ScalarNode && body.ShortTag() == "!!null" {
-		return nil, &ValidationError{Problems: []Problem{{Line: body.Line, Message: "empty document"}}}
+		return nil, nil, &ValidationError{Problems: []Problem{{Line: body.Line, Message: "empty document"}}}
 	}
 	d.ps.pos[""] = body.Line
 	d.value(body, reflect.ValueOf(doc).Elem(), "")
-	if err := d.ps.err(); err != nil {
-		return nil, err
-	}
 	doc.pos = d.ps.pos
-	return doc, nil
+	if err := d.ps.err(); err != nil {
+		return doc, err.(*ValidationError).Problems, nil
+	}
+	return doc, nil, nil
 }
 
 // yamlProblem turns a yaml.v3 syntax error ("yaml: line 3: ...") into a Problem.
