@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/infergate/infergate/test/e2e/lab"
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+const (
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 90 * time.Second
+	shutdownGrace     = 5 * time.Second
+)
+
+func runBackend(args []string) error {
+	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
+	listen := fs.String("listen", fmt.Sprintf(":%d", lab.ServicePort), "address to serve on")
+	host := fs.String("host", "", "this GPU host's name, sent in "+lab.BackendHeader)
+	ttft := fs.Duration("ttft", 0, "time to first token once a batch slot is held")
+	tps := fs.Float64("tokens-per-s", 0, "generation rate per request; 0 is instant")
+	batch := fs.Int("batch", 0, "concurrent requests (0: mockllm default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *host == "" {
+		h, _ := os.Hostname()
+		*host = h
+	}
+	m := mockllm.New(mockllm.Config{TTFT: *ttft, TokensPerSecond: *tps, Batch: *batch})
+	inner := m.Handler()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(lab.BackendHeader, *host)
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			w.Header().Set(lab.LocalAddrHeader, a.String())
+		}
+		w.Header().Set(lab.RemoteAddrHeader, r.RemoteAddr)
+		inner.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
