@@ -379,9 +379,15 @@ func TestFallback(t *testing.T) {
 			t.Fatalf("upstream %d: audit %+v", st, r)
 		}
 	}
+	// Only 429s: the client gets 429 with the upstream's Retry-After.
+	good.SetFailure(mockllm.Failure{Status: 429})
+	status, hdr, body := h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if status != 429 || hdr.Get("Retry-After") != "1" {
+		t.Fatalf("all 429: %d %v %s", status, hdr, body)
+	}
 	// Both failing: the client gets an upstream error.
 	good.SetFailure(mockllm.Failure{Status: 500})
-	status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	status, _, body = h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
 	if status != http.StatusBadGateway {
 		t.Fatalf("all failing: %d %s", status, body)
 	}

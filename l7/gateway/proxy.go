@@ -20,6 +20,9 @@ import (
 // upstreamReadBuffer sizes the reader over a streamed response.
 const upstreamReadBuffer = 32 << 10
 
+// maxRetryAfterLen bounds an upstream Retry-After value passed on.
+const maxRetryAfterLen = 64
+
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamReadBuffer) }}
 
 // attemptResult says what the next step is after one upstream attempt.
@@ -131,6 +134,10 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		e := upstreamError(http.StatusBadGateway, "upstream_error", "the upstream failed")
 		if resp.StatusCode == http.StatusTooManyRequests {
 			e = &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "upstream_rate_limited", Message: "the upstream is rate limiting"}
+			// Kept for the client in case no fallback answers.
+			if ra := resp.Header.Get("Retry-After"); ra != "" && len(ra) < maxRetryAfterLen {
+				x.w.Header().Set("Retry-After", ra)
+			}
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
 		return attemptRetry, e

@@ -255,3 +255,54 @@ func topLevelUsageLast(body []byte) bool {
 	}
 	return !strings.Contains(string(body[strings.LastIndex(string(body), string(raw))+len(raw):]), `"usage"`)
 }
+
+// FuzzDecodeMatchesReference: the one-pass decoder accepts exactly what the
+// encoding/json-based reference accepts and reads the same fields.
+func FuzzDecodeMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"a","Content":"b","content":"c"}],"stream":true,"stream_options":{"include_usage":true}}`,
+		`{"mod\u0065l":"m","messages":[null,{"role":"u","content":[{"type":"text","text":"x\ud800"}]}]}`,
+		`{"model":"m","max_tokens":1.0,"max_tokens":3,"n":-0}`,
+		`{"model":"m","prompt":[[1,2],"a"],"input":" x ","x":[{"a":[1e5,-2.5E-3,true,false,null]}]}`,
+		`{"model":"m","messages":[{"role":5}]}`,
+		"{\"model\":\"\xff\xfe\",\"messages\":[{\"content\":\"\\u00e9\\n\"}]} ",
+	} {
+		f.Add(uint8(0), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
+		e := Endpoint(ep % 3)
+		var fast, slow Request
+		ef := parseInto(&fast, e, body, (*Request).decodeFast)
+		es := parseInto(&slow, e, body, (*Request).decodeSlow)
+		if (ef == nil) != (es == nil) {
+			t.Fatalf("fast err %v, reference err %v\n%q", ef, es, body)
+		}
+		if ef != nil {
+			var a, b *Error
+			if !errors.As(ef, &a) || !errors.As(es, &b) || a.Status != b.Status {
+				t.Fatalf("fast err %v, reference err %v", ef, es)
+			}
+			return
+		}
+		if fast.Model != slow.Model || fast.Stream != slow.Stream || fast.WantsUsage() != slow.WantsUsage() ||
+			(fast.StreamOptions == nil) != (slow.StreamOptions == nil) ||
+			fast.CompletionBudget(7) != slow.CompletionBudget(7) || fast.TokenInputs != slow.TokenInputs ||
+			len(fast.Messages) != len(slow.Messages) || len(fast.Texts) != len(slow.Texts) {
+			t.Fatalf("fast %+v\nreference %+v\n%q", fast, slow, body)
+		}
+		for i := range fast.Messages {
+			a, b := fast.Messages[i], slow.Messages[i]
+			if a.Role != b.Role || a.Name != b.Name || a.ToolCallID != b.ToolCallID ||
+				string(a.ToolCalls) != string(b.ToolCalls) || (isNull(a.Content) != isNull(b.Content)) ||
+				(!isNull(a.Content) && string(a.Content) != string(b.Content)) {
+				t.Fatalf("message %d: fast %+v reference %+v", i, a, b)
+			}
+		}
+		for i := range fast.Texts {
+			if fast.Texts[i] != slow.Texts[i] {
+				t.Fatalf("text %d: fast %+v reference %+v", i, fast.Texts[i], slow.Texts[i])
+			}
+		}
+	})
+}

@@ -97,13 +97,20 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 
 // ParseInto is ParseRequest into a caller-owned Request, which is reset.
 func ParseInto(r *Request, e Endpoint, body []byte) error {
-	texts := r.Texts[:0]
-	*r = Request{Endpoint: e, Texts: texts}
+	return parseInto(r, e, body, (*Request).decodeFast)
+}
+
+// parseInto takes the decoder as a parameter so tests can run the
+// reference decoder through the same checks.
+func parseInto(r *Request, e Endpoint, body []byte, decode func(*Request, []byte) error) error {
+	// Keep the slices' storage: the gateway reuses Requests.
+	texts, msgs := r.Texts[:0], r.Messages[:0]
+	*r = Request{Endpoint: e, Texts: texts, Messages: msgs}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
 		return BadRequest("invalid_json", "the request body must be a JSON object", "")
 	}
-	if err := r.decode(body); err != nil {
+	if err := decode(r, body); err != nil {
 		return err
 	}
 	if r.Model == "" {
@@ -169,11 +176,12 @@ func (r *Request) addContent(i int) error {
 	switch {
 	case len(c) == 0 || string(c) == "null":
 	case c[0] == '"':
-		var s string
-		if err := json.Unmarshal(c, &s); err != nil {
+		sc := scanner{b: c}
+		raw, esc, err := sc.str()
+		if err != nil || sc.i != len(c) {
 			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
 		}
-		r.Texts = append(r.Texts, Text{Value: s, Message: i, Part: -1, Item: -1})
+		r.Texts = append(r.Texts, Text{Value: text(raw, esc), Message: i, Part: -1, Item: -1})
 	case c[0] == '[':
 		var parts []map[string]json.RawMessage
 		if err := json.Unmarshal(c, &parts); err != nil {
@@ -271,7 +279,7 @@ func (r *Request) CompletionBudget(def int64) int64 {
 // backend would let a prompt past inspection, so every object the gateway
 // reads is taken apart as raw fields first. Duplicate keys resolve to the
 // last one, as in Python.
-func (r *Request) decode(body []byte) error {
+func (r *Request) decodeSlow(body []byte) error {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return BadRequest("invalid_json", "malformed JSON body: "+jsonReason(err), "")

@@ -27,6 +27,7 @@ NGINX_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
 GW_PORT=$((BASE_PORT + 3))
 GW_LARGE_PORT=$((BASE_PORT + 4))
+GOPROXY_PORT=$((BASE_PORT + 5))
 PATH_V1=/v1/chat/completions
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -59,7 +60,8 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 log "building"
 export GOFLAGS=${GOFLAGS:--mod=mod}
 (cd "$ROOT" && go build -o "$TMP/infergate" ./cmd/infergate && go build -o "$TMP/mockllm" ./test/mockllm/cmd/mockllm &&
-	go build -o "$TMP/loadgen" ./test/loadgen && go build -o "$TMP/benchgen" ./test/loadgen/benchgen)
+	go build -o "$TMP/loadgen" ./test/loadgen && go build -o "$TMP/benchgen" ./test/loadgen/benchgen &&
+	go build -o "$TMP/goproxy" ./test/loadgen/goproxy)
 
 "$TMP/benchgen" -out "$TMP" -body-bytes "$BODY_BYTES" -upstream "127.0.0.1:$MOCK_PORT" -listen "127.0.0.1:$GW_PORT" -name small
 "$TMP/benchgen" -out "$TMP" -body-bytes "$BODY_BYTES" -upstream "127.0.0.1:$MOCK_PORT" -listen "127.0.0.1:$GW_LARGE_PORT" \
@@ -137,16 +139,19 @@ PIDS+=($!)
 PIDS+=($!)
 "$HAPROXY" -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
+# A plain Go reverse proxy shows what net/http itself costs.
+"$TMP/goproxy" -listen "127.0.0.1:$GOPROXY_PORT" -upstream "http://127.0.0.1:$MOCK_PORT" >"$TMP/goproxy.log" 2>&1 &
+PIDS+=($!)
 "$TMP/infergate" gateway --config "$TMP/small.yaml" >"$TMP/gw.log" 2>&1 &
 GW_PID=$!
 PIDS+=($GW_PID)
 "$TMP/infergate" gateway --config "$TMP/large.yaml" --keys-file "$TMP/large-keys.txt" >"$TMP/gw-large.log" 2>&1 &
 GW_LARGE_PID=$!
 PIDS+=($GW_LARGE_PID)
-for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GW_PORT $GW_LARGE_PORT; do wait_port "$p"; done
+for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GOPROXY_PORT $GW_PORT $GW_LARGE_PORT; do wait_port "$p"; done
 
 # Every system must answer 200 before it is measured.
-for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GW_PORT $GW_LARGE_PORT; do
+for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GOPROXY_PORT $GW_PORT $GW_LARGE_PORT; do
 	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
 		--data-binary "@$TMP/body.json" "http://127.0.0.1:$p$PATH_V1")
 	[ "$code" = 200 ] || { echo "port $p answered $code" >&2; cat "$TMP"/*.log >&2; exit 1; }
@@ -189,11 +194,13 @@ log "max throughput (wrk)"
 run_wrk mock "$MOCK_PORT"
 run_wrk nginx "$NGINX_PORT"
 run_wrk haproxy "$HAPROXY_PORT"
+run_wrk go-reverseproxy "$GOPROXY_PORT"
 run_wrk infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
 run_wrk infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
 log "fixed rate $RATE req/s (open loop, latency from scheduled send time)"
 run_rate mock "$MOCK_PORT"
 run_rate nginx "$NGINX_PORT"
 run_rate haproxy "$HAPROXY_PORT"
+run_rate go-reverseproxy "$GOPROXY_PORT"
 run_rate infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
 run_rate infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
