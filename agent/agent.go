@@ -101,7 +101,8 @@ type Agent struct {
 	health  *HealthChecker
 	started time.Time
 
-	// editMu serialises read-modify-apply edits (keys).
+	// editMu serialises whole edits (apply, rollback, key changes), so a
+	// key added between reading and applying a policy is never lost.
 	editMu sync.Mutex
 	// applyMu serialises every change: applies, rollbacks, reconciles.
 	applyMu sync.Mutex
@@ -362,6 +363,8 @@ var ErrNoPolicy = errors.New("no policy is applied")
 // a policy document to kernel and L7, then stores it. Any failure leaves
 // the version in force untouched.
 func (a *Agent) Apply(ctx context.Context, doc []byte, dryRun bool) (ApplyResult, error) {
+	a.editMu.Lock()
+	defer a.editMu.Unlock()
 	return a.applyDocument(ctx, doc, dryRun, nil)
 }
 
@@ -475,6 +478,8 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 
 // DeletePolicy removes the applied policy: the data plane steers nothing.
 func (a *Agent) DeletePolicy(ctx context.Context) error {
+	a.editMu.Lock()
+	defer a.editMu.Unlock()
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	if a.current == nil {
@@ -502,6 +507,8 @@ func (a *Agent) DeletePolicy(ctx context.Context) error {
 // Rollback re-applies a stored version: "previous" is the one before the
 // version in force.
 func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
+	a.editMu.Lock()
+	defer a.editMu.Unlock()
 	hist, err := a.o.Store.History()
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("store: %w", err)
@@ -531,7 +538,7 @@ func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
 	if !ok {
 		return ApplyResult{}, &NotFoundError{What: fmt.Sprintf("no stored version %q", to)}
 	}
-	return a.Apply(ctx, target.Document, false)
+	return a.applyDocument(ctx, target.Document, false, nil)
 }
 
 // NotFoundError is answered with 404.

@@ -457,3 +457,26 @@ func TestConcurrentAppliesSerialised(t *testing.T) {
 		t.Fatalf("%d versions stored, want 8", len(ta.store.hist))
 	}
 }
+
+func TestConcurrentKeysNotLost(t *testing.T) {
+	ta := newTestAgent(t, nil, nil)
+	if _, err := ta.Apply(context.Background(), policyDoc(100), false); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := ta.CreateKey(context.Background(), fmt.Sprintf("k%d", i), "acme"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// A policy apply racing the key edits must not drop them either: it
+	// replaces the document (without keys), and edits after it add theirs.
+	wg.Wait()
+	if n := len(ta.Keys()); n != 6 {
+		t.Fatalf("%d keys after 6 concurrent creations", n)
+	}
+}

@@ -114,6 +114,6 @@ func (a *Agent) editDocument(ctx context.Context, edit func(*policy.Document) er
 	if err != nil {
 		return err
 	}
-	_, err = a.Apply(ctx, out, false)
+	_, err = a.applyDocument(ctx, out, false, nil)
 	return err
 }
