@@ -473,8 +473,8 @@ func TestConcurrentKeysNotLost(t *testing.T) {
 			}
 		}()
 	}
-	// A policy apply racing the key edits must not drop them either: it
-	// replaces the document (without keys), and edits after it add theirs.
+	// Each creation reads the document in force and applies it with one
+	// more key; serialised, none overwrites another's.
 	wg.Wait()
 	if n := len(ta.Keys()); n != 6 {
 		t.Fatalf("%d keys after 6 concurrent creations", n)
