@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"math"
 	"unicode/utf8"
-
-	"github.com/dlclark/regexp2"
 )
 
 // smallPiece is the longest piece merged with tiktoken's own quadratic scan
@@ -17,46 +15,41 @@ const smallPiece = 64
 // noRank marks a pair that is not in the vocabulary.
 const noRank = math.MaxInt
 
-// Pre-tokenizer patterns, as in OpenAI's tiktoken (tiktoken_ext/openai_public.py)
-// and tiktoken-go v0.1.8.
-const (
-	cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	o200kPattern  = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
-		`|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
-		`|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-)
-
 // bpe counts tokens: a pre-tokenizer splits text into pieces, and each piece
 // not in the vocabulary as a whole is merged pairwise by rank, lowest first
 // and leftmost among equals, exactly as tiktoken does.
 type bpe struct {
 	ranks map[string]int
-	pre   *regexp2.Regexp
+	// piece returns the end of the piece that starts at i.
+	piece func(text string, i int) int
 }
 
-func newBPE(ranks map[string]int, pattern string) (*bpe, error) {
-	re, err := regexp2.Compile(pattern, regexp2.None)
-	if err != nil {
-		return nil, err
+func newBPE(ranks map[string]int, encoding string) *bpe {
+	loadBMPClasses()
+	b := &bpe{ranks: ranks, piece: cl100kPiece}
+	if encoding == O200K {
+		b.piece = o200kPiece
 	}
-	return &bpe{ranks: ranks, pre: re}, nil
+	return b
 }
 
 // count returns the number of tokens of text, special markers included as
 // ordinary text.
 func (b *bpe) count(text string) int {
+	if !utf8.ValidString(text) {
+		// tiktoken sees a string of code points: each invalid byte is one
+		// U+FFFD.
+		text = string([]rune(text))
+	}
 	n := 0
-	off := 0 // byte offset of the current match; matches are contiguous
-	m, _ := b.pre.FindStringMatch(text)
-	for m != nil {
-		start := off
-		// regexp2 reports rune positions; walk the bytes alongside.
-		for i := 0; i < m.Length; i++ {
-			_, size := utf8.DecodeRuneInString(text[off:])
-			off += size
+	for i := 0; i < len(text); {
+		j := b.piece(text, i)
+		if j <= i { // cannot happen: every rune belongs to some alternative
+			_, size := utf8.DecodeRuneInString(text[i:])
+			j = i + size
 		}
-		n += b.countPiece(text[start:off])
-		m, _ = b.pre.FindNextMatch(m)
+		n += b.countPiece(text[i:j])
+		i = j
 	}
 	return n
 }

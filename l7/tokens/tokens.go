@@ -106,11 +106,6 @@ var counters = map[string]*lazyCounter{
 	O200K:  {},
 }
 
-// patterns are the pre-tokenizers by encoding.
-var patterns = map[string]string{
-	CL100K: cl100kPattern,
-	O200K:  o200kPattern,
-}
 
 // Get returns the shared Counter for an encoding name (cl100k_base or
 // o200k_base), building it on first use.
@@ -127,12 +122,7 @@ func Get(encoding string) (*Counter, error) {
 			lc.err = fmt.Errorf("tokens: load %s vocabulary: %w", encoding, err)
 			return
 		}
-		b, err := newBPE(ranks, patterns[encoding])
-		if err != nil {
-			lc.err = fmt.Errorf("tokens: compile %s pre-tokenizer: %w", encoding, err)
-			return
-		}
-		lc.c = &Counter{name: encoding, bpe: b}
+		lc.c = &Counter{name: encoding, bpe: newBPE(ranks, encoding)}
 	})
 	return lc.c, lc.err
 }

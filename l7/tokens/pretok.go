@@ -1,0 +1,277 @@
+package tokens
+
+import (
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The hand-written pre-tokenizers below split text exactly as the
+// backtracking regular expressions cl100kPattern and o200kPattern do under
+// regexp2 (whose character classes are Go's unicode tables and whose (?i)
+// compares unicode.ToLower): each function returns where the piece that
+// starts at i ends, trying the pattern's alternatives in order. Tests hold
+// them to the expressions on the golden corpus, random text and fuzzing.
+
+// rclass is a rune's membership in the classes the patterns use.
+type rclass uint8
+
+const (
+	cL  rclass = 1 << iota // \p{L}
+	cN                     // \p{N}
+	cS                     // \s
+	cU                     // [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]
+	cW                     // [\p{Ll}\p{Lm}\p{Lo}\p{M}]
+	cNL                    // \r or \n
+)
+
+func classOf(r rune) rclass {
+	var c rclass
+	if unicode.Is(unicode.L, r) {
+		c |= cL
+	}
+	if unicode.Is(unicode.N, r) {
+		c |= cN
+	}
+	if unicode.IsSpace(r) {
+		c |= cS
+	}
+	lm, lo, m := unicode.Is(unicode.Lm, r), unicode.Is(unicode.Lo, r), unicode.Is(unicode.M, r)
+	if unicode.Is(unicode.Lu, r) || unicode.Is(unicode.Lt, r) || lm || lo || m {
+		c |= cU
+	}
+	if unicode.Is(unicode.Ll, r) || lm || lo || m {
+		c |= cW
+	}
+	if r == '\r' || r == '\n' {
+		c |= cNL
+	}
+	return c
+}
+
+// bmpClasses caches classOf for the Basic Multilingual Plane (64 KiB, built
+// once, on first use).
+var (
+	bmpOnce    sync.Once
+	bmpClasses []rclass
+)
+
+func loadBMPClasses() {
+	bmpOnce.Do(func() {
+		t := make([]rclass, 0x10000)
+		for r := range t {
+			t[r] = classOf(rune(r))
+		}
+		bmpClasses = t
+	})
+}
+
+// classAt returns the class and size of the rune at i (i < len(text)).
+func classAt(text string, i int) (rclass, int) {
+	if c := text[i]; c < utf8.RuneSelf {
+		return bmpClasses[c], 1
+	}
+	r, size := utf8.DecodeRuneInString(text[i:])
+	if r < 0x10000 {
+		return bmpClasses[r], size
+	}
+	return classOf(r), size
+}
+
+// isP is [^\s\p{L}\p{N}].
+func isP(c rclass) bool { return c&(cS|cL|cN) == 0 }
+
+// isPrefix is [^\r\n\p{L}\p{N}].
+func isPrefix(c rclass) bool { return c&(cNL|cL|cN) == 0 }
+
+// contraction returns the length of (?i:'s|'t|'re|'ve|'m|'ll|'d) at i, or 0.
+func contraction(text string, i int) int {
+	if i >= len(text) || text[i] != '\'' || i+1 >= len(text) {
+		return 0
+	}
+	r1, s1 := utf8.DecodeRuneInString(text[i+1:])
+	switch unicode.ToLower(r1) {
+	case 's', 't', 'm', 'd':
+		return 1 + s1
+	case 'r', 'v', 'l':
+		j := i + 1 + s1
+		if j >= len(text) {
+			return 0
+		}
+		r2, s2 := utf8.DecodeRuneInString(text[j:])
+		l1, l2 := unicode.ToLower(r1), unicode.ToLower(r2)
+		if (l1 == 'r' || l1 == 'v') && l2 == 'e' || l1 == 'l' && l2 == 'l' {
+			return 1 + s1 + s2
+		}
+	}
+	return 0
+}
+
+// runOf returns the end of the run of runes in class mask from i.
+func runOf(text string, i int, mask rclass) int {
+	for i < len(text) {
+		c, n := classAt(text, i)
+		if c&mask == 0 {
+			break
+		}
+		i += n
+	}
+	return i
+}
+
+// whitespace handles the three white-space alternatives shared by both
+// patterns: \s*[\r\n]+ | \s+(?!\S) | \s+, at a white-space rune.
+func whitespace(text string, i int) int {
+	end, lastNL, prev := i, -1, i
+	for end < len(text) {
+		c, n := classAt(text, end)
+		if c&cS == 0 {
+			break
+		}
+		if c&cNL != 0 {
+			lastNL = end + n
+		}
+		prev = end
+		end += n
+	}
+	if lastNL >= 0 {
+		return lastNL // \s*[\r\n]+ backtracks to the last line break
+	}
+	if end == len(text) || prev == i {
+		return end // (?!\S) holds at the end; a single space is \s+
+	}
+	return prev // leave the last space to prefix the next word
+}
+
+// punct is " ?[^\s\p{L}\p{N}]+" followed by the trailing set (\r\n, plus
+// '/' for o200k) at i, or -1.
+func punct(text string, i int, c rclass, slash bool) int {
+	j := i
+	if text[i] == ' ' && i+1 < len(text) {
+		if c2, _ := classAt(text, i+1); isP(c2) {
+			j = i + 1
+			c = c2
+		}
+	}
+	if !isP(c) {
+		return -1
+	}
+	for j < len(text) {
+		c, n := classAt(text, j)
+		if !isP(c) {
+			break
+		}
+		j += n
+	}
+	for j < len(text) && (text[j] == '\r' || text[j] == '\n' || slash && text[j] == '/') {
+		j++
+	}
+	return j
+}
+
+// cl100kPiece ends the cl100k_base piece starting at i.
+func cl100kPiece(text string, i int) int {
+	if n := contraction(text, i); n > 0 {
+		return i + n
+	}
+	c, n := classAt(text, i)
+	// [^\r\n\p{L}\p{N}]?\p{L}+
+	if c&cL != 0 {
+		return runOf(text, i+n, cL)
+	}
+	if isPrefix(c) && i+n < len(text) {
+		if c2, _ := classAt(text, i+n); c2&cL != 0 {
+			return runOf(text, i+n, cL)
+		}
+	}
+	// \p{N}{1,3}
+	if c&cN != 0 {
+		j := i + n
+		for k := 1; k < 3 && j < len(text); k++ {
+			c2, n2 := classAt(text, j)
+			if c2&cN == 0 {
+				break
+			}
+			j += n2
+		}
+		return j
+	}
+	if j := punct(text, i, c, false); j >= 0 {
+		return j
+	}
+	return whitespace(text, i)
+}
+
+// o200kLetters tries the two letter alternatives of o200k_base without
+// their optional prefix, at i; it returns -1 when neither matches.
+func o200kLetters(text string, i int, alt int) int {
+	if i >= len(text) {
+		return -1
+	}
+	if alt == 1 {
+		// [U]*[W]+ : the U run, then W from the last W rune at or before
+		// its end (U* gives runes back to W+).
+		j, lastW := i, -1
+		for j < len(text) {
+			c, n := classAt(text, j)
+			if c&cU == 0 {
+				if c&cW != 0 {
+					lastW = j
+				}
+				break
+			}
+			if c&cW != 0 {
+				lastW = j
+			}
+			j += n
+		}
+		if lastW < 0 {
+			return -1
+		}
+		var end int
+		if lastW == j {
+			end = runOf(text, j, cW) // W+ continues past the U run
+		} else {
+			_, n := classAt(text, lastW)
+			end = lastW + n
+		}
+		return end + contraction(text, end)
+	}
+	// [U]+[W]*
+	j := runOf(text, i, cU)
+	if j == i {
+		return -1
+	}
+	j = runOf(text, j, cW)
+	return j + contraction(text, j)
+}
+
+// o200kPiece ends the o200k_base piece starting at i.
+func o200kPiece(text string, i int) int {
+	c, n := classAt(text, i)
+	for alt := 1; alt <= 2; alt++ {
+		if isPrefix(c) {
+			if j := o200kLetters(text, i+n, alt); j >= 0 {
+				return j
+			}
+		}
+		if j := o200kLetters(text, i, alt); j >= 0 {
+			return j
+		}
+	}
+	if c&cN != 0 {
+		j := i + n
+		for k := 1; k < 3 && j < len(text); k++ {
+			c2, n2 := classAt(text, j)
+			if c2&cN == 0 {
+				break
+			}
+			j += n2
+		}
+		return j
+	}
+	if j := punct(text, i, c, true); j >= 0 {
+		return j
+	}
+	return whitespace(text, i)
+}
