@@ -287,4 +287,31 @@ spec:
 	if _, ok := rep["healthy"]; !ok {
 		t.Fatalf("load report lacks healthy: %v", rep)
 	}
+
+	// The interface goes away: status says so. It comes back (a new
+	// index): the agent re-attaches on its own.
+	ipCmd(t, "link", "del", v.near)
+	waitStatus(t, a, func(st Status) bool { return !st.Interfaces[0].Attached })
+	ipCmd(t, "link", "add", v.near, "type", "veth", "peer", "name", v.far+"z")
+	ipCmd(t, "link", "set", v.near, "up")
+	waitStatus(t, a, func(st Status) bool { return st.Interfaces[0].Attached })
+	idx, _ := NetlinkResolver{}.Interface(v.near)
+	if attachedMode(idx) == "" {
+		t.Fatal("re-created interface has no XDP program")
+	}
+}
+
+func waitStatus(t *testing.T, a *runningAgent, cond func(Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(runWait)
+	for {
+		st := a.status(t)
+		if cond(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never matched: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
