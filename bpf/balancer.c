@@ -191,7 +191,7 @@ int balancer(struct xdp_md *ctx)
 		return verdict(STAT_V_PASS_STACK);
 	}
 
-	__u32 hash = flow_hash(&p.k);
+	__u32 hash = 0;
 	__u32 be_id = 0;
 	struct backend *be = 0;
 	int new_flow = 0;
@@ -201,6 +201,7 @@ int balancer(struct xdp_md *ctx)
 		/* A draining backend keeps its flows; a removed one loses them. */
 		if (be && (be->flags & BACKEND_F_VALID)) {
 			be_id = ct->backend;
+			hash = ct->hash;
 			stat_inc(STAT_CT_HIT);
 			if (ct->fw_gen != cfg->fw_gen)
 				ct->fw_gen = cfg->fw_gen;
@@ -218,10 +219,12 @@ int balancer(struct xdp_md *ctx)
 			reason = vip_guard_allow(vm->id);
 		if (reason)
 			return verdict(reason);
+		hash = flow_hash(&p.k);
 		be = pick_backend(vm, hash, &be_id);
 		if (!be)
 			return verdict(STAT_V_DROP_NO_BACKEND);
-		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen, .flags = CT_F_VALID};
+		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen, .flags = CT_F_VALID,
+				     .hash = hash};
 		bpf_map_update_elem(&conntrack, &p.k, &nv, BPF_ANY);
 		stat_inc(STAT_CT_INSERT);
 		new_flow = 1;

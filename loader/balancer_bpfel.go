@@ -58,6 +58,7 @@ type balancerCtVal struct {
 	Vip     uint32
 	FwGen   uint32
 	Flags   uint32
+	Hash    uint32
 }
 
 type balancerFlowKey struct {

@@ -380,7 +380,7 @@ func buildScale(b *testing.B) (*scaleFixture, error) {
 	n := 0
 	for i := 0; i < scaleFlows; i++ {
 		k := balancerFlowKey{Src: [4]uint32{0x0b000000 + uint32(i)}, Dst: addrWords(vip4.Addr), Sport: htons(1024), Dport: htons(443), Proto: 6, Family: familyV4}
-		v := balancerCtVal{Backend: uint32(i % scaleBackends), Vip: vip4.ID, Flags: 1}
+		v := balancerCtVal{Backend: uint32(i % scaleBackends), Vip: vip4.ID, Flags: 1, Hash: uint32(i) * 2654435761}
 		per := make([]balancerCtVal, ncpu())
 		for j := range per {
 			per[j] = v
@@ -440,7 +440,9 @@ func scaleMemory(bl *Balancer, f Fill) (map[string]string, error) {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		info, _ := m.Info()
-		out[name] = fmt.Sprintf("%d entries (max %d): %.1f MiB, %.0f B/entry", entries, info.MaxEntries, float64(n)/(1<<20), float64(n)/float64(max(entries, 1)))
+		// Hash and LRU maps preallocate max_entries; inner maps are created
+		// at their content's size: per entry = memlock / max_entries.
+		out[name] = fmt.Sprintf("%d entries (max %d): %.1f MiB, %.0f B per max entry", entries, info.MaxEntries, float64(n)/(1<<20), float64(n)/float64(max(info.MaxEntries, 1)))
 		return nil
 	}
 	if err := add("conntrack", bl.objs.Conntrack, f.Flows); err != nil {

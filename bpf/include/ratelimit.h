@@ -1,8 +1,9 @@
 /* Per-client rate limiting with GCRA (the "virtual scheduling" form of a token
- * bucket): one theoretical-arrival-time word per limit, advanced by
- * compare-and-swap so CPUs need no lock. A lost race admits a packet without
- * charging it, which errs on the side of the client and is bounded by the
- * number of CPUs racing.
+ * bucket): one theoretical-arrival-time word per limit, read and written
+ * without a lock or atomic instruction (a locked compare-and-swap costs more
+ * than the rest of the check). Two CPUs racing on one client may both charge
+ * from the same old value, so one of their packets goes uncharged: the error
+ * errs on the side of the client and is bounded by the number of CPUs.
  *
  * Clock: bpf_ktime_get_coarse_ns, which advances once per scheduler tick
  * (1-4 ms). A precise clock costs about 30 ns per packet on the VMs measured
@@ -41,7 +42,7 @@ static __always_inline int gcra_allow(__u64 *tat, __u64 now, __u64 interval, __u
 	__u64 next = base + interval;
 	if (next - now > tolerance)
 		return 0;
-	__sync_val_compare_and_swap(tat, old, next);
+	*(volatile __u64 *)tat = next;
 	return 1;
 }
 
