@@ -117,6 +117,7 @@ func TestCLIGolden(t *testing.T) {
 		{"apply-invalid", "", []string{"policy", "apply", "-f", badPolicy}},
 		{"diff", changed, []string{"policy", "diff", "-f", "-"}},
 		{"apply-stdin", changed, []string{"policy", "apply", "-f", "-"}},
+		{"diff-json", strings.Replace(changed, "weight: 75", "weight: 80", 1), []string{"policy", "diff", "-f", "-", "-o", "json", "--exit-code"}},
 		{"diff-none", changed, []string{"policy", "diff", "-f", "-", "--exit-code"}},
 		{"get", "", []string{"policy", "get"}},
 		{"get-json", "", []string{"policy", "get", "-o", "json"}},
@@ -137,7 +138,9 @@ func TestCLIGolden(t *testing.T) {
 		{"keys-list-json", "", []string{"keys", "list", "-o", "json"}},
 		{"keys-revoke", "", []string{"keys", "revoke", "alice-ci"}},
 		{"keys-revoke-missing", "", []string{"keys", "revoke", "alice-ci"}},
+		{"keys-revoke-json", "", []string{"keys", "revoke", "bob-ci", "-o", "json"}},
 		{"delete", "", []string{"policy", "delete"}},
+		{"delete-again", "", []string{"policy", "delete"}},
 		{"bad-output", "", []string{"status", "-o", "xml"}},
 	}
 	for _, st := range steps {

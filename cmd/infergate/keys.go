@@ -87,9 +87,9 @@ func newKeysListCmd(cfg *cliConfig) *cobra.Command {
 }
 
 func newKeysRevokeCmd(cfg *cliConfig) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "revoke NAME",
-		Short:   "Revoke a key: requests with it are refused from the next apply on",
+		Short:   "Revoke a key: the agent applies a policy without it, refused at once",
 		Example: "  infergate keys revoke alice-ci",
 		Args:    cobra.ExactArgs(1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
@@ -106,16 +106,22 @@ func newKeysRevokeCmd(cfg *cliConfig) *cobra.Command {
 			}
 			return names, cobra.ShellCompDirectiveNoFileComp
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			err := cfg.client().RevokeKey(cmd.Context(), args[0])
-			if api.IsNotFound(err) {
-				return fmt.Errorf("no key named %q", args[0])
-			}
-			if err != nil {
-				return agentError(err)
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "key %q revoked\n", args[0])
-			return err
-		},
 	}
+	out := outputFlag(cmd, outTable)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		err := cfg.client().RevokeKey(cmd.Context(), args[0])
+		if api.IsNotFound(err) {
+			return fmt.Errorf("no key named %q", args[0])
+		}
+		if err != nil {
+			return agentError(err)
+		}
+		return render(cmd.OutOrStdout(), *out, deleteResult{Deleted: "key/" + args[0]}, func(w *tabwriter.Writer) {
+			fmt.Fprintf(w, "key %q revoked\n", args[0])
+		})
+	}
+	return cmd
 }

@@ -201,6 +201,14 @@ func newPolicyGetCmd(cfg *cliConfig) *cobra.Command {
 	return cmd
 }
 
+// diffResult is what `policy diff -o json|yaml` prints.
+type diffResult struct {
+	From    string `json:"from"` // version in force, empty when none
+	To      string `json:"to"`
+	Changed bool   `json:"changed"`
+	Diff    string `json:"diff,omitempty"`
+}
+
 func newPolicyDiffCmd(cfg *cliConfig) *cobra.Command {
 	var file string
 	var exitCodeFlag bool
@@ -213,9 +221,13 @@ of the policy in force with that of the document, so only real changes show.`,
   infergate policy diff -f policy.yaml --exit-code && echo "nothing to apply"`,
 		Args: cobra.NoArgs,
 	}
+	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
 	cmd.Flags().BoolVar(&exitCodeFlag, "exit-code", false, "exit with 1 when there are differences")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
 		b, err := readDocument(cmd, file)
 		if err != nil {
 			return err
@@ -228,6 +240,7 @@ of the policy in force with that of the document, so only real changes show.`,
 		if err != nil {
 			return err
 		}
+		res := diffResult{To: next.Version}
 		var curY []byte
 		curName := "running (none)"
 		pv, err := cfg.client().GetPolicy(cmd.Context())
@@ -236,6 +249,7 @@ of the policy in force with that of the document, so only real changes show.`,
 		case err != nil:
 			return agentError(err)
 		default:
+			res.From = pv.Version
 			curName = fmt.Sprintf("running %s", pv.Version)
 			cur, lerr := loadLocal([]byte(pv.Document))
 			if lerr != nil {
@@ -246,41 +260,67 @@ of the policy in force with that of the document, so only real changes show.`,
 				return err
 			}
 		}
-		differs, err := unifiedDiff(cmd.OutOrStdout(), curName, fmt.Sprintf("%s %s", fileLabel(file), next.Version), string(curY), string(nextY))
+		var d bytes.Buffer
+		res.Changed, err = unifiedDiff(&d, curName, fmt.Sprintf("%s %s", fileLabel(file), next.Version), string(curY), string(nextY))
 		if err != nil {
 			return err
 		}
-		if differs && exitCodeFlag {
+		res.Diff = d.String()
+		err = render(cmd.OutOrStdout(), *out, res, func(w *tabwriter.Writer) {
+			if res.Changed {
+				// Straight to the command's output: tabwriter would
+				// realign tabs inside the documents.
+				return
+			}
+			fmt.Fprintf(w, "no changes: version %s is in force\n", next.Version)
+		})
+		if err != nil {
+			return err
+		}
+		if *out == outTable && res.Changed {
+			if _, err := cmd.OutOrStdout().Write(d.Bytes()); err != nil {
+				return err
+			}
+		}
+		if res.Changed && exitCodeFlag {
 			return withCode(exitError, errors.New("the document differs from the policy in force"))
 		}
-		if !differs {
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "no changes: version %s is in force\n", next.Version)
-		}
-		return err
+		return nil
 	}
 	return cmd
 }
 
+// deleteResult is what delete and revoke print with -o json|yaml.
+type deleteResult struct {
+	Deleted string `json:"deleted"`
+}
+
 func newPolicyDeleteCmd(cfg *cliConfig) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "delete",
 		Short: "Remove the policy in force (the data plane then steers nothing)",
 		Long: `Delete removes the applied policy: VIPs stop being steered and the gateway
 serves no models. The history is kept, so "policy rollback previous" restores it.`,
 		Example: "  infergate policy delete",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := cfg.client().DeletePolicy(cmd.Context())
-			if api.IsNotFound(err) {
-				return errors.New("no policy is applied")
-			}
-			if err != nil {
-				return agentError(err)
-			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), "policy deleted")
-			return err
-		},
 	}
+	out := outputFlag(cmd, outTable)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		err := cfg.client().DeletePolicy(cmd.Context())
+		if api.IsNotFound(err) {
+			return errors.New("no policy is applied")
+		}
+		if err != nil {
+			return agentError(err)
+		}
+		return render(cmd.OutOrStdout(), *out, deleteResult{Deleted: "policy"}, func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "policy deleted")
+		})
+	}
+	return cmd
 }
 
 func newPolicyHistoryCmd(cfg *cliConfig) *cobra.Command {
