@@ -98,11 +98,15 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	connect, ttft, total := x.timeouts()
 	ctx, cancel := context.WithTimeout(context.WithValue(x.r.Context(), connectTimeoutKey{}, connect), total)
 	defer cancel()
-	// The time-to-first-token timer cancels the attempt unless the first
-	// token (stream) or the response (whole) arrives in time.
+	// For streams, the time-to-first-token timer cancels the attempt
+	// unless the first event arrives in time; a whole response only has
+	// the total timeout, as its first token is not observable.
 	var ttftExpired atomic.Bool
-	timer := time.AfterFunc(ttftDeadline(x, ttft), func() { ttftExpired.Store(true); cancel() })
-	defer timer.Stop()
+	var timer *time.Timer
+	if x.req.Stream {
+		timer = time.AfterFunc(ttft, func() { ttftExpired.Store(true); cancel() })
+		defer timer.Stop()
+	}
 
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
 	if err != nil {
@@ -150,17 +154,10 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return x.relayStream(resp, timer, &ttftExpired)
 	}
-	timer.Stop()
-	return x.relayWhole(resp, &ttftExpired)
-}
-
-// ttftDeadline: for streams the first token must arrive within ttft; a
-// whole response only has the total timeout.
-func ttftDeadline(x *exchange, ttft time.Duration) time.Duration {
-	if x.req.Stream {
-		return ttft
+	if timer != nil {
+		timer.Stop()
 	}
-	return 1<<63 - 1
+	return x.relayWhole(resp, &ttftExpired)
 }
 
 func upstreamError(status int, code, msg string) *openai.Error {
