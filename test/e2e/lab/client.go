@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	vnetns "github.com/vishvananda/netns"
@@ -213,4 +214,58 @@ func healthIn(ns string, addr netip.AddrPort) error {
 		}
 		return nil
 	})
+}
+
+// Tally counts answers per backend and the failures of a batch of requests.
+type Tally struct {
+	mu        sync.Mutex
+	ByBackend map[string]int
+	OK        int
+	Failed    int
+	FirstErr  error
+}
+
+func (t *Tally) add(a Answer, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ByBackend == nil {
+		t.ByBackend = map[string]int{}
+	}
+	if err != nil {
+		t.Failed++
+		if t.FirstErr == nil {
+			t.FirstErr = err
+		}
+		return
+	}
+	t.OK++
+	t.ByBackend[a.Backend]++
+}
+
+// maxConcurrency bounds Requests' parallelism.
+const maxConcurrency = 64
+
+// Requests sends n small chat requests over c to the VIPs in turn, at most
+// conc at a time.
+func Requests(ctx context.Context, c *http.Client, vips []netip.Addr, n, conc int) *Tally {
+	conc = max(1, min(conc, maxConcurrency))
+	t := &Tally{ByBackend: map[string]int{}}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				a, err := Chat(ctx, c, vips[i%len(vips)])
+				t.add(a, err)
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return t
 }
