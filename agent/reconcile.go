@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/infergate/infergate/maglev"
@@ -47,8 +49,9 @@ type classState struct {
 }
 
 type vipState struct {
-	entry VIPEntry
-	table []uint32 // nil when unknown (adopted)
+	entry  VIPEntry
+	table  []uint32 // nil when unknown (adopted)
+	inputs string   // what table was built from
 }
 
 // NewReconciler starts from empty kernel maps.
@@ -192,11 +195,24 @@ func (r *Reconciler) plan(d *Desired) ([]op, error) {
 
 	// Build every table before touching anything, so a bad table fails
 	// the whole change up front.
+	// A table whose inputs (IDs, weights, keys) did not change is reused:
+	// Maglev is deterministic, and a resync should not cost a rebuild.
 	tables := map[VIPKey][]uint32{}
+	inputs := map[VIPKey]string{}
 	for k, v := range d.VIPs {
 		bs := make([]maglev.Backend, 0, len(v.Weights))
 		for a, w := range v.Weights {
 			bs = append(bs, maglev.Backend{ID: ids[a], Weight: w, Key: a.String()})
+		}
+		slices.SortFunc(bs, func(x, y maglev.Backend) int { return cmp.Compare(x.ID, y.ID) })
+		var fp strings.Builder
+		for _, b := range bs {
+			fmt.Fprintf(&fp, "%d/%d/%s,", b.ID, b.Weight, b.Key)
+		}
+		inputs[k] = fp.String()
+		if old, ok := r.vips[k]; ok && old.table != nil && old.inputs == inputs[k] {
+			tables[k] = old.table
+			continue
 		}
 		size := maglev.SizeFor(len(bs))
 		if size == 0 {
@@ -233,7 +249,7 @@ func (r *Reconciler) plan(d *Desired) ([]op, error) {
 		want := d.VIPs[k].Entry
 		want.Key = k
 		want.Index = vipIdx[k]
-		table := tables[k]
+		table, in := tables[k], inputs[k]
 		old, had := r.vips[k]
 		if had && old.entry == want && old.table != nil && slices.Equal(old.table, table) {
 			continue
@@ -247,7 +263,7 @@ func (r *Reconciler) plan(d *Desired) ([]op, error) {
 				}
 				return dp.DeleteVIP(k)
 			},
-			commit: func() { r.vips[k] = vipState{entry: want, table: table} },
+			commit: func() { r.vips[k] = vipState{entry: want, table: table, inputs: in} },
 		})
 	}
 	// 3. VIPs removed.
