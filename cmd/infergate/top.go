@@ -56,7 +56,7 @@ On a terminal it takes the screen until q (or Ctrl-C). Otherwise it prints
 		if interval < minTopInterval {
 			return withCode(exitUsage, fmt.Errorf("--interval must be at least %s", minTopInterval))
 		}
-		t := &topView{client: cfg.client(), interval: interval, out: cmd.OutOrStdout()}
+		t := &topView{client: cfg.client(), interval: interval, out: cmd.OutOrStdout(), outFd: -1}
 		return t.run(cmd.Context(), cmd.InOrStdin(), iterations)
 	}
 	return cmd
@@ -75,7 +75,9 @@ type topView struct {
 	interval time.Duration
 	out      io.Writer
 	width    int
-	prev     *topSample
+	// outFd is the terminal's descriptor, to follow resizes; -1 otherwise.
+	outFd int
+	prev  *topSample
 }
 
 func (t *topView) fetch(ctx context.Context) topSample {
@@ -115,9 +117,7 @@ func (t *topView) run(ctx context.Context, in io.Reader, iterations int) error {
 		_ = term.Restore(int(inFile.Fd()), state)
 	}()
 	fmt.Fprint(t.out, ansiAltScreen+ansiHideCursor)
-	if w, _, err := term.GetSize(int(outFile.Fd())); err == nil {
-		t.width = w
-	}
+	t.outFd = int(outFile.Fd())
 	quit := make(chan struct{})
 	go func() {
 		// Reads block until a key; the goroutine ends with the process.
@@ -266,6 +266,12 @@ func (t *topView) draw(s topSample, eol string, screen bool) error {
 	var b strings.Builder
 	if screen {
 		b.WriteString(ansiClear)
+	}
+	if t.outFd >= 0 {
+		// Asked every frame so a resized window is followed.
+		if w, _, err := term.GetSize(t.outFd); err == nil {
+			t.width = w
+		}
 	}
 	for _, l := range lines {
 		if t.width > 0 {

@@ -150,7 +150,7 @@ func TestTopFrames(t *testing.T) {
 		t.Fatalf("one frame: %+v", r)
 	}
 
-	v := &topView{client: api.NewClient(a.Socket), interval: time.Second, out: &strings.Builder{}}
+	v := &topView{client: api.NewClient(a.Socket), interval: time.Second, out: &strings.Builder{}, outFd: -1}
 	s1 := v.fetch(context.Background())
 	_ = v.draw(s1, "\n", false)
 	bs[0].L7.Requests += 300
