@@ -68,6 +68,17 @@ func TestHugeDocuments(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("classes", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString(minimal + "\n  dataplane:\n    rateLimits:\n      classes:\n")
+		for i := 0; i <= MaxClasses; i++ {
+			fmt.Fprintf(&b, "        - {name: c%d, sources: [198.18.%d.0/24]}\n", i, i)
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("spec.dataplane.rateLimits.classes: has %d classes; at most %d (line 8)", MaxClasses+1, MaxClasses)) {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("problems", func(t *testing.T) {
 		var b strings.Builder
 		b.WriteString(minimal + "\n  dataplane:\n    localVIPs:\n")

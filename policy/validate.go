@@ -32,6 +32,9 @@ const (
 	MaxPatternLen       = 4096
 	MaxDenyWords        = 10000
 	MaxPriceUSDPerMTok  = 10000
+	// MaxClasses is what the XDP program's class array holds (256, one
+	// reserved for sources in no class).
+	MaxClasses = 255
 )
 
 // Enumerations accepted in documents (the empty string takes the default).
@@ -301,6 +304,12 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 		v.add(p+".rateLimits.aggregateV6", "%d is not an IPv6 prefix length (1-128)", rl.AggregateV6)
 	}
 	seen = uniq{}
+	if len(rl.Classes) > MaxClasses {
+		v.add(p+".rateLimits.classes", "has %d classes; at most %d", len(rl.Classes), MaxClasses)
+	}
+	// A prefix belongs to one class: the kernel's longest-prefix match
+	// could only keep one of them.
+	classPrefixes := uniq{}
 	for i, c := range rl.Classes {
 		cp := idx(p+".rateLimits.classes", i)
 		v.name(cp+".name", c.Name)
@@ -309,7 +318,11 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 			v.add(cp+".sources", "needs at least one address or prefix")
 		}
 		for j, s := range c.Sources {
-			v.source(idx(cp+".sources", j), s)
+			sp := idx(cp+".sources", j)
+			v.source(sp, s)
+			if pfx, err := parseSource(s); err == nil {
+				v.unique(classPrefixes, sp, pfx.String(), "class source")
+			}
 		}
 		v.rate(cp+".packetsPerSecond", c.PacketsPerSecond)
 		v.rate(cp+".newConnsPerSecond", c.NewConnsPerSecond)
