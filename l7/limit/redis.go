@@ -132,14 +132,14 @@ func (r *Redis) nowArg() int64 {
 	return r.now().UnixMicro()
 }
 
-// keys names the 8 keys of a request. The tenant in a hash tag puts a
-// tenant and its keys in one slot, as Redis Cluster requires of a script;
-// length prefixes keep names injective whatever characters they hold.
+// keys names the 4 keys of a request: state and leases of the tenant,
+// then of the key. The tenant in a hash tag puts a tenant and its keys in
+// one slot, as Redis Cluster requires of a script; length prefixes keep
+// names injective whatever characters they hold.
 func (r *Redis) keys(tenant, key string) []string {
 	base := r.prefix + strconv.Itoa(len(tenant)) + "{" + tenant + "}"
-	t := base + ":t:"
-	k := base + ":k:" + strconv.Itoa(len(key)) + ":" + key + ":"
-	return []string{t + "r", t + "k", t + "c", t + "b", k + "r", k + "k", k + "c", k + "b"}
+	k := base + ":k:" + strconv.Itoa(len(key)) + ":" + key
+	return []string{base + ":s", base + ":c", k + ":s", k + ":c"}
 }
 
 func limitArgs(tracked bool, l policy.Limits) []any {
