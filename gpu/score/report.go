@@ -30,6 +30,9 @@ const (
 	HasUtil
 	// HasMemory: MemoryUsedBytes and MemoryTotalBytes are valid (NVML).
 	HasMemory
+	// HasKVTokens: KVCacheTokens is valid (vLLM's cache_config_info:
+	// num_gpu_blocks x block_size; simulation).
+	HasKVTokens
 )
 
 var signalNames = []struct {
@@ -41,6 +44,7 @@ var signalNames = []struct {
 	{HasRunning, "running"},
 	{HasUtil, "util"},
 	{HasMemory, "memory"},
+	{HasKVTokens, "kvTokens"},
 }
 
 // Has reports whether all bits of s2 are set in s.
@@ -119,6 +123,12 @@ type Report struct {
 	// MemoryUsedBytes and MemoryTotalBytes sum over the host's GPUs.
 	MemoryUsedBytes  uint64 `json:"memoryUsedBytes"`
 	MemoryTotalBytes uint64 `json:"memoryTotalBytes"`
+
+	// KVCacheTokens is the size of the inference server's KV cache in
+	// tokens, summed over the host's engines. A small cache caps how many
+	// sequences decode at once, so it lowers the host's capacity below
+	// what its memory bandwidth alone suggests (see EffectiveCapacity).
+	KVCacheTokens float64 `json:"kvCacheTokens,omitempty"`
 
 	// Capacity is the host's relative throughput (1 = one H100 SXM); zero
 	// means unknown and counts as 1. See CapacityForModel.

@@ -15,9 +15,14 @@ const (
 	// DefaultMaxWeight caps a weight so a very large host cannot make
 	// every other host's share of a Maglev table round to nothing.
 	DefaultMaxWeight = 10000
-	// DefaultMinWeight is the floor of a healthy host: a busy host keeps a
-	// trickle of new flows so its reports keep reflecting real traffic and
-	// it recovers as soon as it drains its queue.
+	// DefaultMinWeight is the floor of a healthy host of capacity 1: a
+	// busy host keeps a trickle of new flows so its reports keep
+	// reflecting real traffic and it recovers as soon as it drains its
+	// queue. The floor scales with capacity (MinWeight x capacity, at
+	// least 1), so a slow host's trickle is as small a fraction of what
+	// it can serve as a fast host's: a fixed floor gave a loaded A10
+	// (capacity 0.06 on a KV-bound workload) more new flows than its
+	// share, and the fleet's p99 came from there.
 	DefaultMinWeight = 5
 	// DefaultAlpha is the EWMA weight of a new observation. With reports
 	// every second, 0.3 follows a step change to 90% within about 6 s,
@@ -41,12 +46,24 @@ const (
 	// fraction of its weight. Inference servers preallocate most memory,
 	// so this mostly separates hosts with other tenants on the GPU.
 	DefaultMemWeight = 0.2
+	// DefaultKVWeightTokens is X0 of EffectiveCapacity: the KV tokens
+	// whose read in a decode step costs as much as reading the model's
+	// weights. 131072 fits an 8B-class model in bf16 with grouped-query
+	// attention (16 GB of weights / 128 KiB of KV per token = 122k);
+	// a 70B model in fp8 with 80 layers is ~430k.
+	DefaultKVWeightTokens = 131072
+	// DefaultKVSaturationTokens is S of EffectiveCapacity: a KV cache
+	// this large holds a full batch (vLLM's default max_num_seqs of 256
+	// sequences of ~1024 tokens of context), so more cache adds no
+	// throughput and such a host's capacity is its bandwidth's.
+	DefaultKVSaturationTokens = 262144
 )
 
 // Limits on configuration, so a typo cannot make weights meaningless.
 const (
 	maxWeightLimit = 1 << 20
 	maxCapacity    = 1024.0
+	maxKVTokens    = 1 << 40
 )
 
 // Config tunes Score and the Weighter. Zero fields take the defaults above.
@@ -63,6 +80,9 @@ type Config struct {
 	QueueScale float64
 	UtilWeight float64
 	MemWeight  float64
+
+	KVWeightTokens     float64
+	KVSaturationTokens float64
 }
 
 // WithDefaults returns c with zero fields filled and checks the result.
@@ -97,6 +117,12 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.MemWeight == 0 {
 		c.MemWeight = DefaultMemWeight
 	}
+	if c.KVWeightTokens == 0 {
+		c.KVWeightTokens = DefaultKVWeightTokens
+	}
+	if c.KVSaturationTokens == 0 {
+		c.KVSaturationTokens = DefaultKVSaturationTokens
+	}
 	switch {
 	case c.MaxWeight > maxWeightLimit:
 		return c, fmt.Errorf("score: max weight %d above %d", c.MaxWeight, maxWeightLimit)
@@ -116,6 +142,10 @@ func (c Config) WithDefaults() (Config, error) {
 		return c, fmt.Errorf("score: util weight %v outside [0,1]", c.UtilWeight)
 	case !(c.MemWeight >= 0 && c.MemWeight <= 1):
 		return c, fmt.Errorf("score: memory weight %v outside [0,1]", c.MemWeight)
+	case !(c.KVWeightTokens > 0 && c.KVWeightTokens <= maxKVTokens):
+		return c, fmt.Errorf("score: KV weight tokens %v outside (0,%g]", c.KVWeightTokens, float64(maxKVTokens))
+	case !(c.KVSaturationTokens > 0 && c.KVSaturationTokens <= maxKVTokens):
+		return c, fmt.Errorf("score: KV saturation tokens %v outside (0,%g]", c.KVSaturationTokens, float64(maxKVTokens))
 	}
 	return c, nil
 }
@@ -146,9 +176,10 @@ func (c Config) WithDefaults() (Config, error) {
 //     weight away.
 //   - mem = 1 − MemWeight × used/total GPU memory, likewise secondary.
 //
-// Capacity (Report.Capacity, 0 taken as 1, capped at 1024) multiplies the
-// whole product, so at equal pressure a host with twice the capacity gets
-// twice the weight. RequestsRunning does not enter: with continuous batching
+// Capacity (EffectiveCapacity: Report.Capacity, 0 taken as 1, derated
+// for a small KV cache when the report carries its size, capped at 1024)
+// multiplies the whole product, so at equal pressure a host with twice the
+// capacity gets twice the weight. RequestsRunning does not enter: with continuous batching
 // a running request costs what its KV blocks cost, which kv already counts.
 //
 // An unhealthy report scores 0. The result is in [0, MaxWeight]; NaN or
@@ -157,11 +188,7 @@ func Score(r Report, cfg Config) float64 {
 	if !r.Healthy {
 		return 0
 	}
-	capacity := r.Capacity
-	if !(capacity > 0) {
-		capacity = 1
-	}
-	capacity = math.Min(capacity, maxCapacity)
+	capacity := EffectiveCapacity(r, cfg)
 
 	f := 1.0
 	if r.Signals.Has(HasKVCache) {
@@ -183,6 +210,36 @@ func Score(r Report, cfg Config) float64 {
 	}
 	w := float64(cfg.BaseWeight) * capacity * f
 	return math.Min(w, float64(cfg.MaxWeight))
+}
+
+// EffectiveCapacity is the capacity Score uses for r: Report.Capacity (0,
+// negative or NaN taken as 1; at most 1024), times a KV-cache factor when
+// the report carries the cache's size (HasKVTokens), else times 1.
+//
+// The factor models decoding as reading the weights plus the KV of every
+// sequence in the batch each step: with x tokens of context in the batch,
+// tokens per second go as x / (X0 + x), X0 = KVWeightTokens the tokens
+// whose KV read costs as much as the weights. A host's x is bounded by its
+// cache K, and nobody's batch holds more than S = KVSaturationTokens, so
+//
+//	factor = g(min(K, S)) / g(S),  g(x) = x / (X0 + x)
+//
+// which is 1 for a cache of at least S tokens and falls towards K/X0 ×
+// (X0+S)/S for a small one. An A10 serving an 8B model (31k tokens of KV
+// cache) gets 0.30, so capacity 0.18 by bandwidth becomes 0.053; the test
+// fleet's A10 measures 0.059 of an H100 on a chat workload.
+func EffectiveCapacity(r Report, cfg Config) float64 {
+	capacity := r.Capacity
+	if !(capacity > 0) {
+		capacity = 1
+	}
+	capacity = math.Min(capacity, maxCapacity)
+	if r.Signals.Has(HasKVTokens) && r.KVCacheTokens > 0 && cfg.KVWeightTokens > 0 && cfg.KVSaturationTokens > 0 {
+		g := func(x float64) float64 { return x / (cfg.KVWeightTokens + x) }
+		k := math.Min(r.KVCacheTokens, cfg.KVSaturationTokens)
+		capacity *= g(k) / g(cfg.KVSaturationTokens)
+	}
+	return capacity
 }
 
 // clamp01 bounds v to [0,1], mapping NaN to 0.

@@ -198,7 +198,8 @@ func TestCapacityForModel(t *testing.T) {
 func TestSignalsJSONRoundTrip(t *testing.T) {
 	r := full(0.5, 3, 0.25, 0.5, 2)
 	r.Time = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
-	r.Signals = HasKVCache | HasWaiting
+	r.Signals = HasKVCache | HasWaiting | HasKVTokens
+	r.KVCacheTokens = 31_000
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +255,61 @@ func TestScoreProperties(t *testing.T) {
 		double.RequestsWaiting = 2 * r.RequestsWaiting
 		if d := Score(double, c); d < float64(c.MaxWeight) && math.Abs(d-2*s) > 1e-6*s+1e-9 {
 			t.Fatalf("twice the capacity under the same pressure: %v, want %v", d, 2*s)
+		}
+	}
+}
+
+func TestEffectiveCapacityKVCache(t *testing.T) {
+	c := defaults(t)
+	a10 := Report{Healthy: true, Signals: HasKVTokens, KVCacheTokens: 31_000, Capacity: CapacityForModel("NVIDIA A10")}
+	got := EffectiveCapacity(a10, c)
+	// g(31k)/g(262k) with X0 = 131072: 0.191/0.667 = 0.287, times 0.179.
+	g := func(x float64) float64 { return x / (DefaultKVWeightTokens + x) }
+	want := 0.6 / 3.35 * g(31_000) / g(DefaultKVSaturationTokens)
+	if math.Abs(got-want) > 1e-12 || got > 0.06 || got < 0.04 {
+		t.Fatalf("A10 with 31k KV tokens: capacity %v, want %v (near the simulated 0.059)", got, want)
+	}
+	// Without the signal the size is ignored.
+	a10.Signals = 0
+	if got := EffectiveCapacity(a10, c); got != 0.6/3.35 {
+		t.Fatalf("KV size without its signal bit used: %v", got)
+	}
+	// A cache at or past saturation leaves the bandwidth capacity alone.
+	h100 := Report{Healthy: true, Signals: HasKVTokens, KVCacheTokens: 403_000, Capacity: 1}
+	if got := EffectiveCapacity(h100, c); got != 1 {
+		t.Fatalf("H100 with 403k KV tokens: %v, want 1", got)
+	}
+	// More cache never lowers capacity; bad sizes are neutral.
+	prev := 0.0
+	for k := 1000.0; k <= 1e6; k *= 1.5 {
+		r := Report{Healthy: true, Signals: HasKVTokens, KVCacheTokens: k, Capacity: 1}
+		got := EffectiveCapacity(r, c)
+		if got < prev || got > 1 {
+			t.Fatalf("KV %v tokens: capacity %v after %v", k, got, prev)
+		}
+		prev = got
+	}
+	for _, k := range []float64{0, -5, math.NaN(), math.Inf(1)} {
+		r := Report{Healthy: true, Signals: HasKVTokens, KVCacheTokens: k, Capacity: 2}
+		if got := EffectiveCapacity(r, c); got != 2 {
+			t.Fatalf("KV tokens %v: capacity %v, want 2", k, got)
+		}
+	}
+	// Score uses it: same pressure, derated capacity, derated score (no
+	// queue: its factor also divides by capacity).
+	r := full(0.2, 0, 0.5, 0.5, 1)
+	s1 := Score(r, c)
+	r.Signals |= HasKVTokens
+	r.KVCacheTokens = 65536
+	if s2 := Score(r, c); math.Abs(s2/s1-EffectiveCapacity(r, c)) > 1e-9 {
+		t.Fatalf("score with a 64k cache %v, without %v: ratio not the KV factor", s2, s1)
+	}
+}
+
+func TestConfigValidationKV(t *testing.T) {
+	for _, c := range []Config{{KVWeightTokens: -1}, {KVSaturationTokens: math.NaN()}, {KVSaturationTokens: math.Inf(1)}} {
+		if _, err := c.WithDefaults(); err == nil {
+			t.Errorf("%+v accepted", c)
 		}
 	}
 }

@@ -34,6 +34,12 @@ type hostState struct {
 	draining bool
 	stale    bool
 	neutral  float64 // weight to decay to when stale
+	// capacity is EffectiveCapacity of the last healthy report (1 before
+	// any): it scales the host's floor.
+	capacity float64
+	// override is the operator's capacity for the host (0: none); it
+	// replaces what reports say.
+	override float64
 }
 
 // Weighter smooths per-host scores into weights and decides when they have
@@ -42,7 +48,10 @@ type hostState struct {
 // Each Observe moves the host's smoothed score by an EWMA step of Alpha
 // towards Score(report). A host without a fresh report (older than
 // Staleness by Tick's clock) decays by the same step towards its neutral
-// weight on every Tick. A healthy host never falls below MinWeight. A report
+// weight on every Tick. A healthy host never falls below its floor,
+// MinWeight times its capacity (EffectiveCapacity of its last healthy
+// report, or the operator's SetCapacity; 1 before any), rounded and at
+// least 1: every host keeps the same small fraction of what it can serve. A report
 // with Healthy false drains the host at once (weight 0, Draining); only a
 // healthy report undrains it, and its history starts afresh so it is not
 // held down by the load it had before it failed. A drained host that then
@@ -87,7 +96,7 @@ func (w *Weighter) host(name string) (*hostState, error) {
 		return nil, fmt.Errorf("score: more than %d hosts", maxHosts)
 	}
 	n := float64(w.cfg.NeutralWeight)
-	h = &hostState{smoothed: n, neutral: n}
+	h = &hostState{smoothed: n, neutral: n, capacity: 1}
 	w.hosts[name] = h
 	w.dirty = true
 	return h, nil
@@ -106,6 +115,26 @@ func (w *Weighter) SetNeutral(name string, weight uint32) error {
 	h.neutral = math.Min(float64(weight), float64(w.cfg.MaxWeight))
 	if !h.seeded {
 		h.smoothed = h.neutral
+	}
+	return nil
+}
+
+// SetCapacity fixes name's capacity, for an operator who measured it:
+// reports' Capacity and KV-cache size are then ignored for this host (0
+// goes back to the reports). It registers the host if it is new.
+func (w *Weighter) SetCapacity(name string, capacity float64) error {
+	if math.IsNaN(capacity) || capacity < 0 || capacity > maxCapacity {
+		return fmt.Errorf("score: capacity %v outside [0,%g]", capacity, maxCapacity)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h, err := w.host(name)
+	if err != nil {
+		return err
+	}
+	h.override = capacity
+	if capacity > 0 {
+		h.capacity = capacity
 	}
 	return nil
 }
@@ -130,6 +159,11 @@ func (w *Weighter) Observe(name string, r Report, now time.Time) error {
 		h.seeded = false
 		return nil
 	}
+	if h.override > 0 {
+		r.Capacity = h.override
+		r.Signals &^= HasKVTokens
+	}
+	h.capacity = EffectiveCapacity(r, w.cfg)
 	target := Score(r, w.cfg)
 	if h.draining || !h.seeded {
 		h.draining = false
@@ -170,15 +204,24 @@ func (w *Weighter) Remove(name string) {
 }
 
 // weightOf is h's current weight: 0 while draining, else the smoothed score
-// rounded and held within [MinWeight, MaxWeight].
+// rounded and held within [floor, MaxWeight].
 func (w *Weighter) weightOf(h *hostState) Weight {
 	if h.draining {
 		return Weight{Draining: true, Stale: h.stale}
 	}
 	v := math.Round(h.smoothed)
-	v = math.Max(v, float64(w.cfg.MinWeight))
+	v = math.Max(v, w.floor(h.capacity))
 	v = math.Min(v, float64(w.cfg.MaxWeight))
 	return Weight{Weight: uint32(v), Stale: h.stale}
+}
+
+// floor is the least weight of a healthy host of the given capacity:
+// MinWeight x capacity, rounded, at least 1 (a weight of 0 means drained).
+func (w *Weighter) floor(capacity float64) float64 {
+	if !(capacity > 0) {
+		capacity = 1
+	}
+	return math.Max(1, math.Round(float64(w.cfg.MinWeight)*capacity))
 }
 
 // Current returns every host's weight now, without hysteresis: what an L7

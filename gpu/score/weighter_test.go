@@ -243,3 +243,58 @@ func TestWeighterHysteresisNearFloor(t *testing.T) {
 		t.Fatalf("recovery to 40: %v rebuild=%v", got, rebuild)
 	}
 }
+
+func TestWeighterFloorScalesWithCapacity(t *testing.T) {
+	w := newWeighter(t, Config{MinWeight: 10})
+	full := func(capacity float64) Report {
+		r := kvReport(1, t0)
+		r.Capacity = capacity
+		return r
+	}
+	observe(t, w, "h200", full(1.43), t0)
+	observe(t, w, "h100", full(1), t0)
+	observe(t, w, "a10", full(0.18), t0)
+	observe(t, w, "tiny", full(0.01), t0)
+	c := w.Current()
+	for name, want := range map[string]uint32{"h200": 14, "h100": 10, "a10": 2, "tiny": 1} {
+		if got := c[name]; got.Weight != want || got.Draining {
+			t.Errorf("%s with a full cache: %+v, want floor %d", name, got, want)
+		}
+	}
+	// The KV-derated capacity sets the floor too.
+	r := full(1)
+	r.Signals |= HasKVTokens
+	r.KVCacheTokens = 31_000
+	observe(t, w, "kv-starved", r, t0)
+	if got := w.Current()["kv-starved"].Weight; got != 3 {
+		t.Errorf("capacity 1 with 31k KV tokens (effective 0.29): floor %d, want 3", got)
+	}
+}
+
+func TestWeighterSetCapacityOverrides(t *testing.T) {
+	w := newWeighter(t, Config{Alpha: 1})
+	if err := w.SetCapacity("a", 0.06); err != nil {
+		t.Fatal(err)
+	}
+	r := kvReport(0, t0)
+	r.Capacity = 0.18
+	r.Signals |= HasKVTokens
+	r.KVCacheTokens = 1000 // would derate far below 0.06
+	observe(t, w, "a", r, t0)
+	if got := w.Current()["a"].Weight; got != 6 {
+		t.Fatalf("idle host with operator capacity 0.06: weight %d, want 6", got)
+	}
+	if err := w.SetCapacity("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	r.KVCacheTokens = 1e6
+	observe(t, w, "a", r, t0)
+	if got := w.Current()["a"].Weight; got != 18 {
+		t.Fatalf("override cleared: weight %d, want the report's 18", got)
+	}
+	for _, bad := range []float64{-1, math.NaN(), 1e9} {
+		if err := w.SetCapacity("a", bad); err == nil {
+			t.Errorf("capacity %v accepted", bad)
+		}
+	}
+}
