@@ -62,6 +62,16 @@ type Picker interface {
 	Pick(pool string, backends []*Backend) int
 }
 
+// PrefixPicker is a Picker that also steers by the prompt (prefix
+// affinity: requests sharing a system prompt or earlier turns go where
+// that prefix's KV cache is). A Picker that implements it gets the
+// prompt's text, in order and bounded by the caller, through PickPrefix
+// instead of Pick; it must not keep prompt after returning.
+type PrefixPicker interface {
+	Picker
+	PickPrefix(pool string, backends []*Backend, prompt []byte) int
+}
+
 // Route is one weighted or fallback target of a model.
 type Route struct {
 	Pool          *Pool
@@ -261,13 +271,30 @@ func (m *Model) pick() *Route {
 }
 
 // Backend picks a backend of the route's pool (nil for provider routes).
-func (t *Table) Backend(r *Route) *Backend {
+func (t *Table) Backend(r *Route) *Backend { return t.BackendPrompt(r, nil) }
+
+// WantsPrompt reports whether the picker steers by prompt (PrefixPicker),
+// so a caller assembles the prompt only when it is used.
+func (t *Table) WantsPrompt() bool {
+	_, ok := t.picker.(PrefixPicker)
+	return ok
+}
+
+// BackendPrompt is Backend with the prompt's text for a PrefixPicker;
+// other pickers ignore it.
+func (t *Table) BackendPrompt(r *Route, prompt []byte) *Backend {
 	if r.Pool == nil {
 		return nil
 	}
 	bs := r.Pool.Backends
 	if t.picker != nil {
-		if i := t.picker.Pick(r.Pool.Name, bs); i >= 0 && i < len(bs) {
+		i := -1
+		if pp, ok := t.picker.(PrefixPicker); ok {
+			i = pp.PickPrefix(r.Pool.Name, bs, prompt)
+		} else {
+			i = t.picker.Pick(r.Pool.Name, bs)
+		}
+		if i >= 0 && i < len(bs) {
 			return bs[i]
 		}
 	}
