@@ -1,0 +1,52 @@
+package gateway
+
+import (
+	"sync"
+
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/route"
+)
+
+// maxAffinityPromptBytes bounds the prompt text handed to a prefix-aware
+// picker: l7/affinity hashes at most 4096 blocks of 64 bytes, so more
+// would be copied for nothing.
+const maxAffinityPromptBytes = 256 << 10
+
+var promptBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// pickBackend chooses the backend for one attempt along rt. A prefix-aware
+// picker gets the prompt's text in order (system prompt, earlier turns,
+// then the new turn), so requests continuing a conversation or sharing a
+// system prompt can go where that prefix's KV cache is.
+func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
+	t := x.cfg.routes
+	if rt.Pool == nil || !t.WantsPrompt() {
+		return t.Backend(rt)
+	}
+	bp := promptBufs.Get().(*[]byte)
+	p := appendPrompt((*bp)[:0], &x.req)
+	b := t.BackendPrompt(rt, p)
+	*bp = p[:0]
+	promptBufs.Put(bp)
+	return b
+}
+
+// appendPrompt appends req's prompt text to dst, each chat message led by
+// its role so that identical text in different roles hashes differently,
+// and stops at maxAffinityPromptBytes.
+func appendPrompt(dst []byte, req *openai.Request) []byte {
+	lastMsg := -1
+	for _, tx := range req.Texts {
+		if len(dst) >= maxAffinityPromptBytes {
+			break
+		}
+		if tx.Message >= 0 && tx.Message != lastMsg && tx.Message < len(req.Messages) {
+			lastMsg = tx.Message
+			dst = append(dst, 0x1e) // record separator: cannot be confused with text
+			dst = append(dst, req.Messages[tx.Message].Role...)
+			dst = append(dst, 0x1f)
+		}
+		dst = append(dst, tx.Value...)
+	}
+	return dst[:min(len(dst), maxAffinityPromptBytes)]
+}
