@@ -35,8 +35,8 @@ const (
 	// a larger GC target trades some memory for CPU, and the soft memory
 	// limit pulls collection forward again before RSS grows large. Both
 	// apply only when GOGC / GOMEMLIMIT are not set.
-	gatewayGCPercent   = 400
-	gatewayMemoryLimit = 256 << 20
+	gatewayGCPercent   = 200
+	gatewayMemoryLimit = 192 << 20
 )
 
 func newGatewayCmd() *cobra.Command {

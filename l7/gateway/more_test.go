@@ -186,6 +186,14 @@ func TestUpstreamClientErrorPassedThrough(t *testing.T) {
 		t.Fatalf("upstream 400: got %d (fallback tried: %v) %s", status, b.Stats().Total != 0, body)
 	}
 	decodeError(t, body)
+
+	// A 401 from upstream is the gateway's credential failing: never
+	// shown to the client as its own 401; the next route is tried.
+	a.SetFailure(mockllm.Failure{Status: 401})
+	status, _, body = h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if status != 200 || b.Stats().Total != 1 {
+		t.Fatalf("upstream 401: got %d %s", status, body)
+	}
 }
 
 func TestCompletionsStream(t *testing.T) {

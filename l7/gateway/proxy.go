@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	}
 	var base string
 	var release func()
-	if b := x.cfg.routes.Backend(rt); b != nil {
+	if b := x.pickBackend(rt); b != nil {
 		base = b.BaseURL
 		x.backend = rt.Pool.Name + "/" + b.Name
 		release = b.Acquire()
@@ -146,10 +147,20 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
 		return attemptRetry, e
 	}
-	if resp.StatusCode != http.StatusOK {
-		// A client error upstream (400, 404…): pass it through, bounded.
+	switch sc := resp.StatusCode; {
+	case sc == http.StatusOK:
+	case sc == http.StatusUnauthorized || sc == http.StatusForbidden || sc == http.StatusProxyAuthRequired:
+		// The gateway's own upstream credential failed: the client's
+		// credential is fine, so it must not see a 401.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
+		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_auth_failed", "the gateway could not authenticate to the upstream")
+	case sc >= 400 && sc < 500:
+		// A client error upstream (400, 404, 422…): pass it through, bounded.
 		x.relayError(resp)
 		return attemptDone, nil
+	default:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
+		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "unexpected upstream status "+strconv.Itoa(sc))
 	}
 	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return x.relayStream(resp, timer, &ttftExpired)
