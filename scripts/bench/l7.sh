@@ -10,8 +10,12 @@
 # Environment: DURATION (seconds per run, default 10), BODY_BYTES (request
 # body size, default 68), RATE (fixed rate, default 2000), CONNS (wrk
 # connections, default 64), THREADS (wrk threads, default 2), LARGE_TENANTS
-# (10000), LARGE_KEYS (100000), BASE_PORT (18100).
-# Prints "system=<name> rps=<n> p50_ms=<x> p99_ms=<y>" lines.
+# (10000), LARGE_KEYS (100000), BASE_PORT (18100), ROUNDS (3: the systems
+# are measured in turn ROUNDS times and each figure is the median over the
+# rounds, so a burst of load from elsewhere on the machine hits one round of
+# one system rather than deciding the comparison).
+# Prints "system=<name> rps=<n> p50_ms=<x> p99_ms=<y>" lines (per round on
+# stderr, medians on stdout).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -22,6 +26,7 @@ THREADS=${THREADS:-2}
 LARGE_TENANTS=${LARGE_TENANTS:-10000}
 LARGE_KEYS=${LARGE_KEYS:-100000}
 BASE_PORT=${BASE_PORT:-18100}
+ROUNDS=${ROUNDS:-3}
 MOCK_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
@@ -189,18 +194,63 @@ run_rate() {
 	echo "system=$name rate=$RATE $out$extra"
 }
 
-log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS threads=$THREADS cpus=$(nproc)"
-log "max throughput (wrk)"
-run_wrk mock "$MOCK_PORT"
-run_wrk nginx "$NGINX_PORT"
-run_wrk haproxy "$HAPROXY_PORT"
-run_wrk go-reverseproxy "$GOPROXY_PORT"
-run_wrk infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
-run_wrk infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
-log "fixed rate $RATE req/s (open loop, latency from scheduled send time)"
-run_rate mock "$MOCK_PORT"
-run_rate nginx "$NGINX_PORT"
-run_rate haproxy "$HAPROXY_PORT"
-run_rate go-reverseproxy "$GOPROXY_PORT"
-run_rate infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
-run_rate infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
+# median prints, for each system in order, the median of every numeric
+# key=value field over the rounds recorded in file $1.
+median() {
+	awk '
+	{
+		sys = ""; extra = ""
+		for (i = 1; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] == "system") { sys = kv[2]; if (!(sys in seen)) { seen[sys] = 1; order[++n] = sys } ; continue }
+			if (kv[1] == "rate") { rate[sys] = kv[2]; continue }
+			key = kv[1]
+			if (!((sys, key) in nk)) { keys[sys] = keys[sys] " " key }
+			nk[sys, key]++
+			vals[sys, key, nk[sys, key]] = kv[2] + 0
+		}
+	}
+	END {
+		for (s = 1; s <= n; s++) {
+			sys = order[s]; line = "system=" sys
+			if (sys in rate) line = line " rate=" rate[sys]
+			m = split(substr(keys[sys], 2), ks, " ")
+			for (k = 1; k <= m; k++) {
+				key = ks[k]; c = nk[sys, key]
+				for (i = 1; i <= c; i++) v[i] = vals[sys, key, i]
+				for (i = 2; i <= c; i++) { x = v[i]; j = i - 1; while (j >= 1 && v[j] > x) { v[j + 1] = v[j]; j-- } v[j + 1] = x }
+				med = (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+				if (key == "rss_mb") { med = v[c] }   # peak, not median
+				line = line " " key "=" med
+			}
+			print line
+		}
+	}' "$1"
+}
+
+log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS threads=$THREADS cpus=$(nproc) rounds=$ROUNDS"
+: >"$TMP/wrk.txt"
+: >"$TMP/rate.txt"
+for round in $(seq 1 "$ROUNDS"); do
+	log "round $round: max throughput (wrk)"
+	{
+		run_wrk mock "$MOCK_PORT"
+		run_wrk nginx "$NGINX_PORT"
+		run_wrk haproxy "$HAPROXY_PORT"
+		run_wrk go-reverseproxy "$GOPROXY_PORT"
+		run_wrk infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
+		run_wrk infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
+	} | tee -a "$TMP/wrk.txt" >&2
+	log "round $round: fixed rate $RATE req/s (open loop, latency from scheduled send time)"
+	{
+		run_rate mock "$MOCK_PORT"
+		run_rate nginx "$NGINX_PORT"
+		run_rate haproxy "$HAPROXY_PORT"
+		run_rate go-reverseproxy "$GOPROXY_PORT"
+		run_rate infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
+		run_rate infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
+	} | tee -a "$TMP/rate.txt" >&2
+done
+log "medians over $ROUNDS rounds (rss_mb: peak)"
+median "$TMP/wrk.txt"
+median "$TMP/rate.txt"
