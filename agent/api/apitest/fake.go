@@ -63,14 +63,41 @@ func (a *Agent) StartedAt() time.Time { return time.Date(2026, 11, 25, 8, 0, 0, 
 func (a *Agent) SetBackends(b []api.Backend) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.backends = append([]api.Backend(nil), b...)
+	a.backends = make([]api.Backend, len(b))
+	for i, x := range b {
+		// Deep copies: callers keep mutating theirs.
+		if x.Load != nil {
+			l := *x.Load
+			x.Load = &l
+		}
+		if x.L7 != nil {
+			l := *x.L7
+			x.L7 = &l
+		}
+		a.backends[i] = x
+	}
 }
 
 // SetStats replaces what GET /v1/stats serves.
 func (a *Agent) SetStats(s api.Stats) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	s.Verdicts = copyCounts(s.Verdicts)
+	s.Drops = copyCounts(s.Drops)
+	s.VIPs = append([]api.VIPStats(nil), s.VIPs...)
+	s.Maps = append([]api.MapStats(nil), s.Maps...)
 	a.stats = s
+}
+
+func copyCounts(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // SetStatus replaces the status (the policy reference is filled in).
