@@ -15,7 +15,7 @@ func newBackendsCmd(cfg *cliConfig) *cobra.Command {
 		Short: "List pool backends: configured and effective weight, health, GPU load, traffic",
 		Example: `  infergate backends
   infergate backends --pool gpu-a -o yaml`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVar(&pool, "pool", "", "only this pool's backends")

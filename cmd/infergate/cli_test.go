@@ -186,3 +186,21 @@ func TestCompletionAndSchema(t *testing.T) {
 		t.Errorf("policy schema does not print policy/schema.json (%v)", err)
 	}
 }
+
+// TestUsageExitCodes: bad flags and arguments exit with 2.
+func TestUsageExitCodes(t *testing.T) {
+	for _, args := range [][]string{
+		{"status", "--bogus"},
+		{"status", "extra"},
+		{"keys", "create"},
+		{"keys", "create", "k"},
+		{"policy", "validate"},
+		{"policy", "rollback", "a", "b"},
+		{"top", "--interval", "1ms"},
+		{"completion", "tcsh"},
+	} {
+		if r := runCLI(t, "/nonexistent", "", args...); r.code != exitUsage {
+			t.Errorf("%v: exit %d (%s), want %d", args, r.code, r.stderr, exitUsage)
+		}
+	}
+}

@@ -13,7 +13,7 @@ func newCompletionCmd() *cobra.Command {
 		Example: `  source <(infergate completion bash)
   infergate completion zsh > "${fpath[1]}/_infergate"
   infergate completion fish > ~/.config/fish/completions/infergate.fish`,
-		Args:      cobra.ExactArgs(1),
+		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: []string{"bash", "zsh", "fish"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			root, w := cmd.Root(), cmd.OutOrStdout()

@@ -28,7 +28,7 @@ func newKeysCreateCmd(cfg *cliConfig) *cobra.Command {
 		Short: "Create a key for a tenant and print it (once)",
 		Example: `  infergate keys create alice-ci --tenant alice
   KEY=$(infergate keys create alice-ci --tenant alice -o json | jq -r .key)`,
-		Args: cobra.ExactArgs(1),
+		Args: usageArgs(cobra.ExactArgs(1)),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant the key belongs to (required)")
@@ -62,7 +62,7 @@ func newKeysListCmd(cfg *cliConfig) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List keys (name, tenant, start of the hash; never the key)",
 		Example: "  infergate keys list",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -91,7 +91,7 @@ func newKeysRevokeCmd(cfg *cliConfig) *cobra.Command {
 		Use:     "revoke NAME",
 		Short:   "Revoke a key: the agent applies a policy without it, refused at once",
 		Example: "  infergate keys revoke alice-ci",
-		Args:    cobra.ExactArgs(1),
+		Args:    usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp

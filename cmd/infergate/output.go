@@ -36,6 +36,8 @@ func (c *cliConfig) client() *api.Client { return api.NewClient(c.socket) }
 // addCLICommands registers the management commands and their global flags.
 func addCLICommands(root *cobra.Command) {
 	cfg := &cliConfig{}
+	// Bad flags are usage errors, for every command.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitUsage, err) })
 	root.PersistentFlags().StringVar(&cfg.socket, "socket", envOr("INFERGATE_SOCKET", api.DefaultSocket),
 		"the agent's unix socket (env INFERGATE_SOCKET)")
 	root.AddCommand(
@@ -54,6 +56,13 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// usageArgs makes a positional-argument check's failure a usage error.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return withCode(exitUsage, check(cmd, args))
+	}
 }
 
 // outputFlag adds -o/--output to a command.

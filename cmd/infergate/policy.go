@@ -67,7 +67,7 @@ func newPolicyValidateCmd() *cobra.Command {
 		Example: `  infergate policy validate -f policy.yaml
   cat policy.yaml | infergate policy validate -f -
   infergate policy validate -f policy.yaml --canonical   # print with defaults filled in`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
@@ -130,7 +130,7 @@ and records it in its history. A failed apply leaves the running version in forc
 		Example: `  infergate policy apply -f policy.yaml
   infergate policy apply -f policy.yaml --dry-run
   generate-policy | infergate policy apply -f -`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
@@ -174,7 +174,7 @@ func newPolicyGetCmd(cfg *cliConfig) *cobra.Command {
 		Example: `  infergate policy get
   infergate policy get --document > running.yaml
   infergate policy get -o json`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().BoolVar(&docOnly, "document", false, "print only the YAML document as it was applied")
@@ -219,7 +219,7 @@ func newPolicyDiffCmd(cfg *cliConfig) *cobra.Command {
 of the policy in force with that of the document, so only real changes show.`,
 		Example: `  infergate policy diff -f policy.yaml
   infergate policy diff -f policy.yaml --exit-code && echo "nothing to apply"`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
@@ -302,7 +302,7 @@ func newPolicyDeleteCmd(cfg *cliConfig) *cobra.Command {
 		Long: `Delete removes the applied policy: VIPs stop being steered and the gateway
 serves no models. The history is kept, so "policy rollback previous" restores it.`,
 		Example: "  infergate policy delete",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -328,7 +328,7 @@ func newPolicyHistoryCmd(cfg *cliConfig) *cobra.Command {
 		Use:     "history",
 		Short:   "List applied versions, newest first",
 		Example: "  infergate policy history\n  infergate policy history -o json",
-		Args:    cobra.NoArgs,
+		Args:    usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -359,7 +359,7 @@ func newPolicyRollbackCmd(cfg *cliConfig) *cobra.Command {
 		Short: "Re-apply a version from the history (default: the previous one)",
 		Example: `  infergate policy rollback
   infergate policy rollback 3f2a9c41d07b5e18`,
-		Args: cobra.MaximumNArgs(1),
+		Args: usageArgs(cobra.MaximumNArgs(1)),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
@@ -402,7 +402,7 @@ func newPolicySchemaCmd() *cobra.Command {
 		Example: `  infergate policy schema > infergate-policy.schema.json
   # then, with the YAML language server, start a document with:
   # yaml-language-server: $schema=./infergate-policy.schema.json`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := policy.Schema()
 			if err != nil {

@@ -14,7 +14,7 @@ func newStatsCmd(cfg *cliConfig) *cobra.Command {
 		Short: "Show data-plane counters: verdicts, drops by reason, per-VIP traffic, map fill",
 		Example: `  infergate stats
   infergate stats -o json | jq .drops`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -14,7 +14,7 @@ func newStatusCmd(cfg *cliConfig) *cobra.Command {
 		Short: "Show the agent's state: policy in force, attached programs, reconciles",
 		Example: `  infergate status
   infergate status -o json | jq .policy.version`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

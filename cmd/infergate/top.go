@@ -48,7 +48,7 @@ On a terminal it takes the screen until q (or Ctrl-C). Otherwise it prints
 		Example: `  infergate top
   infergate top --interval 500ms
   infergate top --iterations 3 > frames.txt`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	cmd.Flags().DurationVar(&interval, "interval", defaultTopInterval, "time between refreshes")
 	cmd.Flags().IntVar(&iterations, "iterations", 0, "stop after this many frames (0: until q on a terminal, 1 otherwise)")
