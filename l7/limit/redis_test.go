@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -386,7 +388,9 @@ func BenchmarkRedisAdmitSettle(b *testing.B) {
 	lim := policy.Limits{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, Concurrent: 1 << 20, BudgetUSD: 1e6}
 	b.ReportAllocs()
 	b.SetParallelism(8) // many requests in flight, as in a gateway: measures throughput
+	stats := newServerCPU(b, s, "evalsha", "eval")
 	b.ResetTimer()
+	defer stats.report(b)
 	var seq atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -411,7 +415,9 @@ func BenchmarkPeerRedisIncrDecr(b *testing.B) {
 	defer c.Close()
 	b.ReportAllocs()
 	b.SetParallelism(8)
+	stats := newServerCPU(b, s, "incr", "decr")
 	b.ResetTimer()
+	defer stats.report(b)
 	var seq atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -450,4 +456,44 @@ func BenchmarkPeerMutexCounter(b *testing.B) {
 			mu.Unlock()
 		}
 	})
+}
+
+// serverCPU reports the CPU time redis-server spent per benchmark op in
+// the benchmark's top-level commands (INFO commandstats; a script's time
+// includes the commands it calls): a figure the scheduling noise of a
+// shared machine moves less than wall-clock ns/op.
+type serverCPU struct {
+	c    *redis.Client
+	cmds []string
+}
+
+func newServerCPU(b *testing.B, s *redisServer, cmds ...string) serverCPU {
+	c := redis.NewClient(&redis.Options{Addr: s.addr})
+	b.Cleanup(func() { c.Close() })
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	return serverCPU{c, cmds}
+}
+
+func (sc serverCPU) report(b *testing.B) {
+	info, err := sc.c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var usec float64
+	for _, line := range strings.Split(info, "\n") {
+		// cmdstat_evalsha:calls=10,usec=123,usec_per_call=12.30,...
+		name, stats, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":")
+		if !ok || !slices.Contains(sc.cmds, name) {
+			continue
+		}
+		for _, kv := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				usec += f
+			}
+		}
+	}
+	b.ReportMetric(usec/float64(b.N), "redis-µs/op")
 }
