@@ -9,17 +9,21 @@ import (
 
 // Detector bounds: how far a validator may look from its trigger.
 const (
-	maxEmailLocal     = 64
-	maxEmailDomain    = 253
-	maxIPv6Text       = 45 // longest textual IPv6 address, IPv4 tail included
-	maxInjectionSpan  = 256
-	maxTokenBody      = 512
-	maxPrivateKeyHead = 64
-	minCardDigits     = 13
-	maxCardDigits     = 19
-	minPhoneDigits    = 8
-	maxPhoneDigits    = 15
-	minIPv6HexDigits  = 4
+	maxEmailLocal    = 64
+	maxEmailDomain   = 253
+	maxIPv6Text      = 45 // longest textual IPv6 address, IPv4 tail included
+	maxInjectionSpan = 256
+	// A text may run maxInjectionChecksBase injection checks plus one per
+	// injectionCheckBytes of its length.
+	maxInjectionChecksBase = 64
+	injectionCheckBytes    = 64
+	maxTokenBody           = 512
+	maxPrivateKeyHead      = 64
+	minCardDigits          = 13
+	maxCardDigits          = 19
+	minPhoneDigits         = 8
+	maxPhoneDigits         = 15
+	minIPv6HexDigits       = 4
 )
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -386,18 +390,20 @@ func matchIBAN(text string, i int) (int, bool) {
 
 func isIPv6Byte(c byte) bool { return isHex(c) || c == ':' || c == '.' }
 
-// matchIPv6 looks at the text around the ':' at i for an IPv6 address.
+// matchIPv6 looks at the text around the ':' at i for an IPv6 address. It
+// returns the candidate's span even when it is not an address, so that the
+// caller can skip the candidate's other colons.
 func matchIPv6(text string, i int) (int, int, bool) {
 	a := i
 	for a > 0 && isIPv6Byte(text[a-1]) && i-a < maxIPv6Text {
 		a--
 	}
 	b := i + 1
-	for b < len(text) && isIPv6Byte(text[b]) && b-a < maxIPv6Text {
+	for b < len(text) && isIPv6Byte(text[b]) && b-i < maxIPv6Text {
 		b++
 	}
-	if (a > 0 && (isAlnum(text[a-1]) || isIPv6Byte(text[a-1]))) || (b < len(text) && (isAlnum(text[b]) || isIPv6Byte(text[b]))) {
-		return 0, 0, false
+	if (a > 0 && (isAlnum(text[a-1]) || isIPv6Byte(text[a-1]))) || (b < len(text) && (isAlnum(text[b]) || isIPv6Byte(text[b]))) || b-a > maxIPv6Text {
+		return a, b, false
 	}
 	for b > a && text[b-1] == '.' {
 		b--
@@ -413,11 +419,11 @@ func matchIPv6(text string, i int) (int, int, bool) {
 		}
 	}
 	if colons < 2 || hex < minIPv6HexDigits {
-		return 0, 0, false
+		return a, b, false
 	}
 	addr, err := netip.ParseAddr(cand)
 	if err != nil || !addr.Is6() {
-		return 0, 0, false
+		return a, b, false
 	}
 	return a, b, true
 }
@@ -475,15 +481,59 @@ func matchInvisible(text string, i int) (int, bool) {
 	return end, bad
 }
 
-// injectionKeywords start the phrases of injectionRE; a keyword hit runs
-// the expression anchored at the hit.
-var injectionKeywords = []string{
-	"ignore", "disregard", "forget", "override", "bypass", "neglect", "discard", "abandon",
-	"you are now", "you're now", "act as", "behave as", "respond as", "pretend",
-	"do anything now", "enable ", "activate ", "enter ", "switch to ", "developer mode", "jailbreak",
-	"god mode", "dan mode", "<|im_start|>", "<|system|>", "<<sys>>", "[system]", "[inst]", "### system",
-	"system:", "reveal", "repeat", "leak", "print your", "show me your", "show your", "output your",
-	"new instructions", "updated instructions", "real instructions",
+// injectionGroups are the keywords that start the phrases of injectionRE,
+// each with the words that may follow it in a phrase. A keyword hit whose
+// next word is not among them is dismissed without running the expression
+// ("enter the room", "ignore this"); a nil list always runs it.
+var injectionGroups = []struct {
+	keywords []string
+	next     map[string]bool
+}{
+	{[]string{"ignore", "disregard", "forget", "override", "bypass", "neglect", "discard", "abandon"},
+		wordSet("all any every each the of these those my your its previous prior above earlier preceding foregoing former initial original old system existing developer safety given everything anything what")},
+	{[]string{"you are now", "you're now"}, wordSet("dan a an in free no")},
+	{[]string{"act as", "behave as", "respond as"}, wordSet("if a an unrestricted unfiltered uncensored jailbroken dan ai")},
+	{[]string{"pretend"}, wordSet("that you dan no without a an")},
+	{[]string{"enable ", "activate ", "enter ", "switch to "}, wordSet("developer god jailbreak dan unrestricted")},
+	{[]string{"developer mode", "god mode", "dan mode"}, wordSet("enabled activated on")},
+	{[]string{"reveal", "repeat", "leak"}, wordSet("me your the")},
+	{[]string{"print your", "show me your", "show your", "output your"}, wordSet("full entire original hidden initial secret system instructions")},
+	{[]string{"do anything now", "jailbreak", "<|im_start|>", "<|system|>", "<<sys>>", "[system]", "[inst]", "### system",
+		"system:", "new instructions", "updated instructions", "real instructions"}, nil},
+}
+
+func wordSet(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(s) {
+		m[w] = true
+	}
+	return m
+}
+
+// maxNextWord is the longest word looked up in a group's next-word set.
+const maxNextWord = 16
+
+// nextWordAllowed reports whether the word after the keyword at
+// text[start:end] may continue a phrase of group g.
+func nextWordAllowed(text string, end, g int) bool {
+	next := injectionGroups[g].next
+	if next == nil {
+		return true
+	}
+	for end < len(text) && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r') {
+		end++
+	}
+	var buf [maxNextWord]byte
+	n := 0
+	for end < len(text) && isAlpha(text[end]) {
+		if n == maxNextWord {
+			return false
+		}
+		buf[n] = lower[text[end]]
+		n++
+		end++
+	}
+	return next[string(buf[:n])]
 }
 
 var injectionRE = regexp.MustCompile(`^(?i:` + strings.Join([]string{

@@ -280,6 +280,12 @@ type scratch struct {
 	gated []bool
 	// redactOnly records only redact rules (re-scans after redaction).
 	redactOnly bool
+	// keyTo is the end of the last private key found in the current text.
+	keyTo int
+	// injChecks counts injection expressions run on the current text;
+	// injDone is set once its budget is spent.
+	injChecks int
+	injDone   bool
 }
 
 func (in *Inspector) newScratch() *scratch {

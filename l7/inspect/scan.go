@@ -27,7 +27,7 @@ const (
 type keyword struct {
 	text string // lower-case
 	kind int
-	rule int // deny-list rule, or custom expression for kwGate
+	rule int // deny-list rule, custom expression (kwGate) or injection group
 }
 
 type denyWord struct {
@@ -95,8 +95,10 @@ func newScanner(in *Inspector, deny []denyWord) *scanner {
 	}
 	var kws []keyword
 	if on(dInjection) {
-		for _, k := range injectionKeywords {
-			kws = append(kws, keyword{text: k, kind: kwInjection})
+		for g, grp := range injectionGroups {
+			for _, k := range grp.keywords {
+				kws = append(kws, keyword{text: k, kind: kwInjection, rule: g})
+			}
 		}
 	}
 	if on(dAPIToken) {
@@ -215,6 +217,7 @@ func (in *Inspector) scan(text string, s *scratch) {
 		ipv6To  int
 		invisTo int
 	)
+	s.keyTo, s.injChecks, s.injDone = 0, 0, false
 	next, fold, trig := sc.next, &sc.fold, &sc.trig
 	for i := 0; i < len(text); i++ {
 		c := text[i]
@@ -247,10 +250,12 @@ func (in *Inspector) scan(text string, s *scratch) {
 			}
 		}
 		if t&tIPv6 != 0 && i >= ipv6To {
-			if a, b, ok := matchIPv6(text, i); ok {
+			a, b, ok := matchIPv6(text, i)
+			if ok {
 				in.add(s, dIP, a, b)
-				ipv6To = b
 			}
+			// Every ':' of the same candidate gives the same answer.
+			ipv6To = b
 		}
 		if t&tInvis != 0 && i >= invisTo {
 			if end, ok := matchInvisible(text, i); ok {
@@ -298,6 +303,17 @@ func (in *Inspector) matchNumber(text string, i int, s *scratch) int {
 func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {
 	switch k.kind {
 	case kwInjection:
+		if s.injDone || !nextWordAllowed(text, start+len(k.text), k.rule) {
+			return
+		}
+		// Each check runs an expression; a text packed with trigger
+		// phrases gets a budget proportional to its length, and a text
+		// that exhausts it is reported as an injection attempt.
+		if s.injChecks++; s.injChecks > maxInjectionChecksBase+len(text)/injectionCheckBytes {
+			s.injDone = true
+			in.add(s, dInjection, start, start+len(k.text))
+			return
+		}
 		if end, ok := matchInjection(text, start); ok {
 			in.add(s, dInjection, start, end)
 		}
@@ -310,8 +326,15 @@ func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {
 			in.add(s, dCloudKey, a, b)
 		}
 	case kwPrivateKey:
+		// A BEGIN line inside a key already found is part of it; skipping
+		// it also keeps a text of many BEGIN lines from being searched for
+		// END once per line.
+		if start < s.keyTo {
+			return
+		}
 		if end, ok := matchPrivateKey(text, start); ok {
 			in.add(s, dPrivateKey, start, end)
+			s.keyTo = end
 		}
 	case kwGate:
 		s.gated[k.rule] = true
