@@ -1,0 +1,222 @@
+// Package pick is the L7 gateway's GPU-aware backend choice: a
+// route.PrefixPicker that steers each request by the GPU hosts' load
+// (gpu/score weights from their load reports), the gateway's own in-flight
+// counts, and prefix affinity (l7/affinity), so requests sharing a system
+// prompt or continuing a conversation land where that prefix's KV cache
+// already is, as long as that backend is within its load bound.
+//
+// Without a prompt (Pick), or for a prompt shorter than one affinity block,
+// it is weighted power of two choices: two distinct candidates drawn with
+// probability proportional to their weights, the one with fewer requests
+// in flight per unit of weight wins. With a prompt (PickPrefix) it is
+// l7/affinity's consistent hashing with bounded loads over the same
+// weights and in-flight counts.
+//
+// Wiring, in the process that runs the gateway and polls load reports:
+//
+//	w, _ := score.NewWeighter(score.Config{})
+//	p, _ := report.NewPoller(w, report.PollerConfig{...}) // feeds w
+//	pk, _ := pick.New(pick.Config{Weights: w.Current})
+//	g, _ := gateway.New(compiled, gateway.Options{Picker: pk})
+package pick
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/l7/route"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultWeightsTTL: how long one snapshot of the weights serves
+	// requests. Reports arrive once a second, so a tenth of that loses
+	// nothing, and the snapshot (a map of every host) is not rebuilt per
+	// request.
+	DefaultWeightsTTL = 100 * time.Millisecond
+	// maxWeightsTTL bounds the reuse of a snapshot.
+	maxWeightsTTL = 10 * time.Second
+)
+
+// Config for New.
+type Config struct {
+	// Weights returns the current weights keyed "pool/backend" (the
+	// report poller's target names), e.g. score.Weighter.Current.
+	// Required.
+	Weights func() score.Weights
+	// NeutralWeight is the weight of a backend Weights does not list (no
+	// report yet); default score.DefaultBaseWeight, the policy's default
+	// static weight.
+	NeutralWeight float64
+	// WeightsTTL: how long a snapshot of Weights is reused (default
+	// DefaultWeightsTTL; negative: never reused).
+	WeightsTTL time.Duration
+	// Affinity tunes the prefix chooser (block size, load bound, index).
+	Affinity affinity.Config
+}
+
+// Picker implements route.PrefixPicker. It is safe for concurrent use.
+type Picker struct {
+	cfg     Config
+	chooser *affinity.Chooser
+	now     func() time.Time
+
+	snap atomic.Pointer[snapshot]
+	mu   sync.Mutex // serialises snapshot refreshes
+}
+
+type snapshot struct {
+	at time.Time
+	ws score.Weights
+}
+
+var _ route.PrefixPicker = (*Picker)(nil)
+
+// New returns a Picker for cfg.
+func New(cfg Config) (*Picker, error) {
+	if cfg.Weights == nil {
+		return nil, errors.New("pick: no weights source")
+	}
+	if cfg.NeutralWeight == 0 {
+		cfg.NeutralWeight = score.DefaultBaseWeight
+	}
+	if !(cfg.NeutralWeight > 0 && cfg.NeutralWeight <= score.DefaultMaxWeight*100) {
+		return nil, fmt.Errorf("pick: neutral weight %v out of range", cfg.NeutralWeight)
+	}
+	if cfg.WeightsTTL == 0 {
+		cfg.WeightsTTL = DefaultWeightsTTL
+	}
+	if cfg.WeightsTTL > maxWeightsTTL {
+		return nil, fmt.Errorf("pick: weights TTL %v above %v", cfg.WeightsTTL, maxWeightsTTL)
+	}
+	ch, err := affinity.New(cfg.Affinity)
+	if err != nil {
+		return nil, fmt.Errorf("pick: %w", err)
+	}
+	return &Picker{cfg: cfg, chooser: ch, now: time.Now}, nil
+}
+
+// weights returns a snapshot no older than WeightsTTL.
+func (p *Picker) weights() score.Weights {
+	now := p.now()
+	if s := p.snap.Load(); s != nil && p.cfg.WeightsTTL > 0 && now.Sub(s.at) < p.cfg.WeightsTTL {
+		return s.ws
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.snap.Load(); s != nil && p.cfg.WeightsTTL > 0 && now.Sub(s.at) < p.cfg.WeightsTTL {
+		return s.ws
+	}
+	s := &snapshot{at: now, ws: p.cfg.Weights()}
+	p.snap.Store(s)
+	return s.ws
+}
+
+// weightOf is b's weight: 0 when the policy or its report drains it, the
+// neutral weight when nothing has been heard from it.
+func (p *Picker) weightOf(ws score.Weights, b *route.Backend, name string) float64 {
+	if b.Draining {
+		return 0
+	}
+	w, ok := ws[name]
+	if !ok {
+		return p.cfg.NeutralWeight
+	}
+	if w.Draining {
+		return 0
+	}
+	return float64(w.Weight)
+}
+
+// Pick is weighted power of two choices: it returns -1 (the route's plain
+// power of two choices) only when no backend has a positive weight.
+func (p *Picker) Pick(pool string, backends []*route.Backend) int {
+	ws := p.weights()
+	var stack [16]float64
+	weights := stack[:0]
+	total := 0.0
+	for _, b := range backends {
+		w := p.weightOf(ws, b, pool+"/"+b.Name)
+		weights = append(weights, w)
+		total += w
+	}
+	return twoChoices(backends, weights, total)
+}
+
+// twoChoices draws two distinct backends with probability proportional to
+// weight and returns the one with fewer in-flight requests per unit of
+// weight (the first drawn on a tie).
+func twoChoices(backends []*route.Backend, weights []float64, total float64) int {
+	if !(total > 0) || math.IsInf(total, 0) {
+		return -1
+	}
+	a := draw(weights, total, -1)
+	if a < 0 {
+		return -1
+	}
+	rest := total - weights[a]
+	if !(rest > 0) {
+		return a
+	}
+	b := draw(weights, rest, a)
+	if b < 0 {
+		return a
+	}
+	la := float64(backends[a].InFlight()+1) / weights[a]
+	lb := float64(backends[b].InFlight()+1) / weights[b]
+	if lb < la {
+		return b
+	}
+	return a
+}
+
+// draw picks an index with probability weights[i]/total, skipping skip
+// (whose weight total leaves out).
+func draw(weights []float64, total float64, skip int) int {
+	u := rand.Float64() * total
+	last := -1
+	for i, w := range weights {
+		if i == skip || !(w > 0) {
+			continue
+		}
+		last = i
+		if u < w {
+			return i
+		}
+		u -= w
+	}
+	return last // rounding left u just past the end
+}
+
+// PickPrefix steers by prompt: the backend that recently served the
+// longest leading part of it, within l7/affinity's load bound over the
+// weights and in-flight counts; a prompt without a full block falls back
+// to Pick. It returns -1 only when no backend has a positive weight.
+func (p *Picker) PickPrefix(pool string, backends []*route.Backend, prompt []byte) int {
+	hashes := p.chooser.Hashes(prompt)
+	if len(hashes) == 0 {
+		return p.Pick(pool, backends)
+	}
+	ws := p.weights()
+	cands := make([]affinity.Candidate, len(backends))
+	for i, b := range backends {
+		name := pool + "/" + b.Name
+		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
+	}
+	ch, err := p.chooser.Choose(hashes, cands)
+	if err != nil {
+		return -1
+	}
+	return ch.Index
+}
+
+// Forget drops a backend from the prefix index (it restarted and lost its
+// KV cache, or left the pool).
+func (p *Picker) Forget(pool, backend string) { p.chooser.Forget(pool + "/" + backend) }

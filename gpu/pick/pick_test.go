@@ -1,0 +1,204 @@
+package pick
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/policy"
+)
+
+// backends builds a real route table's pool "p" of n backends (p-0,
+// p-1, ...) so in-flight counters behave as in the gateway.
+func backends(t *testing.T, n int, draining ...int) []*route.Backend {
+	t.Helper()
+	c := &policy.Compiled{}
+	p := policy.CompiledPool{Name: "p"}
+	for i := range n {
+		b := policy.CompiledBackend{Name: fmt.Sprintf("p-%d", i), Address: netip.MustParseAddr("198.18.0.1"),
+			Port: uint16(9000 + i), Weight: 100}
+		for _, d := range draining {
+			b.Draining = b.Draining || d == i
+		}
+		p.Backends = append(p.Backends, b)
+	}
+	c.Pools = []policy.CompiledPool{p}
+	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 1}}}}
+	tb, err := route.New(c, route.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := tb.Lookup("m")
+	return m.Routes[0].Pool.Backends
+}
+
+func fixed(ws score.Weights) func() score.Weights { return func() score.Weights { return ws } }
+
+func newPicker(t *testing.T, cfg Config) *Picker {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPickSkipsDrainedAndZero(t *testing.T) {
+	bs := backends(t, 4, 1)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{
+		"p/p-0": {Weight: 100}, "p/p-2": {Draining: true}, "p/p-3": {Weight: 100},
+		// p-1 is drained by policy although its report is fine.
+		"p/p-1": {Weight: 500},
+	})})
+	seen := map[int]int{}
+	for range 2000 {
+		seen[p.Pick("p", bs)]++
+	}
+	if seen[1] != 0 || seen[2] != 0 || seen[0] == 0 || seen[3] == 0 {
+		t.Fatalf("choices %v: drained backends chosen or live ones never", seen)
+	}
+	none := newPicker(t, Config{Weights: fixed(score.Weights{"p/p-0": {Draining: true}})})
+	if got := none.Pick("p", bs[:1]); got != -1 {
+		t.Fatalf("only a drained backend: %d, want -1", got)
+	}
+	if got := none.PickPrefix("p", bs[:1], []byte(strings.Repeat("x", 256))); got != -1 {
+		t.Fatalf("prefix, only a drained backend: %d, want -1", got)
+	}
+}
+
+// Power of two choices on in-flight per unit of weight: in a closed loop
+// where the chosen backend keeps the request for a while, each backend's
+// share of in-flight requests follows its weight.
+func TestPickFollowsWeights(t *testing.T) {
+	bs := backends(t, 4)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{
+		"p/p-0": {Weight: 400}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 5},
+	})})
+	const hold = 60 // requests in flight at once
+	var open []func()
+	counts := make([]int, len(bs))
+	for i := range 20000 {
+		k := p.Pick("p", bs)
+		if k < 0 {
+			t.Fatal("no choice")
+		}
+		counts[k]++
+		open = append(open, bs[k].Acquire())
+		if len(open) > hold {
+			j := (i * 7919) % len(open) // pseudo-random completion order
+			open[j]()
+			open = append(open[:j], open[j+1:]...)
+		}
+	}
+	share := func(i int) float64 { return float64(counts[i]) / 20000 }
+	// Weight shares: 0.66, 0.165, 0.165, 0.008.
+	if s := share(0); s < 0.55 || s > 0.75 {
+		t.Errorf("weight 400 of 605: share %.3f", s)
+	}
+	if s := share(3); s > 0.03 {
+		t.Errorf("weight 5 of 605: share %.3f, far above its weight", s)
+	}
+	if d := share(1) - share(2); d > 0.03 || d < -0.03 {
+		t.Errorf("equal weights, shares %.3f and %.3f", share(1), share(2))
+	}
+}
+
+func TestPickUnreportedIsNeutral(t *testing.T) {
+	bs := backends(t, 2)
+	// p-1 never reported: neutral 100 against p-0's 10, so idle p-1 wins
+	// every draw of two.
+	p := newPicker(t, Config{Weights: fixed(score.Weights{"p/p-0": {Weight: 10}})})
+	for range 100 {
+		if got := p.Pick("p", bs); got != 1 {
+			t.Fatalf("got %d, want the unreported (neutral) backend", got)
+		}
+	}
+}
+
+func TestPickPrefixAffinityWithinBound(t *testing.T) {
+	bs := backends(t, 4)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{
+		"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100},
+	})})
+	sys := []byte(strings.Repeat("You are a support agent for ACME. ", 40))
+	first := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: hello"...))
+	for i := range 20 {
+		prompt := append(append([]byte{}, sys...), fmt.Sprintf("user: question %d", i)...)
+		if got := p.PickPrefix("p", bs, prompt); got != first {
+			t.Fatalf("request %d with the same system prompt went to %d, first to %d", i, got, first)
+		}
+	}
+	// Under load the prefix's home gives way: with 8 requests in flight
+	// on every backend, hold more on the home until it passes its bound
+	// (1.25 x its share), and the next one goes elsewhere.
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	for _, b := range bs {
+		for range 8 {
+			release = append(release, b.Acquire())
+		}
+	}
+	moved := -1
+	for range 50 {
+		got := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: more"...))
+		if got != first {
+			moved = got
+			break
+		}
+		release = append(release, bs[got].Acquire())
+	}
+	if moved < 0 {
+		t.Fatalf("50 requests in flight on backend %d and the prefix never moved", first)
+	}
+	// Total 32+k in flight, share 1/4: the home takes requests while
+	// 8+k+1 <= ceil(1.25*(33+k)/4): k = 3 is the last taken (12 <= 12),
+	// so it moves with 12 in flight.
+	if n := bs[first].InFlight(); n != 12 {
+		t.Fatalf("moved with %d in flight on the home, want 12 (the bound)", n)
+	}
+	// A prompt shorter than one block is power of two choices.
+	if got := p.PickPrefix("p", bs, []byte("hi")); got < 0 || got == first && bs[first].InFlight() > 10 {
+		t.Fatalf("short prompt: %d", got)
+	}
+}
+
+func TestWeightsSnapshotReused(t *testing.T) {
+	calls := 0
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	p := newPicker(t, Config{WeightsTTL: time.Second, Weights: func() score.Weights {
+		calls++
+		return score.Weights{"p/p-0": {Weight: 100}}
+	}})
+	p.now = func() time.Time { return now }
+	bs := backends(t, 1)
+	for range 10 {
+		p.Pick("p", bs)
+	}
+	now = now.Add(2 * time.Second)
+	p.Pick("p", bs)
+	if calls != 2 {
+		t.Fatalf("weights read %d times, want 2 (once per TTL)", calls)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Weights: fixed(nil), NeutralWeight: -1},
+		{Weights: fixed(nil), WeightsTTL: time.Hour},
+		{Weights: fixed(nil), Affinity: affinity.Config{Bound: 0.5}},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
