@@ -6,7 +6,8 @@
 //
 //	<dir>/lock                 held (flock) by the one agent using the directory
 //	<dir>/index.json           history, newest first, and which entry is current
-//	<dir>/versions/<v>.yaml    each version's document as it was applied
+//	<dir>/versions/<sha256>.yaml  each applied document, named by its content
+//	                           (two spellings of one version are two files)
 //
 // A crash at any point leaves the previous index, hence the last good
 // version; stray temp files are removed at Open.
@@ -51,6 +52,7 @@ var (
 	ErrLocked       = errors.New("state directory is in use by another agent")
 	ErrCorrupt      = errors.New("stored policy is corrupt")
 	versionRE       = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
+	digestRE        = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	errNoPrevious   = fmt.Errorf("%w: there is no earlier version to roll back to", ErrNotFound)
 	errNilCompiled  = errors.New("store: nil compiled policy")
 	errEmptyVersion = errors.New("store: compiled policy has no version")
@@ -164,7 +166,7 @@ func (s *Store) load() error {
 		return fmt.Errorf("%w: index.json: %v", ErrCorrupt, err)
 	}
 	for _, e := range idx.Entries {
-		if !versionRE.MatchString(e.Version) || e.Seq == 0 || e.Seq >= idx.NextSeq {
+		if !versionRE.MatchString(e.Version) || !digestRE.MatchString(e.SHA256) || e.Seq == 0 || e.Seq >= idx.NextSeq {
 			return fmt.Errorf("%w: index.json entry %+v", ErrCorrupt, e)
 		}
 	}
@@ -172,8 +174,9 @@ func (s *Store) load() error {
 	return nil
 }
 
-func (s *Store) versionPath(version string) string {
-	return filepath.Join(s.dir, versionsDir, version+".yaml")
+// docPath is where a document with this SHA-256 (hex) is kept.
+func (s *Store) docPath(digest string) string {
+	return filepath.Join(s.dir, versionsDir, digest+".yaml")
 }
 
 // writeAtomic replaces path with data so that a crash leaves either the old
@@ -276,8 +279,8 @@ func (s *Store) Save(doc []byte, c *policy.Compiled) (Entry, error) {
 // record writes the document, then the index naming it current. Called with
 // s.mu held.
 func (s *Store) record(doc []byte, name, version string) (Entry, error) {
-	path := s.versionPath(version)
 	digest := sum(doc)
+	path := s.docPath(digest)
 	if existing, err := os.ReadFile(path); err != nil || sum(existing) != digest {
 		if err := writeAtomic(path, doc); err != nil {
 			return Entry{}, fmt.Errorf("storing policy %s: %w", version, err)
@@ -304,11 +307,11 @@ func (s *Store) record(doc []byte, name, version string) (Entry, error) {
 func (s *Store) prune(dropped []Entry) {
 	kept := map[string]bool{}
 	for _, e := range s.idx.Entries {
-		kept[e.Version] = true
+		kept[e.SHA256] = true
 	}
 	for _, e := range dropped {
-		if !kept[e.Version] {
-			os.Remove(s.versionPath(e.Version))
+		if !kept[e.SHA256] {
+			os.Remove(s.docPath(e.SHA256))
 		}
 	}
 }
@@ -331,11 +334,11 @@ func (s *Store) History() []Entry {
 
 // readDoc reads a version's document and checks it against the entry.
 func (s *Store) readDoc(e Entry) ([]byte, error) {
-	b, err := os.ReadFile(s.versionPath(e.Version))
+	b, err := os.ReadFile(s.docPath(e.SHA256))
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading version %s: %v", ErrCorrupt, e.Version, err)
 	}
-	if e.SHA256 != "" && sum(b) != e.SHA256 {
+	if sum(b) != e.SHA256 {
 		return nil, fmt.Errorf("%w: version %s does not match its checksum", ErrCorrupt, e.Version)
 	}
 	return b, nil

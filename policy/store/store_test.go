@@ -133,11 +133,12 @@ func TestCrashMidWrite(t *testing.T) {
 	if err := os.WriteFile(torn, []byte(`{"entries":[{"seq":2,"vers`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Crash after the document was renamed into place, before the index.
-	if err := os.WriteFile(filepath.Join(dir, versionsDir, c2.Version+".yaml"), d2[:len(d2)/2], 0o600); err != nil {
+	// Crash after the document was renamed into place, before the index
+	// (a torn one here, as a disk that lied about fsync would leave).
+	if err := os.WriteFile(filepath.Join(dir, versionsDir, sum(d2)+".yaml"), d2[:len(d2)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tornDoc := filepath.Join(dir, versionsDir, tmpPrefix+c2.Version+".yaml-999")
+	tornDoc := filepath.Join(dir, versionsDir, tmpPrefix+sum(d2)+".yaml-999")
 	if err := os.WriteFile(tornDoc, d2[:10], 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestCorruptDocument(t *testing.T) {
 	if _, err := s.Save(d1, c1); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, versionsDir, c1.Version+".yaml"), []byte("flipped"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, versionsDir, sum(d1)+".yaml"), []byte("flipped"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Current(); !errors.Is(err, ErrCorrupt) {
@@ -257,7 +258,7 @@ func TestFailedApplyKeepsCurrent(t *testing.T) {
 	if e, _, _ := s.Current(); e.Version != c1.Version || len(s.History()) != 1 {
 		t.Fatalf("failed apply changed the store: %+v", s.History())
 	}
-	if _, err := os.Stat(filepath.Join(s.Dir(), versionsDir, c2.Version+".yaml")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(s.Dir(), versionsDir, sum(d2)+".yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("failed apply left its document: %v", err)
 	}
 }
@@ -301,6 +302,32 @@ func TestLocked(t *testing.T) {
 		t.Fatalf("open after close: %v", err)
 	}
 	s2.Close()
+}
+
+// TestSameVersionTwoSpellings: two documents with one canonical form (and
+// so one version) are both kept intact.
+func TestSameVersionTwoSpellings(t *testing.T) {
+	s := open(t, t.TempDir())
+	d1, c1 := doc(t, 1)
+	d2 := append([]byte("# the same policy, with a comment\n"), d1...)
+	_, c2, err := policy.Load(bytes.NewReader(d2))
+	if err != nil || c2.Version != c1.Version {
+		t.Fatalf("setup: %v %s %s", err, c1.Version, c2.Version)
+	}
+	if _, err := s.Save(d1, c1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Save(d2, c2); err != nil {
+		t.Fatal(err)
+	}
+	h := s.History()
+	if _, b, err := s.Current(); err != nil || !bytes.Equal(b, d2) {
+		t.Fatalf("current: %v", err)
+	}
+	// The older entry still reads back, unchanged.
+	if _, err := s.readDoc(h[1]); err != nil {
+		t.Fatalf("older spelling: %v", err)
+	}
 }
 
 // TestClear: delete leaves nothing in force; rollback previous restores it.
