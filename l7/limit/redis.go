@@ -239,8 +239,12 @@ func (t *redisTicket) Settle(ctx context.Context, actualTokens int64, actualCost
 	if t.settled.Swap(true) {
 		return ErrSettled
 	}
+	actual, spend := clampTokens(actualTokens), toNanoUSD(actualCostUSD)
+	if !t.needsSettle(actual, spend) {
+		return nil // nothing to correct or release: save the round trip
+	}
 	args := make([]any, 0, 14)
-	args = append(args, t.r.nowArg(), t.id, t.reserve, clampTokens(actualTokens), t.cost, toNanoUSD(actualCostUSD))
+	args = append(args, t.r.nowArg(), t.id, t.reserve, actual, t.cost, spend)
 	for i := range 2 {
 		if !t.tracked[i] {
 			args = append(args, 0, 0, 0, 0)
@@ -259,6 +263,18 @@ func (t *redisTicket) Settle(ctx context.Context, actualTokens int64, actualCost
 		return fmt.Errorf("%w: settling: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+func (t *redisTicket) needsSettle(actual, spend int64) bool {
+	for i, l := range t.limits {
+		if !t.tracked[i] {
+			continue
+		}
+		if l.Concurrent > 0 || (l.TokensPerMinute > 0 && actual != t.reserve) || (l.BudgetUSD > 0 && spend != t.cost) {
+			return true
+		}
+	}
+	return false
 }
 
 // settledTicket stands for an admission that claimed nothing.

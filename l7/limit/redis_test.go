@@ -298,7 +298,8 @@ func TestRedisUnreachable(t *testing.T) {
 	r := Request{Tenant: "acme", TenantLimits: policy.Limits{RequestsPerMinute: 10}}
 	open := redisFactory(s, true)(t, nil, time.Minute)
 	closed := redisFactory(s, false)(t, nil, time.Minute)
-	pending, _ := wantAllowed(t, closed, r)
+	// Holds a concurrency slot, so its Settle must reach Redis.
+	pending, _ := wantAllowed(t, closed, Request{Tenant: "acme", TenantLimits: policy.Limits{Concurrent: 5}})
 	wantAllowed(t, open, r)
 	s.stop()
 
