@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // equivAlphabet mixes characters from every class the pre-tokenizers
@@ -102,6 +103,36 @@ func FuzzCount(f *testing.F) {
 		}
 		if got, want := c1.Count(text), len(ref1.EncodeOrdinary(text)); got != want {
 			t.Fatalf("cl100k: Count = %d, reference %d", got, want)
+		}
+	})
+}
+
+// FuzzStream checks that text written in arbitrary pieces counts the same
+// as the whole text.
+func FuzzStream(f *testing.F) {
+	for _, h := range handCorpus {
+		f.Add(h.text, uint64(7))
+	}
+	c := counter(f, O200K)
+	f.Fuzz(func(t *testing.T, text string, cuts uint64) {
+		if len(text) > 4096 || !utf8.ValidString(text) {
+			return
+		}
+		want := c.Count(text)
+		s := c.CountCompletionText()
+		r := rand.New(rand.NewPCG(cuts, 1))
+		for rest := text; rest != ""; {
+			n := 1 + r.IntN(16)
+			i := 0
+			for k := 0; k < n && i < len(rest); k++ {
+				_, size := utf8.DecodeRuneInString(rest[i:])
+				i += size
+			}
+			s.WriteString(rest[:i])
+			rest = rest[i:]
+		}
+		if got := s.Tokens(); got != want {
+			t.Fatalf("streamed %d, whole %d", got, want)
 		}
 	})
 }
