@@ -106,7 +106,6 @@ var counters = map[string]*lazyCounter{
 	O200K:  {},
 }
 
-
 // Get returns the shared Counter for an encoding name (cl100k_base or
 // o200k_base), building it on first use.
 func Get(encoding string) (*Counter, error) {
