@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/internal/privtest"
 	"github.com/infergate/infergate/test/e2e/lab"
 )
@@ -40,6 +41,11 @@ func TestMain(m *testing.M) {
 // binaries builds infergate and iglab once for the whole package.
 func binaries(t *testing.T) (infergate, iglab string) {
 	t.Helper()
+	// INFERGATE_E2E_BIN names a directory holding prebuilt infergate and
+	// iglab binaries (to test a release build, or to iterate quickly).
+	if d := os.Getenv("INFERGATE_E2E_BIN"); d != "" {
+		return filepath.Join(d, "infergate"), filepath.Join(d, "iglab")
+	}
 	buildOnce.Do(func() {
 		for _, b := range []struct{ out, pkg string }{
 			{"infergate", "github.com/infergate/infergate/cmd/infergate"},
@@ -62,7 +68,7 @@ func binaries(t *testing.T) (infergate, iglab string) {
 func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	t.Helper()
 	privtest.Root(t)
-	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool")
+	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset")
 	cfg.Infergate, cfg.Iglab = binaries(t)
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -96,7 +102,7 @@ var (
 func sharedLab(t *testing.T) *lab.Lab {
 	t.Helper()
 	privtest.Root(t)
-	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool")
+	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset")
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if shared != nil {
@@ -107,7 +113,12 @@ func sharedLab(t *testing.T) *lab.Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.New(lab.Config{Prefix: "igs", Infergate: inf, Iglab: iglab, Dir: dir})
+	gpus := make([]lab.GPU, 3)
+	for i := range gpus {
+		// Paced generation, so a long completion is a long-lived stream.
+		gpus[i] = lab.GPU{TokensPerSecond: sharedTokensPerSecond}
+	}
+	l, err := lab.New(lab.Config{Prefix: "igs", Infergate: inf, Iglab: iglab, Dir: dir, GPUs: gpus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +140,65 @@ func sharedLab(t *testing.T) *lab.Lab {
 	return l
 }
 
+// Shared lab settings.
+const (
+	sharedTokensPerSecond = 100
+	// attackerPPS and attackerConns limit every client outside the trusted
+	// class, the attacker included.
+	attackerPPS   = 2000
+	attackerConns = 50
+)
+
 func standardPolicy() lab.PolicyOptions {
-	return lab.PolicyOptions{Name: "standard", HealthCheck: true, Deny: true}
+	return lab.PolicyOptions{Name: "standard", HealthCheck: true, Deny: true, DefaultPPS: attackerPPS, DefaultConns: attackerConns}
+}
+
+// apply applies a policy document to the balancer's agent.
+func apply(t *testing.T, l *lab.Lab, o lab.PolicyOptions) {
+	t.Helper()
+	doc, err := l.PolicyYAML(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Client(l.Balancer.Name).ApplyPolicy(ctxT(t, 30*time.Second), doc, false); err != nil {
+		t.Fatalf("apply %s: %v", o.Name, err)
+	}
+}
+
+// restoreStandard puts the shared lab's standard policy back when t ends.
+func restoreStandard(t *testing.T, l *lab.Lab) {
+	t.Cleanup(func() {
+		doc, err := l.PolicyYAML(standardPolicy())
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err = l.Client(l.Balancer.Name).ApplyPolicy(ctx, doc, false)
+		}
+		if err != nil {
+			t.Errorf("restore the standard policy: %v", err)
+		}
+	})
+}
+
+// dialer opens a namespace dialer closed with t.
+func dialer(t *testing.T, ns string) *lab.Dialer {
+	t.Helper()
+	d, err := lab.NewDialer(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+// stats reads the balancer's counters.
+func stats(t *testing.T, l *lab.Lab) *api.Stats {
+	t.Helper()
+	st, err := l.Client(l.Balancer.Name).Stats(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func closeShared() {

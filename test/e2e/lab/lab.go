@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,7 +57,7 @@ var (
 	// Trusted4 and Trusted6 cover the legitimate clients: their client
 	// class has generous limits.
 	Trusted4 = netip.MustParsePrefix("198.18.1.16/28")
-	Trusted6 = netip.MustParsePrefix("2001:db8:1::10/124")
+	Trusted6 = netip.MustParsePrefix("2001:db8:1::20/124")
 )
 
 // Ports.
@@ -483,7 +484,80 @@ func (l *Lab) StartAll(policyFile string) error {
 			return err
 		}
 	}
-	return l.StartAgent(l.Balancer, "balancer", policyFile)
+	if err := l.StartAgent(l.Balancer, "balancer", policyFile); err != nil {
+		return err
+	}
+	return l.PinBalancerRX()
+}
+
+// rxCPU is the CPU the balancer's receive processing is pinned to.
+const rxCPU = "0"
+
+// PinBalancerRX makes the balancer's veth behave like a NIC with RSS: every
+// packet of a flow is processed on the same CPU. The balancer keeps its
+// connection table per CPU, as XDP balancers on real NICs do, trusting RSS
+// to hash a flow to one queue and so one CPU. A veth instead runs XDP on
+// whichever CPU the sender happened to run on, so a flow's packets wander
+// between CPUs and, once a Maglev table changes, a packet seen on a CPU
+// that has no entry for its flow is steered afresh. Threaded NAPI, with
+// its kernel thread pinned to one CPU, gives the veth one receive CPU.
+// Call it once the balancer's XDP program is attached (the thread exists
+// from then on).
+func (l *Lab) PinBalancerRX() error {
+	before, err := napiThreads()
+	if err != nil {
+		return err
+	}
+	if err := l.Topo.Exec(l.Balancer.NS, "sh", "-c", "echo 1 > /sys/class/net/eth0/threaded"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(backendReadyWait)
+	for {
+		after, err := napiThreads()
+		if err != nil {
+			return err
+		}
+		var pinned int
+		for pid, name := range after {
+			if _, old := before[pid]; old || !strings.HasPrefix(name, "napi/eth0-") {
+				continue
+			}
+			if err := netns.Run("taskset", "-pc", rxCPU, strconv.Itoa(pid)); err != nil {
+				return err
+			}
+			pinned++
+		}
+		if pinned > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("balancer eth0: no NAPI thread appeared after enabling threaded NAPI")
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// napiThreads lists kernel NAPI threads by pid.
+func napiThreads() (map[int]string, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list /proc: %w", err)
+	}
+	out := map[int]string{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		if name := strings.TrimSpace(string(b)); strings.HasPrefix(name, "napi/") {
+			out[pid] = name
+		}
+	}
+	return out, nil
 }
 
 // Close stops every process, detaches and unpins the agents' XDP programs
