@@ -216,12 +216,9 @@ var epoch = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 // simTime maps simulated seconds onto a wall-clock time for the weighter.
 func simTime(t float64) time.Time { return epoch.Add(time.Duration(t * float64(time.Second))) }
 
-// BlockTokens is the prefix-hash block size in tokens; the router hashes
-// 64-byte blocks, about 16 tokens, vLLM's KV block size.
-const BlockTokens = 16
-
 // prefixBlocks returns the chained block hashes the router would compute
-// for r's prompt: blocks of the shared prefix hash the same for every
+// for r's prompt (the router hashes 64-byte blocks, about BlockTokens
+// tokens): blocks of the shared prefix hash the same for every
 // request that uses it, and the user part is unique to the request.
 func prefixBlocks(r *Request) []uint64 {
 	n := r.Prompt / BlockTokens

@@ -76,8 +76,8 @@ type Result struct {
 	P50TTFT, P99TTFT float64
 	// TokensPerSec: output tokens generated in the window, per second.
 	TokensPerSec float64
-	// HitRate: fraction of prefixed requests in the window whose prefix
-	// was cached on arrival at the engine.
+	// HitRate: fraction of the window's prompt tokens served from the
+	// prefix cache (vLLM's prefix_cache_hits / prefix_cache_queries).
 	HitRate float64
 	// Share of the window's requests per backend, and each backend's p99.
 	Share    []float64
@@ -182,7 +182,7 @@ func Run(cfg Config, p Policy) (Result, error) {
 	}
 	s.lastBusy = make([]float64, len(names))
 	nextID := 0
-	conns := arrivals(cfg.Workload, cfg.Seed, cfg.RequestRate, s.end, &nextID)
+	conns := arrivals(cfg.Workload, cfg.Seed, cfg.RequestRate, s.end, &nextID, 0)
 	for _, c := range conns {
 		s.push(&event{t: c.Start, kind: evConn, conn: c})
 	}
@@ -280,8 +280,9 @@ func (s *runner) finishStep(i int, now float64) {
 }
 
 // report is what engine i's agent measures at now: the vLLM metrics
-// (running, waiting, KV-cache usage), SM utilisation as the busy fraction
-// since the last report, and the GPU model from NVML.
+// (running, waiting, KV-cache usage, and the cache's size from
+// cache_config_info), SM utilisation as the busy fraction since the last
+// report, and the GPU model from NVML.
 func (s *runner) report(i int, now float64) score.Report {
 	e := s.engines[i]
 	busy := e.BusyTime(now)
@@ -291,11 +292,12 @@ func (s *runner) report(i int, now float64) score.Report {
 		Host:            s.view.Backends[i],
 		Time:            simTime(now),
 		Healthy:         true,
-		Signals:         score.HasKVCache | score.HasWaiting | score.HasRunning | score.HasUtil,
+		Signals:         score.HasKVCache | score.HasWaiting | score.HasRunning | score.HasUtil | score.HasKVTokens,
 		KVCacheUsage:    e.KVUsage(),
 		RequestsRunning: float64(e.Running()),
 		RequestsWaiting: float64(e.Waiting()),
 		SMUtil:          math.Min(math.Max(util, 0), 1),
+		KVCacheTokens:   float64(e.KVCapacity()),
 		Capacity:        score.CapacityForModel(e.Spec.Name),
 		GPUModel:        e.Spec.Name,
 		GPUs:            1,
@@ -306,7 +308,7 @@ func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
 	var ttft []float64
 	per := make([][]float64, len(s.engines))
-	prefixed, hits := 0, 0
+	var promptToks, cachedToks float64
 	for _, r := range s.sent {
 		if r.Arrive < s.cfg.Warmup || r.Arrive >= s.end {
 			continue
@@ -314,12 +316,8 @@ func (s *runner) result() Result {
 		ttft = append(ttft, r.FirstToken-r.Arrive)
 		per[r.Backend] = append(per[r.Backend], r.FirstToken-r.Arrive)
 		res.Share[r.Backend]++
-		if r.Prefix >= 0 {
-			prefixed++
-			if r.CacheHit {
-				hits++
-			}
-		}
+		promptToks += float64(r.Prompt)
+		cachedToks += float64(r.CachedTokens)
 	}
 	for i := range res.Share {
 		res.Share[i] /= math.Max(float64(len(ttft)), 1)
@@ -332,8 +330,8 @@ func (s *runner) result() Result {
 	res.P50TTFT = quantile(ttft, 0.50)
 	res.P99TTFT = quantile(ttft, 0.99)
 	res.TokensPerSec = float64(s.windowToks) / s.cfg.Measure
-	if prefixed > 0 {
-		res.HitRate = float64(hits) / float64(prefixed)
+	if promptToks > 0 {
+		res.HitRate = cachedToks / promptToks
 	}
 	return res
 }
@@ -354,7 +352,7 @@ func quantile(xs []float64, q float64) float64 {
 func Capacity(spec Spec, w Workload, prefixCaching bool, seed uint64, n int) float64 {
 	id := 0
 	var reqs []*Request
-	for _, c := range arrivals(w, seed^0xca9ac17, 1, 2*float64(n)+100, &id) {
+	for _, c := range arrivals(w, seed^0xca9ac17, 1, 2*float64(n)+100, &id, 0) {
 		for _, r := range c.Reqs {
 			r.Arrive = 0
 			reqs = append(reqs, r)
