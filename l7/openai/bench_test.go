@@ -16,15 +16,20 @@ func benchBody(size int) []byte {
 func BenchmarkParseRequest(b *testing.B) {
 	for _, size := range []int{68, 4096, 65536} {
 		body := benchBody(size)
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			var r Request
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := ParseInto(&r, ChatCompletions, body); err != nil {
-					b.Fatal(err)
+		for _, dec := range []struct {
+			name string
+			f    func(*Request, []byte) error
+		}{{"onepass", (*Request).decodeFast}, {"reference", (*Request).decodeSlow}} {
+			b.Run(dec.name+"/"+strconv.Itoa(size), func(b *testing.B) {
+				var r Request
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := parseInto(&r, ChatCompletions, body, dec.f); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
