@@ -54,8 +54,14 @@ func (e *Error) Error() string {
 	if len(e.Problems) == 0 {
 		return e.Message
 	}
+	// Agents may spell the problems out in the message too; keep only its
+	// lead ("desired state refused") and list them once.
+	msg := e.Message
+	if i := strings.Index(msg, e.Problems[0].Path); e.Problems[0].Path != "" && i > 0 {
+		msg = strings.TrimRight(msg[:i], ": ;")
+	}
 	var b strings.Builder
-	b.WriteString(e.Message)
+	b.WriteString(msg)
 	for _, p := range e.Problems {
 		b.WriteString("\n  ")
 		b.WriteString(p.String())

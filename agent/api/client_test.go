@@ -12,6 +12,7 @@ import (
 
 	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/agent/api/apitest"
+	"github.com/infergate/infergate/policy"
 )
 
 const doc = `apiVersion: infergate.dev/v1alpha1
@@ -95,6 +96,18 @@ func TestClientAgainstFake(t *testing.T) {
 	}
 	if _, err := c.GetPolicy(ctx); !api.IsNotFound(err) {
 		t.Fatalf("after delete: %v", err)
+	}
+}
+
+func TestErrorText(t *testing.T) {
+	e := &api.Error{Status: 400, Message: "desired state refused: spec.a: x; spec.b: y",
+		Problems: []policy.Problem{{Path: "spec.a", Message: "x"}, {Path: "spec.b", Line: 3, Message: "y"}}}
+	if got, want := e.Error(), "desired state refused\n  spec.a: x\n  spec.b: y (line 3)"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	e.Message = "policy refused"
+	if got, want := e.Error(), "policy refused\n  spec.a: x\n  spec.b: y (line 3)"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 
