@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"testing"
 	"time"
