@@ -79,6 +79,39 @@ func TestHugeDocuments(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("backends", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString(minimal + "\n  pools:\n    - name: p\n      backends:\n")
+		for i := 0; i <= MaxBackendsPerPool; i++ {
+			fmt.Fprintf(&b, "        - {name: b%d, address: 198.18.%d.%d}\n", i, i/250, i%250+1)
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("spec.pools[0].backends: has %d backends; at most %d (line 8)", MaxBackendsPerPool+1, MaxBackendsPerPool)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("labels", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString("apiVersion: infergate.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: t\n  labels:\n")
+		for i := 0; i <= MaxLabels; i++ {
+			fmt.Fprintf(&b, "    l%d: v\n", i)
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("metadata.labels: has %d labels; at most %d (line 5)", MaxLabels+1, MaxLabels)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("words", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString(minimal + "\n  gateway:\n    inspection:\n      rules:\n        - name: r\n          detector: deny-list\n          action: flag\n          words:\n")
+		for i := 0; i <= MaxDenyWords; i++ {
+			fmt.Fprintf(&b, "            - w%d\n", i)
+		}
+		_, _, err := Load(strings.NewReader(b.String()))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("has %d words; at most %d (line 12)", MaxDenyWords+1, MaxDenyWords)) {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("problems", func(t *testing.T) {
 		var b strings.Builder
 		b.WriteString(minimal + "\n  dataplane:\n    localVIPs:\n")

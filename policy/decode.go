@@ -423,7 +423,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		}
 		kp := path + "." + k.Value
 		if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
-			d.ps.add(kp, "key %q appears twice", k.Value)
+			d.ps.addAt(kp, k.Line, "key %q appears twice (first on line %d)", k.Value, d.ps.pos[kp])
 			continue
 		}
 		d.ps.pos[kp] = k.Line

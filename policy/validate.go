@@ -30,7 +30,7 @@ const (
 	MinMaxBodyBytes     = 1 << 10
 	MaxMaxBodyBytes     = 1 << 30
 	MaxPatternLen       = 4096
-	MaxDenyWords        = 10000
+	MaxDenyWords        = 5000
 	MaxPriceUSDPerMTok  = 10000
 	// MaxClasses is what the XDP program's class array holds (256, one
 	// reserved for sources in no class).
