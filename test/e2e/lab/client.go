@@ -269,3 +269,46 @@ func Requests(ctx context.Context, c *http.Client, vips []netip.Addr, n, conc in
 	wg.Wait()
 	return t
 }
+
+// Stream posts a streaming chat request for maxTokens tokens and reads the
+// event stream to its end. It fails unless the stream ends with [DONE]: a
+// connection cut mid-stream is a failed request. ttft is the time to the
+// first event.
+func Stream(ctx context.Context, c *http.Client, vip netip.Addr, maxTokens int) (a Answer, ttft time.Duration, err error) {
+	body := fmt.Sprintf(`{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"hello"}],"max_tokens":%d}`, maxTokens)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, URL(vip, "/v1/chat/completions"), strings.NewReader(body))
+	if err != nil {
+		return a, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return a, 0, err
+	}
+	defer resp.Body.Close()
+	a = Answer{Status: resp.StatusCode, Backend: resp.Header.Get(BackendHeader),
+		LocalAddr: resp.Header.Get(LocalAddrHeader), Remote: resp.Header.Get(RemoteAddrHeader)}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		return a, 0, fmt.Errorf("status %d from %s: %s", resp.StatusCode, a.Backend, b)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), maxBody)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		if ttft == 0 {
+			ttft = time.Since(start)
+		}
+		if line == "data: [DONE]" {
+			return a, ttft, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return a, ttft, fmt.Errorf("stream from %s broke: %w", a.Backend, err)
+	}
+	return a, ttft, fmt.Errorf("stream from %s ended without [DONE]", a.Backend)
+}
