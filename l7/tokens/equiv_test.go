@@ -98,6 +98,9 @@ func FuzzCount(f *testing.F) {
 		}
 		// Prompts reach the counter as JSON-decoded, valid UTF-8 strings.
 		text = strings.ToValidUTF8(text, "\uFFFD")
+		if hasUnicode16(text) {
+			return // the reference's tables are older; see TestUnicode16
+		}
 		if got, want := c.Count(text), len(ref.EncodeOrdinary(text)); got != want {
 			t.Fatalf("o200k: Count = %d, reference %d", got, want)
 		}

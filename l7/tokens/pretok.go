@@ -12,6 +12,8 @@ import (
 // compares unicode.ToLower): each function returns where the piece that
 // starts at i ends, trying the pattern's alternatives in order. Tests hold
 // them to the expressions on the golden corpus, random text and fuzzing.
+// The one deliberate difference: code points new in Unicode 15.1 and 16.0
+// take their classes from unicode16Ranges, as OpenAI's tiktoken does.
 
 // rclass is a rune's membership in the classes the patterns use.
 type rclass uint8
@@ -26,6 +28,9 @@ const (
 )
 
 func classOf(r rune) rclass {
+	if unicode.Is(unicode.Cn, r) {
+		return unicode16Class(r)
+	}
 	var c rclass
 	if unicode.Is(unicode.L, r) {
 		c |= cL

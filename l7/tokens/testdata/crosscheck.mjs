@@ -1,4 +1,4 @@
-// Cross-checks testdata/golden.json against OpenAI's own tokenizer: the npm
+// Cross-checks testdata/golden.json (or unicode16.json) against OpenAI's own tokenizer: the npm
 // package "tiktoken" is the WebAssembly build of OpenAI's Rust tiktoken with
 // the vocabularies bundled. Not run by `go test` (no Node in CI); run by hand:
 //   npm install tiktoken@1.0.22 && node l7/tokens/testdata/crosscheck.mjs l7/tokens/testdata/golden.json
