@@ -56,7 +56,8 @@ func TestWeights(t *testing.T) {
 	// from an earlier phase would hit that phase's connection-table entry
 	// and go where the old weights sent it, which is right for the
 	// balancer but not what a split of new connections measures.
-	portRange(t, l, 10000)
+	t.Cleanup(func() { portRange(t, l, defaultPortLow, defaultPortHigh) })
+	portRange(t, l, heldPortLow, heldPortLow+portSpan-1)
 	var hs []held
 	for i := 0; i < heldConnections; i++ {
 		cl := l.Clients[i%len(l.Clients)]
@@ -72,7 +73,8 @@ func TestWeights(t *testing.T) {
 	}
 
 	for phase, weights := range [][]uint32{{100, 200, 300}, {300, 100, 0}} {
-		portRange(t, l, 20000+20000*phase)
+		lo := heldPortLow + portSpan*(phase+1)
+		portRange(t, l, lo, lo+portSpan-1)
 		o.Name = "weights"
 		o.Weights = weights
 		apply(t, l, o)
@@ -108,6 +110,9 @@ func TestWeights(t *testing.T) {
 			want := 100 * float64(weights[i]) / float64(total)
 			share := 100 * float64(got[g.Name]) / float64(ok)
 			t.Logf("weights %v: %s weight %d took %d of %d new connections: %.1f%% (want %.1f%%)", weights, g.Name, weights[i], got[g.Name], ok, share, want)
+			if weights[i] == 0 && got[g.Name] > 0 {
+				t.Errorf("%s has weight 0 but took %d new connections", g.Name, got[g.Name])
+			}
 			if math.Abs(share-want) > weightTolerance {
 				t.Errorf("%s took %.1f%% of new connections, want %.1f%% ± %.0f points", g.Name, share, want, weightTolerance)
 			}
@@ -151,11 +156,19 @@ func keepAliveClientReuse(cd *countingDialer) *http.Client {
 	return clients[cd]
 }
 
-// portRange makes the clients draw ephemeral ports from [from, from+19999].
-func portRange(t *testing.T, l *lab.Lab, from int) {
+// Client port ranges: the weight test's phases use ranges below the
+// kernel's default one (which the other tests use), apart from each other.
+const (
+	defaultPortLow, defaultPortHigh = 32768, 60999
+	heldPortLow                     = 8000
+	portSpan                        = 8000
+)
+
+// portRange makes the clients draw ephemeral ports from [lo, hi].
+func portRange(t *testing.T, l *lab.Lab, lo, hi int) {
 	t.Helper()
 	for _, c := range l.Clients {
-		if err := l.Topo.Exec(c.NS, "sysctl", "-qw", fmt.Sprintf("net.ipv4.ip_local_port_range=%d %d", from, from+19999)); err != nil {
+		if err := l.Topo.Exec(c.NS, "sysctl", "-qw", fmt.Sprintf("net.ipv4.ip_local_port_range=%d %d", lo, hi)); err != nil {
 			t.Fatal(err)
 		}
 	}
