@@ -245,10 +245,11 @@ func New(cfg policy.Inspection) (*Inspector, error) {
 	}
 	in.sc = newScanner(in, denyASCII)
 	in.scratch.New = func() any { return in.newScratch() }
-	// A rule that matches a redaction marker would redact its own output
-	// again on every pass.
+	// A redact rule that matches a redaction marker would redact its own
+	// output again on every pass.
 	markers := "[REDACTED:" + strings.Join(detectorNames[:], "] [REDACTED:") + "]"
 	s := in.newScratch()
+	s.redactOnly = true
 	in.scan(markers, s)
 	if len(s.spans) > 0 {
 		return nil, fmt.Errorf("inspect: rule %q matches the redaction marker", in.rules[s.spans[0].rule].name)

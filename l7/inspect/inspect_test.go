@@ -412,6 +412,11 @@ func TestRuleMatchingMarkerRejected(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), r.Name) {
 			t.Errorf("rule %s: error %v", r.Name, err)
 		}
+		// Flagging or blocking on such a word is harmless.
+		r.Action = "flag"
+		if _, err := New(policy.Inspection{Rules: []policy.InspectionRule{r}}); err != nil {
+			t.Errorf("flag rule %s: %v", r.Name, err)
+		}
 	}
 }
 
