@@ -115,7 +115,9 @@ type Agent struct {
 	lastErr   string
 
 	reconciles, reconcileErrors, scrapeErrors atomic.Uint64
-	kickc                                     chan struct{}
+	// loadSource, when set, gives each backend's last GPU load report.
+	loadSource func() map[string]LoadStatus
+	kickc      chan struct{}
 }
 
 type applied struct {
@@ -586,6 +588,9 @@ func (a *Agent) Backends() []BackendStatus {
 	d := a.desired
 	loads := maps.Clone(a.loads)
 	a.mu.Unlock()
+	if a.loadSource != nil {
+		maps.Copy(loads, a.loadSource())
+	}
 	for _, p := range c.Pools {
 		for _, b := range p.Backends {
 			id := BackendID(p.Name, b.Name)

@@ -160,13 +160,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var poller *report.Poller
+	var observer *loadObserver
 	var a *Agent
 	if cfg.PollLoadReports {
 		w, err := score.NewWeighter(score.Config{})
 		if err != nil {
 			return err
 		}
-		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, OnUpdate: func(u report.Update) {
+		observer = newLoadObserver(http.DefaultTransport)
+		client := &http.Client{Timeout: report.DefaultPollTimeout, Transport: observer}
+		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
 			for name, wt := range u.Weights {
 				a.SetLoad(name, wt.Weight, wt.Draining, nil)
 			}
@@ -190,6 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if c != nil {
 				ts = report.TargetsFromPolicy(c)
 			}
+			observer.setTargets(ts)
 			if err := poller.SetTargets(ts); err != nil {
 				log.Error("load report targets", "err", err)
 			}
@@ -199,6 +203,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer a.Close()
+	if observer != nil {
+		a.loadSource = observer.loads
+	}
 	if adopting {
 		if err := a.Adopt(); err != nil {
 			return fmt.Errorf("adopt pinned maps: %w", err)
