@@ -31,7 +31,13 @@ const (
 	calibrationRequests = 3000
 	// defaultSeed is what `make bench-sched` passes; any uint64 is valid.
 	defaultSeed = 1
+	// maxPrefixesFlag bounds -prefixes.
+	maxPrefixesFlag = 100_000
 )
+
+// shared is the shared-prefix workload the run uses (sim.SharedPrefix
+// unless -prefixes changes it).
+var shared = sim.SharedPrefix
 
 // loads are the fractions of fleet capacity issue 6 asks for.
 var loads = []float64{0.50, 0.80, 0.95}
@@ -53,7 +59,15 @@ func main() {
 	measure := flag.Float64("measure", sim.DefaultMeasure, "simulated seconds measured per run")
 	verbose := flag.Bool("v", false, "per-run detail on stderr")
 	minWeight := flag.Uint("min-weight", 0, "gpu/score MinWeight for the gpu policies (0: the package default)")
+	prefixes := flag.Int("prefixes", 0, "distinct system prompts in the shared-prefix workload, for sensitivity runs (0: the workload's own)")
 	flag.Parse()
+	if *prefixes < 0 || *prefixes > maxPrefixesFlag {
+		fmt.Fprintf(os.Stderr, "sched: -prefixes must be in [0, %d]\n", maxPrefixesFlag)
+		os.Exit(2)
+	}
+	if *prefixes > 0 {
+		shared.Prefixes = *prefixes
+	}
 	if !(*measure > 0 && *measure <= 86400) {
 		fmt.Fprintln(os.Stderr, "sched: -measure must be in (0, 86400]")
 		os.Exit(2)
@@ -111,7 +125,7 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 
 func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Config) error {
 	chatCap, chatPer := fleetCapacity(sim.Chat, false, seed)
-	prefCap, prefPer := fleetCapacity(sim.SharedPrefix, true, seed)
+	prefCap, prefPer := fleetCapacity(shared, true, seed)
 	fmt.Fprintf(diag, "capacity req/s: chat fleet %.2f %v; shared-prefix fleet %.2f %v\n", chatCap, chatPer, prefCap, prefPer)
 
 	var runs []*run
@@ -143,7 +157,7 @@ func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Con
 				}
 				cfg := sim.Config{Specs: fleet, Workload: sim.Chat, RequestRate: r.load * chatCap, Seed: seed, Measure: measure}
 				if r.workload == "shared-prefix" {
-					cfg.Workload, cfg.RequestRate, cfg.PrefixCaching = sim.SharedPrefix, r.load*prefCap, true
+					cfg.Workload, cfg.RequestRate, cfg.PrefixCaching = shared, r.load*prefCap, true
 				}
 				r.res, r.err = sim.Run(cfg, p)
 				if g, ok := p.(*sim.GPU); ok {
