@@ -275,12 +275,20 @@ func Requests(ctx context.Context, c *http.Client, vips []netip.Addr, n, conc in
 // connection cut mid-stream is a failed request. ttft is the time to the
 // first event.
 func Stream(ctx context.Context, c *http.Client, vip netip.Addr, maxTokens int) (a Answer, ttft time.Duration, err error) {
+	return StreamURL(ctx, c, URL(vip, "/v1/chat/completions"), "", maxTokens)
+}
+
+// StreamURL is Stream to any URL, with an API key when key is not empty.
+func StreamURL(ctx context.Context, c *http.Client, url, key string, maxTokens int) (a Answer, ttft time.Duration, err error) {
 	body := fmt.Sprintf(`{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"hello"}],"max_tokens":%d}`, maxTokens)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, URL(vip, "/v1/chat/completions"), strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return a, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {

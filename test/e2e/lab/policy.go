@@ -29,6 +29,9 @@ type PolicyOptions struct {
 	DefaultPPS, DefaultConns uint64
 	// Gateway is the spec.gateway section (optional).
 	Gateway *policy.Gateway
+	// GatewayVIP steers VIP4:GatewayPort to the GPU hosts' L7 gateways
+	// (pool "gateways", TCP health checks).
+	GatewayVIP bool
 }
 
 // Limits of the trusted client class: far above what a test sends.
@@ -99,6 +102,15 @@ func (l *Lab) Policy(o PolicyOptions) *policy.Document {
 				b.LoadReportURL = fmt.Sprintf("http://%s:%d/load", g.V4, LoadReportPort)
 			}
 			p.Backends = append(p.Backends, b)
+		}
+		sp.Pools = append(sp.Pools, p)
+	}
+	if o.GatewayVIP {
+		dp.VIPs = append(dp.VIPs, policy.VIP{Name: "gateway-v4", Address: VIP4.String(), Port: GatewayPort, Protocol: "tcp", Pool: "gateways", Forwarding: "ipip"})
+		p := policy.Pool{Name: "gateways", HealthCheck: &policy.HealthCheck{Type: "tcp",
+			Interval: policy.Duration(o.HealthInterval), Timeout: policy.Duration(o.HealthInterval / 2), Rise: 2, Fall: 2}}
+		for _, g := range l.GPUs {
+			p.Backends = append(p.Backends, policy.Backend{Name: g.Name, Address: g.V4.String(), Port: GatewayPort, Weight: 100})
 		}
 		sp.Pools = append(sp.Pools, p)
 	}
