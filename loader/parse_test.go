@@ -108,6 +108,56 @@ func TestMalformedHeaders(t *testing.T) {
 			t.Errorf("%s: %s moved by %d", name, c.reason, d)
 		}
 	}
+	// IPv4 options: a well-formed TLV passes, broken ones are malformed.
+	withOpts := func(opts ...byte) []byte {
+		s := tcp("198.18.5.5", "198.18.0.10", 40010, 443)
+		p := s.build(t)
+		out := append(append(append([]byte(nil), p[:34]...), opts...), p[34:]...)
+		out[14] = 0x45 + byte(len(opts)/4)
+		tl := int(out[16])<<8 | int(out[17]) + len(opts)
+		out[16], out[17] = byte(tl>>8), byte(tl)
+		return out
+	}
+	for name, c := range map[string]struct {
+		pkt  []byte
+		want uint32
+	}{
+		"router alert":        {withOpts(148, 4, 0, 0), xdpTx},
+		"nop nop eol":         {withOpts(1, 1, 0, 0), xdpTx},
+		"option length 0":     {withOpts(148, 0, 0, 0), xdpDrop},
+		"option length 1":     {withOpts(7, 1, 0, 0), xdpDrop},
+		"option past header":  {withOpts(1, 1, 148, 4), xdpDrop},
+		"no room for length":  {withOpts(1, 1, 1, 148), xdpDrop},
+		"eol then garbage ok": {withOpts(0, 7, 7, 7), xdpTx},
+	} {
+		if ret, _ := run(t, b.Program(), c.pkt); ret != c.want {
+			t.Errorf("IPv4 options %s: verdict %d, want %d", name, ret, c.want)
+		}
+	}
+	// IPv6 destination options: PadN / Pad1 pass, an overrunning TLV is malformed.
+	with6 := func(opt []byte) []byte {
+		s := tcp("2001:db8:5::5", "2001:db8::10", 40011, 443)
+		p := s.build(t)
+		hdr := append([]byte{6, 0}, opt...)
+		out := append(append(append([]byte(nil), p[:54]...), hdr...), p[54:]...)
+		out[20] = 60
+		pl := int(out[18])<<8 | int(out[19]) + len(hdr)
+		out[18], out[19] = byte(pl>>8), byte(pl)
+		return out
+	}
+	for name, c := range map[string]struct {
+		pkt  []byte
+		want uint32
+	}{
+		"padn":       {with6([]byte{1, 4, 0, 0, 0, 0}), xdpTx},
+		"pad1s":      {with6([]byte{0, 0, 0, 0, 0, 0}), xdpTx},
+		"overrun":    {with6([]byte{1, 5, 0, 0, 0, 0}), xdpDrop},
+		"cut length": {with6([]byte{0, 0, 0, 0, 0, 7}), xdpDrop},
+	} {
+		if ret, _ := run(t, b.Program(), c.pkt); ret != c.want {
+			t.Errorf("IPv6 options %s: verdict %d, want %d", name, ret, c.want)
+		}
+	}
 	// Seven IPv6 extension headers exceed the bound.
 	s := tcp("2001:db8:5::5", "2001:db8::10", 40000, 443)
 	pkt := s.build(t)

@@ -6,6 +6,9 @@
  * be able to make us walk an unbounded header chain. */
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT_HDRS 6
+/* Largest hop-by-hop / destination options header we parse (its TLVs are
+ * validated one by one); larger ones are dropped as too deep. */
+#define MAX_IPV6_OPT_HDR_BYTES 64
 /* Upper bound of the L4 header offset we accept; anything deeper is dropped. */
 #define MAX_L4_OFFSET 2048
 

@@ -139,7 +139,86 @@ static __always_inline int parse_l4(void *data, void *end, struct pkt *p, __u32 
 	return PARSE_OK;
 }
 
-static __always_inline int parse_ipv4(void *data, void *end, struct pkt *p, __u32 off)
+/* Option walks. The verifier would explore every sequence of option kinds
+ * (3^n paths), so the options are copied to the stack and walked without
+ * data-dependent branches: each step's length and validity are computed with
+ * arithmetic, and only the loop exit branches. */
+
+#define OPT_BUF 64 /* >= 40 (IPv4 options) and >= MAX_IPV6_OPT_HDR_BYTES */
+
+/* lt: 1 if a < b, else 0, without a branch (a, b < 2^32). */
+#define lt(a, b) ((((__u64)(a)) - ((__u64)(b))) >> 63)
+/* eqz: 1 if a == 0, else 0 (a < 2^32). */
+#define eqz(a) lt((a), 1)
+
+/* opts_valid walks n bytes of options in buf. In IPv4 form (v4 = 1) kind 0
+ * ends the list and kind 1 is a one-byte no-op; others are type, length
+ * (>= 2, counting both), value. In IPv6 form, kind 0 is a one-byte pad and
+ * others are type, length (of the value only), value. */
+static __always_inline int opts_valid(const __u8 *buf, __u32 n, const int v4)
+{
+	__u64 o = 0, bad = 0;
+
+	for (int i = 0; i < OPT_BUF; i++) {
+		if (o >= n)
+			break;
+		__u64 k = buf[o & (OPT_BUF - 1)];
+		__u64 l = buf[(o + 1) & (OPT_BUF - 1)];
+		__u64 step, one;
+		if (v4) {
+			__u64 eol = eqz(k);
+			one = eqz(k ^ 1);
+			__u64 tlv = (1 - eol) * (1 - one);
+			/* a TLV needs its length byte inside and length >= 2 */
+			bad |= tlv * (lt(n, o + 2) | lt(l, 2));
+			step = one + tlv * l + eol * OPT_BUF;
+			/* past end-of-list only padding follows: stop there */
+			o += step;
+			o = o * (1 - eol) + (__u64)n * eol;
+		} else {
+			one = eqz(k);
+			__u64 tlv = 1 - one;
+			bad |= tlv * lt(n, o + 2);
+			step = one + tlv * (l + 2);
+			o += step;
+		}
+		bad |= lt(n, o); /* an option ran past the end */
+	}
+	return !bad && o >= n;
+}
+
+/* ipv4_options_valid checks the options of the IPv4 header at off. */
+static __always_inline int ipv4_options_valid(struct xdp_md *ctx, __u32 off, __u32 ihl)
+{
+	__u8 buf[OPT_BUF] = {};
+	__u32 n = ihl - 20;
+
+	asm volatile("" : "+r"(n)); /* see ipv6_tlvs_valid */
+	if (n == 0 || n > 40)
+		return n == 0;
+	if (bpf_xdp_load_bytes(ctx, off + 20, buf, n))
+		return 0;
+	return opts_valid(buf, n, 1);
+}
+
+/* ipv6_tlvs_valid checks a hop-by-hop or destination options header of
+ * hlen bytes at off (RFC 8200 4.2). */
+static __always_inline int ipv6_tlvs_valid(struct xdp_md *ctx, __u32 off, __u32 hlen)
+{
+	__u8 buf[OPT_BUF] = {};
+	__u32 n = hlen - 2;
+
+	/* keep clang from dropping the check as redundant: the verifier needs
+	 * it on this register */
+	asm volatile("" : "+r"(n));
+	if (n < 6 || n > MAX_IPV6_OPT_HDR_BYTES - 2)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, off + 2, buf, n))
+		return 0;
+	return opts_valid(buf, n, 0);
+}
+
+static __always_inline int parse_ipv4(struct xdp_md *ctx, void *data, void *end, struct pkt *p, __u32 off)
 {
 	struct iphdr *iph = data + off;
 
@@ -150,6 +229,8 @@ static __always_inline int parse_ipv4(void *data, void *end, struct pkt *p, __u3
 	__u32 ihl = iph->ihl * 4;
 	__u32 tot = bpf_ntohs(iph->tot_len);
 	if (ihl < sizeof(*iph) || tot < ihl || data + off + tot > end)
+		return PARSE_MALFORMED;
+	if (ihl > sizeof(*iph) && !ipv4_options_valid(ctx, off, ihl))
 		return PARSE_MALFORMED;
 	__u16 fo = bpf_ntohs(iph->frag_off);
 	if (fo & IP_OFFSET)
@@ -165,7 +246,7 @@ static __always_inline int parse_ipv4(void *data, void *end, struct pkt *p, __u3
 	return parse_l4(data, end, p, off + ihl, off + tot);
 }
 
-static __always_inline int parse_ipv6(void *data, void *end, struct pkt *p, __u32 off)
+static __always_inline int parse_ipv6(struct xdp_md *ctx, void *data, void *end, struct pkt *p, __u32 off)
 {
 	struct ipv6hdr *ip6 = data + off;
 
@@ -206,10 +287,17 @@ static __always_inline int parse_ipv6(void *data, void *end, struct pkt *p, __u3
 			if (p->frag == FRAG_LATER)
 				break; /* what follows is payload, not headers */
 		} else {
-			nh = h[0];
-			l4 += ((__u32)h[1] + 1) * 8;
-			if (l4 > ip_end)
+			__u32 hlen = ((__u32)h[1] + 1) * 8;
+			if (l4 + hlen > ip_end)
 				return PARSE_MALFORMED;
+			if (nh != NEXTHDR_ROUTING) {
+				if (hlen > MAX_IPV6_OPT_HDR_BYTES)
+					return PARSE_EXT_DEPTH;
+				if (!ipv6_tlvs_valid(ctx, l4, hlen))
+					return PARSE_MALFORMED;
+			}
+			nh = h[0];
+			l4 += hlen;
 		}
 	}
 	if (p->frag != FRAG_LATER && (nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING ||
@@ -232,8 +320,8 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct pkt *p)
 		return r;
 	p->l3_off = off;
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(data, end, p, off);
+		return parse_ipv4(ctx, data, end, p, off);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(data, end, p, off);
+		return parse_ipv6(ctx, data, end, p, off);
 	return PARSE_NOT_IP;
 }
