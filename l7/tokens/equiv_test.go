@@ -139,3 +139,16 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// TestInvalidUTF8 checks that bytes that are not UTF-8 count as tiktoken-go
+// counts them: each invalid byte is one U+FFFD.
+func TestInvalidUTF8(t *testing.T) {
+	for _, enc := range []string{CL100K, O200K} {
+		c, ref := counter(t, enc), reference(t, enc)
+		for _, text := range []string{"\xff", "ab\xffcd", "\xc3\x28 hello \xe2\x82", "x\x80\x80\x80y", "日本\xe6\x97語"} {
+			if got, want := c.Count(text), len(ref.EncodeOrdinary(text)); got != want {
+				t.Errorf("%s %q: Count = %d, reference %d", enc, text, got, want)
+			}
+		}
+	}
+}
