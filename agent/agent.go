@@ -576,13 +576,24 @@ func (a *Agent) Status() Status {
 
 // Backends lists every pool backend with its weights, health and traffic.
 func (a *Agent) Backends() []BackendStatus {
+	ctrs, _ := a.counters()
+	return a.backendsFrom(ctrs)
+}
+
+// counters reads the data plane's counters once, for every VIP and
+// backend written.
+func (a *Agent) counters() (Counters, error) {
+	ids, idx := a.rec.BackendIDs(), a.rec.VIPIndices()
+	return a.o.Dataplane.Counters(slices.Collect(maps.Values(idx)), slices.Collect(maps.Values(ids)))
+}
+
+func (a *Agent) backendsFrom(ctrs Counters) []BackendStatus {
 	_, c, ok := a.Current()
 	out := []BackendStatus{}
 	if !ok {
 		return out
 	}
 	ids := a.rec.BackendIDs()
-	ctrs, _ := a.o.Dataplane.Counters(nil, slices.Collect(maps.Values(ids)))
 	hs := a.health.States()
 	a.mu.Lock()
 	d := a.desired
@@ -620,11 +631,15 @@ func (a *Agent) Backends() []BackendStatus {
 
 // Stats reads the data plane's counters.
 func (a *Agent) Stats() (StatsResponse, error) {
-	idx := a.rec.VIPIndices()
-	ctrs, err := a.o.Dataplane.Counters(slices.Collect(maps.Values(idx)), nil)
+	ctrs, err := a.counters()
 	if err != nil {
 		return StatsResponse{}, fmt.Errorf("read counters: %w", err)
 	}
+	return a.statsFrom(ctrs), nil
+}
+
+func (a *Agent) statsFrom(ctrs Counters) StatsResponse {
+	idx := a.rec.VIPIndices()
 	out := StatsResponse{Verdicts: nonNil(ctrs.Verdicts), Drops: nonNil(ctrs.Drops), VIPs: []VIPStats{}, Maps: []MapStats{}}
 	names := map[VIPKey]string{}
 	if _, c, ok := a.Current(); ok {
@@ -643,7 +658,7 @@ func (a *Agent) Stats() (StatsResponse, error) {
 	for _, m := range ctrs.Maps {
 		out.Maps = append(out.Maps, MapStats(m))
 	}
-	return out, nil
+	return out
 }
 
 func nonNil(m map[string]uint64) map[string]uint64 {

@@ -82,6 +82,8 @@ type Counters struct {
 	VIPs     map[uint32]Traffic // by VIPEntry.Index
 	Backends map[uint32]Traffic // by backend ID
 	Maps     []MapFill
+	// Rules counts packets matched per firewall rule, in policy order.
+	Rules []uint64
 }
 
 // Traffic counts packets, bytes and new flows.

@@ -252,6 +252,9 @@ func (d *BalancerDataplane) Counters(vips, backends []uint32) (Counters, error) 
 		}
 		c.Backends[id] = Traffic(t)
 	}
+	if c.Rules, err = d.B.RuleCounters(); err != nil {
+		return c, err
+	}
 	f, err := d.B.Fill()
 	if err != nil {
 		return c, err

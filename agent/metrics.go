@@ -49,6 +49,8 @@ var (
 		"1 when the program is attached to the interface in the labelled mode.", []string{"interface", "program", "mode"}, nil)
 	descPolicy = prometheus.NewDesc(metricsNamespace+"_policy_info",
 		"The policy in force.", []string{"name", "version"}, nil)
+	descRules = prometheus.NewDesc(metricsNamespace+"_firewall_rule_packets_total",
+		"Packets a firewall rule matched.", []string{"rule", "action"}, nil)
 	descScrapeErrors = prometheus.NewDesc(metricsNamespace+"_counter_read_errors_total",
 		"Scrapes that could not read the data plane's counters.", nil, nil)
 )
@@ -83,11 +85,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if st.Policy.Version != "" {
 		ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.GaugeValue, 1, st.Policy.Name, st.Policy.Version)
 	}
-	stats, err := a.Stats()
+	ctrs, err := a.counters()
 	if err != nil {
 		a.scrapeErrors.Add(1)
 		a.log.Warn("metrics: reading data plane counters failed", "err", err)
 	} else {
+		stats := a.statsFrom(ctrs)
 		for v, n := range stats.Verdicts {
 			ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.CounterValue, float64(n), v)
 		}
@@ -103,6 +106,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descMapEntries, prometheus.GaugeValue, float64(m.Entries), m.Name)
 			ch <- prometheus.MustNewConstMetric(descMapMax, prometheus.GaugeValue, float64(m.MaxEntries), m.Name)
 		}
+		for _, r := range a.ruleCountsFrom(ctrs) {
+			ch <- prometheus.MustNewConstMetric(descRules, prometheus.CounterValue, float64(r.n), r.name, r.action)
+		}
 	}
 	for _, b := range a.Backends() {
 		ch <- prometheus.MustNewConstMetric(descBackendPackets, prometheus.CounterValue, float64(b.Packets), b.Pool, b.Name, b.Address)
@@ -116,6 +122,32 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descBackendHealthy, prometheus.GaugeValue, h, b.Pool, b.Name)
 	}
+}
+
+type ruleCount struct {
+	name, action string
+	n            uint64
+}
+
+// ruleCountsFrom pairs the data plane's per-rule counters with the names
+// of the rules in force.
+func (a *Agent) ruleCountsFrom(ctrs Counters) []ruleCount {
+	_, c, ok := a.Current()
+	if !ok {
+		return nil
+	}
+	var out []ruleCount
+	for i, r := range c.Dataplane.Rules {
+		if i >= len(ctrs.Rules) {
+			break
+		}
+		action := "allow"
+		if r.Deny {
+			action = "deny"
+		}
+		out = append(out, ruleCount{name: r.Name, action: action, n: ctrs.Rules[i]})
+	}
+	return out
 }
 
 // ServeMetrics serves reg's metrics on addr at /metrics until ctx ends.

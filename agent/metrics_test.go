@@ -25,6 +25,7 @@ func TestMetricsExposed(t *testing.T) {
 		VIPs:     map[uint32]Traffic{0: {Packets: 7, Bytes: 700, NewFlows: 2}},
 		Backends: map[uint32]Traffic{id: {Packets: 5, Bytes: 500, NewFlows: 1}},
 		Maps:     []MapFill{{Name: "conntrack", Entries: 2, MaxEntries: 4096}},
+		Rules:    []uint64{9},
 	}
 	dp.mu.Unlock()
 	reg := prometheus.NewRegistry()
@@ -55,6 +56,7 @@ func TestMetricsExposed(t *testing.T) {
 		`infergate_map_entries{map="conntrack"} 2`,
 		`infergate_map_max_entries{map="conntrack"} 4096`,
 		`infergate_reconcile_total `,
+		`infergate_firewall_rule_packets_total{action="deny",rule="scanners"} 9`,
 		`infergate_reconcile_errors_total 0`,
 		`infergate_policy_info{name="edge",version=`,
 	} {
