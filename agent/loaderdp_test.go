@@ -397,3 +397,42 @@ func xdpProgID(t *testing.T, ifindex int) uint32 {
 	}
 	return l.Attrs().Xdp.ProgId
 }
+
+// TestRealDataplaneIPv6ReadBack: IPv6 VIPs and backends written through the
+// loader read back with the same addresses and ports.
+func TestRealDataplaneIPv6ReadBack(t *testing.T) {
+	_, pinDir := testBPFFS(t)
+	b, dp := loadPinned(t, pinDir)
+	defer b.Close()
+	c := testCompiled()
+	c.Dataplane.VIPs[0].Address = netip.MustParseAddr("2001:db8::100")
+	c.Dataplane.VIPs[0].Port = 8443
+	v6 := []string{"2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"}
+	for i := range c.Pools[0].Backends {
+		c.Pools[0].Backends[i].Address = netip.MustParseAddr(v6[i])
+	}
+	rec := NewReconciler(dp)
+	if _, err := rec.Apply(buildFor(t, c, onLinkResolver(v6...), nil)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dp.Backends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := rec.BackendIDs()
+	for _, s := range v6 {
+		a := netip.MustParseAddr(s)
+		e, ok := got[ids[a]]
+		if !ok || e.Address != a || e.MAC == nil || e.Draining {
+			t.Fatalf("backend %s read back as %+v (%v)", a, e, ok)
+		}
+	}
+	vips, err := dp.VIPs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := VIPKey{netip.MustParseAddr("2001:db8::100"), 8443, 6}
+	if e, ok := vips[k]; !ok || e.Index != rec.VIPIndices()[k] {
+		t.Fatalf("VIP read back as %v", vips)
+	}
+}
