@@ -46,7 +46,12 @@ func appendPrompt(dst []byte, req *openai.Request) []byte {
 			dst = append(dst, req.Messages[tx.Message].Role...)
 			dst = append(dst, 0x1f)
 		}
-		dst = append(dst, tx.Value...)
+		v := tx.Value
+		if rem := maxAffinityPromptBytes - len(dst); len(v) > rem {
+			v = v[:max(rem, 0)]
+		}
+		dst = append(dst, v...)
 	}
+	// A role may have pushed past the bound by a few bytes.
 	return dst[:min(len(dst), maxAffinityPromptBytes)]
 }
