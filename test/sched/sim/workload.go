@@ -98,7 +98,9 @@ var Chat = Workload{
 // (to-B API traffic at Alibaba Bailian): requests are single-turn (under
 // 0.1% multi-turn), 97% of cache hits come from single-turn requests
 // sharing prompts, reuse is skewed, and an infinite cache would hit 54% of
-// prompt tokens (IdealHitRate; TestSharedPrefixMatchesTrace).
+// prompt tokens (IdealHitRate; TestSharedPrefixMatchesTrace). These
+// figures are as the paper's abstract and published summaries of it state
+// them; the full text was not at hand when this was written.
 //
 // What the paper does not publish is our assumption, stated here: 128
 // applications' system prompts (log-normal, median 2000 tokens, sigma
