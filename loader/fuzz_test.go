@@ -104,16 +104,22 @@ func checkOuter(t *testing.T, out []byte) {
 	default:
 		t.Fatalf("outer version %d", o[0]>>4)
 	}
-	var err error
+	// The inner packet: the fixed header must be consistent with what was
+	// forwarded. (Options are checked by Linux's rules in the unit tests;
+	// gopacket's option decoder is stricter than Linux, e.g. it refuses
+	// two-byte options, so it is not the oracle here.)
 	switch inner[0] >> 4 {
 	case 4:
-		err = (&layers.IPv4{}).DecodeFromBytes(inner, gopacket.NilDecodeFeedback)
+		ihl := int(inner[0]&0xf) * 4
+		tot := int(inner[2])<<8 | int(inner[3])
+		if len(inner) < 20 || ihl < 20 || tot < ihl || tot > len(inner) {
+			t.Fatalf("inner IPv4 header inconsistent: ihl %d total %d, %d bytes", ihl, tot, len(inner))
+		}
 	case 6:
-		err = (&layers.IPv6{}).DecodeFromBytes(inner, gopacket.NilDecodeFeedback)
+		if len(inner) < 40 || 40+(int(inner[4])<<8|int(inner[5])) > len(inner) {
+			t.Fatalf("inner IPv6 header inconsistent")
+		}
 	default:
 		t.Fatalf("inner version %d", inner[0]>>4)
-	}
-	if err != nil {
-		t.Fatalf("inner packet: %v", err)
 	}
 }
