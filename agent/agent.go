@@ -398,7 +398,47 @@ func (a *Agent) applyDocument(ctx context.Context, doc []byte, dryRun bool, rest
 	if restored == nil {
 		a.log.Info("policy applied", "name", c.Name, "version", c.Version, "changed", res.Changed)
 	}
+	if a.o.Role == RoleBalancer {
+		for _, b := range deniedBackends(c) {
+			a.log.Warn("the firewall denies by default and no port-less allow rule covers this backend: its replies to health checks and load-report polls will be dropped in XDP", "backend", b)
+		}
+	}
 	return res, nil
+}
+
+// deniedBackends lists backends whose traffic back to this node (replies to
+// health checks and load-report polls, which arrive on the XDP interface)
+// a default-deny firewall would drop.
+func deniedBackends(c *policy.Compiled) []string {
+	if !c.Dataplane.DefaultDeny {
+		return nil
+	}
+	var out []string
+	for _, p := range c.Pools {
+		for _, b := range p.Backends {
+			if !allowedByRules(c.Dataplane.Rules, b.Address) {
+				out = append(out, BackendID(p.Name, b.Name))
+			}
+		}
+	}
+	return out
+}
+
+// allowedByRules reports whether the most specific port-less rule covering
+// a allows it.
+func allowedByRules(rules []policy.CompiledRule, a netip.Addr) bool {
+	best, allow := -1, false
+	for _, r := range rules {
+		if len(r.Ports) > 0 || r.Protocol != 0 {
+			continue
+		}
+		for _, p := range r.Prefixes {
+			if p.Contains(a) && p.Bits() > best {
+				best, allow = p.Bits(), !r.Deny
+			}
+		}
+	}
+	return allow
 }
 
 // commit switches kernel, L7 and store to c, undoing what it did when a

@@ -113,3 +113,19 @@ func TestBuildWeights(t *testing.T) {
 		t.Fatalf("unresolved backend has weight %d", w)
 	}
 }
+
+func TestDeniedBackends(t *testing.T) {
+	c := testCompiled()
+	if got := deniedBackends(c); got != nil {
+		t.Fatalf("default allow: %v", got)
+	}
+	c.Dataplane.DefaultDeny = true
+	c.Dataplane.Rules = append(c.Dataplane.Rules,
+		policy.CompiledRule{Name: "gpus", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/30")}},
+		policy.CompiledRule{Name: "no-gpu3", Deny: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.1.3/32")}},
+		policy.CompiledRule{Name: "web-only", Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, Ports: []uint16{443}, Protocol: 6})
+	got := deniedBackends(c)
+	if len(got) != 1 || got[0] != "gpus/gpuc" {
+		t.Fatalf("denied = %v, want [gpus/gpuc]", got)
+	}
+}

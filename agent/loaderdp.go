@@ -284,7 +284,7 @@ type DecapDataplane struct {
 
 var errNotBalancer = errors.New("a GPU host runs the decapsulator, not the balancer")
 
-// SetFirewall is refused unless empty: GPU hosts filter nothing in XDP.
+// SetFirewall does nothing: GPU hosts filter nothing in XDP.
 func (d *DecapDataplane) SetFirewall(bool, []policy.CompiledRule) error { return nil }
 
 // SetClasses is a no-op on GPU hosts.
