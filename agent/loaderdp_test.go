@@ -250,6 +250,19 @@ func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
 			t.Fatalf("after adoption, %s went to %s (verdict %d), was %s", c, dst, ret, want)
 		}
 	}
+	// A weight change moves new flows only: every established flow keeps
+	// its backend.
+	heavy := testCompiled()
+	heavy.Pools[0].Backends[0].Weight = 1000
+	heavy.Pools[0].Backends[1].Weight = 1
+	if st, err := rec2.Apply(buildFor(t, heavy, res, nil)); err != nil || st.Writes != 1 {
+		t.Fatalf("weight change: %d writes, %v", st.Writes, err)
+	}
+	for c, want := range flows {
+		if ret, dst := runPacket(t, b2.Program(), synPacket(t, c, 40000+uint16(indexOf(c)), false)); ret != xdpTx || dst != want {
+			t.Fatalf("after a weight change, %s went to %s (verdict %d), was %s", c, dst, ret, want)
+		}
+	}
 	c, err := dp2.Counters(slices0(rec2.VIPIndices()), slices0(rec2.BackendIDs()))
 	if err != nil || c.Verdicts["tx"] == 0 || len(c.Maps) == 0 || c.Maps[0].Entries == 0 {
 		t.Fatalf("counters %+v, %v", c, err)
