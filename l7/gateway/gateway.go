@@ -114,6 +114,7 @@ type Gateway struct {
 	audit    *audit.Logger
 	metrics  *metrics
 	rt       http.RoundTripper
+	pool     *connPool // self-hosted backends; nil when Options.Transport is set
 	inflight *route.InFlight
 	mux      *http.ServeMux
 
@@ -176,6 +177,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	rt := opts.Transport
 	if rt == nil {
 		rt = newTransport()
+		g.pool = newConnPool()
 	}
 	g.rt = rt
 	g.cfg.Store(cfg)
@@ -306,6 +308,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		if t, ok := g.rt.(*http.Transport); ok {
 			t.CloseIdleConnections()
+		}
+		if g.pool != nil {
+			g.pool.closeIdle()
 		}
 		close(g.closed)
 	})

@@ -85,7 +85,8 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	}
 	var base string
 	var release func()
-	if b := x.pickBackend(rt); b != nil {
+	backend := x.pickBackend(rt)
+	if b := backend; b != nil {
 		base = b.BaseURL
 		x.backend = rt.Pool.Name + "/" + b.Name
 		release = b.Acquire()
@@ -109,21 +110,27 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		defer timer.Stop()
 	}
 
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
-	if err != nil {
-		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")
+	var resp *http.Response
+	if backend != nil && x.g.pool != nil {
+		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
+		resp, err = x.g.pool.roundTrip(ctx, backend.Addr.String(), "/v1"+x.ep.Path(), hdrs[:], body, connect)
+	} else {
+		up, rerr := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
+		if rerr != nil {
+			return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")
+		}
+		up.ContentLength = int64(len(body))
+		h := up.Header
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+		h.Set("x-request-id", x.id)
+		if rt.Provider != nil && rt.Provider.Key() != "" {
+			h.Set("Authorization", "Bearer "+rt.Provider.Key())
+		}
+		// RoundTrip, not Client.Do: no redirects to follow, so no
+		// per-request header copier.
+		resp, err = x.g.rt.RoundTrip(up)
 	}
-	up.ContentLength = int64(len(body))
-	h := up.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
-	h.Set("x-request-id", x.id)
-	if rt.Provider != nil && rt.Provider.Key() != "" {
-		h.Set("Authorization", "Bearer "+rt.Provider.Key())
-	}
-	// RoundTrip, not Client.Do: no redirects to follow, so no per-request
-	// header copier.
-	resp, err := x.g.rt.RoundTrip(up)
 	if err != nil {
 		if x.r.Context().Err() != nil {
 			x.clientGone = true

@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+// countingMock is a mock whose server counts new connections and closes
+// idle ones after idle.
+func countingMock(t *testing.T, idle time.Duration) (*mock, *atomic.Int64) {
+	t.Helper()
+	s := mockllm.New(mockllm.Config{})
+	ts := httptest.NewUnstartedServer(s.Handler())
+	var conns atomic.Int64
+	ts.Config.IdleTimeout = idle
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return &mock{Server: s, ts: ts, addr: netip.MustParseAddrPort(strings.TrimPrefix(ts.URL, "http://"))}, &conns
+}
+
+// TestPoolReusesConnections: sequential requests, whole and streamed,
+// share one upstream connection.
+func TestPoolReusesConnections(t *testing.T) {
+	m, conns := countingMock(t, time.Minute)
+	h := newHarness(t, basePolicy(pool("p", m)), Options{})
+	for i := range 10 {
+		extra := ""
+		if i%2 == 1 {
+			extra = `,"stream":true`
+		}
+		if status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", extra)); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d upstream connections for 10 sequential requests", n)
+	}
+}
+
+// TestPoolSkipsConnectionsClosedByServer: a connection the backend closed
+// while idle is noticed before use, so the request neither fails nor runs
+// twice.
+func TestPoolSkipsConnectionsClosedByServer(t *testing.T) {
+	m, conns := countingMock(t, 50*time.Millisecond)
+	h := newHarness(t, basePolicy(pool("p", m)), Options{})
+	for range 3 {
+		if status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", "")); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := m.Stats(); st.Total != 3 || conns.Load() != 3 {
+		t.Fatalf("upstream saw %d requests on %d connections, want 3 on 3", st.Total, conns.Load())
+	}
+	if r := h.records(3); r[2].Attempts != 1 {
+		t.Fatalf("a request needed %d attempts", r[2].Attempts)
+	}
+}
