@@ -212,6 +212,19 @@ func TestAPISocketPermissions(t *testing.T) {
 	if err != nil || di.Mode().Perm() != 0o700 {
 		t.Fatalf("socket directory mode %v, %v", di.Mode(), err)
 	}
+	// An existing directory keeps its mode.
+	shared := t.TempDir()
+	if err := os.Chmod(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l0, err := ListenUnix(filepath.Join(shared, "a.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0.Close()
+	if si, _ := os.Stat(shared); si.Mode().Perm() != 0o755 {
+		t.Fatalf("existing directory changed to %v", si.Mode().Perm())
+	}
 	// A live socket is not taken over.
 	if _, err := ListenUnix(ta.sock); err == nil || !strings.Contains(err.Error(), "another agent") {
 		t.Fatalf("second listener on a live socket: %v", err)

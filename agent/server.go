@@ -176,15 +176,21 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, code, resp)
 }
 
-// ListenUnix opens the API socket: its directory is created 0700, a stale
+// ListenUnix opens the API socket: a missing directory is created 0700, a stale
 // socket left by a dead agent is removed (a live one is refused), and the
 // socket is 0600, so only root reaches the API.
 func ListenUnix(path string) (net.Listener, error) {
+	// A directory the agent creates is 0700; an existing one (say /tmp)
+	// is left as it is: the socket's own 0600 is what keeps others out.
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, socketDirMode); err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
-	}
-	if err := os.Chmod(dir, socketDirMode); err != nil {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, socketDirMode); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, socketDirMode); err != nil {
+			return nil, fmt.Errorf("socket directory: %w", err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
