@@ -33,6 +33,11 @@ func EnsureBPFFS(mountPoint, pinDir string) (bool, error) {
 	}
 	mounted := false
 	if !ok {
+		// Mounting over files would hide them; bpffs belongs on an empty
+		// directory such as /sys/fs/bpf.
+		if ents, err := os.ReadDir(mountPoint); err != nil || len(ents) > 0 {
+			return false, fmt.Errorf("%s is not a bpffs and not an empty directory; refusing to mount bpffs over it", mountPoint)
+		}
 		if err := unix.Mount("bpf", mountPoint, "bpf", 0, fmt.Sprintf("mode=%o", bpffsMode)); err != nil {
 			return false, fmt.Errorf("mount bpffs at %s: %w", mountPoint, err)
 		}

@@ -55,6 +55,11 @@ func testBPFFS(t *testing.T) (mount, pinDir string) {
 	if _, err := EnsureBPFFS(mount, t.TempDir()); err == nil {
 		t.Fatal("pin dir outside the bpffs accepted")
 	}
+	full := t.TempDir()
+	os.WriteFile(filepath.Join(full, "keep"), nil, 0o600)
+	if _, err := EnsureBPFFS(full, filepath.Join(full, "pins")); err == nil {
+		t.Fatal("bpffs mounted over a directory with files in it")
+	}
 	return mount, pinDir
 }
 
