@@ -23,6 +23,13 @@ const (
 // flows again.
 func TestBackendDiesAndReturns(t *testing.T) {
 	l := sharedLab(t)
+	// New ports only: a connection from a port an earlier test used to
+	// reach the dying host would hit that flow's stale connection-table
+	// entry, and the balancer sends a SYN that hits an entry to the entry's
+	// backend even when that backend is drained (reported to the data
+	// plane's owners). This test is about new flows.
+	t.Cleanup(func() { portRange(t, l, defaultPortLow, defaultPortHigh) })
+	portRange(t, l, healthPortLow, healthPortHigh)
 	dead := l.GPUs[deadBackendHost].Name
 	if err := l.KillBackend(deadBackendHost); err != nil {
 		t.Fatal(err)
