@@ -387,7 +387,7 @@ func (a *Agent) applyDocument(ctx context.Context, doc []byte, dryRun bool, rest
 	res.Changed = a.current == nil || a.current.compiled.Version != c.Version
 	d, err := a.build(ctx, c)
 	if err != nil {
-		return ApplyResult{}, err
+		return ApplyResult{}, annotateLines(err, doc)
 	}
 	if dryRun {
 		return res, nil

@@ -34,16 +34,14 @@ type InvalidError struct {
 func (e *InvalidError) Error() string {
 	var b strings.Builder
 	b.WriteString("desired state refused:")
-	for _, p := range e.Problems {
-		b.WriteString(" ")
-		if p.Path != "" {
-			b.WriteString(p.Path)
-			b.WriteString(": ")
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString(";")
 		}
-		b.WriteString(p.Message)
-		b.WriteString(";")
+		b.WriteString(" ")
+		b.WriteString(p.String())
 	}
-	return strings.TrimSuffix(b.String(), ";")
+	return b.String()
 }
 
 // Hop is how this node reaches an address.

@@ -129,3 +129,28 @@ func TestDeniedBackends(t *testing.T) {
 		t.Fatalf("denied = %v, want [gpus/gpuc]", got)
 	}
 }
+
+func TestProblemLines(t *testing.T) {
+	doc := policyDoc(100)
+	ta := newTestAgent(t, nil, nil)
+	bad := strings.Replace(string(doc), "198.18.1.2", "198.18.77.2", 1)
+	bad = strings.Replace(bad, "[eth0]", "[eth0, nosuch3]", 1)
+	_, err := ta.Apply(context.Background(), []byte(bad), false)
+	var ie *InvalidError
+	if !errors.As(err, &ie) || len(ie.Problems) != 2 {
+		t.Fatalf("err = %v", err)
+	}
+	lines := strings.Split(bad, "\n")
+	for _, p := range ie.Problems {
+		if p.Line == 0 {
+			t.Fatalf("%s has no line", p.Path)
+		}
+		text := lines[p.Line-1]
+		if strings.Contains(p.Path, "backends[1]") && !strings.Contains(text, "gpu2") {
+			t.Errorf("%s at line %d: %q", p.Path, p.Line, text)
+		}
+		if strings.Contains(p.Path, "interfaces") && !strings.Contains(text, "interfaces") {
+			t.Errorf("%s at line %d: %q", p.Path, p.Line, text)
+		}
+	}
+}
