@@ -1,15 +1,20 @@
 // Command sched is issue 6's scheduling-quality benchmark: a discrete-event
 // simulation of a mixed GPU fleet (package sim) under the gpu policy (real
 // gpu/score weights feeding the real Maglev builder, connections sticky),
-// round robin and least connections, and a shared-prefix workload with and
-// without the real prefix-affinity chooser. `make bench-sched` runs it.
+// round robin and least connections, and two workloads with shared system
+// prompts, with and without the real prefix-affinity chooser. `make
+// bench-sched` runs it.
 //
 // Output: one line per policy and load,
 //
 //	policy=<p> load=<l> p50_ttft_ms=<x> p99_ttft_ms=<y> tokens_per_s=<z>
 //
-// then the same prefixed with workload=shared-prefix. With -v, per-run
-// detail (request shares per GPU, cache hit rate, rebuilds) goes to stderr.
+// for the chat workload, then the same prefixed with workload=shared-prefix
+// (issue 6's: a few long system prompts shared by most requests of many
+// clients, sim.SharedPrefix) and workload=trace-b (prefix reuse as in a
+// published business-API trace, sim.TraceB) for policies gpu and
+// gpu-prefix. With -v, per-run detail (request shares per GPU, cache hit
+// rate, rebuilds) and the gpu-l7 control runs go to stderr.
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/infergate/infergate/gpu/score"
@@ -33,11 +39,33 @@ const (
 	defaultSeed = 1
 	// maxPrefixesFlag bounds -prefixes.
 	maxPrefixesFlag = 100_000
+	// maxPrefixTokensFlag bounds -prefix-tokens; the workload's own
+	// validation then checks that the longest request fits every GPU.
+	maxPrefixTokensFlag = 1 << 20
 )
 
-// shared is the shared-prefix workload the run uses (sim.SharedPrefix
-// unless -prefixes changes it).
-var shared = sim.SharedPrefix
+// workload is one traffic shape of the benchmark and the policies it is
+// reported for.
+type workload struct {
+	name    string // "" for the chat workload, whose lines carry no prefix
+	w       sim.Workload
+	caching bool
+	// policies are printed on stdout; controls only with -v.
+	policies, controls []string
+}
+
+// benchWorkloads are the workloads a run reports, in output order. The
+// flags -prefixes and -prefix-tokens change the shared-prefix one.
+func benchWorkloads(shared sim.Workload) []workload {
+	return []workload{
+		{name: "", w: sim.Chat, policies: []string{"gpu", "round-robin", "least-conn"}},
+		// gpu-l7 (per-request routing, no affinity) separates what
+		// affinity buys from what per-request routing buys, but is not
+		// one of the benchmark's reported policies.
+		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
+		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
+	}
+}
 
 // loads are the fractions of fleet capacity issue 6 asks for.
 var loads = []float64{0.50, 0.80, 0.95}
@@ -46,27 +74,58 @@ var loads = []float64{0.50, 0.80, 0.95}
 var fleet = []sim.Spec{sim.H100, sim.H100, sim.A10, sim.A10}
 
 type run struct {
-	workload string
+	wl       *workload
 	policy   string
 	load     float64
+	control  bool
 	res      sim.Result
 	rebuilds int
 	err      error
 }
 
+// options are what the flags set.
+type options struct {
+	seed     uint64
+	measure  float64
+	scoreCfg score.Config
+	// only, if not empty, restricts the run to one workload ("chat" for
+	// the chat workload).
+	only string
+	// controls also runs the -v control policies.
+	controls bool
+}
+
 func main() {
 	seed := flag.Uint64("seed", defaultSeed, "random seed (arrivals, lengths, flow hashes)")
 	measure := flag.Float64("measure", sim.DefaultMeasure, "simulated seconds measured per run")
-	verbose := flag.Bool("v", false, "per-run detail on stderr")
+	verbose := flag.Bool("v", false, "per-run detail and the gpu-l7 control runs on stderr")
 	minWeight := flag.Uint("min-weight", 0, "gpu/score MinWeight for the gpu policies (0: the package default)")
 	prefixes := flag.Int("prefixes", 0, "distinct system prompts in the shared-prefix workload, for sensitivity runs (0: the workload's own)")
+	prefixTokens := flag.Int("prefix-tokens", 0, "median system-prompt length of the shared-prefix workload, for sensitivity runs; its clamps scale with it (0: the workload's own)")
+	only := flag.String("workload", "", "run only this workload: chat, shared-prefix or trace-b (default all)")
 	flag.Parse()
 	if *prefixes < 0 || *prefixes > maxPrefixesFlag {
 		fmt.Fprintf(os.Stderr, "sched: -prefixes must be in [0, %d]\n", maxPrefixesFlag)
 		os.Exit(2)
 	}
+	if *prefixTokens < 0 || *prefixTokens > maxPrefixTokensFlag {
+		fmt.Fprintf(os.Stderr, "sched: -prefix-tokens must be in [0, %d]\n", maxPrefixTokensFlag)
+		os.Exit(2)
+	}
+	if !slices.Contains([]string{"", "chat", "shared-prefix", "trace-b"}, *only) {
+		fmt.Fprintln(os.Stderr, "sched: -workload must be chat, shared-prefix or trace-b")
+		os.Exit(2)
+	}
+	shared := sim.SharedPrefix
 	if *prefixes > 0 {
 		shared.Prefixes = *prefixes
+	}
+	if *prefixTokens > 0 {
+		// Keep the workload's spread: the clamps move with the median.
+		f := float64(*prefixTokens) / shared.PrefixMedian
+		shared.PrefixMedian = float64(*prefixTokens)
+		shared.MinPrefix = max(int(float64(shared.MinPrefix)*f), 256)
+		shared.MaxPrefix = max(int(float64(shared.MaxPrefix)*f), shared.MinPrefix)
 	}
 	if !(*measure > 0 && *measure <= 86400) {
 		fmt.Fprintln(os.Stderr, "sched: -measure must be in (0, 86400]")
@@ -80,8 +139,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sched: -min-weight above the maximum weight")
 		os.Exit(2)
 	}
-	scoreCfg := score.Config{MinWeight: uint32(*minWeight)}
-	if err := bench(os.Stdout, diag, *seed, *measure, scoreCfg); err != nil {
+	opts := options{
+		seed: *seed, measure: *measure, scoreCfg: score.Config{MinWeight: uint32(*minWeight)},
+		only: *only, controls: *verbose,
+	}
+	if err := bench(os.Stdout, diag, benchWorkloads(shared), opts); err != nil {
 		fmt.Fprintln(os.Stderr, "sched:", err)
 		os.Exit(1)
 	}
@@ -123,25 +185,40 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 	return nil, fmt.Errorf("unknown policy %q", name)
 }
 
-func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Config) error {
-	chatCap, chatPer := fleetCapacity(sim.Chat, false, seed)
-	prefCap, prefPer := fleetCapacity(shared, true, seed)
-	fmt.Fprintf(diag, "capacity req/s: chat fleet %.2f %v; shared-prefix fleet %.2f %v\n", chatCap, chatPer, prefCap, prefPer)
-
+func bench(out, diag io.Writer, wls []workload, o options) error {
 	var runs []*run
-	for _, l := range loads {
-		for _, p := range []string{"gpu", "round-robin", "least-conn"} {
-			runs = append(runs, &run{workload: "chat", policy: p, load: l})
+	for i := range wls {
+		wl := &wls[i]
+		if o.only != "" && o.only != wl.name && !(o.only == "chat" && wl.name == "") {
+			continue
+		}
+		for _, l := range loads {
+			for _, p := range wl.policies {
+				runs = append(runs, &run{wl: wl, policy: p, load: l})
+			}
+			if o.controls {
+				for _, p := range wl.controls {
+					runs = append(runs, &run{wl: wl, policy: p, load: l, control: true})
+				}
+			}
 		}
 	}
-	for _, l := range loads {
-		// gpu-l7 (per-request routing, no affinity) goes to -v output only:
-		// it separates what affinity buys from what per-request routing
-		// buys, but is not one of the benchmark's reported policies.
-		for _, p := range []string{"gpu", "gpu-prefix", "gpu-l7"} {
-			runs = append(runs, &run{workload: "shared-prefix", policy: p, load: l})
+	// Capacities first (one calibration per workload and GPU type), so
+	// that loads are fractions of what this fleet can serve of each.
+	capacity := map[*workload]float64{}
+	for _, r := range runs {
+		if _, ok := capacity[r.wl]; ok {
+			continue
 		}
+		c, per := fleetCapacity(r.wl.w, r.wl.caching, o.seed)
+		capacity[r.wl] = c
+		name := r.wl.name
+		if name == "" {
+			name = "chat"
+		}
+		fmt.Fprintf(diag, "capacity req/s: %s fleet %.2f %v\n", name, c, per)
 	}
+
 	names := sim.BackendNames(fleet)
 	work := make(chan *run)
 	var wg sync.WaitGroup
@@ -150,14 +227,14 @@ func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Con
 		go func() {
 			defer wg.Done()
 			for r := range work {
-				p, err := newPolicy(r.policy, names, scoreCfg)
+				p, err := newPolicy(r.policy, names, o.scoreCfg)
 				if err != nil {
 					r.err = err
 					continue
 				}
-				cfg := sim.Config{Specs: fleet, Workload: sim.Chat, RequestRate: r.load * chatCap, Seed: seed, Measure: measure}
-				if r.workload == "shared-prefix" {
-					cfg.Workload, cfg.RequestRate, cfg.PrefixCaching = shared, r.load*prefCap, true
+				cfg := sim.Config{
+					Specs: fleet, Workload: r.wl.w, RequestRate: r.load * capacity[r.wl],
+					PrefixCaching: r.wl.caching, Seed: o.seed, Measure: o.measure,
 				}
 				r.res, r.err = sim.Run(cfg, p)
 				if g, ok := p.(*sim.GPU); ok {
@@ -174,14 +251,14 @@ func bench(out, diag io.Writer, seed uint64, measure float64, scoreCfg score.Con
 
 	for _, r := range runs {
 		if r.err != nil {
-			return fmt.Errorf("%s %s load %.2f: %w", r.workload, r.policy, r.load, r.err)
+			return fmt.Errorf("%s %s load %.2f: %w", r.wl.name, r.policy, r.load, r.err)
 		}
 		prefix := ""
-		if r.workload != "chat" {
-			prefix = "workload=" + r.workload + " "
+		if r.wl.name != "" {
+			prefix = "workload=" + r.wl.name + " "
 		}
 		w := out
-		if r.policy == "gpu-l7" {
+		if r.control {
 			w = diag
 		}
 		fmt.Fprintf(w, "%spolicy=%s load=%.2f p50_ttft_ms=%.1f p99_ttft_ms=%.1f tokens_per_s=%.0f\n",

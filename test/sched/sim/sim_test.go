@@ -83,7 +83,7 @@ func TestInvariantsEveryPolicy(t *testing.T) {
 		name    string
 		w       Workload
 		caching bool
-	}{{"chat", Chat, false}, {"shared-prefix", SharedPrefix, true}} {
+	}{{"chat", Chat, false}, {"shared-prefix", SharedPrefix, true}, {"trace-b", TraceB, true}} {
 		for _, p := range policies(t) {
 			t.Run(w.name+"/"+p.Name(), func(t *testing.T) {
 				// 40 req/s is above what the A10s can take under round
@@ -358,7 +358,7 @@ func TestConfigBounds(t *testing.T) {
 		{Specs: testFleet, RequestRate: math.NaN()},
 		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.MaxPrompt = 40000; return w }()}, // cannot fit an A10
 		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.RequestsPerConn = 0.5; return w }()},
-		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := SharedPrefix; w.PrefixShare = 2; return w }()},
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := TraceB; w.PrefixShare = 2; return w }()},
 	}
 	for _, c := range bad {
 		if _, err := Run(c, &RoundRobin{}); err == nil {
@@ -467,12 +467,12 @@ func TestCacheUnderPreemptionKeepsInvariants(t *testing.T) {
 	}
 }
 
-// The shared-prefix workload reproduces the published ideal hit rate of
+// The trace-b workload reproduces the published ideal hit rate of
 // business API traffic (54%, Wang et al. ATC 2025, trace B).
-func TestSharedPrefixMatchesTrace(t *testing.T) {
+func TestTraceBMatchesTrace(t *testing.T) {
 	var sum float64
 	for seed := uint64(1); seed <= 3; seed++ {
-		sum += IdealHitRate(SharedPrefix, seed, 20000)
+		sum += IdealHitRate(TraceB, seed, 20000)
 	}
 	if m := sum / 3; m < 0.50 || m > 0.60 {
 		t.Fatalf("ideal hit rate %.3f, trace B's is 0.54", m)
