@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -319,19 +320,24 @@ func (d *DecapDataplane) MaxBackends() uint32 { return 0 }
 // decapNames name the decapsulator's counters (enum decap_stat_index).
 var decapNames = [loader.DecapStatMax]string{"pass_not_ipip", "pass_decapsulated", "pass_not_local", "drop_malformed", "drop_fail"}
 
-// Counters reads the decapsulator's counters.
+// Counters reads the decapsulator's counters: verdicts "decapsulated"
+// (IPIP for a local VIP, passed up without its outer header), "pass" (not
+// IPIP, or not for a local VIP: left to the stack) and "drop".
 func (d *DecapDataplane) Counters(_, _ []uint32) (Counters, error) {
 	st, err := d.D.Stats()
 	if err != nil {
 		return Counters{}, err
 	}
-	c := Counters{Verdicts: map[string]uint64{}, Drops: map[string]uint64{}}
+	c := Counters{Verdicts: map[string]uint64{"decapsulated": 0, "pass": 0, "drop": 0}, Drops: map[string]uint64{}}
 	for i, v := range st {
 		name := decapNames[i]
-		if len(name) > 5 && name[:5] == "drop_" {
+		switch {
+		case strings.HasPrefix(name, "drop_"):
 			c.Verdicts["drop"] += v
 			c.Drops[name] += v
-		} else {
+		case loader.DecapStat(i) == loader.DecapPassDecapsulated:
+			c.Verdicts["decapsulated"] += v
+		default:
 			c.Verdicts["pass"] += v
 		}
 	}
