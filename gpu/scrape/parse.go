@@ -1,7 +1,8 @@
 // Package scrape reads the load signals that predict queueing from a local
 // inference server's Prometheus endpoint: requests running and waiting, and
-// KV-cache usage, for vLLM, TGI, Triton and SGLang. Parsing uses the
-// Prometheus text parser (github.com/prometheus/common/expfmt).
+// KV-cache usage, for vLLM, TGI, Triton and SGLang, and vLLM's KV-cache
+// size. Parsing uses the Prometheus text parser
+// (github.com/prometheus/common/expfmt).
 package scrape
 
 import (
@@ -10,6 +11,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -48,6 +50,14 @@ const (
 	vllmKVv1      = "vllm:kv_cache_usage_perc" // V1 engine
 	vllmKVv0      = "vllm:gpu_cache_usage_perc"
 	vllmQueueTime = "vllm:request_queue_time_seconds"
+	// vllmCacheConfig is an info gauge (value 1) whose labels are the
+	// engine's CacheConfig, one series per engine (data-parallel ranks
+	// carry an engine label): num_gpu_blocks x block_size is the KV
+	// cache's size in tokens. num_gpu_blocks reads "None" until the
+	// engine has profiled memory.
+	vllmCacheConfig   = "vllm:cache_config_info"
+	vllmNumGPUBlocks  = "num_gpu_blocks"
+	vllmBlockSizeName = "block_size"
 
 	tgiQueue     = "tgi_queue_size"
 	tgiBatch     = "tgi_batch_current_size"
@@ -73,8 +83,9 @@ var ErrNoSignals = errors.New("scrape: no known inference-server metrics")
 // Metrics are the load signals read from one scrape.
 type Metrics struct {
 	Kind Kind `json:"kind"`
-	// Signals says which of KVCacheUsage, Running and Waiting were present
-	// (score.HasKVCache, score.HasRunning, score.HasWaiting).
+	// Signals says which of KVCacheUsage, Running, Waiting and
+	// KVCacheTokens were present (score.HasKVCache, score.HasRunning,
+	// score.HasWaiting, score.HasKVTokens).
 	Signals score.Signals `json:"signals"`
 	// KVCacheUsage is the mean KV-cache usage fraction over the server's
 	// engines (vLLM data-parallel ranks), 0..1.
@@ -82,6 +93,10 @@ type Metrics struct {
 	// Running and Waiting sum over engines and models.
 	Running float64 `json:"running"`
 	Waiting float64 `json:"waiting"`
+	// KVCacheTokens is the KV cache's size in tokens, summed over the
+	// server's engines (vLLM's cache_config_info); valid when Signals has
+	// score.HasKVTokens. It goes to score.Report.KVCacheTokens.
+	KVCacheTokens float64 `json:"kvCacheTokens,omitempty"`
 	// Models are the model names seen in labels, sorted.
 	Models []string `json:"models,omitempty"`
 
@@ -128,6 +143,10 @@ func FromFamilies(fams map[string]*dto.MetricFamily, kind Kind) (Metrics, error)
 			m.setMean(fams, vllmKVv0, score.HasKVCache, &m.KVCacheUsage, models)
 		}
 		m.queueFromHistogram(fams, vllmQueueTime)
+		if tokens, ok := cacheTokens(fams[vllmCacheConfig]); ok {
+			m.KVCacheTokens = tokens
+			m.Signals |= score.HasKVTokens
+		}
 	case TGI:
 		m.setSum(fams, tgiBatch, score.HasRunning, &m.Running, models)
 		m.setSum(fams, tgiQueue, score.HasWaiting, &m.Waiting, models)
@@ -147,7 +166,9 @@ func FromFamilies(fams map[string]*dto.MetricFamily, kind Kind) (Metrics, error)
 	default:
 		return Metrics{}, fmt.Errorf("scrape: unknown server kind %q", kind)
 	}
-	if m.Signals == 0 {
+	// The cache's size is configuration, not load: a payload with
+	// nothing else says nothing about queueing.
+	if m.Signals&^score.HasKVTokens == 0 {
 		return m, ErrNoSignals
 	}
 	for name := range models {
@@ -256,6 +277,60 @@ func sum(f *dto.MetricFamily, want dto.MetricType) (float64, bool) {
 		total += v
 	}
 	return total, true
+}
+
+// Bounds on cache_config_info's labels: anything outside is a malformed
+// payload, not a cache (the largest GPU caches hold a few million tokens).
+const (
+	maxGPUBlocks    = 1 << 32
+	maxBlockTokens  = 1 << 20
+	maxCacheTokens  = 1 << 40
+	cacheLabelLimit = 32 // characters of a numeric label value
+)
+
+// cacheTokens sums num_gpu_blocks x block_size over a cache_config_info
+// family's series. A series without a usable pair (a label missing, "None",
+// not a positive integer, out of bounds) makes the whole family count as
+// absent: a partial sum would understate the cache.
+func cacheTokens(f *dto.MetricFamily) (float64, bool) {
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0, false
+	}
+	if t := f.GetType(); t != dto.MetricType_GAUGE && t != dto.MetricType_UNTYPED {
+		return 0, false
+	}
+	var total float64
+	for _, mt := range f.GetMetric() {
+		blocks, okB := labelCount(mt, vllmNumGPUBlocks, maxGPUBlocks)
+		size, okS := labelCount(mt, vllmBlockSizeName, maxBlockTokens)
+		if !okB || !okS {
+			return 0, false
+		}
+		total += float64(blocks) * float64(size)
+	}
+	if total > maxCacheTokens {
+		return 0, false
+	}
+	return total, true
+}
+
+// labelCount reads label name of mt as an integer in [1, limit].
+func labelCount(mt *dto.Metric, name string, limit uint64) (uint64, bool) {
+	for _, l := range mt.GetLabel() {
+		if l.GetName() != name {
+			continue
+		}
+		v := l.GetValue()
+		if len(v) > cacheLabelLimit {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 || n > limit {
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 func collectModels(f *dto.MetricFamily, models map[string]bool) {

@@ -37,17 +37,24 @@ func TestParseFixtures(t *testing.T) {
 		running float64
 		waiting float64
 		models  []string
+		// kvTokens: the KV cache's size (vLLM's cache_config_info).
+		kvTokens float64
 	}{
-		{"vllm_v0.txt", VLLM, score.HasKVCache | score.HasRunning | score.HasWaiting, 0.8731, 24, 7,
-			[]string{"meta-llama/Llama-3.1-8B-Instruct"}},
+		// 27531 blocks x 16 tokens.
+		{"vllm_v0.txt", VLLM, score.HasKVCache | score.HasRunning | score.HasWaiting | score.HasKVTokens, 0.8731, 24, 7,
+			[]string{"meta-llama/Llama-3.1-8B-Instruct"}, 440_496},
+		// 81767 blocks x 16 tokens, from a payload vLLM printed.
+		{"vllm_aibrix_doc.txt", VLLM, score.HasKVCache | score.HasRunning | score.HasWaiting | score.HasKVTokens, 0, 0, 0,
+			[]string{"Qwen/Qwen2.5-Coder-1.5B-Instruct"}, 1_308_272},
 		// Two data-parallel engines: counts add up, KV usage is the mean of
-		// the new-style gauge (0.62, 0.54), not the deprecated one.
+		// the new-style gauge (0.62, 0.54), not the deprecated one. No
+		// cache_config_info, so no cache size.
 		{"vllm_v1.txt", VLLM, score.HasKVCache | score.HasRunning | score.HasWaiting, 0.58, 60, 6,
-			[]string{"Qwen/Qwen2.5-32B-Instruct"}},
-		{"tgi.txt", TGI, score.HasRunning | score.HasWaiting, 0, 32, 11, nil},
-		{"triton.txt", Triton, score.HasWaiting, 0, 0, 7, []string{"embedder", "ensemble_llm"}},
+			[]string{"Qwen/Qwen2.5-32B-Instruct"}, 0},
+		{"tgi.txt", TGI, score.HasRunning | score.HasWaiting, 0, 32, 11, nil, 0},
+		{"triton.txt", Triton, score.HasWaiting, 0, 0, 7, []string{"embedder", "ensemble_llm"}, 0},
 		{"sglang.txt", SGLang, score.HasKVCache | score.HasRunning | score.HasWaiting, 0.28, 158, 2826,
-			[]string{"meta-llama/Llama-3.1-70B-Instruct"}},
+			[]string{"meta-llama/Llama-3.1-70B-Instruct"}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -65,11 +72,71 @@ func TestParseFixtures(t *testing.T) {
 				if !slices.Equal(m.Models, c.models) {
 					t.Fatalf("models %v, want %v", m.Models, c.models)
 				}
+				if m.KVCacheTokens != c.kvTokens {
+					t.Fatalf("KV cache tokens %v, want %v", m.KVCacheTokens, c.kvTokens)
+				}
 				if m.HasQueueTime {
 					t.Fatal("a single parse cannot know a queue-time rate")
 				}
 			}
 		})
+	}
+}
+
+// vLLM's cache_config_info gives the KV cache's size as labels: summed over
+// data-parallel engines, and absent (never guessed) when any engine's pair
+// is unusable.
+func TestParseVLLMCacheConfig(t *testing.T) {
+	const load = "vllm:num_requests_running{engine=\"0\"} 3\nvllm:num_requests_waiting{engine=\"0\"} 1\n"
+	info := func(labels ...string) string {
+		var b strings.Builder
+		b.WriteString("# TYPE vllm:cache_config_info gauge\n")
+		for _, l := range labels {
+			b.WriteString("vllm:cache_config_info{" + l + "} 1.0\n")
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		name    string
+		payload string
+		tokens  float64 // 0: absent
+	}{
+		{"one engine", info(`block_size="16",num_gpu_blocks="25000"`) + load, 400_000},
+		{"two data-parallel engines", info(`block_size="16",engine="0",num_gpu_blocks="25000"`,
+			`block_size="16",engine="1",num_gpu_blocks="24000"`) + load, 784_000},
+		{"block size 32", info(`block_size="32",num_gpu_blocks="1000"`) + load, 32_000},
+		{"not yet profiled", info(`block_size="16",num_gpu_blocks="None"`) + load, 0},
+		{"one engine unprofiled", info(`block_size="16",engine="0",num_gpu_blocks="25000"`,
+			`block_size="16",engine="1",num_gpu_blocks="None"`) + load, 0},
+		{"zero blocks", info(`block_size="16",num_gpu_blocks="0"`) + load, 0},
+		{"negative", info(`block_size="16",num_gpu_blocks="-5"`) + load, 0},
+		{"fractional", info(`block_size="16",num_gpu_blocks="12.5"`) + load, 0},
+		{"no block size", info(`num_gpu_blocks="25000"`) + load, 0},
+		{"absurd", info(`block_size="1048576",num_gpu_blocks="4294967296"`) + load, 0},
+		{"huge label", info(`block_size="16",num_gpu_blocks="`+strings.Repeat("9", 100)+`"`) + load, 0},
+		{"counter, not an info gauge", "# TYPE vllm:cache_config_info counter\nvllm:cache_config_info{block_size=\"16\",num_gpu_blocks=\"10\"} 1\n" + load, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Parse(strings.NewReader(c.payload), Auto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Signals.Has(score.HasKVTokens); got != (c.tokens > 0) || m.KVCacheTokens != c.tokens {
+				t.Fatalf("kvTokens signal %v, %v tokens; want %v tokens", got, m.KVCacheTokens, c.tokens)
+			}
+			if !m.Signals.Has(score.HasRunning | score.HasWaiting) {
+				t.Fatalf("load signals lost: %v", m.Signals)
+			}
+		})
+	}
+	// The cache's size is configuration, not load: alone it is no signal.
+	alone := info(`block_size="16",num_gpu_blocks="25000"`)
+	if _, err := Parse(strings.NewReader(alone), VLLM); !errors.Is(err, ErrNoSignals) {
+		t.Fatalf("cache_config_info alone: %v, want ErrNoSignals", err)
+	}
+	// Other servers' payloads never carry it into their signals.
+	if m, err := Parse(strings.NewReader(fixture(t, "vllm_v0.txt")), SGLang); err == nil || m.Signals.Has(score.HasKVTokens) {
+		t.Fatalf("vLLM payload read as SGLang: %v, signals %v", err, m.Signals)
 	}
 }
 
