@@ -448,6 +448,7 @@ func (l *Lab) StartBackend(i int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
 			return fmt.Errorf("backend on %s not ready: %w; log:\n%s", n.Name, err, tail(logPath))
 		}
 		time.Sleep(pollEvery)
@@ -595,10 +596,33 @@ func (l *Lab) Close() error {
 			_ = os.RemoveAll(p)
 		}
 	}
+	l.killStragglers()
 	if err := l.Topo.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// killStragglers kills whatever still runs in the lab's namespaces (a
+// process started outside Start*, or one whose start failed half way), so
+// that deleting a namespace really frees it.
+func (l *Lab) killStragglers() {
+	nodes := append([]Node{l.Balancer, l.Attacker}, l.GPUs...)
+	nodes = append(nodes, l.Clients...)
+	for _, n := range nodes {
+		if n.NS == "" {
+			continue
+		}
+		out, err := exec.Command("ip", "netns", "pids", n.NS).Output()
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 func waitGone(c *exec.Cmd) {
