@@ -22,6 +22,9 @@ const (
 	// asked for it, so neighbours that answer late (or change MAC) and
 	// interfaces that came back are picked up.
 	DefaultResync = 30 * time.Second
+	// unresolvedRetry is how soon a reconcile runs again when a backend's
+	// neighbour did not answer, rather than waiting for the resync.
+	unresolvedRetry = 2 * time.Second
 	// reconcileDebounce gathers bursts of health and weight changes into
 	// one reconcile.
 	reconcileDebounce = 50 * time.Millisecond
@@ -118,6 +121,9 @@ type Agent struct {
 	// loadSource, when set, gives each backend's last GPU load report.
 	loadSource func() map[string]LoadStatus
 	kickc      chan struct{}
+	// retryPending is set while a quick retry for unresolved neighbours
+	// is scheduled.
+	retryPending atomic.Bool
 }
 
 type applied struct {
@@ -338,6 +344,13 @@ func (a *Agent) write(d *Desired) error {
 	var was []string
 	if a.desired != nil {
 		was = a.desired.Panic
+	}
+	if len(d.Unresolved) > 0 && a.retryPending.CompareAndSwap(false, true) {
+		a.log.Warn("backends' next hops did not answer ARP/ND; they take no new flows until they do", "backends", fmt.Sprint(d.Unresolved))
+		time.AfterFunc(unresolvedRetry, func() {
+			a.retryPending.Store(false)
+			a.kick()
+		})
 	}
 	for _, p := range d.Panic {
 		if !slices.Contains(was, p) {

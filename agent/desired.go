@@ -104,6 +104,9 @@ type Desired struct {
 	// Panic lists pools whose every backend failed health checks; they keep
 	// their configured weights rather than steer nothing.
 	Panic []string
+	// Unresolved lists backends whose next hop did not answer ARP/ND; they
+	// take no new flows until it does.
+	Unresolved []netip.Addr
 }
 
 // DesiredVIP is a VIP with the weights its Maglev table is built from.
@@ -241,8 +244,11 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 			if h.MAC == nil {
 				// The neighbour did not answer: the host is probably down.
 				// Take it out of new flows rather than refuse the policy;
-				// the next reconcile retries.
+				// the agent retries soon.
 				w = 0
+				if !slices.Contains(d.Unresolved, b.Address) {
+					d.Unresolved = append(d.Unresolved, b.Address)
+				}
 			}
 			if prev, ok := dv.Weights[b.Address]; !ok || w > prev {
 				dv.Weights[b.Address] = w

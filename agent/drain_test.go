@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -137,4 +139,70 @@ spec:
 		}
 		return n > len(dp.tables[vip])*8/10
 	})
+}
+
+// lockedResolver lets a test change answers while the agent resolves.
+type lockedResolver struct {
+	mu sync.Mutex
+	r  fakeResolver
+}
+
+func (l *lockedResolver) Interface(n string) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Interface(n)
+}
+
+func (l *lockedResolver) NextHop(ctx context.Context, a netip.Addr) (Hop, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.NextHop(ctx, a)
+}
+
+// TestUnresolvedNeighbourRetried: a backend whose neighbour is silent at
+// apply time takes no new flows, and joins within seconds once it answers,
+// without waiting for the periodic resync.
+func TestUnresolvedNeighbourRetried(t *testing.T) {
+	res := &lockedResolver{r: onLinkResolver(testBackends...)}
+	silent := netip.MustParseAddr(testBackends[2])
+	h := res.r.hops[silent]
+	mac := h.MAC
+	h.MAC = nil
+	res.r.hops[silent] = h
+	dp := newFakeDataplane()
+	a, err := New(Options{Role: RoleBalancer, Dataplane: dp, Resolver: res, Store: newMemStore(),
+		Resync: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := a.Start(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, policyDoc(100), false); err != nil {
+		t.Fatal(err)
+	}
+	id := a.rec.BackendIDs()[silent]
+	vip := VIPKey{netip.MustParseAddr("198.18.100.1"), 80, 6}
+	inTable := func() bool {
+		dp.mu.Lock()
+		defer dp.mu.Unlock()
+		return slices.Contains(dp.tables[vip], id)
+	}
+	if inTable() {
+		t.Fatal("backend with a silent neighbour takes new flows")
+	}
+	res.mu.Lock()
+	h.MAC = mac
+	res.r.hops[silent] = h
+	res.mu.Unlock()
+	deadline := time.Now().Add(testHealthWait)
+	for !inTable() {
+		if time.Now().After(deadline) {
+			t.Fatal("backend did not join after its neighbour answered")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
