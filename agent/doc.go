@@ -34,6 +34,17 @@
 // mount one bpffs outside /sys beforehand (mount -t bpf bpf /run/x/bpf) and
 // pass --bpffs /run/x/bpf --pin-dir /run/x/bpf/<node>.
 //
+// A namespace topology that carries real traffic (checked by hand: IPIP and
+// L2 DSR, IPv4 and IPv6, and a download surviving kill -9 and restart of
+// the balancer's agent): clients, balancer and GPU hosts on one bridge; an
+// XDP_PASS program on the bridge-side peer of the balancer's veth (veth
+// drops XDP_TX frames otherwise); TX checksum offload off on the clients'
+// veths (ethtool -K <dev> tx off: a locally sent TCP segment carries only a
+// partial checksum, which XDP forwarding does not finish, and the GPU host
+// then drops it as TcpInCsumErrors); on each GPU host the VIP on lo and the
+// server bound to 0.0.0.0, so health checks to the host's own address
+// reach it too; the client routes the VIP via the balancer.
+//
 // Roles: a balancer attaches the balancer program to
 // spec.dataplane.interfaces, health-checks pool backends, and polls the load
 // reports of pools with loadReports on. Packets leave by XDP_TX, out of the
