@@ -238,6 +238,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer closeSrc()
+		exp, err := report.NewExporter(src, score.Config{})
+		if err != nil {
+			return err
+		}
+		if err := reg.Register(exp); err != nil {
+			return fmt.Errorf("register GPU load gauges: %w", err)
+		}
 		ln, err := net.Listen("tcp", cfg.LoadReportAddr)
 		if err != nil {
 			return fmt.Errorf("--load-report-addr: %w", err)

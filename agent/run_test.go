@@ -255,7 +255,7 @@ spec:
 	gwAddr, loadAddr := freePort(t), freePort(t)
 	cfg := Config{Role: RoleGPUHost, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
 		Socket: filepath.Join(dir, "agent.sock"), BPFFS: mount, PinDir: pinDir,
-		Gateway: true, GatewayListen: gwAddr, LoadReportAddr: loadAddr,
+		Gateway: true, GatewayListen: gwAddr, LoadReportAddr: loadAddr, MetricsAddr: freePort(t),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	a := startRun(t, cfg)
 	defer a.stop(t)
@@ -286,6 +286,14 @@ spec:
 	}
 	if _, ok := rep["healthy"]; !ok {
 		t.Fatalf("load report lacks healthy: %v", rep)
+	}
+
+	m := scrapeMetrics(t, cfg.MetricsAddr)
+	for _, want := range []string{"infergate_gpu_healthy ", `infergate_xdp_packets_total{verdict="decapsulated"}`,
+		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="decap"} 1`, v.near)} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 
 	// The interface goes away: status says so. It comes back (a new
