@@ -155,9 +155,19 @@ static __always_inline int parse_l4(void *data, void *end, struct pkt *p, __u32 
  * ends the list and kind 1 is a one-byte no-op; others are type, length
  * (>= 2, counting both), value. In IPv6 form, kind 0 is a one-byte pad and
  * others are type, length (of the value only), value. */
-static __always_inline int opts_valid(const __u8 *buf, __u32 n, const int v4)
+struct opt_buf {
+	__u8 b[OPT_BUF];
+};
+
+/* A global function: the verifier checks it once, not at each of the
+ * (unrolled) call sites. */
+__attribute__((noinline)) int opts_valid(struct opt_buf *ob, __u32 n, int v4)
 {
 	__u64 o = 0, bad = 0;
+
+	if (!ob)
+		return 0;
+	const __u8 *buf = ob->b;
 
 	for (int i = 0; i < OPT_BUF; i++) {
 		if (o >= n)
@@ -165,7 +175,7 @@ static __always_inline int opts_valid(const __u8 *buf, __u32 n, const int v4)
 		__u64 k = buf[o & (OPT_BUF - 1)];
 		__u64 l = buf[(o + 1) & (OPT_BUF - 1)];
 		__u64 step, one;
-		if (v4) {
+		if (v4) { /* a branch on an argument: two paths, not 2^n */
 			__u64 eol = eqz(k);
 			one = eqz(k ^ 1);
 			__u64 tlv = (1 - eol) * (1 - one);
@@ -190,22 +200,22 @@ static __always_inline int opts_valid(const __u8 *buf, __u32 n, const int v4)
 /* ipv4_options_valid checks the options of the IPv4 header at off. */
 static __always_inline int ipv4_options_valid(struct xdp_md *ctx, __u32 off, __u32 ihl)
 {
-	__u8 buf[OPT_BUF] = {};
+	struct opt_buf buf = {};
 	__u32 n = ihl - 20;
 
 	asm volatile("" : "+r"(n)); /* see ipv6_tlvs_valid */
 	if (n == 0 || n > 40)
 		return n == 0;
-	if (bpf_xdp_load_bytes(ctx, off + 20, buf, n))
+	if (bpf_xdp_load_bytes(ctx, off + 20, buf.b, n))
 		return 0;
-	return opts_valid(buf, n, 1);
+	return opts_valid(&buf, n, 1);
 }
 
 /* ipv6_tlvs_valid checks a hop-by-hop or destination options header of
  * hlen bytes at off (RFC 8200 4.2). */
 static __always_inline int ipv6_tlvs_valid(struct xdp_md *ctx, __u32 off, __u32 hlen)
 {
-	__u8 buf[OPT_BUF] = {};
+	struct opt_buf buf = {};
 	__u32 n = hlen - 2;
 
 	/* keep clang from dropping the check as redundant: the verifier needs
@@ -213,9 +223,9 @@ static __always_inline int ipv6_tlvs_valid(struct xdp_md *ctx, __u32 off, __u32 
 	asm volatile("" : "+r"(n));
 	if (n < 6 || n > MAX_IPV6_OPT_HDR_BYTES - 2)
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, off + 2, buf, n))
+	if (bpf_xdp_load_bytes(ctx, off + 2, buf.b, n))
 		return 0;
-	return opts_valid(buf, n, 0);
+	return opts_valid(&buf, n, 0);
 }
 
 static __always_inline int parse_ipv4(struct xdp_md *ctx, void *data, void *end, struct pkt *p, __u32 off)
