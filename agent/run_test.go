@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/infergate/infergate/internal/privtest"
 )
 
 // runWait bounds how long an in-process agent may take to become ready or
@@ -111,6 +113,7 @@ func countPinnedKeys(t *testing.T, path string) int {
 // and link (new program, same link, same conntrack), restores the stored
 // policy, and uninstall removes it all.
 func TestRunRestartKeepsState(t *testing.T) {
+	privtest.Tools(t, "bash", "timeout")
 	mount, pinDir := testBPFFS(t)
 	v := newVethPeer(t)
 	dir := t.TempDir()
