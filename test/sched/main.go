@@ -93,6 +93,9 @@ type options struct {
 	only string
 	// controls also runs the -v control policies.
 	controls bool
+	// calibration is the backlog for capacity calibration (0:
+	// calibrationRequests); tests of the output's shape use less.
+	calibration int
 }
 
 func main() {
@@ -149,14 +152,14 @@ func main() {
 	}
 }
 
-func fleetCapacity(w sim.Workload, caching bool, seed uint64) (float64, []float64) {
+func fleetCapacity(w sim.Workload, caching bool, seed uint64, n int) (float64, []float64) {
 	var total float64
 	per := make([]float64, len(fleet))
 	memo := map[string]float64{}
 	for i, sp := range fleet {
 		c, ok := memo[sp.Name]
 		if !ok {
-			c = sim.Capacity(sp, w, caching, seed, calibrationRequests)
+			c = sim.Capacity(sp, w, caching, seed, n)
 			memo[sp.Name] = c
 		}
 		per[i] = c
@@ -210,7 +213,11 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 		if _, ok := capacity[r.wl]; ok {
 			continue
 		}
-		c, per := fleetCapacity(r.wl.w, r.wl.caching, o.seed)
+		n := o.calibration
+		if n == 0 {
+			n = calibrationRequests
+		}
+		c, per := fleetCapacity(r.wl.w, r.wl.caching, o.seed, n)
 		capacity[r.wl] = c
 		name := r.wl.name
 		if name == "" {

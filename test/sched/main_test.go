@@ -14,7 +14,7 @@ import (
 // else on stdout.
 func TestOutputFormat(t *testing.T) {
 	var out bytes.Buffer
-	if err := bench(&out, io.Discard, benchWorkloads(sim.SharedPrefix), options{seed: 7, measure: 30}); err != nil {
+	if err := bench(&out, io.Discard, benchWorkloads(sim.SharedPrefix), options{seed: 7, measure: 30, calibration: 300}); err != nil {
 		t.Fatal(err)
 	}
 	line := regexp.MustCompile(`^(workload=(?:shared-prefix|trace-b) )?policy=(gpu|round-robin|least-conn|gpu-prefix) load=(0\.50|0\.80|0\.95) p50_ttft_ms=[0-9]+\.[0-9] p99_ttft_ms=[0-9]+\.[0-9] tokens_per_s=[0-9]+$`)
@@ -37,5 +37,27 @@ func TestOutputFormat(t *testing.T) {
 		if shared && m[2] != "gpu" && m[2] != "gpu-prefix" || !shared && m[2] == "gpu-prefix" {
 			t.Fatalf("policy %s in the wrong workload: %q", m[2], l)
 		}
+	}
+}
+
+// -workload restricts the run, and -v's control policies go to the
+// diagnostic stream only.
+func TestOnlyOneWorkloadAndControls(t *testing.T) {
+	var out, diag bytes.Buffer
+	o := options{seed: 3, measure: 20, calibration: 200, only: "trace-b", controls: true}
+	if err := bench(&out, &diag, benchWorkloads(sim.SharedPrefix), o); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 6:\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "workload=trace-b policy=gpu") || strings.Contains(l, "gpu-l7") {
+			t.Fatalf("line %q outside the chosen workload or a control on stdout", l)
+		}
+	}
+	if n := strings.Count(diag.String(), "workload=trace-b policy=gpu-l7 "); n != 3 {
+		t.Fatalf("%d control lines on the diagnostic stream, want 3:\n%s", n, diag.String())
 	}
 }

@@ -359,6 +359,8 @@ func TestConfigBounds(t *testing.T) {
 		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.MaxPrompt = 40000; return w }()}, // cannot fit an A10
 		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := Chat; w.RequestsPerConn = 0.5; return w }()},
 		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := TraceB; w.PrefixShare = 2; return w }()},
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := SharedPrefix; w.MinPrefix = w.MaxPrefix + 1; return w }()},
+		{Specs: testFleet, RequestRate: 1, Workload: func() Workload { w := SharedPrefix; w.MaxPrefix += 1024; return w }()}, // cannot fit an A10
 	}
 	for _, c := range bad {
 		if _, err := Run(c, &RoundRobin{}); err == nil {
@@ -479,5 +481,56 @@ func TestTraceBMatchesTrace(t *testing.T) {
 	}
 	if h := IdealHitRate(Chat, 1, 5000); h != 0 {
 		t.Fatalf("chat workload has no shared prefixes, ideal hit rate %v", h)
+	}
+}
+
+// The shared-prefix workload is what issue 6 describes and what its
+// comment claims: a few system prompts within the public coding-agent
+// range (8192..24576 tokens, median ~16k), carried by ~90% of requests,
+// so that most prompt tokens are shared across clients, and the longest
+// request still fits an A10.
+func TestSharedPrefixShape(t *testing.T) {
+	w := SharedPrefix
+	if err := w.validate(testFleet); err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		tab := newPrefixTable(w, seed)
+		if len(tab.lens) != 8 {
+			t.Fatalf("%d prompts", len(tab.lens))
+		}
+		lens := slices.Clone(tab.lens)
+		slices.Sort(lens)
+		if lens[0] < 8192 || lens[7] > 24576 || lens[3] < 12000 || lens[4] > 21000 {
+			t.Fatalf("seed %d: prompt lengths %v outside the public range", seed, lens)
+		}
+		id := 0
+		conns := arrivals(w, seed, 1, 1e9, &id, 20000)
+		clients := map[int]int{} // connections per prompt
+		var with, all int
+		for _, c := range conns {
+			if c.Reqs[0].Prefix >= 0 {
+				clients[c.Reqs[0].Prefix]++
+			}
+			for _, r := range c.Reqs {
+				all++
+				if r.Prefix >= 0 {
+					with++
+				}
+			}
+		}
+		if f := float64(with) / float64(all); f < 0.87 || f > 0.93 {
+			t.Fatalf("seed %d: %.3f of requests carry a shared prompt, want ~0.9", seed, f)
+		}
+		// Cross-client reuse: even the least popular prompt comes from
+		// many connections.
+		for p := range 8 {
+			if clients[p] < 50 {
+				t.Fatalf("seed %d: prompt %d used by %d connections", seed, p, clients[p])
+			}
+		}
+		if h := IdealHitRate(w, seed, 20000); h < 0.80 {
+			t.Fatalf("seed %d: ideal hit rate %.3f; most prompt tokens should be shared", seed, h)
+		}
 	}
 }
