@@ -20,13 +20,26 @@
 // specific prefixes, the earlier rule wins; a rule whose port/protocol does
 // not match falls through to rules on covering prefixes, then to the default.
 //
+// Host-address rules are checked on every packet (one hash lookup, so a
+// denied host is dropped as cheaply as by xdp-filter); prefix rules are
+// checked for packets outside the connection table and once per established
+// flow after each SetRules (a rule-set generation). Rule counters count every
+// denied packet, every allowed packet to the stack, and the first packet per
+// flow and generation of allowed VIP traffic.
+//
 // Client classes and per-client rate limits:
 //
 //	b.SetClasses(defaultLimits, []loader.Class{{Prefixes: ..., Limits: ...}})
 //
 // Packets and new connections per second per client, a client being the
 // source address masked to Config.AggregateV4/AggregateV6 bits. Zero rate =
-// unlimited. ExpireIdleClients prunes the table of established clients.
+// unlimited. The limiter is GCRA on the coarse kernel clock (one scheduler
+// tick, 1-4 ms), so a class's tolerance is raised to at least one tick plus
+// one packet interval. Every client gets a bucket once any class has a limit
+// (it caches the client's class). Buckets of new clients live in an LRU
+// table that a spoofed flood may churn; a client whose packet hits an
+// established flow moves to a table floods cannot evict, which
+// ExpireIdleClients prunes (call it periodically).
 //
 // Steering: backends are addressed by caller-chosen ids < Config.MaxBackends,
 // VIPs by caller-chosen ids < Config.MaxVIPs (ids index the statistics).
@@ -37,9 +50,18 @@
 // table is a Maglev lookup table of backend ids (github.com/infergate/
 // infergate/maglev builds it; length a prime >= 100 x backends). UpsertVIP
 // swaps the VIP's table atomically; established flows keep their backend
-// through the per-CPU connection table. A draining backend takes no new flows
+// through the per-CPU connection table (a flow is tracked per CPU: RSS keeps
+// it on one; a CPU that has not seen it picks by Maglev again, which gives
+// the same backend unless the table changed in between). A draining backend takes no new flows
 // (rebuild the table without it too) and keeps its established ones; a
 // deleted backend loses them.
+//
+// Fragments: any fragment is checked by the firewall on address and
+// protocol (port rules cannot match a later fragment) and charged to the
+// packet rate; fragments to a VIP address are dropped (counted), others go
+// to the stack. Truncated or malformed frames (lengths, IPv4 options, IPv6
+// option TLVs, more than 2 VLAN tags or 6 IPv6 extension headers) are
+// dropped and counted.
 //
 // Forwarding: IPIP/IP6IP6 to the backend (outer source from
 // Config.EncapSourceV4/V6 with the flow hash in the host bits; next-hop MAC

@@ -248,3 +248,36 @@ func TestPassToStack(t *testing.T) {
 		t.Fatalf("pass_stack %d pass_not_ip %d", s[StatPassStack], s[StatPassNotIP])
 	}
 }
+
+func TestReconfigure(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	cfg := testConfig()
+	cfg.EncapSourceV4 = netip.MustParsePrefix("198.19.77.0/28")
+	cfg.SourceMAC = nil
+	if err := b.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	in := tcp("198.18.5.5", "198.18.0.10", 40000, 443).build(t)
+	ret, out := run(t, b.Program(), in)
+	if ret != xdpTx {
+		t.Fatalf("verdict %d", ret)
+	}
+	src, _ := netip.AddrFromSlice(out[14+12 : 14+16])
+	if !cfg.EncapSourceV4.Contains(src) {
+		t.Fatalf("outer source %s outside %s", src, cfg.EncapSourceV4)
+	}
+	mustEqual(t, "source MAC (the frame's destination)", out[6:12], in[0:6])
+	// Without an encapsulation source, IPIP to v4 backends is refused and counted.
+	cfg.EncapSourceV4 = netip.Prefix{}
+	if err := b.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	in2 := tcp("198.18.5.6", "198.18.0.10", 40000, 443).build(t)
+	if ret, _ := run(t, b.Program(), in2); ret != xdpDrop {
+		t.Fatalf("verdict %d without encap source", ret)
+	}
+	if s := stats(t, b); s[StatDropNoEncapSource] != 1 {
+		t.Fatalf("drop_no_encap_source %d", s[StatDropNoEncapSource])
+	}
+}
