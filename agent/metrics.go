@@ -51,6 +51,10 @@ var (
 		"The policy in force.", []string{"name", "version"}, nil)
 	descRules = prometheus.NewDesc(metricsNamespace+"_firewall_rule_packets_total",
 		"Packets a firewall rule matched.", []string{"rule", "action"}, nil)
+	descPanic = prometheus.NewDesc(metricsNamespace+"_pool_panic",
+		"1 while every backend of a pool is out and the pool keeps its configured weights rather than steer nothing.", []string{"pool"}, nil)
+	descUnresolved = prometheus.NewDesc(metricsNamespace+"_backends_unresolved",
+		"Backends whose next hop does not answer ARP/ND (no new flows).", nil, nil)
 	descScrapeErrors = prometheus.NewDesc(metricsNamespace+"_counter_read_errors_total",
 		"Scrapes that could not read the data plane's counters.", nil, nil)
 )
@@ -81,6 +85,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descAttach, prometheus.GaugeValue, v, i.Name, i.Program, i.Mode)
+	}
+	a.mu.Lock()
+	d := a.desired
+	a.mu.Unlock()
+	if d != nil {
+		for _, p := range d.Panic {
+			ch <- prometheus.MustNewConstMetric(descPanic, prometheus.GaugeValue, 1, p)
+		}
+		ch <- prometheus.MustNewConstMetric(descUnresolved, prometheus.GaugeValue, float64(len(d.Unresolved)))
 	}
 	if st.Policy.Version != "" {
 		ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.GaugeValue, 1, st.Policy.Name, st.Policy.Version)

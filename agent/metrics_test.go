@@ -58,6 +58,7 @@ func TestMetricsExposed(t *testing.T) {
 		`infergate_reconcile_total `,
 		`infergate_firewall_rule_packets_total{action="deny",rule="scanners"} 9`,
 		`infergate_reconcile_errors_total 0`,
+		`infergate_backends_unresolved 0`,
 		`infergate_policy_info{name="edge",version=`,
 	} {
 		if !strings.Contains(body, want) {
