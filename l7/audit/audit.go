@@ -6,7 +6,6 @@ package audit
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +19,8 @@ const (
 	bufferBytes   = 64 << 10
 	flushInterval = 200 * time.Millisecond
 	filePerm      = 0o600
+	// maxKeptLineBytes: a line buffer grown by a huge record is dropped.
+	maxKeptLineBytes = 64 << 10
 )
 
 // Record is one audit line.
@@ -54,7 +55,7 @@ type Logger struct {
 	mu     sync.Mutex
 	bw     *bufio.Writer
 	closer io.Closer
-	enc    *json.Encoder
+	line   []byte
 	err    error
 	stop   chan struct{}
 	done   chan struct{}
@@ -63,8 +64,6 @@ type Logger struct {
 // New logs to w; if w is an io.Closer, Close closes it.
 func New(w io.Writer) *Logger {
 	l := &Logger{bw: bufio.NewWriterSize(w, bufferBytes), stop: make(chan struct{}), done: make(chan struct{})}
-	l.enc = json.NewEncoder(l.bw)
-	l.enc.SetEscapeHTML(false)
 	if c, ok := w.(io.Closer); ok {
 		l.closer = c
 	}
@@ -103,8 +102,12 @@ func (l *Logger) Log(r *Record) error {
 	if l.err != nil {
 		return l.err
 	}
-	if err := l.enc.Encode(r); err != nil {
+	l.line = append(r.AppendJSON(l.line[:0]), '\n')
+	if _, err := l.bw.Write(l.line); err != nil {
 		l.err = fmt.Errorf("write audit record: %w", err)
+	}
+	if cap(l.line) > maxKeptLineBytes {
+		l.line = nil
 	}
 	return l.err
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -48,5 +49,30 @@ func TestLogLines(t *testing.T) {
 	}
 	if len(seen) != 50 {
 		t.Fatalf("%d distinct records, want 50", len(seen))
+	}
+}
+
+// TestAppendJSONMatchesEncoder: the hand-written encoding is what
+// encoding/json (HTML escaping off) writes, for awkward values too.
+func TestAppendJSONMatchesEncoder(t *testing.T) {
+	recs := []Record{
+		{},
+		{ID: "req-1", Time: time.Date(2026, 11, 25, 9, 0, 0, 123456789, time.UTC), Tenant: "acme", Key: "k", Subject: "s",
+			Endpoint: "/chat/completions", Model: "m", Backend: "p/b", Status: 200, Stream: true, PromptTokens: 12,
+			CompletionTokens: 34, UsageSource: "upstream", CostUSD: 0.000123, Verdicts: []string{"email", "ip"}, Attempts: 2,
+			LatencyMS: 12.345, TTFTMS: 1.5, Error: "x", Prompt: []string{"a <b> & \"c\"\n\t\u2028 é \xff", "[REDACTED:email]"}},
+		{ID: "x", Time: time.Unix(0, 0).In(time.FixedZone("z", 3600)), CostUSD: 1e-9, LatencyMS: 1e21, TTFTMS: 123456789.125, Status: 499},
+	}
+	for _, r := range recs {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		got := string(r.AppendJSON(nil)) + "\n"
+		if got != want.String() {
+			t.Fatalf("got  %s\nwant %s", got, want.String())
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 )
 
 // MaxEventBytes bounds one server-sent event.
@@ -168,10 +169,48 @@ func FindUsage(body []byte) (u Usage, ok bool) {
 	if end < 0 {
 		return u, false
 	}
-	if err := json.Unmarshal(rest[:end+1], &u); err != nil {
+	if !parseUsage(rest[:end+1], &u) {
 		return Usage{}, false
 	}
 	return u, true
+}
+
+// parseUsage reads the three counters of a usage object in one pass;
+// other fields (token details) are validated and skipped. It agrees with
+// encoding/json on what it accepts (FuzzFindUsage).
+func parseUsage(b []byte, u *Usage) bool {
+	s := &scanner{b: b}
+	err := s.object(func(k []byte) error {
+		var dst *int64
+		switch string(k) {
+		case "prompt_tokens":
+			dst = &u.PromptTokens
+		case "completion_tokens":
+			dst = &u.CompletionTokens
+		case "total_tokens":
+			dst = &u.TotalTokens
+		default:
+			_, err := s.skip()
+			return err
+		}
+		if s.null() {
+			return nil
+		}
+		if c := s.peek(); c != '-' && (c < '0' || c > '9') {
+			return errSyntax
+		}
+		lit, err := s.number()
+		if err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(string(lit), 10, 64)
+		if err != nil {
+			return err
+		}
+		*dst = v
+		return nil
+	})
+	return err == nil && s.peek() == 0
 }
 
 // objectEnd returns the index of the brace closing the object b starts
