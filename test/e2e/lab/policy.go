@@ -98,6 +98,8 @@ func (l *Lab) Policy(o PolicyOptions) *policy.Document {
 			if i < len(o.Weights) {
 				b.Weight = o.Weights[i]
 			}
+			// One load-report target per host: the agent follows a URL for
+			// one pool only (reported), and the tests read pool gpu-v4.
 			if o.LoadReports && fam == "v4" {
 				b.LoadReportURL = fmt.Sprintf("http://%s:%d/load", g.V4, LoadReportPort)
 			}
