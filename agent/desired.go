@@ -285,6 +285,9 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 			}
 		}
 	}
+	// A pool can be in panic for several reasons and behind several VIPs.
+	slices.Sort(d.Panic)
+	d.Panic = slices.Compact(d.Panic)
 	if o.MaxBackends > 0 && len(d.Backends) > o.MaxBackends {
 		add("spec.pools", "%d distinct backend addresses behind VIPs, the data plane holds at most %d", len(d.Backends), o.MaxBackends)
 	}

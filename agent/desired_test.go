@@ -103,6 +103,15 @@ func TestBuildWeights(t *testing.T) {
 	if len(d.Panic) != 1 || d.Effective["gpus/gpuc"] != 100 {
 		t.Fatalf("panic = %v, effective = %v", d.Panic, d.Effective)
 	}
+	// Every backend drained by its load report, behind two VIPs: each VIP
+	// spreads over all (weight 1), and the pool is listed once.
+	c.Dataplane.VIPs = append(c.Dataplane.VIPs, c.Dataplane.VIPs[0])
+	c.Dataplane.VIPs[1].Port = 443
+	ov = map[string]Override{"gpus/gpua": {ReportDrain: true}, "gpus/gpub": {ReportDrain: true}, "gpus/gpuc": {ReportDrain: true}}
+	d = buildFor(t, c, res, ov)
+	if w := d.VIPs[VIPKey{netip.MustParseAddr("198.18.100.1"), 443, 6}].Weights[netip.MustParseAddr(testBackends[0])]; len(d.Panic) != 1 || w != 1 {
+		t.Fatalf("panic = %v, effective = %v", d.Panic, d.Effective)
+	}
 	// A neighbour that does not answer takes the backend out of new flows
 	// without refusing the policy.
 	h := res.hops[netip.MustParseAddr(testBackends[0])]
