@@ -17,10 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/infergate/infergate/gpu/collector"
+	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/gpu/scrape"
 	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/policy/store"
@@ -151,10 +153,24 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// One weighter serves both consumers of load reports: the Maglev
+	// weights (thresholded, through the reconciler) and the L7 gateway's
+	// per-request pick (unthresholded Current weights, prefix affinity).
+	var w *score.Weighter
+	var picker route.Picker
+	if cfg.PollLoadReports {
+		if w, err = score.NewWeighter(score.Config{}); err != nil {
+			return err
+		}
+		if picker, err = pick.New(pick.Config{Weights: w.Current}); err != nil {
+			return err
+		}
+	}
+
 	var gw *lazyGateway
 	var gwIface Gateway
 	if cfg.Gateway {
-		gw = &lazyGateway{listen: cfg.GatewayListen, reg: reg, log: log}
+		gw = &lazyGateway{listen: cfg.GatewayListen, reg: reg, log: log, picker: picker}
 		gwIface = gw
 		defer gw.shutdown()
 	}
@@ -163,10 +179,6 @@ func Run(ctx context.Context, cfg Config) error {
 	var observer *loadObserver
 	var a *Agent
 	if cfg.PollLoadReports {
-		w, err := score.NewWeighter(score.Config{})
-		if err != nil {
-			return err
-		}
 		observer = newLoadObserver(http.DefaultTransport)
 		client := &http.Client{Timeout: report.DefaultPollTimeout, Transport: observer}
 		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
@@ -343,6 +355,7 @@ type lazyGateway struct {
 	listen string
 	reg    prometheus.Registerer
 	log    *slog.Logger
+	picker route.Picker // nil: power of two choices on in-flight requests
 
 	mu   sync.Mutex
 	g    *gateway.Gateway
@@ -356,7 +369,7 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 	if l.g != nil {
 		return l.g.Apply(c)
 	}
-	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log})
+	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log, Picker: l.picker})
 	if err != nil {
 		return err
 	}
