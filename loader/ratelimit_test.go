@@ -2,7 +2,6 @@ package loader
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 )
@@ -173,6 +172,15 @@ func TestSpoofFloodKeepsEstablishedClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	const T, D = xdpTx, xdpDrop
+	// Built ahead, so that little time passes between spending the
+	// client's tokens and checking they are still spent (1 token/s).
+	var flood [][]byte
+	tmpl := tcp("198.19.0.0", "198.18.0.10", 7, 443).build(t)
+	for i := 0; i < 4000; i++ {
+		p := append([]byte(nil), tmpl...)
+		p[28], p[29] = byte(i>>8), byte(i)
+		flood = append(flood, p)
+	}
 	est := tcp("198.18.50.1", "198.18.0.10", 1000, 443)
 	estAck := est
 	estAck.syn, estAck.ack = false, true
@@ -184,9 +192,8 @@ func TestSpoofFloodKeepsEstablishedClients(t *testing.T) {
 		t.Fatalf("bucket_promote %d, want 1", s[StatBucketPromote])
 	}
 
-	for i := 0; i < 4000; i++ {
-		src := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
-		run(t, b.Program(), pktSpec{src: src, dst: vip4.Addr, sport: 7, dport: 443, proto: 6, syn: true, payload: []byte("flood")}.build(t))
+	for _, p := range flood {
+		run(t, b.Program(), p)
 	}
 	var bk balancerBucket
 	estKey := balancerAddrKey{Addr: addrWords(est.src), Family: familyV4}
