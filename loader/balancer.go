@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -70,6 +71,9 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 			ms.Pinning = ebpf.PinByName
 		}
 		opts.Maps.PinPath = pinDir
+		if err := checkPinnedInner(spec, pinDir); err != nil {
+			return nil, err
+		}
 	}
 	b := &Balancer{cfg: cfg, spec: spec}
 	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
@@ -610,4 +614,55 @@ func sortedPrefixLens(m map[netip.Prefix][]balancerFwEntry) (v4, v6 []int) {
 	sort.Sort(sort.Reverse(sort.IntSlice(v4)))
 	sort.Sort(sort.Reverse(sort.IntSlice(v6)))
 	return v4, v6
+}
+
+// checkPinnedInner refuses pinned map-in-map maps whose inner maps have
+// another layout than this program's: the kernel's compatibility check (and
+// cilium/ebpf's) only sees the outer map, whose value is a map id.
+func checkPinnedInner(spec *ebpf.CollectionSpec, pinDir string) error {
+	for name, ms := range spec.Maps {
+		if ms.InnerMap == nil {
+			continue
+		}
+		outer, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("loader: open pinned %s: %w", name, err)
+		}
+		err = func() error {
+			defer outer.Close()
+			info, err := outer.Info()
+			if err != nil {
+				return err
+			}
+			for slot := uint32(0); slot < info.MaxEntries; slot++ {
+				var id uint32
+				if outer.Lookup(slot, &id) != nil {
+					continue
+				}
+				inner, err := ebpf.NewMapFromID(ebpf.MapID(id))
+				if err != nil {
+					return err
+				}
+				ii, err := inner.Info()
+				inner.Close()
+				if err != nil {
+					return err
+				}
+				want := ms.InnerMap
+				if ii.Type != want.Type || ii.KeySize != want.KeySize || ii.ValueSize != want.ValueSize || ii.Flags != want.Flags {
+					return fmt.Errorf("%w: pinned map %s holds inner maps of type %v key %d value %d flags %#x, this program wants %v key %d value %d flags %#x (remove the pin to start fresh)",
+						ebpf.ErrMapIncompatible, name, ii.Type, ii.KeySize, ii.ValueSize, ii.Flags, want.Type, want.KeySize, want.ValueSize, want.Flags)
+				}
+				return nil // one populated slot tells the layout
+			}
+			return nil
+		}()
+		if err != nil {
+			return fmt.Errorf("loader: %w", err)
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -86,7 +87,7 @@ func TestPinAndAdopt(t *testing.T) {
 		t.Fatal(err)
 	}
 	standardSetup(t, b)
-	if err := b.SetRules([]Rule{{Deny: true, Prefixes: pfx("198.18.9.9/32")}}, false); err != nil {
+	if err := b.SetRules([]Rule{{Deny: true, Prefixes: pfx("198.18.9.9/32", "198.18.10.0/24", "2001:db8:9::/48", "2001:db8:8::1/128")}}, false); err != nil {
 		t.Fatal(err)
 	}
 	flow := tcp("198.18.5.5", "198.18.0.10", 40000, 443)
@@ -117,6 +118,37 @@ func TestPinAndAdopt(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "conntrack")); err != nil {
 		t.Fatalf("conntrack not pinned: %v", err)
+	}
+}
+
+// A pinned map-in-map whose inner maps have another layout is refused with
+// a clear error, though the outer maps look alike to the kernel.
+func TestPinnedInnerLayoutRefused(t *testing.T) {
+	privtest.Root(t)
+	dir := mountBPFFS(t)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	inner := &ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 1}
+	outer, err := ebpf.NewMap(&ebpf.MapSpec{Name: "fw_exact4", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 2, InnerMap: inner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	im, err := ebpf.NewMap(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if err := outer.Update(uint32(0), im, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := outer.Pin(filepath.Join(dir, "fw_exact4")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadBalancer(testConfig(), dir)
+	if !errors.Is(err, ebpf.ErrMapIncompatible) || !strings.Contains(err.Error(), "fw_exact4") {
+		t.Fatalf("err %v, want ErrMapIncompatible naming fw_exact4", err)
 	}
 }
 
