@@ -134,9 +134,10 @@ var Chat = Workload{
 //     growing history, which a real agent also reuses, is not modelled:
 //     every request's own part is unique).
 //   - Answers and connection shape: as Chat (keep-alive clients, 8
-//     requests per connection, 2 s think time), so at these rates
-//     hundreds of client connections are open at once and Maglev spreads
-//     each prompt's clients over every GPU.
+//     requests per connection, 2 s think time): at 80% load about 50
+//     client connections are open at once (~470 over a run of seed 1),
+//     each prompt is sent by many of them, and Maglev spreads each
+//     prompt's clients over every GPU.
 //
 // Preble (Srivatsa et al., "Preble: Efficient Distributed Prompt
 // Scheduling for LLM Serving", ICLR 2025, arXiv 2407.00023) studies this
