@@ -77,8 +77,8 @@ func TestHostSourceCombines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := score.HasKVCache | score.HasRunning | score.HasWaiting | score.HasUtil | score.HasMemory
-	if r.Signals != want || !r.Healthy || r.Host != "gpu-a" || !r.Time.Equal(t0) {
+	want := score.HasKVCache | score.HasRunning | score.HasWaiting | score.HasKVTokens | score.HasUtil | score.HasMemory
+	if r.Signals != want || r.KVCacheTokens != 440496 || !r.Healthy || r.Host != "gpu-a" || !r.Time.Equal(t0) {
 		t.Fatalf("report %+v", r)
 	}
 	if r.KVCacheUsage != 0.8731 || r.RequestsRunning != 24 || r.RequestsWaiting != 7 {
