@@ -16,8 +16,12 @@ const (
 	deniedDialTimeout = 500 * time.Millisecond
 	floodPackets      = 40_000
 	floodDuration     = 4 * time.Second
-	legitRequests     = 400
-	legitConcurrency  = 8
+	// floodPPS paces each flood: ten times the attacker's allowance, and
+	// slow enough that the veth in front of the balancer does not drop it
+	// before XDP sees it.
+	floodPPS         = 20_000
+	legitRequests    = 400
+	legitConcurrency = 8
 )
 
 // TestDeniedPrefix: a client whose address is in a firewall-denied prefix
@@ -66,11 +70,11 @@ func TestFloodRateLimited(t *testing.T) {
 	}
 	fc := make(chan floodOut, 2)
 	go func() {
-		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, floodPackets, floodDuration)
+		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, floodPackets, floodPPS, floodDuration)
 		fc <- floodOut{"SYN", r, err}
 	}()
 	go func() {
-		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), floodPackets, floodDuration)
+		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), floodPackets, floodPPS, floodDuration)
 		fc <- floodOut{"UDP", r, err}
 	}()
 	d := dialer(t, l.Clients[0].NS)
@@ -106,8 +110,15 @@ func TestFloodRateLimited(t *testing.T) {
 	if tl.Failed > 0 {
 		t.Errorf("%d of %d legitimate requests failed during the flood: %v", tl.Failed, legitRequests, tl.FirstErr)
 	}
-	if pk == 0 || pk+cn < minRateDrops {
-		t.Errorf("rate limits dropped %d packets (%d by packets/s); want at least %d, some by packets/s", pk+cn, pk, minRateDrops)
+	// The veth in front of the balancer drops part of a flood when the
+	// machine is busy; what reached XDP must still dwarf the allowance for
+	// the test to say anything.
+	reached := int64(seen) - int64(legit)
+	if reached < 2*budget {
+		t.Fatalf("only %d flood packets reached the balancer's XDP program (of %d sent); need %d to test the limits", reached, sent, 2*budget)
+	}
+	if pk == 0 || int64(pk+cn) < reached/2 {
+		t.Errorf("rate limits dropped %d of the %d flood packets that reached XDP (%d by packets/s); want most, some by packets/s", pk+cn, reached, pk)
 	}
 	if passed > budget {
 		t.Errorf("%d packets besides the legitimate client's got through the attacker's %d packets/s limit; allowance %d", passed, attackerPPS, budget)
@@ -121,8 +132,6 @@ const (
 	floodSlack = 2 * time.Second
 	// backgroundPackets bounds health-check and neighbour traffic.
 	backgroundPackets = 2000
-	// minRateDrops: the floods send far more than this above the limit.
-	minRateDrops = 10_000
 )
 
 // txPackets reads eth0's transmitted-packet counter in ns.

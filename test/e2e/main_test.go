@@ -68,7 +68,7 @@ func binaries(t *testing.T) (infergate, iglab string) {
 func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	t.Helper()
 	privtest.Root(t)
-	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset")
+	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset", "chrt")
 	cfg.Infergate, cfg.Iglab = binaries(t)
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -102,7 +102,7 @@ var (
 func sharedLab(t *testing.T) *lab.Lab {
 	t.Helper()
 	privtest.Root(t)
-	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset")
+	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset", "chrt")
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if shared != nil {

@@ -38,10 +38,24 @@ func checkFlood(count int, d time.Duration) error {
 	return nil
 }
 
+// floodBatch is how many packets a paced flood sends between clock checks.
+const floodBatch = 100
+
+// pace sleeps so that sent packets since start keep to pps (0: no pacing).
+func pace(start time.Time, sent, pps int) {
+	if pps <= 0 || sent%floodBatch != 0 {
+		return
+	}
+	due := start.Add(time.Duration(float64(sent) / float64(pps) * float64(time.Second)))
+	if w := time.Until(due); w > 0 {
+		time.Sleep(w)
+	}
+}
+
 // SYNFlood sends count TCP SYNs from src to dst:port (IPv4) out of
-// namespace ns through a raw socket, each from a random source port, as fast
-// as the socket takes them, for at most d.
-func SYNFlood(ns string, src, dst netip.Addr, port uint16, count int, d time.Duration) (FloodResult, error) {
+// namespace ns through a raw socket, each from a random source port, at pps
+// packets per second (0: as fast as the socket takes them), for at most d.
+func SYNFlood(ns string, src, dst netip.Addr, port uint16, count, pps int, d time.Duration) (FloodResult, error) {
 	if err := checkFlood(count, d); err != nil {
 		return FloodResult{}, err
 	}
@@ -69,6 +83,7 @@ func SYNFlood(ns string, src, dst netip.Addr, port uint16, count int, d time.Dur
 				return fmt.Errorf("send SYN: %w", err)
 			}
 			res.Sent++
+			pace(start, res.Sent, pps)
 		}
 		res.Elapsed = time.Since(start)
 		return nil
@@ -100,9 +115,9 @@ func buildSYN(b []byte, src, dst netip.Addr, sport, dport uint16, seq uint32) {
 	binary.BigEndian.PutUint16(b[16:], ^uint16(sum))
 }
 
-// UDPFlood sends count small datagrams from namespace ns to dst, for at
-// most d.
-func UDPFlood(ns string, dst netip.AddrPort, count int, d time.Duration) (FloodResult, error) {
+// UDPFlood sends count small datagrams from namespace ns to dst at pps
+// packets per second (0: unpaced), for at most d.
+func UDPFlood(ns string, dst netip.AddrPort, count, pps int, d time.Duration) (FloodResult, error) {
 	if err := checkFlood(count, d); err != nil {
 		return FloodResult{}, err
 	}
@@ -126,6 +141,7 @@ func UDPFlood(ns string, dst netip.AddrPort, count int, d time.Duration) (FloodR
 				return fmt.Errorf("send UDP: %w", err)
 			}
 			res.Sent++
+			pace(start, res.Sent, pps)
 		}
 		res.Elapsed = time.Since(start)
 		return nil

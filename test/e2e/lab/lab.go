@@ -491,8 +491,13 @@ func (l *Lab) StartAll(policyFile string) error {
 	return l.PinBalancerRX()
 }
 
-// rxCPU is the CPU the balancer's receive processing is pinned to.
-const rxCPU = "0"
+// rxCPU is the CPU the balancer's receive processing is pinned to, and
+// rxPriority its thread's SCHED_FIFO priority (what the kernel gives its
+// own threaded interrupt handlers).
+const (
+	rxCPU      = "0"
+	rxPriority = "50"
+)
 
 // PinBalancerRX makes the balancer's veth behave like a NIC with RSS: every
 // packet of a flow is processed on the same CPU. The balancer keeps its
@@ -524,6 +529,12 @@ func (l *Lab) PinBalancerRX() error {
 				continue
 			}
 			if err := netns.Run("taskset", "-pc", rxCPU, strconv.Itoa(pid)); err != nil {
+				return err
+			}
+			// Softirq work preempts processes; a NAPI thread does not,
+			// unless it runs at a real-time priority. Without it a busy
+			// machine lets the veth's ring overflow.
+			if err := netns.Run("chrt", "-f", "-p", rxPriority, strconv.Itoa(pid)); err != nil {
 				return err
 			}
 			pinned++

@@ -25,6 +25,7 @@ const (
 	demoConcurrency       = 8
 	demoFloodPackets      = 30_000
 	demoFloodDuration     = 3 * time.Second
+	demoFloodPPS          = 20_000
 	demoDeniedTries       = 5
 	demoDeniedTimeout     = 300 * time.Millisecond
 	demoRequestTimeout    = 5 * time.Second
@@ -173,11 +174,11 @@ func runDemo(args []string) error {
 	}
 	fc := make(chan floodOut, 2)
 	go func() {
-		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, demoFloodPackets, demoFloodDuration)
+		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, demoFloodPackets, demoFloodPPS, demoFloodDuration)
 		fc <- floodOut{"SYN", r, err}
 	}()
 	go func() {
-		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), demoFloodPackets, demoFloodDuration)
+		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), demoFloodPackets, demoFloodPPS, demoFloodDuration)
 		fc <- floodOut{"UDP", r, err}
 	}()
 	during, err := runClients(demoRequestsPerClient / 3)
