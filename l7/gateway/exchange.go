@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -106,6 +108,7 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
 		x.id = newID()
 		w.Header().Set("x-request-id", x.id)
+		defer x.recoverPanic()
 		for _, s := range chain {
 			if err := s.run(x); err != nil {
 				x.fail(err)
@@ -116,6 +119,27 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		x.reset()
 		exchangePool.Put(x)
 	})
+}
+
+// recoverPanic turns a bug in a stage into a 500 for this request only,
+// and still settles its limit ticket (so a concurrency slot is not held
+// until its lease ends). The exchange is not pooled again.
+func (x *exchange) recoverPanic() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if p == http.ErrAbortHandler {
+		panic(p)
+	}
+	x.g.log.Error("gateway stage panicked", "request", x.id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	x.fail(&openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "internal_error", Message: "internal error"})
+	if t := x.ticket; t != nil {
+		x.ticket = nil
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), settleTimeout)
+		defer cancel()
+		_ = t.Settle(ctx, x.promptTokens, x.price(x.promptTokens, 0))
+	}
 }
 
 func newID() string {
@@ -350,6 +374,7 @@ func (x *exchange) finish() {
 			x.g.log.Warn("settle limit ticket", "request", x.id, "err", err)
 		}
 		cancel()
+		x.ticket = nil
 	}
 	if x.status == 0 {
 		x.status = http.StatusOK

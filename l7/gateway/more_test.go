@@ -3,7 +3,9 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,12 +13,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -228,4 +232,89 @@ func testCount(t *testing.T, h *harness, name string) int {
 		}
 	}
 	return 0
+}
+
+type panickyPicker struct{ left atomic.Int64 }
+
+func (p *panickyPicker) Pick(string, []*route.Backend) int {
+	if p.left.Add(-1) >= 0 {
+		panic("picker bug")
+	}
+	return -1
+}
+
+// TestPanicInStageReleasesLimits: a bug in a stage after admission answers
+// 500 and still releases the concurrency slot.
+func TestPanicInStageReleasesLimits(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	c := basePolicy(pool("p", m))
+	c.Gateway.Keys[0].Limits.Concurrent = 1
+	pp := &panickyPicker{}
+	pp.left.Store(1)
+	h := newHarness(t, c, Options{Picker: pp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if status != 500 {
+		t.Fatalf("%d %s", status, body)
+	}
+	if _, code := decodeError(t, body); code != "internal_error" {
+		t.Fatalf("body %s", body)
+	}
+	if status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", "")); status != 200 {
+		t.Fatalf("slot not released after panic: %d %s", status, body)
+	}
+}
+
+// blackhole returns a loopback address whose connects hang: a listener
+// with a backlog of one that never accepts, its queue already full, so the
+// kernel drops further SYNs.
+func blackhole(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*syscall.SockaddrInet4).Port))
+	filler, err := net.DialTimeout("tcp", ap.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	if c, err := net.DialTimeout("tcp", ap.String(), 100*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("this kernel accepts connections beyond the backlog; no black hole on loopback")
+	}
+	return ap
+}
+
+// TestConnectTimeout: a backend that never completes the handshake is
+// given up after the connect timeout, on the pool and the provider path,
+// and the next route answers.
+func TestConnectTimeout(t *testing.T) {
+	hole := blackhole(t)
+	good := newMock(t, mockllm.Config{})
+	c := basePolicy(policy.CompiledPool{Name: "hole", Backends: []policy.CompiledBackend{{Name: "h", Address: hole.Addr(), Port: hole.Port(), Weight: 1}}}, pool("good", good))
+	c.Gateway.Providers = []policy.Provider{{Name: "hole-api", BaseURL: "http://" + hole.String() + "/v1"}}
+	md := &c.Gateway.Models[0]
+	md.Fallback = []policy.CompiledRoute{{Pool: -1, Provider: 0}, {Pool: 1, Provider: -1}}
+	md.Timeouts.Connect = 150 * time.Millisecond
+	h := newHarness(t, c, Options{})
+	start := time.Now()
+	status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", ""))
+	if status != 200 || time.Since(start) > 2*time.Second {
+		t.Fatalf("%d after %v: %s", status, time.Since(start), body)
+	}
+	if r := h.last(); r.Attempts != 3 || r.Backend != "good/good-a" {
+		t.Fatalf("audit %+v", r)
+	}
 }
