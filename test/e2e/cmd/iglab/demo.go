@@ -207,7 +207,15 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	printSummary(l, append(runs, during...), bs, stats, through)
+	decap := map[string]uint64{}
+	for _, g := range l.GPUs {
+		gs, err := l.Client(g.Name).Stats(ctx)
+		if err != nil {
+			return err
+		}
+		decap[g.Name] = gs.Verdicts["decapsulated"]
+	}
+	printSummary(l, append(runs, during...), bs, stats, through, decap)
 	fmt.Println("\nThe agents' own views (infergate CLI over the balancer's socket):")
 	for _, args := range [][]string{{"backends"}, {"stats"}} {
 		cmd := exec.CommandContext(ctx, *inf, append([]string{"--socket", l.AgentSocket(l.Balancer.Name)}, args...)...)
@@ -256,7 +264,7 @@ var dropReasons = map[string]string{
 	"drop_fragment_to_vip": "IP fragment addressed to a VIP",
 }
 
-func printSummary(l *lab.Lab, runs []clientRun, bs []api.Backend, st *api.Stats, deniedThrough int) {
+func printSummary(l *lab.Lab, runs []clientRun, bs []api.Backend, st *api.Stats, deniedThrough int, decap map[string]uint64) {
 	fmt.Println("\n==================== summary ====================")
 	total := map[string]int{}
 	ok, failed := 0, 0
@@ -280,6 +288,11 @@ func printSummary(l *lab.Lab, runs []clientRun, bs []api.Backend, st *api.Stats,
 	for _, b := range bs {
 		fmt.Printf("  %-7s %-6s weight %-4d healthy=%-5v new flows %d\n", b.Pool, b.Name, b.Weight, b.Healthy, b.NewFlows)
 	}
+	fmt.Print("IPIP packets the GPU hosts' XDP decapsulators unwrapped:")
+	for _, g := range l.GPUs {
+		fmt.Printf("  %s %d", g.Name, decap[g.Name])
+	}
+	fmt.Println(" (L2-forwarded packets arrive unwrapped)")
 	fmt.Println("Dropped in XDP before reaching any GPU host:")
 	var reasons []string
 	for k, v := range st.Drops {
