@@ -35,6 +35,8 @@ bench:
 bench-sched:
 	$(GO) run ./test/sched -seed 1
 
+# As root: a namespace lab with the real agents, real traffic and a bounded
+# flood, a summary, then cleanup. DEMO_HOLD=10m keeps the lab up afterwards.
 demo: build
 	./scripts/demo.sh
 
