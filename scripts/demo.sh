@@ -45,7 +45,8 @@ cleanup() {
 		ip netns del "$ns" 2>/dev/null || true
 	done
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 hold=()
 [[ -n "${DEMO_HOLD:-}" ]] && hold=(--hold "$DEMO_HOLD")
