@@ -33,3 +33,16 @@ func BenchmarkParseRequest(b *testing.B) {
 		}
 	}
 }
+
+var benchChunk = []byte(`{"id":"chatcmpl-9xyz","object":"chat.completion.chunk","created":1732520000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0ba0d124f1","choices":[{"index":0,"delta":{"content":" quarterly"},"logprobs":null,"finish_reason":null}]}`)
+
+func BenchmarkParseChunk(b *testing.B) {
+	var c Chunk
+	b.SetBytes(int64(len(benchChunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseChunk(benchChunk, &c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -329,3 +329,69 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// referenceChunk reads a chunk with encoding/json by exact keys: the text
+// of every choice and the usage.
+func referenceChunk(data []byte) (text string, nChoices int, u *Usage, ok bool) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil || top == nil {
+		return "", 0, nil, false
+	}
+	if raw, has := top["choices"]; has && !isNull(raw) {
+		var choices []map[string]json.RawMessage
+		if json.Unmarshal(raw, &choices) != nil {
+			return "", 0, nil, false
+		}
+		for _, ch := range choices {
+			nChoices++
+			var t string
+			if v, has := ch["text"]; has && !isNull(v) {
+				if json.Unmarshal(v, &t) != nil {
+					return "", 0, nil, false
+				}
+			}
+			var content string
+			if v, has := ch["delta"]; has && !isNull(v) {
+				var d map[string]json.RawMessage
+				if json.Unmarshal(v, &d) != nil {
+					return "", 0, nil, false
+				}
+				if cv, has := d["content"]; has && !isNull(cv) {
+					if json.Unmarshal(cv, &content) != nil {
+						return "", 0, nil, false
+					}
+				}
+			}
+			text += content + t
+		}
+	}
+	if raw, has := top["usage"]; has && !isNull(raw) {
+		ru, rok := referenceUsage([]byte(`{"usage":` + string(raw) + `}`))
+		if !rok {
+			return "", 0, nil, false
+		}
+		u = &ru
+	}
+	return text, nChoices, u, true
+}
+
+func FuzzParseChunk(f *testing.F) {
+	f.Add(benchChunk)
+	f.Add([]byte(`{"choices":[{"delta":{"content":"a","Content":"b"}},null,{"text":"\u00e9"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`))
+	f.Add([]byte(`{"choices":[],"usage":null,"choices":[{"delta":null}]}`))
+	f.Add([]byte(`{"choices":[{"delta":{"content":5}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c Chunk
+		err := ParseChunk(data, &c)
+		text, n, u, ok := referenceChunk(data)
+		if (err == nil) != ok {
+			t.Fatalf("ParseChunk err %v, reference ok %v: %q", err, ok, data)
+		}
+		if !ok {
+			return
+		}
+		if got := string(c.AppendText(nil)); got != text || len(c.Choices) != n || (c.Usage == nil) != (u == nil) || (u != nil && *c.Usage != *u) {
+			t.Fatalf("ParseChunk %q %d %+v, reference %q %d %+v", got, len(c.Choices), c.Usage, text, n, u)
+		}
+	})
+}

@@ -42,6 +42,12 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// atEnd reports whether only whitespace is left.
+func (s *scanner) atEnd() bool {
+	s.ws()
+	return s.i == len(s.b)
+}
+
 func (s *scanner) expect(c byte) bool {
 	if s.peek() == c {
 		s.i++
@@ -496,10 +502,7 @@ func (r *Request) decodeFast(body []byte) error {
 			return err
 		}
 	})
-	if err == nil && s.peek() != 0 {
-		err = errSyntax
-	}
-	if err == nil && s.i < len(s.b) {
+	if err == nil && !s.atEnd() {
 		err = errSyntax
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package openai
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"strconv"
@@ -90,26 +89,135 @@ type Usage struct {
 
 // Chunk is what the gateway reads from a streamed chunk.
 type Chunk struct {
-	Choices []struct {
-		Delta struct {
-			Content string `json:"content"`
-		} `json:"delta"`
-		Text string `json:"text"`
-	} `json:"choices"`
-	Usage *Usage `json:"usage"`
+	Choices []ChunkChoice
+	Usage   *Usage
+	usage   Usage
+}
+
+// ChunkChoice is one choice of a chunk: chat (Delta.Content) or text
+// completion (Text).
+type ChunkChoice struct {
+	Delta struct {
+		Content string
+	}
+	Text string
 }
 
 // Done is the data of the stream's last event.
 var Done = []byte("[DONE]")
 
-// ParseChunk decodes a chunk's data into c, reusing its storage.
+var errWrongType = errors.New("chunk field has the wrong type")
+
+// ParseChunk decodes a chunk's data into c, reusing its storage. Keys are
+// matched exactly and a duplicate key overrides an earlier one (as the
+// servers that write them do); one pass, no reflection: it runs once per
+// streamed token. FuzzParseChunk holds it to an encoding/json reference.
 func ParseChunk(data []byte, c *Chunk) error {
-	// json reuses the slice's backing array without zeroing it, so a field
-	// absent from this chunk would keep the previous chunk's value.
-	clear(c.Choices[:cap(c.Choices)])
 	c.Choices = c.Choices[:0]
 	c.Usage = nil
-	return json.Unmarshal(data, c)
+	s := &scanner{b: data}
+	str := func(dst *string) error {
+		if s.null() {
+			*dst = ""
+			return nil
+		}
+		if s.peek() != '"' {
+			return errWrongType
+		}
+		raw, esc, err := s.str()
+		if err != nil {
+			return err
+		}
+		*dst = text(raw, esc)
+		return nil
+	}
+	delta := func(ch *ChunkChoice) error {
+		if s.null() {
+			ch.Delta.Content = ""
+			return nil
+		}
+		if s.peek() != '{' {
+			return errWrongType
+		}
+		return s.object(func(k []byte) error {
+			if string(k) == "content" {
+				return str(&ch.Delta.Content)
+			}
+			_, err := s.skip()
+			return err
+		})
+	}
+	choices := func() error {
+		c.Choices = c.Choices[:0]
+		if s.null() {
+			return nil
+		}
+		if !s.expect('[') {
+			return errWrongType
+		}
+		if s.expect(']') {
+			return nil
+		}
+		for {
+			c.Choices = append(c.Choices, ChunkChoice{})
+			ch := &c.Choices[len(c.Choices)-1]
+			switch {
+			case s.null():
+			case s.peek() == '{':
+				if err := s.object(func(k []byte) error {
+					switch string(k) {
+					case "text":
+						return str(&ch.Text)
+					case "delta":
+						return delta(ch)
+					}
+					_, err := s.skip()
+					return err
+				}); err != nil {
+					return err
+				}
+			default:
+				return errWrongType
+			}
+			if s.expect(',') {
+				continue
+			}
+			if s.expect(']') {
+				return nil
+			}
+			return errSyntax
+		}
+	}
+	err := s.object(func(k []byte) error {
+		switch string(k) {
+		case "choices":
+			return choices()
+		case "usage":
+			if s.null() {
+				c.Usage = nil
+				return nil
+			}
+			if s.peek() != '{' {
+				return errWrongType
+			}
+			v, err := s.skip()
+			if err != nil {
+				return err
+			}
+			c.usage = Usage{}
+			if !parseUsage(v, &c.usage) {
+				return errWrongType
+			}
+			c.Usage = &c.usage
+			return nil
+		}
+		_, err := s.skip()
+		return err
+	})
+	if err == nil && !s.atEnd() {
+		err = errSyntax
+	}
+	return err
 }
 
 // AppendText appends the chunk's completion text (all choices) to dst.
@@ -210,7 +318,7 @@ func parseUsage(b []byte, u *Usage) bool {
 		*dst = v
 		return nil
 	})
-	return err == nil && s.peek() == 0
+	return err == nil && s.atEnd()
 }
 
 // objectEnd returns the index of the brace closing the object b starts
