@@ -48,7 +48,6 @@ type exchange struct {
 
 	promptTokens int64
 	ticket       limit.Ticket
-	decision     limit.Decision
 
 	// Outcome.
 	status       int
@@ -329,7 +328,6 @@ func (x *exchange) admit() *openai.Error {
 		lr.KeyLimits = gw.Keys[i].Limits
 	}
 	t, d, err := x.g.limiter.Admit(x.r.Context(), lr)
-	x.decision = d
 	d.WriteHeaders(x.w.Header())
 	if err != nil {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
