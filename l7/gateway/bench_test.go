@@ -45,3 +45,33 @@ func BenchmarkChat(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkChatStream: a 64-token stream through the gateway (usage
+// requested upstream and stripped, every chunk parsed and flushed).
+func BenchmarkChatStream(b *testing.B) {
+	m := newMock(b, mockllm.Config{})
+	c := inspectionPolicy(m)
+	c.Gateway.Audit.LogPrompts = false
+	h := newHarness(b, c, Options{})
+	body := chatBody("Tell me a story.", `,"stream":true,"max_tokens":64`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", h.ts.URL+"/v1/chat/completions", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
