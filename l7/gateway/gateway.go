@@ -257,6 +257,10 @@ func (g *Gateway) Apply(c *policy.Compiled) error {
 		return err
 	}
 	old := g.cfg.Swap(cfg)
+	if g.pool != nil {
+		// Idle connections may lead to backends the new policy dropped.
+		g.pool.closeIdle()
+	}
 	if old != nil && old.auth != nil {
 		time.AfterFunc(authCloseDelay, func() { _ = old.auth.Close() })
 	}

@@ -42,8 +42,9 @@ type pconn struct {
 }
 
 type connPool struct {
-	mu   sync.Mutex
-	idle map[string][]*pconn
+	mu        sync.Mutex
+	idle      map[string][]*pconn
+	lastSweep time.Time
 }
 
 func newConnPool() *connPool { return &connPool{idle: map[string][]*pconn{}} }
@@ -106,15 +107,42 @@ func (pc *pconn) alive() bool {
 }
 
 func (p *connPool) put(addr string, pc *pconn) {
-	pc.idleFrom = time.Now()
+	now := time.Now()
+	pc.idleFrom = now
+	var stale []*pconn
 	p.mu.Lock()
-	if len(p.idle[addr]) < maxIdlePerBackend {
+	if now.Sub(p.lastSweep) > poolIdleTimeout {
+		// Backends that get no more requests (removed by a policy
+		// change, or idle) must not keep connections open forever.
+		p.lastSweep = now
+		for a, list := range p.idle {
+			kept := list[:0]
+			for _, c := range list {
+				if now.Sub(c.idleFrom) > poolIdleTimeout {
+					stale = append(stale, c)
+				} else {
+					kept = append(kept, c)
+				}
+			}
+			clear(list[len(kept):])
+			if len(kept) == 0 {
+				delete(p.idle, a)
+			} else {
+				p.idle[a] = kept
+			}
+		}
+	}
+	keep := len(p.idle[addr]) < maxIdlePerBackend
+	if keep {
 		p.idle[addr] = append(p.idle[addr], pc)
-		p.mu.Unlock()
-		return
 	}
 	p.mu.Unlock()
-	_ = pc.close()
+	for _, c := range stale {
+		_ = c.close()
+	}
+	if !keep {
+		_ = pc.close()
+	}
 }
 
 func (p *connPool) closeIdle() {

@@ -69,3 +69,36 @@ func TestPoolSkipsConnectionsClosedByServer(t *testing.T) {
 		t.Fatalf("a request needed %d attempts", r[2].Attempts)
 	}
 }
+
+// TestPoolSweepsStaleConnections: connections idle past the timeout are
+// closed even if their backend gets no more requests.
+func TestPoolSweepsStaleConnections(t *testing.T) {
+	a, b := newMock(t, mockllm.Config{}), newMock(t, mockllm.Config{})
+	p := newConnPool()
+	ctx := t.Context()
+	ca, err := p.dial(ctx, a.addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(a.addr.String(), ca)
+	p.mu.Lock()
+	ca.idleFrom = time.Now().Add(-2 * poolIdleTimeout)
+	p.lastSweep = time.Now().Add(-2 * poolIdleTimeout)
+	p.mu.Unlock()
+	cb, err := p.dial(ctx, b.addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.put(b.addr.String(), cb)
+	p.mu.Lock()
+	_, stale := p.idle[a.addr.String()]
+	n := len(p.idle[b.addr.String()])
+	p.mu.Unlock()
+	if stale || n != 1 {
+		t.Fatalf("stale connection kept: %v, fresh ones %d", stale, n)
+	}
+	if _, err := ca.c.Write([]byte("x")); err == nil {
+		t.Fatal("swept connection still open")
+	}
+	p.closeIdle()
+}
