@@ -6,10 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,54 +15,17 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
 
-// startRedis runs a real redis-server on a free loopback port.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	privtest.Tools(t, "redis-server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(dir, "redis.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(waitDeadline)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("redis-server did not start: %s", b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestTwoReplicasShareRedisLimits: two gateways on one redis-server,
 // hammered together, admit no more than the tenant's limit and at least
 // 95% of it.
 func TestTwoReplicasShareRedisLimits(t *testing.T) {
-	addr := startRedis(t)
+	addr := redistest.Start(t).Addr
 	m := newMock(t, mockllm.Config{})
 	const limitRPM = 40
 	c := basePolicy(pool("p", m))

@@ -1,13 +1,9 @@
 package limit
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,60 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/policy"
 )
-
-// redisServer is a real redis-server on a free loopback port.
-type redisServer struct {
-	addr string
-	cmd  *exec.Cmd
-	once sync.Once
-}
-
-const redisStartTimeout = 10 * time.Second
-
-func startRedis(t testing.TB) *redisServer {
-	t.Helper()
-	privtest.Tools(t, "redis-server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(dir, "redis.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	s := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
-	t.Cleanup(func() { s.stop(); logf.Close() })
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
-	defer c.Close()
-	deadline := time.Now().Add(redisStartTimeout)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("redis-server on %s did not answer: %s", s.addr, log)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return s
-}
-
-func (s *redisServer) stop() {
-	s.once.Do(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
-}
 
 var prefixSeq atomic.Int64
 
@@ -81,9 +26,9 @@ const testRedisTimeout = 2 * time.Second
 
 // redisFactory gives every limiter its own key prefix on one server, so
 // cases are isolated; clk == nil uses Redis TIME.
-func redisFactory(s *redisServer, failOpen bool) newLimiter {
+func redisFactory(s *redistest.Server, failOpen bool) newLimiter {
 	return func(t *testing.T, clk *fakeClock, lease time.Duration) Limiter {
-		o := RedisOptions{Addr: s.addr, FailOpen: failOpen, Lease: lease, Timeout: testRedisTimeout, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))}
+		o := RedisOptions{Addr: s.Addr, FailOpen: failOpen, Lease: lease, Timeout: testRedisTimeout, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))}
 		if clk != nil {
 			o.Now = clk.Now
 		}
@@ -97,12 +42,12 @@ func redisFactory(s *redisServer, failOpen bool) newLimiter {
 }
 
 func TestBehaviourRedis(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	for _, c := range behaviour {
 		t.Run(c.name, func(t *testing.T) { c.run(t, redisFactory(s, false)) })
 	}
 	t.Run("every key has a TTL", func(t *testing.T) {
-		c := redis.NewClient(&redis.Options{Addr: s.addr})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr})
 		defer c.Close()
 		keys, err := c.Keys(ctx, "igtest:*").Result()
 		if err != nil {
@@ -121,11 +66,11 @@ func TestBehaviourRedis(t *testing.T) {
 }
 
 // replicas returns n limiters sharing one Redis (and one prefix).
-func replicas(t *testing.T, s *redisServer, n int, clk *fakeClock) []*Redis {
+func replicas(t *testing.T, s *redistest.Server, n int, clk *fakeClock) []*Redis {
 	prefix := fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))
 	out := make([]*Redis, n)
 	for i := range out {
-		o := RedisOptions{Addr: s.addr, Prefix: prefix, Timeout: testRedisTimeout}
+		o := RedisOptions{Addr: s.Addr, Prefix: prefix, Timeout: testRedisTimeout}
 		if clk != nil {
 			o.Now = clk.Now
 		}
@@ -167,7 +112,7 @@ func hammer(t *testing.T, ls []*Redis, r Request, perReplica, attempts int) int6
 }
 
 func TestRedisReplicasAdmitNoMoreThanLimit(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	const limit = 300
 	r := Request{Tenant: "acme", TenantLimits: policy.Limits{RequestsPerMinute: limit}, Key: "k", KeyLimits: policy.Limits{Concurrent: 10_000}}
 
@@ -217,7 +162,7 @@ func TestRedisReplicasAdmitNoMoreThanLimit(t *testing.T) {
 }
 
 func TestRedisReplicasConcurrency(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	ls := replicas(t, s, 2, nil)
 	const slots = 5
 	r := Request{Tenant: "acme", Key: "k", KeyLimits: policy.Limits{Concurrent: slots}}
@@ -259,7 +204,7 @@ func TestRedisReplicasConcurrency(t *testing.T) {
 }
 
 func TestRedisRemainingFollowsCorrections(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	ls := replicas(t, s, 2, newClock())
 	r := Request{Tenant: "acme", Key: "k", KeyLimits: policy.Limits{TokensPerMinute: 1000}, ReserveTokens: 500}
 	tk, d, err := ls[0].Admit(ctx, r)
@@ -280,11 +225,11 @@ func TestRedisRemainingFollowsCorrections(t *testing.T) {
 }
 
 func TestRedisScriptReloadedAfterFlush(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	l := redisFactory(s, false)(t, newClock(), time.Minute)
 	r := Request{Tenant: "acme", TenantLimits: policy.Limits{RequestsPerMinute: 10}}
 	wantAllowed(t, l, r)
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer c.Close()
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -294,14 +239,14 @@ func TestRedisScriptReloadedAfterFlush(t *testing.T) {
 }
 
 func TestRedisUnreachable(t *testing.T) {
-	s := startRedis(t)
+	s := redistest.Start(t)
 	r := Request{Tenant: "acme", TenantLimits: policy.Limits{RequestsPerMinute: 10}}
 	open := redisFactory(s, true)(t, nil, time.Minute)
 	closed := redisFactory(s, false)(t, nil, time.Minute)
 	// Holds a concurrency slot, so its Settle must reach Redis.
 	pending, _ := wantAllowed(t, closed, Request{Tenant: "acme", TenantLimits: policy.Limits{Concurrent: 5}})
 	wantAllowed(t, open, r)
-	s.stop()
+	s.Stop()
 
 	for range 3 { // the first finds Redis gone, the next ones hit the breaker
 		tk, d, err := open.Admit(ctx, r)
@@ -377,10 +322,10 @@ func TestRedisUnresponsiveTimesOut(t *testing.T) {
 }
 
 func BenchmarkRedisAdmitSettle(b *testing.B) {
-	s := startRedis(b)
+	s := redistest.Start(b)
 	// A generous timeout: the benchmark measures throughput, and a loaded
 	// CI machine must not turn slow replies into failures.
-	l, err := NewRedisWithOptions(RedisOptions{Addr: s.addr, Timeout: 5 * time.Second})
+	l, err := NewRedisWithOptions(RedisOptions{Addr: s.Addr, Timeout: 5 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -411,8 +356,8 @@ func BenchmarkRedisAdmitSettle(b *testing.B) {
 // two round trips (INCR at admission, DECR at settle) and parallelism: the
 // floor the scripts are measured against.
 func BenchmarkPeerRedisIncrDecr(b *testing.B) {
-	s := startRedis(b)
-	c := redis.NewClient(&redis.Options{Addr: s.addr, PoolSize: redisPoolSize})
+	s := redistest.Start(b)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: redisPoolSize})
 	defer c.Close()
 	b.ReportAllocs()
 	b.SetParallelism(8)
@@ -468,8 +413,8 @@ type serverCPU struct {
 	cmds []string
 }
 
-func newServerCPU(b *testing.B, s *redisServer, cmds ...string) serverCPU {
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
+func newServerCPU(b *testing.B, s *redistest.Server, cmds ...string) serverCPU {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	b.Cleanup(func() { c.Close() })
 	if err := c.ConfigResetStat(ctx).Err(); err != nil {
 		b.Fatal(err)
