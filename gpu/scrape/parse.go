@@ -217,14 +217,10 @@ func (m *Metrics) setSum(fams map[string]*dto.MetricFamily, name string, bit sco
 
 // setMean averages a gauge family into *dst and sets bit when present.
 func (m *Metrics) setMean(fams map[string]*dto.MetricFamily, name string, bit score.Signals, dst *float64, models map[string]bool) bool {
-	f := fams[name]
-	v, ok := sum(f, dto.MetricType_GAUGE)
-	if !ok {
+	if !m.setSum(fams, name, bit, dst, models) {
 		return false
 	}
-	*dst = v / float64(len(f.GetMetric()))
-	m.Signals |= bit
-	collectModels(f, models)
+	*dst /= float64(len(fams[name].GetMetric()))
 	return true
 }
 
