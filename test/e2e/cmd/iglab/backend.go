@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -10,16 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/infergate/infergate/test/e2e/lab"
 	"github.com/infergate/infergate/test/mockllm"
-)
-
-const (
-	readHeaderTimeout = 5 * time.Second
-	idleTimeout       = 90 * time.Second
-	shutdownGrace     = 5 * time.Second
 )
 
 func runBackend(args []string) error {
@@ -46,17 +38,11 @@ func runBackend(args []string) error {
 		w.Header().Set(lab.RemoteAddrHeader, r.RemoteAddr)
 		inner.ServeHTTP(w, r)
 	})
-	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
 		return err
 	}
-	return nil
+	return mockllm.Serve(ctx, ln, h)
 }

@@ -4,23 +4,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/infergate/infergate/test/mockllm"
-)
-
-const (
-	readHeaderTimeout = 5 * time.Second
-	idleTimeout       = 90 * time.Second
-	shutdownGrace     = 10 * time.Second
 )
 
 func main() {
@@ -41,17 +33,14 @@ func main() {
 	if *failStatus != 0 {
 		s.SetFailure(mockllm.Failure{Status: *failStatus})
 	}
-	srv := &http.Server{Addr: *listen, Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	slog.Info("mockllm listening", "addr", *listen, "model", *name)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	ln, err := net.Listen("tcp", *listen)
+	if err == nil {
+		slog.Info("mockllm listening", "addr", ln.Addr().String(), "model", *name)
+		err = mockllm.Serve(ctx, ln, s.Handler())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mockllm:", err)
 		os.Exit(1)
 	}
