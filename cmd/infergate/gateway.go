@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,7 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/infergate/infergate/gpu/pick"
+	"github.com/infergate/infergate/gpu/report"
+	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -41,11 +46,16 @@ const (
 
 func newGatewayCmd() *cobra.Command {
 	var configPath, listen, redisAddr, metricsAddr, keysFile string
+	var loadReports bool
 	cmd := &cobra.Command{
 		Use:   "gateway --config policy.yaml",
 		Short: "Run the L7 gateway on its own (unprivileged)",
 		Long: `Run the OpenAI-compatible L7 gateway from a policy document: API keys and
 JWT auth, token counting, prompt inspection, tenant limits and model routing.
+Pools with loadReports on are steered by their backends' GPU load reports
+(polled from each backend's loadReportURL) and by prompt-prefix affinity;
+--load-reports=false turns that off (power of two choices on in-flight
+requests, as for every other pool).
 SIGHUP reloads the policy (in-flight requests finish on the old one);
 SIGINT/SIGTERM stop taking requests and finish open streams.`,
 		Args: cobra.NoArgs,
@@ -83,10 +93,11 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			g, err := gateway.New(c, gateway.Options{Registry: reg, Logger: log})
+			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, Registry: reg, Logger: log})
 			if err != nil {
 				return err
 			}
+			g := sg.g
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", addr, err)
@@ -105,6 +116,13 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			pctx, pcancel := context.WithCancel(ctx)
+			polling := make(chan struct{})
+			go func() {
+				defer close(polling)
+				sg.runLoadReports(pctx)
+			}()
+			defer func() { pcancel(); <-polling }()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -112,7 +130,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 				for range hup {
 					c, err := load()
 					if err == nil {
-						err = g.Apply(c)
+						err = sg.Apply(c)
 					}
 					if err != nil {
 						log.Error("reload policy", "err", err)
@@ -143,8 +161,144 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 	f.StringVar(&listen, "listen", "", "address to serve on (default: the policy's gateway.listen, else "+defaultGatewayListen+")")
 	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")
+	f.BoolVar(&loadReports, "load-reports", true, "steer pools with loadReports on by their backends' GPU load reports and prompt-prefix affinity")
 	f.StringVar(&keysFile, "keys-file", "", "extra API keys, one per line: <name> <tenant> sha256:<hex> (for key sets too large for the policy document)")
 	return cmd
+}
+
+// standaloneOptions configures newStandaloneGateway.
+type standaloneOptions struct {
+	// LoadReports polls the load reports of pools with loadReports on and
+	// picks their backends by GPU load (--load-reports).
+	LoadReports bool
+	// PollInterval between load report rounds (0: report.DefaultPollInterval).
+	PollInterval time.Duration
+	Registry     prometheus.Registerer
+	Logger       *slog.Logger
+}
+
+// standaloneGateway is the L7 gateway of "infergate gateway" with, when
+// the policy asks for it, the load report poller that feeds its picker:
+// the same weighter and picker the agent wires into its embedded gateway,
+// without the Maglev side.
+type standaloneGateway struct {
+	g   *gateway.Gateway
+	log *slog.Logger
+	// poller and picker are nil when load reports are off, or when the
+	// first policy had no pool with loadReports on: the picker is fixed
+	// when the gateway is built, and without one every request skips
+	// assembling its prompt for prefix affinity.
+	poller *report.Poller
+	picker *poolPicker
+}
+
+func newStandaloneGateway(c *policy.Compiled, o standaloneOptions) (*standaloneGateway, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &standaloneGateway{log: o.Logger}
+	opts := gateway.Options{Registry: o.Registry, Logger: o.Logger}
+	if o.LoadReports && usesLoadReports(c) {
+		w, err := score.NewWeighter(score.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("load reports: %w", err)
+		}
+		pk, err := pick.New(pick.Config{Weights: w.Current})
+		if err != nil {
+			return nil, fmt.Errorf("load reports: %w", err)
+		}
+		if s.poller, err = report.NewPoller(w, report.PollerConfig{Interval: o.PollInterval, Log: o.Logger}); err != nil {
+			return nil, fmt.Errorf("load reports: %w", err)
+		}
+		s.picker = &poolPicker{inner: pk}
+		if err := s.setTargets(c); err != nil {
+			return nil, err
+		}
+		opts.Picker = s.picker
+	}
+	g, err := gateway.New(c, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.g = g
+	return s, nil
+}
+
+// Apply switches to a new policy and re-aims the load report poller.
+func (s *standaloneGateway) Apply(c *policy.Compiled) error {
+	if err := s.g.Apply(c); err != nil {
+		return err
+	}
+	if s.poller == nil {
+		if usesLoadReports(c) {
+			s.log.Warn("policy turns on loadReports: restart the gateway to steer by GPU load")
+		}
+		return nil
+	}
+	return s.setTargets(c)
+}
+
+func (s *standaloneGateway) setTargets(c *policy.Compiled) error {
+	if err := s.poller.SetTargets(report.TargetsFromPolicy(c)); err != nil {
+		return fmt.Errorf("load report targets: %w", err)
+	}
+	s.picker.setPools(c)
+	return nil
+}
+
+// runLoadReports polls load reports until ctx ends (at once when off).
+func (s *standaloneGateway) runLoadReports(ctx context.Context) {
+	if s.poller != nil {
+		_ = s.poller.Run(ctx)
+	}
+}
+
+func usesLoadReports(c *policy.Compiled) bool {
+	for _, p := range c.Pools {
+		if p.LoadReports {
+			return true
+		}
+	}
+	return false
+}
+
+// poolPicker applies the GPU-load picker to pools with loadReports on
+// only; other pools keep the router's power of two choices, as they would
+// without load reports.
+type poolPicker struct {
+	inner *pick.Picker
+	pools atomic.Pointer[map[string]bool]
+}
+
+var _ route.PrefixPicker = (*poolPicker)(nil)
+
+func (p *poolPicker) setPools(c *policy.Compiled) {
+	m := map[string]bool{}
+	for _, pl := range c.Pools {
+		if pl.LoadReports {
+			m[pl.Name] = true
+		}
+	}
+	p.pools.Store(&m)
+}
+
+func (p *poolPicker) steers(pool string) bool {
+	m := p.pools.Load()
+	return m != nil && (*m)[pool]
+}
+
+func (p *poolPicker) Pick(pool string, bs []*route.Backend) int {
+	if !p.steers(pool) {
+		return -1
+	}
+	return p.inner.Pick(pool, bs)
+}
+
+func (p *poolPicker) PickPrefix(pool string, bs []*route.Backend, prompt []byte) int {
+	if !p.steers(pool) {
+		return -1
+	}
+	return p.inner.PickPrefix(pool, bs, prompt)
 }
 
 func loadGatewayPolicy(path, keysFile string) (*policy.Compiled, error) {
