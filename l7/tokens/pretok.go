@@ -191,15 +191,7 @@ func cl100kPiece(text string, i int) int {
 	}
 	// \p{N}{1,3}
 	if c&cN != 0 {
-		j := i + n
-		for k := 1; k < 3 && j < len(text); k++ {
-			c2, n2 := classAt(text, j)
-			if c2&cN == 0 {
-				break
-			}
-			j += n2
-		}
-		return j
+		return digits3(text, i+n)
 	}
 	if j := punct(text, i, c, false); j >= 0 {
 		return j
@@ -265,18 +257,22 @@ func o200kPiece(text string, i int) int {
 		}
 	}
 	if c&cN != 0 {
-		j := i + n
-		for k := 1; k < 3 && j < len(text); k++ {
-			c2, n2 := classAt(text, j)
-			if c2&cN == 0 {
-				break
-			}
-			j += n2
-		}
-		return j
+		return digits3(text, i+n)
 	}
 	if j := punct(text, i, c, true); j >= 0 {
 		return j
 	}
 	return whitespace(text, i)
+}
+
+// digits3 ends the \p{N}{1,3} piece whose first digit ends at j.
+func digits3(text string, j int) int {
+	for k := 1; k < 3 && j < len(text); k++ {
+		c, n := classAt(text, j)
+		if c&cN == 0 {
+			break
+		}
+		j += n
+	}
+	return j
 }
