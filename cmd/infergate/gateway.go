@@ -182,8 +182,9 @@ type standaloneOptions struct {
 // the same weighter and picker the agent wires into its embedded gateway,
 // without the Maglev side.
 type standaloneGateway struct {
-	g   *gateway.Gateway
-	log *slog.Logger
+	g           *gateway.Gateway
+	log         *slog.Logger
+	loadReports bool // --load-reports
 	// poller and picker are nil when load reports are off, or when the
 	// first policy had no pool with loadReports on: the picker is fixed
 	// when the gateway is built, and without one every request skips
@@ -196,7 +197,7 @@ func newStandaloneGateway(c *policy.Compiled, o standaloneOptions) (*standaloneG
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &standaloneGateway{log: o.Logger}
+	s := &standaloneGateway{log: o.Logger, loadReports: o.LoadReports}
 	opts := gateway.Options{Registry: o.Registry, Logger: o.Logger}
 	if o.LoadReports && usesLoadReports(c) {
 		w, err := score.NewWeighter(score.Config{})
@@ -230,7 +231,7 @@ func (s *standaloneGateway) Apply(c *policy.Compiled) error {
 		return err
 	}
 	if s.poller == nil {
-		if usesLoadReports(c) {
+		if s.loadReports && usesLoadReports(c) {
 			s.log.Warn("policy turns on loadReports: restart the gateway to steer by GPU load")
 		}
 		return nil
@@ -239,10 +240,12 @@ func (s *standaloneGateway) Apply(c *policy.Compiled) error {
 }
 
 func (s *standaloneGateway) setTargets(c *policy.Compiled) error {
-	if err := s.poller.SetTargets(report.TargetsFromPolicy(c)); err != nil {
+	ts := report.TargetsFromPolicy(c)
+	if err := s.poller.SetTargets(ts); err != nil {
 		return fmt.Errorf("load report targets: %w", err)
 	}
 	s.picker.setPools(c)
+	s.log.Info("polling GPU load reports", "backends", len(ts))
 	return nil
 }
 
