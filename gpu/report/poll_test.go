@@ -12,26 +12,9 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/internal/fakeclock"
 	"github.com/infergate/infergate/policy"
 )
-
-// testClock is a settable clock for the poller and weighter.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // host is a GPU host's agent over loopback HTTP, serving a settable report.
 type host struct {
@@ -75,7 +58,7 @@ func (u *updates) last() Update {
 	return u.got[len(u.got)-1]
 }
 
-func newPoller(t *testing.T, wcfg score.Config, clk *testClock, ups *updates, ts ...Target) *Poller {
+func newPoller(t *testing.T, wcfg score.Config, clk *fakeclock.Clock, ups *updates, ts ...Target) *Poller {
 	t.Helper()
 	w, err := score.NewWeighter(wcfg)
 	if err != nil {
@@ -95,7 +78,7 @@ func TestPollerWeightsFollowLoad(t *testing.T) {
 	idle := newHost(t, kv(0.1, 0, 1))
 	busy := newHost(t, kv(0.8, 8, 1))
 	big := newHost(t, kv(0.1, 0, 2))
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{Alpha: 1, Staleness: 5 * time.Second}, clk, &ups,
 		Target{Name: "pool/idle", URL: idle.srv.URL, Neutral: 100},
@@ -140,7 +123,7 @@ func TestPollerWeightsFollowLoad(t *testing.T) {
 
 func TestPollerSilentHostDecaysToNeutral(t *testing.T) {
 	a := newHost(t, kv(0.9, 0, 1)) // 10
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{Alpha: 0.5, Staleness: 3 * time.Second}, clk, &ups,
 		Target{Name: "p/a", URL: a.srv.URL, Neutral: 100})
@@ -169,7 +152,7 @@ func TestPollerSilentHostDecaysToNeutral(t *testing.T) {
 func TestPollerUnhealthyDrains(t *testing.T) {
 	a := newHost(t, kv(0.1, 0, 1))
 	b := newHost(t, kv(0.1, 0, 1))
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{}, clk, &ups,
 		Target{Name: "p/a", URL: a.srv.URL, Neutral: 100}, Target{Name: "p/b", URL: b.srv.URL, Neutral: 100})
@@ -196,7 +179,7 @@ func TestPollerClockSkew(t *testing.T) {
 		fmt.Fprintf(w, `{"time":%q,"healthy":true,"signals":["kvCache"],"kvCacheUsage":0.5,"ageMillis":20}`, r.Time.Format(time.RFC3339Nano))
 	}))
 	t.Cleanup(srv.Close)
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{Staleness: 5 * time.Second}, clk, &ups, Target{Name: "p/a", URL: srv.URL, Neutral: 100})
 	p.Round(context.Background())
@@ -238,7 +221,7 @@ func TestPollerBadResponses(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 
 	w, _ := score.NewWeighter(score.Config{})
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	p, err := NewPoller(w, PollerConfig{Interval: time.Second, Timeout: 200 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +277,7 @@ func TestPollerTargets(t *testing.T) {
 
 func TestPollerSharedURLFetchedOnce(t *testing.T) {
 	h := newHost(t, kv(0.3, 0, 1))
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{}, clk, &ups,
 		Target{Name: "chat/gpu1", URL: h.srv.URL, Neutral: 100}, Target{Name: "embed/gpu1", URL: h.srv.URL, Neutral: 100})
@@ -310,7 +293,7 @@ func TestPollerSharedURLFetchedOnce(t *testing.T) {
 
 func TestPollerRunStops(t *testing.T) {
 	h := newHost(t, kv(0.3, 0, 1))
-	clk := &testClock{t: t0}
+	clk := fakeclock.New(t0)
 	var ups updates
 	p := newPoller(t, score.Config{}, clk, &ups, Target{Name: "p/a", URL: h.srv.URL, Neutral: 100})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,30 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/internal/fakeclock"
 	"github.com/infergate/infergate/policy"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_790_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Unix(1_790_000_000, 0)) }
 
 // newLimiter builds a fresh, isolated limiter on the injected clock.
-type newLimiter func(t *testing.T, clk *fakeClock, lease time.Duration) Limiter
+type newLimiter func(t *testing.T, clk *fakeclock.Clock, lease time.Duration) Limiter
 
 var ctx = context.Background()
 
@@ -99,10 +83,10 @@ var behaviour = []struct {
 		if !near(d.RetryAfter, 12*time.Second, time.Millisecond) || d.RemainingRequests != 0 || !near(d.ResetRequests, time.Minute, time.Millisecond) {
 			t.Fatalf("denial %+v: want retry 12s, remaining 0, reset 1m", d)
 		}
-		clk.Advance(12 * time.Second)
+		clk.Add(12 * time.Second)
 		wantAllowed(t, l, r)
 		wantDenied(t, l, r, ReasonKeyRequests)
-		clk.Advance(time.Minute)
+		clk.Add(time.Minute)
 		for range 5 {
 			wantAllowed(t, l, r)
 		}
@@ -170,7 +154,7 @@ var behaviour = []struct {
 		if d.RetryAfter != 0 {
 			t.Fatalf("a request larger than the limit got retry %v", d.RetryAfter)
 		}
-		clk.Advance(time.Minute)
+		clk.Add(time.Minute)
 		_, d = wantAllowed(t, l, r)
 		if d.RemainingTokens != 0 {
 			t.Fatalf("after recovery and a 1000 reservation: remaining %d", d.RemainingTokens)
@@ -201,7 +185,7 @@ var behaviour = []struct {
 		}
 		wantAllowed(t, l, r) // also never settled
 		wantDenied(t, l, r, ReasonKeyConcurrent)
-		clk.Advance(2*time.Minute + time.Second)
+		clk.Add(2*time.Minute + time.Second)
 		ta, _ := wantAllowed(t, l, r)
 		tb, _ := wantAllowed(t, l, r)
 		wantDenied(t, l, r, ReasonKeyConcurrent)
@@ -236,7 +220,7 @@ var behaviour = []struct {
 		settle(t, t3, 0, 0.2)
 		r.EstimatedCostUSD = 0
 		wantDenied(t, l, r, ReasonTenantBudget) // spent == budget
-		clk.Advance(time.Hour + time.Second)
+		clk.Add(time.Hour + time.Second)
 		r.EstimatedCostUSD = 0.01
 		t4, _ := wantAllowed(t, l, r)
 		settle(t, t4, 0, 2.5) // actual cost far above the estimate
@@ -321,7 +305,7 @@ func TestEmission(t *testing.T) {
 	}
 }
 
-func memoryLimiter(t *testing.T, clk *fakeClock, lease time.Duration) Limiter {
+func memoryLimiter(t *testing.T, clk *fakeclock.Clock, lease time.Duration) Limiter {
 	l := NewMemoryWithOptions(MemoryOptions{Now: clk.Now, Lease: lease})
 	t.Cleanup(func() { l.Close() })
 	return l
@@ -343,7 +327,7 @@ func TestMemoryBoundedPrincipals(t *testing.T) {
 		if err != nil {
 			// A full shard whose entries are all busy refuses; after the
 			// buckets refill they become evictable.
-			clk.Advance(time.Minute)
+			clk.Add(time.Minute)
 			if tk, d, err = l.Admit(ctx, Request{Tenant: fmt.Sprintf("t%d", i), TenantLimits: lim}); err != nil {
 				t.Fatalf("principal %d after idle time: %v", i, err)
 			}
@@ -367,7 +351,7 @@ func TestMemoryBoundedPrincipals(t *testing.T) {
 	for i := range 2000 {
 		l.Admit(ctx, Request{Tenant: fmt.Sprintf("u%d", i), TenantLimits: lim})
 		if i%100 == 0 {
-			clk.Advance(time.Minute)
+			clk.Add(time.Minute)
 		}
 	}
 	b.EstimatedCostUSD = 0

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/infergate/infergate/internal/fakeclock"
 	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/policy"
 )
@@ -27,7 +28,7 @@ const testRedisTimeout = 2 * time.Second
 // redisFactory gives every limiter its own key prefix on one server, so
 // cases are isolated; clk == nil uses Redis TIME.
 func redisFactory(s *redistest.Server, failOpen bool) newLimiter {
-	return func(t *testing.T, clk *fakeClock, lease time.Duration) Limiter {
+	return func(t *testing.T, clk *fakeclock.Clock, lease time.Duration) Limiter {
 		o := RedisOptions{Addr: s.Addr, FailOpen: failOpen, Lease: lease, Timeout: testRedisTimeout, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))}
 		if clk != nil {
 			o.Now = clk.Now
@@ -66,7 +67,7 @@ func TestBehaviourRedis(t *testing.T) {
 }
 
 // replicas returns n limiters sharing one Redis (and one prefix).
-func replicas(t *testing.T, s *redistest.Server, n int, clk *fakeClock) []*Redis {
+func replicas(t *testing.T, s *redistest.Server, n int, clk *fakeclock.Clock) []*Redis {
 	prefix := fmt.Sprintf("igtest:%d:", prefixSeq.Add(1))
 	out := make([]*Redis, n)
 	for i := range out {
