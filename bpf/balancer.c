@@ -2,8 +2,9 @@
 
 /* The balancer: XDP program on the node that faces clients.
  *
- * Per packet: parse -> (VIP lookup, connection table) -> firewall (skipped
- * for a flow already checked against the current rule generation) -> per
+ * Per packet: parse -> host rules (SYN or non-VIP port) -> connection table
+ * -> firewall (skipped for a flow already checked against the current rule
+ * generation) -> VIP lookup -> per
  * client packet rate -> for a VIP: new-connection limits, Maglev pick,
  * connection insert, then IPIP or L2 forwarding via XDP_TX; for anything
  * else: XDP_PASS to the node's stack.
@@ -14,12 +15,8 @@
  * later fragments cannot be steered to the first fragment's backend; other
  * fragments pass to the stack, which reassembles them.
  *
- * Connection table: a per-CPU LRU hash. An entry inserted by one CPU has
- * zeroed values on the others; a CPU that sees a zero value (no CT_F_VALID)
- * treats the packet as a new flow for itself: Maglev gives the same backend as
- * long as the table is unchanged, and RSS keeps a flow on one CPU anyway.
- * The cost: a flow that changes CPU right after a table change may move, and
- * is charged as a new connection once more. */
+ * Connection table: an LRU hash shared by all CPUs (per-CPU LRU lists), so
+ * a flow keeps its backend whichever CPU its packets reach. */
 #include "include/consts.h"
 #include "include/structs.h"
 #include "include/maps.h"
@@ -135,21 +132,31 @@ int balancer(struct xdp_md *ctx)
 		return verdict(STAT_V_PASS_STACK);
 	}
 
-	/* Host-address rules first: a denied host is dropped after one hash
-	 * lookup. Then the connection table: a hit names the VIP (by id, an
-	 * array read) and skips the prefix rules when the rule set has not
-	 * changed since the flow was last checked. Rule counters therefore
-	 * count every denied packet, every allowed packet to the stack, and the
-	 * first packet per flow and rule-set generation of allowed VIP traffic. */
+	/* Order. A packet that may open a connection (a TCP SYN, or anything
+	 * for a port without VIPs) meets the host-address rules first, so a
+	 * denied host is dropped after one hash lookup, as in xdp-filter. Other
+	 * packets to a VIP port look the connection table up first: a hit names
+	 * the VIP (by id, an array read) and skips the whole firewall (host and
+	 * prefix rules) when the rule set has not changed since the flow was
+	 * last checked (ct->fw_gen); a rule change bumps config.fw_gen, so every
+	 * established flow is checked again on its next packet. Rule counters
+	 * therefore count every denied packet, every allowed packet to the
+	 * stack, and the first packet per flow and rule-set generation of
+	 * allowed VIP traffic. */
+	__u32 fw_gen = cfg->fw_gen;
 	struct fw_result fr = {};
-	fw_exact(cfg, &p, &fr);
-	if (fr.action == FW_DENY)
-		return verdict(fw_verdict(cfg, &fr));
-
 	struct ct_val *ct = 0;
 	struct vip_meta *vm = 0;
 	int vip_port = vip_port_possible(p.k.dport);
+	int syn = p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN);
+	int exact_done = 0;
 
+	if (!vip_port || syn) {
+		fw_exact(cfg, &p, &fr);
+		if (fr.action == FW_DENY)
+			return verdict(fw_verdict(cfg, &fr));
+		exact_done = 1;
+	}
 	if (vip_port) {
 		ct = bpf_map_lookup_elem(&conntrack, &p.k);
 		if (ct && (ct->flags & CT_F_VALID)) {
@@ -160,7 +167,9 @@ int balancer(struct xdp_md *ctx)
 		if (!vm)
 			ct = 0;
 	}
-	if (!ct || ct->fw_gen != cfg->fw_gen) {
+	if (!ct || ct->fw_gen != fw_gen) {
+		if (!exact_done)
+			fw_exact(cfg, &p, &fr);
 		if (!fr.action)
 			fw_prefix(cfg, &p, &fr);
 		reason = fw_verdict(cfg, &fr);
@@ -203,8 +212,8 @@ int balancer(struct xdp_md *ctx)
 			be_id = ct->backend;
 			hash = ct->hash;
 			stat_inc(STAT_CT_HIT);
-			if (ct->fw_gen != cfg->fw_gen)
-				ct->fw_gen = cfg->fw_gen;
+			if (ct->fw_gen != fw_gen)
+				ct->fw_gen = fw_gen;
 			if (!(p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN)))
 				rl_promote(cfg, &p, &rl);
 		} else {
@@ -223,7 +232,7 @@ int balancer(struct xdp_md *ctx)
 		be = pick_backend(vm, hash, &be_id);
 		if (!be)
 			return verdict(STAT_V_DROP_NO_BACKEND);
-		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = cfg->fw_gen, .flags = CT_F_VALID,
+		struct ct_val nv = {.backend = be_id, .vip = vm->id, .fw_gen = fw_gen, .flags = CT_F_VALID,
 				     .hash = hash};
 		bpf_map_update_elem(&conntrack, &p.k, &nv, BPF_ANY);
 		stat_inc(STAT_CT_INSERT);

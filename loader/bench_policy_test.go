@@ -27,3 +27,27 @@ func BenchmarkEstablishedFlowByPolicy(b *testing.B) {
 		})
 	}
 }
+
+// newFlowTable sizes the connection table of the new-flow benchmarks.
+var newFlowTable uint32 = 1 << 20
+
+// New flows (IPIP) with no policy, host and prefix rules, rate-limit
+// classes, or both; a fresh 1M-slot connection table per b.N round.
+func BenchmarkNewFlowByPolicy(b *testing.B) {
+	for _, mode := range []string{"bare", "rules", "classes", "both"} {
+		b.Run(mode, func(b *testing.B) {
+			cfg := testConfig()
+			cfg.MaxFlows = newFlowTable
+			bl := newBalancer(b, cfg)
+			standardSetup(b, bl)
+			if mode == "rules" || mode == "both" {
+				bl.SetRules([]Rule{{Deny: true, Prefixes: pfx("198.18.9.9/32")}, {Deny: true, Prefixes: pfx("198.18.100.0/24")}}, false)
+			}
+			if mode == "classes" || mode == "both" {
+				bl.SetClasses(Limits{PacketsPerSecond: 1e9, PacketBurst: 1e9, NewConnsPerSecond: 1e9, NewConnBurst: 1e9}, nil)
+			}
+			tmpl := tcp("198.19.0.0", "198.18.0.10", 0, 443).build(b)
+			benchSingle(b, bl.Program(), func(i int) []byte { return flowPacket(tmpl, i, true) }, xdpTx)
+		})
+	}
+}
