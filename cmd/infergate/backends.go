@@ -20,9 +20,6 @@ func newBackendsCmd(cfg *cliConfig) *cobra.Command {
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVar(&pool, "pool", "", "only this pool's backends")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		all, err := cfg.client().Backends(cmd.Context())
 		if err != nil {
 			return agentError(err)

@@ -33,9 +33,6 @@ func newKeysCreateCmd(cfg *cliConfig) *cobra.Command {
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant the key belongs to (required)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		if tenant == "" {
 			return withCode(exitUsage, errors.New("--tenant is required"))
 		}
@@ -66,9 +63,6 @@ func newKeysListCmd(cfg *cliConfig) *cobra.Command {
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		keys, err := cfg.client().ListKeys(cmd.Context())
 		if err != nil {
 			return agentError(err)
@@ -109,9 +103,6 @@ func newKeysRevokeCmd(cfg *cliConfig) *cobra.Command {
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		err := cfg.client().RevokeKey(cmd.Context(), args[0])
 		if api.IsNotFound(err) {
 			return fmt.Errorf("no key named %q", args[0])

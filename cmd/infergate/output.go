@@ -72,6 +72,8 @@ func outputFlag(cmd *cobra.Command, def string) *string {
 	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{outTable, outJSON, outYAML}, cobra.ShellCompDirectiveNoFileComp
 	})
+	// Checked before RunE so a bad -o fails before any request is made.
+	cmd.PreRunE = func(*cobra.Command, []string) error { return checkOutput(out) }
 	return &out
 }
 

@@ -73,9 +73,6 @@ func newPolicyValidateCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
 	cmd.Flags().BoolVar(&canonical, "canonical", false, "print the canonical document (defaults filled in) instead of a summary")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		b, err := readDocument(cmd, file)
 		if err != nil {
 			return err
@@ -136,9 +133,6 @@ and records it in its history. A failed apply leaves the running version in forc
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "have the agent check the document without applying it")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		b, err := readDocument(cmd, file)
 		if err != nil {
 			return err
@@ -179,9 +173,6 @@ func newPolicyGetCmd(cfg *cliConfig) *cobra.Command {
 	out := outputFlag(cmd, outTable)
 	cmd.Flags().BoolVar(&docOnly, "document", false, "print only the YAML document as it was applied")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		pv, err := cfg.client().GetPolicy(cmd.Context())
 		if api.IsNotFound(err) {
 			return errors.New("no policy is applied")
@@ -225,9 +216,6 @@ of the policy in force with that of the document, so only real changes show.`,
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the document (- for stdin)")
 	cmd.Flags().BoolVar(&exitCodeFlag, "exit-code", false, "exit with 1 when there are differences")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		b, err := readDocument(cmd, file)
 		if err != nil {
 			return err
@@ -306,9 +294,6 @@ serves no models. The history is kept, so "policy rollback previous" restores it
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		err := cfg.client().DeletePolicy(cmd.Context())
 		if api.IsNotFound(err) {
 			return errors.New("no policy is applied")
@@ -332,9 +317,6 @@ func newPolicyHistoryCmd(cfg *cliConfig) *cobra.Command {
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		h, err := cfg.client().History(cmd.Context())
 		if err != nil {
 			return agentError(err)
@@ -377,9 +359,6 @@ func newPolicyRollbackCmd(cfg *cliConfig) *cobra.Command {
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		to := api.RollbackPrevious
 		if len(args) == 1 {
 			to = args[0]

@@ -18,9 +18,6 @@ func newStatsCmd(cfg *cliConfig) *cobra.Command {
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		s, err := cfg.client().Stats(cmd.Context())
 		if err != nil {
 			return agentError(err)

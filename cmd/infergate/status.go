@@ -18,9 +18,6 @@ func newStatusCmd(cfg *cliConfig) *cobra.Command {
 	}
 	out := outputFlag(cmd, outTable)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
 		s, err := cfg.client().Status(cmd.Context())
 		if err != nil {
 			return agentError(err)
