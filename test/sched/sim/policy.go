@@ -81,19 +81,28 @@ type GPU struct {
 	Rebuilds int
 }
 
-// NewGPU returns the gpu policy for the named backends; cfg's zero fields
-// take the scorer's defaults.
-func NewGPU(names []string, cfg score.Config) (*GPU, error) {
+// newWeighter returns a weighter in which, before any report, every host
+// has the operator's static weight (the policy default, 100), as in a real
+// deployment.
+func newWeighter(names []string, cfg score.Config) (*score.Weighter, error) {
 	w, err := score.NewWeighter(cfg)
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range names {
-		// Before any report every host has the operator's static weight
-		// (the policy default, 100), as in a real deployment.
 		if err := w.SetNeutral(n, score.DefaultBaseWeight); err != nil {
 			return nil, err
 		}
+	}
+	return w, nil
+}
+
+// NewGPU returns the gpu policy for the named backends; cfg's zero fields
+// take the scorer's defaults.
+func NewGPU(names []string, cfg score.Config) (*GPU, error) {
+	w, err := newWeighter(names, cfg)
+	if err != nil {
+		return nil, err
 	}
 	g := &GPU{weighter: w, size: maglev.SizeFor(len(names))}
 	if err := g.rebuild(names); err != nil {
@@ -162,14 +171,9 @@ type GPUPrefix struct {
 
 // NewGPUPrefix returns the gpu-prefix policy; cfg as for NewGPU.
 func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
-	w, err := score.NewWeighter(cfg)
+	w, err := newWeighter(names, cfg)
 	if err != nil {
 		return nil, err
-	}
-	for _, n := range names {
-		if err := w.SetNeutral(n, score.DefaultBaseWeight); err != nil {
-			return nil, err
-		}
 	}
 	c, err := affinity.New(affinity.Config{})
 	if err != nil {
