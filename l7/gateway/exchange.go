@@ -164,14 +164,20 @@ func (x *exchange) fail(err *openai.Error) {
 func (x *exchange) authenticate() *openai.Error {
 	p, err := x.cfg.auth.Authenticate(x.r)
 	if err != nil {
-		var ae *auth.Error
-		if errors.As(err, &ae) {
-			return &openai.Error{Status: ae.Status, Type: openai.TypeAuthentication, Code: ae.Code, Message: ae.Message}
-		}
-		return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
+		return authError(err)
 	}
 	x.principal = p
 	return nil
+}
+
+// authError is the client's answer to a failed authentication: the auth
+// stage's own status and message, or a plain 401.
+func authError(err error) *openai.Error {
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		return &openai.Error{Status: ae.Status, Type: openai.TypeAuthentication, Code: ae.Code, Message: ae.Message}
+	}
+	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
 }
 
 func (x *exchange) parse() *openai.Error {
@@ -457,12 +463,7 @@ func (x *exchange) countedCompletion() int64 {
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	cfg := g.cfg.Load()
 	if _, err := cfg.auth.Authenticate(r); err != nil {
-		var ae *auth.Error
-		e := &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
-		if errors.As(err, &ae) {
-			e.Status, e.Code, e.Message = ae.Status, ae.Code, ae.Message
-		}
-		e.Write(w)
+		authError(err).Write(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
