@@ -411,7 +411,6 @@ func buildScale(b *testing.B) (*scaleFixture, error) {
 	return &scaleFixture{b: bl, estPkt: est, lpmDeny: lpmDeny, memory: mem, setupDur: time.Since(start)}, nil
 }
 
-
 // memlock reads the kernel's memory accounting of a map from fdinfo.
 func memlock(m *ebpf.Map) (int, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))

@@ -20,12 +20,15 @@
 // specific prefixes, the earlier rule wins; a rule whose port/protocol does
 // not match falls through to rules on covering prefixes, then to the default.
 //
-// Host-address rules are checked on every packet (one hash lookup, so a
-// denied host is dropped as cheaply as by xdp-filter); prefix rules are
-// checked for packets outside the connection table and once per established
-// flow after each SetRules (a rule-set generation). Rule counters count every
-// denied packet, every allowed packet to the stack, and the first packet per
-// flow and generation of allowed VIP traffic.
+// A packet that may open a connection (a TCP SYN, or any packet to a port
+// without VIPs) meets the host-address rules first (one hash lookup, so a
+// denied host is dropped about as cheaply as by xdp-filter). Other packets to
+// a VIP port look the connection table up first: a tracked flow skips the
+// whole firewall (host and prefix rules) while the rule set is the one it
+// was last checked against; after each SetRules (a new rule-set generation)
+// its next packet is checked again. Untracked packets meet all rules. Rule
+// counters count every denied packet, every allowed packet to the stack, and
+// the first packet per flow and generation of allowed VIP traffic.
 //
 // Client classes and per-client rate limits:
 //
@@ -50,9 +53,8 @@
 // table is a Maglev lookup table of backend ids (github.com/infergate/
 // infergate/maglev builds it; length a prime >= 100 x backends). UpsertVIP
 // swaps the VIP's table atomically; established flows keep their backend
-// through the per-CPU connection table (a flow is tracked per CPU: RSS keeps
-// it on one; a CPU that has not seen it picks by Maglev again, which gives
-// the same backend unless the table changed in between). A draining backend takes no new flows
+// through the connection table (an LRU hash shared by all CPUs, so a flow
+// keeps its backend whichever CPU RSS gives it). A draining backend takes no new flows
 // (rebuild the table without it too) and keeps its established ones; a
 // deleted backend loses them.
 //

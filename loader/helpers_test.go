@@ -46,16 +46,21 @@ func testConfig() Config {
 	}
 }
 
-// pinCPU keeps the calling goroutine on one CPU: the connection table is
-// per-CPU, as it is for a flow that RSS keeps on one queue. The goroutine's
-// thread is discarded when it exits (locked, never unlocked).
+// pinCPU keeps the calling goroutine on CPU 0, as RSS keeps a flow on one
+// queue (and benchmarks on one CPU's caches). The goroutine's thread is
+// discarded when it exits (locked, never unlocked).
 func pinCPU(t testing.TB) {
+	t.Helper()
+	pinTo(t, 0)
+}
+
+func pinTo(t testing.TB, cpu int) {
 	t.Helper()
 	runtime.LockOSThread()
 	var set unix.CPUSet
-	set.Set(0)
+	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		t.Fatalf("pin to CPU 0: %v", err)
+		t.Fatalf("pin to CPU %d: %v", cpu, err)
 	}
 }
 

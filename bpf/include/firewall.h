@@ -1,7 +1,8 @@
 /* Source firewall. Lookup order: exact address (hash), then longest prefix
- * (LPM trie). The balancer checks host addresses on every packet (one hash
- * lookup, so a denied host costs what it costs in xdp-filter) and prefixes
- * once per flow and rule-set generation (see balancer.c). The value of the most specific match holds up to
+ * (LPM trie). The balancer checks packets that may open a connection against
+ * host addresses first (one hash lookup, so a denied host costs what it costs
+ * in xdp-filter); tracked flows meet host and prefix rules once per flow and
+ * rule-set generation (see balancer.c). The value of the most specific match holds up to
  * FW_ENTRIES_PER_PREFIX entries in rule order; Go appends the entries of
  * covering prefixes, so the first entry whose protocol and port match decides.
  * A later fragment has no port: entries with a port never match it, address
