@@ -132,14 +132,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		resp, err = x.g.rt.RoundTrip(up)
 	}
 	if err != nil {
-		if x.r.Context().Err() != nil {
-			x.clientGone = true
-			return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
-		}
-		if ttftExpired.Load() || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
-		}
-		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "the upstream could not be reached")
+		return x.transportError(err, &ttftExpired, "upstream_unavailable", "the upstream could not be reached")
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
@@ -178,6 +171,19 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	return x.relayWhole(resp, &ttftExpired)
 }
 
+// transportError classifies a failed round trip or body read: the client
+// left (done), a timeout (retry, 504), or otherwise code and msg (retry, 502).
+func (x *exchange) transportError(err error, ttftExpired *atomic.Bool, code, msg string) (attemptResult, *openai.Error) {
+	if x.r.Context().Err() != nil {
+		x.clientGone = true
+		return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
+	}
+	if ttftExpired.Load() || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
+	}
+	return attemptRetry, upstreamError(http.StatusBadGateway, code, msg)
+}
+
 func upstreamError(status int, code, msg string) *openai.Error {
 	typ := openai.TypeUpstream
 	if status == statusClientClosed {
@@ -214,14 +220,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 		buf.Grow(int(n) + 1)
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBodyBytes+1)); err != nil {
-		if x.r.Context().Err() != nil {
-			x.clientGone = true
-			return attemptDone, upstreamError(statusClientClosed, "client_closed", "client closed the request")
-		}
-		if ttftExpired.Load() || isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
-			return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time")
-		}
-		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "the upstream response broke off")
+		return x.transportError(err, ttftExpired, "upstream_error", "the upstream response broke off")
 	}
 	if buf.Len() > maxUpstreamBodyBytes {
 		return attemptDone, upstreamError(http.StatusBadGateway, "upstream_response_too_large", "the upstream response is too large")
