@@ -47,6 +47,9 @@ const (
 	// Upstream connection pool.
 	maxIdleConnsPerHost = 1024
 	upstreamIdleTimeout = 90 * time.Second
+	// upstreamKeepAlive is the TCP keep-alive period of upstream
+	// connections (Transport and own pool alike).
+	upstreamKeepAlive = 30 * time.Second
 	// settleTimeout bounds settling a ticket after the client is gone.
 	settleTimeout = 5 * time.Second
 	// maxBufferedCompletion is how much streamed text is kept for counting
@@ -199,7 +202,7 @@ func newTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: defaultConnectTimeout, KeepAlive: 30 * time.Second}
+			d := net.Dialer{Timeout: defaultConnectTimeout, KeepAlive: upstreamKeepAlive}
 			if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && v > 0 {
 				d.Timeout = v
 			}

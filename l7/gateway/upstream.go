@@ -160,7 +160,7 @@ var readerPoolConn = sync.Pool{New: func() any { return bufio.NewReaderSize(nil,
 var writerPoolConn = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, connWriteBufSize) }}
 
 func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration) (*pconn, error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	d := net.Dialer{Timeout: timeout, KeepAlive: upstreamKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
