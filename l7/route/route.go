@@ -27,6 +27,9 @@ type Backend struct {
 	Addr     netip.AddrPort
 	BaseURL  string // http://addr:port/v1
 	Draining bool
+	// Weight is the policy's static weight: the share of requests the
+	// backend gets when loads are equal.
+	Weight   uint32
 	inflight *atomic.Int64
 }
 
@@ -149,7 +152,7 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 			}
 			ap := netip.AddrPortFrom(b.Address, b.Port)
 			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap,
-				BaseURL: "http://" + ap.String() + "/v1", Draining: b.Draining, inflight: opts.InFlight.counter(ap)})
+				BaseURL: "http://" + ap.String() + "/v1", Draining: b.Draining, Weight: b.Weight, inflight: opts.InFlight.counter(ap)})
 		}
 		pools[i] = p
 	}
@@ -301,47 +304,73 @@ func (t *Table) BackendPrompt(r *Route, prompt []byte) *Backend {
 	return PowerOfTwo(bs)
 }
 
-// PowerOfTwo picks two distinct random backends, skipping draining ones
-// while any is active, and returns the one with fewer requests in flight.
+// PowerOfTwo is weighted power of two choices: it draws two distinct
+// backends with probability proportional to their policy weights and returns
+// the one with fewer requests in flight per unit of weight. Draining and
+// zero-weight backends are skipped while any other can serve; when none can,
+// draining ones are still used (an all-draining pool is a policy change in
+// progress, not a reason to fail the request).
 func PowerOfTwo(bs []*Backend) *Backend {
-	active := 0
+	var total uint64
+	n := 0
 	for _, b := range bs {
-		if !b.Draining {
-			active++
+		if eligible(b) {
+			total += uint64(b.Weight)
+			n++
 		}
 	}
-	pickActive := active > 0
-	n := len(bs)
-	if pickActive {
-		n = active
+	if n == 0 {
+		return unweightedPair(bs)
 	}
-	nth := func(k int) *Backend {
-		if !pickActive {
-			return bs[k]
-		}
-		for _, b := range bs {
-			if !b.Draining {
-				if k == 0 {
-					return b
-				}
-				k--
-			}
-		}
-		return nil
-	}
+	a := weightedNth(bs, rand.Uint64N(total), nil)
 	if n == 1 {
-		return nth(0)
+		return a
 	}
-	i := rand.IntN(n)
-	j := rand.IntN(n - 1)
-	if j >= i {
-		j++
-	}
-	a, b := nth(i), nth(j)
-	if b.InFlight() < a.InFlight() {
+	b := weightedNth(bs, rand.Uint64N(total-uint64(a.Weight)), a)
+	// Compare inflight/weight without division.
+	if b.InFlight()*int64(a.Weight) < a.InFlight()*int64(b.Weight) {
 		return b
 	}
 	return a
+}
+
+func eligible(b *Backend) bool { return !b.Draining && b.Weight > 0 }
+
+// weightedNth returns the eligible backend that point r falls into on the
+// line of cumulative weights, leaving out skip.
+func weightedNth(bs []*Backend, r uint64, skip *Backend) *Backend {
+	var last *Backend
+	for _, b := range bs {
+		if b == skip || !eligible(b) {
+			continue
+		}
+		if r < uint64(b.Weight) {
+			return b
+		}
+		r -= uint64(b.Weight)
+		last = b
+	}
+	return last
+}
+
+// unweightedPair is plain power of two choices over every backend, for a
+// pool with nothing eligible.
+func unweightedPair(bs []*Backend) *Backend {
+	switch len(bs) {
+	case 0: // refused by policy validation; no panic if it ever gets here
+		return nil
+	case 1:
+		return bs[0]
+	}
+	i := rand.IntN(len(bs))
+	j := rand.IntN(len(bs) - 1)
+	if j >= i {
+		j++
+	}
+	if bs[j].InFlight() < bs[i].InFlight() {
+		return bs[j]
+	}
+	return bs[i]
 }
 
 // String is for debugging.

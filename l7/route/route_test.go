@@ -96,6 +96,45 @@ func TestPowerOfTwoPrefersIdleAndSkipsDraining(t *testing.T) {
 	}
 }
 
+func TestPowerOfTwoFollowsWeights(t *testing.T) {
+	tb, err := New(compiled(), Options{Getenv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := tb.list[0].Routes[0].Pool.Backends
+	if len(bs) != 3 {
+		t.Fatalf("want 3 backends, have %d", len(bs))
+	}
+	// Weights 1:2:5 with requests held open as they are picked, as in a
+	// steady stream: in-flight counts settle in proportion to weight.
+	bs[0].Weight, bs[1].Weight, bs[2].Weight = 100, 200, 500
+	const n = 8000
+	for range n {
+		PowerOfTwo(bs).Acquire()
+	}
+	want := []float64{1.0 / 8, 2.0 / 8, 5.0 / 8}
+	for i, b := range bs {
+		got := float64(b.InFlight()) / n
+		if got < want[i]-0.02 || got > want[i]+0.02 {
+			t.Errorf("backend %d (weight %d): share %.3f, want %.3f±0.02", i, b.Weight, got, want[i])
+		}
+	}
+	// A zero-weight backend gets nothing while others can serve.
+	bs[2].Weight = 0
+	for range 200 {
+		if PowerOfTwo(bs) == bs[2] {
+			t.Fatal("zero-weight backend picked")
+		}
+	}
+	// With nothing eligible the pool still answers.
+	for _, b := range bs {
+		b.Draining = true
+	}
+	if PowerOfTwo(bs) == nil {
+		t.Fatal("all-draining pool returned no backend")
+	}
+}
+
 type picker struct{}
 
 func (picker) Pick(pool string, bs []*Backend) int {
