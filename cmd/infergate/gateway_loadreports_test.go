@@ -24,6 +24,7 @@ import (
 	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/internal/syncbuf"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -178,24 +179,6 @@ func lrChat(gwURL, prompt string) error {
 	return nil
 }
 
-// syncBuffer collects the command's log while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var listeningRE = regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
 
 // runGatewayCmd runs "infergate gateway" in-process on a free loopback
@@ -203,7 +186,7 @@ var listeningRE = regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
 func runGatewayCmd(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd := newRootCmd()
 	cmd.SetArgs(append([]string{"gateway", "--listen", "127.0.0.1:0"}, args...))
 	cmd.SetOut(io.Discard)

@@ -3,13 +3,11 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,27 +18,10 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
 	"github.com/infergate/infergate/internal/fakeclock"
+	"github.com/infergate/infergate/internal/syncbuf"
 )
 
 func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)) }
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fillDevice gives a dgxh100 device the readings the shared mock leaves
 // unset (they would panic), each derived from the index so a mix-up
@@ -183,7 +164,7 @@ func TestCollectMissingLibrary(t *testing.T) {
 		DeviceGetCountFunc:         func() (int, nvml.Return) { return 0, nvml.SUCCESS },
 		ShutdownFunc:               func() nvml.Return { return nvml.SUCCESS },
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	clk := newClock()
 	c := NewWithInterface(lib, slog.New(slog.NewTextHandler(&logs, nil)), Config{Now: clk.Now, RetryInterval: time.Minute})
 	for range 5 {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/infergate/infergate/internal/syncbuf"
 	"github.com/infergate/infergate/l7/audit"
 	"github.com/infergate/infergate/l7/auth"
 	"github.com/infergate/infergate/l7/limit"
@@ -118,35 +118,18 @@ func (l *recordingLimiter) all() []settled {
 	return append([]settled(nil), l.settles...)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	t       testing.TB
 	g       *Gateway
 	ts      *httptest.Server
 	reg     *prometheus.Registry
 	limiter *recordingLimiter
-	audit   *syncBuffer
+	audit   *syncbuf.Buffer
 }
 
 func newHarness(t testing.TB, c *policy.Compiled, opts Options) *harness {
 	t.Helper()
-	h := &harness{t: t, reg: prometheus.NewRegistry(), limiter: &recordingLimiter{Limiter: limit.NewMemory()}, audit: &syncBuffer{}}
+	h := &harness{t: t, reg: prometheus.NewRegistry(), limiter: &recordingLimiter{Limiter: limit.NewMemory()}, audit: &syncbuf.Buffer{}}
 	opts.Registry = h.reg
 	if c.Gateway.LimitStore.Redis == "" {
 		opts.Limiter = h.limiter
