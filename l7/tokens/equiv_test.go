@@ -123,17 +123,7 @@ func FuzzStream(f *testing.F) {
 		}
 		want := c.Count(text)
 		s := c.CountCompletionText()
-		r := rand.New(rand.NewPCG(cuts, 1))
-		for rest := text; rest != ""; {
-			n := 1 + r.IntN(16)
-			i := 0
-			for k := 0; k < n && i < len(rest); k++ {
-				_, size := utf8.DecodeRuneInString(rest[i:])
-				i += size
-			}
-			s.WriteString(rest[:i])
-			rest = rest[i:]
-		}
+		writeInRuneChunks(s, text, rand.New(rand.NewPCG(cuts, 1)), 16)
 		if got := s.Tokens(); got != want {
 			t.Fatalf("streamed %d, whole %d", got, want)
 		}

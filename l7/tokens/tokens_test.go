@@ -228,18 +228,7 @@ func TestStreamEqualsWhole(t *testing.T) {
 			}
 			for trial := 0; trial < 3; trial++ {
 				s := c.CountCompletionText()
-				rest := e.Text
-				for rest != "" {
-					// Split at rune boundaries, as JSON-decoded deltas are.
-					n := 1 + r.IntN(12)
-					i := 0
-					for k := 0; k < n && i < len(rest); k++ {
-						_, size := utf8.DecodeRuneInString(rest[i:])
-						i += size
-					}
-					s.WriteString(rest[:i])
-					rest = rest[i:]
-				}
+				writeInRuneChunks(s, e.Text, r, 12)
 				if got := s.Tokens(); got != want {
 					t.Fatalf("%s %s: streamed %d, whole %d", enc, e.Name, got, want)
 				}
@@ -313,5 +302,20 @@ func TestGoldenCorpusFile(t *testing.T) {
 		if !names[h.name] {
 			t.Errorf("golden corpus lacks %s", h.name)
 		}
+	}
+}
+
+// writeInRuneChunks writes text to s in pieces of 1 to maxRunes runes
+// chosen by r, split at rune boundaries as JSON-decoded stream deltas are.
+func writeInRuneChunks(s *CompletionCounter, text string, r *rand.Rand, maxRunes int) {
+	for text != "" {
+		n := 1 + r.IntN(maxRunes)
+		i := 0
+		for k := 0; k < n && i < len(text); k++ {
+			_, size := utf8.DecodeRuneInString(text[i:])
+			i += size
+		}
+		s.WriteString(text[:i])
+		text = text[i:]
 	}
 }
