@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/infergate/infergate/internal/httpserve"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -27,8 +28,11 @@ const (
 	apiReadTimeout = 30 * time.Second
 	// apiApplyTimeout bounds one apply (route and neighbour resolution).
 	apiApplyTimeout = time.Minute
-	socketMode      = 0o600
-	socketDirMode   = 0o700
+	// apiShutdownGrace is how long requests in flight may finish once the
+	// agent stops.
+	apiShutdownGrace = 5 * time.Second
+	socketMode       = 0o600
+	socketDirMode    = 0o700
 )
 
 // Handler serves the local API (see contracts: agent local API).
@@ -220,25 +224,14 @@ func ListenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves h on ln until ctx ends, then shuts down gracefully.
+// Serve serves h on ln until ctx ends, then shuts down gracefully and
+// removes a Unix socket.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: apiReadTimeout, ReadTimeout: apiReadTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if strings.HasPrefix(ln.Addr().Network(), "unix") {
-			_ = os.Remove(ln.Addr().String())
-		}
-		return err
+	err := httpserve.Run(ctx, srv, ln, apiShutdownGrace)
+	if ctx.Err() != nil && strings.HasPrefix(ln.Addr().Network(), "unix") {
+		_ = os.Remove(ln.Addr().String())
 	}
+	return err
 }

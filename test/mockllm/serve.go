@@ -2,10 +2,11 @@ package mockllm
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/infergate/infergate/internal/httpserve"
 )
 
 // Server timeouts for the commands that serve a mock (cmd/mockllm, the lab's
@@ -22,17 +23,5 @@ const (
 // nil after a shutdown and the server's error otherwise.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
+	return httpserve.Run(ctx, srv, ln, ShutdownGrace)
 }
