@@ -263,10 +263,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/load", report.Handler(src))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: apiReadTimeout}
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+		go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
 		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
 	}
 	ln, err := ListenUnix(cfg.Socket)
