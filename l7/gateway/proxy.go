@@ -88,11 +88,11 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	backend := x.pickBackend(rt)
 	if b := backend; b != nil {
 		base = b.BaseURL
-		x.backend = rt.Pool.Name + "/" + b.Name
+		x.backend = b.Label
 		release = b.Acquire()
 	} else {
 		base = rt.Provider.BaseURL
-		x.backend = "provider/" + rt.Provider.Name
+		x.backend = rt.Provider.Label
 	}
 	if release != nil {
 		defer release()
@@ -113,7 +113,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	var resp *http.Response
 	if backend != nil && x.g.pool != nil {
 		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
-		resp, err = x.g.pool.roundTrip(ctx, backend.Addr.String(), "/v1"+x.ep.Path(), hdrs[:], body, connect)
+		resp, err = x.g.pool.roundTrip(ctx, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect)
 	} else {
 		up, rerr := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
 		if rerr != nil {

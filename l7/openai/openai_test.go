@@ -395,3 +395,13 @@ func FuzzParseChunk(f *testing.F) {
 		}
 	})
 }
+
+// TestV1Path: the precomputed upstream path is Path under /v1 for every
+// endpoint.
+func TestV1Path(t *testing.T) {
+	for _, e := range []Endpoint{ChatCompletions, Completions, Embeddings} {
+		if got, want := e.V1Path(), "/v1"+e.Path(); got != want {
+			t.Errorf("%v: V1Path %q, want %q", e, got, want)
+		}
+	}
+}

@@ -29,6 +29,18 @@ func (e Endpoint) Path() string {
 	}
 }
 
+// V1Path is Path under /v1, the request line a self-hosted backend gets.
+func (e Endpoint) V1Path() string {
+	switch e {
+	case ChatCompletions:
+		return "/v1/chat/completions"
+	case Completions:
+		return "/v1/completions"
+	default:
+		return "/v1/embeddings"
+	}
+}
+
 // Bounds on what a request may hold.
 const (
 	MaxMessages      = 4096

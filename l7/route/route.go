@@ -25,7 +25,11 @@ type Backend struct {
 	Name     string
 	Pool     string
 	Addr     netip.AddrPort
+	HostPort string // Addr as host:port, made once for dialing
 	BaseURL  string // http://addr:port/v1
+	// Label is "pool/name", as metrics and the audit log name the backend;
+	// made once so no request builds it.
+	Label    string
 	Draining bool
 	// Weight is the policy's static weight: the share of requests the
 	// backend gets when loads are equal.
@@ -53,7 +57,9 @@ type Pool struct {
 type Provider struct {
 	Name    string
 	BaseURL string // e.g. https://api.openai.com/v1
-	key     string
+	// Label is "provider/name", as metrics and the audit log name it.
+	Label string
+	key   string
 }
 
 // Key is the credential the gateway sends to the provider.
@@ -151,8 +157,10 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 				return nil, fmt.Errorf("pool %s backend %s: no port for L7 routing", cp.Name, b.Name)
 			}
 			ap := netip.AddrPortFrom(b.Address, b.Port)
-			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap,
-				BaseURL: "http://" + ap.String() + "/v1", Draining: b.Draining, Weight: b.Weight, inflight: opts.InFlight.counter(ap)})
+			hp := ap.String()
+			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap, HostPort: hp,
+				BaseURL: "http://" + hp + "/v1", Label: cp.Name + "/" + b.Name, Draining: b.Draining, Weight: b.Weight,
+				inflight: opts.InFlight.counter(ap)})
 		}
 		pools[i] = p
 	}
@@ -162,7 +170,7 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), key: key}
+		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name, key: key}
 	}
 	t := &Table{models: map[string]*Model{}, picker: opts.Picker}
 	conv := func(rs []policy.CompiledRoute, model string) ([]Route, error) {
