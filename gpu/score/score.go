@@ -1,6 +1,7 @@
 package score
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -87,42 +88,18 @@ type Config struct {
 
 // WithDefaults returns c with zero fields filled and checks the result.
 func (c Config) WithDefaults() (Config, error) {
-	if c.BaseWeight == 0 {
-		c.BaseWeight = DefaultBaseWeight
-	}
-	if c.MaxWeight == 0 {
-		c.MaxWeight = DefaultMaxWeight
-	}
-	if c.MinWeight == 0 {
-		c.MinWeight = DefaultMinWeight
-	}
-	if c.NeutralWeight == 0 {
-		c.NeutralWeight = c.BaseWeight
-	}
-	if c.Alpha == 0 {
-		c.Alpha = DefaultAlpha
-	}
-	if c.RebuildThreshold == 0 {
-		c.RebuildThreshold = DefaultRebuildThreshold
-	}
-	if c.Staleness == 0 {
-		c.Staleness = DefaultStaleness
-	}
-	if c.QueueScale == 0 {
-		c.QueueScale = DefaultQueueScale
-	}
-	if c.UtilWeight == 0 {
-		c.UtilWeight = DefaultUtilWeight
-	}
-	if c.MemWeight == 0 {
-		c.MemWeight = DefaultMemWeight
-	}
-	if c.KVWeightTokens == 0 {
-		c.KVWeightTokens = DefaultKVWeightTokens
-	}
-	if c.KVSaturationTokens == 0 {
-		c.KVSaturationTokens = DefaultKVSaturationTokens
-	}
+	c.BaseWeight = cmp.Or(c.BaseWeight, DefaultBaseWeight)
+	c.MaxWeight = cmp.Or(c.MaxWeight, DefaultMaxWeight)
+	c.MinWeight = cmp.Or(c.MinWeight, DefaultMinWeight)
+	c.NeutralWeight = cmp.Or(c.NeutralWeight, c.BaseWeight)
+	c.Alpha = cmp.Or(c.Alpha, DefaultAlpha)
+	c.RebuildThreshold = cmp.Or(c.RebuildThreshold, DefaultRebuildThreshold)
+	c.Staleness = cmp.Or(c.Staleness, DefaultStaleness)
+	c.QueueScale = cmp.Or(c.QueueScale, DefaultQueueScale)
+	c.UtilWeight = cmp.Or(c.UtilWeight, DefaultUtilWeight)
+	c.MemWeight = cmp.Or(c.MemWeight, DefaultMemWeight)
+	c.KVWeightTokens = cmp.Or(c.KVWeightTokens, DefaultKVWeightTokens)
+	c.KVSaturationTokens = cmp.Or(c.KVSaturationTokens, DefaultKVSaturationTokens)
 	switch {
 	case c.MaxWeight > maxWeightLimit:
 		return c, fmt.Errorf("score: max weight %d above %d", c.MaxWeight, maxWeightLimit)

@@ -16,6 +16,7 @@
 package affinity
 
 import (
+	"cmp"
 	"container/list"
 	"errors"
 	"fmt"
@@ -54,18 +55,10 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.BlockBytes == 0 {
-		c.BlockBytes = DefaultBlockBytes
-	}
-	if c.MaxBlocks == 0 {
-		c.MaxBlocks = DefaultMaxBlocks
-	}
-	if c.Bound == 0 {
-		c.Bound = DefaultBound
-	}
-	if c.IndexBlocks == 0 {
-		c.IndexBlocks = DefaultIndexBlocks
-	}
+	c.BlockBytes = cmp.Or(c.BlockBytes, DefaultBlockBytes)
+	c.MaxBlocks = cmp.Or(c.MaxBlocks, DefaultMaxBlocks)
+	c.Bound = cmp.Or(c.Bound, DefaultBound)
+	c.IndexBlocks = cmp.Or(c.IndexBlocks, DefaultIndexBlocks)
 	switch {
 	case c.BlockBytes < 1 || c.BlockBytes > 1<<20:
 		return c, fmt.Errorf("affinity: block size %d outside [1, 1Mi]", c.BlockBytes)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -44,18 +45,10 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.ReportInterval == 0 {
-		c.ReportInterval = DefaultReportInterval
-	}
-	if c.ReportDelay == 0 {
-		c.ReportDelay = DefaultReportDelay
-	}
-	if c.Warmup == 0 {
-		c.Warmup = DefaultWarmup
-	}
-	if c.Measure == 0 {
-		c.Measure = DefaultMeasure
-	}
+	c.ReportInterval = cmp.Or(c.ReportInterval, DefaultReportInterval)
+	c.ReportDelay = cmp.Or(c.ReportDelay, DefaultReportDelay)
+	c.Warmup = cmp.Or(c.Warmup, DefaultWarmup)
+	c.Measure = cmp.Or(c.Measure, DefaultMeasure)
 	switch {
 	case len(c.Specs) == 0 || len(c.Specs) > 1024:
 		return c, fmt.Errorf("sim: %d GPUs, want 1..1024", len(c.Specs))
