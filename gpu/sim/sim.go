@@ -7,6 +7,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,30 +70,13 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Speed == 0 {
-		c.Speed = score.CapacityForModel(c.Name)
-		if c.Speed == 0 {
-			c.Speed = 1
-		}
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	if c.KVTokens == 0 {
-		c.KVTokens = DefaultKVTokens
-	}
-	if c.MaxQueue == 0 {
-		c.MaxQueue = DefaultMaxQueue
-	}
-	if c.DecodeStep == 0 {
-		c.DecodeStep = DefaultDecodeStep
-	}
-	if c.DecodePerSeq == 0 {
-		c.DecodePerSeq = DefaultDecodePerSeq
-	}
-	if c.PrefillPerSec == 0 {
-		c.PrefillPerSec = DefaultPrefillPerSec
-	}
+	c.Speed = cmp.Or(c.Speed, score.CapacityForModel(c.Name), 1)
+	c.MaxBatch = cmp.Or(c.MaxBatch, DefaultMaxBatch)
+	c.KVTokens = cmp.Or(c.KVTokens, DefaultKVTokens)
+	c.MaxQueue = cmp.Or(c.MaxQueue, DefaultMaxQueue)
+	c.DecodeStep = cmp.Or(c.DecodeStep, DefaultDecodeStep)
+	c.DecodePerSeq = cmp.Or(c.DecodePerSeq, DefaultDecodePerSeq)
+	c.PrefillPerSec = cmp.Or(c.PrefillPerSec, DefaultPrefillPerSec)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
