@@ -91,6 +91,11 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 		b.objs.Close()
 		return nil, fmt.Errorf("loader: read config: %w", err)
 	}
+	// A failed calibration leaves the tick zero: the data plane then reads
+	// bpf_ktime_get_coarse_ns, the same clock at a helper call's cost.
+	if tick, off, err := rlClock(); err == nil {
+		b.conf.ClockTickNs, b.conf.ClockOffsetNs = tick, off
+	}
 	if err := b.Reconfigure(cfg); err != nil {
 		b.objs.Close()
 		return nil, err
@@ -278,7 +283,7 @@ func coarseTick() uint64 {
 	return uint64(ts.Nano())
 }
 
-// monotonicNow is bpf_ktime_get_coarse_ns's clock.
+// monotonicNow is the rate limiter's clock (see clock.go).
 func monotonicNow() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts)

@@ -88,22 +88,24 @@ type balancerFwVal struct {
 }
 
 type balancerLbConfig struct {
-	_            structs.HostLayout
-	FwSlot       uint32
-	FwGen        uint32
-	DefaultDeny  uint32
-	ClassGen     uint32
-	RlEnabled    uint32
-	Agg4Mask     uint32
-	Agg6Mask     [4]uint32
-	Src4Base     uint32
-	Src4Hostmask uint32
-	Src6Base     [4]uint32
-	Src6Hostmask [4]uint32
-	SrcMac       [6]uint8
-	GwMac        [6]uint8
-	HasGwMac     uint8
-	Pad1         [3]uint8
+	_             structs.HostLayout
+	FwSlot        uint32
+	FwGen         uint32
+	DefaultDeny   uint32
+	ClassGen      uint32
+	RlEnabled     uint32
+	Agg4Mask      uint32
+	Agg6Mask      [4]uint32
+	Src4Base      uint32
+	Src4Hostmask  uint32
+	Src6Base      [4]uint32
+	Src6Hostmask  [4]uint32
+	SrcMac        [6]uint8
+	GwMac         [6]uint8
+	HasGwMac      uint8
+	Pad1          [3]uint8
+	ClockTickNs   uint64
+	ClockOffsetNs uint64
 }
 
 type balancerLpm4Key struct {

@@ -36,7 +36,7 @@
 //
 // Packets and new connections per second per client, a client being the
 // source address masked to Config.AggregateV4/AggregateV6 bits. Zero rate =
-// unlimited. The limiter is GCRA on the coarse kernel clock (one scheduler
+// unlimited. The limiter is GCRA on jiffies (calibrated to CLOCK_MONOTONIC_COARSE; one scheduler
 // tick, 1-4 ms), so a class's tolerance is raised to at least one tick plus
 // one packet interval. Every client gets a bucket once any class has a limit
 // (it caches the client's class). Buckets of new clients live in an LRU

@@ -5,9 +5,12 @@
  * from the same old value, so one of their packets goes uncharged: the error
  * errs on the side of the client and is bounded by the number of CPUs.
  *
- * Clock: bpf_ktime_get_coarse_ns, which advances once per scheduler tick
- * (1-4 ms). A precise clock costs about 30 ns per packet on the VMs measured
- * (BENCHMARKS.md). With a coarse clock the bucket refills in tick-sized steps,
+ * Clock: jiffies (bpf_jiffies64, which the verifier inlines into one load)
+ * scaled to nanoseconds with the tick length and offset Go writes into the
+ * config, so it reads what CLOCK_MONOTONIC_COARSE reads, within a tick. It
+ * advances once per scheduler tick (1-4 ms). A helper call costs 10-30 ns
+ * per packet on the VMs measured (bpf_ktime_get_ns ~31 ns,
+ * bpf_ktime_get_coarse_ns ~14 ns; BENCHMARKS.md). With a coarse clock the bucket refills in tick-sized steps,
  * so Go raises every tolerance to at least one tick plus one interval
  * (loader.gcra): a class's effective burst is at least rate x tick.
  *
@@ -73,6 +76,13 @@ static __always_inline __u32 rl_class_id(const struct pkt *p)
 	return cid ? *cid : 0;
 }
 
+static __always_inline __u64 rl_now(const struct lb_config *cfg)
+{
+	if (!cfg->clock_tick_ns)
+		return bpf_ktime_get_coarse_ns();
+	return bpf_jiffies64() * cfg->clock_tick_ns + cfg->clock_offset_ns;
+}
+
 /* rl_packet charges one packet. It returns the drop reason or 0, and leaves
  * the bucket in st for the new-connection charge and promotion. */
 static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct pkt *p, struct rl_state *st)
@@ -83,7 +93,7 @@ static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct
 
 	if (!cfg->rl_enabled)
 		return 0;
-	now = bpf_ktime_get_coarse_ns();
+	now = rl_now(cfg);
 	st->now = now;
 	rl_key(cfg, p, &k);
 	b = bpf_map_lookup_elem(&rl_established, &k);

@@ -121,4 +121,9 @@ struct lb_config {
 	__u8 gw_mac[6];     /* default next hop for IPIP */
 	__u8 has_gw_mac;
 	__u8 pad1[3];
+	/* Rate-limit clock: now = jiffies * clock_tick_ns + clock_offset_ns
+	 * (mod 2^64), which Go calibrates against CLOCK_MONOTONIC_COARSE at
+	 * load. Zero tick: bpf_ktime_get_coarse_ns instead. */
+	__u64 clock_tick_ns;
+	__u64 clock_offset_ns;
 };
