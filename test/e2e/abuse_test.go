@@ -63,20 +63,7 @@ func TestFloodRateLimited(t *testing.T) {
 	l := sharedLab(t)
 	st0 := stats(t, l)
 	legit0 := txPackets(t, l, l.Clients[0].NS)
-	type floodOut struct {
-		kind string
-		res  lab.FloodResult
-		err  error
-	}
-	fc := make(chan floodOut, 2)
-	go func() {
-		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, floodPackets, floodPPS, floodDuration)
-		fc <- floodOut{"SYN", r, err}
-	}()
-	go func() {
-		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), floodPackets, floodPPS, floodDuration)
-		fc <- floodOut{"UDP", r, err}
-	}()
+	fc := l.Attack(floodPackets, floodPPS, floodDuration)
 	d := dialer(t, l.Clients[0].NS)
 	tl := lab.Requests(ctxT(t, time.Minute), d.HTTPClient(false, 10*time.Second),
 		[]netip.Addr{lab.VIP4, lab.VIP6, lab.VIP4L2, lab.VIP6L2}, legitRequests, legitConcurrency)
@@ -84,12 +71,12 @@ func TestFloodRateLimited(t *testing.T) {
 	var longest time.Duration
 	for i := 0; i < 2; i++ {
 		f := <-fc
-		if f.err != nil {
-			t.Fatalf("%s flood: %v", f.kind, f.err)
+		if f.Err != nil {
+			t.Fatalf("%s flood: %v", f.Kind, f.Err)
 		}
-		t.Logf("%s flood: %d packets in %s", f.kind, f.res.Sent, f.res.Elapsed)
-		sent += f.res.Sent
-		longest = max(longest, f.res.Elapsed)
+		t.Logf("%s flood: %d packets in %s", f.Kind, f.Sent, f.Elapsed)
+		sent += f.Sent
+		longest = max(longest, f.Elapsed)
 	}
 	st1 := stats(t, l)
 	legit := txPackets(t, l, l.Clients[0].NS) - legit0

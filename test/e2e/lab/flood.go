@@ -28,6 +28,29 @@ type FloodResult struct {
 	Elapsed time.Duration
 }
 
+// AttackResult is one of Attack's floods, finished.
+type AttackResult struct {
+	Kind string // "SYN" or "UDP"
+	FloodResult
+	Err error
+}
+
+// Attack starts a SYN flood and a UDP flood from the attacker's namespace
+// at VIP4's service port, each of count packets at pps for at most d, and
+// returns a channel that receives both results.
+func (l *Lab) Attack(count, pps int, d time.Duration) <-chan AttackResult {
+	out := make(chan AttackResult, 2)
+	go func() {
+		r, err := SYNFlood(l.Attacker.NS, l.Attacker.V4, VIP4, ServicePort, count, pps, d)
+		out <- AttackResult{"SYN", r, err}
+	}()
+	go func() {
+		r, err := UDPFlood(l.Attacker.NS, netip.AddrPortFrom(VIP4, ServicePort), count, pps, d)
+		out <- AttackResult{"UDP", r, err}
+	}()
+	return out
+}
+
 func checkFlood(count int, d time.Duration) error {
 	if count <= 0 || count > MaxFloodPackets {
 		return fmt.Errorf("flood count %d outside 1..%d", count, MaxFloodPackets)

@@ -167,30 +167,17 @@ func runDemo(args []string) error {
 
 	step("the attacker floods: %d SYNs and %d UDP datagrams (each at most %s) while the clients keep working",
 		demoFloodPackets, demoFloodPackets, demoFloodDuration)
-	type floodOut struct {
-		kind string
-		res  lab.FloodResult
-		err  error
-	}
-	fc := make(chan floodOut, 2)
-	go func() {
-		r, err := lab.SYNFlood(l.Attacker.NS, l.Attacker.V4, lab.VIP4, lab.ServicePort, demoFloodPackets, demoFloodPPS, demoFloodDuration)
-		fc <- floodOut{"SYN", r, err}
-	}()
-	go func() {
-		r, err := lab.UDPFlood(l.Attacker.NS, netip.AddrPortFrom(lab.VIP4, lab.ServicePort), demoFloodPackets, demoFloodPPS, demoFloodDuration)
-		fc <- floodOut{"UDP", r, err}
-	}()
+	fc := l.Attack(demoFloodPackets, demoFloodPPS, demoFloodDuration)
 	during, err := runClients(demoRequestsPerClient / 3)
 	if err != nil {
 		return err
 	}
 	for i := 0; i < 2; i++ {
 		f := <-fc
-		if f.err != nil {
-			return fmt.Errorf("%s flood: %w", f.kind, f.err)
+		if f.Err != nil {
+			return fmt.Errorf("%s flood: %w", f.Kind, f.Err)
 		}
-		step("  %s flood: sent %d packets in %s", f.kind, f.res.Sent, f.res.Elapsed.Round(time.Millisecond))
+		step("  %s flood: sent %d packets in %s", f.Kind, f.Sent, f.Elapsed.Round(time.Millisecond))
 	}
 	for _, r := range during {
 		step("  %s during the flood: %d ok, %d failed", r.name, r.tally.OK, r.tally.Failed)
