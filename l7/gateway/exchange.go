@@ -133,12 +133,21 @@ func (x *exchange) recoverPanic() {
 	}
 	x.g.log.Error("gateway stage panicked", "request", x.id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	x.fail(&openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "internal_error", Message: "internal error"})
-	if t := x.ticket; t != nil {
-		x.ticket = nil
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), settleTimeout)
-		defer cancel()
-		_ = t.Settle(ctx, x.promptTokens, x.price(x.promptTokens, 0))
+	_ = x.settle(x.promptTokens, x.price(x.promptTokens, 0))
+}
+
+// settle returns the limit ticket, if one is held, with what was used. It
+// outlives the client's context (the client may be gone) but not
+// settleTimeout.
+func (x *exchange) settle(tokens int64, cost float64) error {
+	t := x.ticket
+	if t == nil {
+		return nil
 	}
+	x.ticket = nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), settleTimeout)
+	defer cancel()
+	return t.Settle(ctx, tokens, cost)
 }
 
 func newID() string {
@@ -372,13 +381,8 @@ func (x *exchange) finish() {
 		}
 	}
 	cost := x.price(prompt, completion)
-	if x.ticket != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), settleTimeout)
-		if err := x.ticket.Settle(ctx, prompt+completion, cost); err != nil {
-			x.g.log.Warn("settle limit ticket", "request", x.id, "err", err)
-		}
-		cancel()
-		x.ticket = nil
+	if err := x.settle(prompt+completion, cost); err != nil {
+		x.g.log.Warn("settle limit ticket", "request", x.id, "err", err)
 	}
 	if x.status == 0 {
 		x.status = http.StatusOK
