@@ -207,8 +207,15 @@ int balancer(struct xdp_md *ctx)
 
 	if (ct) {
 		be = bpf_map_lookup_elem(&backends, &ct->backend);
-		/* A draining backend keeps its flows; a removed one loses them. */
-		if (be && (be->flags & BACKEND_F_VALID)) {
+		/* A draining backend keeps its flows; a removed one loses them.
+		 * A bare SYN is a new connection even when its 5-tuple is still
+		 * in the table (a client reusing a port of a closed flow): it
+		 * must not be sent to a draining backend, which takes no new
+		 * connections, so it is steered afresh. */
+		int bare_syn = p.k.proto == IPPROTO_TCP &&
+			       (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
+		if (be && (be->flags & BACKEND_F_VALID) &&
+		    !(bare_syn && (be->flags & BACKEND_F_DRAINING))) {
 			be_id = ct->backend;
 			hash = ct->hash;
 			stat_inc(STAT_CT_HIT);

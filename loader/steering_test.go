@@ -157,3 +157,52 @@ func TestDrainingAndRemovedBackends(t *testing.T) {
 		t.Fatalf("VIP stats %+v %v", st, err)
 	}
 }
+
+// A client that reuses the ports of a closed flow sends a bare SYN whose
+// 5-tuple is still in the connection table. When that flow's backend is
+// draining (or was drained by health checks), the SYN is a new connection
+// and must go to a backend that takes new connections; packets of live
+// flows to the draining backend keep going there.
+func TestReusedTupleSYNAvoidsDrainingBackend(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	tmpl := tcp("198.19.0.0", "198.18.0.10", 0, 443).build(t)
+	const flows = 600
+	first := make([]uint32, flows)
+	for i := range first {
+		_, out := run(t, b.Program(), flowPacket(tmpl, i, true))
+		first[i] = outerDst(t, out)
+	}
+	if err := b.SetBackend(1, Backend{Addr: backendAddr(1), Draining: true}); err != nil {
+		t.Fatal(err)
+	}
+	onDraining, moved := 0, 0
+	for i := range first {
+		if first[i] != 1 {
+			// A retransmitted SYN of a flow on an active backend stays.
+			if _, out := run(t, b.Program(), flowPacket(tmpl, i, true)); outerDst(t, out) != first[i] {
+				t.Fatalf("flow %d on active backend %d moved on a repeated SYN", i, first[i])
+			}
+			continue
+		}
+		onDraining++
+		// The established flow still reaches the draining backend...
+		if _, out := run(t, b.Program(), flowPacket(tmpl, i, false)); outerDst(t, out) != 1 {
+			t.Fatalf("established flow %d left the draining backend", i)
+		}
+		// ...but a new connection on the same ports does not.
+		_, out := run(t, b.Program(), flowPacket(tmpl, i, true))
+		got := outerDst(t, out)
+		if got == 1 {
+			t.Fatalf("bare SYN reusing flow %d's ports went to the draining backend", i)
+		}
+		// The table now follows the new connection.
+		if _, out := run(t, b.Program(), flowPacket(tmpl, i, false)); outerDst(t, out) != got {
+			t.Fatalf("flow %d: new connection's next packet left backend %d", i, got)
+		}
+		moved++
+	}
+	if onDraining == 0 || moved != onDraining {
+		t.Fatalf("%d flows on the draining backend, %d steered afresh", onDraining, moved)
+	}
+}

@@ -162,8 +162,6 @@ const (
 	defaultPortLow, defaultPortHigh = 32768, 60999
 	heldPortLow                     = 8000
 	portSpan                        = 8000
-	// The health test's range, below the weight test's.
-	healthPortLow, healthPortHigh = 2000, 7999
 )
 
 // portRange makes the clients draw ephemeral ports from [lo, hi].
