@@ -89,21 +89,29 @@ func TestMaglevWeightsAndTableSwap(t *testing.T) {
 	}
 }
 
-func TestDrainingAndRemovedBackends(t *testing.T) {
+// flowsThenDrain opens that many new flows on a standard balancer, then
+// drains backend 1 (its table slots left in place on purpose: the data
+// plane must not give it new flows even with a stale table). It returns
+// the balancer, the packet template and each flow's first backend.
+func flowsThenDrain(t *testing.T, flows int) (*Balancer, []byte, []uint32) {
+	t.Helper()
 	b := newBalancer(t, testConfig())
 	standardSetup(t, b)
 	tmpl := tcp("198.19.0.0", "198.18.0.10", 0, 443).build(t)
-	const flows = 2000
 	first := make([]uint32, flows)
 	for i := range first {
 		_, out := run(t, b.Program(), flowPacket(tmpl, i, true))
 		first[i] = outerDst(t, out)
 	}
-	// Draining backend 1 (its table slots left in place on purpose: the
-	// data plane must not give it new flows even with a stale table).
 	if err := b.SetBackend(1, Backend{Addr: backendAddr(1), Draining: true}); err != nil {
 		t.Fatal(err)
 	}
+	return b, tmpl, first
+}
+
+func TestDrainingAndRemovedBackends(t *testing.T) {
+	const flows = 2000
+	b, tmpl, first := flowsThenDrain(t, flows)
 	kept := 0
 	for i := range first {
 		_, out := run(t, b.Program(), flowPacket(tmpl, i, false))
@@ -164,18 +172,7 @@ func TestDrainingAndRemovedBackends(t *testing.T) {
 // and must go to a backend that takes new connections; packets of live
 // flows to the draining backend keep going there.
 func TestReusedTupleSYNAvoidsDrainingBackend(t *testing.T) {
-	b := newBalancer(t, testConfig())
-	standardSetup(t, b)
-	tmpl := tcp("198.19.0.0", "198.18.0.10", 0, 443).build(t)
-	const flows = 600
-	first := make([]uint32, flows)
-	for i := range first {
-		_, out := run(t, b.Program(), flowPacket(tmpl, i, true))
-		first[i] = outerDst(t, out)
-	}
-	if err := b.SetBackend(1, Backend{Addr: backendAddr(1), Draining: true}); err != nil {
-		t.Fatal(err)
-	}
+	b, tmpl, first := flowsThenDrain(t, 600)
 	onDraining, moved := 0, 0
 	for i := range first {
 		if first[i] != 1 {
