@@ -63,6 +63,9 @@ type exchange struct {
 	clientGone   bool
 	plan         []*route.Route
 	chunk        openai.Chunk
+	// limited bounds the request and response body reads; it lives in
+	// the pooled exchange so each read does not allocate one.
+	limited io.LimitedReader
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -150,6 +153,13 @@ func (x *exchange) settle(tokens int64, cost float64) error {
 	return t.Settle(ctx, tokens, cost)
 }
 
+// limit is io.LimitReader without the allocation. One bounded read at a
+// time per exchange.
+func (x *exchange) limit(r io.Reader, n int64) io.Reader {
+	x.limited = io.LimitedReader{R: r, N: n}
+	return &x.limited
+}
+
 func newID() string {
 	var b [20]byte
 	n := copy(b[:], "req-")
@@ -200,7 +210,7 @@ func (x *exchange) parse() *openai.Error {
 	if x.r.ContentLength > 0 {
 		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
 	}
-	_, err := x.bodyBuf.ReadFrom(io.LimitReader(x.r.Body, x.cfg.maxBody+1))
+	_, err := x.bodyBuf.ReadFrom(x.limit(x.r.Body, x.cfg.maxBody+1))
 	if err != nil {
 		// The deadline stays: the server must not wait for the rest of
 		// the body before answering, and the connection is not reused.

@@ -219,7 +219,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	if n := resp.ContentLength; n > 0 && n <= maxUpstreamBodyBytes {
 		buf.Grow(int(n) + 1)
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxUpstreamBodyBytes+1)); err != nil {
+	if _, err := buf.ReadFrom(x.limit(resp.Body, maxUpstreamBodyBytes+1)); err != nil {
 		return x.transportError(err, ttftExpired, "upstream_error", "the upstream response broke off")
 	}
 	if buf.Len() > maxUpstreamBodyBytes {
