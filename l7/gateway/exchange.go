@@ -407,22 +407,21 @@ func (x *exchange) finish() {
 	}
 	m := x.g.metrics
 	if x.model != nil {
-		st := strconv.Itoa(status)
-		labels := []string{x.principal.Tenant, modelName, x.backend, st}
-		m.duration.WithLabelValues(labels...).Observe(elapsed.Seconds())
+		s := m.series(seriesKey{tenant: x.principal.Tenant, model: modelName, backend: x.backend, status: status})
+		s.observeDuration(m, elapsed.Seconds())
 		if x.attempts > 0 {
-			m.tokens.WithLabelValues(x.principal.Tenant, modelName, x.backend, st, "input").Observe(float64(prompt))
+			s.observeTokens(m, tokenTypeInput, float64(prompt))
 			if x.ep != openai.Embeddings {
-				m.tokens.WithLabelValues(x.principal.Tenant, modelName, x.backend, st, "output").Observe(float64(completion))
+				s.observeTokens(m, tokenTypeOutput, float64(completion))
 			}
 			if cost > 0 {
-				m.cost.WithLabelValues(labels...).Add(cost)
+				s.addCost(m, cost)
 			}
 		}
 		if x.ttft > 0 {
-			m.ttft.WithLabelValues(labels...).Observe(x.ttft.Seconds())
+			s.observeTTFT(m, x.ttft.Seconds())
 			if completion > 1 {
-				m.tpot.WithLabelValues(labels...).Observe((elapsed - x.ttft).Seconds() / float64(completion-1))
+				s.observeTPOT(m, (elapsed-x.ttft).Seconds()/float64(completion-1))
 			}
 		}
 	}

@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,6 +18,9 @@ type metrics struct {
 	cost     *prometheus.CounterVec
 	verdicts *prometheus.CounterVec
 	limited  *prometheus.CounterVec
+
+	cache  sync.Map // seriesKey -> *series
+	cached atomic.Int64
 }
 
 var (
@@ -51,3 +58,90 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// maxCachedSeries bounds the per-label-set cache; past it, lookups go to
+// the vectors each time (the label values come from the configuration, so
+// this is only reached by a configuration with that many combinations).
+const maxCachedSeries = 4096
+
+// seriesKey is one request label set.
+type seriesKey struct {
+	tenant, model, backend string
+	status                 int
+}
+
+// series caches a label set's children so the request path does not hash
+// the labels and format the status on every request. Each child is made
+// on its first use, as WithLabelValues would, so no series appears in the
+// output before it has been observed.
+type series struct {
+	labels                              [4]string
+	duration, ttft, tpot, input, output lazyObserver
+	cost                                lazyCounter
+}
+
+type lazyObserver struct {
+	once sync.Once
+	o    prometheus.Observer
+}
+
+func (l *lazyObserver) get(v *prometheus.HistogramVec, lv ...string) prometheus.Observer {
+	l.once.Do(func() { l.o = v.WithLabelValues(lv...) })
+	return l.o
+}
+
+type lazyCounter struct {
+	once sync.Once
+	c    prometheus.Counter
+}
+
+func (l *lazyCounter) get(v *prometheus.CounterVec, lv ...string) prometheus.Counter {
+	l.once.Do(func() { l.c = v.WithLabelValues(lv...) })
+	return l.c
+}
+
+// series returns the cached children for k.
+func (m *metrics) series(k seriesKey) *series {
+	if s, ok := m.cache.Load(k); ok {
+		return s.(*series)
+	}
+	s := &series{labels: [4]string{k.tenant, k.model, k.backend, strconv.Itoa(k.status)}}
+	if m.cached.Load() >= maxCachedSeries {
+		return s
+	}
+	actual, loaded := m.cache.LoadOrStore(k, s)
+	if !loaded {
+		m.cached.Add(1)
+	}
+	return actual.(*series)
+}
+
+func (s *series) observeDuration(m *metrics, v float64) {
+	s.duration.get(m.duration, s.labels[:]...).Observe(v)
+}
+
+func (s *series) observeTokens(m *metrics, typ string, v float64) {
+	l := &s.input
+	if typ == tokenTypeOutput {
+		l = &s.output
+	}
+	l.get(m.tokens, s.labels[0], s.labels[1], s.labels[2], s.labels[3], typ).Observe(v)
+}
+
+func (s *series) addCost(m *metrics, v float64) {
+	s.cost.get(m.cost, s.labels[:]...).Add(v)
+}
+
+func (s *series) observeTTFT(m *metrics, v float64) {
+	s.ttft.get(m.ttft, s.labels[:]...).Observe(v)
+}
+
+func (s *series) observeTPOT(m *metrics, v float64) {
+	s.tpot.get(m.tpot, s.labels[:]...).Observe(v)
+}
+
+// Token types of gen_ai_client_token_usage.
+const (
+	tokenTypeInput  = "input"
+	tokenTypeOutput = "output"
+)
