@@ -39,6 +39,12 @@ type pconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleFrom time.Time
+	// expire fails the read or write in progress; made once per
+	// connection so arming it for each request does not allocate.
+	expire func()
+	// num is scratch for formatting the Content-Length (a local array
+	// would escape through bufio.Writer.Write).
+	num [20]byte
 }
 
 type connPool struct {
@@ -169,7 +175,9 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	br.Reset(c)
 	bw := writerPoolConn.Get().(*bufio.Writer)
 	bw.Reset(c)
-	return &pconn{c: c, br: br, bw: bw}, nil
+	pc := &pconn{c: c, br: br, bw: bw}
+	pc.expire = func() { _ = c.SetDeadline(time.Unix(1, 0)) }
+	return pc, nil
 }
 
 // postRequest is what ReadResponse needs to know about the request.
@@ -188,7 +196,7 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 	}
 	// Cancelling ctx expires the connection's deadlines, which fails the
 	// read or write in progress; such a connection is never reused.
-	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, pc.expire)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		_ = pc.close()
@@ -203,8 +211,7 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(addr)
 	bw.WriteString("\r\nContent-Length: ")
-	var nb [20]byte
-	bw.Write(strconv.AppendInt(nb[:0], int64(len(body)), 10))
+	bw.Write(strconv.AppendInt(pc.num[:0], int64(len(body)), 10))
 	for _, h := range headers {
 		bw.WriteString("\r\n")
 		bw.WriteString(h[0])
