@@ -183,7 +183,6 @@ func jsonReason(err error) string {
 
 func (r *Request) addContent(i int) error {
 	m := &r.Messages[i]
-	param := "messages[" + strconv.Itoa(i) + "].content"
 	c := bytes.TrimSpace(m.Content)
 	switch {
 	case len(c) == 0 || string(c) == "null":
@@ -191,30 +190,36 @@ func (r *Request) addContent(i int) error {
 		sc := scanner{b: c}
 		raw, esc, err := sc.str()
 		if err != nil || sc.i != len(c) {
-			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+			return BadRequest("invalid_value", "content must be a string or an array of parts", contentParam(i))
 		}
 		r.Texts = append(r.Texts, Text{Value: text(raw, esc), Message: i, Part: -1, Item: -1})
 	case c[0] == '[':
 		var parts []map[string]json.RawMessage
 		if err := json.Unmarshal(c, &parts); err != nil {
-			return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+			return BadRequest("invalid_value", "content must be a string or an array of parts", contentParam(i))
 		}
 		if len(parts) > MaxContentParts {
-			return BadRequest("invalid_value", fmt.Sprintf("at most %d content parts", MaxContentParts), param)
+			return BadRequest("invalid_value", fmt.Sprintf("at most %d content parts", MaxContentParts), contentParam(i))
 		}
 		for j, p := range parts {
 			var typ, text string
 			if field(p, "type", &typ) != nil || field(p, "text", &text) != nil {
-				return BadRequest("invalid_value", "content parts need a string type and text", param)
+				return BadRequest("invalid_value", "content parts need a string type and text", contentParam(i))
 			}
 			if typ == "text" {
 				r.Texts = append(r.Texts, Text{Value: text, Message: i, Part: j, Item: -1})
 			}
 		}
 	default:
-		return BadRequest("invalid_value", "content must be a string or an array of parts", param)
+		return BadRequest("invalid_value", "content must be a string or an array of parts", contentParam(i))
 	}
 	return nil
+}
+
+// contentParam names message i's content in an error; built only when
+// there is an error to report.
+func contentParam(i int) string {
+	return "messages[" + strconv.Itoa(i) + "].content"
 }
 
 // addStrings reads a prompt/input that is a string, an array of strings, an
