@@ -108,8 +108,24 @@ func isHex(c byte) bool {
 // text turns a string's raw bytes into its value the way encoding/json
 // does (escapes decoded, invalid UTF-8 replaced).
 func text(raw []byte, escaped bool) string {
-	if !escaped && utf8.Valid(raw) {
-		return string(raw)
+	if !escaped {
+		// The message roles come in every request; their constants
+		// save an allocation each.
+		switch string(raw) {
+		case "user":
+			return "user"
+		case "system":
+			return "system"
+		case "assistant":
+			return "assistant"
+		case "developer":
+			return "developer"
+		case "tool":
+			return "tool"
+		}
+		if utf8.Valid(raw) {
+			return string(raw)
+		}
 	}
 	q := make([]byte, 0, len(raw)+2)
 	q = append(append(append(q, '"'), raw...), '"')
