@@ -45,6 +45,14 @@ type pconn struct {
 	// num is scratch for formatting the Content-Length (a local array
 	// would escape through bufio.Writer.Write).
 	num [20]byte
+	// The liveness peek's pieces, made once per connection: the raw
+	// connection (nil with rawErr set where SyscallConn failed; peek nil
+	// where the conn has no file descriptor), the callback and its result.
+	raw       syscall.RawConn
+	rawErr    error
+	peek      func(fd uintptr) bool
+	peekAlive bool
+	peekBuf   [1]byte
 }
 
 type connPool struct {
@@ -94,22 +102,15 @@ func (pc *pconn) alive() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := pc.c.(syscall.Conn)
-	if !ok {
+	if pc.peek == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	if pc.rawErr != nil {
 		return false
 	}
-	alive := false
-	var b [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
-		return true // never wait
-	})
-	return err == nil && alive
+	pc.peekAlive = false
+	err := pc.raw.Read(pc.peek)
+	return err == nil && pc.peekAlive
 }
 
 func (p *connPool) put(addr string, pc *pconn) {
@@ -177,6 +178,14 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	bw.Reset(c)
 	pc := &pconn{c: c, br: br, bw: bw}
 	pc.expire = func() { _ = c.SetDeadline(time.Unix(1, 0)) }
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.raw, pc.rawErr = sc.SyscallConn()
+		pc.peek = func(fd uintptr) bool {
+			_, _, rerr := syscall.Recvfrom(int(fd), pc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			pc.peekAlive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+			return true // never wait
+		}
+	}
 	return pc, nil
 }
 
