@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -66,6 +67,10 @@ type exchange struct {
 	// limited bounds the request and response body reads; it lives in
 	// the pooled exchange so each read does not allocate one.
 	limited io.LimitedReader
+	// Scratch for the inspector's texts and the counter's messages,
+	// kept across pooled requests (cleared after each).
+	texts []string
+	msgs  []tokens.Message
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -77,7 +82,10 @@ func (x *exchange) reset() {
 	comp := x.completion[:0]
 	plan := x.plan[:0]
 	chunk := x.chunk
-	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk}
+	clear(x.texts)
+	clear(x.msgs)
+	texts, msgs := x.texts[:0], x.msgs[:0]
+	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk, texts: texts, msgs: msgs}
 }
 
 // stage is one step of the chain; a non-nil error ends the chain and is
@@ -268,10 +276,11 @@ func (x *exchange) inspect() *openai.Error {
 	if x.cfg.inspector == nil || len(x.req.Texts) == 0 {
 		return nil
 	}
-	texts := make([]string, len(x.req.Texts))
+	texts := x.texts[:0]
 	for i := range x.req.Texts {
-		texts[i] = x.req.Texts[i].Value
+		texts = append(texts, x.req.Texts[i].Value)
 	}
+	x.texts = texts
 	res, err := x.cfg.inspector.Inspect(texts)
 	if err != nil {
 		return &openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "inspection_failed", Message: "prompt inspection failed"}
@@ -294,12 +303,12 @@ func (x *exchange) inspect() *openai.Error {
 }
 
 func (x *exchange) count() *openai.Error {
-	x.promptTokens = int64(countPrompt(x.counter, &x.req))
+	x.promptTokens = int64(countPrompt(x.counter, &x.req, &x.msgs))
 	return nil
 }
 
 // countPrompt counts what the model reads, after redaction.
-func countPrompt(c *tokens.Counter, r *openai.Request) int {
+func countPrompt(c *tokens.Counter, r *openai.Request, scratch *[]tokens.Message) int {
 	n := r.TokenInputs
 	if r.Endpoint != openai.ChatCompletions {
 		for i := range r.Texts {
@@ -307,7 +316,8 @@ func countPrompt(c *tokens.Counter, r *openai.Request) int {
 		}
 		return n
 	}
-	msgs := make([]tokens.Message, len(r.Messages))
+	msgs := slices.Grow((*scratch)[:0], len(r.Messages))[:len(r.Messages)]
+	*scratch = msgs
 	for i := range r.Messages {
 		m := &r.Messages[i]
 		msgs[i] = tokens.Message{Role: m.Role, Name: m.Name}
