@@ -98,7 +98,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		defer release()
 	}
 	connect, ttft, total := x.timeouts()
-	ctx, cancel := context.WithTimeout(context.WithValue(x.r.Context(), connectTimeoutKey{}, connect), total)
+	ctx, cancel := context.WithTimeout(x.r.Context(), total)
 	defer cancel()
 	// For streams, the time-to-first-token timer cancels the attempt
 	// unless the first event arrives in time; a whole response only has
@@ -115,7 +115,10 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
 		resp, err = x.g.pool.roundTrip(ctx, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect)
 	} else {
-		up, rerr := http.NewRequestWithContext(ctx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
+		// Only the transport's dialer reads the connect timeout from the
+		// context; the pool is given it directly.
+		upCtx := context.WithValue(ctx, connectTimeoutKey{}, connect)
+		up, rerr := http.NewRequestWithContext(upCtx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
 		if rerr != nil {
 			return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")
 		}
