@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infergate/infergate/agent/health"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -101,7 +102,7 @@ type Agent struct {
 	o       Options
 	log     *slog.Logger
 	rec     *Reconciler
-	health  *HealthChecker
+	health  *health.Checker
 	started time.Time
 
 	// editMu serialises whole edits (apply, rollback, key changes), so a
@@ -150,7 +151,7 @@ func New(o Options) (*Agent, error) {
 		overrides: map[string]Override{}, loads: map[string]LoadStatus{},
 		kickc: make(chan struct{}, 1),
 	}
-	a.health = NewHealthChecker(a.onHealth)
+	a.health = health.NewChecker(a.onHealth)
 	return a, nil
 }
 
@@ -523,7 +524,7 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 	}
 	a.current = &applied{stored: sp, compiled: c}
 	if a.o.HealthChecks {
-		a.health.Set(HealthTargets(c))
+		a.health.Set(health.Targets(c, BackendID))
 	}
 	if a.o.OnApplied != nil {
 		a.o.OnApplied(c)

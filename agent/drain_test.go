@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// testHealthWait bounds how long a test waits for a health flip to reach
+// the dataplane.
+const testHealthWait = 5 * time.Second
+
 // TestHealthDrainsInDataplane: a backend whose listener goes away is
 // drained by the agent (kept in the backend table for established flows,
 // out of the Maglev table), comes back when the listener returns, and a
@@ -204,5 +208,15 @@ func TestUnresolvedNeighbourRetried(t *testing.T) {
 			t.Fatal("backend did not join after its neighbour answered")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func acceptAll(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }

@@ -1,12 +1,15 @@
-package agent
+package health
 
 import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/policy"
 )
 
 const (
@@ -42,9 +45,9 @@ func TestHealthTCP(t *testing.T) {
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	go acceptAll(ln)
 	flips := make(chan flip, 16)
-	h := NewHealthChecker(func(id string, ok bool) { flips <- flip{id, ok} })
+	h := NewChecker(func(id string, ok bool) { flips <- flip{id, ok} })
 	defer h.Close()
-	h.Set([]HealthTarget{{ID: "p/a", Addr: addr, Interval: testHealthInterval, Timeout: testHealthInterval, Rise: 2, Fall: 2}})
+	h.Set([]Target{{ID: "p/a", Addr: addr, Interval: testHealthInterval, Timeout: testHealthInterval, Rise: 2, Fall: 2}})
 
 	// It stays healthy while the listener is there.
 	time.Sleep(4 * testHealthInterval)
@@ -88,10 +91,10 @@ func TestHealthHTTP(t *testing.T) {
 	defer srv.Close()
 	addr := netip.MustParseAddrPort(ln.Addr().String())
 	flips := make(chan flip, 16)
-	h := NewHealthChecker(func(id string, ok bool) { flips <- flip{id, ok} })
+	h := NewChecker(func(id string, ok bool) { flips <- flip{id, ok} })
 	defer h.Close()
-	tgt := HealthTarget{ID: "p/h", Addr: addr, HTTP: true, Path: "/health", Interval: testHealthInterval, Timeout: testHealthInterval, Rise: 1, Fall: 3}
-	h.Set([]HealthTarget{tgt})
+	tgt := Target{ID: "p/h", Addr: addr, HTTP: true, Path: "/health", Interval: testHealthInterval, Timeout: testHealthInterval, Rise: 1, Fall: 3}
+	h.Set([]Target{tgt})
 
 	status.Store(http.StatusServiceUnavailable)
 	waitFlip(t, flips, "p/h", false)
@@ -115,5 +118,30 @@ func acceptAll(ln net.Listener) {
 			return
 		}
 		c.Close()
+	}
+}
+
+// TestTargets: only pools with a health check are probed, the check's port
+// overrides the backend's, Rise and Fall are at least 1, and IDs come from
+// the caller's naming.
+func TestTargets(t *testing.T) {
+	if Targets(nil, nil) != nil {
+		t.Fatal("targets from a nil policy")
+	}
+	a := netip.MustParseAddr("198.18.0.1")
+	c := &policy.Compiled{Pools: []policy.CompiledPool{
+		{Name: "plain", Backends: []policy.CompiledBackend{{Name: "x", Address: a, Port: 80}}},
+		{Name: "p", HealthCheck: &policy.CompiledHealthCheck{HTTP: true, Path: "/h", Interval: time.Second, Timeout: time.Second},
+			Backends: []policy.CompiledBackend{{Name: "b", Address: a, Port: 8000}}},
+		{Name: "q", HealthCheck: &policy.CompiledHealthCheck{Port: 9000, Rise: 3, Fall: 4},
+			Backends: []policy.CompiledBackend{{Name: "c", Address: a, Port: 8000}}},
+	}}
+	got := Targets(c, func(pool, backend string) string { return pool + "|" + backend })
+	want := []Target{
+		{ID: "p|b", Addr: netip.AddrPortFrom(a, 8000), HTTP: true, Path: "/h", Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1},
+		{ID: "q|c", Addr: netip.AddrPortFrom(a, 9000), Rise: 3, Fall: 4},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("targets:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -1,4 +1,6 @@
-package agent
+// Package health probes backends over TCP or HTTP and reports when one
+// turns healthy or unhealthy, with rise/fall hysteresis.
+package health
 
 import (
 	"context"
@@ -21,9 +23,9 @@ const (
 	minHealthInterval = 50 * time.Millisecond
 )
 
-// HealthTarget is one backend to probe.
-type HealthTarget struct {
-	ID       string // BackendID(pool, backend)
+// Target is one backend to probe.
+type Target struct {
+	ID       string // from Targets' id function
 	Addr     netip.AddrPort
 	HTTP     bool
 	Path     string
@@ -33,18 +35,18 @@ type HealthTarget struct {
 	Fall     int
 }
 
-// HealthState is what the checker knows of one target.
-type HealthState struct {
+// State is what the checker knows of one target.
+type State struct {
 	Healthy   bool
 	LastError string
 	Checked   time.Time
 }
 
-// HealthChecker probes backends and reports changes. A backend starts
+// Checker probes backends and reports changes. A backend starts
 // healthy, so an agent restarting under traffic does not drain a pool while
 // it waits for its first results; it turns unhealthy after Fall failures in
 // a row and healthy again after Rise successes in a row.
-type HealthChecker struct {
+type Checker struct {
 	onChange func(id string, healthy bool)
 
 	mu      sync.Mutex
@@ -55,24 +57,25 @@ type HealthChecker struct {
 }
 
 type probe struct {
-	target HealthTarget
+	target Target
 	cancel context.CancelFunc
-	state  HealthState
+	state  State
 }
 
-// NewHealthChecker calls onChange (from a checker goroutine) whenever a
-// target's health flips.
-func NewHealthChecker(onChange func(id string, healthy bool)) *HealthChecker {
+// NewChecker returns a Checker that calls onChange (from a checker
+// goroutine) whenever a target's health flips.
+func NewChecker(onChange func(id string, healthy bool)) *Checker {
 	d := &net.Dialer{}
-	return &HealthChecker{onChange: onChange, probes: map[string]*probe{}, dialCtx: d.DialContext}
+	return &Checker{onChange: onChange, probes: map[string]*probe{}, dialCtx: d.DialContext}
 }
 
-// HealthTargets lists the probes a compiled policy asks for.
-func HealthTargets(c *policy.Compiled) []HealthTarget {
+// Targets lists the probes a compiled policy asks for; id names a pool's
+// backend (the agent passes its BackendID).
+func Targets(c *policy.Compiled, id func(pool, backend string) string) []Target {
 	if c == nil {
 		return nil
 	}
-	var out []HealthTarget
+	var out []Target
 	for _, p := range c.Pools {
 		hc := p.HealthCheck
 		if hc == nil {
@@ -83,8 +86,8 @@ func HealthTargets(c *policy.Compiled) []HealthTarget {
 			if port == 0 {
 				port = b.Port
 			}
-			out = append(out, HealthTarget{
-				ID: BackendID(p.Name, b.Name), Addr: netip.AddrPortFrom(b.Address, port),
+			out = append(out, Target{
+				ID: id(p.Name, b.Name), Addr: netip.AddrPortFrom(b.Address, port),
 				HTTP: hc.HTTP, Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout,
 				Rise: max(hc.Rise, 1), Fall: max(hc.Fall, 1),
 			})
@@ -95,13 +98,13 @@ func HealthTargets(c *policy.Compiled) []HealthTarget {
 
 // Set replaces the targets. A target whose definition is unchanged keeps
 // its state and its schedule; others restart healthy.
-func (h *HealthChecker) Set(targets []HealthTarget) {
+func (h *Checker) Set(targets []Target) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
-	want := map[string]HealthTarget{}
+	want := map[string]Target{}
 	for _, t := range targets {
 		want[t.ID] = t
 	}
@@ -116,7 +119,7 @@ func (h *HealthChecker) Set(targets []HealthTarget) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		p := &probe{target: t, cancel: cancel, state: HealthState{Healthy: true}}
+		p := &probe{target: t, cancel: cancel, state: State{Healthy: true}}
 		h.probes[id] = p
 		h.wg.Add(1)
 		go h.run(ctx, p)
@@ -124,10 +127,10 @@ func (h *HealthChecker) Set(targets []HealthTarget) {
 }
 
 // States returns every target's state by ID.
-func (h *HealthChecker) States() map[string]HealthState {
+func (h *Checker) States() map[string]State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]HealthState, len(h.probes))
+	out := make(map[string]State, len(h.probes))
 	for id, p := range h.probes {
 		out[id] = p.state
 	}
@@ -135,7 +138,7 @@ func (h *HealthChecker) States() map[string]HealthState {
 }
 
 // Close stops every probe and waits for them.
-func (h *HealthChecker) Close() {
+func (h *Checker) Close() {
 	h.mu.Lock()
 	h.closed = true
 	for id, p := range h.probes {
@@ -146,7 +149,7 @@ func (h *HealthChecker) Close() {
 	h.wg.Wait()
 }
 
-func (h *HealthChecker) run(ctx context.Context, p *probe) {
+func (h *Checker) run(ctx context.Context, p *probe) {
 	defer h.wg.Done()
 	t := p.target
 	interval := max(t.Interval, minHealthInterval)
@@ -203,7 +206,7 @@ func (h *HealthChecker) run(ctx context.Context, p *probe) {
 	}
 }
 
-func (h *HealthChecker) check(ctx context.Context, client *http.Client, t HealthTarget, timeout time.Duration) error {
+func (h *Checker) check(ctx context.Context, client *http.Client, t Target, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if !t.HTTP {
