@@ -58,6 +58,10 @@
 // (rebuild the table without it too) and keeps its established ones; a
 // deleted backend loses them.
 //
+// Backends and VIPs read both tables back (after adopting pinned maps, what
+// the previous owner wrote), so a restarted agent keeps the backend ids that
+// established flows refer to.
+//
 // Fragments: any fragment is checked by the firewall on address and
 // protocol (port rules cannot match a later fragment) and charged to the
 // packet rate; fragments to a VIP address are dropped (counted), others go
