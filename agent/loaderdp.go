@@ -1,17 +1,10 @@
 package agent
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
@@ -122,103 +115,37 @@ func (d *BalancerDataplane) SetLocalVIPs(v []netip.Addr) error {
 // MaxBackends is the backend table's size.
 func (d *BalancerDataplane) MaxBackends() uint32 { return d.cfg.MaxBackends }
 
-// Layouts of the pinned maps the agent reads back (bpf/include/structs.h:
-// struct backend, vip_key, vip_meta). The loader refuses a pinned map whose
-// sizes differ from the program's, so these can only drift together with
-// the C structs, which TestReadBackLayouts checks.
-type pinnedBackend struct {
-	Addr   [4]uint32
-	MAC    [6]uint8
-	Family uint8
-	Flags  uint8
-}
-
-type pinnedVIPKey struct {
-	Addr   [4]uint32
-	Port   uint16 // network order
-	Proto  uint8
-	Family uint8
-}
-
-type pinnedVIPMeta struct {
-	ID, Flags, Guard, Pad uint32
-}
-
-// Flag bits of the pinned structs (bpf/include/consts.h).
-const (
-	pinnedBackendValid  = 1 << 0
-	pinnedBackendDrain  = 1 << 1
-	pinnedBackendHasMAC = 1 << 2
-	pinnedVIPL2         = 1 << 0
-	pinnedFamilyV4      = 4
-)
-
-func wordsAddr(w [4]uint32, family uint8) netip.Addr {
-	var b [16]byte
-	for i := range w {
-		binary.NativeEndian.PutUint32(b[4*i:], w[i])
-	}
-	if family == pinnedFamilyV4 {
-		return netip.AddrFrom4([4]byte(b[:4]))
-	}
-	return netip.AddrFrom16(b)
-}
-
-func (d *BalancerDataplane) pinned(name string) (*ebpf.Map, error) {
-	if d.pinDir == "" {
-		return nil, nil
-	}
-	m, err := ebpf.LoadPinnedMap(filepath.Join(d.pinDir, name), &ebpf.LoadPinOptions{ReadOnly: true})
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	return m, err
-}
-
-// Backends reads the pinned backend table.
+// Backends reads the backend table back. Without pinning no earlier agent
+// left anything to adopt, so it reads nothing.
 func (d *BalancerDataplane) Backends() (map[uint32]BackendEntry, error) {
 	out := map[uint32]BackendEntry{}
-	m, err := d.pinned("backends")
-	if err != nil || m == nil {
-		return out, err
+	if d.pinDir == "" {
+		return out, nil
 	}
-	defer m.Close()
-	var id uint32
-	var v pinnedBackend
-	it := m.Iterate()
-	for it.Next(&id, &v) {
-		if v.Flags&pinnedBackendValid == 0 {
-			continue
-		}
-		e := BackendEntry{Address: wordsAddr(v.Addr, v.Family), Draining: v.Flags&pinnedBackendDrain != 0}
-		if v.Flags&pinnedBackendHasMAC != 0 {
-			e.MAC = net.HardwareAddr(append([]byte(nil), v.MAC[:]...))
-		}
-		out[id] = e
+	bs, err := d.B.Backends()
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read pinned backends: %w", err)
+	for id, b := range bs {
+		out[id] = BackendEntry{Address: b.Addr, MAC: b.MAC, Draining: b.Draining}
 	}
 	return out, nil
 }
 
-// VIPs reads the pinned VIP table.
+// VIPs reads the VIP table back (address, port, protocol, index and L2;
+// the guard's rate is not read back). Without pinning it reads nothing.
 func (d *BalancerDataplane) VIPs() (map[VIPKey]VIPEntry, error) {
 	out := map[VIPKey]VIPEntry{}
-	m, err := d.pinned("vips")
-	if err != nil || m == nil {
-		return out, err
+	if d.pinDir == "" {
+		return out, nil
 	}
-	defer m.Close()
-	var k pinnedVIPKey
-	var v pinnedVIPMeta
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		key := VIPKey{Address: wordsAddr(k.Addr, k.Family), Port: k.Port<<8 | k.Port>>8, Protocol: k.Proto}
-		out[key] = VIPEntry{Key: key, Index: v.ID, L2: v.Flags&pinnedVIPL2 != 0}
+	vs, err := d.B.VIPs()
+	if err != nil {
+		return nil, err
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read pinned VIPs: %w", err)
+	for _, v := range vs {
+		key := VIPKey{Address: v.Addr, Port: v.Port, Protocol: v.Protocol}
+		out[key] = VIPEntry{Key: key, Index: v.ID, L2: v.L2}
 	}
 	return out, nil
 }

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
@@ -117,27 +116,6 @@ func loadPinned(t *testing.T, pinDir string) (*loader.Balancer, *BalancerDatapla
 		t.Fatal(err)
 	}
 	return b, NewBalancerDataplane(b, testLoaderConfig(), pinDir)
-}
-
-// TestReadBackLayouts checks that the structs the agent reads pinned maps
-// with have the sizes the program's maps have.
-func TestReadBackLayouts(t *testing.T) {
-	_, pinDir := testBPFFS(t)
-	b, _ := loadPinned(t, pinDir)
-	defer b.Close()
-	for name, size := range map[string][2]uintptr{
-		"backends": {4, unsafe.Sizeof(pinnedBackend{})},
-		"vips":     {unsafe.Sizeof(pinnedVIPKey{}), unsafe.Sizeof(pinnedVIPMeta{})},
-	} {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if uintptr(m.KeySize()) != size[0] || uintptr(m.ValueSize()) != size[1] {
-			t.Errorf("%s: key/value %d/%d bytes, agent reads %d/%d", name, m.KeySize(), m.ValueSize(), size[0], size[1])
-		}
-		m.Close()
-	}
 }
 
 // TestRealDataplaneReconcileAndAdopt runs the reconciler against the real
