@@ -25,6 +25,7 @@ import (
 	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/internal/httpserve"
 	"github.com/infergate/infergate/l7/gateway"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
@@ -139,17 +140,22 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 					log.Info("policy reloaded", "name", c.Name, "version", c.Version)
 				}
 			}()
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
+			// The server's shutdown and the gateway's share one grace
+			// period, counted from the signal.
+			graceEnds := make(chan time.Time, 1)
+			context.AfterFunc(ctx, func() { graceEnds <- time.Now().Add(gatewayShutdownGrace) })
 			log.Info("gateway listening", "addr", ln.Addr().String(), "policy", c.Name, "version", c.Version)
-			select {
-			case err := <-errc:
+			err = httpserve.Run(ctx, srv, ln, gatewayShutdownGrace)
+			if ctx.Err() == nil {
+				// Serving failed before any signal.
+				if err == nil {
+					err = http.ErrServerClosed
+				}
 				return fmt.Errorf("serve: %w", err)
-			case <-ctx.Done():
 			}
-			sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
+			sctx, cancel := context.WithDeadline(context.Background(), <-graceEnds)
 			defer cancel()
-			err = errors.Join(srv.Shutdown(sctx), g.Shutdown(sctx))
+			err = errors.Join(err, g.Shutdown(sctx))
 			if msrv != nil {
 				_ = msrv.Close()
 			}
