@@ -411,6 +411,7 @@ func (x *exchange) finish() {
 	if x.clientGone {
 		status = statusClientClosed
 	}
+	x.g.recordBackend(x.backend, status, prompt, completion, x.ttft)
 	modelName := ""
 	if x.model != nil {
 		modelName = x.model.Name

@@ -120,6 +120,8 @@ type Gateway struct {
 	pool     *connPool // self-hosted backends; nil when Options.Transport is set
 	inflight *route.InFlight
 	mux      *http.ServeMux
+	// backendStats counts finished requests per pool backend.
+	backendStats backendStatsTable
 
 	mu       sync.Mutex // guards closing+active transitions
 	closing  bool
