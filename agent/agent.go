@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/agent/health"
 	"github.com/infergate/infergate/policy"
 )
@@ -60,6 +61,15 @@ type PolicyStore interface {
 // Gateway is the L7 side an apply must also succeed on.
 type Gateway interface {
 	Apply(c *policy.Compiled) error
+}
+
+// GatewayBackendStats is what a Gateway may also implement to report its
+// per-backend request counters; Backends shows them as each backend's L7.
+// It is a separate interface so gateways without counters need nothing.
+type GatewayBackendStats interface {
+	// BackendL7 returns cumulative counters keyed by BackendID, for the
+	// backends of the policy the gateway runs; nil when it runs none.
+	BackendL7() map[string]api.BackendL7
 }
 
 // Attacher keeps an XDP program attached to the interfaces a policy names.
@@ -656,6 +666,10 @@ func (a *Agent) backendsFrom(ctrs Counters) []BackendStatus {
 	if a.loadSource != nil {
 		maps.Copy(loads, a.loadSource())
 	}
+	var l7 map[string]api.BackendL7
+	if gs, ok := a.o.Gateway.(GatewayBackendStats); ok {
+		l7 = gs.BackendL7()
+	}
 	for _, p := range c.Pools {
 		for _, b := range p.Backends {
 			id := BackendID(p.Name, b.Name)
@@ -672,6 +686,9 @@ func (a *Agent) backendsFrom(ctrs Counters) []BackendStatus {
 			}
 			if l, ok := loads[id]; ok {
 				bs.Load = &l
+			}
+			if s, ok := l7[id]; ok {
+				bs.L7 = &s
 			}
 			if kid, ok := ids[b.Address]; ok {
 				t := ctrs.Backends[kid]

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/gpu/collector"
 	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
@@ -389,6 +390,26 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 	}()
 	l.log.Info("L7 gateway listening", "addr", l.addr)
 	return nil
+}
+
+var _ GatewayBackendStats = (*lazyGateway)(nil)
+
+// BackendL7 reports the running gateway's per-backend counters (nil before
+// the first policy has started it).
+func (l *lazyGateway) BackendL7() map[string]api.BackendL7 {
+	l.mu.Lock()
+	g := l.g
+	l.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	stats := g.BackendStats()
+	out := make(map[string]api.BackendL7, len(stats))
+	for label, s := range stats {
+		out[label] = api.BackendL7{Requests: s.Requests, Errors: s.Errors, PromptTokens: s.PromptTokens,
+			CompletionTokens: s.CompletionTokens, TTFTSecondsSum: s.TTFTSum.Seconds(), TTFTCount: s.TTFTCount}
+	}
+	return out
 }
 
 func (l *lazyGateway) shutdown() {
