@@ -49,16 +49,19 @@
 //
 // Package agent wires the node together: Run (run.go) and the Agent
 // (agent.go) over the Reconciler (reconcile.go, desired.go, keys.go) and
-// its Dataplane (dataplane.go, loaderdp.go), the XDP attacher and bpffs
-// pins (attach.go, bpffs.go), netlink routes, neighbours and link events
-// (netnode.go), load reports (loadobserve.go), metrics, the policy store
-// and the local API server (server.go). Concerns with a narrow interface
-// live in subpackages:
+// its Dataplane (dataplane.go, loaderdp.go), netlink routes, neighbours
+// and link events (netnode.go), load reports (loadobserve.go), metrics, the
+// policy store and the local API server (server.go). Concerns with a narrow
+// interface live in subpackages:
 //
 //   - agent/api: the local API's wire types and its client (the CLI's side).
 //   - agent/api/apitest: an in-memory stand-in for that API, for CLI tests.
 //   - agent/health: TCP/HTTP backend health checks with rise/fall; the
 //     agent turns its flips into weight overrides.
+//   - agent/xdpattach: the bpffs mount, XDP attach through pinned links,
+//     adoption of a previous agent's links, and Uninstall.
+//   - agent/internal/vethtest: the veth-and-namespace topology the agent's
+//     real-kernel tests share.
 //
 // Roles: a balancer attaches the balancer program to
 // spec.dataplane.interfaces, health-checks pool backends, and polls the load

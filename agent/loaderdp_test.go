@@ -16,9 +16,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/internal/privtest"
 	"github.com/infergate/infergate/loader"
 )
@@ -34,13 +34,14 @@ func testLoaderConfig() loader.Config {
 		MaxVIPs: 16, MaxBackends: 64, MaxRules: 64, MaxClassPrefixes: 64}
 }
 
-// testBPFFS mounts a private BPF filesystem on a temp dir for one test.
+// testBPFFS mounts a private BPF filesystem on a temp dir for one test
+// (xdpattach's tests check EnsureBPFFS itself).
 func testBPFFS(t *testing.T) (mount, pinDir string) {
 	t.Helper()
 	privtest.Root(t)
 	mount = t.TempDir()
 	pinDir = filepath.Join(mount, "infergate")
-	mounted, err := EnsureBPFFS(mount, pinDir)
+	mounted, err := xdpattach.EnsureBPFFS(mount, pinDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,17 +49,6 @@ func testBPFFS(t *testing.T) (mount, pinDir string) {
 		t.Fatal("a fresh temp dir was already a bpffs")
 	}
 	t.Cleanup(func() { _ = unix.Unmount(mount, unix.MNT_DETACH) })
-	if again, err := EnsureBPFFS(mount, pinDir); err != nil || again {
-		t.Fatalf("second EnsureBPFFS mounted again (%v) or failed: %v", again, err)
-	}
-	if _, err := EnsureBPFFS(mount, t.TempDir()); err == nil {
-		t.Fatal("pin dir outside the bpffs accepted")
-	}
-	full := t.TempDir()
-	os.WriteFile(filepath.Join(full, "keep"), nil, 0o600)
-	if _, err := EnsureBPFFS(full, filepath.Join(full, "pins")); err == nil {
-		t.Fatal("bpffs mounted over a directory with files in it")
-	}
 	return mount, pinDir
 }
 
@@ -251,7 +241,7 @@ func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
 		t.Fatalf("counters %+v, %v", c, err)
 	}
 
-	if err := Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := xdpattach.Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(pinDir); !errors.Is(err, os.ErrNotExist) {
@@ -305,93 +295,6 @@ func TestAdoptRefusesChangedLayout(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pinDir, "backends")); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestAttachPinAdopt attaches the real balancer to a veth, lets the agent
-// "exit", adopts the pinned link from a second instance (program replaced,
-// never detached), re-attaches after the interface is re-created, and
-// uninstalls.
-func TestAttachPinAdopt(t *testing.T) {
-	_, pinDir := testBPFFS(t)
-	v := newVethPeer(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, _ := loadPinned(t, pinDir)
-	x := NewXDPAttacher(b.Program(), "balancer", pinDir, false, log)
-	if _, err := x.Attach([]string{v.near}, "native"); err != nil {
-		t.Fatal(err)
-	}
-	st := x.Status()
-	if len(st) != 1 || !st[0].Attached || st[0].Mode != "native" || st[0].Program != "balancer" {
-		t.Fatalf("status %+v", st)
-	}
-	if _, err := os.Stat(filepath.Join(pinDir, linkPinPrefix+v.near)); err != nil {
-		t.Fatalf("link not pinned: %v", err)
-	}
-	idx, _ := NetlinkResolver{}.Interface(v.near)
-
-	// Exit: handles close; the program stays attached through the pin.
-	x.Close()
-	b.Close()
-	if attachedMode(idx) != "native" {
-		t.Fatal("program detached when the agent exited")
-	}
-
-	b2, _ := loadPinned(t, pinDir)
-	defer b2.Close()
-	x2 := NewXDPAttacher(b2.Program(), "balancer", pinDir, false, log)
-	defer x2.Close()
-	if _, err := x2.Attach([]string{v.near}, "native"); err != nil {
-		t.Fatal(err)
-	}
-	if !x2.links[v.near].adopted {
-		t.Fatal("second agent attached afresh instead of adopting the pinned link")
-	}
-	info, err := b2.Program().Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantID, _ := info.ID()
-	if got := xdpProgID(t, idx); got != uint32(wantID) {
-		t.Fatalf("interface runs program %d, want the new agent's %d", got, wantID)
-	}
-
-	// The interface goes away and comes back with a new index.
-	ipCmd(t, "link", "del", v.near)
-	ipCmd(t, "link", "add", v.near, "type", "veth", "peer", "name", v.far+"y")
-	ipCmd(t, "link", "set", v.near, "up")
-	if err := x2.Relink(v.near); err != nil {
-		t.Fatal(err)
-	}
-	if st := x2.Status(); !st[0].Attached {
-		t.Fatalf("not re-attached: %+v", st)
-	}
-	newIdx, _ := NetlinkResolver{}.Interface(v.near)
-
-	// A mode change re-attaches in the new mode.
-	if _, err := x2.Attach([]string{v.near}, "generic"); err != nil {
-		t.Fatal(err)
-	}
-	if st := x2.Status(); !st[0].Attached || st[0].Mode != "generic" {
-		t.Fatalf("after a switch to generic: %+v", st)
-	}
-
-	// Uninstall runs once the agent has stopped (its handles closed).
-	x2.Close()
-	if err := Uninstall(pinDir, log); err != nil {
-		t.Fatal(err)
-	}
-	if m := attachedMode(newIdx); m != "" {
-		t.Fatalf("still attached (%s) after uninstall", m)
-	}
-}
-
-func xdpProgID(t *testing.T, ifindex int) uint32 {
-	t.Helper()
-	l, err := netlink.LinkByIndex(ifindex)
-	if err != nil || l.Attrs().Xdp == nil {
-		t.Fatalf("link %d: %v", ifindex, err)
-	}
-	return l.Attrs().Xdp.ProgId
 }
 
 // TestRealDataplaneIPv6ReadBack: IPv6 VIPs and backends written through the

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/infergate/infergate/agent/api"
+	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/gpu/collector"
 	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--role %q: want balancer or gpu-host", cfg.Role)
 	}
 	if cfg.PinDir != "" {
-		mounted, err := EnsureBPFFS(cfg.BPFFS, cfg.PinDir)
+		mounted, err := xdpattach.EnsureBPFFS(cfg.BPFFS, cfg.PinDir)
 		if err != nil {
 			return err
 		}
@@ -117,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var (
 		dp   Dataplane
 		prog string
-		xa   *XDPAttacher
+		xa   *xdpattach.Attacher
 	)
 	adopting := false
 	if cfg.PinDir != "" {
@@ -135,7 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer b.Close()
 		dp = NewBalancerDataplane(b, cfg.Loader, cfg.PinDir)
 		prog = "balancer"
-		xa = NewXDPAttacher(b.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
+		xa = xdpattach.NewAttacher(b.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
 	case RoleGPUHost:
 		d, err := loader.LoadDecap(loader.DecapConfig{}, cfg.PinDir)
 		if err != nil {
@@ -144,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer d.Close()
 		dp = &DecapDataplane{D: d}
 		prog = "decap"
-		xa = NewXDPAttacher(d.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
+		xa = xdpattach.NewAttacher(d.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
 	}
 	defer xa.Close()
 	if adopting {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/infergate/infergate/agent/internal/vethtest"
+	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/internal/privtest"
 )
 
@@ -115,9 +117,9 @@ func countPinnedKeys(t *testing.T, path string) int {
 func TestRunRestartKeepsState(t *testing.T) {
 	privtest.Tools(t, "bash", "timeout")
 	mount, pinDir := testBPFFS(t)
-	v := newVethPeer(t)
+	v := vethtest.New(t)
 	dir := t.TempDir()
-	vip := fmt.Sprintf("198.18.%d.100", v.subnet)
+	vip := fmt.Sprintf("198.18.%d.100", v.Subnet)
 	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
 kind: Policy
 metadata: {name: run}
@@ -131,7 +133,7 @@ spec:
     - name: gpus
       backends:
         - {name: g1, address: %s, port: 8000}
-`, v.near, vip, v.farAddr)
+`, v.Near, vip, v.FarAddr)
 	pf := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -146,14 +148,14 @@ spec:
 	if len(st.Interfaces) != 1 || !st.Interfaces[0].Attached || st.Interfaces[0].Mode != "native" || st.Policy.Name != "run" {
 		t.Fatalf("first agent: %+v", st)
 	}
-	idx, _ := NetlinkResolver{}.Interface(v.near)
-	prog1 := xdpProgID(t, idx)
+	idx, _ := NetlinkResolver{}.Interface(v.Near)
+	prog1 := vethtest.XDPProgID(t, idx)
 
 	// A client in the namespace opens a connection to the VIP through the
 	// balancer (the SYN is steered and tracked; the reply path is not part
 	// of this test).
-	ipCmd(t, "-n", v.ns, "route", "add", vip+"/32", "via", v.nearAddr.String())
-	_ = exec.Command("ip", "netns", "exec", v.ns, "timeout", "1", "bash", "-c",
+	vethtest.IP(t, "-n", v.NS, "route", "add", vip+"/32", "via", v.NearAddr.String())
+	_ = exec.Command("ip", "netns", "exec", v.NS, "timeout", "1", "bash", "-c",
 		fmt.Sprintf("exec 3<>/dev/tcp/%s/80", vip)).Run()
 	flows := countPinnedKeys(t, filepath.Join(pinDir, "conntrack"))
 	if flows == 0 {
@@ -161,9 +163,9 @@ spec:
 	}
 	metrics := scrapeMetrics(t, cfg.MetricsAddr)
 	for _, want := range []string{
-		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="balancer"} 1`, v.near),
+		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="balancer"} 1`, v.Near),
 		`infergate_vip_new_flows_total{vip="llm"} 1`,
-		`infergate_backend_new_flows_total{address="` + v.farAddr.String() + `",backend="g1",pool="gpus"} 1`,
+		`infergate_backend_new_flows_total{address="` + v.FarAddr.String() + `",backend="g1",pool="gpus"} 1`,
 		`infergate_map_entries{map="conntrack"} `,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -174,7 +176,7 @@ spec:
 	if _, err := os.Stat(cfg.Socket); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("socket left behind after a clean stop: %v", err)
 	}
-	if attachedMode(idx) != "native" {
+	if xdpattach.AttachedMode(idx) != "native" {
 		t.Fatal("XDP detached when the agent stopped")
 	}
 
@@ -187,15 +189,15 @@ spec:
 	if got := countPinnedKeys(t, filepath.Join(pinDir, "conntrack")); got < flows {
 		t.Fatalf("conntrack has %d entries after the restart, had %d", got, flows)
 	}
-	if prog2 := xdpProgID(t, idx); prog2 == prog1 || prog2 == 0 {
+	if prog2 := vethtest.XDPProgID(t, idx); prog2 == prog1 || prog2 == 0 {
 		t.Fatalf("program on the interface: %d, first agent's %d", prog2, prog1)
 	}
 	a2.stop(t)
 
-	if err := Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := xdpattach.Uninstall(pinDir, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
-	if attachedMode(idx) != "" {
+	if xdpattach.AttachedMode(idx) != "" {
 		t.Fatal("still attached after uninstall")
 	}
 }
@@ -231,9 +233,9 @@ func freePort(t *testing.T) string {
 // served.
 func TestRunGPUHost(t *testing.T) {
 	mount, pinDir := testBPFFS(t)
-	v := newVethPeer(t)
+	v := vethtest.New(t)
 	dir := t.TempDir()
-	vip := fmt.Sprintf("198.18.%d.100", v.subnet)
+	vip := fmt.Sprintf("198.18.%d.100", v.Subnet)
 	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
 kind: Policy
 metadata: {name: host}
@@ -250,7 +252,7 @@ spec:
     models:
       - name: m
         routes: [{pool: local}]
-`, v.near, vip)
+`, v.Near, vip)
 	pf := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -293,7 +295,7 @@ spec:
 
 	m := scrapeMetrics(t, cfg.MetricsAddr)
 	for _, want := range []string{"infergate_gpu_healthy ", `infergate_xdp_packets_total{verdict="decapsulated"}`,
-		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="decap"} 1`, v.near)} {
+		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="decap"} 1`, v.Near)} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}
@@ -301,13 +303,13 @@ spec:
 
 	// The interface goes away: status says so. It comes back (a new
 	// index): the agent re-attaches on its own.
-	ipCmd(t, "link", "del", v.near)
+	vethtest.IP(t, "link", "del", v.Near)
 	waitStatus(t, a, func(st Status) bool { return !st.Interfaces[0].Attached })
-	ipCmd(t, "link", "add", v.near, "type", "veth", "peer", "name", v.far+"z")
-	ipCmd(t, "link", "set", v.near, "up")
+	vethtest.IP(t, "link", "add", v.Near, "type", "veth", "peer", "name", v.Far+"z")
+	vethtest.IP(t, "link", "set", v.Near, "up")
 	waitStatus(t, a, func(st Status) bool { return st.Interfaces[0].Attached })
-	idx, _ := NetlinkResolver{}.Interface(v.near)
-	if attachedMode(idx) == "" {
+	idx, _ := NetlinkResolver{}.Interface(v.Near)
+	if xdpattach.AttachedMode(idx) == "" {
 		t.Fatal("re-created interface has no XDP program")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/infergate/infergate/agent"
+	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/loader"
 )
 
@@ -124,7 +125,7 @@ func newAgentUninstallCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			if err := agent.Uninstall(pinDir, log); err != nil {
+			if err := xdpattach.Uninstall(pinDir, log); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", pinDir)

@@ -1,4 +1,4 @@
-package agent
+package xdpattach
 
 import (
 	"errors"
@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
 )
@@ -22,14 +23,14 @@ import (
 // (XDP_ATTACHED_SKB in linux/if_link.h).
 const xdpAttachedSKB = 2
 
-// linkPinPrefix names pinned XDP links in the pin directory: link_<ifname>.
-const linkPinPrefix = "link_"
+// LinkPinPrefix names pinned XDP links in the pin directory: link_<ifname>.
+const LinkPinPrefix = "link_"
 
-// XDPAttacher keeps one XDP program attached to a set of interfaces through
+// Attacher keeps one XDP program attached to a set of interfaces through
 // bpf_links pinned in the pin directory: the links outlive the agent, so
 // forwarding carries on while it restarts, and a new agent takes each link
 // over by swapping its own program in (link.Update) instead of detaching.
-type XDPAttacher struct {
+type Attacher struct {
 	prog         *ebpf.Program
 	program      string // balancer | decap
 	pinDir       string
@@ -50,20 +51,29 @@ type attachment struct {
 	adopted bool
 }
 
-// NewXDPAttacher attaches prog (named program in status) with links pinned
+// NewAttacher attaches prog (named program in status) with links pinned
 // in pinDir ("" pins nothing). allowGeneric lets native fall back to
 // generic (skb) mode, which is slower and logged as such.
-func NewXDPAttacher(prog *ebpf.Program, program, pinDir string, allowGeneric bool, log *slog.Logger) *XDPAttacher {
-	return &XDPAttacher{prog: prog, program: program, pinDir: pinDir, allowGeneric: allowGeneric, log: log,
-		resolve: NetlinkResolver{}.Interface, links: map[string]*attachment{}}
+func NewAttacher(prog *ebpf.Program, program, pinDir string, allowGeneric bool, log *slog.Logger) *Attacher {
+	return &Attacher{prog: prog, program: program, pinDir: pinDir, allowGeneric: allowGeneric, log: log,
+		resolve: linkIndex, links: map[string]*attachment{}}
 }
 
-func (x *XDPAttacher) pinPath(name string) string {
-	return filepath.Join(x.pinDir, linkPinPrefix+name)
+// linkIndex returns the index of a named link.
+func linkIndex(name string) (int, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("link %q: %w", name, err)
+	}
+	return l.Attrs().Index, nil
+}
+
+func (x *Attacher) pinPath(name string) string {
+	return filepath.Join(x.pinDir, LinkPinPrefix+name)
 }
 
 // Attach makes the program attached to exactly names.
-func (x *XDPAttacher) Attach(names []string, mode string) (func(), error) {
+func (x *Attacher) Attach(names []string, mode string) (func(), error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var added []string
@@ -115,7 +125,7 @@ func (x *XDPAttacher) Attach(names []string, mode string) (func(), error) {
 
 // attach attaches to one interface, adopting a pinned link when there is
 // one for this interface; x.mu is held.
-func (x *XDPAttacher) attach(name, mode string) error {
+func (x *Attacher) attach(name, mode string) error {
 	ifindex, err := x.resolve(name)
 	if err != nil {
 		return fmt.Errorf("interface %s: %w", name, err)
@@ -128,7 +138,7 @@ func (x *XDPAttacher) attach(name, mode string) error {
 					l.Close()
 					return fmt.Errorf("interface %s: replace the program on the pinned link: %w", name, err)
 				}
-				a := &attachment{link: l, ifindex: ifindex, mode: attachedMode(ifindex), adopted: true}
+				a := &attachment{link: l, ifindex: ifindex, mode: AttachedMode(ifindex), adopted: true}
 				x.links[name] = a
 				x.log.Info("adopted pinned XDP link; program replaced without detaching", "interface", name, "program", x.program, "mode", a.mode)
 				return nil
@@ -178,7 +188,7 @@ func (x *XDPAttacher) attach(name, mode string) error {
 }
 
 // detach unpins and closes a link, which detaches the program; x.mu held.
-func (x *XDPAttacher) detach(name string) {
+func (x *Attacher) detach(name string) {
 	a, ok := x.links[name]
 	if !ok {
 		return
@@ -192,7 +202,7 @@ func (x *XDPAttacher) detach(name string) {
 }
 
 // Relink re-attaches an interface that came back (new ifindex).
-func (x *XDPAttacher) Relink(name string) error {
+func (x *Attacher) Relink(name string) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !slices.Contains(x.want, name) {
@@ -211,7 +221,7 @@ func (x *XDPAttacher) Relink(name string) error {
 
 // Forget marks an interface that went away as detached (its link is
 // defunct; the kernel dropped the program with the device).
-func (x *XDPAttacher) Forget(name string) {
+func (x *Attacher) Forget(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.detach(name)
@@ -219,15 +229,15 @@ func (x *XDPAttacher) Forget(name string) {
 
 // Status lists wanted interfaces and whether the program is on them, with
 // the mode the kernel reports.
-func (x *XDPAttacher) Status() []InterfaceStatus {
+func (x *Attacher) Status() []api.Interface {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	out := []InterfaceStatus{}
+	out := []api.Interface{}
 	for _, n := range x.want {
-		st := InterfaceStatus{Name: n, Program: x.program}
+		st := api.Interface{Name: n, Program: x.program}
 		if a, ok := x.links[n]; ok {
 			st.Mode = a.mode
-			if m := attachedMode(a.ifindex); m != "" {
+			if m := AttachedMode(a.ifindex); m != "" {
 				st.Attached, st.Mode = true, m
 			}
 		}
@@ -237,7 +247,7 @@ func (x *XDPAttacher) Status() []InterfaceStatus {
 }
 
 // Close releases the link handles without detaching: pinned links stay.
-func (x *XDPAttacher) Close() {
+func (x *Attacher) Close() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for n, a := range x.links {
@@ -246,9 +256,9 @@ func (x *XDPAttacher) Close() {
 	}
 }
 
-// attachedMode asks the kernel how XDP is attached to ifindex: native,
+// AttachedMode asks the kernel how XDP is attached to ifindex: native,
 // generic, or "" when nothing is.
-func attachedMode(ifindex int) string {
+func AttachedMode(ifindex int) string {
 	l, err := netlink.LinkByIndex(ifindex)
 	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
 		return ""
@@ -272,12 +282,12 @@ func Uninstall(pinDir string, log *slog.Logger) error {
 	var errs []error
 	for _, e := range entries {
 		p := filepath.Join(pinDir, e.Name())
-		if strings.HasPrefix(e.Name(), linkPinPrefix) {
+		if strings.HasPrefix(e.Name(), LinkPinPrefix) {
 			l, err := link.LoadPinnedLink(p, nil)
 			if err == nil {
 				_ = l.Unpin()
 				l.Close()
-				log.Info("detached XDP", "interface", strings.TrimPrefix(e.Name(), linkPinPrefix))
+				log.Info("detached XDP", "interface", strings.TrimPrefix(e.Name(), LinkPinPrefix))
 				continue
 			}
 			log.Warn("pinned link unreadable; removing the pin", "path", p, "err", err)
