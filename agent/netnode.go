@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/infergate/infergate/agent/xdpattach"
 )
 
 // Neighbour resolution bounds.
@@ -35,13 +37,7 @@ type NetlinkResolver struct {
 }
 
 // Interface returns the ifindex of a named link.
-func (NetlinkResolver) Interface(name string) (int, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("link %q: %w", name, err)
-	}
-	return l.Attrs().Index, nil
-}
+func (NetlinkResolver) Interface(name string) (int, error) { return xdpattach.LinkIndex(name) }
 
 // NextHop looks up the route to addr and the MAC of its next hop. When the
 // neighbour table has no usable entry it sends one datagram towards the

@@ -56,11 +56,11 @@ type attachment struct {
 // generic (skb) mode, which is slower and logged as such.
 func NewAttacher(prog *ebpf.Program, program, pinDir string, allowGeneric bool, log *slog.Logger) *Attacher {
 	return &Attacher{prog: prog, program: program, pinDir: pinDir, allowGeneric: allowGeneric, log: log,
-		resolve: linkIndex, links: map[string]*attachment{}}
+		resolve: LinkIndex, links: map[string]*attachment{}}
 }
 
-// linkIndex returns the index of a named link.
-func linkIndex(name string) (int, error) {
+// LinkIndex returns the index of a named link.
+func LinkIndex(name string) (int, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0, fmt.Errorf("link %q: %w", name, err)

@@ -88,7 +88,7 @@ func TestAttachPinAdopt(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pinDir, LinkPinPrefix+v.Near)); err != nil {
 		t.Fatalf("link not pinned: %v", err)
 	}
-	idx, _ := linkIndex(v.Near)
+	idx, _ := LinkIndex(v.Near)
 
 	// Exit: handles close; the program stays attached through the pin.
 	x.Close()
@@ -126,7 +126,7 @@ func TestAttachPinAdopt(t *testing.T) {
 	if st := x2.Status(); !st[0].Attached {
 		t.Fatalf("not re-attached: %+v", st)
 	}
-	newIdx, _ := linkIndex(v.Near)
+	newIdx, _ := LinkIndex(v.Near)
 
 	// A mode change re-attaches in the new mode.
 	if _, err := x2.Attach([]string{v.Near}, "generic"); err != nil {
