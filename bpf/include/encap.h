@@ -32,6 +32,31 @@ static __always_inline const __u8 *next_hop(const struct lb_config *cfg, const s
 	return 0;
 }
 
+/* push_outer opens room for an outer header of outer_len bytes between the
+ * L2 header (l3 bytes, moved to the new frame start) and the packet, sets
+ * the EtherType and MACs, and returns where the outer header goes, or 0. */
+static __always_inline void *push_outer(struct xdp_md *ctx, const struct lb_config *cfg, const __u8 *mac,
+					const __u32 l3, const __u32 outer_len, __be16 eth_proto)
+{
+	__u8 l2[ETH_HLEN + MAX_VLAN_TAGS * 4];
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	if (data + l3 > end)
+		return 0;
+	__builtin_memcpy(l2, data, l3);
+	if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
+		return 0;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + l3 + outer_len > end)
+		return 0;
+	__builtin_memcpy(data, l2, l3);
+	*(__be16 *)(data + l3 - 2) = eth_proto;
+	set_macs(data, cfg, mac);
+	return data + l3;
+}
+
 /* encap_at pushes the outer header behind an L2 header of exactly l3 bytes
  * (a compile-time constant at each call site, which keeps the verifier's
  * view of offsets simple). */
@@ -39,9 +64,7 @@ static __always_inline __u32 encap_at(struct xdp_md *ctx, const struct pkt *p, c
 				      const struct backend *be, __u32 hash, const __u32 l3)
 {
 	const __u8 *nh = next_hop(cfg, be);
-	__u8 l2[ETH_HLEN + MAX_VLAN_TAGS * 4];
 	__u8 mac[ETH_ALEN];
-	void *data, *end;
 
 	if (!nh)
 		return STAT_V_DROP_ENCAP_FAIL;
@@ -51,21 +74,9 @@ static __always_inline __u32 encap_at(struct xdp_md *ctx, const struct pkt *p, c
 	if (be->family == FAMILY_V4) {
 		if (!cfg->src4_base)
 			return STAT_V_DROP_NO_ENCAP_SRC;
-		data = (void *)(long)ctx->data;
-		end = (void *)(long)ctx->data_end;
-		if (data + l3 > end)
+		struct iphdr *o = push_outer(ctx, cfg, mac, l3, sizeof(struct iphdr), bpf_htons(ETH_P_IP));
+		if (!o)
 			return STAT_V_DROP_ENCAP_FAIL;
-		__builtin_memcpy(l2, data, l3);
-		if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr)))
-			return STAT_V_DROP_ENCAP_FAIL;
-		data = (void *)(long)ctx->data;
-		end = (void *)(long)ctx->data_end;
-		struct iphdr *o = data + l3;
-		if ((void *)(o + 1) > end)
-			return STAT_V_DROP_ENCAP_FAIL;
-		__builtin_memcpy(data, l2, l3);
-		*(__be16 *)(data + l3 - 2) = bpf_htons(ETH_P_IP);
-		set_macs(data, cfg, mac);
 		o->version = 4;
 		o->ihl = 5;
 		o->tos = p->tos;
@@ -83,21 +94,9 @@ static __always_inline __u32 encap_at(struct xdp_md *ctx, const struct pkt *p, c
 
 	if (!(cfg->src6_base[0] | cfg->src6_base[1] | cfg->src6_base[2] | cfg->src6_base[3]))
 		return STAT_V_DROP_NO_ENCAP_SRC;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	if (data + l3 > end)
+	struct ipv6hdr *o6 = push_outer(ctx, cfg, mac, l3, sizeof(struct ipv6hdr), bpf_htons(ETH_P_IPV6));
+	if (!o6)
 		return STAT_V_DROP_ENCAP_FAIL;
-	__builtin_memcpy(l2, data, l3);
-	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ipv6hdr)))
-		return STAT_V_DROP_ENCAP_FAIL;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	struct ipv6hdr *o6 = data + l3;
-	if ((void *)(o6 + 1) > end)
-		return STAT_V_DROP_ENCAP_FAIL;
-	__builtin_memcpy(data, l2, l3);
-	*(__be16 *)(data + l3 - 2) = bpf_htons(ETH_P_IPV6);
-	set_macs(data, cfg, mac);
 	o6->version = 6;
 	o6->priority = p->tos >> 4;
 	/* 20-bit flow label from the hash: entropy for ECMP on the outer header */
