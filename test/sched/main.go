@@ -13,7 +13,8 @@
 // (issue 6's: a few long system prompts shared by most requests of many
 // clients, sim.SharedPrefix) and workload=trace-b (prefix reuse as in a
 // published business-API trace, sim.TraceB) for policies gpu and
-// gpu-prefix. With -v, per-run detail (request shares per GPU, cache hit
+// gpu-prefix, and workload=gie-high-cache (the Gateway API Inference
+// Extension's published prefix-cache benchmark, sim.GIEHighCache). With -v, per-run detail (request shares per GPU, cache hit
 // rate, rebuilds) and the gpu-l7 control runs go to stderr.
 package main
 
@@ -64,6 +65,8 @@ func benchWorkloads(shared sim.Workload) []workload {
 		// one of the benchmark's reported policies.
 		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
 		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
+		// The peer's own benchmark of prefix-aware routing (sim.GIEHighCache).
+		{name: "gie-high-cache", w: sim.GIEHighCache, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
 	}
 }
 
@@ -105,7 +108,7 @@ func main() {
 	minWeight := flag.Uint("min-weight", 0, "gpu/score MinWeight for the gpu policies (0: the package default)")
 	prefixes := flag.Int("prefixes", 0, "distinct system prompts in the shared-prefix workload, for sensitivity runs (0: the workload's own)")
 	prefixTokens := flag.Int("prefix-tokens", 0, "median system-prompt length of the shared-prefix workload, for sensitivity runs; its clamps scale with it (0: the workload's own)")
-	only := flag.String("workload", "", "run only this workload: chat, shared-prefix or trace-b (default all)")
+	only := flag.String("workload", "", "run only this workload: chat, shared-prefix, trace-b or gie-high-cache (default all)")
 	flag.Parse()
 	if *prefixes < 0 || *prefixes > maxPrefixesFlag {
 		fmt.Fprintf(os.Stderr, "sched: -prefixes must be in [0, %d]\n", maxPrefixesFlag)
@@ -115,8 +118,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "sched: -prefix-tokens must be in [0, %d]\n", maxPrefixTokensFlag)
 		os.Exit(2)
 	}
-	if !slices.Contains([]string{"", "chat", "shared-prefix", "trace-b"}, *only) {
-		fmt.Fprintln(os.Stderr, "sched: -workload must be chat, shared-prefix or trace-b")
+	if !slices.Contains([]string{"", "chat", "shared-prefix", "trace-b", "gie-high-cache"}, *only) {
+		fmt.Fprintln(os.Stderr, "sched: -workload must be chat, shared-prefix, trace-b or gie-high-cache")
 		os.Exit(2)
 	}
 	shared := sim.SharedPrefix

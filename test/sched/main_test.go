@@ -17,10 +17,10 @@ func TestOutputFormat(t *testing.T) {
 	if err := bench(&out, io.Discard, benchWorkloads(sim.SharedPrefix), options{seed: 7, measure: 30, calibration: 300}); err != nil {
 		t.Fatal(err)
 	}
-	line := regexp.MustCompile(`^(workload=(?:shared-prefix|trace-b) )?policy=(gpu|round-robin|least-conn|gpu-prefix) load=(0\.50|0\.80|0\.95) p50_ttft_ms=[0-9]+\.[0-9] p99_ttft_ms=[0-9]+\.[0-9] tokens_per_s=[0-9]+$`)
+	line := regexp.MustCompile(`^(workload=(?:shared-prefix|trace-b|gie-high-cache) )?policy=(gpu|round-robin|least-conn|gpu-prefix) load=(0\.50|0\.80|0\.95) p50_ttft_ms=[0-9]+\.[0-9] p99_ttft_ms=[0-9]+\.[0-9] tokens_per_s=[0-9]+$`)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 21 {
-		t.Fatalf("%d lines, want 9 + 6 + 6:\n%s", len(lines), out.String())
+	if len(lines) != 27 {
+		t.Fatalf("%d lines, want 9 + 6 + 6 + 6:\n%s", len(lines), out.String())
 	}
 	seen := map[string]bool{}
 	for _, l := range lines {

@@ -534,3 +534,40 @@ func TestSharedPrefixShape(t *testing.T) {
 		}
 	}
 }
+
+// GIEHighCache is the peer's published benchmark as transcribed: 256
+// equally popular 2048-token system prompts on every request, fixed
+// 256-token questions and answers, one request per connection, and a
+// working set larger than an H100's cache.
+func TestGIEHighCacheShape(t *testing.T) {
+	w := GIEHighCache
+	if err := w.validate(testFleet); err != nil {
+		t.Fatal(err)
+	}
+	if ws := w.Prefixes * w.MaxPrefix; ws <= H100.KVTokens() {
+		t.Fatalf("working set %d tokens fits an H100's %d", ws, H100.KVTokens())
+	}
+	const n = 51200 // 200 per prompt on average
+	id := 0
+	conns := arrivals(w, 1, 1, 1e9, &id, n)
+	uses := map[int]int{}
+	for _, c := range conns {
+		if len(c.Reqs) != 1 {
+			t.Fatalf("connection with %d requests", len(c.Reqs))
+		}
+		r := c.Reqs[0]
+		if r.Prefix < 0 || r.PrefixLen != 2048 || r.Prompt != 2048+256 || r.Output != 256 {
+			t.Fatalf("request %+v not the benchmark's shape", *r)
+		}
+		uses[r.Prefix]++
+	}
+	if len(uses) != 256 {
+		t.Fatalf("%d distinct prompts used", len(uses))
+	}
+	for p, u := range uses {
+		// Uniform: 200 expected, a binomial spread of ~14.
+		if u < 140 || u > 260 {
+			t.Fatalf("prompt %d used %d times of %d; want ~200 (uniform)", p, u, n)
+		}
+	}
+}
