@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/l7/audit"
 	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/h1"
 	"github.com/infergate/infergate/l7/limit"
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
@@ -336,6 +337,20 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// NewListenerServer wraps h in the lean HTTP/1.1 server (l7/h1) with the
+// same limits as NewServer: 64 KiB heads, header read and idle timeouts,
+// no write timeout. It is the gateway listener's server; NewServer stays
+// for listeners that need net/http (TLS, HTTP/2).
+func NewListenerServer(h http.Handler, log *slog.Logger) *h1.Server {
+	return &h1.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		Logger:            log,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"github.com/infergate/infergate/internal/syncbuf"
 	"github.com/infergate/infergate/l7/audit"
 	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/h1"
 	"github.com/infergate/infergate/l7/limit"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
@@ -121,7 +123,7 @@ func (l *recordingLimiter) all() []settled {
 type harness struct {
 	t       testing.TB
 	g       *Gateway
-	ts      *httptest.Server
+	ts      *h1TestServer
 	reg     *prometheus.Registry
 	limiter *recordingLimiter
 	audit   *syncbuf.Buffer
@@ -140,7 +142,7 @@ func newHarness(t testing.TB, c *policy.Compiled, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.g = g
-	h.ts = httptest.NewServer(g.Handler())
+	h.ts = newH1TestServer(t, g.Handler())
 	t.Cleanup(func() {
 		h.ts.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
@@ -166,6 +168,26 @@ func (h *harness) do(key, path, body string) *http.Response {
 	}
 	return resp
 }
+
+// h1TestServer serves a handler with the gateway listener's server
+// (l7/h1), as "infergate gateway" does, so every harness test runs over it.
+type h1TestServer struct {
+	URL string
+	srv *h1.Server
+}
+
+func newH1TestServer(t testing.TB, h http.Handler) *h1TestServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewListenerServer(h, nil)
+	go func() { _ = srv.Serve(ln) }()
+	return &h1TestServer{URL: "http://" + ln.Addr().String(), srv: srv}
+}
+
+func (s *h1TestServer) Close() { _ = s.srv.Close() }
 
 // call posts and returns status, headers and body.
 func (h *harness) call(key, path, body string) (int, http.Header, []byte) {

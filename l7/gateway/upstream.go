@@ -53,6 +53,11 @@ type pconn struct {
 	peek      func(fd uintptr) bool
 	peekAlive bool
 	peekBuf   [1]byte
+	// The response being read and its pooled body: one request at a
+	// time uses a connection, and neither is touched after the body's
+	// Close hands the connection back.
+	up    upResponse
+	pbody pooledBody
 }
 
 type connPool struct {
@@ -189,9 +194,6 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	return pc, nil
 }
 
-// postRequest is what ReadResponse needs to know about the request.
-var postRequest = &http.Request{Method: http.MethodPost}
-
 // roundTrip sends one POST to addr and returns the response. ctx ending
 // (client gone, a timeout) interrupts any read or write in progress. The
 // body must be read to the end and closed for the connection to be reused.
@@ -232,17 +234,19 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 	if err := bw.Flush(); err != nil {
 		return fail(err)
 	}
-	resp, err := http.ReadResponse(pc.br, postRequest)
+	resp, rb, reusable, err := pc.up.readResponse(pc.br)
 	if err != nil {
 		return fail(err)
 	}
-	resp.Body = &pooledBody{rc: resp.Body, pc: pc, pool: p, addr: addr, stop: stop, reusable: !resp.Close, ctx: ctx}
+	pc.pbody = pooledBody{rc: rb, pc: pc, pool: p, addr: addr, stop: stop, reusable: reusable, ctx: ctx}
+	resp.Body = &pc.pbody
 	return resp, nil
 }
 
-// pooledBody returns its connection to the pool once read to the end.
+// pooledBody returns its connection to the pool once read to the end. It
+// lives in the connection: Close must be called once.
 type pooledBody struct {
-	rc       io.ReadCloser
+	rc       io.Reader
 	pc       *pconn
 	pool     *connPool
 	addr     string

@@ -1,0 +1,370 @@
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"unsafe"
+)
+
+// Reading a backend's response on a pooled connection, in place of
+// http.ReadResponse: the gateway needs the status, two header fields
+// (Content-Type, Retry-After) and the body's framing, and the response,
+// its header map and its body readers live in the connection, so a
+// response costs no allocation beyond the strings of those two fields. The
+// framing rules are net/http's, strict where a lax reading would let a
+// backend desynchronise the connection: both Content-Length and
+// Transfer-Encoding, differing lengths, or an unknown transfer coding fail
+// the response and the connection is not reused.
+
+// Bounds of a backend response head.
+const (
+	maxUpstreamHeadBytes = 64 << 10
+	// maxUpstreamInterim bounds the 1xx responses skipped before the final one.
+	maxUpstreamInterim = 8
+)
+
+var (
+	errUpstreamHead    = errors.New("malformed upstream response head")
+	errUpstreamFraming = errors.New("ambiguous upstream response framing")
+	errUpstreamChunk   = errors.New("malformed upstream chunked body")
+	errUpstreamCut     = errors.New("upstream body ended early")
+)
+
+// upResponse is the reusable response state of one pooled connection.
+type upResponse struct {
+	resp   http.Response
+	header http.Header
+	vals   [2]string
+	length lengthBody
+	chunks chunkedBody
+	eof    eofBody
+}
+
+// readResponse reads one response head from br and points resp.Body at a
+// reader of its body (not yet wrapped for pooling). reusable reports
+// whether the connection can carry another request once the body is read
+// to its end.
+func (u *upResponse) readResponse(br *bufio.Reader) (resp *http.Response, body io.Reader, reusable bool, err error) {
+	if u.header == nil {
+		u.header = http.Header{}
+	}
+	for range maxUpstreamInterim + 1 {
+		clear(u.header)
+		u.resp = http.Response{Header: u.header, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+		var h upHead
+		if err := h.read(br, u); err != nil {
+			return nil, nil, false, err
+		}
+		r := &u.resp
+		r.StatusCode = h.status
+		r.Status = http.StatusText(h.status)
+		if h.status >= 100 && h.status < 200 && h.status != http.StatusSwitchingProtocols {
+			continue // interim response (103 Early Hints and the like)
+		}
+		reusable = !h.close && h.minor >= 1 || h.keepAlive
+		switch {
+		case h.status == http.StatusNoContent || h.status == http.StatusNotModified || h.status < 200:
+			r.ContentLength = 0
+			body = http.NoBody
+		case h.chunked:
+			r.ContentLength = -1
+			u.chunks = chunkedBody{br: br}
+			body = &u.chunks
+		case h.length >= 0:
+			r.ContentLength = h.length
+			u.length = lengthBody{br: br, n: h.length}
+			body = &u.length
+		default:
+			// Delimited by the close of the connection.
+			r.ContentLength = -1
+			reusable = false
+			u.eof = eofBody{br: br}
+			body = &u.eof
+		}
+		r.Close = !reusable
+		return r, body, reusable, nil
+	}
+	return nil, nil, false, errUpstreamHead
+}
+
+// upHead is what a response head says about framing.
+type upHead struct {
+	status    int
+	minor     int
+	length    int64
+	chunked   bool
+	close     bool
+	keepAlive bool
+	nLength   int
+}
+
+func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
+	h.length = -1
+	total := 0
+	line, err := readUpLine(br, &total)
+	if err != nil {
+		return err
+	}
+	// "HTTP/1.1 200 OK"
+	if len(line) < len("HTTP/1.x 200") || line[:7] != "HTTP/1." || line[8] != ' ' ||
+		(line[7] != '0' && line[7] != '1') || len(line) > 12 && line[12] != ' ' {
+		return errUpstreamHead
+	}
+	h.minor = int(line[7] - '0')
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return errUpstreamHead
+		}
+		h.status = h.status*10 + int(c-'0')
+	}
+	if h.status < 100 {
+		return errUpstreamHead
+	}
+	nvals := 0
+	for {
+		line, err := readUpLine(br, &total)
+		if err != nil {
+			return err
+		}
+		if line == "" {
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || name[0] == ' ' || name[0] == '\t' || strings.ContainsAny(name, " \t") {
+			return errUpstreamHead
+		}
+		value = strings.Trim(value, " \t")
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
+			n, ok := parseDecimal(value)
+			if !ok || h.nLength > 0 && n != h.length {
+				return errUpstreamFraming
+			}
+			h.nLength++
+			h.length = n
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			if h.chunked || !strings.EqualFold(value, "chunked") {
+				return errUpstreamFraming
+			}
+			h.chunked = true
+		case strings.EqualFold(name, "Connection"):
+			for tok := range strings.SplitSeq(value, ",") {
+				tok = strings.Trim(tok, " \t")
+				h.close = h.close || strings.EqualFold(tok, "close")
+				h.keepAlive = h.keepAlive || strings.EqualFold(tok, "keep-alive")
+			}
+		case strings.EqualFold(name, "Content-Type"):
+			if nvals < len(u.vals) {
+				u.vals[nvals] = internContentType(value)
+				u.header["Content-Type"] = u.vals[nvals : nvals+1 : nvals+1]
+				nvals++
+			}
+		case strings.EqualFold(name, "Retry-After"):
+			if nvals < len(u.vals) {
+				u.vals[nvals] = strings.Clone(value)
+				u.header["Retry-After"] = u.vals[nvals : nvals+1 : nvals+1]
+				nvals++
+			}
+		}
+	}
+	if h.chunked && h.nLength > 0 {
+		return errUpstreamFraming
+	}
+	return nil
+}
+
+// readUpLine returns one CRLF- (or LF-) terminated line without its end,
+// counting it against the head's bound. The string aliases br's buffer:
+// valid until the next read.
+func readUpLine(br *bufio.Reader, total *int) (string, error) {
+	b, err := br.ReadSlice('\n')
+	*total += len(b)
+	if *total > maxUpstreamHeadBytes || errors.Is(err, bufio.ErrBufferFull) {
+		return "", errUpstreamHead
+	}
+	if err != nil {
+		if err == io.EOF {
+			return "", io.ErrUnexpectedEOF
+		}
+		return "", err
+	}
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return unsafeString(b), nil
+}
+
+// internContentType returns the common content types without allocating.
+func internContentType(v string) string {
+	switch v {
+	case "application/json":
+		return "application/json"
+	case "text/event-stream":
+		return "text/event-stream"
+	case "text/event-stream; charset=utf-8":
+		return "text/event-stream; charset=utf-8"
+	case "application/json; charset=utf-8":
+		return "application/json; charset=utf-8"
+	}
+	return strings.Clone(v)
+}
+
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+func parseDecimal(s string) (int64, bool) {
+	const maxDigits = 18
+	if s == "" || len(s) > maxDigits {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// lengthBody reads a Content-Length body.
+type lengthBody struct {
+	br *bufio.Reader
+	n  int64
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.br.Read(p)
+	b.n -= int64(n)
+	if b.n == 0 {
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		err = errUpstreamCut
+	}
+	return n, err
+}
+
+// eofBody reads a body that ends when the connection closes.
+type eofBody struct{ br *bufio.Reader }
+
+func (b *eofBody) Read(p []byte) (int, error) { return b.br.Read(p) }
+
+// chunkedBody reads a chunked body (chunk extensions and trailers are
+// read and dropped).
+type chunkedBody struct {
+	br   *bufio.Reader
+	left int64 // bytes left in the current chunk
+	in   bool  // inside a chunk (its data and CRLF not yet all read)
+	done bool
+	err  error
+}
+
+// maxUpstreamChunkDigits keeps a chunk size inside int64.
+const maxUpstreamChunkDigits = 15
+
+func (b *chunkedBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *chunkedBody) read(p []byte) (int, error) {
+	if !b.in {
+		total := 0
+		line, err := readUpLine(b.br, &total)
+		if err != nil {
+			return 0, upstreamBodyErr(err)
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return 0, errUpstreamChunk
+		}
+		if size == 0 {
+			for {
+				line, err := readUpLine(b.br, &total)
+				if err != nil {
+					return 0, upstreamBodyErr(err)
+				}
+				if line == "" {
+					b.done = true
+					return 0, io.EOF
+				}
+			}
+		}
+		b.left, b.in = size, true
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.br.Read(p)
+	b.left -= int64(n)
+	if err != nil {
+		return n, upstreamBodyErr(err)
+	}
+	if b.left == 0 {
+		end, err := b.br.Peek(2)
+		if err != nil {
+			return n, upstreamBodyErr(err)
+		}
+		if end[0] != '\r' || end[1] != '\n' {
+			return n, errUpstreamChunk
+		}
+		_, _ = b.br.Discard(2)
+		b.in = false
+	}
+	return n, nil
+}
+
+func upstreamBodyErr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return errUpstreamCut
+	}
+	return err
+}
+
+// parseChunkSize reads "<hex>[;ext]".
+func parseChunkSize(line string) (int64, bool) {
+	var size int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return size, i > 0 && (line[i] == ';' || line[i] == ' ' || line[i] == '\t')
+		}
+		if i >= maxUpstreamChunkDigits {
+			return 0, false
+		}
+		size = size<<4 | int64(d)
+	}
+	return size, i > 0
+}
