@@ -156,6 +156,10 @@ func (x *exchange) settle(tokens int64, cost float64) error {
 		return nil
 	}
 	x.ticket = nil
+	if _, inMemory := x.g.limiter.(*limit.Memory); inMemory {
+		// Settles at once and never reads its context.
+		return t.Settle(context.Background(), tokens, cost)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()), settleTimeout)
 	defer cancel()
 	return t.Settle(ctx, tokens, cost)

@@ -98,23 +98,34 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		defer release()
 	}
 	connect, ttft, total := x.timeouts()
-	ctx, cancel := context.WithTimeout(x.r.Context(), total)
-	defer cancel()
-	// For streams, the time-to-first-token timer cancels the attempt
+	// For streams, the time-to-first-token limit cancels the attempt
 	// unless the first event arrives in time; a whole response only has
 	// the total timeout, as its first token is not observable.
 	var ttftExpired atomic.Bool
 	var timer *time.Timer
-	if x.req.Stream {
-		timer = time.AfterFunc(ttft, func() { ttftExpired.Store(true); cancel() })
-		defer timer.Stop()
-	}
-
+	// totalEnd is where the read deadline of a pooled connection moves
+	// once the first event of a stream arrived (zero otherwise).
+	var totalEnd time.Time
 	var resp *http.Response
 	if backend != nil && x.g.pool != nil {
+		// The pooled connection's own deadline carries the total and
+		// first-token timeouts, and the client leaving expires it: no
+		// context or timer per attempt.
+		now := time.Now()
+		deadline := now.Add(total)
+		if x.req.Stream && ttft < total {
+			totalEnd = deadline
+			deadline = now.Add(ttft)
+		}
 		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
-		resp, err = x.g.pool.roundTrip(ctx, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect)
+		resp, err = x.g.pool.roundTrip(x.r.Context(), backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline)
 	} else {
+		ctx, cancel := context.WithTimeout(x.r.Context(), total)
+		defer cancel()
+		if x.req.Stream {
+			timer = time.AfterFunc(ttft, func() { ttftExpired.Store(true); cancel() })
+			defer timer.Stop()
+		}
 		// Only the transport's dialer reads the connect timeout from the
 		// context; the pool is given it directly.
 		upCtx := context.WithValue(ctx, connectTimeoutKey{}, connect)
@@ -166,7 +177,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "unexpected upstream status "+strconv.Itoa(sc))
 	}
 	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return x.relayStream(resp, timer, &ttftExpired)
+		return x.relayStream(resp, timer, &ttftExpired, totalEnd)
 	}
 	if timer != nil {
 		timer.Stop()
@@ -250,7 +261,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 
 // relayStream passes the event stream through one event at a time, flushing
 // after each, and notes usage and streamed text on the way.
-func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpired *atomic.Bool) (attemptResult, *openai.Error) {
+func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpired *atomic.Bool, totalEnd time.Time) (attemptResult, *openai.Error) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.Body)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
@@ -262,7 +273,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 		raw, data, err := er.Next()
 		if err != nil {
 			switch {
-			case first && ttftExpired.Load():
+			case first && (ttftExpired.Load() || isTimeout(err)):
 				return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "no first token in time")
 			case x.r.Context().Err() != nil:
 				x.clientGone = true
@@ -279,7 +290,13 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			return attemptDone, nil
 		}
 		if first {
-			timer.Stop()
+			if timer != nil {
+				timer.Stop()
+			}
+			if pb, ok := resp.Body.(*pooledBody); ok && !totalEnd.IsZero() {
+				// In time: from here only the total timeout applies.
+				pb.setReadDeadline(totalEnd)
+			}
 			if ttftExpired.Load() {
 				return attemptRetry, upstreamError(http.StatusGatewayTimeout, "upstream_timeout", "no first token in time")
 			}

@@ -197,7 +197,10 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 // roundTrip sends one POST to addr and returns the response. ctx ending
 // (client gone, a timeout) interrupts any read or write in progress. The
 // body must be read to the end and closed for the connection to be reused.
-func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration) (*http.Response, error) {
+//
+// deadline bounds the whole exchange on the connection (write, head and
+// body); a timeout shows as an error whose Timeout() is true.
+func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time) (*http.Response, error) {
 	pc := p.get(addr)
 	if pc == nil {
 		var err error
@@ -205,6 +208,7 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 			return nil, err
 		}
 	}
+	_ = pc.c.SetDeadline(deadline)
 	// Cancelling ctx expires the connection's deadlines, which fails the
 	// read or write in progress; such a connection is never reused.
 	stop := context.AfterFunc(ctx, pc.expire)
@@ -266,6 +270,9 @@ func (b *pooledBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// setReadDeadline moves the read deadline of the body's connection.
+func (b *pooledBody) setReadDeadline(t time.Time) { _ = b.pc.c.SetReadDeadline(t) }
 
 func (b *pooledBody) Close() error {
 	if b.closed {

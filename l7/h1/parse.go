@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -92,11 +91,9 @@ func readHead(br *bufio.Reader, limit int, raw *[]byte, h *head) error {
 			continue
 		}
 		if err != nil {
+			// End of stream or a timeout mid-head: nothing to answer.
 			*raw = buf
-			if len(buf) == 0 {
-				return err
-			}
-			return errors.Join(errBadRequestLine, err)
+			return err
 		}
 		// A complete line; the head ends at an empty one. A client may
 		// send empty lines before the request line (RFC 9112 2.2).

@@ -17,6 +17,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -324,7 +325,12 @@ func (c *conn) serveOne() bool {
 	if !c.state.CompareAndSwap(stateIdle, stateActive) {
 		return false // Shutdown closed it
 	}
-	_ = c.rwc.SetReadDeadline(time.Now().Add(s.headerTimeout()))
+	if !headBuffered(c.br) {
+		// The head is still arriving: from its first byte it has
+		// ReadHeaderTimeout to complete. (A head that came whole in the
+		// first read, the usual case, skips this deadline.)
+		_ = c.rwc.SetReadDeadline(time.Now().Add(s.headerTimeout()))
+	}
 	h := &c.head
 	clear(h.header)
 	hdr := h.header
@@ -508,3 +514,11 @@ func (c *conn) stopWatch() {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
+
+// headBuffered reports whether br holds a complete request head.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, headEnd)
+}
+
+var headEnd = []byte("\r\n\r\n")
