@@ -423,4 +423,3 @@ func internMethod(m string) string {
 	}
 	return m
 }
-

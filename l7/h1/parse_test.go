@@ -198,4 +198,3 @@ func FuzzReadHead(f *testing.F) {
 		}
 	})
 }
-

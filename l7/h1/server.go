@@ -258,15 +258,15 @@ type conn struct {
 	state      atomic.Int32
 
 	// Reused for every request on the connection.
-	head   head
-	raw    []byte
-	req    http.Request
-	url    url.URL
+	head head
+	raw  []byte
+	req  http.Request
+	url  url.URL
 	// handling is true while the handler runs.
 	handling bool
-	body   body
-	w      response
-	cancel context.CancelFunc
+	body     body
+	w        response
+	cancel   context.CancelFunc
 
 	// Disconnect watch (see armWatch).
 	wmu    sync.Mutex
