@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -42,7 +43,7 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	sizes := map[string]uint32{
 		"conntrack":      cfg.MaxFlows,
 		"rl_buckets":     cfg.MaxBuckets,
-		"rl_established": cfg.MaxEstablishedClients,
+		"rl_established": estSlots(cfg.MaxEstablishedClients),
 		"vips":           cfg.MaxVIPs,
 		"vip_addrs":      cfg.MaxVIPs,
 		"vip_guards":     cfg.MaxVIPs,
@@ -90,6 +91,13 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	if err := b.objs.Config.Lookup(uint32(0), &b.conf); err != nil {
 		b.objs.Close()
 		return nil, fmt.Errorf("loader: read config: %w", err)
+	}
+	// The established clients' table: its slot mask, and a random seed for
+	// its slot hash, so that clients cannot choose addresses that share a
+	// probe window (an adopted table keeps its seed).
+	b.conf.RlEstMask = estSlots(cfg.MaxEstablishedClients) - 1
+	for b.conf.RlEstSeed == 0 {
+		b.conf.RlEstSeed = rand.Uint32()
 	}
 	// A failed calibration leaves the tick zero: the data plane then reads
 	// bpf_ktime_get_coarse_ns, the same clock at a helper call's cost.
@@ -295,25 +303,48 @@ func monotonicNow() uint64 {
 // established table is never evicted by the kernel.
 func (b *Balancer) ExpireIdleClients(idle time.Duration) (int, error) {
 	now := monotonicNow()
-	var k balancerAddrKey
-	var v balancerBucket
-	var old []balancerAddrKey
-	it := b.objs.RlEstablished.Iterate()
-	for it.Next(&k, &v) {
-		if now > v.LastSeenNs && now-v.LastSeenNs > uint64(idle) {
-			old = append(old, k)
+	var old []uint32
+	err := b.scanEstablished(func(slot uint32, e *balancerEstClient) {
+		if e.State == estUsed && now > e.B.LastSeenNs && now-e.B.LastSeenNs > uint64(idle) {
+			old = append(old, slot)
 		}
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("loader: scan established clients: %w", err)
+	})
+	if err != nil {
+		return 0, err
 	}
 	n := 0
-	for _, k := range old {
-		if err := b.objs.RlEstablished.Delete(k); err == nil {
+	// A pruned slot becomes a tombstone: lookups probe past it, promotions
+	// reuse it.
+	tomb := balancerEstClient{State: estDeleted}
+	for _, slot := range old {
+		if err := b.objs.RlEstablished.Update(slot, &tomb, ebpf.UpdateExist); err == nil {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// estScanBatch is how many slots of the established clients' table one
+// system call reads.
+const estScanBatch = 4096
+
+// scanEstablished calls fn for every slot of the established clients' table.
+func (b *Balancer) scanEstablished(fn func(slot uint32, e *balancerEstClient)) error {
+	keys := make([]uint32, estScanBatch)
+	vals := make([]balancerEstClient, estScanBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := b.objs.RlEstablished.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			fn(keys[i], &vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("loader: scan established clients: %w", err)
+		}
+	}
 }
 
 // SetBackend writes backend id.
@@ -583,7 +614,8 @@ func countKeys[K any](m *ebpf.Map) (int, error) {
 }
 
 // Fill counts the entries of the connection and rate-limit tables by walking
-// their keys (O(entries); meant for a scrape every few seconds).
+// their keys (O(entries); the established clients' table O(slots), read in
+// batches; meant for a scrape every few seconds).
 func (b *Balancer) Fill() (Fill, error) {
 	var f Fill
 	var err error
@@ -593,8 +625,13 @@ func (b *Balancer) Fill() (Fill, error) {
 	if f.Buckets, err = countKeys[balancerAddrKey](b.objs.RlBuckets); err != nil {
 		return f, fmt.Errorf("loader: count buckets: %w", err)
 	}
-	if f.EstablishedClients, err = countKeys[balancerAddrKey](b.objs.RlEstablished); err != nil {
-		return f, fmt.Errorf("loader: count clients: %w", err)
+	err = b.scanEstablished(func(_ uint32, e *balancerEstClient) {
+		if e.State == estUsed {
+			f.EstablishedClients++
+		}
+	})
+	if err != nil {
+		return f, err
 	}
 	return f, nil
 }

@@ -61,6 +61,14 @@ type balancerCtVal struct {
 	Hash    uint32
 }
 
+type balancerEstClient struct {
+	_     structs.HostLayout
+	B     balancerBucket
+	Key   balancerAddrKey
+	State uint32
+	Pad   [2]uint32
+}
+
 type balancerFlowKey struct {
 	_      structs.HostLayout
 	Src    [4]uint32
@@ -106,6 +114,8 @@ type balancerLbConfig struct {
 	Pad1          [3]uint8
 	ClockTickNs   uint64
 	ClockOffsetNs uint64
+	RlEstMask     uint32
+	RlEstSeed     uint32
 }
 
 type balancerLpm4Key struct {

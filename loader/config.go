@@ -19,6 +19,9 @@ const (
 	DefaultAggregateV4           = 32
 	DefaultAggregateV6           = 64
 
+	// MaxEstablishedClientsLimit bounds MaxEstablishedClients: the table
+	// is an array of twice as many 64-byte slots (see estSlots).
+	MaxEstablishedClientsLimit = 1 << 22
 	// MaxClasses is fixed by the classes array in bpf/include/consts.h.
 	MaxClasses = 256
 	// EntriesPerPrefix is FW_ENTRIES_PER_PREFIX: how many (rule, protocol,
@@ -88,6 +91,9 @@ func (c Config) validate() error {
 	if p := c.EncapSourceV6; p.IsValid() && (!p.Addr().Is6() || p.Addr().Is4In6()) {
 		return fmt.Errorf("loader: EncapSourceV6 %s is not IPv6", p)
 	}
+	if c.MaxEstablishedClients > MaxEstablishedClientsLimit {
+		return fmt.Errorf("loader: MaxEstablishedClients %d above %d", c.MaxEstablishedClients, MaxEstablishedClientsLimit)
+	}
 	for _, m := range []net.HardwareAddr{c.SourceMAC, c.GatewayMAC} {
 		if m != nil && len(m) != 6 {
 			return fmt.Errorf("loader: MAC %s is not 6 bytes", m)
@@ -138,4 +144,15 @@ func maskWords(bits int, v4 bool) [4]uint32 {
 		w[i] = ne.Uint32(b[4*i:])
 	}
 	return w
+}
+
+// estSlots is the size of the established clients' table for n clients:
+// twice n, rounded up to a power of two, so that the data plane's bounded
+// probe window (EST_PROBES slots from a hash) rarely finds it full.
+func estSlots(n uint32) uint32 {
+	s := uint32(2)
+	for s < 2*n {
+		s <<= 1
+	}
+	return s
 }

@@ -197,8 +197,8 @@ func TestSpoofFloodKeepsEstablishedClients(t *testing.T) {
 	}
 	var bk balancerBucket
 	estKey := balancerAddrKey{Addr: addrWords(est.src), Family: familyV4}
-	if err := b.objs.RlEstablished.Lookup(estKey, &bk); err != nil {
-		t.Fatalf("established client's bucket gone after the flood: %v", err)
+	if !establishedClient(t, b, estKey) {
+		t.Fatal("established client's bucket gone after the flood")
 	}
 	idleKey := balancerAddrKey{Addr: addrWords(idle.src), Family: familyV4}
 	if err := b.objs.RlBuckets.Lookup(idleKey, &bk); err == nil {
@@ -217,5 +217,115 @@ func TestSpoofFloodKeepsEstablishedClients(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	if n, err := b.ExpireIdleClients(time.Millisecond); err != nil || n != 1 {
 		t.Fatalf("expire(1ms) = %d, %v", n, err)
+	}
+}
+
+// establishedClient reports whether key holds a slot in the established
+// clients' table.
+func establishedClient(t *testing.T, b *Balancer, key balancerAddrKey) bool {
+	t.Helper()
+	found := 0
+	err := b.scanEstablished(func(_ uint32, e *balancerEstClient) {
+		if e.State == estUsed && e.Key == key {
+			found++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found > 1 {
+		t.Fatalf("client %v holds %d slots", key, found)
+	}
+	return found == 1
+}
+
+// The established clients' table is searched by open addressing within a
+// bounded window: with 4 clients configured it has 8 slots, one window.
+// Eight clients (v4 and v6) are promoted, a ninth finds the window full
+// (counted, its packets still go through), a pruned slot is probed past
+// by the others' lookups and reused by the ninth.
+func TestEstablishedClientsTable(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxEstablishedClients = 4
+	b := newBalancer(t, cfg)
+	standardSetup(t, b)
+	if err := b.SetClasses(Limits{PacketsPerSecond: 1, PacketBurst: 100}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const T = xdpTx
+	client := func(i int) (syn, ack pktSpec) {
+		if i%2 == 0 {
+			syn = tcp(fmt.Sprintf("198.18.%d.1", 60+i), "198.18.0.10", 1000, 443)
+		} else {
+			syn = tcp(fmt.Sprintf("2001:db8:60:%x::1", i), "2001:db8::10", 1000, 443)
+		}
+		ack = syn
+		ack.syn, ack.ack = false, true
+		return syn, ack
+	}
+	key := func(i int) balancerAddrKey {
+		s, _ := client(i)
+		k := balancerAddrKey{Addr: addrWords(s.src), Family: familyV4}
+		if s.src.Is6() {
+			k.Addr[2], k.Addr[3] = 0, 0 // aggregated to /64
+			k.Family = familyV6
+		}
+		return k
+	}
+	for i := 0; i < 8; i++ {
+		syn, ack := client(i)
+		wantVerdicts(t, fmt.Sprintf("client %d", i), verdicts(t, b, syn, ack), T, T)
+	}
+	s := stats(t, b)
+	if s[StatBucketPromote] != 8 || s[StatBucketPromoteFail] != 0 {
+		t.Fatalf("promote %d, fail %d; want 8, 0", s[StatBucketPromote], s[StatBucketPromoteFail])
+	}
+	for i := 0; i < 8; i++ {
+		if !establishedClient(t, b, key(i)) {
+			t.Fatalf("client %d not in the established table", i)
+		}
+	}
+	syn8, ack8 := client(8)
+	wantVerdicts(t, "client 8, table full", verdicts(t, b, syn8, ack8), T, T)
+	if s := stats(t, b); s[StatBucketPromoteFail] != 1 {
+		t.Fatalf("promote_fail %d, want 1", s[StatBucketPromoteFail])
+	}
+	if f, err := b.Fill(); err != nil || f.EstablishedClients != 8 {
+		t.Fatalf("fill %+v %v", f, err)
+	}
+
+	// Prune client 0's slot the way ExpireIdleClients does.
+	pruned := false
+	err := b.scanEstablished(func(slot uint32, e *balancerEstClient) {
+		if e.State == estUsed && e.Key == key(0) {
+			tomb := balancerEstClient{State: estDeleted}
+			if err := b.objs.RlEstablished.Update(slot, &tomb, 0); err != nil {
+				t.Fatal(err)
+			}
+			pruned = true
+		}
+	})
+	if err != nil || !pruned {
+		t.Fatalf("prune client 0: %v, found %v", err, pruned)
+	}
+	before := stats(t, b)
+	for i := 1; i < 8; i++ {
+		_, ack := client(i)
+		wantVerdicts(t, fmt.Sprintf("client %d after prune", i), verdicts(t, b, ack), T)
+	}
+	after := stats(t, b)
+	if after[StatBucketPromote] != before[StatBucketPromote] || after[StatBucketInsert] != before[StatBucketInsert] {
+		t.Fatalf("clients 1-7 were not found past the tombstone: promote %d->%d, bucket insert %d->%d",
+			before[StatBucketPromote], after[StatBucketPromote], before[StatBucketInsert], after[StatBucketInsert])
+	}
+	wantVerdicts(t, "client 8 again", verdicts(t, b, ack8), T)
+	if s := stats(t, b); s[StatBucketPromote] != 9 {
+		t.Fatalf("promote %d, want 9 (client 8 into the pruned slot)", s[StatBucketPromote])
+	}
+	if !establishedClient(t, b, key(8)) || establishedClient(t, b, key(0)) {
+		t.Fatal("client 8 should hold client 0's old slot")
+	}
+	if f, err := b.Fill(); err != nil || f.EstablishedClients != 8 {
+		t.Fatalf("fill %+v %v", f, err)
 	}
 }

@@ -22,6 +22,10 @@ const (
 	vipFlagValid = 1 << 1
 	vipPortWords = 1024 // VIP_PORT_WORDS
 
+	// est_client.state (EST_* in bpf/include/consts.h)
+	estUsed    = 2
+	estDeleted = 3
+
 	backendValid    = 1 << 0
 	backendDraining = 1 << 1
 	backendHasMAC   = 1 << 2

@@ -46,6 +46,17 @@
  * keep established clients' bucket writes cheap. */
 #define LAST_SEEN_GRANULARITY_NS 1000000ULL
 
+/* Established clients' table (rl_established, see ratelimit.h): an array
+ * probed linearly from a seeded hash of the client key, at most this many
+ * slots per lookup. Go sizes it at twice the configured clients, rounded up
+ * to a power of two, so a window of this many slots is rarely full. */
+#define EST_PROBES 8
+/* est_client.state */
+#define EST_FREE 0    /* never used: ends a lookup's probe */
+#define EST_CLAIMED 1 /* being written by a promotion */
+#define EST_USED 2
+#define EST_DELETED 3 /* pruned by Go: probes go on past it */
+
 /* Address families as stored in keys. */
 #define FAMILY_V4 4
 #define FAMILY_V6 6

@@ -21,13 +21,26 @@
  * Eviction under a spoofed-source flood: every unseen source creates a bucket
  * in rl_buckets, an LRU hash that the flood may churn. A client with an
  * established flow (its packet hit the connection table and is not a SYN) is
- * promoted into rl_established, a plain hash: a flood only ever inserts into
- * the LRU table, so it cannot evict promoted clients. Go prunes rl_established
- * by idleness (bucket.last_seen_ns). When rl_established is full, promotion
- * fails (counted) and the client stays in the LRU table. */
+ * promoted into rl_established, which only promotions fill: a flood only
+ * ever inserts into the LRU table, so it cannot evict promoted clients. Go
+ * prunes rl_established by idleness (bucket.last_seen_ns). When the client's
+ * probe window in rl_established is full, promotion fails (counted) and the
+ * client stays in the LRU table.
+ *
+ * rl_established is an array searched by open addressing: a client's slots
+ * are EST_PROBES consecutive ones from a hash of its key seeded per table
+ * (config.rl_est_seed), so the established path costs inlined array reads
+ * instead of a hash-map call. A lookup stops at a never-used slot; pruned
+ * slots are tombstones (EST_DELETED) that promotions reuse. A promotion
+ * claims its slot with compare-and-swap and publishes it (EST_USED) after
+ * writing key and bucket. Two CPUs promoting one client at the same moment
+ * may each take a slot; lookups then use the first in probe order and the
+ * other goes idle and is pruned (until then, flows that promoted into it
+ * were charged there: the error errs on the side of the client). */
 #pragma once
 #include "maps.h"
 #include "parse.h"
+#include "hash.h"
 
 struct rl_state {
 	struct bucket *b;
@@ -76,6 +89,55 @@ static __always_inline __u32 rl_class_id(const struct pkt *p)
 	return cid ? *cid : 0;
 }
 
+static __always_inline __u32 est_hash(const struct lb_config *cfg, const struct addr_key *k)
+{
+	__u32 a, b, c;
+
+	a = b = c = cfg->rl_est_seed;
+	a += k->addr[0]; b += k->addr[1]; c += k->addr[2];
+	jh_mix(a, b, c);
+	a += k->addr[3]; b += k->family;
+	jh_final(a, b, c);
+	return c;
+}
+
+static __always_inline int addr_key_eq(const struct addr_key *x, const struct addr_key *y)
+{
+	return !((x->addr[0] ^ y->addr[0]) | (x->addr[1] ^ y->addr[1]) | (x->addr[2] ^ y->addr[2]) |
+		 (x->addr[3] ^ y->addr[3]) | (x->family ^ y->family));
+}
+
+#define EST_NONE 0xffffffffu
+
+/* est_find returns k's slot in rl_established, or 0; *free gets the first
+ * slot of the window that a promotion may claim (never used or pruned), or
+ * EST_NONE. */
+static __always_inline struct est_client *est_find(const struct lb_config *cfg, const struct addr_key *k,
+						   __u32 *free)
+{
+	__u32 h = est_hash(cfg, k);
+
+	*free = EST_NONE;
+#pragma unroll
+	for (int i = 0; i < EST_PROBES; i++) {
+		__u32 idx = (h + i) & cfg->rl_est_mask;
+		struct est_client *e = bpf_map_lookup_elem(&rl_established, &idx);
+		if (!e)
+			return 0;
+		__u32 st = *(volatile __u32 *)&e->state;
+		if (st == EST_USED) {
+			if (addr_key_eq(&e->key, k))
+				return e;
+			continue;
+		}
+		if (*free == EST_NONE && (st == EST_FREE || st == EST_DELETED))
+			*free = idx;
+		if (st == EST_FREE)
+			return 0;
+	}
+	return 0;
+}
+
 static __always_inline __u64 rl_now(const struct lb_config *cfg)
 {
 	if (!cfg->clock_tick_ns)
@@ -96,8 +158,10 @@ static __always_inline __u32 rl_packet(const struct lb_config *cfg, const struct
 	now = rl_now(cfg);
 	st->now = now;
 	rl_key(cfg, p, &k);
-	b = bpf_map_lookup_elem(&rl_established, &k);
-	if (b) {
+	__u32 free;
+	struct est_client *e = est_find(cfg, &k, &free);
+	if (e) {
+		b = &e->b;
 		st->established = 1;
 	} else {
 		b = bpf_map_lookup_elem(&rl_buckets, &k);
@@ -144,13 +208,27 @@ static __always_inline void rl_promote(const struct lb_config *cfg, const struct
 	if (!st->b || st->established)
 		return;
 	rl_key(cfg, p, &k);
-	if (bpf_map_update_elem(&rl_established, &k, st->b, BPF_NOEXIST) == 0) {
-		bpf_map_delete_elem(&rl_buckets, &k);
-		stat_inc(STAT_RL_PROMOTE);
-	} else {
-		stat_inc(STAT_RL_PROMOTE_FAIL);
-	}
+	const struct bucket *src = st->b;
 	st->b = 0;
+	__u32 idx;
+	if (est_find(cfg, &k, &idx) || idx == EST_NONE)
+		goto fail;
+	struct est_client *e = bpf_map_lookup_elem(&rl_established, &idx);
+	if (!e)
+		goto fail;
+	__u32 old = *(volatile __u32 *)&e->state;
+	if ((old != EST_FREE && old != EST_DELETED) ||
+	    __sync_val_compare_and_swap(&e->state, old, EST_CLAIMED) != old)
+		goto fail;
+	e->key = k;
+	e->b = *src;
+	/* Publish: compare-and-swap orders the key and bucket writes before it. */
+	__sync_val_compare_and_swap(&e->state, EST_CLAIMED, EST_USED);
+	bpf_map_delete_elem(&rl_buckets, &k);
+	stat_inc(STAT_RL_PROMOTE);
+	return;
+fail:
+	stat_inc(STAT_RL_PROMOTE_FAIL);
 }
 
 /* The per-VIP guard uses the precise clock: it runs on new flows only, and

@@ -93,6 +93,15 @@ struct bucket {
 	__u32 class_gen; /* ... valid while equal to config.class_gen */
 };
 
+/* A slot of rl_established: a client's bucket with its key. 64 bytes, one
+ * cache line per probe. */
+struct est_client {
+	struct bucket b;
+	struct addr_key key;
+	__u32 state; /* EST_* */
+	__u32 pad[2]; /* to 64 bytes: a probe touches one cache line */
+};
+
 struct vip_guard {
 	__u64 interval_ns;
 	__u64 tolerance_ns;
@@ -126,4 +135,8 @@ struct lb_config {
 	 * load. Zero tick: bpf_ktime_get_coarse_ns instead. */
 	__u64 clock_tick_ns;
 	__u64 clock_offset_ns;
+	/* rl_established: slots - 1 (a power of two minus one) and the seed of
+	 * its slot hash (random per table, kept with pinned maps). */
+	__u32 rl_est_mask;
+	__u32 rl_est_seed;
 };
