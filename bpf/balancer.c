@@ -58,18 +58,27 @@ static __always_inline int backend_usable(const struct backend *be)
 	return be && (be->flags & BACKEND_F_VALID) && !(be->flags & BACKEND_F_DRAINING);
 }
 
-/* pick_backend walks the VIP's Maglev table from the flow's slot. */
+/* The kernel's map header, of which only max_entries is read (CO-RE: the
+ * offset is relocated against the running kernel's BTF at load). */
+struct bpf_map {
+	__u32 max_entries;
+} __attribute__((preserve_access_index));
+
+/* pick_backend walks the VIP's Maglev table from the flow's slot. The table
+ * size N is the inner map's max_entries - 1 (Go creates each table with
+ * N + 1 elements, element 0 also holding N for readers): reading it from
+ * the map header saves a call into the inner array, whose lookups the
+ * verifier cannot inline, and keeps size and contents in one atomically
+ * swapped map. */
 static __always_inline struct backend *pick_backend(const struct vip_meta *vm, __u32 hash, __u32 *id_out)
 {
 	void *ring = bpf_map_lookup_elem(&maglev_rings, &vm->id);
-	__u32 zero = 0, *sz;
 
 	if (!ring)
 		return 0;
-	sz = bpf_map_lookup_elem(ring, &zero);
-	if (!sz || *sz == 0)
+	__u32 size = ((struct bpf_map *)ring)->max_entries - 1;
+	if (size == 0 || size >= 0x80000000u)
 		return 0;
-	__u32 size = *sz;
 	__u32 slot = hash % size + 1;
 #pragma unroll
 	for (int i = 0; i < BACKEND_PROBES; i++) {
