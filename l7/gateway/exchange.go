@@ -117,7 +117,7 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		x := exchangePool.Get().(*exchange)
 		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
 		x.id = newID()
-		w.Header().Set("x-request-id", x.id)
+		w.Header()["X-Request-Id"] = []string{x.id}
 		defer x.recoverPanic()
 		for _, s := range chain {
 			if err := s.run(x); err != nil {
@@ -367,7 +367,7 @@ func (x *exchange) admit() *openai.Error {
 		lr.KeyLimits = gw.Keys[i].Limits
 	}
 	t, d, err := x.g.limiter.Admit(x.r.Context(), lr)
-	d.WriteHeaders(x.w.Header())
+	writeLimitHeaders(x.w.Header(), d)
 	if err != nil {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
 			Message: "rate limits cannot be checked right now; retry later"}

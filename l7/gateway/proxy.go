@@ -250,8 +250,10 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	}
 	x.status = http.StatusOK
 	x.wroteHeader = true
-	h := x.w.Header()
-	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 {
+		// A copy: the pooled connection reuses its header slices.
+		x.w.Header()["Content-Type"] = []string{ct[0]}
+	}
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(buf.Bytes()); err != nil {
 		x.clientGone = x.r.Context().Err() != nil

@@ -45,14 +45,20 @@ type pconn struct {
 	// num is scratch for formatting the Content-Length (a local array
 	// would escape through bufio.Writer.Write).
 	num [20]byte
-	// The liveness peek's pieces, made once per connection: the raw
-	// connection (nil with rawErr set where SyscallConn failed; peek nil
-	// where the conn has no file descriptor), the callback and its result.
-	raw       syscall.RawConn
-	rawErr    error
-	peek      func(fd uintptr) bool
-	peekAlive bool
-	peekBuf   [1]byte
+	// The raw connection for send (nil where the conn has no file
+	// descriptor; rawErr set where SyscallConn failed).
+	raw     syscall.RawConn
+	rawErr  error
+	peekBuf [1]byte
+	// sendWait is the RawConn callback that checks an idle connection,
+	// sends the request and then waits for the reply to become readable
+	// (see send); made once per connection, its state below is per request.
+	sendWait  func(fd uintptr) bool
+	sendBody  []byte
+	sendCheck bool // the connection was idle: peek before sending
+	sendCalls int
+	sendDead  bool
+	sendErr   error
 	// The response being read and its pooled body: one request at a
 	// time uses a connection, and neither is touched after the body's
 	// Close hands the connection back.
@@ -68,7 +74,9 @@ type connPool struct {
 
 func newConnPool() *connPool { return &connPool{idle: map[string][]*pconn{}} }
 
-// get returns a live idle connection to addr, or nil.
+// get returns an idle connection to addr that has not outlived the idle
+// timeout, or nil. Whether the server still holds it open is checked as
+// the request is sent (send).
 func (p *connPool) get(addr string) *pconn {
 	for {
 		p.mu.Lock()
@@ -81,7 +89,7 @@ func (p *connPool) get(addr string) *pconn {
 		list[len(list)-1] = nil
 		p.idle[addr] = list[:len(list)-1]
 		p.mu.Unlock()
-		if time.Since(pc.idleFrom) < poolIdleTimeout && pc.alive() {
+		if time.Since(pc.idleFrom) < poolIdleTimeout && pc.br.Buffered() == 0 {
 			return pc
 		}
 		pc.close()
@@ -98,24 +106,60 @@ func (pc *pconn) close() error {
 	return err
 }
 
-// alive reports whether the server has not closed the idle connection. A
-// non-blocking peek at the socket answers without waiting: EAGAIN on a
-// live connection, end of stream (or stray bytes, a protocol error here)
-// on one the server has given up. A read with an expired deadline would
-// not do: the runtime fails it before asking the kernel.
-func (pc *pconn) alive() bool {
-	if pc.br.Buffered() > 0 {
-		return false
+// send writes the request (head in bw, then body) and waits for the
+// socket to become readable. On a connection taken idle from the pool it
+// first peeks at the socket without blocking: EAGAIN on a live
+// connection; end of stream, stray bytes or an error on one the server
+// has given up, which is then reported dead (nothing was sent) so the
+// caller can take another. A read with an expired deadline would not do
+// for the check: the runtime fails it before asking the kernel.
+//
+// All of it runs inside one RawConn.Read, whose readiness reset comes
+// before the peek: bytes that arrive after the socket was seen empty raise
+// an edge that the wait keeps, so the reply is awaited without the read
+// that would fail with EAGAIN (net.Conn's way), one system call less per
+// request. Without a file descriptor it writes and leaves reading to bw.
+func (pc *pconn) send(body []byte, checkIdle bool) (dead bool, err error) {
+	if pc.raw == nil || pc.rawErr != nil {
+		if pc.rawErr != nil && checkIdle {
+			return true, nil
+		}
+		_, _ = pc.bw.Write(body)
+		return false, pc.bw.Flush()
 	}
-	if pc.peek == nil {
+	pc.sendBody, pc.sendCheck, pc.sendCalls, pc.sendDead, pc.sendErr = body, checkIdle, 0, false, nil
+	rerr := pc.raw.Read(pc.sendWait)
+	pc.sendBody = nil
+	if pc.sendDead {
+		return true, nil
+	}
+	if pc.sendErr != nil {
+		return false, pc.sendErr
+	}
+	return false, rerr
+}
+
+func (pc *pconn) sendStep(fd uintptr) bool {
+	pc.sendCalls++
+	if pc.sendCalls > 1 {
+		return true // readable (or a stale edge: the read then waits)
+	}
+	if pc.sendCheck {
+		_, _, rerr := syscall.Recvfrom(int(fd), pc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK {
+			pc.sendDead = true
+			return true
+		}
+	}
+	if _, err := pc.bw.Write(pc.sendBody); err != nil {
+		pc.sendErr = err
 		return true
 	}
-	if pc.rawErr != nil {
-		return false
+	if err := pc.bw.Flush(); err != nil {
+		pc.sendErr = err
+		return true
 	}
-	pc.peekAlive = false
-	err := pc.raw.Read(pc.peek)
-	return err == nil && pc.peekAlive
+	return false
 }
 
 func (p *connPool) put(addr string, pc *pconn) {
@@ -185,11 +229,7 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	pc.expire = func() { _ = c.SetDeadline(time.Unix(1, 0)) }
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, pc.rawErr = sc.SyscallConn()
-		pc.peek = func(fd uintptr) bool {
-			_, _, rerr := syscall.Recvfrom(int(fd), pc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			pc.peekAlive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
-			return true // never wait
-		}
+		pc.sendWait = pc.sendStep
 	}
 	return pc, nil
 }
@@ -201,50 +241,65 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 // deadline bounds the whole exchange on the connection (write, head and
 // body); a timeout shows as an error whose Timeout() is true.
 func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time) (*http.Response, error) {
-	pc := p.get(addr)
-	if pc == nil {
-		var err error
-		if pc, err = p.dial(ctx, addr, connectTimeout); err != nil {
-			return nil, err
+	var pc *pconn
+	var stop func() bool
+	for {
+		pc = p.get(addr)
+		idle := pc != nil
+		if !idle {
+			var err error
+			if pc, err = p.dial(ctx, addr, connectTimeout); err != nil {
+				return nil, err
+			}
 		}
-	}
-	_ = pc.c.SetDeadline(deadline)
-	// Cancelling ctx expires the connection's deadlines, which fails the
-	// read or write in progress; such a connection is never reused.
-	stop := context.AfterFunc(ctx, pc.expire)
-	fail := func(err error) (*http.Response, error) {
-		stop()
-		_ = pc.close()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", errConnCanceled, context.Cause(ctx))
+		_ = pc.c.SetDeadline(deadline)
+		// Cancelling ctx expires the connection's deadlines, which fails
+		// the read or write in progress; such a connection is never reused.
+		stop = context.AfterFunc(ctx, pc.expire)
+		bw := pc.bw
+		bw.WriteString("POST ")
+		bw.WriteString(path)
+		bw.WriteString(" HTTP/1.1\r\nHost: ")
+		bw.WriteString(addr)
+		bw.WriteString("\r\nContent-Length: ")
+		bw.Write(strconv.AppendInt(pc.num[:0], int64(len(body)), 10))
+		for _, h := range headers {
+			bw.WriteString("\r\n")
+			bw.WriteString(h[0])
+			bw.WriteString(": ")
+			bw.WriteString(h[1])
 		}
-		return nil, err
-	}
-	bw := pc.bw
-	bw.WriteString("POST ")
-	bw.WriteString(path)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(addr)
-	bw.WriteString("\r\nContent-Length: ")
-	bw.Write(strconv.AppendInt(pc.num[:0], int64(len(body)), 10))
-	for _, h := range headers {
-		bw.WriteString("\r\n")
-		bw.WriteString(h[0])
-		bw.WriteString(": ")
-		bw.WriteString(h[1])
-	}
-	bw.WriteString("\r\n\r\n")
-	bw.Write(body)
-	if err := bw.Flush(); err != nil {
-		return fail(err)
+		bw.WriteString("\r\n\r\n")
+		dead, err := pc.send(body, idle)
+		if dead {
+			// The server closed it while idle; nothing was sent.
+			stop()
+			_ = pc.close()
+			continue
+		}
+		if err != nil {
+			return failConn(ctx, pc, stop, err)
+		}
+		break
 	}
 	resp, rb, reusable, err := pc.up.readResponse(pc.br)
 	if err != nil {
-		return fail(err)
+		return failConn(ctx, pc, stop, err)
 	}
 	pc.pbody = pooledBody{rc: rb, pc: pc, pool: p, addr: addr, stop: stop, reusable: reusable, ctx: ctx}
 	resp.Body = &pc.pbody
 	return resp, nil
+}
+
+// failConn ends a round trip that failed on pc: the connection is closed,
+// and a failure caused by ctx ending says so.
+func failConn(ctx context.Context, pc *pconn, stop func() bool, err error) (*http.Response, error) {
+	stop()
+	_ = pc.close()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", errConnCanceled, context.Cause(ctx))
+	}
+	return nil, err
 }
 
 // pooledBody returns its connection to the pool once read to the end. It
