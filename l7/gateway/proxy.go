@@ -118,7 +118,8 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 			deadline = now.Add(ttft)
 		}
 		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
-		resp, err = x.g.pool.roundTrip(x.r.Context(), backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline)
+		dn, _ := x.w.(disconnectNotifier)
+		resp, err = x.g.pool.roundTrip(x.r.Context(), dn, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline)
 	} else {
 		ctx, cancel := context.WithTimeout(x.r.Context(), total)
 		defer cancel()

@@ -240,9 +240,9 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 //
 // deadline bounds the whole exchange on the connection (write, head and
 // body); a timeout shows as an error whose Timeout() is true.
-func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time) (*http.Response, error) {
+func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time) (*http.Response, error) {
 	var pc *pconn
-	var stop func() bool
+	var watch disconnectWatch
 	for {
 		pc = p.get(addr)
 		idle := pc != nil
@@ -255,7 +255,7 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 		_ = pc.c.SetDeadline(deadline)
 		// Cancelling ctx expires the connection's deadlines, which fails
 		// the read or write in progress; such a connection is never reused.
-		stop = context.AfterFunc(ctx, pc.expire)
+		watch = watchDisconnect(ctx, dn, pc.expire)
 		bw := pc.bw
 		bw.WriteString("POST ")
 		bw.WriteString(path)
@@ -273,28 +273,60 @@ func (p *connPool) roundTrip(ctx context.Context, addr, path string, headers [][
 		dead, err := pc.send(body, idle)
 		if dead {
 			// The server closed it while idle; nothing was sent.
-			stop()
+			watch.release()
 			_ = pc.close()
 			continue
 		}
 		if err != nil {
-			return failConn(ctx, pc, stop, err)
+			return failConn(ctx, pc, watch, err)
 		}
 		break
 	}
 	resp, rb, reusable, err := pc.up.readResponse(pc.br)
 	if err != nil {
-		return failConn(ctx, pc, stop, err)
+		return failConn(ctx, pc, watch, err)
 	}
-	pc.pbody = pooledBody{rc: rb, pc: pc, pool: p, addr: addr, stop: stop, reusable: reusable, ctx: ctx}
+	pc.pbody = pooledBody{rc: rb, pc: pc, pool: p, addr: addr, watch: watch, reusable: reusable, ctx: ctx}
 	resp.Body = &pc.pbody
 	return resp, nil
 }
 
+// disconnectNotifier is implemented by response writers that can run a
+// function when the client goes away without context.AfterFunc's
+// allocations (l7/h1's).
+type disconnectNotifier interface {
+	OnDisconnect(f func())
+	StopDisconnect() bool
+}
+
+// disconnectWatch is an armed "expire the upstream connection when the
+// client leaves": through the server's disconnectNotifier, else a
+// context.AfterFunc on the request's context.
+type disconnectWatch struct {
+	dn   disconnectNotifier
+	stop func() bool
+}
+
+func watchDisconnect(ctx context.Context, dn disconnectNotifier, f func()) disconnectWatch {
+	if dn != nil {
+		dn.OnDisconnect(f)
+		return disconnectWatch{dn: dn}
+	}
+	return disconnectWatch{stop: context.AfterFunc(ctx, f)}
+}
+
+// release disarms the watch; false if f already ran (or is running).
+func (w disconnectWatch) release() bool {
+	if w.dn != nil {
+		return w.dn.StopDisconnect()
+	}
+	return w.stop()
+}
+
 // failConn ends a round trip that failed on pc: the connection is closed,
 // and a failure caused by ctx ending says so.
-func failConn(ctx context.Context, pc *pconn, stop func() bool, err error) (*http.Response, error) {
-	stop()
+func failConn(ctx context.Context, pc *pconn, watch disconnectWatch, err error) (*http.Response, error) {
+	watch.release()
 	_ = pc.close()
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: %w", errConnCanceled, context.Cause(ctx))
@@ -309,7 +341,7 @@ type pooledBody struct {
 	pc       *pconn
 	pool     *connPool
 	addr     string
-	stop     func() bool
+	watch    disconnectWatch
 	ctx      context.Context
 	eof      bool
 	closed   bool
@@ -334,8 +366,8 @@ func (b *pooledBody) Close() error {
 		return nil
 	}
 	b.closed = true
-	// stop() is false when the deadline trap already fired.
-	if b.stop() && b.eof && b.reusable {
+	// release() is false when the deadline trap already fired.
+	if b.watch.release() && b.eof && b.reusable {
 		b.pool.put(b.addr, b.pc)
 		return nil
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -101,4 +102,33 @@ func TestPoolSweepsStaleConnections(t *testing.T) {
 		t.Fatal("swept connection still open")
 	}
 	p.closeIdle()
+}
+
+// TestClientGoneCancelsWholeRequest: a client that leaves while a
+// non-streamed completion is generated cancels the upstream request (the
+// server's disconnect hook expires the pooled connection), and the request
+// is logged as closed by the client.
+func TestClientGoneCancelsWholeRequest(t *testing.T) {
+	m := newMock(t, mockllm.Config{TokensPerSecond: 20})
+	h := newHarness(t, basePolicy(pool("p", m)), Options{})
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := chatBody("long", `,"max_tokens":2000`)
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body)
+	deadline := time.Now().Add(waitDeadline)
+	for m.Stats().Total == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+	for m.Stats().Canceled == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := m.Stats(); st.Canceled != 1 {
+		t.Fatalf("upstream not cancelled after the client left: %+v", st)
+	}
+	if r := h.last(); r.Status != statusClientClosed {
+		t.Fatalf("audit %+v", r)
+	}
 }

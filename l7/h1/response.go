@@ -180,6 +180,36 @@ func (w *response) SetReadDeadline(t time.Time) error { return w.c.rwc.SetReadDe
 // SetWriteDeadline is for http.ResponseController.
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
 
+// OnDisconnect arranges for f to run once if the client goes away while
+// the handler runs (at once if it already has), after the request's
+// context is cancelled; a later call replaces f. It is context.AfterFunc
+// on the request's context without the allocations: the gateway arms one
+// per upstream attempt.
+func (w *response) OnDisconnect(f func()) {
+	c := w.c
+	if c.peerGone.Load() {
+		c.wmu.Lock()
+		c.hook, c.hookFired = nil, true
+		c.wmu.Unlock()
+		f()
+		return
+	}
+	c.wmu.Lock()
+	c.hook, c.hookFired = f, false
+	c.wmu.Unlock()
+}
+
+// StopDisconnect undoes OnDisconnect. It reports false if f has already
+// been called (or is running).
+func (w *response) StopDisconnect() bool {
+	c := w.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	fired := c.hookFired
+	c.hook, c.hookFired = nil, false
+	return !fired
+}
+
 // discardBuffered drops a held-back body (a panic before the head went out).
 func (w *response) discardBuffered() {
 	w.buf = w.buf[:0]

@@ -275,6 +275,10 @@ type conn struct {
 	wdone  chan struct{}
 	// peerGone is set by the watcher when the client closed its side.
 	peerGone atomic.Bool
+	// hook is the handler's OnDisconnect function (guarded by wmu);
+	// hookFired says it was called.
+	hook      func()
+	hookFired bool
 }
 
 var (
@@ -394,6 +398,9 @@ func (c *conn) serveOne() bool {
 	c.runHandler(r.WithContext(ctx))
 	c.handling = false
 	c.stopWatch()
+	c.wmu.Lock()
+	c.hook, c.hookFired = nil, false
+	c.wmu.Unlock()
 	cancel()
 	c.cancel = nil
 	keep := w.finish()
@@ -489,6 +496,13 @@ func (c *conn) watch() {
 			c.peerGone.Store(true)
 			if cancel != nil {
 				cancel()
+			}
+			c.wmu.Lock()
+			hook := c.hook
+			c.hook, c.hookFired = nil, hook != nil
+			c.wmu.Unlock()
+			if hook != nil {
+				hook()
 			}
 		}
 	}

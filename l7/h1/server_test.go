@@ -334,15 +334,28 @@ func TestLargeBodyChunked(t *testing.T) {
 // TestClientDisconnectCancels: a client that goes away while its request
 // runs cancels the request's context.
 func TestClientDisconnectCancels(t *testing.T) {
-	entered, canceled := make(chan struct{}), make(chan struct{})
+	entered, canceled, hooked := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	stopRes := make(chan bool, 1)
 	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		dn := w.(interface {
+			OnDisconnect(func())
+			StopDisconnect() bool
+		})
+		dn.OnDisconnect(func() {
+			if r.Context().Err() == nil {
+				t.Error("hook ran before the context was cancelled")
+			}
+			close(hooked)
+		})
 		close(entered)
 		select {
 		case <-r.Context().Done():
 			close(canceled)
 		case <-time.After(testWait):
 		}
+		<-hooked
+		stopRes <- dn.StopDisconnect()
 	}), nil)
 	c := dial(t, addr)
 	c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
@@ -352,6 +365,35 @@ func TestClientDisconnectCancels(t *testing.T) {
 	case <-canceled:
 	case <-time.After(testWait):
 		t.Fatal("request context not cancelled after the client left")
+	}
+	if <-stopRes {
+		t.Fatal("StopDisconnect reported a hook that ran as removed in time")
+	}
+}
+
+// TestStopDisconnect: a hook removed before the client leaves never runs,
+// and StopDisconnect says it was removed in time.
+func TestStopDisconnect(t *testing.T) {
+	var ran atomic.Bool
+	results := make(chan bool, 1)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dn := w.(interface {
+			OnDisconnect(func())
+			StopDisconnect() bool
+		})
+		dn.OnDisconnect(func() { ran.Store(true) })
+		results <- dn.StopDisconnect()
+		time.Sleep(3 * disconnectCheckDelay)
+	}), nil)
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !<-results {
+		t.Fatal("StopDisconnect reported a hook that never ran as fired")
+	}
+	c.c.Close()
+	time.Sleep(5 * disconnectCheckDelay)
+	if ran.Load() {
+		t.Fatal("removed hook ran")
 	}
 }
 
