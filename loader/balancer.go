@@ -42,6 +42,7 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	}
 	sizes := map[string]uint32{
 		"conntrack":      cfg.MaxFlows,
+		"conntrack6":     cfg.MaxFlows,
 		"rl_buckets":     cfg.MaxBuckets,
 		"rl_established": estSlots(cfg.MaxEstablishedClients),
 		"vips":           cfg.MaxVIPs,
@@ -619,9 +620,13 @@ func countKeys[K any](m *ebpf.Map) (int, error) {
 func (b *Balancer) Fill() (Fill, error) {
 	var f Fill
 	var err error
-	if f.Flows, err = countKeys[balancerFlowKey](b.objs.Conntrack); err != nil {
+	if f.Flows, err = countKeys[balancerFlowKey4](b.objs.Conntrack); err != nil {
 		return f, fmt.Errorf("loader: count flows: %w", err)
 	}
+	if f.Flows6, err = countKeys[balancerFlowKey](b.objs.Conntrack6); err != nil {
+		return f, fmt.Errorf("loader: count IPv6 flows: %w", err)
+	}
+	f.Flows += f.Flows6
 	if f.Buckets, err = countKeys[balancerAddrKey](b.objs.RlBuckets); err != nil {
 		return f, fmt.Errorf("loader: count buckets: %w", err)
 	}

@@ -80,6 +80,16 @@ type balancerFlowKey struct {
 	Pad    [2]uint8
 }
 
+type balancerFlowKey4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type balancerFwEntry struct {
 	_      structs.HostLayout
 	RuleId uint32
@@ -172,6 +182,7 @@ const (
 	balancerMapClasses       = "classes"
 	balancerMapConfig        = "config"
 	balancerMapConntrack     = "conntrack"
+	balancerMapConntrack6    = "conntrack6"
 	balancerMapFwExact4      = "fw_exact4"
 	balancerMapFwExact6      = "fw_exact6"
 	balancerMapFwLpm4        = "fw_lpm4"
@@ -247,6 +258,7 @@ type balancerMapSpecs struct {
 	Classes       *ebpf.MapSpec `ebpf:"classes"`
 	Config        *ebpf.MapSpec `ebpf:"config"`
 	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
+	Conntrack6    *ebpf.MapSpec `ebpf:"conntrack6"`
 	FwExact4      *ebpf.MapSpec `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.MapSpec `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.MapSpec `ebpf:"fw_lpm4"`
@@ -298,6 +310,7 @@ type balancerMaps struct {
 	Classes       *ebpf.Map `ebpf:"classes"`
 	Config        *ebpf.Map `ebpf:"config"`
 	Conntrack     *ebpf.Map `ebpf:"conntrack"`
+	Conntrack6    *ebpf.Map `ebpf:"conntrack6"`
 	FwExact4      *ebpf.Map `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.Map `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.Map `ebpf:"fw_lpm4"`
@@ -325,6 +338,7 @@ func (m *balancerMaps) Close() error {
 		m.Classes,
 		m.Config,
 		m.Conntrack,
+		m.Conntrack6,
 		m.FwExact4,
 		m.FwExact6,
 		m.FwLpm4,

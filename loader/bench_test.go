@@ -389,7 +389,7 @@ func buildScale(b *testing.B) (*scaleFixture, error) {
 	// Flows: 1M entries.
 	n := 0
 	for i := 0; i < scaleFlows; i++ {
-		k := balancerFlowKey{Src: [4]uint32{0x0b000000 + uint32(i)}, Dst: addrWords(vip4.Addr), Sport: htons(1024), Dport: htons(443), Proto: 6, Family: familyV4}
+		k := balancerFlowKey4{Src: 0x0b000000 + uint32(i), Dst: addrWords(vip4.Addr)[0], Sport: htons(1024), Dport: htons(443), Proto: 6}
 		v := balancerCtVal{Backend: uint32(i % scaleBackends), Vip: vip4.ID, Flags: 1, Hash: uint32(i) * 2654435761}
 		if err := bl.objs.Conntrack.Update(k, v, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("fill flows: %w", err)
@@ -446,7 +446,10 @@ func scaleMemory(bl *Balancer, f Fill) (map[string]string, error) {
 		out[name] = fmt.Sprintf("%d entries (max %d): %.1f MiB, %.0f B per max entry", entries, info.MaxEntries, float64(n)/(1<<20), float64(n)/float64(max(info.MaxEntries, 1)))
 		return nil
 	}
-	if err := add("conntrack", bl.objs.Conntrack, f.Flows); err != nil {
+	if err := add("conntrack (IPv4)", bl.objs.Conntrack, f.Flows-f.Flows6); err != nil {
+		return nil, err
+	}
+	if err := add("conntrack6 (IPv6, empty)", bl.objs.Conntrack6, f.Flows6); err != nil {
 		return nil, err
 	}
 	if err := add("rl_buckets", bl.objs.RlBuckets, f.Buckets); err != nil {

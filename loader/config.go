@@ -35,7 +35,7 @@ const (
 // Config sizes the maps (fixed at load) and sets the runtime parameters
 // (changeable with Reconfigure). Zero fields take defaults.
 type Config struct {
-	MaxFlows              uint32 // connection table (LRU, shared by all CPUs)
+	MaxFlows              uint32 // connection table per address family (LRU, shared by all CPUs)
 	MaxBuckets            uint32 // rate-limit buckets of new clients (LRU)
 	MaxEstablishedClients uint32 // rate-limit buckets of clients with an established flow
 	MaxVIPs               uint32

@@ -43,3 +43,52 @@ func TestFlowTrackedAcrossCPUs(t *testing.T) {
 		t.Errorf("inserts on CPU 1: %d, want 0", ins)
 	}
 }
+
+// IPv4 flows are tracked in conntrack under their 16-byte key, IPv6 flows in
+// conntrack6; both keep their backend after a Maglev table change, and Fill
+// counts both tables.
+func TestConntrackPerFamily(t *testing.T) {
+	b := newBalancer(t, testConfig())
+	standardSetup(t, b)
+	p4 := tcp("198.18.5.5", "198.18.0.10", 40000, 443)
+	p6 := tcp("2001:db8:5::5", vip6.Addr.String(), 40000, 443)
+	first := map[string][]byte{}
+	for name, p := range map[string]pktSpec{"v4": p4, "v6": p6} {
+		ret, out := run(t, b.Program(), p.build(t))
+		if ret != xdpTx {
+			t.Fatalf("%s SYN: verdict %d", name, ret)
+		}
+		first[name] = append([]byte(nil), out[14:54]...) // outer header (IPv4 20 / IPv6 40 bytes)
+	}
+	k4 := balancerFlowKey4{Src: addrWords(p4.src)[0], Dst: addrWords(p4.dst)[0], Sport: htons(40000), Dport: htons(443), Proto: 6}
+	var v balancerCtVal
+	if err := b.objs.Conntrack.Lookup(k4, &v); err != nil {
+		t.Fatalf("IPv4 flow not in conntrack: %v", err)
+	}
+	k6 := balancerFlowKey{Src: addrWords(p6.src), Dst: addrWords(p6.dst), Sport: htons(40000), Dport: htons(443), Proto: 6, Family: familyV6}
+	if err := b.objs.Conntrack6.Lookup(k6, &v); err != nil {
+		t.Fatalf("IPv6 flow not in conntrack6: %v", err)
+	}
+	if f, err := b.Fill(); err != nil || f.Flows != 2 || f.Flows6 != 1 {
+		t.Fatalf("fill %+v %v, want 2 flows, 1 IPv6", f, err)
+	}
+	// New tables for both VIPs: tracked flows keep their backends.
+	if err := b.UpsertVIP(vip4, []uint32{3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UpsertVIP(vip6, []uint32{3}); err != nil {
+		t.Fatal(err)
+	}
+	before := stats(t, b)
+	for name, p := range map[string]pktSpec{"v4": p4, "v6": p6} {
+		p.syn, p.ack = false, true
+		ret, out := run(t, b.Program(), p.build(t))
+		if ret != xdpTx {
+			t.Fatalf("%s ACK: verdict %d", name, ret)
+		}
+		mustEqual(t, name+" outer header", out[14:54], first[name])
+	}
+	if hits := stats(t, b)[StatConntrackHit] - before[StatConntrackHit]; hits != 2 {
+		t.Fatalf("connection hits %d, want 2", hits)
+	}
+}

@@ -85,7 +85,8 @@ type Traffic struct {
 
 // Fill is how many entries the tables hold.
 type Fill struct {
-	Flows              int // connection table entries (sum over CPUs' LRU lists: one per key)
+	Flows              int // connection table entries, IPv4 and IPv6 (each table holds up to MaxFlows)
+	Flows6             int // of which IPv6
 	Buckets            int // LRU rate-limit buckets
 	EstablishedClients int
 }

@@ -200,18 +200,26 @@ struct {
 	__type(value, struct backend);
 } backends SEC(".maps");
 
-/* Connection table: one LRU hash shared by all CPUs (the verifier inlines
- * its lookup into one call into the hash; the per-CPU variant adds a second
- * call, and its inserts zero a value per CPU). The common LRU list keeps the
- * whole max_entries for every CPU (BPF_F_NO_COMMON_LRU would split it into
- * max_entries / CPUs per CPU); inserts take free nodes from a per-CPU cache
- * refilled in batches, so the shared list's lock is rarely taken. */
+/* Connection tables, one per address family (conntrack: IPv4 with a 16-byte
+ * key; conntrack6: IPv6 with struct flow_key), each an LRU hash shared by all
+ * CPUs (the verifier inlines its lookup into one call into the hash; the
+ * per-CPU variant adds a second call, and its inserts zero a value per CPU).
+ * The common LRU list keeps the whole max_entries for every CPU
+ * (BPF_F_NO_COMMON_LRU would split it into max_entries / CPUs per CPU);
+ * inserts take free nodes from a per-CPU cache refilled in batches, so the
+ * shared list's lock is rarely taken. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DEFAULT_CT_ENTRIES);
+	__type(key, struct flow_key4);
+	__type(value, struct ct_val);
+} conntrack SEC(".maps");
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, DEFAULT_CT_ENTRIES);
 	__type(key, struct flow_key);
 	__type(value, struct ct_val);
-} conntrack SEC(".maps");
+} conntrack6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

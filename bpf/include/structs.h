@@ -19,6 +19,18 @@ struct flow_key {
 	__u8 pad[2];
 };
 
+/* Key of the IPv4 connection table: the 5-tuple in 16 bytes (the kernel
+ * hashes and compares the whole key on every lookup; 40 bytes of flow_key
+ * cost a jhash of four 12-byte rounds instead of two). */
+struct flow_key4 {
+	__u32 src;
+	__u32 dst;
+	__u16 sport; /* network order */
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 struct vip_key {
 	__u32 addr[4];
 	__u16 port; /* network order */
