@@ -35,8 +35,10 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	// readBufferSize is the per-connection read buffer; a head longer
-	// than this is gathered in scratch (up to MaxHeaderBytes).
-	readBufferSize = 4 << 10
+	// than this is gathered in scratch (up to MaxHeaderBytes). 8 KiB
+	// takes a head and a few-KiB prompt in one read (4 KiB, net/http's
+	// size, needs two for a 4 KiB prompt).
+	readBufferSize = 8 << 10
 	// writeBufferSize is the per-connection write buffer.
 	writeBufferSize = 4 << 10
 	// bodyBufferSize is how much of a response body is held back so that
