@@ -121,6 +121,9 @@ type Gateway struct {
 	pool     *connPool // self-hosted backends; nil when Options.Transport is set
 	inflight *route.InFlight
 	mux      *http.ServeMux
+	// chat, completions and embeddings are the POST endpoints' handlers,
+	// also reached through mux; Handler dispatches them directly.
+	chat, completions, embeddings http.Handler
 	// backendStats counts finished requests per pool backend.
 	backendStats backendStatsTable
 
@@ -187,10 +190,11 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	}
 	g.rt = rt
 	g.cfg.Store(cfg)
+	g.chat, g.completions, g.embeddings = g.endpoint(openai.ChatCompletions), g.endpoint(openai.Completions), g.endpoint(openai.Embeddings)
 	g.mux = http.NewServeMux()
-	g.mux.Handle("POST /v1/chat/completions", g.endpoint(openai.ChatCompletions))
-	g.mux.Handle("POST /v1/completions", g.endpoint(openai.Completions))
-	g.mux.Handle("POST /v1/embeddings", g.endpoint(openai.Embeddings))
+	g.mux.Handle("POST /v1/chat/completions", g.chat)
+	g.mux.Handle("POST /v1/completions", g.completions)
+	g.mux.Handle("POST /v1/embeddings", g.embeddings)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
@@ -274,7 +278,27 @@ func (g *Gateway) Apply(c *policy.Compiled) error {
 }
 
 // Handler is the HTTP handler of the OpenAI-compatible API.
-func (g *Gateway) Handler() http.Handler { return g.mux }
+func (g *Gateway) Handler() http.Handler { return http.HandlerFunc(g.serveHTTP) }
+
+// serveHTTP sends a POST to an API path (exactly, as the mux would match
+// it) straight to its endpoint, and everything else through the mux: the
+// mux's pattern matching costs more per request than this switch.
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.RawPath == "" {
+		switch r.URL.Path {
+		case "/v1/chat/completions":
+			g.chat.ServeHTTP(w, r)
+			return
+		case "/v1/completions":
+			g.completions.ServeHTTP(w, r)
+			return
+		case "/v1/embeddings":
+			g.embeddings.ServeHTTP(w, r)
+			return
+		}
+	}
+	g.mux.ServeHTTP(w, r)
+}
 
 // enter registers a request unless the gateway is shutting down.
 func (g *Gateway) enter() bool {

@@ -174,8 +174,19 @@ func (w *response) FlushError() error {
 	return nil
 }
 
-// SetReadDeadline is for http.ResponseController (bounding a body read).
-func (w *response) SetReadDeadline(t time.Time) error { return w.c.rwc.SetReadDeadline(t) }
+// SetReadDeadline is for http.ResponseController: it bounds the reads of
+// the request body. Once no body byte is left to come from the socket (the
+// body was read, or sits whole in the read buffer) there is nothing for it
+// to bound, and it returns without touching the socket; this saves the
+// gateway's set-and-clear pair on every small request.
+func (w *response) SetReadDeadline(t time.Time) error {
+	c := w.c
+	b := &c.body
+	if b.done || !b.chunked && b.remaining <= int64(c.br.Buffered()) {
+		return nil
+	}
+	return c.rwc.SetReadDeadline(t)
+}
 
 // SetWriteDeadline is for http.ResponseController.
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
@@ -310,13 +321,22 @@ func (w *response) writeFields(framing bool) {
 		for _, v := range vv {
 			_, _ = bw.WriteString(k)
 			_, _ = bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
+			if hasCRLF(v) {
 				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 			}
 			_, _ = bw.WriteString(trimOWS(v))
 			_, _ = bw.WriteString("\r\n")
 		}
 	}
+}
+
+func hasCRLF(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 // statusLines holds "<code> <reason>\r\n" for the codes net/http knows.

@@ -353,7 +353,13 @@ func (c *conn) serveOne() bool {
 		}
 		return false
 	}
-	_ = c.rwc.SetReadDeadline(time.Time{})
+	if h.chunked || h.length > int64(c.br.Buffered()) {
+		// The body still has to come from the socket: no deadline but the
+		// handler's (ResponseController.SetReadDeadline). A body already
+		// buffered needs no socket read, so the idle or header deadline
+		// may stay; the disconnect watch clears it before it reads.
+		_ = c.rwc.SetReadDeadline(time.Time{})
+	}
 	r := &c.req
 	if err := parseURL(h.target, h.method, &c.url); err != nil {
 		c.writeError(http.StatusBadRequest, err.Error())
@@ -490,6 +496,10 @@ func (c *conn) watch() {
 	}
 	c.wstate = watchRunning
 	cancel := c.cancel
+	// A deadline left from the head (or set by the handler for its body)
+	// must not end the watch; stopWatch's expiry comes after this, as it
+	// sees the state running only once the lock is released.
+	_ = c.rwc.SetReadDeadline(time.Time{})
 	c.wmu.Unlock()
 	_, err := c.br.Peek(1)
 	if err != nil {
