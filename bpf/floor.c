@@ -13,8 +13,8 @@
  *   floor_miss_ipip parse, lookup (a miss), outer IPv4 header: no insert,
  *                   so that floor_new_ipip minus this is the insert.
  *
- * The table has the balancer's key (struct flow_key, 40 bytes) and value
- * (struct ct_val, 20 bytes); Go picks its type, flags and size before load
+ * The table has the balancer's IPv4 key (struct flow_key4, 16 bytes) and
+ * value (struct ct_val, 20 bytes); Go picks its type, flags and size before load
  * (LRU hash, LRU hash with BPF_F_NO_COMMON_LRU, preallocated hash). No
  * firewall, rate limiting, VIP, Maglev, backend table or counters. */
 #include <linux/bpf.h>
@@ -34,7 +34,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 20);
-	__type(key, struct flow_key);
+	__type(key, struct flow_key4);
 	__type(value, struct ct_val);
 } floor_ct SEC(".maps");
 
@@ -45,7 +45,7 @@ struct {
 
 static const __u8 floor_mac[ETH_ALEN] = {2, 0, 0, 0, 0xbe, 1};
 
-static __always_inline int floor_parse(struct xdp_md *ctx, struct flow_key *k, struct iphdr **ip_out)
+static __always_inline int floor_parse(struct xdp_md *ctx, struct flow_key4 *k, struct iphdr **ip_out)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -60,12 +60,11 @@ static __always_inline int floor_parse(struct xdp_md *ctx, struct flow_key *k, s
 	struct tcphdr *th = (void *)ip + ihl;
 	if ((void *)(th + 1) > end)
 		return -1;
-	k->src[0] = ip->saddr;
-	k->dst[0] = ip->daddr;
+	k->src = ip->saddr;
+	k->dst = ip->daddr;
 	k->sport = th->source;
 	k->dport = th->dest;
 	k->proto = IPPROTO_TCP;
-	k->family = FAMILY_V4;
 	*ip_out = ip;
 	return 0;
 }
@@ -111,7 +110,7 @@ static __always_inline int floor_encap(struct xdp_md *ctx, __u8 tos, __u16 ip_le
 SEC("xdp")
 int floor_est_ipip(struct xdp_md *ctx)
 {
-	struct flow_key k = {};
+	struct flow_key4 k = {};
 	struct iphdr *ip;
 
 	if (floor_parse(ctx, &k, &ip))
@@ -125,7 +124,7 @@ int floor_est_ipip(struct xdp_md *ctx)
 SEC("xdp")
 int floor_est_l2(struct xdp_md *ctx)
 {
-	struct flow_key k = {};
+	struct flow_key4 k = {};
 	struct iphdr *ip;
 
 	if (floor_parse(ctx, &k, &ip))
@@ -144,12 +143,14 @@ int floor_est_l2(struct xdp_md *ctx)
 SEC("xdp")
 int floor_new_ipip(struct xdp_md *ctx)
 {
-	struct flow_key k = {};
+	struct flow_key4 k = {};
 	struct iphdr *ip;
 
 	if (floor_parse(ctx, &k, &ip))
 		return XDP_DROP;
-	__u32 hash = flow_hash(&k);
+	struct flow_key fk = {.src = {k.src}, .dst = {k.dst}, .sport = k.sport, .dport = k.dport,
+			      .proto = k.proto, .family = FAMILY_V4};
+	__u32 hash = flow_hash(&fk);
 	struct ct_val *ct = bpf_map_lookup_elem(&floor_ct, &k);
 	if (ct)
 		return XDP_DROP; /* the benchmark only sends new flows */
@@ -162,12 +163,14 @@ int floor_new_ipip(struct xdp_md *ctx)
 SEC("xdp")
 int floor_miss_ipip(struct xdp_md *ctx)
 {
-	struct flow_key k = {};
+	struct flow_key4 k = {};
 	struct iphdr *ip;
 
 	if (floor_parse(ctx, &k, &ip))
 		return XDP_DROP;
-	__u32 hash = flow_hash(&k);
+	struct flow_key fk = {.src = {k.src}, .dst = {k.dst}, .sport = k.sport, .dport = k.dport,
+			      .proto = k.proto, .family = FAMILY_V4};
+	__u32 hash = flow_hash(&fk);
 	struct ct_val *ct = bpf_map_lookup_elem(&floor_ct, &k);
 	if (ct)
 		return XDP_DROP;

@@ -22,15 +22,14 @@ type floorCtVal struct {
 	Hash    uint32
 }
 
-type floorFlowKey struct {
-	_      structs.HostLayout
-	Src    [4]uint32
-	Dst    [4]uint32
-	Sport  uint16
-	Dport  uint16
-	Proto  uint8
-	Family uint8
-	Pad    [2]uint8
+type floorFlowKey4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -51,16 +51,15 @@ func loadFloorTable(t testing.TB, tbl floorTable) *floorObjects {
 
 // floorKey is the connection-table key the floor programs build for an
 // IPv4 TCP frame from the test packet builders (untagged Ethernet).
-func floorKey(pkt []byte) floorFlowKey {
+func floorKey(pkt []byte) floorFlowKey4 {
 	ip := pkt[14:]
 	ihl := int(ip[0]&0x0f) * 4
-	return floorFlowKey{
-		Src:    [4]uint32{binary.NativeEndian.Uint32(ip[12:16])},
-		Dst:    [4]uint32{binary.NativeEndian.Uint32(ip[16:20])},
-		Sport:  binary.NativeEndian.Uint16(ip[ihl:]),
-		Dport:  binary.NativeEndian.Uint16(ip[ihl+2:]),
-		Proto:  6,
-		Family: familyV4,
+	return floorFlowKey4{
+		Src:   binary.NativeEndian.Uint32(ip[12:16]),
+		Dst:   binary.NativeEndian.Uint32(ip[16:20]),
+		Sport: binary.NativeEndian.Uint16(ip[ihl:]),
+		Dport: binary.NativeEndian.Uint16(ip[ihl+2:]),
+		Proto: 6,
 	}
 }
 
