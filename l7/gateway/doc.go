@@ -17,6 +17,14 @@
 // breaks, or the client leaves, the completion is billed from the gateway's
 // own count of the text actually streamed.
 //
+// Handler is an ordinary http.Handler (the agent serves it with net/http);
+// "infergate gateway" serves it with l7/h1 (NewListenerServer), whose
+// response writer also lets an upstream attempt learn of a client leaving
+// without a context.AfterFunc. Self-hosted backends are reached through the
+// gateway's own HTTP/1.1 connection pool (upstream.go, upresp.go): the
+// request's goroutine writes the request and reads the response, with the
+// attempt's timeouts as the connection's deadline.
+//
 // Apply swaps the compiled configuration atomically; a request keeps the
 // snapshot it started with until it ends.
 package gateway
