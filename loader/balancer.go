@@ -42,7 +42,7 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	}
 	sizes := map[string]uint32{
 		"conntrack":      cfg.MaxFlows,
-		"conntrack6":     cfg.MaxFlows,
+		"conntrack6":     cfg.MaxFlows6,
 		"rl_buckets":     cfg.MaxBuckets,
 		"rl_established": estSlots(cfg.MaxEstablishedClients),
 		"vips":           cfg.MaxVIPs,

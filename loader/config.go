@@ -35,7 +35,8 @@ const (
 // Config sizes the maps (fixed at load) and sets the runtime parameters
 // (changeable with Reconfigure). Zero fields take defaults.
 type Config struct {
-	MaxFlows              uint32 // connection table per address family (LRU, shared by all CPUs)
+	MaxFlows              uint32 // IPv4 connection table (LRU, shared by all CPUs)
+	MaxFlows6             uint32 // IPv6 connection table; 0 = MaxFlows (preallocated: 128 B per entry)
 	MaxBuckets            uint32 // rate-limit buckets of new clients (LRU)
 	MaxEstablishedClients uint32 // rate-limit buckets of clients with an established flow
 	MaxVIPs               uint32
@@ -63,6 +64,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.MaxFlows, DefaultMaxFlows)
+	def(&c.MaxFlows6, c.MaxFlows)
 	def(&c.MaxBuckets, DefaultMaxBuckets)
 	def(&c.MaxEstablishedClients, DefaultMaxEstablishedClients)
 	def(&c.MaxVIPs, DefaultMaxVIPs)

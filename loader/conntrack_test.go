@@ -45,11 +45,16 @@ func TestFlowTrackedAcrossCPUs(t *testing.T) {
 }
 
 // IPv4 flows are tracked in conntrack under their 16-byte key, IPv6 flows in
-// conntrack6; both keep their backend after a Maglev table change, and Fill
+// conntrack6 (sized apart: MaxFlows, MaxFlows6); both keep their backend after a Maglev table change, and Fill
 // counts both tables.
 func TestConntrackPerFamily(t *testing.T) {
-	b := newBalancer(t, testConfig())
+	cfg := testConfig()
+	cfg.MaxFlows, cfg.MaxFlows6 = 8192, 1024
+	b := newBalancer(t, cfg)
 	standardSetup(t, b)
+	if n, m := b.objs.Conntrack.MaxEntries(), b.objs.Conntrack6.MaxEntries(); n != 8192 || m != 1024 {
+		t.Fatalf("table sizes %d / %d, want 8192 / 1024", n, m)
+	}
 	p4 := tcp("198.18.5.5", "198.18.0.10", 40000, 443)
 	p6 := tcp("2001:db8:5::5", vip6.Addr.String(), 40000, 443)
 	first := map[string][]byte{}

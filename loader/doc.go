@@ -41,7 +41,9 @@
 // one packet interval. Every client gets a bucket once any class has a limit
 // (it caches the client's class). Buckets of new clients live in an LRU
 // table that a spoofed flood may churn; a client whose packet hits an
-// established flow moves to a table floods cannot evict, which
+// established flow moves to a table floods cannot evict (an array of
+// 2 x Config.MaxEstablishedClients slots, rounded up to a power of two, that
+// the data plane searches by open addressing without a hash-map call), which
 // ExpireIdleClients prunes (call it periodically).
 //
 // Steering: backends are addressed by caller-chosen ids < Config.MaxBackends,
@@ -53,8 +55,9 @@
 // table is a Maglev lookup table of backend ids (github.com/infergate/
 // infergate/maglev builds it; length a prime >= 100 x backends). UpsertVIP
 // swaps the VIP's table atomically; established flows keep their backend
-// through the connection table (an LRU hash shared by all CPUs, so a flow
-// keeps its backend whichever CPU RSS gives it). A draining backend takes no new flows
+// through the connection tables (LRU hashes shared by all CPUs, so a flow
+// keeps its backend whichever CPU RSS gives it; one per address family,
+// Config.MaxFlows and MaxFlows6 entries, IPv4 with a 16-byte key). A draining backend takes no new flows
 // (rebuild the table without it too) and keeps its established ones; a
 // deleted backend loses them.
 //

@@ -85,7 +85,7 @@ type Traffic struct {
 
 // Fill is how many entries the tables hold.
 type Fill struct {
-	Flows              int // connection table entries, IPv4 and IPv6 (each table holds up to MaxFlows)
+	Flows              int // connection table entries, IPv4 and IPv6 (tables of MaxFlows and MaxFlows6)
 	Flows6             int // of which IPv6
 	Buckets            int // LRU rate-limit buckets
 	EstablishedClients int
