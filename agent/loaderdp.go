@@ -187,20 +187,12 @@ func (d *BalancerDataplane) Counters(vips, backends []uint32) (Counters, error) 
 	if err != nil {
 		return c, err
 	}
-	maxFlows, maxBuckets, maxEst := d.cfg.MaxFlows, d.cfg.MaxBuckets, d.cfg.MaxEstablishedClients
-	if maxFlows == 0 {
-		maxFlows = loader.DefaultMaxFlows
-	}
-	if maxBuckets == 0 {
-		maxBuckets = loader.DefaultMaxBuckets
-	}
-	if maxEst == 0 {
-		maxEst = loader.DefaultMaxEstablishedClients
-	}
+	sizes := d.cfg.WithDefaults()
 	c.Maps = []MapFill{
-		{Name: "conntrack", Entries: uint64(f.Flows), MaxEntries: uint64(maxFlows)},
-		{Name: "rl_buckets", Entries: uint64(f.Buckets), MaxEntries: uint64(maxBuckets)},
-		{Name: "rl_established", Entries: uint64(f.EstablishedClients), MaxEntries: uint64(maxEst)},
+		{Name: "conntrack", Entries: uint64(f.Flows - f.Flows6), MaxEntries: uint64(sizes.MaxFlows)},
+		{Name: "conntrack6", Entries: uint64(f.Flows6), MaxEntries: uint64(sizes.MaxFlows6)},
+		{Name: "rl_buckets", Entries: uint64(f.Buckets), MaxEntries: uint64(sizes.MaxBuckets)},
+		{Name: "rl_established", Entries: uint64(f.EstablishedClients), MaxEntries: uint64(sizes.MaxEstablishedClients)},
 	}
 	return c, nil
 }

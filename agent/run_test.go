@@ -166,7 +166,11 @@ spec:
 		fmt.Sprintf(`infergate_xdp_attached{interface="%s",mode="native",program="balancer"} 1`, v.Near),
 		`infergate_vip_new_flows_total{vip="llm"} 1`,
 		`infergate_backend_new_flows_total{address="` + v.FarAddr.String() + `",backend="g1",pool="gpus"} 1`,
-		`infergate_map_entries{map="conntrack"} `,
+		// The flow is IPv4: it is in conntrack, and the IPv6 table is
+		// reported apart, empty, at its own size.
+		fmt.Sprintf(`infergate_map_entries{map="conntrack"} %d`+"\n", flows),
+		`infergate_map_entries{map="conntrack6"} 0` + "\n",
+		`infergate_map_max_entries{map="conntrack6"} `,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)

@@ -32,7 +32,7 @@ type Balancer struct {
 // whose type, key or value size, size or flags differ from cfg's is refused
 // with an error wrapping ebpf.ErrMapIncompatible.
 func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (b *Balancer) Close() error { return b.objs.Close() }
 // Reconfigure applies cfg's runtime fields: aggregation, encapsulation
 // sources and MACs. Map sizes are fixed at load and ignored here.
 func (b *Balancer) Reconfigure(cfg Config) error {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return err
 	}

@@ -57,7 +57,9 @@ type Config struct {
 	GatewayMAC net.HardwareAddr
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults is c with every zero size and prefix length replaced by the
+// value Load uses, so callers can report the sizes actually loaded.
+func (c Config) WithDefaults() Config {
 	def := func(v *uint32, d uint32) {
 		if *v == 0 {
 			*v = d

@@ -25,6 +25,7 @@ func newAgentCmd() *cobra.Command {
 		logLevel, logFmt   string
 		gatewayFlag        bool
 		maxFlows, maxBkts  uint32
+		maxFlows6          uint32
 		maxEst, maxBackend uint32
 		maxVIPs, maxRules  uint32
 	)
@@ -78,7 +79,7 @@ Roles:
 			if !cmd.Flags().Changed("poll-load-reports") {
 				cfg.PollLoadReports = cfg.Role == agent.RoleBalancer
 			}
-			cfg.Loader = loader.Config{MaxFlows: maxFlows, MaxBuckets: maxBkts, MaxEstablishedClients: maxEst,
+			cfg.Loader = loader.Config{MaxFlows: maxFlows, MaxFlows6: maxFlows6, MaxBuckets: maxBkts, MaxEstablishedClients: maxEst,
 				MaxBackends: maxBackend, MaxVIPs: maxVIPs, MaxRules: maxRules}
 			cfg.Version = version
 			cfg.Logger = log
@@ -105,7 +106,8 @@ Roles:
 	f.StringVar(&cfg.LoadReportAddr, "load-report-addr", ":9400", "gpu-host: serve this host's GPU load report at /load here (empty disables)")
 	f.StringVar(&cfg.InferenceMetricsURL, "inference-metrics-url", "", "gpu-host: the local inference server's Prometheus metrics (vLLM/SGLang/TGI)")
 	f.BoolVar(&cfg.PollLoadReports, "poll-load-reports", false, "poll backends' load reports for pools with loadReports (default: on for balancer)")
-	f.Uint32Var(&maxFlows, "max-flows", loader.DefaultMaxFlows, "connection table size (per CPU)")
+	f.Uint32Var(&maxFlows, "max-flows", loader.DefaultMaxFlows, "IPv4 connection table size, in flows (one table shared by all CPUs)")
+	f.Uint32Var(&maxFlows6, "max-flows6", 0, "IPv6 connection table size, in flows (default: --max-flows)")
 	f.Uint32Var(&maxBkts, "max-buckets", loader.DefaultMaxBuckets, "rate-limit buckets for new clients")
 	f.Uint32Var(&maxEst, "max-established-clients", loader.DefaultMaxEstablishedClients, "rate-limit buckets for clients with an established flow")
 	f.Uint32Var(&maxBackend, "max-backends", loader.DefaultMaxBackends, "backend table size")
