@@ -55,7 +55,9 @@ func (w *response) WriteHeader(code int) {
 		panic("h1: invalid WriteHeader code " + strconv.Itoa(code))
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-		w.writeInterim(code)
+		if w.req.ProtoMinor >= 1 { // HTTP/1.0 has no interim responses
+			w.writeInterim(code)
+		}
 		return
 	}
 	w.wroteHeader = true

@@ -385,11 +385,11 @@ func (c *conn) serveOne() bool {
 	case h.chunked:
 		r.ContentLength = -1
 		r.TransferEncoding = chunkedEncoding
-		c.body.reset(-1, true, h.expect)
+		c.body.reset(-1, true, h.expect && h.minor >= 1)
 		r.Body = &c.body
 	case h.length > 0:
 		r.ContentLength = h.length
-		c.body.reset(h.length, false, h.expect)
+		c.body.reset(h.length, false, h.expect && h.minor >= 1)
 		r.Body = &c.body
 	default:
 		c.body.reset(0, false, false)

@@ -545,3 +545,15 @@ func TestResponseHeaderSanitized(t *testing.T) {
 		t.Fatalf("header %v", resp.Header)
 	}
 }
+
+// TestExpectIgnoredForHTTP10: an HTTP/1.0 client gets no 100 Continue
+// (1.0 has no interim responses); its body is read as sent.
+func TestExpectIgnoredForHTTP10(t *testing.T) {
+	_, addr := start(t, echo(), nil)
+	c := dial(t, addr)
+	c.send("POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
+	line, err := c.br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("first line %q %v", line, err)
+	}
+}
