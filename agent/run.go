@@ -24,6 +24,7 @@ import (
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/gpu/scrape"
 	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/l7/h1"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
@@ -359,7 +360,7 @@ type lazyGateway struct {
 
 	mu   sync.Mutex
 	g    *gateway.Gateway
-	srv  *http.Server
+	srv  *h1.Server
 	addr string
 }
 
@@ -383,9 +384,9 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 		return fmt.Errorf("gateway listen %s: %w", addr, err)
 	}
 	l.g, l.addr = g, ln.Addr().String()
-	l.srv = gateway.NewServer(addr, g.Handler())
+	l.srv = gateway.NewListenerServer(g.Handler(), l.log)
 	go func() {
-		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, h1.ErrServerClosed) {
 			l.log.Error("gateway server", "err", err)
 		}
 	}()
