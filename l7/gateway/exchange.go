@@ -367,7 +367,7 @@ func (x *exchange) admit() *openai.Error {
 		lr.KeyLimits = gw.Keys[i].Limits
 	}
 	t, d, err := x.g.limiter.Admit(x.r.Context(), lr)
-	writeLimitHeaders(x.w.Header(), d)
+	d.WriteHeaders(x.w.Header())
 	if err != nil {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
 			Message: "rate limits cannot be checked right now; retry later"}

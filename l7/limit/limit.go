@@ -112,21 +112,33 @@ type Decision struct {
 }
 
 // WriteHeaders sets OpenAI-style x-ratelimit-* headers and, on refusal with
-// a known wait, Retry-After in whole seconds (rounded up).
+// a known wait, Retry-After in whole seconds (rounded up). Keys are assigned
+// in canonical form and all values share one allocation: on the gateway's
+// hot path Header.Set's canonicalisation and per-field slices cost more
+// than the limit check itself.
 func (d Decision) WriteHeaders(h http.Header) {
+	vals := new([7]string)
+	n := 0
+	set := func(key, v string) {
+		vals[n] = v
+		// Capacity capped so that an append by a later writer copies
+		// instead of overwriting the next field's value.
+		h[key] = vals[n : n+1 : n+1]
+		n++
+	}
 	if d.LimitRequests > 0 {
-		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(d.LimitRequests, 10))
-		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(max(d.RemainingRequests, 0), 10))
-		h.Set("x-ratelimit-reset-requests", formatReset(d.ResetRequests))
+		set("X-Ratelimit-Limit-Requests", strconv.FormatInt(d.LimitRequests, 10))
+		set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(max(d.RemainingRequests, 0), 10))
+		set("X-Ratelimit-Reset-Requests", formatReset(d.ResetRequests))
 	}
 	if d.LimitTokens > 0 {
-		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(d.LimitTokens, 10))
-		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(max(d.RemainingTokens, 0), 10))
-		h.Set("x-ratelimit-reset-tokens", formatReset(d.ResetTokens))
+		set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(d.LimitTokens, 10))
+		set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(max(d.RemainingTokens, 0), 10))
+		set("X-Ratelimit-Reset-Tokens", formatReset(d.ResetTokens))
 	}
 	if !d.Allowed && d.RetryAfter > 0 {
 		secs := (d.RetryAfter + time.Second - 1) / time.Second
-		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+		set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	}
 }
 

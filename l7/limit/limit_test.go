@@ -274,6 +274,12 @@ func TestDecisionHeaders(t *testing.T) {
 	if len(h) != len(want) {
 		t.Errorf("headers %v", h)
 	}
+	// The values share one array: adding to one field must not change
+	// the next.
+	h.Add("X-Ratelimit-Limit-Requests", "extra")
+	if got := h.Get("X-Ratelimit-Remaining-Requests"); got != "0" {
+		t.Errorf("an Add to one field changed the next to %q", got)
+	}
 	h = http.Header{}
 	Decision{Allowed: true, LimitRequests: 10, RemainingRequests: 9, ResetRequests: time.Second, RetryAfter: time.Second}.WriteHeaders(h)
 	if h.Get("Retry-After") != "" || h.Get("x-ratelimit-reset-requests") != "1s" || h.Get("x-ratelimit-limit-tokens") != "" {
