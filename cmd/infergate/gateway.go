@@ -25,8 +25,8 @@ import (
 	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/internal/httpserve"
 	"github.com/infergate/infergate/l7/gateway"
-	"github.com/infergate/infergate/l7/h1"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
 )
@@ -145,7 +145,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			graceEnds := make(chan time.Time, 1)
 			context.AfterFunc(ctx, func() { graceEnds <- time.Now().Add(gatewayShutdownGrace) })
 			log.Info("gateway listening", "addr", ln.Addr().String(), "policy", c.Name, "version", c.Version)
-			err = serveUntil(ctx, srv, ln, gatewayShutdownGrace)
+			err = httpserve.Run(ctx, srv, ln, gatewayShutdownGrace)
 			if ctx.Err() == nil {
 				// Serving failed before any signal.
 				if err == nil {
@@ -170,26 +170,6 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 	f.BoolVar(&loadReports, "load-reports", true, "steer pools with loadReports on by their backends' GPU load reports and prompt-prefix affinity")
 	f.StringVar(&keysFile, "keys-file", "", "extra API keys, one per line: <name> <tenant> sha256:<hex> (for key sets too large for the policy document)")
 	return cmd
-}
-
-// serveUntil serves srv on ln until ctx ends, then shuts it down, giving
-// requests in flight up to grace (internal/httpserve.Run for the lean
-// server). It returns nil after a shutdown that finished in time, and the
-// server's error if serving failed first.
-func serveUntil(ctx context.Context, srv *h1.Server, ln net.Listener, grace time.Duration) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		if errors.Is(err, h1.ErrServerClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
 }
 
 // standaloneOptions configures newStandaloneGateway.

@@ -7,13 +7,31 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/l7/h1"
 )
 
 const testGrace = 2 * time.Second
 
+// servers are the two kinds Run drives in the project.
+var servers = []struct {
+	name string
+	make func(http.Handler) Server
+}{
+	{"net/http", func(h http.Handler) Server { return &http.Server{Handler: h} }},
+	{"h1", func(h http.Handler) Server { return &h1.Server{Handler: h} }},
+}
+
 // TestRunShutsDownOnCancel: a request in flight when ctx ends is still
-// answered, Run returns nil, and the port is closed afterwards.
+// answered, Run returns nil, and the port is closed afterwards, for both
+// kinds of server.
 func TestRunShutsDownOnCancel(t *testing.T) {
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) { testShutdownOnCancel(t, s.make) })
+	}
+}
+
+func testShutdownOnCancel(t *testing.T, mk func(http.Handler) Server) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +44,7 @@ func TestRunShutsDownOnCancel(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, &http.Server{Handler: h}, ln, testGrace) }()
+	go func() { done <- Run(ctx, mk(h), ln, testGrace) }()
 	url := "http://" + ln.Addr().String() + "/"
 	got := make(chan string, 1)
 	go func() {
@@ -70,8 +88,9 @@ func TestRunReturnsServeError(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
-	err = Run(context.Background(), &http.Server{}, ln, testGrace)
-	if err == nil {
-		t.Fatal("Run on a closed listener returned nil")
+	for _, s := range servers {
+		if err := Run(context.Background(), s.make(http.NotFoundHandler()), ln, testGrace); err == nil {
+			t.Fatalf("%s: Run on a closed listener returned nil", s.name)
+		}
 	}
 }
