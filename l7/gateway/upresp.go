@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"unsafe"
+
+	"github.com/infergate/infergate/l7/h1"
 )
 
 // Reading a backend's response on a pooled connection, in place of
@@ -139,7 +141,7 @@ func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
 		value = strings.Trim(value, " \t")
 		switch {
 		case strings.EqualFold(name, "Content-Length"):
-			n, ok := parseDecimal(value)
+			n, ok := h1.ParseLength(value)
 			if !ok || h.nLength > 0 && n != h.length {
 				return errUpstreamFraming
 			}
@@ -215,22 +217,6 @@ func internContentType(v string) string {
 
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-func parseDecimal(s string) (int64, bool) {
-	const maxDigits = 18
-	if s == "" || len(s) > maxDigits {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
 // lengthBody reads a Content-Length body.
 type lengthBody struct {
 	br *bufio.Reader
@@ -270,9 +256,6 @@ type chunkedBody struct {
 	err  error
 }
 
-// maxUpstreamChunkDigits keeps a chunk size inside int64.
-const maxUpstreamChunkDigits = 15
-
 func (b *chunkedBody) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
@@ -294,8 +277,10 @@ func (b *chunkedBody) read(p []byte) (int, error) {
 		if err != nil {
 			return 0, upstreamBodyErr(err)
 		}
-		size, ok := parseChunkSize(line)
-		if !ok {
+		// Upstream servers are more lenient than clients may be: a size
+		// may be followed by whitespace as well as by an extension.
+		size, end, ok := h1.ParseChunkSize(line)
+		if !ok || end < len(line) && line[end] != ';' && line[end] != ' ' && line[end] != '\t' {
 			return 0, errUpstreamChunk
 		}
 		if size == 0 {
@@ -342,29 +327,4 @@ func upstreamBodyErr(err error) error {
 		return errUpstreamCut
 	}
 	return err
-}
-
-// parseChunkSize reads "<hex>[;ext]".
-func parseChunkSize(line string) (int64, bool) {
-	var size int64
-	i := 0
-	for ; i < len(line); i++ {
-		c := line[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return size, i > 0 && (line[i] == ';' || line[i] == ' ' || line[i] == '\t')
-		}
-		if i >= maxUpstreamChunkDigits {
-			return 0, false
-		}
-		size = size<<4 | int64(d)
-	}
-	return size, i > 0
 }

@@ -165,28 +165,8 @@ func (b *body) readChunkSize() (int64, error) {
 		return 0, errBadChunk
 	}
 	line = line[:len(line)-2]
-	var size int64
-	i := 0
-	for ; i < len(line); i++ {
-		c := line[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			goto ext
-		}
-		if i >= maxChunkSizeDigits {
-			return 0, errBadChunk
-		}
-		size = size<<4 | int64(d)
-	}
-ext:
-	if i == 0 {
+	size, i, ok := ParseChunkSize(line)
+	if !ok {
 		return 0, errBadChunk
 	}
 	if i < len(line) {

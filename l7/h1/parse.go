@@ -196,7 +196,7 @@ func (h *head) special(key, value string) error {
 		}
 		h.host = value
 	case "Content-Length":
-		n, ok := parseLength(value)
+		n, ok := ParseLength(value)
 		if !ok {
 			return errBadLength
 		}
@@ -287,22 +287,6 @@ func parseURL(target, method string, u *url.URL) error {
 	}
 	*u = *p
 	return nil
-}
-
-// parseLength reads a Content-Length: digits only, no sign, bounded.
-func parseLength(s string) (int64, bool) {
-	if s == "" || len(s) > maxContentLengthDigits {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 func trimOWS(s string) string {

@@ -63,7 +63,7 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	if v := w.header["Content-Length"]; len(v) > 0 {
-		if n, ok := parseLength(strings.TrimSpace(v[0])); ok {
+		if n, ok := ParseLength(strings.TrimSpace(v[0])); ok {
 			w.declared = n
 		}
 	}
