@@ -19,14 +19,22 @@ const noRank = math.MaxInt
 // not in the vocabulary as a whole is merged pairwise by rank, lowest first
 // and leftmost among equals, exactly as tiktoken does.
 type bpe struct {
-	ranks map[string]int
+	// short holds the vocabulary entries of at most shortKey bytes, which
+	// are nearly every whole piece and pair candidate; long holds the rest.
+	short shortTable
+	long  map[string]int32
 	// piece returns the end of the piece that starts at i.
 	piece func(text string, i int) int
 }
 
 func newBPE(ranks map[string]int, encoding string) *bpe {
 	loadBMPClasses()
-	b := &bpe{ranks: ranks, piece: cl100kPiece}
+	b := &bpe{short: newShortTable(ranks), long: make(map[string]int32), piece: cl100kPiece}
+	for k, r := range ranks {
+		if len(k) > shortKey {
+			b.long[k] = int32(r)
+		}
+	}
 	if encoding == O200K {
 		b.piece = o200kPiece
 	}
@@ -58,7 +66,7 @@ func (b *bpe) countPiece(piece string) int {
 	if len(piece) <= 1 {
 		return len(piece)
 	}
-	if _, ok := b.ranks[piece]; ok {
+	if b.lookup(piece) >= 0 {
 		return 1
 	}
 	if len(piece) <= smallPiece {
@@ -69,10 +77,21 @@ func (b *bpe) countPiece(piece string) int {
 
 // rank of piece[a:c] or noRank.
 func (b *bpe) rank(piece string, a, c int) int {
-	if r, ok := b.ranks[piece[a:c]]; ok {
-		return r
+	if r := b.lookup(piece[a:c]); r >= 0 {
+		return int(r)
 	}
 	return noRank
+}
+
+// lookup returns the rank of s, or -1 when s is not in the vocabulary.
+func (b *bpe) lookup(s string) int32 {
+	if len(s) <= shortKey {
+		return b.short.get(s)
+	}
+	if r, ok := b.long[s]; ok {
+		return r
+	}
+	return -1
 }
 
 // mergeSmall is tiktoken's byte_pair_merge: parts[i] is the start of part i

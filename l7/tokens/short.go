@@ -1,0 +1,97 @@
+package tokens
+
+import "math/bits"
+
+// shortKey is the longest vocabulary entry kept in a shortTable: it packs
+// into one uint64, so a lookup hashes and compares one word instead of
+// hashing a string and comparing its bytes, which made Go's string map the
+// largest share of counting time.
+const shortKey = 8
+
+// shortLoad is the most entries per slot of a shortTable, as a fraction
+// num/den; linear probing stays short well below one half.
+const (
+	shortLoadNum = 1
+	shortLoadDen = 2
+)
+
+// shortEntry is one slot. n is the key's length, 0 for an empty slot; it is
+// compared along with key so that "a" and "a\x00" differ.
+type shortEntry struct {
+	key  uint64
+	rank int32
+	n    uint32
+}
+
+// shortTable is an open-addressing hash table, linear probing, from keys
+// of 1 to shortKey bytes to ranks. It is built once and only read after,
+// so it needs no locking.
+type shortTable struct {
+	slots []shortEntry
+	shift uint // 64 - log2(len(slots))
+	mask  uint64
+}
+
+func newShortTable(ranks map[string]int) shortTable {
+	n := 0
+	for k := range ranks {
+		if k != "" && len(k) <= shortKey {
+			n++
+		}
+	}
+	size := 1
+	for size*shortLoadNum < n*shortLoadDen {
+		size <<= 1
+	}
+	t := shortTable{
+		slots: make([]shortEntry, size),
+		shift: uint(64 - bits.TrailingZeros(uint(size))),
+		mask:  uint64(size - 1),
+	}
+	for k, r := range ranks {
+		if k == "" || len(k) > shortKey {
+			continue
+		}
+		key, kn := packShort(k), uint32(len(k))
+		for i := t.slot(key, kn); ; i = (i + 1) & t.mask {
+			if t.slots[i].n == 0 {
+				t.slots[i] = shortEntry{key: key, rank: int32(r), n: kn}
+				break
+			}
+		}
+	}
+	return t
+}
+
+// packShort packs s (at most shortKey bytes) little-endian into a uint64.
+func packShort(s string) uint64 {
+	var k uint64
+	for i := len(s) - 1; i >= 0; i-- {
+		k = k<<8 | uint64(s[i])
+	}
+	return k
+}
+
+// slot is the first slot probed for a key: Fibonacci hashing of the key
+// with its length mixed in, top bits.
+func (t *shortTable) slot(key uint64, n uint32) uint64 {
+	h := (key ^ uint64(n)<<59 ^ uint64(n)) * 0x9E3779B97F4A7C15
+	return h >> t.shift
+}
+
+// get returns the rank of s (1 to shortKey bytes), or -1.
+func (t *shortTable) get(s string) int32 {
+	key, n := packShort(s), uint32(len(s))
+	for i := t.slot(key, n); ; i = (i + 1) & t.mask {
+		e := &t.slots[i]
+		if e.key == key && e.n == n {
+			return e.rank
+		}
+		if e.n == 0 {
+			return -1
+		}
+	}
+}
+
+// bytes is the memory the table's slots take.
+func (t *shortTable) bytes() int { return len(t.slots) * 16 }
