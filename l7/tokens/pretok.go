@@ -71,11 +71,26 @@ func loadBMPClasses() {
 	})
 }
 
+// asciiClasses is classOf for ASCII in an array, so that classAt's common
+// case is small enough to inline and needs no bounds check; it is ready at
+// package initialization, before any encoder is built.
+var asciiClasses = func() (t [utf8.RuneSelf]rclass) {
+	for r := range t {
+		t[r] = classOf(rune(r))
+	}
+	return t
+}()
+
 // classAt returns the class and size of the rune at i (i < len(text)).
 func classAt(text string, i int) (rclass, int) {
 	if c := text[i]; c < utf8.RuneSelf {
-		return bmpClasses[c], 1
+		return asciiClasses[c], 1
 	}
+	return classAtRune(text, i)
+}
+
+// classAtRune is classAt for a rune that is not ASCII.
+func classAtRune(text string, i int) (rclass, int) {
 	r, size := utf8.DecodeRuneInString(text[i:])
 	if r < 0x10000 {
 		return bmpClasses[r], size
@@ -115,7 +130,16 @@ func contraction(text string, i int) int {
 // runOf returns the end of the run of runes in class mask from i.
 func runOf(text string, i int, mask rclass) int {
 	for i < len(text) {
-		c, n := classAt(text, i)
+		// classAt is just over the inlining budget, and this loop is
+		// where most of the pre-tokenizer's time goes: ASCII by hand.
+		if b := text[i]; b < utf8.RuneSelf {
+			if asciiClasses[b]&mask == 0 {
+				break
+			}
+			i++
+			continue
+		}
+		c, n := classAtRune(text, i)
 		if c&mask == 0 {
 			break
 		}
