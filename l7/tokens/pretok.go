@@ -269,6 +269,9 @@ func o200kLetters(text string, i int, alt int) int {
 
 // o200kPiece ends the o200k_base piece starting at i.
 func o200kPiece(text string, i int) int {
+	if j := o200kASCIIWord(text, i); j >= 0 {
+		return j
+	}
 	c, n := classAt(text, i)
 	for alt := 1; alt <= 2; alt++ {
 		if isPrefix(c) {
@@ -299,4 +302,29 @@ func digits3(text string, j int) int {
 		j += n
 	}
 	return j
+}
+
+// o200kASCIIWord is o200kPiece's letter alternatives for a word of ASCII
+// letters with an optional ASCII prefix, the common case, without the
+// per-rune classAt calls and the four tries of the general path. ASCII
+// upper case is U and not W, lower case W and not U, so [U]*[W]+ and
+// [U]+[W]* both end where the lower-case run does. It returns -1, leaving
+// the piece to the general path, when there is no letter or when a
+// non-ASCII rune follows, which could extend either run.
+func o200kASCIIWord(text string, i int) int {
+	j := i
+	if b := text[i]; b < utf8.RuneSelf && isPrefix(asciiClasses[b]) {
+		j++
+	}
+	w := j
+	for w < len(text) && text[w] >= 'A' && text[w] <= 'Z' {
+		w++
+	}
+	for w < len(text) && text[w] >= 'a' && text[w] <= 'z' {
+		w++
+	}
+	if w == j || w < len(text) && text[w] >= utf8.RuneSelf {
+		return -1
+	}
+	return w + contraction(text, w)
 }

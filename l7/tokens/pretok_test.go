@@ -150,3 +150,21 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+// TestSplitASCIIWords covers o200kASCIIWord's cases: every ASCII byte as
+// the optional prefix, upper/lower/mixed ASCII words, and what follows
+// them (nothing, ASCII, a contraction, or non-ASCII letters and marks that
+// would extend the U or W run).
+func TestSplitASCIIWords(t *testing.T) {
+	words := []string{"a", "Z", "hello", "HELLO", "Hello", "HEllo", "helLO", "aB", "ABc"}
+	tails := []string{"", " ", "x", "9", ".", "'s", "'LL", "'re", "\n", "é", "É", "\u0301", "ʰ", "中", "1"}
+	re := regexp2.MustCompile(o200kPattern, regexp2.None)
+	for b := 0; b < utf8.RuneSelf; b++ {
+		for _, w := range words {
+			for _, tail := range tails {
+				compareSplit(t, O200K, re, o200kPiece, string(rune(b))+w+tail)
+				compareSplit(t, O200K, re, o200kPiece, w+tail+string(rune(b))+w)
+			}
+		}
+	}
+}
