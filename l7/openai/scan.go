@@ -65,6 +65,14 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 	s.i++
 	start := s.i
 	for s.i < len(s.b) {
+		// Most of a prompt is plain text: skip it a byte at a time with
+		// one table load instead of the three comparisons below.
+		for s.i < len(s.b) && plainStr[s.b[s.i]] {
+			s.i++
+		}
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -100,6 +108,15 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 	}
 	return nil, false, errSyntax
 }
+
+// plainStr marks the bytes a string can hold as they are: everything but
+// the quote, the backslash and the control bytes.
+var plainStr = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
