@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -65,8 +66,18 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 	s.i++
 	start := s.i
 	for s.i < len(s.b) {
-		// Most of a prompt is plain text: skip it a byte at a time with
-		// one table load instead of the three comparisons below.
+		// Most of a prompt is plain text: skip it eight bytes at a time
+		// while no byte can be a quote, a backslash or a control byte
+		// (the test may report such a byte falsely, never miss one),
+		// then a byte at a time with one table load each.
+		for s.i+8 <= len(s.b) {
+			x := binary.LittleEndian.Uint64(s.b[s.i:])
+			q, bs := x^(lowBits*'"'), x^(lowBits*'\\')
+			if ((q-lowBits)&^q|(bs-lowBits)&^bs|(x-lowBits*0x20)&^x)&highBits != 0 {
+				break
+			}
+			s.i += 8
+		}
 		for s.i < len(s.b) && plainStr[s.b[s.i]] {
 			s.i++
 		}
@@ -108,6 +119,13 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 	}
 	return nil, false, errSyntax
 }
+
+// lowBits and highBits are the low and high bit of every byte of a word,
+// for testing eight string bytes at once.
+const (
+	lowBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
 
 // plainStr marks the bytes a string can hold as they are: everything but
 // the quote, the backslash and the control bytes.
