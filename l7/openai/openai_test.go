@@ -293,6 +293,14 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	} {
 		f.Add(uint8(0), []byte(s))
 	}
+	// str tests eight bytes at a time: put each byte it must stop at (and
+	// the neighbours of those bytes) at every offset of a word and past it.
+	for _, special := range []string{`"`, `\n`, `\u00e9`, `\x`, "\x00", "\x01", "\x1f", " ", "!", "#", "[", "]", "\x7f", "\x80", "\xff", "\xc3\xa9"} {
+		for at := range 18 {
+			text := strings.Repeat("a", at) + special + strings.Repeat("b", 18-at)
+			f.Add(uint8(0), []byte(`{"model":"`+text+`","messages":[{"role":"user","content":"`+text+`"}]}`))
+		}
+	}
 	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
 		e := Endpoint(ep % 3)
 		var fast, slow Request
