@@ -70,6 +70,16 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 		// while no byte can be a quote, a backslash or a control byte
 		// (the test may report such a byte falsely, never miss one),
 		// then a byte at a time with one table load each.
+		for s.i+16 <= len(s.b) {
+			w := s.b[s.i : s.i+16]
+			x, y := binary.LittleEndian.Uint64(w), binary.LittleEndian.Uint64(w[8:])
+			q, bs, r, bt := x^(lowBits*'"'), x^(lowBits*'\\'), y^(lowBits*'"'), y^(lowBits*'\\')
+			if ((q-lowBits)&^q|(bs-lowBits)&^bs|(x-lowBits*0x20)&^x|
+				(r-lowBits)&^r|(bt-lowBits)&^bt|(y-lowBits*0x20)&^y)&highBits != 0 {
+				break
+			}
+			s.i += 16
+		}
 		for s.i+8 <= len(s.b) {
 			x := binary.LittleEndian.Uint64(s.b[s.i:])
 			q, bs := x^(lowBits*'"'), x^(lowBits*'\\')
