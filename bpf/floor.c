@@ -140,8 +140,9 @@ int floor_est_l2(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-SEC("xdp")
-int floor_new_ipip(struct xdp_md *ctx)
+/* floor_new is a new flow's floor: parse, flow hash, lookup (a miss; the
+ * benchmark only sends new flows), the insert when asked, IPIP. */
+static __always_inline int floor_new(struct xdp_md *ctx, const int insert)
 {
 	struct flow_key4 k = {};
 	struct iphdr *ip;
@@ -151,28 +152,24 @@ int floor_new_ipip(struct xdp_md *ctx)
 	struct flow_key fk = {.src = {k.src}, .dst = {k.dst}, .sport = k.sport, .dport = k.dport,
 			      .proto = k.proto, .family = FAMILY_V4};
 	__u32 hash = flow_hash(&fk);
-	struct ct_val *ct = bpf_map_lookup_elem(&floor_ct, &k);
-	if (ct)
-		return XDP_DROP; /* the benchmark only sends new flows */
-	struct ct_val nv = {.backend = 1, .vip = 1, .flags = 1, .hash = hash};
-	if (bpf_map_update_elem(&floor_ct, &k, &nv, BPF_ANY))
+	if (bpf_map_lookup_elem(&floor_ct, &k))
 		return XDP_DROP;
+	if (insert) {
+		struct ct_val nv = {.backend = 1, .vip = 1, .flags = 1, .hash = hash};
+		if (bpf_map_update_elem(&floor_ct, &k, &nv, BPF_ANY))
+			return XDP_DROP;
+	}
 	return floor_encap(ctx, ip->tos, bpf_ntohs(ip->tot_len), hash);
+}
+
+SEC("xdp")
+int floor_new_ipip(struct xdp_md *ctx)
+{
+	return floor_new(ctx, 1);
 }
 
 SEC("xdp")
 int floor_miss_ipip(struct xdp_md *ctx)
 {
-	struct flow_key4 k = {};
-	struct iphdr *ip;
-
-	if (floor_parse(ctx, &k, &ip))
-		return XDP_DROP;
-	struct flow_key fk = {.src = {k.src}, .dst = {k.dst}, .sport = k.sport, .dport = k.dport,
-			      .proto = k.proto, .family = FAMILY_V4};
-	__u32 hash = flow_hash(&fk);
-	struct ct_val *ct = bpf_map_lookup_elem(&floor_ct, &k);
-	if (ct)
-		return XDP_DROP;
-	return floor_encap(ctx, ip->tos, bpf_ntohs(ip->tot_len), hash);
+	return floor_new(ctx, 0);
 }
