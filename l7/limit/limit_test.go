@@ -351,6 +351,10 @@ func TestMemoryBoundedPrincipals(t *testing.T) {
 		t.Fatalf("%d principals tracked, bound %d", n, memoryShards*4)
 	}
 	// A principal with a running budget is never evicted (that would reset it).
+	// Let the loop's principals go idle first: with a random shard seed the
+	// spender's shard may hold four principals admitted this very minute,
+	// and a full shard of busy states refuses (as asserted above).
+	clk.Add(time.Minute)
 	b := Request{Tenant: "spender", TenantLimits: policy.Limits{BudgetUSD: 1}, EstimatedCostUSD: 1}
 	tk, _ := wantAllowed(t, l, b)
 	settle(t, tk, 0, 1)
