@@ -56,23 +56,31 @@ func (b *bpe) count(text string) int {
 			_, size := utf8.DecodeRuneInString(text[i:])
 			j = i + size
 		}
-		n += b.countPiece(text[i:j])
+		n += b.countPiece(text, i, j)
 		i = j
 	}
 	return n
 }
 
-func (b *bpe) countPiece(piece string) int {
-	if len(piece) <= 1 {
-		return len(piece)
+// countPiece counts the tokens of the piece text[i:j]. It takes the whole
+// text rather than the piece so that lookups may load bytes past the
+// piece's end (getAt).
+func (b *bpe) countPiece(text string, i, j int) int {
+	n := j - i
+	if n <= 1 {
+		return n
 	}
-	if b.lookup(piece) >= 0 {
+	if n <= shortKey {
+		if b.short.getAt(text, i, n) >= 0 {
+			return 1
+		}
+	} else if _, ok := b.long[text[i:j]]; ok {
 		return 1
 	}
-	if len(piece) <= smallPiece {
-		return b.mergeSmall(piece)
+	if n <= smallPiece {
+		return b.mergeSmall(text, i, j)
 	}
-	return b.mergeHeap(piece)
+	return b.mergeHeap(text[i:j])
 }
 
 // rank of piece[a:c] or noRank.
@@ -81,6 +89,20 @@ func (b *bpe) rank(piece string, a, c int) int {
 		return int(r)
 	}
 	return noRank
+}
+
+// rankAt is rank for text[a:c], looked up with getAt when short.
+func (b *bpe) rankAt(text string, a, c int) int {
+	var r int32 = -1
+	if c-a <= shortKey {
+		r = b.short.getAt(text, a, c-a)
+	} else if v, ok := b.long[text[a:c]]; ok {
+		r = v
+	}
+	if r < 0 {
+		return noRank
+	}
+	return int(r)
 }
 
 // lookup returns the rank of s, or -1 when s is not in the vocabulary.
@@ -94,21 +116,22 @@ func (b *bpe) lookup(s string) int32 {
 	return -1
 }
 
-// mergeSmall is tiktoken's byte_pair_merge: parts[i] is the start of part i
-// and the rank of merging part i with part i+1.
-func (b *bpe) mergeSmall(piece string) int {
+// mergeSmall is tiktoken's byte_pair_merge over the piece text[from:to]:
+// parts[i] is the start of part i (an offset in text) and the rank of
+// merging part i with part i+1.
+func (b *bpe) mergeSmall(text string, from, to int) int {
 	type part struct{ start, rank int }
 	var buf [smallPiece + 1]part
-	parts := buf[:len(piece)+1]
+	parts := buf[:to-from+1]
 	for i := range parts {
-		parts[i] = part{i, noRank}
+		parts[i] = part{from + i, noRank}
 	}
 	for i := 0; i+2 < len(parts); i++ {
-		parts[i].rank = b.rank(piece, parts[i].start, parts[i+2].start)
+		parts[i].rank = b.rankAt(text, parts[i].start, parts[i+2].start)
 	}
 	pairRank := func(i int) int {
 		if i+3 < len(parts) {
-			return b.rank(piece, parts[i].start, parts[i+3].start)
+			return b.rankAt(text, parts[i].start, parts[i+3].start)
 		}
 		return noRank
 	}

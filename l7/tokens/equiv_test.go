@@ -62,7 +62,7 @@ func TestHeapMatchesScan(t *testing.T) {
 			if len(piece) > smallPiece {
 				piece = piece[:smallPiece]
 			}
-			if a, b := c.bpe.mergeSmall(piece), c.bpe.mergeHeap(piece); a != b {
+			if a, b := c.bpe.mergeSmall(piece, 0, len(piece)), c.bpe.mergeHeap(piece); a != b {
 				t.Fatalf("%s %q: scan %d, heap %d", enc, piece, a, b)
 			}
 		}

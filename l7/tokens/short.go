@@ -83,7 +83,25 @@ func (t *shortTable) slot(key uint64, n uint32) uint64 {
 
 // get returns the rank of s (1 to shortKey bytes), or -1.
 func (t *shortTable) get(s string) int32 {
-	key, n := packShort(s), uint32(len(s))
+	return t.find(packShort(s), uint32(len(s)))
+}
+
+// getAt returns the rank of text[i:i+n] (n from 1 to shortKey), or -1.
+// Where eight bytes remain in text it packs the key with one load and a
+// mask instead of packShort's byte loop: the count loop looks up every
+// piece, and the loop was a tenth of counting time.
+func (t *shortTable) getAt(text string, i, n int) int32 {
+	if i+shortKey > len(text) {
+		return t.find(packShort(text[i:i+n]), uint32(n))
+	}
+	s := text[i : i+shortKey]
+	key := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	return t.find(key&(^uint64(0)>>(64-8*uint(n))), uint32(n))
+}
+
+// find returns the rank stored for a packed key of n bytes, or -1.
+func (t *shortTable) find(key uint64, n uint32) int32 {
 	for i := t.slot(key, n); ; i = (i + 1) & t.mask {
 		e := &t.slots[i]
 		if e.key == key && e.n == n {
