@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/infergate/infergate/policy"
 )
 
 // benchPrompt68 is a typical short chat prompt, 68 bytes.
@@ -39,6 +41,20 @@ var benchPromptPII = func() string {
 	b.WriteString(s[len(ins)*step:])
 	return b.String()[:4096]
 }()
+
+// benchProseL7 is what scripts/bench/l7.sh sends: one sentence of English
+// prose (test/loadgen/benchgen's filler) repeated and cut to 4096 bytes.
+var benchProseL7 = repeatTo("The quarterly report shows steady growth in every region, and the team expects demand to rise again next year as new customers arrive. ", 4096)
+
+// benchProseVaried is 4096 bytes of less regular English prose: names and
+// sentence starts in capitals, a few numbers, quotes and parentheses, and
+// words that begin injection keywords ("enter", "reveal", "system") in
+// harmless use. It has no findings.
+var benchProseVaried = repeatTo(`When Margaret Ellis took over the Northfield library in 2019, the building had not been repainted since the 1980s and the roof leaked over the reading room. She spent her first winter counting buckets. "You learn a lot about a place from where the water goes," she said later, laughing. By spring she had persuaded the town council to set aside about 40 percent of the repair budget for the roof, and the rest went to new shelving, a children's corner and better lighting near the entrance. Volunteers from the high school helped move some 12,000 books (most of them twice) while the work went on. The system for lending laptops, which she called "a small experiment," turned out to be the most popular change of all; on a busy Saturday every machine is out by ten. Visitors who enter through the east door now pass a wall of photographs that reveal how the square looked a century ago: horses, a bandstand, the old Grand Hotel before the fire. Critics on the council argued that the money would have done more good elsewhere, and the debate was not always polite. Still, attendance has doubled, and the library now stays open until eight on Thursdays. Asked what comes next, Ellis mentioned a garden behind the building and a quieter study room upstairs. `, 4096)
+
+func repeatTo(s string, n int) string {
+	return strings.Repeat(s, n/len(s)+1)[:n]
+}
 
 // naivePeer runs one regular expression per rule over the text, with the
 // same validators afterwards: what a rule list without a combined scanner
@@ -105,6 +121,8 @@ func BenchmarkInspect(b *testing.B) {
 		{"68B", benchPrompt68},
 		{"4KB", benchPrompt4K},
 		{"4KB-pii", benchPromptPII},
+		{"4KB-prose-l7", benchProseL7},
+		{"4KB-prose-varied", benchProseVaried},
 	} {
 		texts := []string{tc.text}
 		b.Run(tc.name+"/infergate", func(b *testing.B) {
@@ -129,14 +147,48 @@ func BenchmarkInspect(b *testing.B) {
 func TestBenchPeerAgrees(t *testing.T) {
 	in := mustNew(t, allRules("flag"))
 	peer := newNaivePeer()
-	for _, text := range []string{benchPrompt68, benchPrompt4K, benchPromptPII} {
+	for _, text := range []string{benchPrompt68, benchPrompt4K, benchPromptPII, benchProseL7, benchProseVaried} {
 		s := in.newScratch()
 		in.scan(text, s)
 		if got, want := peer.count(text), len(s.spans); got != want {
 			t.Errorf("peer found %d, inspector %d", got, want)
 		}
 	}
-	if len(benchPrompt4K) != 4096 || len(benchPromptPII) != 4096 || len(benchPrompt68) != 68 {
+	if len(benchPrompt4K) != 4096 || len(benchPromptPII) != 4096 || len(benchPrompt68) != 68 ||
+		len(benchProseL7) != 4096 || len(benchProseVaried) != 4096 {
 		t.Fatal("benchmark prompt sizes drifted")
+	}
+}
+
+// gatewayBenchRules are the inspection rules test/loadgen/benchgen writes
+// for scripts/bench/l7.sh, so this benchmark measures what the gateway
+// runs there.
+var gatewayBenchRules = policy.Inspection{Rules: []policy.InspectionRule{
+	{Name: "email", Detector: DetEmail, Action: "redact"},
+	{Name: "card", Detector: DetCard, Action: "redact"},
+	{Name: "ssn", Detector: DetSSN, Action: "block"},
+	{Name: "private-key", Detector: DetPrivateKey, Action: "block"},
+	{Name: "cloud-key", Detector: DetCloudKey, Action: "block"},
+	{Name: "injection", Detector: DetInjection, Action: "block"},
+	{Name: "smuggling", Detector: DetSmuggling, Action: "block"},
+	{Name: "ip", Detector: DetIP, Action: "flag"},
+}}
+
+func BenchmarkInspectGatewayRules(b *testing.B) {
+	in := mustNew(b, gatewayBenchRules)
+	for _, tc := range []struct{ name, text string }{
+		{"4KB-prose-l7", benchProseL7},
+		{"4KB-prose-varied", benchProseVaried},
+	} {
+		texts := []string{tc.text}
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.text)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if v, _ := in.Inspect(texts); len(v.Findings) != 0 {
+					b.Fatalf("clean prose has findings: %+v", v.Findings)
+				}
+			}
+		})
 	}
 }
