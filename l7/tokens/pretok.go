@@ -105,10 +105,17 @@ func isP(c rclass) bool { return c&(cS|cL|cN) == 0 }
 func isPrefix(c rclass) bool { return c&(cNL|cL|cN) == 0 }
 
 // contraction returns the length of (?i:'s|'t|'re|'ve|'m|'ll|'d) at i, or 0.
+// It is small enough to inline: it runs after every word, and nearly every
+// word is followed by something other than an apostrophe.
 func contraction(text string, i int) int {
-	if i >= len(text) || text[i] != '\'' || i+1 >= len(text) {
+	if i+1 >= len(text) || text[i] != '\'' {
 		return 0
 	}
+	return contractionAt(text, i)
+}
+
+// contractionAt is contraction after its first test.
+func contractionAt(text string, i int) int {
 	r1, s1 := utf8.DecodeRuneInString(text[i+1:])
 	switch unicode.ToLower(r1) {
 	case 's', 't', 'm', 'd':
