@@ -168,3 +168,31 @@ func TestSplitASCIIWords(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerRun holds the eight-bytes-at-a-time scan to a byte loop for
+// every byte value at every position of the first word and at the end of
+// the text.
+func TestLowerRun(t *testing.T) {
+	slow := func(text string, i int) int {
+		for i < len(text) && text[i] >= 'a' && text[i] <= 'z' {
+			i++
+		}
+		return i
+	}
+	for n := 0; n <= 20; n++ {
+		for pos := 0; pos <= n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("q", n))
+				if pos < n {
+					b[pos] = byte(c)
+				}
+				text := string(b)
+				for i := 0; i <= len(text); i++ {
+					if got, want := lowerRun(text, i), slow(text, i); got != want {
+						t.Fatalf("lowerRun(%q, %d) = %d, want %d", text, i, got, want)
+					}
+				}
+			}
+		}
+	}
+}
