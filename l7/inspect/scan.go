@@ -42,18 +42,28 @@ type scanner struct {
 	// classes.
 	class  [256]uint8
 	nclass int
-	delta  []int32 // only while building
-	// fold maps an input byte straight to its class, ASCII case folded.
-	fold [256]uint8
-	// next[row+fold[c]] is the row of the next state (state × nclass),
-	// negated-with-outBit when that state ends a keyword.
-	next     []int32
-	outs     [][]int32 // keyword ids ending in each state
+	// col[c][s] is the state after state s reads byte c, with eventBit set
+	// when that state ends a keyword or c is a trigger byte. One column
+	// per input byte (bytes of one class and trigger-ness share it) keeps
+	// the per-byte step to a single dependent load: the column is found
+	// from c alone, off the state-to-state chain, and the common step is
+	// one load and one sign test.
+	col [256][]uint32
+	// outs[s] are the keyword ids ending in state s. States are numbered
+	// breadth first, so the shallow states that ordinary text keeps
+	// returning to share the first cache lines of every column.
+	outs     [][]int32
 	keywords []keyword
+	// maxLen is the longest keyword: after that many bytes from the
+	// start state the automaton is in the same state wherever it began.
+	maxLen int
 }
 
-// outBit marks, in scanner.next, a state where keywords end.
-const outBit = int32(-1 << 31)
+// eventBit marks, in scanner.col, a step that needs attention: the new
+// state ends a keyword, or the byte read starts a validator. The entries
+// are unsigned so that loading one zero-extends it for free and the state
+// goes straight into the next step's address.
+const eventBit = 1 << 31
 
 var lower = func() (t [256]byte) {
 	for i := range t {
@@ -133,6 +143,7 @@ func (sc *scanner) build(kws []keyword) {
 	// all others share class 0.
 	sc.nclass = 1
 	for _, k := range kws {
+		sc.maxLen = max(sc.maxLen, len(k.text))
 		for i := 0; i < len(k.text); i++ {
 			c := k.text[i]
 			if sc.class[c] == 0 {
@@ -163,18 +174,16 @@ func (sc *scanner) build(kws []keyword) {
 		}
 		nodes[s].out = append(nodes[s].out, int32(id))
 	}
-	sc.delta = make([]int32, len(nodes)*sc.nclass) // state ids; replaced by next
-	sc.outs = make([][]int32, len(nodes))
-	// Breadth-first, so a node's fail target is complete before it.
-	queue := []int32{0}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
+	delta := make([]int32, len(nodes)*sc.nclass) // [state*nclass+class], trie numbering
+	// Breadth-first, so a node's fail target is complete before it; order
+	// (the queue, never shortened) becomes the state numbering.
+	order := make([]int32, 1, len(nodes))
+	for q := 0; q < len(order); q++ {
+		s := order[q]
 		n := &nodes[s]
 		if s != 0 {
 			n.out = append(n.out, nodes[n.fail].out...)
 		}
-		sc.outs[s] = n.out
 		for c := 0; c < sc.nclass; c++ {
 			nx, ok := n.next[uint8(c)]
 			switch {
@@ -182,90 +191,125 @@ func (sc *scanner) build(kws []keyword) {
 				if s == 0 {
 					nodes[nx].fail = 0
 				} else {
-					nodes[nx].fail = sc.delta[int(n.fail)*sc.nclass+c]
+					nodes[nx].fail = delta[int(n.fail)*sc.nclass+c]
 				}
-				sc.delta[int(s)*sc.nclass+c] = nx
-				queue = append(queue, nx)
+				delta[int(s)*sc.nclass+c] = nx
+				order = append(order, nx)
 			case s == 0:
-				sc.delta[c] = 0
+				delta[c] = 0
 			default:
-				sc.delta[int(s)*sc.nclass+c] = sc.delta[int(n.fail)*sc.nclass+c]
+				delta[int(s)*sc.nclass+c] = delta[int(n.fail)*sc.nclass+c]
 			}
 		}
 	}
+	id := make([]int32, len(nodes)) // trie number -> breadth-first number
+	sc.outs = make([][]int32, len(nodes))
+	for k, s := range order {
+		id[s] = int32(k)
+		sc.outs[k] = nodes[s].out
+	}
+	// One column per (class, trigger or not) pair that some byte has.
+	nst := len(nodes)
+	cols := map[int][]uint32{}
 	for c := 0; c < 256; c++ {
-		sc.fold[c] = sc.class[lower[c]]
-	}
-	sc.next = make([]int32, len(sc.delta))
-	for k, st := range sc.delta {
-		v := st * int32(sc.nclass)
-		if len(sc.outs[st]) > 0 {
-			v |= outBit
+		cls := int(sc.class[lower[c]])
+		trig := sc.trig[c] != 0
+		key := cls * 2
+		if trig {
+			key++
 		}
-		sc.next[k] = v
+		col, ok := cols[key]
+		if !ok {
+			col = make([]uint32, nst)
+			for _, s := range order {
+				to := id[delta[int(s)*sc.nclass+cls]]
+				v := uint32(to)
+				if trig || len(sc.outs[to]) > 0 {
+					v |= eventBit
+				}
+				col[id[s]] = v
+			}
+			cols[key] = col
+		}
+		sc.col[c] = col
 	}
-	sc.delta = nil
+}
+
+// cursor is where the validators of one text have got to: triggers inside
+// a stretch that a validator already matched are ignored.
+type cursor struct {
+	numSkip int // numeric triggers inside an already matched number
+	ibanTo  int
+	ipv6To  int
+	invisTo int
 }
 
 // scan finds every match in text, adds them to s.spans and counts them.
 func (in *Inspector) scan(text string, s *scratch) {
-	sc := in.sc
-	var (
-		row     int32
-		numSkip int // numeric triggers inside an already matched number are ignored
-		ibanTo  int
-		ipv6To  int
-		invisTo int
-	)
 	s.keyTo, s.injChecks, s.injDone = 0, 0, false
-	next, fold, trig := sc.next, &sc.fold, &sc.trig
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		row = next[int(row)+int(fold[c])]
-		if row < 0 {
-			row &^= outBit
-			for _, id := range sc.outs[int(row)/sc.nclass] {
-				k := &sc.keywords[id]
-				in.onKeyword(text, i+1-len(k.text), k, s)
-			}
-		}
-		t := trig[c]
-		if t == 0 {
-			continue
-		}
-		if t&tEmail != 0 {
-			if a, b, ok := matchEmail(text, i); ok {
-				in.add(s, dEmail, a, b)
-			}
-		}
-		if t&tNumber != 0 && i >= numSkip && (i == 0 || !isAlnum(text[i-1]) && text[i-1] != '.') {
-			if end := in.matchNumber(text, i, s); end > i {
-				numSkip = end
-			}
-		}
-		if t&tIBAN != 0 && i >= ibanTo && (i == 0 || !isAlnum(text[i-1])) {
-			if end, ok := matchIBAN(text, i); ok {
-				in.add(s, dIBAN, i, end)
-				ibanTo = end
-			}
-		}
-		if t&tIPv6 != 0 && i >= ipv6To {
-			a, b, ok := matchIPv6(text, i)
-			if ok {
-				in.add(s, dIP, a, b)
-			}
-			// Every ':' of the same candidate gives the same answer.
-			ipv6To = b
-		}
-		if t&tInvis != 0 && i >= invisTo {
-			if end, ok := matchInvisible(text, i); ok {
-				in.add(s, dSmuggling, i, end)
-				invisTo = end
-			}
-		}
-	}
+	var cur cursor
+	in.run(text, 0, len(text), 0, s, &cur)
 	if len(in.customs) > 0 {
 		in.scanCustom(text, s)
+	}
+}
+
+// run steps the automaton from state st over text[from:to] and handles
+// every event there; it returns the state at to.
+func (in *Inspector) run(text string, from, to int, st uint32, s *scratch, cur *cursor) uint32 {
+	col := &in.sc.col
+	t := text[:to] // validators still see all of text
+	for i := from; i < len(t); i++ {
+		st = col[t[i]][st]
+		if st&eventBit != 0 {
+			st &^= eventBit
+			in.event(text, i, st, s, cur)
+		}
+	}
+	return st
+}
+
+// event handles the byte at text[i], which took the automaton to state st
+// and either ended a keyword there or is a trigger byte.
+func (in *Inspector) event(text string, i int, st uint32, s *scratch, cur *cursor) {
+	sc := in.sc
+	for _, id := range sc.outs[st] {
+		k := &sc.keywords[id]
+		in.onKeyword(text, i+1-len(k.text), k, s)
+	}
+	t := sc.trig[text[i]]
+	if t == 0 {
+		return
+	}
+	if t&tEmail != 0 {
+		if a, b, ok := matchEmail(text, i); ok {
+			in.add(s, dEmail, a, b)
+		}
+	}
+	if t&tNumber != 0 && i >= cur.numSkip && (i == 0 || !isAlnum(text[i-1]) && text[i-1] != '.') {
+		if end := in.matchNumber(text, i, s); end > i {
+			cur.numSkip = end
+		}
+	}
+	if t&tIBAN != 0 && i >= cur.ibanTo && (i == 0 || !isAlnum(text[i-1])) {
+		if end, ok := matchIBAN(text, i); ok {
+			in.add(s, dIBAN, i, end)
+			cur.ibanTo = end
+		}
+	}
+	if t&tIPv6 != 0 && i >= cur.ipv6To {
+		a, b, ok := matchIPv6(text, i)
+		if ok {
+			in.add(s, dIP, a, b)
+		}
+		// Every ':' of the same candidate gives the same answer.
+		cur.ipv6To = b
+	}
+	if t&tInvis != 0 && i >= cur.invisTo {
+		if end, ok := matchInvisible(text, i); ok {
+			in.add(s, dSmuggling, i, end)
+			cur.invisTo = end
+		}
 	}
 }
 
