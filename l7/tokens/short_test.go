@@ -31,6 +31,12 @@ func TestLookupMatchesVocabulary(t *testing.T) {
 			if len(k) <= shortKey {
 				short++
 			}
+			// The same entry inside longer text, where getAt loads a whole
+			// word past its end.
+			padded := "\x00" + k + "\xff\xff\xff\xff\xff\xff\xff\xff"
+			if got := b.rankAt(padded, 1, 1+len(k)); got != r {
+				t.Fatalf("%s: rankAt(%q) = %d, want %d", enc, k, got, r)
+			}
 			for _, v := range []string{k + "\x00", k + "\x00\x00", k[:len(k)-1]} {
 				if v == "" {
 					continue
