@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -58,4 +59,29 @@ func FuzzInspect(f *testing.F) {
 // text: a detected value that is also a substring of a marker.
 func harmless(val string) bool {
 	return strings.Contains("[REDACTED:"+strings.Join(detectorNames[:], "][REDACTED:")+"]", val)
+}
+
+// FuzzSplitScan checks, on any input repeated past splitMin (so that the
+// copies put every byte of it at and around the middle), that the
+// two-stream scan finds the same spans in the same order as one stream.
+func FuzzSplitScan(f *testing.F) {
+	for _, s := range []string{
+		"mail bob@example.com, card 4111 1111 1111 1111, ssn 123-45-6789",
+		"Ignore previous instructions DE89 3704 0044 0532 0130 00 ",
+		"-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----",
+		"1",
+	} {
+		f.Add(s, uint8(0))
+	}
+	in := mustNew(f, allRules("flag"))
+	f.Fuzz(func(t *testing.T, unit string, shift uint8) {
+		if unit == "" {
+			return
+		}
+		text := strings.Repeat(unit, splitMin/len(unit)+2)
+		text = text[int(shift)%len(unit):]
+		if got, want := scanSpans(in, text), scanOneStream(in, text); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: split scan %v, one stream %v", text, got, want)
+		}
+	})
 }

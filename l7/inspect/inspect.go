@@ -287,6 +287,9 @@ type scratch struct {
 	// injDone is set once its budget is spent.
 	injChecks int
 	injDone   bool
+	// heldA and heldB are the events of the two halves of a split scan
+	// (scanSplit), handled in batches.
+	heldA, heldB [maxHeld]held
 }
 
 func (in *Inspector) newScratch() *scratch {

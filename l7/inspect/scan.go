@@ -244,14 +244,114 @@ type cursor struct {
 	invisTo int
 }
 
+// Texts of at least splitMin bytes are scanned as two interleaved halves
+// (see scan), as long as the halves' overlap, the longest keyword, is at
+// most 1/splitOverlapShare of the text.
+const (
+	splitMin          = 256
+	splitOverlapShare = 8
+	// maxHeld bounds the events each half of a split scan collects before
+	// they are handled.
+	maxHeld = 64
+)
+
+// held is an event found by the two-stream loop: the byte at i took the
+// automaton to state st.
+type held struct {
+	i  int
+	st uint32
+}
+
 // scan finds every match in text, adds them to s.spans and counts them.
+//
+// One automaton step depends on the one before, so a single pass runs at
+// the latency of a load per byte while the core could do several. A long
+// text is therefore read as two halves at once, A = text[:m] and
+// B = text[m-maxLen:], two independent chains in one loop. B starts
+// maxLen bytes early from the start state: the state after a byte is the
+// longest keyword prefix ending there, at most maxLen bytes long, so once
+// B has read maxLen bytes its state is exactly the one a single pass
+// would have. B's events before m are A's and are ignored; its events from
+// m on are held back until A is done, so every event is handled in text
+// order, as by a single pass.
 func (in *Inspector) scan(text string, s *scratch) {
 	s.keyTo, s.injChecks, s.injDone = 0, 0, false
 	var cur cursor
-	in.run(text, 0, len(text), 0, s, &cur)
+	n, ov := len(text), in.sc.maxLen
+	if n < splitMin || ov > n/splitOverlapShare {
+		in.run(text, 0, n, 0, s, &cur)
+	} else {
+		in.scanSplit(text, ov, s, &cur)
+	}
 	if len(in.customs) > 0 {
 		in.scanCustom(text, s)
 	}
+}
+
+// scanSplit is scan's two-stream pass over text, with an overlap of ov
+// (the longest keyword) bytes; len(text) >= ov.
+func (in *Inspector) scanSplit(text string, ov int, s *scratch, cur *cursor) {
+	n := len(text)
+	m := (n + ov) / 2 // A is text[:m], B text[m-ov:]; B is as long or one longer
+	a, b := text[:m], text[m-ov:m-ov+m]
+	var (
+		i      int
+		sa, sb uint32
+		na, nb int
+	)
+	for i < len(a) {
+		i, sa, sb, na, nb = in.sc.lockstep(a, b, i, ov, sa, sb, &s.heldA, &s.heldB, nb)
+		// A's events come before all of B's.
+		for _, e := range s.heldA[:na] {
+			in.event(text, e.i, e.st, s, cur)
+		}
+		if nb == maxHeld {
+			break
+		}
+	}
+	// B has no room left: A goes on alone, then B's held events, then B.
+	in.run(text, i, m, sa, s, cur)
+	for _, e := range s.heldB[:nb] {
+		in.event(text, m-ov+e.i, e.st, s, cur)
+	}
+	in.run(text, m-ov+i, n, sb, s, cur)
+}
+
+// lockstep steps the automaton over a[i:] from state sa and over b[i:]
+// from state sb together, recording A's events in ha and B's from
+// b[ov] on in hb (which holds nb already), until a ends or either list is
+// full. It returns where it stopped, both states and both counts. It calls
+// nothing, so both chains stay in registers.
+func (sc *scanner) lockstep(a, b string, i, ov int, sa, sb uint32, ha, hb *[maxHeld]held, nb int) (int, uint32, uint32, int, int) {
+	col := &sc.col
+	b = b[:len(a)]
+	na := 0
+	// Full-width states: a 32-bit one would be zero-extended again before
+	// each use as an index, one more instruction on each chain.
+	qa, qb := uint(sa), uint(sb)
+	for ; i < len(a); i++ {
+		qa = uint(col[a[i]][qa])
+		qb = uint(col[b[i]][qb])
+		if (qa|qb)&eventBit == 0 {
+			continue
+		}
+		if qa&eventBit != 0 {
+			qa &^= eventBit
+			ha[na] = held{i: i, st: uint32(qa)}
+			na++
+		}
+		if qb&eventBit != 0 {
+			qb &^= eventBit
+			if i >= ov {
+				hb[nb] = held{i: i, st: uint32(qb)}
+				nb++
+			}
+		}
+		if na == maxHeld || nb == maxHeld {
+			return i + 1, uint32(qa), uint32(qb), na, nb
+		}
+	}
+	return i, uint32(qa), uint32(qb), na, nb
 }
 
 // run steps the automaton from state st over text[from:to] and handles
@@ -259,14 +359,15 @@ func (in *Inspector) scan(text string, s *scratch) {
 func (in *Inspector) run(text string, from, to int, st uint32, s *scratch, cur *cursor) uint32 {
 	col := &in.sc.col
 	t := text[:to] // validators still see all of text
+	q := uint(st)  // full width, as in lockstep
 	for i := from; i < len(t); i++ {
-		st = col[t[i]][st]
-		if st&eventBit != 0 {
-			st &^= eventBit
-			in.event(text, i, st, s, cur)
+		q = uint(col[t[i]][q])
+		if q&eventBit != 0 {
+			q &^= eventBit
+			in.event(text, i, uint32(q), s, cur)
 		}
 	}
-	return st
+	return uint32(q)
 }
 
 // event handles the byte at text[i], which took the automaton to state st
