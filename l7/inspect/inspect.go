@@ -8,7 +8,7 @@
 // pass drives an Aho-Corasick automaton over the keywords of every detector
 // (injection phrases, token prefixes, deny-list words) and a byte-class
 // table that triggers the hand-written validators (e-mail at '@', numbers at
-// the start of a digit run, IBANs at an upper-case letter, IPv6 at ':',
+// the start of a digit run, IBANs at their first digit, IPv6 at ':',
 // invisible characters at their UTF-8 lead bytes). Custom regular
 // expressions are joined into one RE2 alternation and run as one more pass.
 //
@@ -289,7 +289,8 @@ type scratch struct {
 	injDone   bool
 	// heldA and heldB are the events of the two halves of a split scan
 	// (scanSplit), handled in batches.
-	heldA, heldB [maxHeld]held
+	heldA [maxHeldA]held
+	heldB [maxHeldB]held
 }
 
 func (in *Inspector) newScratch() *scratch {

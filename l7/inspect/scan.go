@@ -9,7 +9,7 @@ import (
 const (
 	tEmail  uint8 = 1 << iota // '@'
 	tNumber                   // digit, '+', '(' : card, SSN, IPv4, phone
-	tIBAN                     // 'A'-'Z'
+	tIBAN                     // digit: the first check digit, after the country code
 	tIPv6                     // ':'
 	tInvis                    // UTF-8 lead bytes of invisible characters
 )
@@ -91,7 +91,11 @@ func newScanner(in *Inspector, deny []denyWord) *scanner {
 		sc.trig['('] |= tNumber
 	}
 	if on(dIBAN) {
-		for c := 'A'; c <= 'Z'; c++ {
+		// An IBAN starts with two capitals and two digits. Triggering on
+		// the first digit rather than on every capital keeps the capitals
+		// of ordinary prose from being events at all; digits usually are
+		// already, for the numeric detectors.
+		for c := '0'; c <= '9'; c++ {
 			sc.trig[c] |= tIBAN
 		}
 	}
@@ -250,16 +254,20 @@ type cursor struct {
 const (
 	splitMin          = 256
 	splitOverlapShare = 8
-	// maxHeld bounds the events each half of a split scan collects before
-	// they are handled.
-	maxHeld = 64
+	// maxHeldA is how many events the first half collects before they are
+	// handled; maxHeldB is how many of the second half's wait for the
+	// first half to end (a 4 KB prompt of code and JSON has some 130 per
+	// half). A text with more goes on as one stream.
+	maxHeldA = 64
+	maxHeldB = 512
+	// maxSplit is the longest text split, so that an offset fits a held.
+	maxSplit = 1<<32 - 1
 )
 
-// held is an event found by the two-stream loop: the byte at i took the
-// automaton to state st.
+// held is an event found by the two-stream loop: the byte at offset i of
+// the half took the automaton to state st.
 type held struct {
-	i  int
-	st uint32
+	i, st uint32
 }
 
 // scan finds every match in text, adds them to s.spans and counts them.
@@ -278,7 +286,7 @@ func (in *Inspector) scan(text string, s *scratch) {
 	s.keyTo, s.injChecks, s.injDone = 0, 0, false
 	var cur cursor
 	n, ov := len(text), in.sc.maxLen
-	if n < splitMin || ov > n/splitOverlapShare {
+	if n < splitMin || ov > n/splitOverlapShare || uint64(n) > maxSplit {
 		in.run(text, 0, n, 0, s, &cur)
 	} else {
 		in.scanSplit(text, ov, s, &cur)
@@ -303,16 +311,16 @@ func (in *Inspector) scanSplit(text string, ov int, s *scratch, cur *cursor) {
 		i, sa, sb, na, nb = in.sc.lockstep(a, b, i, ov, sa, sb, &s.heldA, &s.heldB, nb)
 		// A's events come before all of B's.
 		for _, e := range s.heldA[:na] {
-			in.event(text, e.i, e.st, s, cur)
+			in.event(text, int(e.i), e.st, s, cur)
 		}
-		if nb == maxHeld {
+		if nb == maxHeldB {
 			break
 		}
 	}
 	// B has no room left: A goes on alone, then B's held events, then B.
 	in.run(text, i, m, sa, s, cur)
 	for _, e := range s.heldB[:nb] {
-		in.event(text, m-ov+e.i, e.st, s, cur)
+		in.event(text, m-ov+int(e.i), e.st, s, cur)
 	}
 	in.run(text, m-ov+i, n, sb, s, cur)
 }
@@ -322,7 +330,7 @@ func (in *Inspector) scanSplit(text string, ov int, s *scratch, cur *cursor) {
 // b[ov] on in hb (which holds nb already), until a ends or either list is
 // full. It returns where it stopped, both states and both counts. It calls
 // nothing, so both chains stay in registers.
-func (sc *scanner) lockstep(a, b string, i, ov int, sa, sb uint32, ha, hb *[maxHeld]held, nb int) (int, uint32, uint32, int, int) {
+func (sc *scanner) lockstep(a, b string, i, ov int, sa, sb uint32, ha *[maxHeldA]held, hb *[maxHeldB]held, nb int) (int, uint32, uint32, int, int) {
 	col := &sc.col
 	b = b[:len(a)]
 	na := 0
@@ -337,17 +345,17 @@ func (sc *scanner) lockstep(a, b string, i, ov int, sa, sb uint32, ha, hb *[maxH
 		}
 		if qa&eventBit != 0 {
 			qa &^= eventBit
-			ha[na] = held{i: i, st: uint32(qa)}
+			ha[na] = held{i: uint32(i), st: uint32(qa)}
 			na++
 		}
 		if qb&eventBit != 0 {
 			qb &^= eventBit
 			if i >= ov {
-				hb[nb] = held{i: i, st: uint32(qb)}
+				hb[nb] = held{i: uint32(i), st: uint32(qb)}
 				nb++
 			}
 		}
-		if na == maxHeld || nb == maxHeld {
+		if na == maxHeldA || nb == maxHeldB {
 			return i + 1, uint32(qa), uint32(qb), na, nb
 		}
 	}
@@ -392,9 +400,12 @@ func (in *Inspector) event(text string, i int, st uint32, s *scratch, cur *curso
 			cur.numSkip = end
 		}
 	}
-	if t&tIBAN != 0 && i >= cur.ibanTo && (i == 0 || !isAlnum(text[i-1])) {
-		if end, ok := matchIBAN(text, i); ok {
-			in.add(s, dIBAN, i, end)
+	// The candidate starts two bytes back, at a word's first capital; the
+	// candidates come in text order, as the starts would.
+	if a := i - 2; t&tIBAN != 0 && a >= cur.ibanTo && a >= 0 && isUpper(text[a]) && isUpper(text[a+1]) &&
+		(a == 0 || !isAlnum(text[a-1])) {
+		if end, ok := matchIBAN(text, a); ok {
+			in.add(s, dIBAN, a, end)
 			cur.ibanTo = end
 		}
 	}

@@ -133,3 +133,68 @@ func TestSplitScanMatchesOneStream(t *testing.T) {
 		}
 	}
 }
+
+// ibanAtCapitals finds IBANs the way the scanner once did, trying every
+// capital that starts a word: the reference for triggering at the first
+// check digit instead.
+func ibanAtCapitals(text string) [][2]int {
+	var found [][2]int
+	to := 0
+	for i := 0; i < len(text); i++ {
+		if isUpper(text[i]) && i >= to && (i == 0 || !isAlnum(text[i-1])) {
+			if end, ok := matchIBAN(text, i); ok {
+				found = append(found, [2]int{i, end})
+				to = end
+			}
+		}
+	}
+	return found
+}
+
+// TestIBANTrigger checks that triggering IBANs at their first digit finds
+// exactly what trying every word-initial capital finds: IBANs at the very
+// start and end of the text, after other capitals, glued to each other,
+// cut short at the end.
+func TestIBANTrigger(t *testing.T) {
+	only := mustNew(t, policy.Inspection{Rules: []policy.InspectionRule{{Name: "iban", Detector: DetIBAN, Action: "flag"}}})
+	all := mustNew(t, allRules("flag"))
+	ibans := []string{"DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "FR14 2004 1010 0505 0001 3M02 606", "DE89370400440532013000"}
+	texts := []string{
+		"DE89 3704 0044 0532 0130 00", "x DE89370400440532013000", "ADE89370400440532013000", "A DE89370400440532013000 B",
+		"DE89370400440532013000DE89370400440532013000", "DE89370400440532013000 DE89370400440532013000",
+		"GB82WEST12345698765432GB", "GB82WEST1234569876543", "DE", "DE8", "DE89", "D", "8", "DE 89", "(DE89370400440532013000)",
+		"1DE89370400440532013000", "DE89 3704 0044 0532 0130 00 FR14 2004 1010 0505 0001 3M02 606.",
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		var b strings.Builder
+		for b.Len() < 80 {
+			switch rng.IntN(4) {
+			case 0:
+				v := ibans[rng.IntN(len(ibans))]
+				b.WriteString(v[:len(v)-rng.IntN(3)])
+			case 1:
+				b.WriteByte(byte('A' + rng.IntN(26)))
+			case 2:
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			default:
+				b.WriteByte(" .x-"[rng.IntN(4)])
+			}
+		}
+		texts = append(texts, b.String())
+	}
+	for _, text := range texts {
+		want := ibanAtCapitals(text)
+		for _, in := range []*Inspector{only, all} {
+			var got [][2]int
+			for _, sp := range scanSpans(in, text) {
+				if in.rules[sp.rule].det == dIBAN {
+					got = append(got, [2]int{sp.start, sp.end})
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q: IBANs %v, want %v", text, got, want)
+			}
+		}
+	}
+}
