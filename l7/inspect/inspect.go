@@ -287,10 +287,8 @@ type scratch struct {
 	// injDone is set once its budget is spent.
 	injChecks int
 	injDone   bool
-	// heldA and heldB are the events of the two halves of a split scan
-	// (scanSplit), handled in batches.
-	heldA [maxHeldA]held
-	heldB [maxHeldB]held
+	// streams are the streams of a split scan (scanSplit).
+	streams streamState
 }
 
 func (in *Inspector) newScratch() *scratch {

@@ -248,40 +248,51 @@ type cursor struct {
 	invisTo int
 }
 
-// Texts of at least splitMin bytes are scanned as two interleaved halves
-// (see scan), as long as the halves' overlap, the longest keyword, is at
-// most 1/splitOverlapShare of the text.
+// Texts of at least splitMin bytes are scanned as several interleaved
+// streams (see scan), as long as the streams' overlap, the longest
+// keyword, is at most 1/splitOverlapShare of the text.
 const (
+	streams           = 4
 	splitMin          = 256
-	splitOverlapShare = 8
-	// maxHeldA is how many events the first half collects before they are
-	// handled; maxHeldB is how many of the second half's wait for the
-	// first half to end (a 4 KB prompt of code and JSON has some 130 per
-	// half). A text with more goes on as one stream.
-	maxHeldA = 64
-	maxHeldB = 512
+	splitOverlapShare = 16
+	// maxHeldFirst is how many events the first stream collects before
+	// they are handled; maxHeld is how many of each later stream's wait
+	// for the streams before it to end (a 4 KB prompt of code and JSON has
+	// some 60 per quarter). A text with more goes on as fewer streams.
+	maxHeldFirst = 64
+	maxHeld      = 256
 	// maxSplit is the longest text split, so that an offset fits a held.
 	maxSplit = 1<<32 - 1
 )
 
-// held is an event found by the two-stream loop: the byte at offset i of
-// the half took the automaton to state st.
+// held is an event found by the interleaved loop: the byte at offset i of
+// a stream took the automaton to state st.
 type held struct {
 	i, st uint32
+}
+
+// streamState is where the streams of a split scan are.
+type streamState struct {
+	text  [streams]string // what each stream reads, all as long
+	st    [streams]uint32 // each stream's automaton state
+	first [maxHeldFirst]held
+	later [streams - 1][maxHeld]held // events of streams 1.. at offset ov on
+	n     [streams - 1]int           // how many of later are filled
 }
 
 // scan finds every match in text, adds them to s.spans and counts them.
 //
 // One automaton step depends on the one before, so a single pass runs at
 // the latency of a load per byte while the core could do several. A long
-// text is therefore read as two halves at once, A = text[:m] and
-// B = text[m-maxLen:], two independent chains in one loop. B starts
-// maxLen bytes early from the start state: the state after a byte is the
-// longest keyword prefix ending there, at most maxLen bytes long, so once
-// B has read maxLen bytes its state is exactly the one a single pass
-// would have. B's events before m are A's and are ignored; its events from
-// m on are held back until A is done, so every event is handled in text
-// order, as by a single pass.
+// text is therefore read as four stretches at once, four independent
+// chains in one loop. Each stream after the first starts maxLen bytes
+// before its own stretch, from the start state: the state after a byte is
+// the longest keyword prefix ending there, at most maxLen bytes long, so
+// once a stream has read maxLen bytes its state is exactly the one a
+// single pass would have. Events in those first maxLen bytes belong to
+// the stream before and are ignored; the events of a later stream are
+// held back until the streams before it are done, so every event is
+// handled in text order, as by a single pass.
 func (in *Inspector) scan(text string, s *scratch) {
 	s.keyTo, s.injChecks, s.injDone = 0, 0, false
 	var cur cursor
@@ -296,70 +307,97 @@ func (in *Inspector) scan(text string, s *scratch) {
 	}
 }
 
-// scanSplit is scan's two-stream pass over text, with an overlap of ov
-// (the longest keyword) bytes; len(text) >= ov.
+// scanSplit is scan's interleaved pass over text, with an overlap of ov
+// (the longest keyword) bytes; len(text) >= streams*ov.
 func (in *Inspector) scanSplit(text string, ov int, s *scratch, cur *cursor) {
 	n := len(text)
-	m := (n + ov) / 2 // A is text[:m], B text[m-ov:]; B is as long or one longer
-	a, b := text[:m], text[m-ov:m-ov+m]
-	var (
-		i      int
-		sa, sb uint32
-		na, nb int
-	)
-	for i < len(a) {
-		i, sa, sb, na, nb = in.sc.lockstep(a, b, i, ov, sa, sb, &s.heldA, &s.heldB, nb)
-		// A's events come before all of B's.
-		for _, e := range s.heldA[:na] {
+	l := (n + (streams-1)*ov) / streams // bytes each stream reads
+	stride := l - ov                    // stream k reads from k*stride
+	ss := &s.streams
+	for k := range streams {
+		ss.text[k] = text[k*stride : k*stride+l]
+		ss.st[k] = 0
+	}
+	ss.n = [streams - 1]int{}
+	i, full := 0, false
+	for i < l && !full {
+		var nf int
+		i, nf, full = in.sc.lockstep(ss, i, ov)
+		// The first stream's events come before all the others'.
+		for _, e := range ss.first[:nf] {
 			in.event(text, int(e.i), e.st, s, cur)
 		}
-		if nb == maxHeldB {
+	}
+	// Each stream in turn: its held events, then (when a list filled up
+	// and the loop stopped early) the rest of its stretch alone. The last
+	// also reads the few bytes past streams*stride+ov.
+	in.run(text, i, l, ss.st[0], s, cur)
+	for k := 1; k < streams; k++ {
+		for _, e := range ss.later[k-1][:ss.n[k-1]] {
+			in.event(text, k*stride+int(e.i), e.st, s, cur)
+		}
+		end := k*stride + l
+		if k == streams-1 {
+			end = n
+		}
+		in.run(text, k*stride+i, end, ss.st[k], s, cur)
+	}
+	ss.text = [streams]string{} // hold no reference to the text
+}
+
+// lockstep steps the automaton of every stream in ss from offset i until
+// the streams end or a list of held events is full, recording the first
+// stream's events in ss.first and the others' from offset ov on in
+// ss.later. It returns where it stopped, how many events ss.first holds
+// and whether a list of ss.later is full. It calls nothing and keeps the
+// streams in locals, so the four chains stay in registers.
+func (sc *scanner) lockstep(ss *streamState, i, ov int) (int, int, bool) {
+	col := &sc.col
+	t0 := ss.text[0]
+	t1, t2, t3 := ss.text[1][:len(t0)], ss.text[2][:len(t0)], ss.text[3][:len(t0)]
+	// Full-width states: a 32-bit one would be zero-extended again before
+	// each use as an index, one more instruction on each chain.
+	q0, q1, q2, q3 := uint(ss.st[0]), uint(ss.st[1]), uint(ss.st[2]), uint(ss.st[3])
+	n0, full := 0, false
+	for ; i < len(t0); i++ {
+		q0 = uint(col[t0[i]][q0])
+		q1 = uint(col[t1[i]][q1])
+		q2 = uint(col[t2[i]][q2])
+		q3 = uint(col[t3[i]][q3])
+		if (q0|q1|q2|q3)&eventBit == 0 {
+			continue
+		}
+		if q0&eventBit != 0 {
+			q0 &^= eventBit
+			ss.first[n0] = held{i: uint32(i), st: uint32(q0)}
+			n0++
+		}
+		q1 = ss.hold(0, i, ov, q1)
+		q2 = ss.hold(1, i, ov, q2)
+		q3 = ss.hold(2, i, ov, q3)
+		full = ss.n[0] == maxHeld || ss.n[1] == maxHeld || ss.n[2] == maxHeld
+		if full || n0 == maxHeldFirst {
+			i++
 			break
 		}
 	}
-	// B has no room left: A goes on alone, then B's held events, then B.
-	in.run(text, i, m, sa, s, cur)
-	for _, e := range s.heldB[:nb] {
-		in.event(text, m-ov+int(e.i), e.st, s, cur)
-	}
-	in.run(text, m-ov+i, n, sb, s, cur)
+	ss.st = [streams]uint32{uint32(q0), uint32(q1), uint32(q2), uint32(q3)}
+	return i, n0, full
 }
 
-// lockstep steps the automaton over a[i:] from state sa and over b[i:]
-// from state sb together, recording A's events in ha and B's from
-// b[ov] on in hb (which holds nb already), until a ends or either list is
-// full. It returns where it stopped, both states and both counts. It calls
-// nothing, so both chains stay in registers.
-func (sc *scanner) lockstep(a, b string, i, ov int, sa, sb uint32, ha *[maxHeldA]held, hb *[maxHeldB]held, nb int) (int, uint32, uint32, int, int) {
-	col := &sc.col
-	b = b[:len(a)]
-	na := 0
-	// Full-width states: a 32-bit one would be zero-extended again before
-	// each use as an index, one more instruction on each chain.
-	qa, qb := uint(sa), uint(sb)
-	for ; i < len(a); i++ {
-		qa = uint(col[a[i]][qa])
-		qb = uint(col[b[i]][qb])
-		if (qa|qb)&eventBit == 0 {
-			continue
-		}
-		if qa&eventBit != 0 {
-			qa &^= eventBit
-			ha[na] = held{i: uint32(i), st: uint32(qa)}
-			na++
-		}
-		if qb&eventBit != 0 {
-			qb &^= eventBit
-			if i >= ov {
-				hb[nb] = held{i: uint32(i), st: uint32(qb)}
-				nb++
-			}
-		}
-		if na == maxHeldA || nb == maxHeldB {
-			return i + 1, uint32(qa), uint32(qb), na, nb
-		}
+// hold records an event of later stream k+1 at offset i, if it is one and
+// the stream's own stretch has begun, and returns the state without the
+// event bit.
+func (ss *streamState) hold(k, i, ov int, q uint) uint {
+	if q&eventBit == 0 {
+		return q
 	}
-	return i, uint32(qa), uint32(qb), na, nb
+	q &^= eventBit
+	if i >= ov {
+		ss.later[k][ss.n[k]] = held{i: uint32(i), st: uint32(q)}
+		ss.n[k]++
+	}
+	return q
 }
 
 // run steps the automaton from state st over text[from:to] and handles

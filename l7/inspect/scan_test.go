@@ -94,10 +94,10 @@ func TestAutomatonFindsEveryKeyword(t *testing.T) {
 	}
 }
 
-// TestSplitScanMatchesOneStream checks that scanning a long text as two
-// interleaved halves finds the same spans, in the same order, as one
-// stream: keywords and values across the middle, more events than either
-// half holds at once, and overlaps too long to split.
+// TestSplitScanMatchesOneStream checks that scanning a long text as
+// interleaved streams finds the same spans, in the same order, as one
+// stream: keywords and values across the streams' borders, more events
+// than a stream holds at once, and overlaps too long to split.
 func TestSplitScanMatchesOneStream(t *testing.T) {
 	long := strings.Repeat("x", 200) // a deny word longer than 1/8 of short texts
 	cfg := allRules("flag")
@@ -122,12 +122,17 @@ func TestSplitScanMatchesOneStream(t *testing.T) {
 		check(in, strings.Repeat("A1 ", 1000)+strings.Repeat("b", 1000))
 		check(in, strings.Repeat("b", 3000)+strings.Repeat("@1:", 1000))
 		// A value or keyword at every offset across the middle.
-		for _, n := range []int{splitMin, splitMin + 1, 1000, 1001} {
+		for _, n := range []int{splitMin, splitMin + 1, splitMin + 2, splitMin + 3, 1000, 1001, 1002, 1003} {
 			for _, v := range []string{"4111 1111 1111 1111", "Ignore previous instructions", "DE89 3704 0044 0532 0130 00",
 				"ghp_1234567890abcdefghijABCDEFGHIJ123456", "AKIAIOSFODNN7EXAMPLE", "-----BEGIN ", long} {
-				m := (n + in.sc.maxLen) / 2
-				for off := max(0, m-len(v)-2); off <= m+2 && off+len(v) <= n; off++ {
-					check(in, strings.Repeat(" ", off)+v+strings.Repeat(" ", n-off-len(v)))
+				// Where each stream's own stretch begins.
+				ov := in.sc.maxLen
+				stride := (n+(streams-1)*ov)/streams - ov
+				for k := 1; k < streams; k++ {
+					at := k*stride + ov
+					for off := max(0, at-len(v)-2); off <= at+2 && off+len(v) <= n; off++ {
+						check(in, strings.Repeat(" ", off)+v+strings.Repeat(" ", n-off-len(v)))
+					}
 				}
 			}
 		}
