@@ -466,6 +466,9 @@ func (in *Inspector) event(text string, i int, st uint32, s *scratch, cur *curso
 // matchNumber tries the numeric detectors at the start of a number and
 // returns the end of the first that matched, or -1.
 func (in *Inspector) matchNumber(text string, i int, s *scratch) int {
+	if !numberCandidate(text, i) {
+		return -1
+	}
 	on := func(d detector) bool { return len(in.byDet[d]) > 0 }
 	if on(dCard) {
 		if end, ok := matchCard(text, i); ok {
@@ -492,6 +495,27 @@ func (in *Inspector) matchNumber(text string, i int, s *scratch) int {
 		}
 	}
 	return -1
+}
+
+// numberCandidate reports whether a numeric detector could match at
+// text[i]. A digit run that is followed by none of ' ', '-' and '.' is a
+// whole number on its own ("2019,", "1980s"): a card needs more digits
+// than it has (or separators), an SSN a '-', an IPv4 address a '.', and a
+// phone number one of the three after its first one or three digits. Prose
+// has many such numbers; this keeps them from going through all four
+// validators.
+func numberCandidate(text string, i int) bool {
+	if !isDigit(text[i]) {
+		return true // '+' and '(' start phone numbers
+	}
+	end := i + 1
+	for end < len(text) && isDigit(text[end]) {
+		end++
+	}
+	if end-i >= minCardDigits {
+		return true
+	}
+	return end < len(text) && (text[end] == ' ' || text[end] == '-' || text[end] == '.')
 }
 
 func (in *Inspector) onKeyword(text string, start int, k *keyword, s *scratch) {

@@ -203,3 +203,44 @@ func TestIBANTrigger(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberCandidate checks that where numberCandidate rules a number
+// out, no numeric validator matches, on texts dense with digits and
+// separators.
+func TestNumberCandidate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pieces := []string{"4111 1111 1111 1111", "4111111111111111", "378282246310005", "123-45-6789", "198.18.0.9",
+		"+1 (555) 123-4567", "(555) 123-4567", "555.123.4567", "1-555-123-4567", "2019", "12,000"}
+	ruledOut := 0
+	for range 3000 {
+		var b strings.Builder
+		for b.Len() < 60 {
+			switch rng.IntN(3) {
+			case 0:
+				v := pieces[rng.IntN(len(pieces))]
+				b.WriteString(v[:len(v)-rng.IntN(3)])
+			case 1:
+				b.WriteByte(byte('0' + rng.IntN(10)))
+			default:
+				b.WriteByte(" -.,()+xs"[rng.IntN(9)])
+			}
+		}
+		text := b.String()
+		for i := 0; i < len(text); i++ {
+			if numberCandidate(text, i) {
+				continue
+			}
+			ruledOut++
+			_, card := matchCard(text, i)
+			_, ssn := matchSSN(text, i)
+			_, ip := matchIPv4(text, i)
+			_, phone := matchPhone(text, i)
+			if card || ssn || ip || phone {
+				t.Fatalf("%q at %d ruled out, but card %v ssn %v ipv4 %v phone %v", text, i, card, ssn, ip, phone)
+			}
+		}
+	}
+	if ruledOut == 0 {
+		t.Fatal("nothing was ruled out")
+	}
+}
