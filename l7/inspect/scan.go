@@ -47,7 +47,8 @@ type scanner struct {
 	// per input byte (bytes of one class and trigger-ness share it) keeps
 	// the per-byte step to a single dependent load: the column is found
 	// from c alone, off the state-to-state chain, and the common step is
-	// one load and one sign test.
+	// one load and one bit test. Only class 0 (bytes in no keyword) has
+	// bytes of both kinds, so there are about nclass+1 columns.
 	col [256][]uint32
 	// outs[s] are the keyword ids ending in state s. States are numbered
 	// breadth first, so the shallow states that ordinary text keeps
