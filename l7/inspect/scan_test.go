@@ -116,8 +116,8 @@ func TestSplitScanMatchesOneStream(t *testing.T) {
 		for range 300 {
 			check(in, randomText(rng, in.sc, splitMin+rng.IntN(3000)))
 		}
-		// Every byte a trigger: both halves fill their held events many
-		// times over.
+		// Every other byte a trigger: the streams fill their lists of
+		// held events.
 		check(in, strings.Repeat("1 ", 2000))
 		check(in, strings.Repeat("A1 ", 1000)+strings.Repeat("b", 1000))
 		check(in, strings.Repeat("b", 3000)+strings.Repeat("@1:", 1000))
