@@ -14,8 +14,10 @@
 // clients, sim.SharedPrefix) and workload=trace-b (prefix reuse as in a
 // published business-API trace, sim.TraceB) for policies gpu and
 // gpu-prefix, and workload=gie-high-cache (the Gateway API Inference
-// Extension's published prefix-cache benchmark, sim.GIEHighCache). With -v, per-run detail (request shares per GPU, cache hit
-// rate, rebuilds) and the gpu-l7 control runs go to stderr.
+// Extension's published prefix-cache benchmark, sim.GIEHighCache). With
+// -v, per-run detail (request shares per GPU, cache hit rate, rebuilds)
+// and the control runs go to stderr: gpu-l7, and the oracle-cache and
+// oracle-prefix bounds (see benchWorkloads).
 package main
 
 import (
@@ -62,11 +64,16 @@ func benchWorkloads(shared sim.Workload) []workload {
 		{name: "", w: sim.Chat, policies: []string{"gpu", "round-robin", "least-conn"}},
 		// gpu-l7 (per-request routing, no affinity) separates what
 		// affinity buys from what per-request routing buys, but is not
-		// one of the benchmark's reported policies.
-		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
-		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
+		// one of the benchmark's reported policies. oracle-cache and
+		// oracle-prefix route as gpu-l7 and gpu-prefix, with an infinite
+		// free prefix cache on every GPU (sim.Config.OracleCache): no
+		// router gets more or cheaper shared-prefix hits than that, so
+		// the lower of their TTFTs bounds what affinity can buy with
+		// either routing. Each also reports sim.FloorTTFT's median.
+		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
+		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
 		// The peer's own benchmark of prefix-aware routing (sim.GIEHighCache).
-		{name: "gie-high-cache", w: sim.GIEHighCache, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7"}},
+		{name: "gie-high-cache", w: sim.GIEHighCache, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
 	}
 }
 
@@ -177,12 +184,14 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 		return sim.NewGPU(names, cfg)
 	case "gpu-prefix":
 		return sim.NewGPUPrefix(names, cfg)
-	case "gpu-l7":
+	case "gpu-l7", "oracle-cache":
 		p, err := sim.NewGPUPrefix(names, cfg)
 		if err == nil {
 			p.Blind = true
 		}
 		return p, err
+	case "oracle-prefix":
+		return sim.NewGPUPrefix(names, cfg)
 	case "round-robin":
 		return &sim.RoundRobin{}, nil
 	case "least-conn":
@@ -190,6 +199,9 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 	}
 	return nil, fmt.Errorf("unknown policy %q", name)
 }
+
+// oracle reports whether policy runs with an oracle cache.
+func oracle(policy string) bool { return policy == "oracle-cache" || policy == "oracle-prefix" }
 
 func bench(out, diag io.Writer, wls []workload, o options) error {
 	var runs []*run
@@ -245,6 +257,7 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 				cfg := sim.Config{
 					Specs: fleet, Workload: r.wl.w, RequestRate: r.load * capacity[r.wl],
 					PrefixCaching: r.wl.caching, Seed: o.seed, Measure: o.measure,
+					OracleCache: oracle(r.policy),
 				}
 				r.res, r.err = sim.Run(cfg, p)
 				if g, ok := p.(*sim.GPU); ok {
@@ -275,6 +288,10 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 			prefix, r.policy, r.load, r.res.P50TTFT*1000, r.res.P99TTFT*1000, r.res.TokensPerSec)
 		fmt.Fprintf(diag, "  share=%.3f p99_by_gpu_s=%.2f hit=%.3f rebuilds=%d requests=%d\n",
 			r.res.Share, r.res.P99ByGPU, r.res.HitRate, r.rebuilds, len(r.res.Requests))
+		if oracle(r.policy) {
+			fmt.Fprintf(diag, "  p50_floor_ttft_ms=%.1f (alone on an idle GPU of the fastest type, oracle cache) busy=%.3f\n",
+				r.res.P50FloorTTFT*1000, r.res.Busy)
+		}
 	}
 	return nil
 }

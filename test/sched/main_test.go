@@ -57,7 +57,16 @@ func TestOnlyOneWorkloadAndControls(t *testing.T) {
 			t.Fatalf("line %q outside the chosen workload or a control on stdout", l)
 		}
 	}
-	if n := strings.Count(diag.String(), "workload=trace-b policy=gpu-l7 "); n != 3 {
-		t.Fatalf("%d control lines on the diagnostic stream, want 3:\n%s", n, diag.String())
+	for _, c := range []string{"gpu-l7", "oracle-cache", "oracle-prefix"} {
+		if strings.Contains(out.String(), c) {
+			t.Fatalf("control %s on stdout:\n%s", c, out.String())
+		}
+		if n := strings.Count(diag.String(), "workload=trace-b policy="+c+" "); n != 3 {
+			t.Fatalf("%d %s lines on the diagnostic stream, want 3:\n%s", n, c, diag.String())
+		}
+	}
+	// Each oracle run reports its TTFT floor and busy fractions.
+	if n := strings.Count(diag.String(), "p50_floor_ttft_ms="); n != 6 {
+		t.Fatalf("%d floor lines, want 6:\n%s", n, diag.String())
 	}
 }

@@ -30,11 +30,14 @@ type Request struct {
 	prefillNeed int      // tokens to prefill on this admission
 	prefillDone int      // of prefillNeed
 	matched     int      // tokens found cached on this admission
-	held        []*block // KV blocks referenced, in sequence order
+	held        []*block // KV blocks referenced, in sequence order, after the virtual ones
 	registered  int      // leading blocks of held already in the cache index
 	scheduled   int      // prefill tokens in the step under way
 	decoding    bool     // decodes a token in the step under way
 	Preempted   int      // times evicted for lack of KV cache
+	// virtual is how many leading blocks of the sequence an oracle cache
+	// (Engine.oracle) serves without holding them; held starts after them.
+	virtual int
 }
 
 // blockKey names a full block's content. Tokens of a shared prefix are
@@ -77,11 +80,19 @@ type block struct {
 // recently used first, as soon as any request needs a block and no empty
 // one is left. Cached prefixes therefore live in the same KV budget as the
 // running requests and survive only while the load leaves room for them.
+//
+// With oracle set as well, every full block of a request's shared prefix
+// is a hit on admission, whatever the engine computed before, and holds no
+// KV-cache room (Request.virtual): an infinite prefix cache, free of
+// charge, on every GPU. No real engine works so; it is the control that
+// bounds what prefix affinity can buy (Config.OracleCache). Decode steps
+// still read the prefix's KV, as attention over a cached prefix does.
 type Engine struct {
 	Spec    Spec
 	Index   int
 	blocks  int // total KV blocks
 	caching bool
+	oracle  bool
 	waiting []*Request
 	running []*Request
 
@@ -191,7 +202,12 @@ func (e *Engine) release(r *Request) {
 	}
 	r.held = r.held[:0]
 	r.registered = 0
+	r.virtual = 0
 }
+
+// covered is how many tokens of r's sequence have a KV slot: its virtual
+// blocks and those it holds.
+func (r *Request) covered() int { return (r.virtual + len(r.held)) * BlockTokens }
 
 // register indexes r's blocks that are now complete (computed), up to
 // tokens of its sequence. A block whose content is already indexed (two
@@ -200,13 +216,13 @@ func (e *Engine) register(r *Request, tokens int) {
 	if !e.caching {
 		return
 	}
-	full := min(tokens/BlockTokens, len(r.held))
+	full := min(tokens/BlockTokens-r.virtual, len(r.held))
 	for ; r.registered < full; r.registered++ {
 		b := r.held[r.registered]
 		if b.hashed {
 			continue
 		}
-		k := keyOf(r, r.registered)
+		k := keyOf(r, r.virtual+r.registered)
 		if _, dup := e.index[k]; dup {
 			continue
 		}
@@ -236,8 +252,12 @@ func (e *Engine) admit() bool {
 	// Longest run of cached leading blocks; the last token is always
 	// computed (it yields the next token's logits), as in vLLM.
 	var hit []*block
+	virtual := 0
+	if e.caching && e.oracle && r.Prefix >= 0 {
+		virtual = min(r.PrefixLen/BlockTokens, (tokens-1)/BlockTokens)
+	}
 	if e.caching {
-		for i := 0; i < (tokens-1)/BlockTokens; i++ {
+		for i := virtual; i < (tokens-1)/BlockTokens; i++ {
 			b, ok := e.index[keyOf(r, i)]
 			if !ok {
 				break
@@ -245,7 +265,7 @@ func (e *Engine) admit() bool {
 			hit = append(hit, b)
 		}
 	}
-	need := blocksFor(tokens) - len(hit)
+	need := blocksFor(tokens) - virtual - len(hit)
 	reusedFree := 0
 	for _, b := range hit {
 		if b.refs == 0 {
@@ -265,10 +285,11 @@ func (e *Engine) admit() bool {
 		r.held = append(r.held, b)
 	}
 	r.registered = len(hit)
+	r.virtual = virtual
 	for range need {
 		r.held = append(r.held, e.take())
 	}
-	r.matched = len(hit) * BlockTokens
+	r.matched = (virtual + len(hit)) * BlockTokens
 	if r.FirstToken < 0 {
 		r.CachedTokens = min(r.matched, r.Prompt)
 		r.CacheHit = r.CachedTokens > 0
@@ -292,7 +313,7 @@ func (e *Engine) Start(now float64) (dur float64, ok bool) {
 	for {
 		need := 0
 		for _, r := range e.running {
-			if r.prefillDone == r.prefillNeed && r.Prompt+r.generated > len(r.held)*BlockTokens {
+			if r.prefillDone == r.prefillNeed && r.Prompt+r.generated > r.covered() {
 				need++
 			}
 		}
@@ -306,7 +327,7 @@ func (e *Engine) Start(now float64) (dur float64, ok bool) {
 	for _, r := range e.running {
 		if r.prefillDone == r.prefillNeed {
 			r.decoding = true
-			if r.Prompt+r.generated > len(r.held)*BlockTokens {
+			if r.Prompt+r.generated > r.covered() {
 				r.held = append(r.held, e.take())
 			}
 			decodeSeqs++

@@ -39,6 +39,13 @@ type Config struct {
 	Seed        uint64
 	// PrefixCaching turns on automatic prefix caching in every engine.
 	PrefixCaching bool
+	// OracleCache (with PrefixCaching) gives every engine an infinite,
+	// free cache of the shared prefixes: every full block of a request's
+	// system prompt is a hit on whichever GPU the request lands on, and
+	// takes no KV-cache room (Engine). No router can make shared-prefix
+	// hits more frequent or cheaper than that, so a run with it bounds
+	// what prefix affinity can buy on the same fleet and traffic.
+	OracleCache bool
 
 	ReportInterval, ReportDelay float64
 	Warmup, Measure             float64
@@ -58,6 +65,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("sim: bad warmup or measurement window")
 	case !(c.ReportInterval > 0) || c.ReportDelay < 0:
 		return c, errors.New("sim: bad report interval or delay")
+	case c.OracleCache && !c.PrefixCaching:
+		return c, errors.New("sim: an oracle cache needs prefix caching")
 	}
 	return c, c.Workload.validate(c.Specs)
 }
@@ -72,6 +81,12 @@ type Result struct {
 	// HitRate: fraction of the window's prompt tokens served from the
 	// prefix cache (vLLM's prefix_cache_hits / prefix_cache_queries).
 	HitRate float64
+	// P50FloorTTFT is the median over the same requests of the least
+	// TTFT each could have under any policy on this fleet with an oracle
+	// cache (FloorTTFT): no queue, no batch, the fastest GPU.
+	P50FloorTTFT float64
+	// Busy is the fraction of the window each backend spent in steps.
+	Busy []float64
 	// Share of the window's requests per backend, and each backend's p99.
 	Share    []float64
 	P99ByGPU []float64
@@ -89,6 +104,10 @@ const (
 	evSnap
 	evDeliver
 	evTick
+	// evOpen and evClose mark the measurement window, to take each
+	// engine's busy time in it.
+	evOpen
+	evClose
 )
 
 type event struct {
@@ -130,6 +149,7 @@ type runner struct {
 	sent       []*Request
 	windowToks int
 	lastBusy   []float64
+	windowBusy []float64 // busy time in the window, per engine
 }
 
 func (s *runner) push(e *event) {
@@ -167,7 +187,9 @@ func Run(cfg Config, p Policy) (Result, error) {
 	s := &runner{cfg: cfg, pol: p, end: cfg.Warmup + cfg.Measure}
 	names := BackendNames(cfg.Specs)
 	for i, sp := range cfg.Specs {
-		s.engines = append(s.engines, NewEngine(sp, i, cfg.PrefixCaching))
+		e := NewEngine(sp, i, cfg.PrefixCaching)
+		e.oracle = cfg.OracleCache
+		s.engines = append(s.engines, e)
 	}
 	s.view = View{
 		Backends: names, OpenConns: make([]int, len(names)), InFlight: make([]int, len(names)),
@@ -185,6 +207,9 @@ func Run(cfg Config, p Policy) (Result, error) {
 		s.push(&event{t: phase, kind: evSnap, idx: i})
 	}
 	s.push(&event{t: cfg.ReportInterval, kind: evTick})
+	s.windowBusy = make([]float64, len(names))
+	s.push(&event{t: cfg.Warmup, kind: evOpen})
+	s.push(&event{t: s.end, kind: evClose})
 
 	for n := 0; s.q.Len() > 0; n++ {
 		if n > maxEvents {
@@ -218,6 +243,14 @@ func Run(cfg Config, p Policy) (Result, error) {
 			}
 			p.Tick(&s.view)
 			s.push(&event{t: e.t + cfg.ReportInterval, kind: evTick})
+		case evOpen:
+			for i, en := range s.engines {
+				s.windowBusy[i] -= en.BusyTime(e.t)
+			}
+		case evClose:
+			for i, en := range s.engines {
+				s.windowBusy[i] += en.BusyTime(e.t)
+			}
 		}
 	}
 	for _, r := range s.sent {
@@ -299,7 +332,7 @@ func (s *runner) report(i int, now float64) score.Report {
 
 func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
-	var ttft []float64
+	var ttft, floor []float64
 	per := make([][]float64, len(s.engines))
 	var promptToks, cachedToks float64
 	for _, r := range s.sent {
@@ -307,6 +340,7 @@ func (s *runner) result() Result {
 			continue
 		}
 		ttft = append(ttft, r.FirstToken-r.Arrive)
+		floor = append(floor, FloorTTFT(s.cfg.Specs, r))
 		per[r.Backend] = append(per[r.Backend], r.FirstToken-r.Arrive)
 		res.Share[r.Backend]++
 		promptToks += float64(r.Prompt)
@@ -322,11 +356,38 @@ func (s *runner) result() Result {
 	}
 	res.P50TTFT = quantile(ttft, 0.50)
 	res.P99TTFT = quantile(ttft, 0.99)
+	slices.Sort(floor)
+	res.P50FloorTTFT = quantile(floor, 0.50)
 	res.TokensPerSec = float64(s.windowToks) / s.cfg.Measure
+	for _, b := range s.windowBusy {
+		res.Busy = append(res.Busy, b/s.cfg.Measure)
+	}
 	if promptToks > 0 {
 		res.HitRate = cachedToks / promptToks
 	}
 	return res
+}
+
+// FloorTTFT is the least time to first token r can have on any GPU of
+// specs, whatever the policy and the cache: alone on an idle engine (no
+// queue, no other sequence in its steps), with every full block of its
+// shared prefix cached (the oracle cache), so only the rest of its prompt
+// is prefilled, in chunks of the step budget.
+func FloorTTFT(specs []Spec, r *Request) float64 {
+	cached := 0
+	if r.Prefix >= 0 {
+		// As in admit: full blocks only, and never the prompt's last token.
+		cached = min(r.PrefixLen/BlockTokens, (r.Prompt-1)/BlockTokens) * BlockTokens
+	}
+	best := math.Inf(1)
+	for _, sp := range specs {
+		t := 0.0
+		for left := r.Prompt - cached; left > 0; left -= sp.MaxBatchedTokens {
+			t += sp.StepTime(0, 0, min(left, sp.MaxBatchedTokens))
+		}
+		best = min(best, t)
+	}
+	return best
 }
 
 // quantile of sorted xs (nearest rank); NaN when empty.
