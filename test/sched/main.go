@@ -16,8 +16,8 @@
 // gpu-prefix, and workload=gie-high-cache (the Gateway API Inference
 // Extension's published prefix-cache benchmark, sim.GIEHighCache). With
 // -v, per-run detail (request shares per GPU, cache hit rate, rebuilds)
-// and the control runs go to stderr: gpu-l7, and the oracle-cache and
-// oracle-prefix bounds (see benchWorkloads).
+// and the control runs go to stderr: gpu-l7, and the oracle-cache,
+// oracle-prefix and oracle-jsq bounds (see benchWorkloads).
 package main
 
 import (
@@ -69,11 +69,15 @@ func benchWorkloads(shared sim.Workload) []workload {
 		// free prefix cache on every GPU (sim.Config.OracleCache): no
 		// router gets more or cheaper shared-prefix hits than that, so
 		// the lower of their TTFTs bounds what affinity can buy with
-		// either routing. Each also reports sim.FloorTTFT's median.
-		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
-		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
+		// either routing. oracle-jsq adds the cache to an idealised
+		// join-the-shortest-queue router that knows every GPU's true
+		// capacity (sim.LeastWork), to see whether better balance
+		// than the real routers' would lower the bound. Each also
+		// reports sim.FloorTTFT's median.
+		{name: "shared-prefix", w: shared, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix", "oracle-jsq"}},
+		{name: "trace-b", w: sim.TraceB, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix", "oracle-jsq"}},
 		// The peer's own benchmark of prefix-aware routing (sim.GIEHighCache).
-		{name: "gie-high-cache", w: sim.GIEHighCache, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix"}},
+		{name: "gie-high-cache", w: sim.GIEHighCache, caching: true, policies: []string{"gpu", "gpu-prefix"}, controls: []string{"gpu-l7", "oracle-cache", "oracle-prefix", "oracle-jsq"}},
 	}
 }
 
@@ -178,7 +182,8 @@ func fleetCapacity(w sim.Workload, caching bool, seed uint64, n int) (float64, [
 	return total, per
 }
 
-func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error) {
+// newPolicy returns the named policy; per is each backend's capacity.
+func newPolicy(name string, names []string, per []float64, cfg score.Config) (sim.Policy, error) {
 	switch name {
 	case "gpu":
 		return sim.NewGPU(names, cfg)
@@ -192,6 +197,8 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 		return p, err
 	case "oracle-prefix":
 		return sim.NewGPUPrefix(names, cfg)
+	case "oracle-jsq":
+		return &sim.LeastWork{Capacity: per}, nil
 	case "round-robin":
 		return &sim.RoundRobin{}, nil
 	case "least-conn":
@@ -201,7 +208,9 @@ func newPolicy(name string, names []string, cfg score.Config) (sim.Policy, error
 }
 
 // oracle reports whether policy runs with an oracle cache.
-func oracle(policy string) bool { return policy == "oracle-cache" || policy == "oracle-prefix" }
+func oracle(policy string) bool {
+	return policy == "oracle-cache" || policy == "oracle-prefix" || policy == "oracle-jsq"
+}
 
 func bench(out, diag io.Writer, wls []workload, o options) error {
 	var runs []*run
@@ -224,6 +233,7 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 	// Capacities first (one calibration per workload and GPU type), so
 	// that loads are fractions of what this fleet can serve of each.
 	capacity := map[*workload]float64{}
+	perGPU := map[*workload][]float64{}
 	for _, r := range runs {
 		if _, ok := capacity[r.wl]; ok {
 			continue
@@ -233,7 +243,7 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 			n = calibrationRequests
 		}
 		c, per := fleetCapacity(r.wl.w, r.wl.caching, o.seed, n)
-		capacity[r.wl] = c
+		capacity[r.wl], perGPU[r.wl] = c, per
 		name := r.wl.name
 		if name == "" {
 			name = "chat"
@@ -249,7 +259,7 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 		go func() {
 			defer wg.Done()
 			for r := range work {
-				p, err := newPolicy(r.policy, names, o.scoreCfg)
+				p, err := newPolicy(r.policy, names, perGPU[r.wl], o.scoreCfg)
 				if err != nil {
 					r.err = err
 					continue

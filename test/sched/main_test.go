@@ -57,7 +57,7 @@ func TestOnlyOneWorkloadAndControls(t *testing.T) {
 			t.Fatalf("line %q outside the chosen workload or a control on stdout", l)
 		}
 	}
-	for _, c := range []string{"gpu-l7", "oracle-cache", "oracle-prefix"} {
+	for _, c := range []string{"gpu-l7", "oracle-cache", "oracle-prefix", "oracle-jsq"} {
 		if strings.Contains(out.String(), c) {
 			t.Fatalf("control %s on stdout:\n%s", c, out.String())
 		}
@@ -66,7 +66,7 @@ func TestOnlyOneWorkloadAndControls(t *testing.T) {
 		}
 	}
 	// Each oracle run reports its TTFT floor and busy fractions.
-	if n := strings.Count(diag.String(), "p50_floor_ttft_ms="); n != 6 {
-		t.Fatalf("%d floor lines, want 6:\n%s", n, diag.String())
+	if n := strings.Count(diag.String(), "p50_floor_ttft_ms="); n != 9 {
+		t.Fatalf("%d floor lines, want 9:\n%s", n, diag.String())
 	}
 }

@@ -69,6 +69,37 @@ func (p *LeastConn) Pick(v *View, _ *Conn, _ *Request) int {
 	return best
 }
 
+// LeastWork is an idealised per-request router for controls: it sends
+// each request to the backend with the least in-flight work for its
+// speed, (InFlight+1)/Capacity, knowing every backend's true capacity
+// (join the shortest queue, weighted), with no prefix affinity. Ties go
+// round robin.
+type LeastWork struct {
+	// Capacity is each backend's saturated request rate (Capacity).
+	Capacity []float64
+	next     int
+}
+
+func (*LeastWork) Name() string                    { return "least-work" }
+func (*LeastWork) PerRequest() bool                { return true }
+func (*LeastWork) Report(*View, int, score.Report) {}
+func (*LeastWork) Tick(*View)                      {}
+func (p *LeastWork) Pick(v *View, _ *Conn, _ *Request) int {
+	n := len(v.Backends)
+	best, bestCost := -1, 0.0
+	for k := 0; k < n; k++ {
+		i := (p.next + k) % n
+		if !(p.Capacity[i] > 0) {
+			continue
+		}
+		if c := float64(v.InFlight[i]+1) / p.Capacity[i]; best < 0 || c < bestCost {
+			best, bestCost = i, c
+		}
+	}
+	p.next++
+	return max(best, 0)
+}
+
 // GPU is issue 6's policy at L4: the agent feeds load reports to the real
 // score.Weighter, and when Weighter.Next says the weights moved past its
 // threshold the real Maglev builder makes a new table; new connections

@@ -29,6 +29,27 @@ func TestRoundRobinAndLeastConn(t *testing.T) {
 	}
 }
 
+// LeastWork picks the backend whose in-flight requests, one more
+// counted, are the fewest for its capacity, and spreads ties.
+func TestLeastWork(t *testing.T) {
+	v := testView(4)
+	p := &LeastWork{Capacity: []float64{4, 4, 0.2, 0.2}}
+	// (0+1)/4 on both H100s beats (0+1)/0.2 on the A10s; ties alternate.
+	a, b := p.Pick(v, &Conn{}, nil), p.Pick(v, &Conn{}, nil)
+	if a > 1 || b > 1 || a == b {
+		t.Fatalf("idle fleet: picks %d then %d, want both H100s", a, b)
+	}
+	// An idle A10 (1/0.2 = 5) wins only once every H100 is past 5.
+	v.InFlight = []int{18, 20, 0, 0}
+	if got := p.Pick(v, &Conn{}, nil); got != 0 {
+		t.Fatalf("in flight %v: pick %d, want 0 (19/4 < 5)", v.InFlight, got)
+	}
+	v.InFlight = []int{20, 20, 0, 1}
+	if got := p.Pick(v, &Conn{}, nil); got != 2 {
+		t.Fatalf("in flight %v: pick %d, want 2", v.InFlight, got)
+	}
+}
+
 func shareOf(g *GPU, b int) float64 {
 	n := 0
 	for _, id := range g.table {
