@@ -296,8 +296,8 @@ func bench(out, diag io.Writer, wls []workload, o options) error {
 		}
 		fmt.Fprintf(w, "%spolicy=%s load=%.2f p50_ttft_ms=%.1f p99_ttft_ms=%.1f tokens_per_s=%.0f\n",
 			prefix, r.policy, r.load, r.res.P50TTFT*1000, r.res.P99TTFT*1000, r.res.TokensPerSec)
-		fmt.Fprintf(diag, "  share=%.3f p99_by_gpu_s=%.2f hit=%.3f rebuilds=%d requests=%d\n",
-			r.res.Share, r.res.P99ByGPU, r.res.HitRate, r.rebuilds, len(r.res.Requests))
+		fmt.Fprintf(diag, "  share=%.3f p99_by_gpu_s=%.2f hit=%.3f shared_hit=%.3f rebuilds=%d requests=%d\n",
+			r.res.Share, r.res.P99ByGPU, r.res.HitRate, r.res.SharedHitRate, r.rebuilds, len(r.res.Requests))
 		if oracle(r.policy) {
 			fmt.Fprintf(diag, "  p50_floor_ttft_ms=%.1f (alone on an idle GPU of the fastest type, oracle cache) busy=%.3f\n",
 				r.res.P50FloorTTFT*1000, r.res.Busy)

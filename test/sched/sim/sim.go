@@ -81,6 +81,10 @@ type Result struct {
 	// HitRate: fraction of the window's prompt tokens served from the
 	// prefix cache (vLLM's prefix_cache_hits / prefix_cache_queries).
 	HitRate float64
+	// SharedHitRate: fraction of the window's shared-prefix tokens that an
+	// infinite cache could serve (the full blocks of each request's system
+	// prompt) that the prefix cache did serve; 1 under OracleCache.
+	SharedHitRate float64
 	// P50FloorTTFT is the median over the same requests of the least
 	// TTFT each could have under any policy on this fleet with an oracle
 	// cache (FloorTTFT): no queue, no batch, the fastest GPU.
@@ -334,7 +338,7 @@ func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
 	var ttft, floor []float64
 	per := make([][]float64, len(s.engines))
-	var promptToks, cachedToks float64
+	var promptToks, cachedToks, sharedToks, sharedHit float64
 	for _, r := range s.sent {
 		if r.Arrive < s.cfg.Warmup || r.Arrive >= s.end {
 			continue
@@ -345,6 +349,9 @@ func (s *runner) result() Result {
 		res.Share[r.Backend]++
 		promptToks += float64(r.Prompt)
 		cachedToks += float64(r.CachedTokens)
+		full := fullPrefix(r)
+		sharedToks += float64(full)
+		sharedHit += float64(min(r.CachedTokens, full))
 	}
 	for i := range res.Share {
 		res.Share[i] /= math.Max(float64(len(ttft)), 1)
@@ -365,7 +372,20 @@ func (s *runner) result() Result {
 	if promptToks > 0 {
 		res.HitRate = cachedToks / promptToks
 	}
+	if sharedToks > 0 {
+		res.SharedHitRate = sharedHit / sharedToks
+	}
 	return res
+}
+
+// fullPrefix is how many of r's prompt tokens an oracle cache serves: the
+// full blocks of its system prompt (as in admit, never the prompt's last
+// token).
+func fullPrefix(r *Request) int {
+	if r.Prefix < 0 {
+		return 0
+	}
+	return min(r.PrefixLen/BlockTokens, (r.Prompt-1)/BlockTokens) * BlockTokens
 }
 
 // FloorTTFT is the least time to first token r can have on any GPU of
@@ -374,11 +394,7 @@ func (s *runner) result() Result {
 // shared prefix cached (the oracle cache), so only the rest of its prompt
 // is prefilled, in chunks of the step budget.
 func FloorTTFT(specs []Spec, r *Request) float64 {
-	cached := 0
-	if r.Prefix >= 0 {
-		// As in admit: full blocks only, and never the prompt's last token.
-		cached = min(r.PrefixLen/BlockTokens, (r.Prompt-1)/BlockTokens) * BlockTokens
-	}
+	cached := fullPrefix(r)
 	best := math.Inf(1)
 	for _, sp := range specs {
 		t := 0.0

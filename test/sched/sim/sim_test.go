@@ -573,15 +573,6 @@ func TestGIEHighCacheShape(t *testing.T) {
 	}
 }
 
-// fullPrefix is the shared-prefix tokens an oracle cache serves r: the
-// full blocks of its system prompt, never the prompt's last token.
-func fullPrefix(r *Request) int {
-	if r.Prefix < 0 {
-		return 0
-	}
-	return min(r.PrefixLen/BlockTokens, (r.Prompt-1)/BlockTokens) * BlockTokens
-}
-
 // An oracle engine serves a system prompt it never computed, prefills only
 // the rest, and keeps no block of the prompt: a lone request's TTFT is
 // FloorTTFT exactly, and its KV use is its own part only.
@@ -667,6 +658,9 @@ func TestOracleCacheRun(t *testing.T) {
 	}
 	if prefixed == 0 || got != want {
 		t.Fatalf("oracle: %.0f of %.0f shared-prefix tokens hit over %d requests; want all", got, want, prefixed)
+	}
+	if oracle.SharedHitRate != 1 || !(plain.SharedHitRate > 0 && plain.SharedHitRate < 1) {
+		t.Fatalf("shared-prefix hit rate: oracle %v (want 1), plain %v (want in (0, 1))", oracle.SharedHitRate, plain.SharedHitRate)
 	}
 	for _, e := range oracle.Engines {
 		for k := range e.index {
