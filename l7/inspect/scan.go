@@ -253,6 +253,9 @@ type cursor struct {
 // streams (see scan), as long as the streams' overlap, the longest
 // keyword, is at most 1/splitOverlapShare of the text.
 const (
+	// streams is how many stretches are read at once; lockstep is written
+	// out for four. Two already hide most of a step's load latency, four
+	// were some 15% faster again on 4 KB of prose.
 	streams           = 4
 	splitMin          = 256
 	splitOverlapShare = 16
@@ -309,7 +312,8 @@ func (in *Inspector) scan(text string, s *scratch) {
 }
 
 // scanSplit is scan's interleaved pass over text, with an overlap of ov
-// (the longest keyword) bytes; len(text) >= streams*ov.
+// (the longest keyword) bytes; len(text) is at least splitOverlapShare*ov,
+// so every stream reads past its overlap.
 func (in *Inspector) scanSplit(text string, ov int, s *scratch, cur *cursor) {
 	n := len(text)
 	l := (n + (streams-1)*ov) / streams // bytes each stream reads
