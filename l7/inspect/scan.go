@@ -254,8 +254,8 @@ type cursor struct {
 // keyword, is at most 1/splitOverlapShare of the text.
 const (
 	// streams is how many stretches are read at once; lockstep is written
-	// out for four. Two already hide most of a step's load latency, four
-	// were some 15% faster again on 4 KB of prose.
+	// out for four. Two already hide much of a step's load latency; four
+	// were 8-18% faster again on 4 KB of prose.
 	streams           = 4
 	splitMin          = 256
 	splitOverlapShare = 16
