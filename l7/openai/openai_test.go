@@ -290,6 +290,11 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		`{"model":"m","prompt":[[1,2],"a"],"input":" x ","x":[{"a":[1e5,-2.5E-3,true,false,null]}]}`,
 		`{"model":"m","messages":[{"role":5}]}`,
 		"{\"model\":\"\xff\xfe\",\"messages\":[{\"content\":\"\\u00e9\\n\"}]} ",
+		// A later content key replaces a string content the decoder has
+		// already scanned: its scan must not outlive it.
+		`{"model":"m","messages":[{"role":"user","content":"a","content":5}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"a","content":[{"type":"text","text":"b"}]}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"a","content":null}]}`,
 	} {
 		f.Add(uint8(0), []byte(s))
 	}

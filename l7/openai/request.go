@@ -84,6 +84,14 @@ type Message struct {
 	Content    json.RawMessage `json:"content"`
 	ToolCalls  json.RawMessage `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
+
+	// contentRaw and contentEsc keep the fast decoder's scan of a string
+	// content (the bytes between the quotes, and whether they hold
+	// escapes), so that addContent need not scan the largest value of the
+	// request a second time; contentScanned says they are set.
+	contentRaw     []byte
+	contentEsc     bool
+	contentScanned bool
 }
 
 // Text is one piece of prompt text and where it came from.
@@ -186,6 +194,8 @@ func (r *Request) addContent(i int) error {
 	c := bytes.TrimSpace(m.Content)
 	switch {
 	case len(c) == 0 || string(c) == "null":
+	case m.contentScanned:
+		r.Texts = append(r.Texts, Text{Value: text(m.contentRaw, m.contentEsc), Message: i, Part: -1, Item: -1})
 	case c[0] == '"':
 		sc := scanner{b: c}
 		raw, esc, err := sc.str()

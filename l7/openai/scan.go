@@ -526,6 +526,16 @@ func (r *Request) decodeFast(body []byte) error {
 						case "tool_call_id":
 							dst = &m.ToolCallID
 						case "content":
+							m.contentScanned = false
+							if s.ws(); s.peek() == '"' {
+								start := s.i
+								raw, esc, err := s.str()
+								if err != nil {
+									return err
+								}
+								m.Content, m.contentRaw, m.contentEsc, m.contentScanned = s.b[start:s.i], raw, esc, true
+								return nil
+							}
 							v, err := s.skip()
 							m.Content = v
 							if err == nil && len(v) == 4 && string(v) == "null" {
