@@ -56,6 +56,16 @@ func (b *bpe) count(text string) int {
 			_, size := utf8.DecodeRuneInString(text[i:])
 			j = i + size
 		}
+		// The common piece, a vocabulary entry of at most shortKey bytes
+		// with a whole word of text left to load, is looked up here
+		// rather than through countPiece's calls.
+		if k := j - i; k >= 2 && k <= shortKey && i+shortKey <= len(text) {
+			if b.short.find(load64(text[i:i+shortKey])&(^uint64(0)>>(64-8*uint(k))), uint32(k)) >= 0 {
+				n++
+				i = j
+				continue
+			}
+		}
 		n += b.countPiece(text, i, j)
 		i = j
 	}
