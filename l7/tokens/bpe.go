@@ -25,6 +25,7 @@ type bpe struct {
 	long  map[string]int32
 	// piece returns the end of the piece that starts at i.
 	piece func(text string, i int) int
+	o200k bool
 }
 
 func newBPE(ranks map[string]int, encoding string) *bpe {
@@ -36,7 +37,7 @@ func newBPE(ranks map[string]int, encoding string) *bpe {
 		}
 	}
 	if encoding == O200K {
-		b.piece = o200kPiece
+		b.piece, b.o200k = o200kPiece, true
 	}
 	return b
 }
@@ -51,7 +52,16 @@ func (b *bpe) count(text string) int {
 	}
 	n := 0
 	for i := 0; i < len(text); {
-		j := b.piece(text, i)
+		// o200k's common piece, a word of ASCII letters, is found by a
+		// direct call rather than through the piece function value.
+		var j int
+		if b.o200k {
+			if j = o200kASCIIWord(text, i); j < 0 {
+				j = o200kOther(text, i)
+			}
+		} else {
+			j = b.piece(text, i)
+		}
 		if j <= i { // cannot happen: every rune belongs to some alternative
 			_, size := utf8.DecodeRuneInString(text[i:])
 			j = i + size

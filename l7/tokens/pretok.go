@@ -280,6 +280,11 @@ func o200kPiece(text string, i int) int {
 	if j := o200kASCIIWord(text, i); j >= 0 {
 		return j
 	}
+	return o200kOther(text, i)
+}
+
+// o200kOther is o200kPiece where o200kASCIIWord found no piece.
+func o200kOther(text string, i int) int {
 	c, n := classAt(text, i)
 	for alt := 1; alt <= 2; alt++ {
 		if isPrefix(c) {
