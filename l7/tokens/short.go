@@ -94,15 +94,17 @@ func (t *shortTable) getAt(text string, i, n int) int32 {
 	if i+shortKey > len(text) {
 		return t.find(packShort(text[i:i+n]), uint32(n))
 	}
-	return t.find(load64(text[i:i+shortKey])&(^uint64(0)>>(64-8*uint(n))), uint32(n))
+	return t.find(packAt(text, i, n), uint32(n))
 }
 
-// load64 reads the first eight bytes of s little-endian; the compiler
-// makes it one load.
-func load64(s string) uint64 {
-	_ = s[7]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+// packAt is packShort(text[i:i+n]) for n from 1 to shortKey where eight
+// bytes remain in text: one load (the compiler merges the byte reads) and
+// a mask.
+func packAt(text string, i, n int) uint64 {
+	s := text[i : i+shortKey]
+	k := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	return k & (^uint64(0) >> (64 - 8*uint(n)))
 }
 
 // find returns the rank stored for a packed key of n bytes, or -1.
