@@ -101,8 +101,7 @@ func TestInvariantsEveryPolicy(t *testing.T) {
 // A cache so small that running requests outgrow it forces preemption;
 // nothing may be lost or exceed the cache.
 func TestPreemptionKeepsInvariants(t *testing.T) {
-	tiny := A10
-	tiny.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 12000*KVBytesPerToken // 12k tokens
+	tiny := tinyA10()
 	cfg := shortConfig(Chat, 6, false)
 	cfg.Specs = []Spec{tiny}
 	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000 // fits the cache alone
@@ -449,8 +448,7 @@ func TestPrefixCacheCompetesWithRunningRequests(t *testing.T) {
 // and cached blocks evicted all the time, nothing is lost, nothing exceeds
 // the cache, and the index stays consistent (checkRun).
 func TestCacheUnderPreemptionKeepsInvariants(t *testing.T) {
-	tiny := A10
-	tiny.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 12000*KVBytesPerToken
+	tiny := tinyA10()
 	cfg := shortConfig(Chat, 6, true)
 	cfg.Specs = []Spec{tiny}
 	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000
@@ -699,8 +697,7 @@ func TestOracleCacheRun(t *testing.T) {
 // Under preemption the oracle's virtual blocks are given up and taken
 // again like held ones: nothing is lost and the cache is never exceeded.
 func TestOracleCacheUnderPreemption(t *testing.T) {
-	tiny := A10
-	tiny.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 12000*KVBytesPerToken // 12k tokens
+	tiny := tinyA10()
 	cfg := shortConfig(SharedPrefix, 4, true)
 	cfg.Specs = []Spec{tiny}
 	cfg.OracleCache = true
@@ -724,4 +721,12 @@ func TestOracleCacheUnderPreemption(t *testing.T) {
 		t.Fatal("no preemption happened; the test does not test it")
 	}
 	t.Logf("%d preemptions over %d requests", pre, len(res.Requests))
+}
+
+// tinyA10 is an A10 whose KV cache holds only 12k tokens, so that running
+// requests outgrow it and force preemption.
+func tinyA10() Spec {
+	tiny := A10
+	tiny.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 12000*KVBytesPerToken
+	return tiny
 }
