@@ -194,13 +194,15 @@ func (r *Request) addContent(i int) error {
 	c := bytes.TrimSpace(m.Content)
 	switch {
 	case len(c) == 0 || string(c) == "null":
-	case m.contentScanned:
-		r.Texts = append(r.Texts, Text{Value: text(m.contentRaw, m.contentEsc), Message: i, Part: -1, Item: -1})
 	case c[0] == '"':
-		sc := scanner{b: c}
-		raw, esc, err := sc.str()
-		if err != nil || sc.i != len(c) {
-			return BadRequest("invalid_value", "content must be a string or an array of parts", contentParam(i))
+		raw, esc := m.contentRaw, m.contentEsc
+		if !m.contentScanned { // decoded by the reference path
+			sc := scanner{b: c}
+			var err error
+			raw, esc, err = sc.str()
+			if err != nil || sc.i != len(c) {
+				return BadRequest("invalid_value", "content must be a string or an array of parts", contentParam(i))
+			}
 		}
 		r.Texts = append(r.Texts, Text{Value: text(raw, esc), Message: i, Part: -1, Item: -1})
 	case c[0] == '[':
