@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/infergate/infergate/l7/rawsock"
 )
 
 // Upstream connection pool for self-hosted backends (plain HTTP/1.1).
@@ -47,9 +49,8 @@ type pconn struct {
 	num [20]byte
 	// The raw connection for send (nil where the conn has no file
 	// descriptor; rawErr set where SyscallConn failed).
-	raw     syscall.RawConn
-	rawErr  error
-	peekBuf [1]byte
+	raw    syscall.RawConn
+	rawErr error
 	// sendWait is the RawConn callback that checks an idle connection,
 	// sends the request and then waits for the reply to become readable
 	// (see send); made once per connection, its state below is per request.
@@ -145,8 +146,7 @@ func (pc *pconn) sendStep(fd uintptr) bool {
 		return true // readable (or a stale edge: the read then waits)
 	}
 	if pc.sendCheck {
-		_, _, rerr := syscall.Recvfrom(int(fd), pc.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK {
+		if rawsock.Readable(fd) {
 			pc.sendDead = true
 			return true
 		}
@@ -221,6 +221,7 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	if err != nil {
 		return nil, err
 	}
+	c = rawsock.Wrap(c)
 	br := readerPoolConn.Get().(*bufio.Reader)
 	br.Reset(c)
 	bw := writerPoolConn.Get().(*bufio.Writer)

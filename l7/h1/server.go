@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/infergate/infergate/l7/rawsock"
 )
 
 // Defaults and tunables.
@@ -147,6 +149,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		rwc = rawsock.Wrap(rwc)
 		c := newConn(s, rwc)
 		s.mu.Lock()
 		if s.inShutdown.Load() {
