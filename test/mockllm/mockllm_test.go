@@ -2,6 +2,7 @@ package mockllm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -263,4 +264,22 @@ func TestCancelMidStream(t *testing.T) {
 	if st := s.Stats(); st.Canceled != 1 || st.Running != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+func TestCountFieldsMatchesBytesFields(t *testing.T) {
+	for _, s := range []string{"", " ", "a", " a ", "a b\tc\nd", "  two  words  ", "x\u00a0y", "x\u2003y\u3000z",
+		"\xff bad \xfe", "héllo wörld", "\u0085lead", "tail\u2028", strings.Repeat("word ", 1000)} {
+		if got, want := countFields([]byte(s)), len(bytes.Fields([]byte(s))); got != want {
+			t.Errorf("countFields(%q) = %d; bytes.Fields gives %d", s, got, want)
+		}
+	}
+}
+
+func FuzzCountFields(f *testing.F) {
+	f.Add([]byte("a b\u00a0c\xffd"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := countFields(b), len(bytes.Fields(b)); got != want {
+			t.Fatalf("countFields(%q) = %d; bytes.Fields gives %d", b, got, want)
+		}
+	})
 }
