@@ -20,8 +20,10 @@ const noRank = math.MaxInt
 // and leftmost among equals, exactly as tiktoken does.
 type bpe struct {
 	// short holds the vocabulary entries of at most shortKey bytes, which
-	// are nearly every whole piece and pair candidate; long holds the rest.
+	// are nearly every whole piece and pair candidate, mid those of up to
+	// midKey bytes; long holds the rest.
 	short shortTable
+	mid   midTable
 	long  map[string]int32
 	// piece returns the end of the piece that starts at i.
 	piece func(text string, i int) int
@@ -30,9 +32,9 @@ type bpe struct {
 
 func newBPE(ranks map[string]int, encoding string) *bpe {
 	loadBMPClasses()
-	b := &bpe{short: newShortTable(ranks), long: make(map[string]int32), piece: cl100kPiece}
+	b := &bpe{short: newShortTable(ranks), mid: newMidTable(ranks), long: make(map[string]int32), piece: cl100kPiece}
 	for k, r := range ranks {
-		if len(k) > shortKey {
+		if len(k) > midKey {
 			b.long[k] = int32(r)
 		}
 	}
@@ -70,13 +72,20 @@ func (b *bpe) count(text string) int {
 		// with a whole word of text left to load, is looked up here
 		// rather than through countPiece's calls; a miss goes straight to
 		// merging, without a second lookup.
-		if k := j - i; k >= 2 && k <= shortKey && i+shortKey <= len(text) {
+		switch k := j - i; {
+		case k >= 2 && k <= shortKey && i+shortKey <= len(text):
 			if b.short.find(packAt(text, i, k), uint32(k)) >= 0 {
 				n++
 			} else {
 				n += b.mergeSmall(text, i, j) // k <= shortKey < smallPiece
 			}
-		} else {
+		case k > shortKey && k <= midKey && i+midKey <= len(text):
+			if b.mid.find(packAt(text, i, shortKey), packAt(text, i+shortKey, k-shortKey), uint32(k)) >= 0 {
+				n++
+			} else {
+				n += b.mergeSmall(text, i, j) // k <= midKey < smallPiece
+			}
+		default:
 			n += b.countPiece(text, i, j)
 		}
 		i = j
@@ -92,12 +101,7 @@ func (b *bpe) countPiece(text string, i, j int) int {
 	if n <= 1 {
 		return n
 	}
-	// rankAt's lookup, written out: a call here costs ~3% of counting.
-	if n <= shortKey {
-		if b.short.getAt(text, i, n) >= 0 {
-			return 1
-		}
-	} else if _, ok := b.long[text[i:j]]; ok {
+	if b.rankAt(text, i, j) != noRank {
 		return 1
 	}
 	if n <= smallPiece {
@@ -119,6 +123,8 @@ func (b *bpe) rankAt(text string, a, c int) int {
 	var r int32 = -1
 	if c-a <= shortKey {
 		r = b.short.getAt(text, a, c-a)
+	} else if c-a <= midKey {
+		r = b.mid.getAt(text, a, c-a)
 	} else if v, ok := b.long[text[a:c]]; ok {
 		r = v
 	}
@@ -132,6 +138,9 @@ func (b *bpe) rankAt(text string, a, c int) int {
 func (b *bpe) lookup(s string) int32 {
 	if len(s) <= shortKey {
 		return b.short.get(s)
+	}
+	if len(s) <= midKey {
+		return b.mid.get(s)
 	}
 	if r, ok := b.long[s]; ok {
 		return r

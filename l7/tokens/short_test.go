@@ -1,15 +1,17 @@
 package tokens
 
 import (
+	"strings"
 	"testing"
 
 	tiktoken_loader "github.com/pkoukk/tiktoken-go-loader"
 )
 
-// TestLookupMatchesVocabulary holds the packed short table and the long map
-// to the vocabulary: every entry gives its own rank, and strings that differ
-// from an entry only by trailing NUL bytes or a missing last byte (which
-// pack to the same bits or a near neighbour) give the vocabulary's answer.
+// TestLookupMatchesVocabulary holds the packed short and mid tables and the
+// long map to the vocabulary: every entry gives its own rank, alone and
+// inside longer text, and strings that differ from an entry only by
+// trailing NUL bytes or a missing last byte (which pack to the same bits or
+// a near neighbour) give the vocabulary's answer.
 func TestLookupMatchesVocabulary(t *testing.T) {
 	for _, enc := range []string{CL100K, O200K} {
 		ranks, err := tiktoken_loader.NewOfflineLoader().LoadTiktokenBpe(enc + ".tiktoken")
@@ -23,17 +25,24 @@ func TestLookupMatchesVocabulary(t *testing.T) {
 			}
 			return -1
 		}
-		short := 0
+		short, mid := 0, 0
 		for k, r := range ranks {
 			if got := b.lookup(k); got != int32(r) {
 				t.Fatalf("%s: lookup(%q) = %d, want %d", enc, k, got, r)
 			}
-			if len(k) <= shortKey {
+			switch {
+			case len(k) <= shortKey:
 				short++
+			case len(k) <= midKey:
+				mid++
 			}
-			// The same entry inside longer text, where getAt loads a whole
-			// word past its end.
-			padded := "\x00" + k + "\xff\xff\xff\xff\xff\xff\xff\xff"
+			// At the end of the text, where getAt cannot load whole words.
+			if got := b.rankAt(k, 0, len(k)); got != r {
+				t.Fatalf("%s: rankAt(%q) at the end = %d, want %d", enc, k, got, r)
+			}
+			// The same entry inside longer text, where getAt loads whole
+			// words past its end.
+			padded := "\x00" + k + strings.Repeat("\xff", midKey)
 			if got := b.rankAt(padded, 1, 1+len(k)); got != r {
 				t.Fatalf("%s: rankAt(%q) = %d, want %d", enc, k, got, r)
 			}
@@ -44,9 +53,27 @@ func TestLookupMatchesVocabulary(t *testing.T) {
 				if got := b.lookup(v); got != want(v) {
 					t.Fatalf("%s: lookup(%q) = %d, want %d", enc, v, got, want(v))
 				}
+				padded := v + strings.Repeat("\x00", midKey)
+				if got, w := b.rankAt(padded, 0, len(v)), want(v); got != int(w) && !(w < 0 && got == noRank) {
+					t.Fatalf("%s: rankAt(%q) in text = %d, want %d", enc, v, got, w)
+				}
 			}
 		}
-		t.Logf("%s: %d entries, %d in the short table (%d KiB), %d in the long map",
-			enc, len(ranks), short, b.short.bytes()>>10, len(b.long))
+		if mid != countIn(b.mid.slots) {
+			t.Fatalf("%s: mid table holds %d entries, want %d", enc, countIn(b.mid.slots), mid)
+		}
+		t.Logf("%s: %d entries, %d in the short table (%d KiB), %d in the mid table (%d KiB), %d in the long map",
+			enc, len(ranks), short, b.short.bytes()>>10, mid, b.mid.bytes()>>10, len(b.long))
 	}
+}
+
+// countIn counts a mid table's filled slots.
+func countIn(slots []midEntry) int {
+	n := 0
+	for _, e := range slots {
+		if e.n != 0 {
+			n++
+		}
+	}
+	return n
 }
