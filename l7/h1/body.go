@@ -39,6 +39,16 @@ func (b *body) Read(p []byte) (int, error) {
 	return b.read(p)
 }
 
+// Buffered reports whether the rest of the body is already read from the
+// socket, so that reading it cannot wait for the client: a handler then
+// needs no read deadline for it. Most request bodies arrive with the head.
+func (b *body) Buffered() bool {
+	if b.done {
+		return true
+	}
+	return !b.chunked && !b.expect && b.err == nil && b.remaining <= int64(b.c.br.Buffered())
+}
+
 // Close stops the handler's reads; the server discards or closes later.
 func (b *body) Close() error {
 	b.closed = true

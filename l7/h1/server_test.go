@@ -557,3 +557,44 @@ func TestExpectIgnoredForHTTP10(t *testing.T) {
 		t.Fatalf("first line %q %v", line, err)
 	}
 }
+
+// TestBodyBuffered: the body tells whether it is already in memory (the
+// gateway then sets no read deadline for it): a body sent with its head
+// is, a body still on its way or chunked is not, until it has arrived.
+func TestBodyBuffered(t *testing.T) {
+	got := make(chan [2]bool, 1)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bb := r.Body.(interface{ Buffered() bool })
+		before := bb.Buffered()
+		_, _ = io.ReadAll(r.Body)
+		got <- [2]bool{before, bb.Buffered()}
+	}), nil)
+	c := dial(t, addr)
+	check := func(name string, wantBefore bool) {
+		t.Helper()
+		c.response("POST")
+		var g [2]bool
+		select {
+		case g = <-got:
+		case <-time.After(testWait):
+			t.Fatalf("%s: the handler did not finish", name)
+		}
+		if g[0] != wantBefore || !g[1] {
+			t.Errorf("%s: Buffered before/after reading = %v/%v; want %v/true", name, g[0], g[1], wantBefore)
+		}
+	}
+	c.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	check("with the head", true)
+	c.send("POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+	go func() { time.Sleep(50 * time.Millisecond); c.send("llo") }()
+	check("still arriving", false)
+	c.send("POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	check("chunked", false)
+	c.send("POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	go func() { time.Sleep(50 * time.Millisecond); c.send("hello") }()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"})
+	if err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("expect: %v %v", resp, err)
+	}
+	check("after 100 Continue", false)
+}
