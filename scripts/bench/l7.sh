@@ -13,7 +13,8 @@
 # (10000), LARGE_KEYS (100000), BASE_PORT (18100), ROUNDS (3: the systems
 # are measured in turn ROUNDS times and each figure is the median over the
 # rounds, so a burst of load from elsewhere on the machine hits one round of
-# one system rather than deciding the comparison).
+# one system rather than deciding the comparison), WARMUP (1: seconds of
+# the same load, not measured, right before each measured run).
 # Prints "system=<name> rps=<n> p50_ms=<x> p99_ms=<y>" lines (per round on
 # stderr, medians on stdout).
 set -euo pipefail
@@ -27,6 +28,7 @@ LARGE_TENANTS=${LARGE_TENANTS:-10000}
 LARGE_KEYS=${LARGE_KEYS:-100000}
 BASE_PORT=${BASE_PORT:-18100}
 ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
 MOCK_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
@@ -176,6 +178,10 @@ peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 run_wrk() {
 	local name=$1 port=$2 extra=${3:-}
 	local out
+	# The warm-up absorbs what the previous system left running (a Go
+	# process's scavenger, a backlog of closing connections), which
+	# otherwise lands on whichever system is measured next.
+	wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$TMP/post.lua" "http://127.0.0.1:$port$PATH_V1" >/dev/null
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port$PATH_V1")
 	local rps p50 p99 errs
 	rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
@@ -188,6 +194,8 @@ run_wrk() {
 run_rate() {
 	local name=$1 port=$2 extra=${3:-}
 	local out
+	"$TMP/loadgen" -url "http://127.0.0.1:$port$PATH_V1" -body "$TMP/body.json" -rate "$RATE" -c "$CONNS" \
+		-d "${WARMUP}s" -H "Authorization: Bearer $KEY" >/dev/null
 	out=$("$TMP/loadgen" -url "http://127.0.0.1:$port$PATH_V1" -body "$TMP/body.json" -rate "$RATE" -c "$CONNS" \
 		-d "${DURATION}s" -H "Authorization: Bearer $KEY")
 	# loadgen prints: rps=… p50_ms=… p99_ms=… errors=… sent=…
