@@ -340,6 +340,112 @@ func o200kASCIIWord(text string, i int) int {
 	return w + contraction(text, w)
 }
 
+// wordLead says how an ASCII word can start at a byte, for o200kWordEnd.
+var wordLead = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c >= 'a' && c <= 'z':
+			t[c] = leadLower
+		case c >= 'A' && c <= 'Z':
+			t[c] = leadUpper
+		case c < utf8.RuneSelf && isPrefix(asciiClasses[c]):
+			t[c] = leadPrefix
+		default:
+			t[c] = leadNone // a digit, \r, \n or not ASCII
+		}
+	}
+	return t
+}()
+
+const (
+	leadNone = iota
+	leadLower
+	leadUpper
+	leadPrefix
+)
+
+// o200kWordEnd is o200kASCIIWord for the common case, read from sixteen
+// bytes of text already loaded (x the first eight, y the next, little
+// endian): it returns the length of the piece when o200kASCIIWord would
+// find a word of at most one upper-case letter (after the optional prefix)
+// and a run of lower-case letters, that ends inside the sixteen bytes at
+// an ASCII byte that is not an apostrophe; otherwise 0, leaving the piece
+// to o200kASCIIWord. The count loop then has the piece's key in x and y,
+// so a word is scanned and packed from the same two loads.
+func o200kWordEnd(x, y uint64) int {
+	var p, s uint // the prefix's length; where the lower-case run starts
+	switch wordLead[byte(x)] {
+	case leadLower:
+	case leadUpper:
+		s = 1
+	case leadPrefix:
+		p, s = 1, 1
+		if byte(x>>8)-'A' < 26 {
+			s = 2
+		}
+	default:
+		return 0
+	}
+	// The shift fills with zero bytes, which notLower counts as lower
+	// case, so a run that fills the rest of x goes on into y.
+	var end uint
+	if m := notLower(x) >> (8 * s); m != 0 {
+		end = s + uint(bits.TrailingZeros64(m))/8
+	} else if m := notLower(y); m != 0 {
+		end = shortKey + uint(bits.TrailingZeros64(m))/8
+	} else {
+		return 0
+	}
+	t := byte(x >> (8 * end)) // the byte after the piece
+	if end >= shortKey {
+		t = byte(y >> (8 * (end - shortKey)))
+	}
+	// No letter; a non-ASCII rune, which may extend either letter run;
+	// a contraction; a second upper-case letter, which o200kASCIIWord's
+	// upper-case run would take.
+	if end == p || t >= utf8.RuneSelf || t == '\'' || end == s && t-'A' < 26 {
+		return 0
+	}
+	return int(end)
+}
+
+// punctByte marks the ASCII bytes of [^\s\p{L}\p{N}], for o200kPunctEnd.
+var punctByte = func() (t [256]bool) {
+	for c := 0; c < utf8.RuneSelf; c++ {
+		t[c] = isP(asciiClasses[c])
+	}
+	return t
+}()
+
+// o200kPunctEnd is o200kOther for the common run of ASCII punctuation,
+// read from the eight bytes of text at the piece's start (x, little
+// endian): it returns the length of the piece " ?[^\s\p{L}\p{N}]+" when
+// that is what o200kOther would find and the run ends inside x at an ASCII
+// byte that is not \r or \n (which the piece would take too); otherwise
+// 0. The letter alternatives come first in the pattern and take a single
+// punctuation byte as the prefix of a word that follows it; the caller
+// has already offered the piece to o200kWordEnd, but the word may not
+// have been one it takes, so a letter after a lone byte is left to
+// o200kOther as well.
+func o200kPunctEnd(x uint64) int {
+	s := 0
+	if byte(x) == ' ' {
+		s = 1 // " ?" takes the space only before punctuation
+	}
+	k := s
+	for k < shortKey && punctByte[byte(x>>(8*k))] {
+		k++
+	}
+	if k == s || k == shortKey {
+		return 0
+	}
+	t := byte(x >> (8 * k))
+	if t >= utf8.RuneSelf || t == '\r' || t == '\n' || k == 1 && (t|0x20)-'a' < 26 {
+		return 0
+	}
+	return k
+}
+
 // lowerRun returns the end of the run of ASCII lower-case letters that
 // starts at i. It tests eight bytes at a time: most words of prose end
 // within one such step, where a byte loop takes one iteration and two

@@ -101,11 +101,19 @@ func (t *shortTable) getAt(text string, i, n int) int32 {
 // bytes remain in text: one load (the compiler merges the byte reads) and
 // a mask.
 func packAt(text string, i, n int) uint64 {
-	s := text[i : i+shortKey]
-	k := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	return k & (^uint64(0) >> (64 - 8*uint(n)))
+	return load64(text, i) & (^uint64(0) >> (64 - 8*uint(n)))
 }
+
+// load64 returns text[i:i+8] little-endian; the compiler merges the byte
+// reads into one load.
+func load64(text string, i int) uint64 {
+	s := text[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// lowBytes is the mask of the low n bytes of a word, n from 1 to 8.
+func lowBytes(n int) uint64 { return ^uint64(0) >> (64 - 8*uint(n)) }
 
 // find returns the rank stored for a packed key of n bytes, or -1.
 func (t *shortTable) find(key uint64, n uint32) int32 {
