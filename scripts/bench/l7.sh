@@ -239,25 +239,31 @@ median() {
 log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS threads=$THREADS cpus=$(nproc) rounds=$ROUNDS"
 : >"$TMP/wrk.txt"
 : >"$TMP/rate.txt"
+# Each round starts the list two systems further on, so that no system is
+# always measured right after the same neighbour (the order's effect, if
+# any, then moves between systems instead of deciding one system's median).
+SYSTEMS=(mock nginx haproxy go-reverseproxy infergate infergate-large)
+measure() {
+	local fn=$1 name=$2
+	case $name in
+	mock) $fn mock "$MOCK_PORT" ;;
+	nginx) $fn nginx "$NGINX_PORT" ;;
+	haproxy) $fn haproxy "$HAPROXY_PORT" ;;
+	go-reverseproxy) $fn go-reverseproxy "$GOPROXY_PORT" ;;
+	infergate) $fn infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")" ;;
+	infergate-large) $fn infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")" ;;
+	esac
+}
+rotated() {
+	local off=$1 n=${#SYSTEMS[@]} i
+	for ((i = 0; i < n; i++)); do echo "${SYSTEMS[$(((i + off) % n))]}"; done
+}
 for round in $(seq 1 "$ROUNDS"); do
+	offset=$((2 * (round - 1)))
 	log "round $round: max throughput (wrk)"
-	{
-		run_wrk mock "$MOCK_PORT"
-		run_wrk nginx "$NGINX_PORT"
-		run_wrk haproxy "$HAPROXY_PORT"
-		run_wrk go-reverseproxy "$GOPROXY_PORT"
-		run_wrk infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
-		run_wrk infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
-	} | tee -a "$TMP/wrk.txt" >&2
+	for name in $(rotated "$offset"); do measure run_wrk "$name"; done | tee -a "$TMP/wrk.txt" >&2
 	log "round $round: fixed rate $RATE req/s (open loop, latency from scheduled send time)"
-	{
-		run_rate mock "$MOCK_PORT"
-		run_rate nginx "$NGINX_PORT"
-		run_rate haproxy "$HAPROXY_PORT"
-		run_rate go-reverseproxy "$GOPROXY_PORT"
-		run_rate infergate "$GW_PORT" " rss_mb=$(peak_rss_mb "$GW_PID")"
-		run_rate infergate-large "$GW_LARGE_PORT" " rss_mb=$(peak_rss_mb "$GW_LARGE_PID")"
-	} | tee -a "$TMP/rate.txt" >&2
+	for name in $(rotated "$offset"); do measure run_rate "$name"; done | tee -a "$TMP/rate.txt" >&2
 done
 log "medians over $ROUNDS rounds (rss_mb: peak)"
 median "$TMP/wrk.txt"
