@@ -6,37 +6,51 @@ import (
 	"testing"
 )
 
-// checkFastPieces holds o200kWordEnd and o200kPunctEnd to o200kPiece (which
-// TestSplitMatchesPattern and FuzzSplit hold to the pattern) at the start of
-// text, padded to the sixteen bytes they read; it returns which of them
-// claimed the piece.
-func checkFastPieces(t *testing.T, text string) (word, punct bool) {
+// fastSplitters pairs each encoding's pre-tokenizer with the fast paths
+// the count loop tries first.
+var fastSplitters = []struct {
+	name  string
+	piece func(string, int) int
+	word  func(x, y uint64) int
+	punct func(x uint64) int
+}{
+	{CL100K, cl100kPiece, cl100kWordEnd, punctEnd},
+	{O200K, o200kPiece, o200kWordEnd, punctEnd},
+}
+
+// checkFastPieces holds each encoding's word and punctuation fast paths to
+// its pre-tokenizer (which TestSplitMatchesPattern and FuzzSplit hold to
+// the pattern) at the start of text, padded to the sixteen bytes they read;
+// it returns which of them claimed the piece, by encoding.
+func checkFastPieces(t *testing.T, text string) (word, punct [2]bool) {
 	t.Helper()
 	if len(text) < midKey {
 		text += strings.Repeat(" ", midKey-len(text))
 	}
 	x, y := load64(text, 0), load64(text, shortKey)
-	want := o200kPiece(text, 0)
-	if k := o200kWordEnd(x, y); k > 0 {
-		if k != want {
-			t.Fatalf("o200kWordEnd(%q) = %d, o200kPiece %d", text, k, want)
+	for e, sp := range fastSplitters {
+		want := sp.piece(text, 0)
+		if k := sp.word(x, y); k > 0 {
+			if k != want {
+				t.Fatalf("%s: word end of %q = %d, pre-tokenizer %d", sp.name, text, k, want)
+			}
+			word[e] = true
 		}
-		word = true
-	}
-	if k := o200kPunctEnd(x); k > 0 {
-		if k != want {
-			t.Fatalf("o200kPunctEnd(%q) = %d, o200kPiece %d", text, k, want)
+		if k := sp.punct(x); k > 0 {
+			if k != want {
+				t.Fatalf("%s: punctuation end of %q = %d, pre-tokenizer %d", sp.name, text, k, want)
+			}
+			punct[e] = true
 		}
-		punct = true
 	}
 	return word, punct
 }
 
-// TestO200KFastPieces tries every pair of leading bytes before tails that
+// TestFastPieces tries every pair of leading bytes before tails that
 // end a word or a run of punctuation at every length the two loaded words
 // allow, then random text, and fails if either fast path gives a piece end
 // o200kPiece does not, or if either stops claiming the pieces it is for.
-func TestO200KFastPieces(t *testing.T) {
+func TestFastPieces(t *testing.T) {
 	loadBMPClasses()
 	ends := []string{" ", ".", ",", "x", "X", "9", "'s", "'x", "\n", "\r", "\t", "/", "_", "é", "É", "\u0301", "中", "\x00"}
 	var tails []string
@@ -49,17 +63,19 @@ func TestO200KFastPieces(t *testing.T) {
 	// Every byte first with a byte of each kind second, and the other way
 	// round.
 	kinds := []byte("azAZ !/'09@[`{~_\\\n\r\t\x00\x7f\x80\xc3\xe4")
-	words, puncts := 0, 0
+	var words, puncts [2]int
 	for b := 0; b < 256; b++ {
 		for _, k := range kinds {
 			for _, lead := range []string{string([]byte{byte(b), k}), string([]byte{k, byte(b)})} {
 				for _, tail := range tails {
 					w, p := checkFastPieces(t, lead+tail)
-					if w {
-						words++
-					}
-					if p {
-						puncts++
+					for e := range w {
+						if w[e] {
+							words[e]++
+						}
+						if p[e] {
+							puncts[e]++
+						}
 					}
 				}
 			}
@@ -78,20 +94,24 @@ func TestO200KFastPieces(t *testing.T) {
 	// fails here too.
 	for _, c := range []struct {
 		text        string
-		word, punct bool
+		word, punct [2]bool // cl100k, o200k
 	}{
-		{" quarterly report", true, false},
-		{"The report", true, false},
-		{" Customers arrive", true, false},
-		{" abcdefghijklmn.", true, false},
-		{", and the", false, true},
-		{". The", false, true},
-		{" (x) y", false, true},
-		{"\"},{\" a", false, true},
+		{" quarterly report", [2]bool{true, true}, [2]bool{}},
+		{"The report", [2]bool{true, true}, [2]bool{}},
+		{" Customers arrive", [2]bool{true, true}, [2]bool{}},
+		{" HTTPServer x", [2]bool{true, false}, [2]bool{}},
+		{" abcdefghijklmn.", [2]bool{true, true}, [2]bool{}},
+		{", and the", [2]bool{}, [2]bool{true, true}},
+		{". The", [2]bool{}, [2]bool{true, true}},
+		{" (x) y", [2]bool{}, [2]bool{true, true}},
+		{"\"},{\" a", [2]bool{}, [2]bool{true, true}},
+		{"'(x) y", [2]bool{}, [2]bool{true, true}},
 	} {
 		if w, p := checkFastPieces(t, c.text); w != c.word || p != c.punct {
 			t.Errorf("%q: word %v punct %v, want %v %v", c.text, w, p, c.word, c.punct)
 		}
 	}
-	t.Logf("%d word and %d punctuation pieces claimed", words, puncts)
+	for e, sp := range fastSplitters {
+		t.Logf("%s: %d word and %d punctuation pieces claimed", sp.name, words[e], puncts[e])
+	}
 }

@@ -409,7 +409,50 @@ func o200kWordEnd(x, y uint64) int {
 	return int(end)
 }
 
-// punctByte marks the ASCII bytes of [^\s\p{L}\p{N}], for o200kPunctEnd.
+// cl100kWordEnd is cl100kPiece's letter alternative,
+// [^\r\n\p{L}\p{N}]?\p{L}+, for an ASCII word read from sixteen bytes of
+// text already loaded (x the first eight, y the next, little endian): it
+// returns the length of the piece when the letters end inside the sixteen
+// bytes at an ASCII byte (anything else may be a letter that extends the
+// run), otherwise 0, leaving the piece to cl100kPiece. An apostrophe may
+// start a contraction, the pattern's first alternative, so it is left to
+// cl100kPiece too.
+func cl100kWordEnd(x, y uint64) int {
+	var p uint // the prefix's length
+	switch wordLead[byte(x)] {
+	case leadLower, leadUpper:
+	case leadPrefix:
+		if byte(x) == '\'' {
+			return 0
+		}
+		p = 1
+	default:
+		return 0
+	}
+	// Or-ing 0x20 folds ASCII upper case onto lower case and leaves no
+	// other byte a lower-case letter; the shift fills with zero bytes,
+	// which count as letters, so a run that fills the rest of x goes on
+	// into y.
+	const fold = 0x2020202020202020
+	var end uint
+	if m := notLower(x|fold) >> (8 * p); m != 0 {
+		end = p + uint(bits.TrailingZeros64(m))/8
+	} else if m := notLower(y | fold); m != 0 {
+		end = shortKey + uint(bits.TrailingZeros64(m))/8
+	} else {
+		return 0
+	}
+	t := byte(x >> (8 * end)) // the byte after the piece
+	if end >= shortKey {
+		t = byte(y >> (8 * (end - shortKey)))
+	}
+	if end == p || t >= utf8.RuneSelf {
+		return 0
+	}
+	return int(end)
+}
+
+// punctByte marks the ASCII bytes of [^\s\p{L}\p{N}], for punctEnd.
 var punctByte = func() (t [256]bool) {
 	for c := 0; c < utf8.RuneSelf; c++ {
 		t[c] = isP(asciiClasses[c])
@@ -417,17 +460,20 @@ var punctByte = func() (t [256]bool) {
 	return t
 }()
 
-// o200kPunctEnd is o200kOther for the common run of ASCII punctuation,
-// read from the eight bytes of text at the piece's start (x, little
-// endian): it returns the length of the piece " ?[^\s\p{L}\p{N}]+" when
-// that is what o200kOther would find and the run ends inside x at an ASCII
-// byte that is not \r or \n (which the piece would take too); otherwise
-// 0. The letter alternatives come first in the pattern and take a single
-// punctuation byte as the prefix of a word that follows it; the caller
-// has already offered the piece to o200kWordEnd, but the word may not
-// have been one it takes, so a letter after a lone byte is left to
-// o200kOther as well.
-func o200kPunctEnd(x uint64) int {
+// punctEnd is the punctuation alternative of both patterns for the common
+// run of ASCII punctuation, read from the eight bytes of text at the
+// piece's start (x, little endian): it returns the length of the piece
+// " ?[^\s\p{L}\p{N}]+" when that is what o200kOther or cl100kPiece would
+// find and the run ends inside x at an ASCII byte that is not \r or \n
+// (which the piece would take too; o200k's trailing '/' is punctuation,
+// already in the run); otherwise 0. The letter alternatives come first in
+// the patterns and take a single punctuation byte as the prefix of a word
+// that follows it; the caller has already offered the piece to its word
+// scan, but the word may not have been one the scan takes, so a letter
+// after a lone byte is left to the general path as well. That also
+// covers cl100k's contractions, its first alternative: an apostrophe
+// starts one only when a letter follows it.
+func punctEnd(x uint64) int {
 	s := 0
 	if byte(x) == ' ' {
 		s = 1 // " ?" takes the space only before punctuation
