@@ -63,7 +63,7 @@ func newMidTable(ranks map[string]int) midTable {
 // its few low bytes land on bits lo's multiply spreads differently.
 func (t *midTable) slot(lo, hi uint64, n uint32) uint64 {
 	h := (lo ^ bits.RotateLeft64(hi, 31) ^ uint64(n)<<59) * 0x9E3779B97F4A7C15
-	return h >> t.shift
+	return h >> (t.shift & 63)
 }
 
 // get returns the rank of s (shortKey+1 to midKey bytes), or -1.

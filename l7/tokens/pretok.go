@@ -389,16 +389,16 @@ func o200kWordEnd(x, y uint64) int {
 	// The shift fills with zero bytes, which notLower counts as lower
 	// case, so a run that fills the rest of x goes on into y.
 	var end uint
-	if m := notLower(x) >> (8 * s); m != 0 {
+	if m := notLower(x) >> (8 * s & 63); m != 0 {
 		end = s + uint(bits.TrailingZeros64(m))/8
 	} else if m := notLower(y); m != 0 {
 		end = shortKey + uint(bits.TrailingZeros64(m))/8
 	} else {
 		return 0
 	}
-	t := byte(x >> (8 * end)) // the byte after the piece
+	t := byte(x >> (8 * end & 63)) // the byte after the piece
 	if end >= shortKey {
-		t = byte(y >> (8 * (end - shortKey)))
+		t = byte(y >> (8 * (end - shortKey) & 63))
 	}
 	// No letter; a non-ASCII rune, which may extend either letter run;
 	// a contraction; a second upper-case letter, which o200kASCIIWord's
@@ -435,16 +435,16 @@ func cl100kWordEnd(x, y uint64) int {
 	// into y.
 	const fold = 0x2020202020202020
 	var end uint
-	if m := notLower(x|fold) >> (8 * p); m != 0 {
+	if m := notLower(x|fold) >> (8 * p & 63); m != 0 {
 		end = p + uint(bits.TrailingZeros64(m))/8
 	} else if m := notLower(y | fold); m != 0 {
 		end = shortKey + uint(bits.TrailingZeros64(m))/8
 	} else {
 		return 0
 	}
-	t := byte(x >> (8 * end)) // the byte after the piece
+	t := byte(x >> (8 * end & 63)) // the byte after the piece
 	if end >= shortKey {
-		t = byte(y >> (8 * (end - shortKey)))
+		t = byte(y >> (8 * (end - shortKey) & 63))
 	}
 	if end == p || t >= utf8.RuneSelf {
 		return 0
@@ -479,13 +479,13 @@ func punctEnd(x uint64) int {
 		s = 1 // " ?" takes the space only before punctuation
 	}
 	k := s
-	for k < shortKey && punctByte[byte(x>>(8*k))] {
+	for k < shortKey && punctByte[byte(x>>(8*k&63))] {
 		k++
 	}
 	if k == s || k == shortKey {
 		return 0
 	}
-	t := byte(x >> (8 * k))
+	t := byte(x >> (8 * k & 63))
 	if t >= utf8.RuneSelf || t == '\r' || t == '\n' || k == 1 && (t|0x20)-'a' < 26 {
 		return 0
 	}

@@ -75,10 +75,12 @@ func packShort(s string) uint64 {
 }
 
 // slot is the first slot probed for a key: Fibonacci hashing of the key
-// with its length mixed in, top bits.
+// with its length mixed in, top bits. Here and in the other shifts by a
+// computed count, & 63 tells the compiler the count is below 64, which
+// spares the compare and mask Go's shift semantics otherwise need.
 func (t *shortTable) slot(key uint64, n uint32) uint64 {
 	h := (key ^ uint64(n)<<59 ^ uint64(n)) * 0x9E3779B97F4A7C15
-	return h >> t.shift
+	return h >> (t.shift & 63)
 }
 
 // get returns the rank of s (1 to shortKey bytes), or -1.
@@ -101,7 +103,7 @@ func (t *shortTable) getAt(text string, i, n int) int32 {
 // bytes remain in text: one load (the compiler merges the byte reads) and
 // a mask.
 func packAt(text string, i, n int) uint64 {
-	return load64(text, i) & (^uint64(0) >> (64 - 8*uint(n)))
+	return load64(text, i) & (^uint64(0) >> ((64 - 8*uint(n)) & 63))
 }
 
 // load64 returns text[i:i+8] little-endian; the compiler merges the byte
@@ -113,7 +115,7 @@ func load64(text string, i int) uint64 {
 }
 
 // lowBytes is the mask of the low n bytes of a word, n from 1 to 8.
-func lowBytes(n int) uint64 { return ^uint64(0) >> (64 - 8*uint(n)) }
+func lowBytes(n int) uint64 { return ^uint64(0) >> ((64 - 8*uint(n)) & 63) }
 
 // find returns the rank stored for a packed key of n bytes, or -1.
 func (t *shortTable) find(key uint64, n uint32) int32 {
