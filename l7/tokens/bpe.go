@@ -30,7 +30,8 @@ type bpe struct {
 
 func newBPE(ranks map[string]int, encoding string) *bpe {
 	loadBMPClasses()
-	b := &bpe{short: newShortTable(ranks), mid: newMidTable(ranks), long: make(map[string]int32), o200k: encoding == O200K}
+	vocab := byRank(ranks)
+	b := &bpe{short: newShortTable(vocab), mid: newMidTable(vocab), long: make(map[string]int32), o200k: encoding == O200K}
 	for k, r := range ranks {
 		if len(k) > midKey {
 			b.long[k] = int32(r)

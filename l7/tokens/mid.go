@@ -27,10 +27,12 @@ type midTable struct {
 	mask  uint64
 }
 
-func newMidTable(ranks map[string]int) midTable {
+// newMidTable builds the table from the vocabulary in rank order (byRank),
+// common entries first, as newShortTable does.
+func newMidTable(vocab []rankedKey) midTable {
 	n := 0
-	for k := range ranks {
-		if len(k) > shortKey && len(k) <= midKey {
+	for _, e := range vocab {
+		if k := e.key; len(k) > shortKey && len(k) <= midKey {
 			n++
 		}
 	}
@@ -43,7 +45,8 @@ func newMidTable(ranks map[string]int) midTable {
 		shift: uint(64 - bits.TrailingZeros(uint(size))),
 		mask:  uint64(size - 1),
 	}
-	for k, r := range ranks {
+	for _, e := range vocab {
+		k, r := e.key, e.rank
 		if len(k) <= shortKey || len(k) > midKey {
 			continue
 		}

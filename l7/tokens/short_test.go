@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,13 +60,35 @@ func TestLookupMatchesVocabulary(t *testing.T) {
 				}
 			}
 		}
+		// The tables insert in rank order so that the most common entries
+		// sit at their first probe.
+		vocab := byRank(ranks)
+		if len(vocab) != len(ranks) || !slices.IsSortedFunc(vocab, func(a, b rankedKey) int { return a.rank - b.rank }) {
+			t.Fatalf("%s: byRank gives %d entries, not all %d in rank order", enc, len(vocab), len(ranks))
+		}
+		first, common := 0, 0
+		for _, e := range vocab[:commonEntries] {
+			if len(e.key) <= shortKey {
+				common++
+				if s := b.short.slots[b.short.slot(packShort(e.key), uint32(len(e.key)))]; s.rank == int32(e.rank) {
+					first++
+				}
+			}
+		}
+		if first*10 < common*9 {
+			t.Errorf("%s: %d of the %d most common short entries at their first probe, want 90%%", enc, first, common)
+		}
 		if mid != countIn(b.mid.slots) {
 			t.Fatalf("%s: mid table holds %d entries, want %d", enc, countIn(b.mid.slots), mid)
 		}
-		t.Logf("%s: %d entries, %d in the short table (%d KiB), %d in the mid table (%d KiB), %d in the long map",
-			enc, len(ranks), short, b.short.bytes()>>10, mid, b.mid.bytes()>>10, len(b.long))
+		t.Logf("%s: %d entries, %d in the short table (%d KiB), %d in the mid table (%d KiB), %d in the long map; %d of the %d most common short entries at their first probe",
+			enc, len(ranks), short, b.short.bytes()>>10, mid, b.mid.bytes()>>10, len(b.long), first, common)
 	}
 }
+
+// commonEntries is how many of the lowest-ranked vocabulary entries
+// TestLookupMatchesVocabulary expects at their first probe.
+const commonEntries = 1000
 
 // countIn counts a mid table's filled slots.
 func countIn(slots []midEntry) int {
