@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // fastSplitters pairs each encoding's pre-tokenizer with the fast paths
@@ -114,4 +115,21 @@ func TestFastPieces(t *testing.T) {
 	for e, sp := range fastSplitters {
 		t.Logf("%s: %d word and %d punctuation pieces claimed", sp.name, words[e], puncts[e])
 	}
+}
+
+// FuzzFastPieces holds the fast paths to the pre-tokenizers at every
+// position of fuzzed text.
+func FuzzFastPieces(f *testing.F) {
+	for _, h := range handCorpus {
+		f.Add(h.text)
+	}
+	loadBMPClasses()
+	f.Fuzz(func(t *testing.T, text string) {
+		if len(text) > 1024 || !utf8.ValidString(text) {
+			return
+		}
+		for i := range text {
+			checkFastPieces(t, text[i:])
+		}
+	})
 }
