@@ -95,7 +95,10 @@ func (b *bpe) count(text string) int {
 	return n
 }
 
-// countO200K is count's loop for o200k_base (text is valid UTF-8).
+// countO200K is count's loop for o200k_base (text is valid UTF-8). The
+// fast-piece block is written out in both loops on purpose: as a shared
+// function it does not inline, and the call made counting 4 KB of prose
+// 8-11% slower (measured, 5 alternating runs).
 func (b *bpe) countO200K(text string) int {
 	n := 0
 	for i := 0; i < len(text); {

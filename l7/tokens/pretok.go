@@ -396,10 +396,7 @@ func o200kWordEnd(x, y uint64) int {
 	} else {
 		return 0
 	}
-	t := byte(x >> (8 * end & 63)) // the byte after the piece
-	if end >= shortKey {
-		t = byte(y >> (8 * (end - shortKey) & 63))
-	}
+	t := byteAt(x, y, end) // the byte after the piece
 	// No letter; a non-ASCII rune, which may extend either letter run;
 	// a contraction; a second upper-case letter, which o200kASCIIWord's
 	// upper-case run would take.
@@ -407,6 +404,14 @@ func o200kWordEnd(x, y uint64) int {
 		return 0
 	}
 	return int(end)
+}
+
+// byteAt is byte k (below 16) of the sixteen bytes x, y.
+func byteAt(x, y uint64, k uint) byte {
+	if k >= shortKey {
+		return byte(y >> (8 * (k - shortKey) & 63))
+	}
+	return byte(x >> (8 * k & 63))
 }
 
 // cl100kWordEnd is cl100kPiece's letter alternative,
@@ -434,6 +439,9 @@ func cl100kWordEnd(x, y uint64) int {
 	// which count as letters, so a run that fills the rest of x goes on
 	// into y.
 	const fold = 0x2020202020202020
+	// (Written out as in o200kWordEnd rather than shared: a shared
+	// function exceeds the inlining budget, and a call here per piece
+	// costs more than the rest of the scan.)
 	var end uint
 	if m := notLower(x|fold) >> (8 * p & 63); m != 0 {
 		end = p + uint(bits.TrailingZeros64(m))/8
@@ -442,10 +450,7 @@ func cl100kWordEnd(x, y uint64) int {
 	} else {
 		return 0
 	}
-	t := byte(x >> (8 * end & 63)) // the byte after the piece
-	if end >= shortKey {
-		t = byte(y >> (8 * (end - shortKey) & 63))
-	}
+	t := byteAt(x, y, end) // the byte after the piece
 	if end == p || t >= utf8.RuneSelf {
 		return 0
 	}
