@@ -30,21 +30,8 @@ type midTable struct {
 // newMidTable builds the table from the vocabulary in rank order (byRank),
 // common entries first, as newShortTable does.
 func newMidTable(vocab []rankedKey) midTable {
-	n := 0
-	for _, e := range vocab {
-		if k := e.key; len(k) > shortKey && len(k) <= midKey {
-			n++
-		}
-	}
-	size := 1
-	for size*shortLoadNum < n*shortLoadDen {
-		size <<= 1
-	}
-	t := midTable{
-		slots: make([]midEntry, size),
-		shift: uint(64 - bits.TrailingZeros(uint(size))),
-		mask:  uint64(size - 1),
-	}
+	size, shift, mask := tableSize(vocab, shortKey+1, midKey)
+	t := midTable{slots: make([]midEntry, size), shift: shift, mask: mask}
 	for _, e := range vocab {
 		k, r := e.key, e.rank
 		if len(k) <= shortKey || len(k) > midKey {

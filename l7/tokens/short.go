@@ -41,21 +41,8 @@ type shortTable struct {
 // newShortTable builds the table from the vocabulary in rank order
 // (byRank).
 func newShortTable(vocab []rankedKey) shortTable {
-	n := 0
-	for _, e := range vocab {
-		if k := e.key; k != "" && len(k) <= shortKey {
-			n++
-		}
-	}
-	size := 1
-	for size*shortLoadNum < n*shortLoadDen {
-		size <<= 1
-	}
-	t := shortTable{
-		slots: make([]shortEntry, size),
-		shift: uint(64 - bits.TrailingZeros(uint(size))),
-		mask:  uint64(size - 1),
-	}
+	size, shift, mask := tableSize(vocab, 1, shortKey)
+	t := shortTable{slots: make([]shortEntry, size), shift: shift, mask: mask}
 	for _, e := range vocab {
 		k, r := e.key, e.rank
 		if k == "" || len(k) > shortKey {
@@ -70,6 +57,24 @@ func newShortTable(vocab []rankedKey) shortTable {
 		}
 	}
 	return t
+}
+
+// tableSize sizes an open-addressing table for the vocabulary's entries
+// of minLen to maxLen bytes at the shortLoad fill: its number of slots (a
+// power of two), the shift that keeps a hash's top bits as a slot index
+// and the mask that wraps a probe.
+func tableSize(vocab []rankedKey, minLen, maxLen int) (size int, shift uint, mask uint64) {
+	n := 0
+	for _, e := range vocab {
+		if len(e.key) >= minLen && len(e.key) <= maxLen {
+			n++
+		}
+	}
+	size = 1
+	for size*shortLoadNum < n*shortLoadDen {
+		size <<= 1
+	}
+	return size, uint(64 - bits.TrailingZeros(uint(size))), uint64(size - 1)
 }
 
 // byRank returns the vocabulary's entries in rank order, the order the
