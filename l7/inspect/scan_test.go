@@ -172,21 +172,7 @@ func TestIBANTrigger(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	for range 2000 {
-		var b strings.Builder
-		for b.Len() < 80 {
-			switch rng.IntN(4) {
-			case 0:
-				v := ibans[rng.IntN(len(ibans))]
-				b.WriteString(v[:len(v)-rng.IntN(3)])
-			case 1:
-				b.WriteByte(byte('A' + rng.IntN(26)))
-			case 2:
-				b.WriteByte(byte('0' + rng.IntN(10)))
-			default:
-				b.WriteByte(" .x-"[rng.IntN(4)])
-			}
-		}
-		texts = append(texts, b.String())
+		texts = append(texts, mixText(rng, 80, ibans, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " .x-"))
 	}
 	for _, text := range texts {
 		want := ibanAtCapitals(text)
@@ -213,19 +199,7 @@ func TestNumberCandidate(t *testing.T) {
 		"+1 (555) 123-4567", "(555) 123-4567", "555.123.4567", "1-555-123-4567", "2019", "12,000"}
 	ruledOut := 0
 	for range 3000 {
-		var b strings.Builder
-		for b.Len() < 60 {
-			switch rng.IntN(3) {
-			case 0:
-				v := pieces[rng.IntN(len(pieces))]
-				b.WriteString(v[:len(v)-rng.IntN(3)])
-			case 1:
-				b.WriteByte(byte('0' + rng.IntN(10)))
-			default:
-				b.WriteByte(" -.,()+xs"[rng.IntN(9)])
-			}
-		}
-		text := b.String()
+		text := mixText(rng, 60, pieces, "0123456789", " -.,()+xs")
 		for i := 0; i < len(text); i++ {
 			if numberCandidate(text, i) {
 				continue
@@ -243,4 +217,21 @@ func TestNumberCandidate(t *testing.T) {
 	if ruledOut == 0 {
 		t.Fatal("nothing was ruled out")
 	}
+}
+
+// mixText makes a random text of at least n bytes: each step adds either
+// one of pieces, cut short by up to two bytes, or one byte drawn from one
+// of the byte sets, all choices equally likely.
+func mixText(rng *rand.Rand, n int, pieces []string, sets ...string) string {
+	var b strings.Builder
+	for b.Len() < n {
+		if k := rng.IntN(1 + len(sets)); k > 0 {
+			set := sets[k-1]
+			b.WriteByte(set[rng.IntN(len(set))])
+			continue
+		}
+		v := pieces[rng.IntN(len(pieces))]
+		b.WriteString(v[:len(v)-rng.IntN(3)])
+	}
+	return b.String()
 }

@@ -101,19 +101,7 @@ func TestInvariantsEveryPolicy(t *testing.T) {
 // A cache so small that running requests outgrow it forces preemption;
 // nothing may be lost or exceed the cache.
 func TestPreemptionKeepsInvariants(t *testing.T) {
-	tiny := tinyA10()
-	cfg := shortConfig(Chat, 6, false)
-	cfg.Specs = []Spec{tiny}
-	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000 // fits the cache alone
-	res, err := Run(cfg, &RoundRobin{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, res)
-	pre := 0
-	for _, r := range res.Requests {
-		pre += r.Preempted
-	}
+	_, pre := runTiny(t, shortConfig(Chat, 6, false))
 	if pre == 0 {
 		t.Fatal("no preemption happened; the test does not test it")
 	}
@@ -448,23 +436,9 @@ func TestPrefixCacheCompetesWithRunningRequests(t *testing.T) {
 // and cached blocks evicted all the time, nothing is lost, nothing exceeds
 // the cache, and the index stays consistent (checkRun).
 func TestCacheUnderPreemptionKeepsInvariants(t *testing.T) {
-	tiny := tinyA10()
-	cfg := shortConfig(Chat, 6, true)
-	cfg.Specs = []Spec{tiny}
-	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000
-	res, err := Run(cfg, &RoundRobin{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, res)
-	pre := 0
-	for _, r := range res.Requests {
-		if r.Preempted > 0 {
-			pre++
-		}
-	}
+	res, pre := runTiny(t, shortConfig(Chat, 6, true))
 	if ev := res.Engines[0].Evictions; pre == 0 || ev == 0 {
-		t.Fatalf("%d preempted, %d evictions: the test does not exercise the cache under pressure", pre, ev)
+		t.Fatalf("%d preemptions, %d evictions: the test does not exercise the cache under pressure", pre, ev)
 	}
 }
 
@@ -697,22 +671,14 @@ func TestOracleCacheRun(t *testing.T) {
 // Under preemption the oracle's virtual blocks are given up and taken
 // again like held ones: nothing is lost and the cache is never exceeded.
 func TestOracleCacheUnderPreemption(t *testing.T) {
-	tiny := tinyA10()
 	cfg := shortConfig(SharedPrefix, 4, true)
-	cfg.Specs = []Spec{tiny}
 	cfg.OracleCache = true
 	// Validation counts the system prompt against the cache, oracle or
-	// not, so the prompts are shortened to fit beside the longest request.
-	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000
+	// not, so the shared prompts are shortened to fit beside the longest
+	// request.
 	cfg.Workload.PrefixMedian, cfg.Workload.MinPrefix, cfg.Workload.MaxPrefix = 3000, 1000, 5000
-	res, err := Run(cfg, &RoundRobin{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkRun(t, res)
-	pre := 0
+	res, pre := runTiny(t, cfg)
 	for _, r := range res.Requests {
-		pre += r.Preempted
 		if r.Prefix >= 0 && r.CachedTokens < fullPrefix(r) {
 			t.Fatalf("request %d: %d of %d shared-prefix tokens hit", r.ID, r.CachedTokens, fullPrefix(r))
 		}
@@ -721,6 +687,25 @@ func TestOracleCacheUnderPreemption(t *testing.T) {
 		t.Fatal("no preemption happened; the test does not test it")
 	}
 	t.Logf("%d preemptions over %d requests", pre, len(res.Requests))
+}
+
+// runTiny runs cfg round robin on one tinyA10, with requests that each fit
+// its cache alone, checks the run (checkRun) and returns it with the number
+// of preemptions in it.
+func runTiny(t *testing.T, cfg Config) (Result, int) {
+	t.Helper()
+	cfg.Specs = []Spec{tinyA10()}
+	cfg.Workload.MaxPrompt, cfg.Workload.MaxOutput = 4000, 2000
+	res, err := Run(cfg, &RoundRobin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRun(t, res)
+	pre := 0
+	for _, r := range res.Requests {
+		pre += r.Preempted
+	}
+	return res, pre
 }
 
 // tinyA10 is an A10 whose KV cache holds only 12k tokens, so that running
