@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,9 +31,11 @@ const statusClientClosed = 499
 // exchange is one request's state as it moves through the stages. They are
 // pooled: every field is reset in reset.
 type exchange struct {
-	g     *Gateway
-	cfg   *config
-	w     http.ResponseWriter
+	g   *Gateway
+	cfg *config
+	w   http.ResponseWriter
+	// raw is w's raw header lines (l7/h1's RawHeader), nil if it has none.
+	raw   *[]byte
 	r     *http.Request
 	ep    openai.Endpoint
 	start time.Time
@@ -117,7 +120,10 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		x := exchangePool.Get().(*exchange)
 		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
 		x.id = newID()
-		w.Header()["X-Request-Id"] = []string{x.id}
+		if rh, ok := w.(rawHeaderer); ok {
+			x.raw = rh.RawHeader()
+		}
+		x.setHeader("X-Request-Id", x.id)
 		defer x.recoverPanic()
 		for _, s := range chain {
 			if err := s.run(x); err != nil {
@@ -129,6 +135,23 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		x.reset()
 		exchangePool.Put(x)
 	})
+}
+
+// rawHeaderer is a response writer that takes header lines without its
+// header map (l7/h1's): the fields every response carries go there.
+type rawHeaderer interface{ RawHeader() *[]byte }
+
+// setHeader sets a response field, as a raw header line where the writer
+// takes them. name must be canonical and not a framing field.
+func (x *exchange) setHeader(name, value string) {
+	if x.raw == nil || strings.ContainsAny(value, "\r\n") {
+		x.w.Header()[name] = []string{value} // the map path sanitises
+		return
+	}
+	b := append(*x.raw, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	*x.raw = append(b, "\r\n"...)
 }
 
 // recoverPanic turns a bug in a stage into a 500 for this request only,
@@ -377,7 +400,11 @@ func (x *exchange) admit() *openai.Error {
 		lr.KeyLimits = gw.Keys[i].Limits
 	}
 	t, d, err := x.g.limiter.Admit(x.r.Context(), lr)
-	d.WriteHeaders(x.w.Header())
+	if x.raw != nil {
+		*x.raw = d.AppendHeaderLines(*x.raw)
+	} else {
+		d.WriteHeaders(x.w.Header())
+	}
 	if err != nil {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
 			Message: "rate limits cannot be checked right now; retry later"}

@@ -252,8 +252,9 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	x.status = http.StatusOK
 	x.wroteHeader = true
 	if ct := resp.Header["Content-Type"]; len(ct) > 0 {
-		// A copy: the pooled connection reuses its header slices.
-		x.w.Header()["Content-Type"] = []string{ct[0]}
+		// Copied into the head now, or (map path) an interned or
+		// cloned string: never the pooled connection's read buffer.
+		x.setHeader("Content-Type", ct[0])
 	}
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(buf.Bytes()); err != nil {

@@ -31,7 +31,9 @@ type response struct {
 	declared int64 // the handler's Content-Length, or -1
 	written  int64 // body bytes accepted from the handler
 	buf      []byte
-	num      [24]byte
+	// raw holds header lines added through RawHeader.
+	raw []byte
+	num [24]byte
 }
 
 var (
@@ -41,11 +43,20 @@ var (
 
 func (w *response) reset(r *http.Request) {
 	clear(w.header)
-	*w = response{c: w.c, req: r, header: w.header, declared: -1, buf: w.buf[:0],
+	*w = response{c: w.c, req: r, header: w.header, declared: -1, buf: w.buf[:0], raw: w.raw[:0],
 		closeAfter: r.Close}
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// RawHeader returns the response's buffer of extra header lines, each
+// "Name: value\r\n", sent after the fields of Header(). It spares a hot
+// path the header map (a map entry, a value slice and often a string per
+// field). The server does not check these lines: the handler must append
+// valid names, values without CR or LF, and no framing field
+// (Content-Length, Transfer-Encoding, Connection). Lines appended after the
+// head went out are not sent.
+func (w *response) RawHeader() *[]byte { return &w.raw }
 
 func (w *response) WriteHeader(code int) {
 	if w.wroteHeader || w.broken {
@@ -226,6 +237,7 @@ func (w *response) StopDisconnect() bool {
 // discardBuffered drops a held-back body (a panic before the head went out).
 func (w *response) discardBuffered() {
 	w.buf = w.buf[:0]
+	w.raw = w.raw[:0]
 	w.written = 0
 	w.wroteHeader = false
 	clear(w.header)
@@ -264,6 +276,9 @@ func (w *response) finish() bool {
 	if len(w.buf) > bodyBufferSize {
 		w.buf = nil
 	}
+	if cap(w.raw) > maxKeptRawHeader {
+		w.raw = nil
+	}
 	if err := w.c.bw.Flush(); err != nil {
 		return false
 	}
@@ -285,6 +300,7 @@ func (w *response) writeHead(length int64) {
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	_, _ = bw.WriteString(statusLine(w.status))
 	w.writeFields(true)
+	_, _ = bw.Write(w.raw)
 	if _, ok := w.header["Date"]; !ok {
 		_, _ = bw.Write(c.srv.dateHeader(time.Now()))
 	}

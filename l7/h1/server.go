@@ -47,6 +47,9 @@ const (
 	// the head can carry its Content-Length; a larger body, or a Flush,
 	// switches to chunked encoding.
 	bodyBufferSize = 8 << 10
+	// maxKeptRawHeader bounds the raw header buffer a connection keeps
+	// from one response to the next.
+	maxKeptRawHeader = 4 << 10
 	// disconnectCheckDelay: a request still running this long after its
 	// body was read gets a goroutine that watches for the client leaving
 	// (and then cancels the request's context). Quick requests never pay

@@ -598,3 +598,45 @@ func TestBodyBuffered(t *testing.T) {
 	}
 	check("after 100 Continue", false)
 }
+
+// TestRawHeader: lines added through RawHeader go out with the map's
+// fields, in a buffered and in a streamed (chunked) head; they are not
+// carried to the next response on the connection, and a panic drops them
+// with the rest of the handler's head.
+func TestRawHeader(t *testing.T) {
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := w.(interface{ RawHeader() *[]byte }).RawHeader()
+		switch r.URL.Path {
+		case "/none":
+		case "/stream":
+			*raw = append(*raw, "X-Raw: s\r\n"...)
+			_, _ = io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, "b")
+		case "/panic":
+			*raw = append(*raw, "X-Lost: 1\r\n"...)
+			panic("boom")
+		default:
+			w.Header().Set("X-Map", "m")
+			*raw = append(*raw, "X-Raw: 1\r\nX-Ratelimit-Limit-Requests: 60\r\n"...)
+		}
+		_, _ = io.WriteString(w, "ok")
+	}), func(s *Server) { s.Logger = discardLogger() })
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /none HTTP/1.1\r\nHost: x\r\n\r\nGET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := c.response("")
+	if resp.Header.Get("X-Map") != "m" || resp.Header.Get("X-Raw") != "1" || resp.Header.Get("X-Ratelimit-Limit-Requests") != "60" ||
+		resp.ContentLength != 2 || body != "ok" {
+		t.Fatalf("first: %v %q", resp.Header, body)
+	}
+	if resp, body := c.response(""); resp.Header.Get("X-Raw") != "" || resp.Header.Get("X-Map") != "" || body != "ok" {
+		t.Fatalf("second carries the first's fields: %v %q", resp.Header, body)
+	}
+	if resp, body := c.response(""); resp.Header.Get("X-Raw") != "s" || resp.TransferEncoding == nil || body != "abok" {
+		t.Fatalf("streamed: %v %v %q", resp.Header, resp.TransferEncoding, body)
+	}
+	c.send("GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.response(""); resp.StatusCode != 500 || resp.Header.Get("X-Lost") != "" {
+		t.Fatalf("panic: %d %v", resp.StatusCode, resp.Header)
+	}
+}

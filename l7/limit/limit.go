@@ -29,6 +29,7 @@
 package limit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -112,34 +113,54 @@ type Decision struct {
 }
 
 // WriteHeaders sets OpenAI-style x-ratelimit-* headers and, on refusal with
-// a known wait, Retry-After in whole seconds (rounded up). Keys are assigned
-// in canonical form and all values share one allocation: on the gateway's
-// hot path Header.Set's canonicalisation and per-field slices cost more
-// than the limit check itself.
+// a known wait, Retry-After in whole seconds (rounded up): the fields of
+// AppendHeaderLines, for a response writer that has only the header map.
 func (d Decision) WriteHeaders(h http.Header) {
-	vals := new([7]string)
-	n := 0
-	set := func(key, v string) {
-		vals[n] = v
-		// Capacity capped so that an append by a later writer copies
-		// instead of overwriting the next field's value.
-		h[key] = vals[n : n+1 : n+1]
-		n++
+	var buf [512]byte
+	lines := d.AppendHeaderLines(buf[:0])
+	for len(lines) > 0 {
+		line, rest, _ := bytes.Cut(lines, crlf)
+		k, v, _ := bytes.Cut(line, colonSpace)
+		h[string(k)] = []string{string(v)}
+		lines = rest
 	}
+}
+
+var crlf, colonSpace = []byte("\r\n"), []byte(": ")
+
+// AppendHeaderLines appends the fields WriteHeaders sets to b, each as
+// "Name: value\r\n" in canonical form. On the gateway's hot path this
+// spares a map entry, a value slice and a string per field.
+func (d Decision) AppendHeaderLines(b []byte) []byte {
 	if d.LimitRequests > 0 {
-		set("X-Ratelimit-Limit-Requests", strconv.FormatInt(d.LimitRequests, 10))
-		set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(max(d.RemainingRequests, 0), 10))
-		set("X-Ratelimit-Reset-Requests", formatReset(d.ResetRequests))
+		b = appendField(b, "X-Ratelimit-Limit-Requests: ", d.LimitRequests)
+		b = appendField(b, "X-Ratelimit-Remaining-Requests: ", max(d.RemainingRequests, 0))
+		b = appendReset(append(b, "X-Ratelimit-Reset-Requests: "...), d.ResetRequests)
 	}
 	if d.LimitTokens > 0 {
-		set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(d.LimitTokens, 10))
-		set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(max(d.RemainingTokens, 0), 10))
-		set("X-Ratelimit-Reset-Tokens", formatReset(d.ResetTokens))
+		b = appendField(b, "X-Ratelimit-Limit-Tokens: ", d.LimitTokens)
+		b = appendField(b, "X-Ratelimit-Remaining-Tokens: ", max(d.RemainingTokens, 0))
+		b = appendReset(append(b, "X-Ratelimit-Reset-Tokens: "...), d.ResetTokens)
 	}
 	if !d.Allowed && d.RetryAfter > 0 {
 		secs := (d.RetryAfter + time.Second - 1) / time.Second
-		set("Retry-After", strconv.FormatInt(int64(secs), 10))
+		b = appendField(b, "Retry-After: ", int64(secs))
 	}
+	return b
+}
+
+func appendField(b []byte, nameColon string, v int64) []byte {
+	b = append(b, nameColon...)
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, "\r\n"...)
+}
+
+func appendReset(b []byte, d time.Duration) []byte {
+	if d <= 0 {
+		return append(b, "0s\r\n"...) // the usual case: no string to build
+	}
+	b = append(b, formatReset(d)...)
+	return append(b, "\r\n"...)
 }
 
 // formatReset writes durations the way OpenAI does ("1s", "6m0s", "20ms").

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +290,42 @@ func TestDecisionHeaders(t *testing.T) {
 	Decision{Allowed: false, RetryAfter: time.Second}.WriteHeaders(h)
 	if h.Get("Retry-After") != "1" {
 		t.Errorf("exact second: %v", h)
+	}
+}
+
+// TestAppendHeaderLines holds the raw lines to WriteHeaders' fields, in
+// the same order for every decision shape.
+func TestAppendHeaderLines(t *testing.T) {
+	for _, d := range []Decision{
+		{},
+		{Allowed: true, LimitRequests: 10, RemainingRequests: 9, ResetRequests: time.Second},
+		{Allowed: true, LimitTokens: 1 << 40, RemainingTokens: 1<<40 - 1033},
+		{Allowed: false, RetryAfter: 1500 * time.Millisecond, LimitRequests: 60, RemainingRequests: -1,
+			ResetRequests: 6 * time.Minute, LimitTokens: 1000, RemainingTokens: 0, ResetTokens: 20 * time.Millisecond},
+		{Allowed: true, RetryAfter: time.Second},
+	} {
+		h := http.Header{}
+		d.WriteHeaders(h)
+		lines := string(d.AppendHeaderLines([]byte("X: y\r\n")))
+		want := "X: y\r\n"
+		for _, k := range []string{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests",
+			"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens", "Retry-After"} {
+			if v, ok := h[k]; ok {
+				want += k + ": " + v[0] + "\r\n"
+			}
+		}
+		if lines != want {
+			t.Errorf("%+v:\n got %q\nwant %q", d, lines, want)
+		}
+		if d.LimitRequests > 0 && !strings.Contains(lines, "X-Ratelimit-Remaining-Requests: ") {
+			t.Errorf("%+v: no remaining-requests line in %q", d, lines)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		var buf [256]byte
+		_ = Decision{Allowed: true, LimitRequests: 5, RemainingRequests: 4, LimitTokens: 9, RemainingTokens: 2}.AppendHeaderLines(buf[:0])
+	}); n != 0 {
+		t.Errorf("AppendHeaderLines with zero resets: %v allocations, want 0", n)
 	}
 }
 

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# CPU per request: the same wrk load against the same mock, through nginx and
+# through one or more infergate binaries, alternated ROUNDS times; each
+# proxy's user and system CPU over the measured run divided by the requests
+# wrk completed. Less at the mercy of a noisy machine than l7.sh's req/s
+# (a neighbour's burst slows every process alike), and the figure to watch
+# when comparing an old and a new gateway binary.
+#
+#   GW="old=/tmp/old/infergate new=bin/infergate" BODY_BYTES=68 scripts/bench/cpu.sh
+#
+# Environment: GW (name=binary pairs, default "infergate=<built from this
+# tree>"), BODY_BYTES (68), DURATION (5 s), ROUNDS (5), CONNS (64),
+# THREADS (2), BASE_PORT (18200), NGINX (1: include nginx).
+# Prints "system=<name> round=<i> rps=<n> cpu_us=<x> user_us=<u> sys_us=<s>"
+# per run on stderr and the medians per system on stdout.
+set -euo pipefail
+
+BODY_BYTES=${BODY_BYTES:-68}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-5}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+BASE_PORT=${BASE_PORT:-18200}
+WITH_NGINX=${NGINX:-1}
+PATH_V1=/v1/chat/completions
+MOCK_PORT=$BASE_PORT
+NGINX_PORT=$((BASE_PORT + 1))
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TMP=$(mktemp -d /tmp/infergate-cpubench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+log() { echo "# $*" >&2; }
+
+for t in wrk nginx; do
+	command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || {
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
+	}
+done
+NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+
+export GOFLAGS=${GOFLAGS:--mod=mod}
+(cd "$ROOT" && go build -o "$TMP/mockllm" ./test/mockllm/cmd/mockllm && go build -o "$TMP/benchgen" ./test/loadgen/benchgen)
+if [ -z "${GW:-}" ]; then
+	(cd "$ROOT" && go build -o "$TMP/infergate" ./cmd/infergate)
+	GW="infergate=$TMP/infergate"
+fi
+
+wait_port() {
+	for _ in $(seq 1 300); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "port $1 never opened" >&2
+	return 1
+}
+
+"$TMP/mockllm" -listen "127.0.0.1:$MOCK_PORT" -batch 8192 -queue 8192 >"$TMP/mock.log" 2>&1 &
+PIDS+=($!)
+
+NAMES=()
+declare -A PORT PID
+port=$((BASE_PORT + 2))
+for pair in $GW; do
+	name=${pair%%=*} bin=${pair#*=}
+	"$TMP/benchgen" -out "$TMP" -body-bytes "$BODY_BYTES" -upstream "127.0.0.1:$MOCK_PORT" -listen "127.0.0.1:$port" -name "$name"
+	"$bin" gateway --config "$TMP/$name.yaml" >"$TMP/$name.log" 2>&1 &
+	PID[$name]=$!
+	PIDS+=($!)
+	PORT[$name]=$port
+	NAMES+=("$name")
+	port=$((port + 1))
+done
+if [ "$WITH_NGINX" = 1 ]; then
+	mkdir -p "$TMP/nginx"
+	cat >"$TMP/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx/body;
+	proxy_temp_path $TMP/nginx/proxy;
+	fastcgi_temp_path $TMP/nginx/fastcgi;
+	uwsgi_temp_path $TMP/nginx/uwsgi;
+	scgi_temp_path $TMP/nginx/scgi;
+	upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; }
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		location / {
+			proxy_pass http://mock;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+}
+NGINX
+	"$NGINX_BIN" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 &
+	PID[nginx]=$!
+	PIDS+=($!)
+	PORT[nginx]=$NGINX_PORT
+	NAMES=(nginx "${NAMES[@]}")
+fi
+wait_port "$MOCK_PORT"
+for n in "${NAMES[@]}"; do wait_port "${PORT[$n]}"; done
+
+cat >"$TMP/post.lua" <<LUA
+local f = assert(io.open("$TMP/body.json", "r"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench-0"
+LUA
+
+# ticks prints the CPU clock ticks (user, system) of a process and its
+# children's threads (nginx's workers are its children).
+ticks() {
+	local pids
+	pids="$1 $(pgrep -P "$1" | tr '\n' ' ' || true)"
+	for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
+		awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u, s }'
+}
+HZ=$(getconf CLK_TCK)
+
+log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS rounds=$ROUNDS systems=${NAMES[*]}"
+: >"$TMP/runs.txt"
+for r in $(seq 1 "$ROUNDS"); do
+	# Rotate the order so no system always follows the same neighbour.
+	k=$(( (r - 1) % ${#NAMES[@]} ))
+	order=("${NAMES[@]:k}" "${NAMES[@]:0:k}")
+	for n in "${order[@]}"; do
+		url="http://127.0.0.1:${PORT[$n]}$PATH_V1"
+		wrk -t"$THREADS" -c"$CONNS" -d1s -s "$TMP/post.lua" "$url" >/dev/null
+		read -r u0 s0 < <(ticks "${PID[$n]}")
+		out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$TMP/post.lua" "$url")
+		read -r u1 s1 < <(ticks "${PID[$n]}")
+		reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
+		non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+		[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
+		awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" 'BEGIN {
+			us = 1e6 / hz
+			printf "system=%s round=%d rps=%.0f cpu_us=%.2f user_us=%.2f sys_us=%.2f\n", n, r, q / d, (u + s) * us / q, u * us / q, s * us / q
+		}' | tee -a "$TMP/runs.txt" >&2
+	done
+done
+
+awk '
+{
+	for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+	s = f["system"]; if (!(s in seen)) { seen[s] = 1; order[++n] = s }
+	c = ++cnt[s]; rps[s, c] = f["rps"]; cpu[s, c] = f["cpu_us"]; usr[s, c] = f["user_us"]; sys[s, c] = f["sys_us"]
+}
+function med(a, s, c,    i, j, x, v) {
+	for (i = 1; i <= c; i++) v[i] = a[s, i] + 0
+	for (i = 2; i <= c; i++) { x = v[i]; j = i - 1; while (j >= 1 && v[j] > x) { v[j + 1] = v[j]; j-- } v[j + 1] = x }
+	return (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+}
+END {
+	for (k = 1; k <= n; k++) {
+		s = order[k]
+		printf "system=%s rps=%.0f cpu_us=%.2f user_us=%.2f sys_us=%.2f\n", s, med(rps, s, cnt[s]), med(cpu, s, cnt[s]), med(usr, s, cnt[s]), med(sys, s, cnt[s])
+	}
+}' "$TMP/runs.txt"
