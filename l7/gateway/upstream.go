@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,11 @@ type pconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleFrom time.Time
+	// peerClosed is set by the close watcher (closewatch.go) when the
+	// backend closes the connection; watchID is its registration (0: not
+	// watched, so every reuse peeks).
+	peerClosed atomic.Bool
+	watchID    uint64
 	// expire fails the read or write in progress; made once per
 	// connection so arming it for each request does not allocate.
 	expire func()
@@ -76,22 +82,25 @@ type connPool struct {
 func newConnPool() *connPool { return &connPool{idle: map[string][]*pconn{}} }
 
 // get returns an idle connection to addr that has not outlived the idle
-// timeout, or nil. Whether the server still holds it open is checked as
-// the request is sent (send).
-func (p *connPool) get(addr string) *pconn {
+// timeout and that the close watcher has not seen the backend close, or
+// nil. check says whether send must still peek at it before sending: it is
+// not watched, or it was idle long enough for a backend's idle timeout to
+// be closing it right now.
+func (p *connPool) get(addr string) (pc *pconn, check bool) {
 	for {
 		p.mu.Lock()
 		list := p.idle[addr]
 		if len(list) == 0 {
 			p.mu.Unlock()
-			return nil
+			return nil, false
 		}
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
 		p.idle[addr] = list[:len(list)-1]
 		p.mu.Unlock()
-		if time.Since(pc.idleFrom) < poolIdleTimeout && pc.br.Buffered() == 0 {
-			return pc
+		idle := time.Since(pc.idleFrom)
+		if idle < poolIdleTimeout && pc.br.Buffered() == 0 && !pc.peerClosed.Load() {
+			return pc, idle > peekAfterIdle || !closeWatcher().trusted(pc.watchID)
 		}
 		pc.close()
 	}
@@ -99,6 +108,7 @@ func (p *connPool) get(addr string) *pconn {
 
 // close closes the connection and recycles its buffers.
 func (pc *pconn) close() error {
+	closeWatcher().remove(pc.watchID)
 	err := pc.c.Close()
 	pc.br.Reset(nil)
 	readerPoolConn.Put(pc.br)
@@ -108,8 +118,8 @@ func (pc *pconn) close() error {
 }
 
 // send writes the request (head in bw, then body) and waits for the
-// socket to become readable. On a connection taken idle from the pool it
-// first peeks at the socket without blocking: EAGAIN on a live
+// socket to become readable. On a connection taken idle from the pool that
+// get says to check, it first peeks at the socket without blocking: EAGAIN on a live
 // connection; end of stream, stray bytes or an error on one the server
 // has given up, which is then reported dead (nothing was sent) so the
 // caller can take another. A read with an expired deadline would not do
@@ -188,7 +198,7 @@ func (p *connPool) put(addr string, pc *pconn) {
 			}
 		}
 	}
-	keep := len(p.idle[addr]) < maxIdlePerBackend
+	keep := len(p.idle[addr]) < maxIdlePerBackend && !pc.peerClosed.Load()
 	if keep {
 		p.idle[addr] = append(p.idle[addr], pc)
 	}
@@ -231,6 +241,9 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, pc.rawErr = sc.SyscallConn()
 		pc.sendWait = pc.sendStep
+		if pc.rawErr == nil {
+			_ = pc.raw.Control(func(fd uintptr) { pc.watchID = closeWatcher().add(int(fd), &pc.peerClosed) })
+		}
 	}
 	return pc, nil
 }
@@ -245,9 +258,9 @@ func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, p
 	var pc *pconn
 	var watch disconnectWatch
 	for {
-		pc = p.get(addr)
-		idle := pc != nil
-		if !idle {
+		var check bool
+		pc, check = p.get(addr)
+		if pc == nil {
 			var err error
 			if pc, err = p.dial(ctx, addr, connectTimeout); err != nil {
 				return nil, err
@@ -271,7 +284,7 @@ func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, p
 			bw.WriteString(h[1])
 		}
 		bw.WriteString("\r\n\r\n")
-		dead, err := pc.send(body, idle)
+		dead, err := pc.send(body, check)
 		if dead {
 			// The server closed it while idle; nothing was sent.
 			watch.release()

@@ -132,3 +132,52 @@ func TestClientGoneCancelsWholeRequest(t *testing.T) {
 		t.Fatalf("audit %+v", r)
 	}
 }
+
+// TestCloseWatch: a pooled connection is watched for the backend's close;
+// a recently used one is handed out without a peek, one idle past
+// peekAfterIdle with one, and one the backend closed is marked by the
+// watcher, never handed out, and forgotten by the watcher once closed.
+func TestCloseWatch(t *testing.T) {
+	m, _ := countingMock(t, time.Minute)
+	w := closeWatcher()
+	if w == nil {
+		t.Fatal("no epoll set for pooled connections")
+	}
+	p := newConnPool()
+	defer p.closeIdle()
+	addr := m.addr.String()
+	pc, err := p.dial(t.Context(), addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.watchID == 0 || !w.trusted(pc.watchID) {
+		t.Fatalf("connection not watched (id %d)", pc.watchID)
+	}
+	p.put(addr, pc)
+	if got, check := p.get(addr); got != pc || check {
+		t.Fatalf("recently used connection: got %p (want %p), check %v", got, pc, check)
+	}
+	p.put(addr, pc)
+	pc.idleFrom = time.Now().Add(-2 * peekAfterIdle)
+	if got, check := p.get(addr); got != pc || !check {
+		t.Fatalf("connection idle past peekAfterIdle: got %p, check %v", got, check)
+	}
+	p.put(addr, pc)
+	m.ts.CloseClientConnections()
+	deadline := time.Now().Add(waitDeadline)
+	for !pc.peerClosed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never marked the connection the backend closed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got, _ := p.get(addr); got != nil {
+		t.Fatal("a connection the backend closed was handed out")
+	}
+	w.mu.Lock()
+	_, kept := w.conns[pc.watchID]
+	w.mu.Unlock()
+	if kept {
+		t.Fatal("closed connection still registered with the watcher")
+	}
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CPU per request: the same wrk load against the same mock, through nginx and
 # through one or more infergate binaries, alternated ROUNDS times; each
-# proxy's user and system CPU over the measured run divided by the requests
-# wrk completed. Less at the mercy of a noisy machine than l7.sh's req/s
+# proxy's CPU time over the measured run divided by the requests wrk
+# completed. Less at the mercy of a noisy machine than l7.sh's req/s
 # (a neighbour's burst slows every process alike), and the figure to watch
 # when comparing an old and a new gateway binary.
 #
@@ -11,8 +11,9 @@
 # Environment: GW (name=binary pairs, default "infergate=<built from this
 # tree>"), BODY_BYTES (68), DURATION (5 s), ROUNDS (5), CONNS (64),
 # THREADS (2), BASE_PORT (18200), NGINX (1: include nginx).
-# Prints "system=<name> round=<i> rps=<n> cpu_us=<x> user_us=<u> sys_us=<s>"
-# per run on stderr and the medians per system on stdout.
+# Prints "system=<name> round=<i> rps=<n> cpu_us=<x>" per run on stderr and
+# the medians per system on stdout (cpu_us: the proxy's CPU time per
+# request in microseconds, user and system, softirq work not included).
 set -euo pipefail
 
 BODY_BYTES=${BODY_BYTES:-68}
@@ -122,15 +123,14 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench-0"
 LUA
 
-# ticks prints the CPU clock ticks (user, system) of a process and its
-# children's threads (nginx's workers are its children).
-ticks() {
-	local pids
+# cpu_ns prints the CPU time in nanoseconds that a process and its children
+# (nginx's workers) have run, summed over their threads (schedstat is exact
+# where /proc/PID/stat counts clock ticks).
+cpu_ns() {
+	local p pids
 	pids="$1 $(pgrep -P "$1" | tr '\n' ' ' || true)"
-	for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
-		awk '{ sub(/^.*\) /, ""); u += $12; s += $13 } END { print u, s }'
+	for p in $pids; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
-HZ=$(getconf CLK_TCK)
 
 log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS rounds=$ROUNDS systems=${NAMES[*]}"
 : >"$TMP/runs.txt"
@@ -141,15 +141,14 @@ for r in $(seq 1 "$ROUNDS"); do
 	for n in "${order[@]}"; do
 		url="http://127.0.0.1:${PORT[$n]}$PATH_V1"
 		wrk -t"$THREADS" -c"$CONNS" -d1s -s "$TMP/post.lua" "$url" >/dev/null
-		read -r u0 s0 < <(ticks "${PID[$n]}")
+		c0=$(cpu_ns "${PID[$n]}")
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$TMP/post.lua" "$url")
-		read -r u1 s1 < <(ticks "${PID[$n]}")
+		c1=$(cpu_ns "${PID[$n]}")
 		reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
 		non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
 		[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
-		awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$HZ" 'BEGIN {
-			us = 1e6 / hz
-			printf "system=%s round=%d rps=%.0f cpu_us=%.2f user_us=%.2f sys_us=%.2f\n", n, r, q / d, (u + s) * us / q, u * us / q, s * us / q
+		awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v c="$((c1 - c0))" 'BEGIN {
+			printf "system=%s round=%d rps=%.0f cpu_us=%.2f\n", n, r, q / d, c / 1000 / q
 		}' | tee -a "$TMP/runs.txt" >&2
 	done
 done
@@ -158,7 +157,7 @@ awk '
 {
 	for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
 	s = f["system"]; if (!(s in seen)) { seen[s] = 1; order[++n] = s }
-	c = ++cnt[s]; rps[s, c] = f["rps"]; cpu[s, c] = f["cpu_us"]; usr[s, c] = f["user_us"]; sys[s, c] = f["sys_us"]
+	c = ++cnt[s]; rps[s, c] = f["rps"]; cpu[s, c] = f["cpu_us"]
 }
 function med(a, s, c,    i, j, x, v) {
 	for (i = 1; i <= c; i++) v[i] = a[s, i] + 0
@@ -168,6 +167,6 @@ function med(a, s, c,    i, j, x, v) {
 END {
 	for (k = 1; k <= n; k++) {
 		s = order[k]
-		printf "system=%s rps=%.0f cpu_us=%.2f user_us=%.2f sys_us=%.2f\n", s, med(rps, s, cnt[s]), med(cpu, s, cnt[s]), med(usr, s, cnt[s]), med(sys, s, cnt[s])
+		printf "system=%s rps=%.0f cpu_us=%.2f\n", s, med(rps, s, cnt[s]), med(cpu, s, cnt[s])
 	}
 }' "$TMP/runs.txt"
