@@ -29,6 +29,14 @@ import (
 // connection the server already dropped (and never retried blindly: a POST
 // that reached the server must not run twice).
 const (
+	// peekAfterIdle: a pooled connection idle longer than this is peeked
+	// before reuse even though the close watcher would report its
+	// backend's close, since the report lands a moment late and a
+	// backend's idle timeout (seconds: uvicorn's, vLLM's, is 5 s) may be
+	// closing it right now. A busy connection, which a backend closes only
+	// when it shuts down, is trusted to the watcher: no system call.
+	peekAfterIdle = time.Second
+
 	maxIdlePerBackend  = 256
 	poolIdleTimeout    = 50 * time.Second
 	connReadBufferSize = 16 << 10
@@ -42,7 +50,7 @@ type pconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleFrom time.Time
-	// peerClosed is set by the close watcher (closewatch.go) when the
+	// peerClosed is set by the close watcher (rawsock.Watcher) when the
 	// backend closes the connection; watchID is its registration (0: not
 	// watched, so every reuse peeks).
 	peerClosed atomic.Bool
@@ -100,7 +108,7 @@ func (p *connPool) get(addr string) (pc *pconn, check bool) {
 		p.mu.Unlock()
 		idle := time.Since(pc.idleFrom)
 		if idle < poolIdleTimeout && pc.br.Buffered() == 0 && !pc.peerClosed.Load() {
-			return pc, idle > peekAfterIdle || !closeWatcher().trusted(pc.watchID)
+			return pc, idle > peekAfterIdle || !rawsock.CloseWatcher().Trusted(pc.watchID)
 		}
 		pc.close()
 	}
@@ -108,7 +116,7 @@ func (p *connPool) get(addr string) (pc *pconn, check bool) {
 
 // close closes the connection and recycles its buffers.
 func (pc *pconn) close() error {
-	closeWatcher().remove(pc.watchID)
+	rawsock.CloseWatcher().Unwatch(pc.watchID)
 	err := pc.c.Close()
 	pc.br.Reset(nil)
 	readerPoolConn.Put(pc.br)
@@ -242,7 +250,7 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 		pc.raw, pc.rawErr = sc.SyscallConn()
 		pc.sendWait = pc.sendStep
 		if pc.rawErr == nil {
-			_ = pc.raw.Control(func(fd uintptr) { pc.watchID = closeWatcher().add(int(fd), &pc.peerClosed) })
+			pc.watchID = rawsock.CloseWatcher().Watch(pc.raw, func() { pc.peerClosed.Store(true) })
 		}
 	}
 	return pc, nil
