@@ -237,7 +237,7 @@ func (b *body) discard() bool {
 	if !b.canDiscard() {
 		return false
 	}
-	_ = b.c.rwc.SetReadDeadline(time.Now().Add(b.c.srv.headerTimeout()))
+	_ = b.c.setReadDeadline(time.Now().Add(b.c.srv.headerTimeout()))
 	var scratch [512]byte
 	for !b.done {
 		if _, err := b.read(scratch[:]); err != nil && err != io.EOF {

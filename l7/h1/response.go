@@ -198,7 +198,7 @@ func (w *response) SetReadDeadline(t time.Time) error {
 	if b.done || !b.chunked && b.remaining <= int64(c.br.Buffered()) {
 		return nil
 	}
-	return c.rwc.SetReadDeadline(t)
+	return c.setReadDeadline(t)
 }
 
 // SetWriteDeadline is for http.ResponseController.

@@ -2,10 +2,13 @@
 // less work per request than net/http's server: the connection's goroutine
 // reads, runs the handler and writes; the request, its header map and the
 // response writer are reused from one request to the next on a connection;
-// a small response goes out in a single write with its Content-Length; and
-// no goroutine watches for the client going away unless a request is still
-// running after disconnectCheckDelay (net/http starts one for every
-// request).
+// a small response goes out in a single write with its Content-Length; a
+// request that arrives whole is read with one system call and no failed
+// read before it (serveRaw); and the client going away is learnt from the
+// process's close watcher (rawsock.Watcher), not from a goroutine reading
+// the connection (net/http starts one for every request; here that is the
+// fallback for a socket the watcher cannot take, and only for a request
+// still running after disconnectCheckDelay).
 //
 // It speaks HTTP/1.0 and HTTP/1.1 only (no TLS, HTTP/2 or Upgrade), is
 // strict where leniency would allow request smuggling (both Content-Length
@@ -26,6 +29,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/infergate/infergate/l7/rawsock"
@@ -63,6 +67,11 @@ const (
 	shutdownPollInterval = 10 * time.Millisecond
 	// acceptBackoffMax bounds the wait after a temporary accept error.
 	acceptBackoffMax = time.Second
+	// idleRearm: the idle deadline is moved only when it was last set
+	// longer ago than this, so a busy connection does not move its timer
+	// on every request; a connection is then closed after IdleTimeout
+	// less up to idleRearm of idleness.
+	idleRearm = time.Second
 )
 
 // Server serves HTTP/1.x on listeners. Its zero timeouts take the defaults.
@@ -80,6 +89,9 @@ type Server struct {
 	conns      map[*conn]struct{}
 	done       chan struct{}
 	date       atomic.Pointer[dateValue]
+	// noWatch keeps connections off the close watcher and the raw path
+	// (tests of the fallback for sockets the watcher cannot take).
+	noWatch bool
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close; it is
@@ -209,7 +221,7 @@ func (s *Server) closeIdle() bool {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.state.Load() == stateIdle && c.state.CompareAndSwap(stateIdle, stateClosed) {
-			_ = c.rwc.Close()
+			c.abort()
 		}
 	}
 	return len(s.conns) == 0
@@ -220,7 +232,7 @@ func (s *Server) closeAll() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.state.Store(stateClosed)
-		_ = c.rwc.Close()
+		c.abort()
 	}
 }
 
@@ -265,6 +277,25 @@ type conn struct {
 	bw         *bufio.Writer
 	state      atomic.Int32
 
+	// The raw path (serveRaw): the socket, its close watch registration
+	// (0: none, and no raw path), and while serveRaw's RawConn.Read runs,
+	// its descriptor and whether the last read emptied the socket.
+	rc      syscall.RawConn
+	watchID uint64
+	src     source
+	rawMode bool
+	fd      uintptr
+	drained bool
+	// Reads of the socket (tests count them): rawReads one system call
+	// each, slowReads net.Conn reads (a failed read and a wait, often).
+	rawReads, slowReads int
+	rawNext             int
+	rawStep             func(fd uintptr) bool
+	idleFrom            time.Time // when the idle deadline was last set (zero: another deadline is set)
+	// headReady: c.head holds a parsed head whose request serveOne is
+	// still to serve (serveRaw found its body not all buffered).
+	headReady bool
+
 	// Reused for every request on the connection.
 	head head
 	raw  []byte
@@ -297,13 +328,37 @@ var (
 func newConn(s *Server, rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc, remoteAddr: rwc.RemoteAddr().String(), wdone: make(chan struct{}, 1)}
 	c.state.Store(stateIdle)
+	if rs, ok := rwc.(*rawsock.Conn); ok && !s.noWatch {
+		// The watcher reports the client leaving (peerClosed), with no
+		// goroutine or read per request; a watched connection also takes
+		// the raw path.
+		c.watchID = rawsock.CloseWatcher().Watch(rs.Raw(), c.peerClosed)
+		if c.watchID != 0 {
+			c.rc = rs.Raw()
+			c.rawStep = c.step
+		}
+	}
 	return c
+}
+
+// abort ends the connection at once. Close would wait while a handler runs
+// inside serveRaw's read callback (the callback holds the descriptor), so
+// a raw connection is shut down instead: its reads end, its writes fail,
+// the close watcher cancels its request, and its goroutine closes the
+// descriptor as it leaves.
+func (c *conn) abort() {
+	if c.rc == nil {
+		_ = c.rwc.Close()
+		return
+	}
+	_ = c.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 }
 
 func (c *conn) serve() {
 	defer c.srv.forget(c)
+	c.src.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.rwc)
+	c.br.Reset(&c.src)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.rwc)
 	c.head.header = http.Header{}
@@ -311,6 +366,7 @@ func (c *conn) serve() {
 	c.w.c = c
 	c.body.c = c
 	defer func() {
+		rawsock.CloseWatcher().Unwatch(c.watchID)
 		c.stopWatch()
 		_ = c.rwc.Close()
 		c.br.Reset(nil)
@@ -319,17 +375,149 @@ func (c *conn) serve() {
 		writerPool.Put(c.bw)
 	}()
 	for {
+		if c.rc != nil && !c.serveRaw() {
+			return
+		}
 		if !c.serveOne() {
 			return
 		}
 	}
 }
 
+// source is the read buffer's reader: the connection, or inside
+// serveRaw's RawConn.Read, which holds the descriptor's read lock, one
+// non-blocking read of the descriptor (syscall.EAGAIN when it has nothing).
+type source struct{ c *conn }
+
+func (s *source) Read(p []byte) (int, error) {
+	c := s.c
+	if !c.rawMode {
+		c.slowReads++
+		return c.rwc.Read(p)
+	}
+	c.rawReads++
+	n, err := rawsock.ReadFD(c.fd, p)
+	c.drained = n < len(p)
+	return n, err
+}
+
+// What serveRaw leaves to serve next.
+const (
+	rawDone = iota // the connection is finished
+	rawSlow        // serveOne serves the next request
+)
+
+// serveRaw serves requests that arrive whole, head and body, all inside
+// one RawConn.Read on the client's socket, and returns true when serveOne
+// must serve the next one (its head came in pieces, or its body is still
+// arriving), false when the connection is finished.
+//
+// Go's poller resets what it knew of a socket's readiness at the start of
+// every read, so net.Conn first tries a read, which fails with EAGAIN,
+// then waits: on a keep-alive connection that is one wasted system call
+// per request, the client's next request never being there yet. Inside one
+// RawConn.Read nothing resets: data that arrives after a read emptied the
+// socket raises an edge the poller keeps, so after answering, the server
+// waits for the next request straight away and reads it once it is there
+// (nginx does the same with its own readiness flags). The handler runs
+// inside the read callback; it reads its body from the buffer only, and
+// the close watcher, not a read, tells that the client left.
+func (c *conn) serveRaw() bool {
+	c.rawMode, c.drained, c.rawNext = true, false, rawDone
+	err := c.rc.Read(c.rawStep)
+	c.rawMode = false
+	return err == nil && c.rawNext == rawSlow
+}
+
+// step is serveRaw's RawConn.Read callback: true leaves the read.
+func (c *conn) step(fd uintptr) bool {
+	c.fd = fd
+	br := c.br
+	for {
+		if br.Buffered() == 0 {
+			if !c.drained {
+				_, err := br.Peek(1)
+				if err == syscall.EAGAIN {
+					c.drained = true
+				} else if err != nil {
+					return true // end of stream or a failed read
+				}
+			}
+			if br.Buffered() == 0 {
+				// Nothing arrived since the socket was emptied, and the
+				// poller keeps any edge since: wait for the next request.
+				c.drained = false
+				c.armIdle()
+				return false
+			}
+		}
+		b, _ := br.Peek(br.Buffered())
+		if len(b) < 2 || b[0] == '\r' || b[0] == '\n' || bytes.Index(b, headEnd) < 0 {
+			// A head in pieces, or leading empty lines: serveOne reads
+			// it as it comes, with its deadline.
+			c.rawNext = rawSlow
+			return true
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return true // Shutdown closed it
+		}
+		if !c.readRequestHead() {
+			return true
+		}
+		if h := &c.head; h.chunked || h.expect || h.length > int64(br.Buffered()) {
+			c.headReady = true
+			c.rawNext = rawSlow
+			return true
+		}
+		if !c.serveRequest() {
+			return true
+		}
+	}
+}
+
+// armIdle bounds the wait for a next request by the idle timeout.
+func (c *conn) armIdle() {
+	now := time.Now()
+	if !c.idleFrom.IsZero() && now.Sub(c.idleFrom) < idleRearm {
+		return
+	}
+	c.idleFrom = now
+	_ = c.rwc.SetReadDeadline(now.Add(c.srv.idleTimeout()))
+}
+
+// setReadDeadline sets a deadline other than the idle one.
+func (c *conn) setReadDeadline(t time.Time) error {
+	c.idleFrom = time.Time{}
+	return c.rwc.SetReadDeadline(t)
+}
+
+// peerClosed runs on the close watcher's goroutine once the client has
+// closed the connection: the request in progress, if any, is cancelled and
+// its OnDisconnect function called.
+func (c *conn) peerClosed() {
+	c.peerGone.Store(true)
+	c.wmu.Lock()
+	cancel := c.cancel
+	hook := c.hook
+	c.hook, c.hookFired = nil, hook != nil
+	c.wmu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if hook != nil {
+		hook()
+	}
+}
+
 // serveOne reads and answers one request; false ends the connection.
 func (c *conn) serveOne() bool {
+	if c.headReady {
+		c.headReady = false
+		return c.serveRequest()
+	}
 	s := c.srv
 	if c.br.Buffered() == 0 {
-		_ = c.rwc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
+		c.armIdle()
 		if _, err := c.br.Peek(1); err != nil {
 			return false
 		}
@@ -341,14 +529,23 @@ func (c *conn) serveOne() bool {
 		// The head is still arriving: from its first byte it has
 		// ReadHeaderTimeout to complete. (A head that came whole in the
 		// first read, the usual case, skips this deadline.)
-		_ = c.rwc.SetReadDeadline(time.Now().Add(s.headerTimeout()))
+		_ = c.setReadDeadline(time.Now().Add(s.headerTimeout()))
 	}
+	if !c.readRequestHead() {
+		return false
+	}
+	return c.serveRequest()
+}
+
+// readRequestHead parses the head at the front of the read buffer into
+// c.head; false (after a 4xx where one is due) ends the connection.
+func (c *conn) readRequestHead() bool {
 	h := &c.head
 	clear(h.header)
 	hdr := h.header
 	vals := h.vals
 	*h = head{header: hdr, vals: vals}
-	err := readHead(c.br, s.maxHeaderBytes(), &c.raw, h)
+	err := readHead(c.br, c.srv.maxHeaderBytes(), &c.raw, h)
 	if cap(c.raw) > 2*readBufferSize {
 		c.raw = nil // a rare huge head does not stay with the connection
 	}
@@ -359,12 +556,20 @@ func (c *conn) serveOne() bool {
 		}
 		return false
 	}
+	return true
+}
+
+// serveRequest answers the request whose head is in c.head; false ends
+// the connection.
+func (c *conn) serveRequest() bool {
+	s := c.srv
+	h := &c.head
 	if h.chunked || h.length > int64(c.br.Buffered()) {
 		// The body still has to come from the socket: no deadline but the
 		// handler's (ResponseController.SetReadDeadline). A body already
 		// buffered needs no socket read, so the idle or header deadline
 		// may stay; the disconnect watch clears it before it reads.
-		_ = c.rwc.SetReadDeadline(time.Time{})
+		_ = c.setReadDeadline(time.Time{})
 	}
 	r := &c.req
 	if err := parseURL(h.target, h.method, &c.url); err != nil {
@@ -402,7 +607,12 @@ func (c *conn) serveOne() bool {
 		r.Body = http.NoBody
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	c.wmu.Lock()
 	c.cancel = cancel
+	c.wmu.Unlock()
+	if c.peerGone.Load() {
+		cancel() // the client left before the watcher could see a request
+	}
 	w := &c.w
 	w.reset(r)
 	c.handling = true
@@ -414,9 +624,9 @@ func (c *conn) serveOne() bool {
 	c.stopWatch()
 	c.wmu.Lock()
 	c.hook, c.hookFired = nil, false
+	c.cancel = nil
 	c.wmu.Unlock()
 	cancel()
-	c.cancel = nil
 	keep := w.finish()
 	if keep && !c.body.done {
 		keep = c.body.discard()
@@ -478,6 +688,9 @@ const (
 // take body bytes). A client that pipelines a next request cannot be
 // watched this way, as with net/http.
 func (c *conn) armWatch() {
+	if c.watchID != 0 {
+		return // the close watcher reports it (peerClosed)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wstate != watchIdle || c.br.Buffered() > 0 {
@@ -541,7 +754,7 @@ func (c *conn) stopWatch() {
 		// Armed and fired, but the watcher found the state idle and left.
 		return
 	}
-	_ = c.rwc.SetReadDeadline(aLongTimeAgo)
+	_ = c.setReadDeadline(aLongTimeAgo)
 	<-c.wdone
 }
 

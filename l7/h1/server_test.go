@@ -17,6 +17,27 @@ import (
 
 const testWait = 5 * time.Second
 
+// fallbackOnly makes start's servers keep their connections off the close
+// watcher and the raw path (TestFallback).
+var fallbackOnly bool
+
+// TestFallback runs the framing, disconnect and shutdown tests again on
+// the path a connection the close watcher cannot take is served by.
+func TestFallback(t *testing.T) {
+	fallbackOnly = true
+	defer func() { fallbackOnly = false }()
+	for name, f := range map[string]func(*testing.T){
+		"KeepAliveAndFraming": TestKeepAliveAndFraming, "RejectsAndCloses": TestRejectsAndCloses,
+		"HeadLimits": TestHeadLimits, "ExpectContinue": TestExpectContinue, "StreamingFlush": TestStreamingFlush,
+		"ClientDisconnectCancels": TestClientDisconnectCancels, "StopDisconnect": TestStopDisconnect,
+		"ContextEndsWithHandler": TestContextEndsWithHandler, "ShutdownDrains": TestShutdownDrains,
+		"PanicAnd500": TestPanicAnd500, "UnreadBodyDiscarded": TestUnreadBodyDiscarded, "BodyBuffered": TestBodyBuffered,
+		"PipelinedDuringHandler": TestPipelinedDuringHandler,
+	} {
+		t.Run(name, f)
+	}
+}
+
 // start serves h on a loopback port and returns its address.
 func start(t *testing.T, h http.Handler, tune func(*Server)) (*Server, string) {
 	t.Helper()
@@ -24,7 +45,7 @@ func start(t *testing.T, h http.Handler, tune func(*Server)) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: h}
+	s := &Server{Handler: h, noWatch: fallbackOnly}
 	if tune != nil {
 		tune(s)
 	}
@@ -638,5 +659,175 @@ func TestRawHeader(t *testing.T) {
 	c.send("GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, _ := c.response(""); resp.StatusCode != 500 || resp.Header.Get("X-Lost") != "" {
 		t.Fatalf("panic: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// serverConn returns the server's one connection.
+func serverConn(t *testing.T, s *Server) *conn {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for {
+		s.mu.Lock()
+		for c := range s.conns {
+			s.mu.Unlock()
+			return c
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("no server connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitGone waits until the server has forgotten every connection.
+func waitGone(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections left", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRawPathOneReadPerRequest: on a keep-alive connection whose client
+// waits for each response, every request costs one read of the socket,
+// not a failed read and then another, as net.Conn's read-then-wait
+// makes it (the fallback path, shown to be taken without the watcher).
+func TestRawPathOneReadPerRequest(t *testing.T) {
+	const n = 50
+	for _, noWatch := range []bool{false, true} {
+		s, addr := start(t, echo(), func(s *Server) { s.noWatch = noWatch })
+		c := dial(t, addr)
+		for i := range n {
+			c.send(fmt.Sprintf("POST /r%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", i))
+			if _, b := c.response(""); b != fmt.Sprintf("POST /r%d ||hi", i) {
+				t.Fatalf("response %d: %q", i, b)
+			}
+		}
+		sc := serverConn(t, s)
+		c.c.Close()
+		waitGone(t, s)
+		s.mu.Lock() // the connection's last read happened before it was forgotten
+		raw, slow := sc.rawReads, sc.slowReads
+		s.mu.Unlock()
+		switch {
+		case !noWatch && (raw > n+2 || slow != 0):
+			t.Errorf("raw path: %d reads (and %d net.Conn reads) for %d requests and the close", raw, slow, n)
+		case noWatch && (raw != 0 || slow < n):
+			t.Errorf("fallback: %d raw reads, %d net.Conn reads for %d requests", raw, slow, n)
+		}
+	}
+}
+
+// TestPipelinedDuringHandler: a request the client sends while the server
+// is still answering the previous one is served at once, not left for the
+// idle timeout: the raw path must not lose the readiness that came in
+// while the handler ran.
+func TestPipelinedDuringHandler(t *testing.T) {
+	entered := make(chan struct{}, 2)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		if r.URL.Path == "/slow" {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	}), func(s *Server) { s.IdleTimeout = time.Minute })
+	c := dial(t, addr)
+	c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-entered
+	c.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	start := time.Now()
+	if _, b := c.response(""); b != "/slow" {
+		t.Fatalf("first %q", b)
+	}
+	if _, b := c.response(""); b != "/next" {
+		t.Fatalf("second %q", b)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the pipelined request waited %v", d)
+	}
+}
+
+// TestBodyAfterHead: a body that arrives after its head is read by the
+// handler from the socket (serveOne's path), a head sent in two pieces is
+// gathered, and the connection then goes back to the raw path.
+func TestBodyAfterHead(t *testing.T) {
+	s, addr := start(t, echo(), nil)
+	c := dial(t, addr)
+	c.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+	time.Sleep(20 * time.Millisecond)
+	c.send("llo")
+	if _, b := c.response(""); b != "POST /a ||hello" {
+		t.Fatalf("split body: %q", b)
+	}
+	c.send("GET /b HTTP/1.1\r\nHo")
+	time.Sleep(20 * time.Millisecond)
+	c.send("st: x\r\n\r\n")
+	if _, b := c.response(""); b != "GET /b ||" {
+		t.Fatalf("split head: %q", b)
+	}
+	sc := serverConn(t, s)
+	for i := range 20 {
+		c.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, b := c.response(""); b != "GET /c ||" {
+			t.Fatalf("request %d after: %q", i, b)
+		}
+	}
+	c.c.Close()
+	waitGone(t, s)
+	s.mu.Lock()
+	raw, slow := sc.rawReads, sc.slowReads
+	s.mu.Unlock()
+	if raw < 20 || raw > 20+12 || slow > 6 {
+		t.Fatalf("%d raw reads, %d net.Conn reads: the connection did not go back to the raw path", raw, slow)
+	}
+}
+
+// TestCloseWithActiveHandler: Close returns at once while a handler runs
+// (on the raw path inside the read callback), and the handler's context is
+// cancelled.
+func TestCloseWithActiveHandler(t *testing.T) {
+	for _, noWatch := range []bool{false, true} {
+		entered, canceled := make(chan struct{}), make(chan struct{})
+		s, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			select {
+			case <-r.Context().Done():
+				close(canceled)
+			case <-time.After(testWait):
+			}
+		}), func(s *Server) { s.noWatch = noWatch })
+		c := dial(t, addr)
+		c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		<-entered
+		closed := make(chan struct{})
+		go func() { _ = s.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(time.Second):
+			t.Fatalf("noWatch=%v: Close waited for the handler", noWatch)
+		}
+		if !noWatch {
+			// The fallback's watch reads only after disconnectCheckDelay
+			// and ends with the closed socket; the watcher sees the
+			// shutdown at once.
+			select {
+			case <-canceled:
+			case <-time.After(testWait):
+				t.Fatal("handler's context not cancelled by Close")
+			}
+		}
+		if !c.closed() {
+			t.Fatalf("noWatch=%v: connection still open after Close", noWatch)
+		}
 	}
 }

@@ -75,23 +75,41 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) readStep(fd uintptr) bool {
+	n, err := ReadFD(fd, c.rbuf)
+	switch {
+	case err == syscall.EAGAIN:
+		return false
+	case err == io.EOF:
+		c.rerr = err
+	case err != nil:
+		c.rerr = c.opError("read", err.(syscall.Errno))
+	default:
+		c.rn = n
+	}
+	return true
+}
+
+// ReadFD makes one read of the non-blocking socket fd into p (len(p) > 0),
+// for a caller inside a syscall.RawConn callback: n bytes, io.EOF once the
+// peer has closed its side, syscall.EAGAIN when nothing is there yet, or
+// the read's syscall.Errno.
+func ReadFD(fd uintptr, p []byte) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
 		case e == syscall.EINTR:
 			continue
-		case e == syscall.EAGAIN:
-			return false
 		case e != 0:
-			c.rerr = c.opError("read", e)
+			return 0, e
 		case n == 0:
-			c.rerr = io.EOF
-		default:
-			c.rn = int(n)
+			return 0, io.EOF
 		}
-		return true
+		return int(n), nil
 	}
 }
+
+// Raw returns the connection's syscall.RawConn.
+func (c *Conn) Raw() syscall.RawConn { return c.rc }
 
 // Write writes all of p, waiting in the poller while the socket's send
 // buffer is full.

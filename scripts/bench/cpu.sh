@@ -10,10 +10,16 @@
 #
 # Environment: GW (name=binary pairs, default "infergate=<built from this
 # tree>"), BODY_BYTES (68), DURATION (5 s), ROUNDS (5), CONNS (64),
-# THREADS (2), BASE_PORT (18200), NGINX (1: include nginx).
+# THREADS (2), BASE_PORT (18200), NGINX (1: include nginx), TOGETHER (0;
+# 1: the gateways are loaded at the same time, each by its own wrk with
+# CONNS/2 connections and one thread, so that a slow spell of the machine
+# hits all of them alike: the way to compare two builds on a noisy VM;
+# nginx is then left out).
 # Prints "system=<name> round=<i> rps=<n> cpu_us=<x>" per run on stderr and
 # the medians per system on stdout (cpu_us: the proxy's CPU time per
-# request in microseconds, user and system, softirq work not included).
+# request in microseconds, user and system, softirq work not included;
+# paired_delta_us: a later gateway's CPU per request less the first
+# gateway's, round by round, median).
 set -euo pipefail
 
 BODY_BYTES=${BODY_BYTES:-68}
@@ -132,8 +138,38 @@ cpu_ns() {
 	for p in $pids; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
-log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS rounds=$ROUNDS systems=${NAMES[*]}"
+log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS rounds=$ROUNDS systems=${NAMES[*]} together=${TOGETHER:-0}"
 : >"$TMP/runs.txt"
+if [ "${TOGETHER:-0}" = 1 ]; then
+	[ "$WITH_NGINX" = 1 ] && NAMES=("${NAMES[@]:1}")
+	half=$((CONNS / 2))
+	for r in $(seq 1 "$ROUNDS"); do
+		declare -A C0
+		loads=()
+		for n in "${NAMES[@]}"; do
+			wrk -t1 -c"$half" -d1s -s "$TMP/post.lua" "http://127.0.0.1:${PORT[$n]}$PATH_V1" >/dev/null &
+			loads+=($!)
+		done
+		wait "${loads[@]}"
+		for n in "${NAMES[@]}"; do C0[$n]=$(cpu_ns "${PID[$n]}"); done
+		loads=()
+		for n in "${NAMES[@]}"; do
+			wrk -t1 -c"$half" -d"${DURATION}s" -s "$TMP/post.lua" "http://127.0.0.1:${PORT[$n]}$PATH_V1" >"$TMP/wrk-$n.txt" &
+			loads+=($!)
+		done
+		wait "${loads[@]}"
+		for n in "${NAMES[@]}"; do
+			c1=$(cpu_ns "${PID[$n]}")
+			reqs=$(awk '/requests in/ { print $1 }' "$TMP/wrk-$n.txt")
+			non2xx=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$n.txt")
+			[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
+			awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v c="$((c1 - C0[$n]))" 'BEGIN {
+				printf "system=%s round=%d rps=%.0f cpu_us=%.2f\n", n, r, q / d, c / 1000 / q
+			}' | tee -a "$TMP/runs.txt" >&2
+		done
+	done
+	ROUNDS=0
+fi
 for r in $(seq 1 "$ROUNDS"); do
 	# Rotate the order so no system always follows the same neighbour.
 	k=$(( (r - 1) % ${#NAMES[@]} ))
@@ -165,8 +201,16 @@ function med(a, s, c,    i, j, x, v) {
 	return (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
 }
 END {
+	# Each gateway after the first is also given the median over rounds of
+	# its CPU per request less that of the first gateway in the same round.
+	for (k = 1; k <= n; k++) if (order[k] != "nginx") { base = order[k]; break }
 	for (k = 1; k <= n; k++) {
 		s = order[k]
-		printf "system=%s rps=%.0f cpu_us=%.2f\n", s, med(rps, s, cnt[s]), med(cpu, s, cnt[s])
+		line = sprintf("system=%s rps=%.0f cpu_us=%.2f", s, med(rps, s, cnt[s]), med(cpu, s, cnt[s]))
+		if (s != "nginx" && s != base) {
+			for (i = 1; i <= cnt[s]; i++) d[s, i] = cpu[s, i] - cpu[base, i]
+			line = line sprintf(" paired_delta_us=%.2f", med(d, s, cnt[s]))
+		}
+		print line
 	}
 }' "$TMP/runs.txt"
