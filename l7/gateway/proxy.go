@@ -112,14 +112,15 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		// first-token timeouts, and the client leaving expires it: no
 		// context or timer per attempt.
 		now := time.Now()
+		timeout := total
 		deadline := now.Add(total)
 		if x.req.Stream && ttft < total {
 			totalEnd = deadline
-			deadline = now.Add(ttft)
+			timeout, deadline = ttft, now.Add(ttft)
 		}
 		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
 		dn, _ := x.w.(disconnectNotifier)
-		resp, err = x.g.pool.roundTrip(x.r.Context(), dn, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline)
+		resp, err = x.g.pool.roundTrip(x.r.Context(), dn, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline, deadlineSlack(timeout))
 	} else {
 		ctx, cancel := context.WithTimeout(x.r.Context(), total)
 		defer cancel()

@@ -36,6 +36,9 @@ const (
 	// closing it right now. A busy connection, which a backend closes only
 	// when it shuts down, is trusted to the watcher: no system call.
 	peekAfterIdle = time.Second
+	// maxDeadlineSlack bounds how much earlier than its timeout an
+	// upstream exchange may end (pconn.setDeadline).
+	maxDeadlineSlack = time.Second
 
 	maxIdlePerBackend  = 256
 	poolIdleTimeout    = 50 * time.Second
@@ -50,6 +53,9 @@ type pconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleFrom time.Time
+	// deadline is the read and write deadline last set by setDeadline
+	// (zero once another was set).
+	deadline time.Time
 	// peerClosed is set by the close watcher (rawsock.Watcher) when the
 	// backend closes the connection; watchID is its registration (0: not
 	// watched, so every reuse peeks).
@@ -261,8 +267,9 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 // body must be read to the end and closed for the connection to be reused.
 //
 // deadline bounds the whole exchange on the connection (write, head and
-// body); a timeout shows as an error whose Timeout() is true.
-func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time) (*http.Response, error) {
+// body), or up to slack earlier (pconn.setDeadline); a timeout shows as an
+// error whose Timeout() is true.
+func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, path string, headers [][2]string, body []byte, connectTimeout time.Duration, deadline time.Time, slack time.Duration) (*http.Response, error) {
 	var pc *pconn
 	var watch disconnectWatch
 	for {
@@ -274,7 +281,7 @@ func (p *connPool) roundTrip(ctx context.Context, dn disconnectNotifier, addr, p
 				return nil, err
 			}
 		}
-		_ = pc.c.SetDeadline(deadline)
+		pc.setDeadline(deadline, slack)
 		// Cancelling ctx expires the connection's deadlines, which fails
 		// the read or write in progress; such a connection is never reused.
 		watch = watchDisconnect(ctx, dn, pc.expire)
@@ -381,7 +388,26 @@ func (b *pooledBody) Read(p []byte) (int, error) {
 }
 
 // setReadDeadline moves the read deadline of the body's connection.
-func (b *pooledBody) setReadDeadline(t time.Time) { _ = b.pc.c.SetReadDeadline(t) }
+func (b *pooledBody) setReadDeadline(t time.Time) {
+	b.pc.deadline = time.Time{}
+	_ = b.pc.c.SetReadDeadline(t)
+}
+
+// setDeadline bounds the exchange on the connection by t. A deadline set
+// by the previous request is kept when it ends at most slack before t:
+// then requests that follow each other with the same timeout do not move
+// the connection's two timers every time.
+func (pc *pconn) setDeadline(t time.Time, slack time.Duration) {
+	if !pc.deadline.IsZero() && !pc.deadline.After(t) && t.Sub(pc.deadline) <= slack {
+		return
+	}
+	pc.deadline = t
+	_ = pc.c.SetDeadline(t)
+}
+
+// deadlineSlack is how much earlier than asked an exchange with timeout d
+// may be cut off: 1%, at most maxDeadlineSlack.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/100, maxDeadlineSlack) }
 
 func (b *pooledBody) Close() error {
 	if b.closed {

@@ -176,3 +176,42 @@ func TestCloseWatch(t *testing.T) {
 		t.Fatal("a connection the backend closed was handed out")
 	}
 }
+
+// TestSetDeadlineSlack: a pooled connection keeps its deadline when the
+// next request's ends at most the slack later, and moves it otherwise,
+// earlier always.
+func TestSetDeadlineSlack(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	p := newConnPool()
+	defer p.closeIdle()
+	pc, err := p.dial(t.Context(), m.addr.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.close()
+	t0 := time.Now().Add(time.Minute)
+	for _, c := range []struct {
+		t    time.Time
+		want time.Time
+	}{
+		{t0, t0},
+		{t0.Add(300 * time.Millisecond), t0}, // within the slack: kept
+		{t0.Add(2 * time.Second), t0.Add(2 * time.Second)},                 // beyond it: moved
+		{t0.Add(time.Second), t0.Add(time.Second)},                         // earlier: always moved
+		{t0.Add(1500 * time.Millisecond), t0.Add(1500 * time.Millisecond)}, // after another deadline was set
+	} {
+		if c.t.Equal(t0.Add(1500 * time.Millisecond)) {
+			(&pooledBody{pc: pc}).setReadDeadline(t0)
+		}
+		pc.setDeadline(c.t, time.Second)
+		if !pc.deadline.Equal(c.want) {
+			t.Fatalf("set %v: deadline %v, want %v", c.t.Sub(t0), pc.deadline.Sub(t0), c.want.Sub(t0))
+		}
+	}
+	if s := deadlineSlack(10 * time.Minute); s != maxDeadlineSlack {
+		t.Fatalf("slack of 10m: %v", s)
+	}
+	if s := deadlineSlack(2 * time.Second); s != 20*time.Millisecond {
+		t.Fatalf("slack of 2s: %v", s)
+	}
+}
