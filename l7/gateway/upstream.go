@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,9 @@ type pconn struct {
 	// (see send); made once per connection, its state below is per request.
 	sendWait  func(fd uintptr) bool
 	sendBody  []byte
+	sendFD    uintptr
+	sending   bool // send's callback runs: dst writes sendFD raw
+	dst       sink
 	sendCheck bool // the connection was idle: peek before sending
 	sendCalls int
 	sendDead  bool
@@ -175,15 +179,40 @@ func (pc *pconn) sendStep(fd uintptr) bool {
 			return true
 		}
 	}
-	if _, err := pc.bw.Write(pc.sendBody); err != nil {
-		pc.sendErr = err
-		return true
+	pc.sendFD, pc.sending = fd, true
+	_, err := pc.bw.Write(pc.sendBody)
+	if err == nil {
+		err = pc.bw.Flush()
 	}
-	if err := pc.bw.Flush(); err != nil {
+	pc.sending = false
+	if err != nil {
 		pc.sendErr = err
 		return true
 	}
 	return false
+}
+
+// sink is a pooled connection's write buffer's writer: the connection, or
+// while send runs (inside its RawConn.Read) a raw write of the descriptor,
+// without the poller's write lock and readiness reset; what the socket
+// does not take at once goes through the connection, which waits in the
+// poller and keeps to the deadline.
+type sink struct{ pc *pconn }
+
+func (s *sink) Write(p []byte) (int, error) {
+	pc := s.pc
+	if !pc.sending || len(p) == 0 {
+		return pc.c.Write(p)
+	}
+	n, err := rawsock.WriteFD(pc.sendFD, p)
+	if err == syscall.EAGAIN {
+		m, err := pc.c.Write(p[n:])
+		return n + m, err
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+	return n, nil
 }
 
 func (p *connPool) put(addr string, pc *pconn) {
@@ -249,8 +278,9 @@ func (p *connPool) dial(ctx context.Context, addr string, timeout time.Duration)
 	br := readerPoolConn.Get().(*bufio.Reader)
 	br.Reset(c)
 	bw := writerPoolConn.Get().(*bufio.Writer)
-	bw.Reset(c)
 	pc := &pconn{c: c, br: br, bw: bw}
+	pc.dst.pc = pc
+	bw.Reset(&pc.dst)
 	pc.expire = func() { _ = c.SetDeadline(time.Unix(1, 0)) }
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.raw, pc.rawErr = sc.SyscallConn()

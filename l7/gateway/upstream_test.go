@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,5 +215,58 @@ func TestSetDeadlineSlack(t *testing.T) {
 	}
 	if s := deadlineSlack(2 * time.Second); s != 20*time.Millisecond {
 		t.Fatalf("slack of 2s: %v", s)
+	}
+}
+
+// TestLargeRequestBody: a request larger than the upstream socket takes
+// at once, to a backend that reads late, reaches it whole (the raw write
+// hands the rest to the poller's wait): the mock counts every word of it.
+func TestLargeRequestBody(t *testing.T) {
+	// A backend with a small receive buffer that starts reading late, so
+	// the gateway's socket fills and its write has to wait.
+	s := mockllm.New(mockllm.Config{MaxBodyBytes: 16 << 20})
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		s.Handler().ServeHTTP(w, r)
+	}))
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Listener.Close()
+	ts.Listener = ln
+	ts.Start()
+	t.Cleanup(ts.Close)
+	m := &mock{Server: s, ts: ts, addr: netip.MustParseAddrPort(strings.TrimPrefix(ts.URL, "http://"))}
+	c := basePolicy(pool("p", m))
+	c.Gateway.MaxBodyBytes = 16 << 20
+	h := newHarness(t, c, Options{})
+	promptTokens := func(prompt string) int {
+		t.Helper()
+		status, _, body := h.call(testKey, "/v1/chat/completions", chatBody(prompt, ""))
+		if status != 200 {
+			t.Fatalf("%d %.200s", status, body)
+		}
+		var out struct {
+			Usage struct {
+				PromptTokens int `json:"prompt_tokens"`
+			} `json:"usage"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Usage.PromptTokens
+	}
+	const words = 1_500_000 // 9 MB of text: more than a loopback socket's 4 MB send buffer
+	small := promptTokens("hello ")
+	if got, want := promptTokens(strings.Repeat("hello ", words)), small+words-1; got != want {
+		t.Fatalf("backend counted %d prompt words, want %d", got, want)
 	}
 }

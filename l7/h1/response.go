@@ -201,8 +201,13 @@ func (w *response) SetReadDeadline(t time.Time) error {
 	return c.setReadDeadline(t)
 }
 
-// SetWriteDeadline is for http.ResponseController.
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
+// SetWriteDeadline is for http.ResponseController. A connection with a
+// write deadline writes through the poller, which keeps to it, instead of
+// raw (sink).
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.c.writeDeadline = !t.IsZero()
+	return w.c.rwc.SetWriteDeadline(t)
+}
 
 // OnDisconnect arranges for f to run once if the client goes away while
 // the handler runs (at once if it already has), after the request's

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -283,9 +284,13 @@ type conn struct {
 	rc      syscall.RawConn
 	watchID uint64
 	src     source
+	dst     sink
 	rawMode bool
-	fd      uintptr
-	drained bool
+	// writeDeadline: the handler set a write deadline (sink then writes
+	// through the poller).
+	writeDeadline bool
+	fd            uintptr
+	drained       bool
 	// Reads of the socket (tests count them): rawReads one system call
 	// each, slowReads net.Conn reads (a failed read and a wait, often).
 	rawReads, slowReads int
@@ -356,11 +361,11 @@ func (c *conn) abort() {
 
 func (c *conn) serve() {
 	defer c.srv.forget(c)
-	c.src.c = c
+	c.src.c, c.dst.c = c, c
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.src)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.rwc)
+	c.bw.Reset(&c.dst)
 	c.head.header = http.Header{}
 	c.w.header = http.Header{}
 	c.w.c = c
@@ -399,6 +404,29 @@ func (s *source) Read(p []byte) (int, error) {
 	n, err := rawsock.ReadFD(c.fd, p)
 	c.drained = n < len(p)
 	return n, err
+}
+
+// sink is the write buffer's writer: the connection, or inside serveRaw's
+// read callback a raw write of the descriptor, without the poller's write
+// lock and readiness reset (only the connection's goroutine writes to it);
+// what the socket does not take at once goes through the connection, which
+// waits in the poller and keeps to the write deadline.
+type sink struct{ c *conn }
+
+func (s *sink) Write(p []byte) (int, error) {
+	c := s.c
+	if !c.rawMode || c.writeDeadline || len(p) == 0 {
+		return c.rwc.Write(p)
+	}
+	n, err := rawsock.WriteFD(c.fd, p)
+	if err == syscall.EAGAIN {
+		m, err := c.rwc.Write(p[n:])
+		return n + m, err
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Addr: c.rwc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+	return n, nil
 }
 
 // What serveRaw leaves to serve next.
@@ -664,7 +692,7 @@ func (c *conn) runHandler(r *http.Request) {
 // writeError answers a request the server could not parse, then the
 // connection closes.
 func (c *conn) writeError(status int, msg string) {
-	c.bw.Reset(c.rwc)
+	c.bw.Reset(&c.dst)
 	_, _ = c.bw.WriteString("HTTP/1.1 ")
 	_, _ = c.bw.WriteString(statusLine(status))
 	_, _ = c.bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")

@@ -831,3 +831,44 @@ func TestCloseWithActiveHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestRawWriteBackpressure: a response larger than the socket takes at
+// once, to a client that reads late, arrives whole (the raw write hands
+// the rest to the poller's wait), and the connection serves on.
+func TestRawWriteBackpressure(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 1<<19) // 8 MiB
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			_, _ = io.WriteString(w, big)
+			return
+		}
+		_, _ = io.WriteString(w, "small")
+	}), nil)
+	c := dial(t, addr)
+	c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // the server fills the socket meanwhile
+	if _, b := c.response(""); b != big {
+		t.Fatalf("big body: %d bytes, want %d", len(b), len(big))
+	}
+	c.send("GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, b := c.response(""); b != "small" {
+		t.Fatalf("after: %q", b)
+	}
+}
+
+// TestWriteDeadlineKept: a write deadline the handler set still fails its
+// writes once passed (the raw write path steps aside for it).
+func TestWriteDeadlineKept(t *testing.T) {
+	errs := make(chan error, 1)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetWriteDeadline(time.Now().Add(-time.Second))
+		_, _ = io.WriteString(w, "late")
+		errs <- rc.Flush()
+	}), nil)
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err := <-errs; err == nil {
+		t.Fatal("write past its deadline succeeded")
+	}
+}

@@ -128,21 +128,36 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 func (c *Conn) writeStep(fd uintptr) bool {
-	for c.wn < len(c.wbuf) {
-		rest := c.wbuf[c.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
-			c.wn += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werr = c.opError("write", e)
-			return true
-		}
+	n, err := WriteFD(fd, c.wbuf[c.wn:])
+	c.wn += n
+	switch {
+	case err == syscall.EAGAIN:
+		return false
+	case err != nil:
+		c.werr = c.opError("write", err.(syscall.Errno))
 	}
 	return true
+}
+
+// WriteFD writes p to the non-blocking socket fd for a caller inside a
+// syscall.RawConn callback, or one that otherwise knows no other goroutine
+// writes to it: all of it (n == len(p), nil), or the n bytes the socket
+// took before it was full (syscall.EAGAIN) or the write failed (its
+// syscall.Errno).
+func WriteFD(fd uintptr, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		rest := p[n:]
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			n += int(m)
+		case syscall.EINTR:
+		default:
+			return n, e
+		}
+	}
+	return n, nil
 }
 
 // Readable reports whether the socket fd can be read now, without reading
