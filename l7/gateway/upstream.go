@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,11 +135,11 @@ func (pc *pconn) close() error {
 }
 
 // send writes the request (head in bw, then body) and waits for the
-// socket to become readable. On a connection taken idle from the pool that
-// get says to check, it first peeks at the socket without blocking: EAGAIN on a live
-// connection; end of stream, stray bytes or an error on one the server
-// has given up, which is then reported dead (nothing was sent) so the
-// caller can take another. A read with an expired deadline would not do
+// socket to become readable. On a connection taken idle from the pool
+// that get says to check, it first peeks at the socket without blocking:
+// EAGAIN on a live connection; end of stream, stray bytes or an error on
+// one the server has given up, which is then reported dead (nothing was
+// sent) so the caller can take another. A read with an expired deadline would not do
 // for the check: the runtime fails it before asking the kernel.
 //
 // All of it runs inside one RawConn.Read, whose readiness reset comes
@@ -193,10 +192,8 @@ func (pc *pconn) sendStep(fd uintptr) bool {
 }
 
 // sink is a pooled connection's write buffer's writer: the connection, or
-// while send runs (inside its RawConn.Read) a raw write of the descriptor,
-// without the poller's write lock and readiness reset; what the socket
-// does not take at once goes through the connection, which waits in the
-// poller and keeps to the deadline.
+// while send runs (inside its RawConn.Read) raw writes of the descriptor
+// (rawsock.WriteOr).
 type sink struct{ pc *pconn }
 
 func (s *sink) Write(p []byte) (int, error) {
@@ -204,15 +201,7 @@ func (s *sink) Write(p []byte) (int, error) {
 	if !pc.sending || len(p) == 0 {
 		return pc.c.Write(p)
 	}
-	n, err := rawsock.WriteFD(pc.sendFD, p)
-	if err == syscall.EAGAIN {
-		m, err := pc.c.Write(p[n:])
-		return n + m, err
-	}
-	if err != nil {
-		return n, &net.OpError{Op: "write", Net: "tcp", Addr: pc.c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-	}
-	return n, nil
+	return rawsock.WriteOr(pc.sendFD, p, pc.c)
 }
 
 func (p *connPool) put(addr string, pc *pconn) {

@@ -27,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -407,10 +406,9 @@ func (s *source) Read(p []byte) (int, error) {
 }
 
 // sink is the write buffer's writer: the connection, or inside serveRaw's
-// read callback a raw write of the descriptor, without the poller's write
-// lock and readiness reset (only the connection's goroutine writes to it);
-// what the socket does not take at once goes through the connection, which
-// waits in the poller and keeps to the write deadline.
+// read callback raw writes of the descriptor (rawsock.WriteOr; only the
+// connection's goroutine writes to it), unless the handler set a write
+// deadline.
 type sink struct{ c *conn }
 
 func (s *sink) Write(p []byte) (int, error) {
@@ -418,15 +416,7 @@ func (s *sink) Write(p []byte) (int, error) {
 	if !c.rawMode || c.writeDeadline || len(p) == 0 {
 		return c.rwc.Write(p)
 	}
-	n, err := rawsock.WriteFD(c.fd, p)
-	if err == syscall.EAGAIN {
-		m, err := c.rwc.Write(p[n:])
-		return n + m, err
-	}
-	if err != nil {
-		return n, &net.OpError{Op: "write", Net: "tcp", Addr: c.rwc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-	}
-	return n, nil
+	return rawsock.WriteOr(c.fd, p, c.rwc)
 }
 
 // What serveRaw leaves to serve next.

@@ -108,6 +108,22 @@ func ReadFD(fd uintptr, p []byte) (int, error) {
 	}
 }
 
+// WriteOr writes p to the socket fd with raw calls, for a caller inside a
+// syscall.RawConn callback of c (so without the poller's write lock and
+// readiness reset), and hands what the socket does not take at once to
+// c.Write, which waits in the poller and keeps to c's write deadline.
+func WriteOr(fd uintptr, p []byte, c net.Conn) (int, error) {
+	n, err := WriteFD(fd, p)
+	if err == syscall.EAGAIN {
+		m, err := c.Write(p[n:])
+		return n + m, err
+	}
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+	return n, nil
+}
+
 // Raw returns the connection's syscall.RawConn.
 func (c *Conn) Raw() syscall.RawConn { return c.rc }
 
