@@ -34,6 +34,8 @@ MOCK_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 TMP=$(mktemp -d /tmp/infergate-cpubench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -44,12 +46,7 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "# $*" >&2; }
 
-for t in wrk nginx; do
-	command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || {
-		apt-get update -qq >/dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null
-	}
-done
+bench_need wrk nginx
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 
 export GOFLAGS=${GOFLAGS:--mod=mod}
@@ -59,14 +56,6 @@ if [ -z "${GW:-}" ]; then
 	GW="infergate=$TMP/infergate"
 fi
 
-wait_port() {
-	for _ in $(seq 1 300); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "port $1 never opened" >&2
-	return 1
-}
 
 "$TMP/mockllm" -listen "127.0.0.1:$MOCK_PORT" -batch 8192 -queue 8192 >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
@@ -85,49 +74,17 @@ for pair in $GW; do
 	port=$((port + 1))
 done
 if [ "$WITH_NGINX" = 1 ]; then
-	mkdir -p "$TMP/nginx"
-	cat >"$TMP/nginx/nginx.conf" <<NGINX
-worker_processes auto;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/nginx/body;
-	proxy_temp_path $TMP/nginx/proxy;
-	fastcgi_temp_path $TMP/nginx/fastcgi;
-	uwsgi_temp_path $TMP/nginx/uwsgi;
-	scgi_temp_path $TMP/nginx/scgi;
-	upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; }
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		location / {
-			proxy_pass http://mock;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_buffering off;
-		}
-	}
-}
-NGINX
+	bench_nginx_conf "$TMP/nginx" "$NGINX_PORT" "$MOCK_PORT"
 	"$NGINX_BIN" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 &
 	PID[nginx]=$!
 	PIDS+=($!)
 	PORT[nginx]=$NGINX_PORT
 	NAMES=(nginx "${NAMES[@]}")
 fi
-wait_port "$MOCK_PORT"
-for n in "${NAMES[@]}"; do wait_port "${PORT[$n]}"; done
+bench_wait_port "$MOCK_PORT"
+for n in "${NAMES[@]}"; do bench_wait_port "${PORT[$n]}"; done
 
-cat >"$TMP/post.lua" <<LUA
-local f = assert(io.open("$TMP/body.json", "r"))
-wrk.body = f:read("*a")
-f:close()
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench-0"
-LUA
+bench_post_lua "$TMP/post.lua" "$TMP/body.json" sk-bench-0
 
 # cpu_ns prints the CPU time in nanoseconds that a process and its children
 # (nginx's workers) have run, summed over their threads (schedstat is exact
@@ -136,6 +93,19 @@ cpu_ns() {
 	local p pids
 	pids="$1 $(pgrep -P "$1" | tr '\n' ' ' || true)"
 	for p in $pids; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# record appends the figures of system $1 in round $2 to runs.txt: wrk's
+# output $3, the system's CPU time $4 (cpu_ns) from before the run.
+record() {
+	local n=$1 r=$2 out=$3 c0=$4 c1 reqs non2xx
+	c1=$(cpu_ns "${PID[$n]}")
+	reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+	[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
+	awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v c="$((c1 - c0))" 'BEGIN {
+		printf "system=%s round=%d rps=%.0f cpu_us=%.2f\n", n, r, q / d, c / 1000 / q
+	}' | tee -a "$TMP/runs.txt" >&2
 }
 
 log "body_bytes=$BODY_BYTES duration=${DURATION}s conns=$CONNS rounds=$ROUNDS systems=${NAMES[*]} together=${TOGETHER:-0}"
@@ -159,13 +129,7 @@ if [ "${TOGETHER:-0}" = 1 ]; then
 		done
 		wait "${loads[@]}"
 		for n in "${NAMES[@]}"; do
-			c1=$(cpu_ns "${PID[$n]}")
-			reqs=$(awk '/requests in/ { print $1 }' "$TMP/wrk-$n.txt")
-			non2xx=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$n.txt")
-			[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
-			awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v c="$((c1 - C0[$n]))" 'BEGIN {
-				printf "system=%s round=%d rps=%.0f cpu_us=%.2f\n", n, r, q / d, c / 1000 / q
-			}' | tee -a "$TMP/runs.txt" >&2
+			record "$n" "$r" "$(cat "$TMP/wrk-$n.txt")" "$((C0[$n]))"
 		done
 	done
 	ROUNDS=0
@@ -179,13 +143,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		wrk -t"$THREADS" -c"$CONNS" -d1s -s "$TMP/post.lua" "$url" >/dev/null
 		c0=$(cpu_ns "${PID[$n]}")
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$TMP/post.lua" "$url")
-		c1=$(cpu_ns "${PID[$n]}")
-		reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
-		non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
-		[ -z "$non2xx" ] || { echo "$n answered $non2xx non-2xx responses" >&2; exit 1; }
-		awk -v n="$n" -v r="$r" -v q="$reqs" -v d="$DURATION" -v c="$((c1 - c0))" 'BEGIN {
-			printf "system=%s round=%d rps=%.0f cpu_us=%.2f\n", n, r, q / d, c / 1000 / q
-		}' | tee -a "$TMP/runs.txt" >&2
+		record "$n" "$r" "$out" "$c0"
 	done
 done
 

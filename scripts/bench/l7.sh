@@ -38,6 +38,8 @@ GOPROXY_PORT=$((BASE_PORT + 5))
 PATH_V1=/v1/chat/completions
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 TMP=$(mktemp -d /tmp/infergate-l7bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -49,18 +51,7 @@ trap cleanup EXIT
 
 log() { echo "# $*" >&2; }
 
-need() {
-	local missing=()
-	for t in wrk nginx haproxy; do
-		command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		apt-get update -qq >/dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	fi
-}
-need
+bench_need wrk nginx haproxy
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
@@ -75,42 +66,9 @@ export GOFLAGS=${GOFLAGS:--mod=mod}
 	-name large -tenants "$LARGE_TENANTS" -keys "$LARGE_KEYS"
 KEY=sk-bench-0
 
-cat >"$TMP/post.lua" <<LUA
-local f = assert(io.open("$TMP/body.json", "r"))
-wrk.body = f:read("*a")
-f:close()
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $KEY"
-LUA
+bench_post_lua "$TMP/post.lua" "$TMP/body.json" "$KEY"
 
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<NGINX
-worker_processes auto;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/nginx/body;
-	proxy_temp_path $TMP/nginx/proxy;
-	fastcgi_temp_path $TMP/nginx/fastcgi;
-	uwsgi_temp_path $TMP/nginx/uwsgi;
-	scgi_temp_path $TMP/nginx/scgi;
-	client_max_body_size 8m;
-	upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; }
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		location / {
-			proxy_pass http://mock;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-			proxy_buffering off;
-		}
-	}
-}
-NGINX
+bench_nginx_conf "$TMP/nginx" "$NGINX_PORT" "$MOCK_PORT"
 
 cat >"$TMP/haproxy.cfg" <<HAPROXY
 global
@@ -130,15 +88,6 @@ backend be
 	server mock 127.0.0.1:$MOCK_PORT
 HAPROXY
 
-wait_port() {
-	local port=$1
-	for _ in $(seq 1 300); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "port $port never opened" >&2
-	return 1
-}
 
 "$TMP/mockllm" -listen "127.0.0.1:$MOCK_PORT" -batch 8192 -queue 8192 >"$TMP/mock.log" 2>&1 &
 PIDS+=($!)
@@ -155,7 +104,7 @@ PIDS+=($GW_PID)
 "$TMP/infergate" gateway --config "$TMP/large.yaml" --keys-file "$TMP/large-keys.txt" >"$TMP/gw-large.log" 2>&1 &
 GW_LARGE_PID=$!
 PIDS+=($GW_LARGE_PID)
-for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GOPROXY_PORT $GW_PORT $GW_LARGE_PORT; do wait_port "$p"; done
+for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GOPROXY_PORT $GW_PORT $GW_LARGE_PORT; do bench_wait_port "$p"; done
 
 # Every system must answer 200 before it is measured.
 for p in $MOCK_PORT $NGINX_PORT $HAPROXY_PORT $GOPROXY_PORT $GW_PORT $GW_LARGE_PORT; do

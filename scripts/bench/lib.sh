@@ -1,0 +1,72 @@
+# Shared by the L7 benchmark scripts (sourced, not run): tool installs,
+# waiting for a port, the wrk request script and the nginx configuration.
+
+# bench_need installs the Debian packages named whose command is missing.
+bench_need() {
+	local missing=() t
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "# installing ${missing[*]}" >&2
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+}
+
+# bench_wait_port waits up to 30 s for 127.0.0.1:$1 to accept.
+bench_wait_port() {
+	local port=$1
+	for _ in $(seq 1 300); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "port $port never opened" >&2
+	return 1
+}
+
+# bench_post_lua writes to $1 a wrk script that POSTs the body in file $2
+# with API key $3.
+bench_post_lua() {
+	cat >"$1" <<LUA
+local f = assert(io.open("$2", "r"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $3"
+LUA
+}
+
+# bench_nginx_conf writes $1/nginx.conf: nginx on 127.0.0.1:$2 as a plain
+# keep-alive reverse proxy to the mock on 127.0.0.1:$3, unbuffered.
+bench_nginx_conf() {
+	local dir=$1
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	client_max_body_size 8m;
+	upstream mock { server 127.0.0.1:$3; keepalive 256; }
+	server {
+		listen 127.0.0.1:$2;
+		location / {
+			proxy_pass http://mock;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering off;
+		}
+	}
+}
+NGINX
+}
