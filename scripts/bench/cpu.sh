@@ -36,15 +36,7 @@ NGINX_PORT=$((BASE_PORT + 1))
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=scripts/bench/lib.sh
 . "$ROOT/scripts/bench/lib.sh"
-TMP=$(mktemp -d /tmp/infergate-cpubench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-log() { echo "# $*" >&2; }
+bench_setup infergate-cpubench
 
 bench_need wrk nginx
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)

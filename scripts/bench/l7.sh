@@ -40,16 +40,7 @@ PATH_V1=/v1/chat/completions
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=scripts/bench/lib.sh
 . "$ROOT/scripts/bench/lib.sh"
-TMP=$(mktemp -d /tmp/infergate-l7bench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-log() { echo "# $*" >&2; }
+bench_setup infergate-l7bench
 
 bench_need wrk nginx haproxy
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

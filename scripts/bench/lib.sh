@@ -70,3 +70,21 @@ http {
 }
 NGINX
 }
+
+# bench_setup makes the run's temporary folder $TMP (named after $1) and
+# arranges for the processes in PIDS to be stopped and $TMP removed on
+# exit.
+bench_setup() {
+	TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+	PIDS=()
+	trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+
+log() { echo "# $*" >&2; }
