@@ -54,10 +54,10 @@ const (
 	// maxKeptRawHeader bounds the raw header buffer a connection keeps
 	// from one response to the next.
 	maxKeptRawHeader = 4 << 10
-	// disconnectCheckDelay: a request still running this long after its
-	// body was read gets a goroutine that watches for the client leaving
-	// (and then cancels the request's context). Quick requests never pay
-	// for one.
+	// disconnectCheckDelay: on a connection the close watcher does not
+	// hold, a request still running this long after its body was read
+	// gets a goroutine that watches for the client leaving (and then
+	// cancels the request's context). Quick requests never pay for one.
 	disconnectCheckDelay = 20 * time.Millisecond
 	// maxPostHandlerDiscard is how much of a body the handler left unread
 	// is read and dropped to keep the connection; beyond it, it closes.
@@ -701,10 +701,11 @@ const (
 )
 
 // armWatch starts the timer after which a goroutine watches the
-// connection for the client going away. It is called once the request
-// body has been read to its end (until then a read of the connection would
-// take body bytes). A client that pipelines a next request cannot be
-// watched this way, as with net/http.
+// connection for the client going away, where the close watcher does not
+// (peerClosed). It is called once the request body has been read to its
+// end (until then a read of the connection would take body bytes). A
+// client that pipelines a next request cannot be watched this way, as with
+// net/http.
 func (c *conn) armWatch() {
 	if c.watchID != 0 {
 		return // the close watcher reports it (peerClosed)
