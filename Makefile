@@ -9,12 +9,19 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin
 TEST_TIMEOUT ?= 25m
+# go-nvml's cgo part includes an nvml.h that marks hundreds of functions
+# deprecated; every build printed a warning for each. The project has no C
+# of its own built through cgo (its BPF C is compiled by clang in generate,
+# with warnings on), so this flag reaches go-nvml's build alone.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+export GOFLAGS ?= -mod=mod
 
 .PHONY: all generate build test bench bench-sched demo fuzz clean check-generated
 
 all: build
 
 generate:
+	./scripts/deps.sh generate
 	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-14 $(GO) generate ./loader/...
 
 build:
@@ -24,12 +31,18 @@ build:
 
 # Privileged tests run when root; with INFERGATE_REQUIRE_PRIVILEGED=1 (CI) a
 # test that would skip for lack of privileges fails instead.
+# The suite goes through test/testreport: package results, failing tests'
+# output, and at the end every skipped test with its reason and a count.
 test:
+	./scripts/deps.sh test
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/testreport ./test/testreport
+	set -o pipefail; $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) ./... | $(BIN)/testreport
 
 # Benchmarks and long runs; figures go to BENCHMARKS.md.
 bench:
+	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
 bench-sched:
@@ -37,7 +50,9 @@ bench-sched:
 
 # As root: a namespace lab with the real agents, real traffic and a bounded
 # flood, a summary, then cleanup. DEMO_HOLD=10m keeps the lab up afterwards.
-demo: build
+demo:
+	./scripts/deps.sh demo
+	$(MAKE) build
 	./scripts/demo.sh
 
 check-generated: generate

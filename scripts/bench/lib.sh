@@ -1,17 +1,10 @@
 # Shared by the L7 benchmark scripts (sourced, not run): tool installs,
 # waiting for a port, the wrk request script and the nginx configuration.
 
-# bench_need installs the Debian packages named whose command is missing.
+# bench_need installs what the benchmarks need; the package list lives in
+# scripts/deps.sh (its bench target), the one prerequisites step.
 bench_need() {
-	local missing=() t
-	for t in "$@"; do
-		command -v "$t" >/dev/null 2>&1 || [ -x "/usr/sbin/$t" ] || missing+=("$t")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		echo "# installing ${missing[*]}" >&2
-		apt-get update -qq >/dev/null
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	fi
+	"$(dirname "${BASH_SOURCE[0]}")/../deps.sh" bench
 }
 
 # bench_wait_port waits up to 30 s for 127.0.0.1:$1 to accept.
