@@ -9,9 +9,12 @@ package mockllm
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -242,6 +245,9 @@ type request struct {
 	} `json:"stream_options"`
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	// EncodingFormat is "float" (default) or "base64", as OpenAI's
+	// embeddings API takes it; the official SDKs ask for base64.
+	EncodingFormat string `json:"encoding_format"`
 }
 
 type message struct {
@@ -570,13 +576,21 @@ func (s *Server) writeEmbeddings(w http.ResponseWriter, req *request, model stri
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "too many inputs")
 		return
 	}
+	if req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "encoding_format must be float or base64")
+		return
+	}
 	data := make([]any, len(inputs))
 	for i, in := range inputs {
 		vec := make([]float64, embeddingDims)
 		for j := range vec {
 			vec[j] = float64((len(in)+j*7)%13) / 13
 		}
-		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": vec}
+		var emb any = vec
+		if req.EncodingFormat == "base64" {
+			emb = base64Embedding(vec)
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
 	}
 	resp := map[string]any{"object": "list", "data": data, "model": model}
 	if !s.cfg.OmitUsage {
@@ -585,6 +599,16 @@ func (s *Server) writeEmbeddings(w http.ResponseWriter, req *request, model stri
 	b, _ := json.Marshal(resp)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+}
+
+// base64Embedding is OpenAI's base64 form of an embedding: the vector as
+// little-endian float32s, base64-encoded.
+func base64Embedding(vec []float64) string {
+	b := make([]byte, 4*len(vec))
+	for i, v := range vec {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(v)))
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
