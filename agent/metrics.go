@@ -88,8 +88,28 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	d := a.desired
 	a.mu.Unlock()
 	if d != nil {
+		// Every pool with backends gets the gauge, 0 when not in panic, so
+		// an alert on it has a series to watch before the first panic.
+		inPanic := make(map[string]bool, len(d.Panic))
 		for _, p := range d.Panic {
-			ch <- prometheus.MustNewConstMetric(descPanic, prometheus.GaugeValue, 1, p)
+			inPanic[p] = true
+		}
+		seen := map[string]bool{}
+		for _, b := range a.Backends() {
+			if seen[b.Pool] {
+				continue
+			}
+			seen[b.Pool] = true
+			v := 0.0
+			if inPanic[b.Pool] {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPanic, prometheus.GaugeValue, v, b.Pool)
+		}
+		for _, p := range d.Panic {
+			if !seen[p] {
+				ch <- prometheus.MustNewConstMetric(descPanic, prometheus.GaugeValue, 1, p)
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(descUnresolved, prometheus.GaugeValue, float64(len(d.Unresolved)))
 	}
