@@ -73,8 +73,10 @@ func runDemo(args []string) error {
 	}
 	step("building the topology: 2 clients, an attacker, the balancer, 3 GPU hosts on a bridge")
 	l, err := lab.New(lab.Config{Prefix: *prefix, Infergate: *inf, Iglab: self, Dir: *dir,
-		// Different speeds, as a real fleet has.
-		GPUs: []lab.GPU{{TTFT: 5 * time.Millisecond}, {TTFT: 10 * time.Millisecond}, {TTFT: 20 * time.Millisecond}}})
+		// Different speeds, as a real fleet has; each GPU host runs the L7
+		// gateway in front of its inference server.
+		GPUs:         demoGPUs,
+		GPUAgentArgs: []string{"--gateway=true", "--gateway-listen", fmt.Sprintf(":%d", lab.GatewayPort)}})
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,8 @@ func runDemo(args []string) error {
 		}
 	}()
 	opts := lab.PolicyOptions{Name: "demo", HealthCheck: true, Deny: true, LoadReports: true,
-		DefaultPPS: demoDefaultPPS, DefaultConns: demoDefaultConns}
+		DefaultPPS: demoDefaultPPS, DefaultConns: demoDefaultConns,
+		GatewayVIP: true, Gateway: lab.AIGateway(demoAlice, demoBob)}
 	doc, err := l.PolicyYAML(opts)
 	if err != nil {
 		return err
@@ -94,7 +97,7 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	step("starting 3 mock inference servers, 3 GPU-host agents (decap) and the balancer agent (XDP)")
+	step("starting 3 mock inference servers, 3 GPU-host agents (decap, L7 gateway, load report) and the balancer agent (XDP)")
 	if err := l.StartAll(pf); err != nil {
 		return err
 	}
@@ -109,8 +112,11 @@ func runDemo(args []string) error {
 	fmt.Printf("\nPolicy (%s):\n  VIPs %s and %s (IPIP), %s and %s (L2 DSR), port %d -> pool of %d GPU hosts\n",
 		pf, lab.VIP4, lab.VIP6, lab.VIP4L2, lab.VIP6L2, lab.ServicePort, len(l.GPUs))
 	fmt.Printf("  firewall: deny %s and %s\n", lab.Denied4, lab.Denied6)
-	fmt.Printf("  rate limits: trusted clients %s unlimited in practice; everyone else %d packets/s, %d new connections/s\n\n",
+	fmt.Printf("  rate limits: trusted clients %s unlimited in practice; everyone else %d packets/s, %d new connections/s\n",
 		lab.Trusted4, demoDefaultPPS, demoDefaultConns)
+	fmt.Printf("  L7 gateway on every GPU host, behind %s:%d: tenants alice (unlimited) and bob (%d tokens/minute),\n"+
+		"  model %s at $%.2f/$%.2f per million tokens in/out, prompts with cloud keys blocked\n\n",
+		lab.VIP4, lab.GatewayPort, demoBobTPM, lab.AIModel, lab.AIInputPerMTok, lab.AIOutputPerMTok)
 
 	vips := []netip.Addr{lab.VIP4, lab.VIP6, lab.VIP4L2, lab.VIP6L2}
 	runClients := func(n int) ([]clientRun, error) {
@@ -186,6 +192,11 @@ func runDemo(args []string) error {
 		}
 	}
 
+	ai, err := runAI(ctx, l, step)
+	if err != nil {
+		return err
+	}
+
 	bs, err := bal.Backends(ctx)
 	if err != nil {
 		return err
@@ -203,6 +214,7 @@ func runDemo(args []string) error {
 		decap[g.Name] = gs.Verdicts["decapsulated"]
 	}
 	printSummary(l, append(runs, during...), bs, stats, through, decap)
+	ai.print()
 	fmt.Println("\nThe agents' own views (infergate CLI over the balancer's socket):")
 	for _, args := range [][]string{{"backends"}, {"stats"}} {
 		cmd := exec.CommandContext(ctx, *inf, append([]string{"--socket", l.AgentSocket(l.Balancer.Name)}, args...)...)
@@ -222,8 +234,11 @@ To look further while a lab is up (make demo DEMO_HOLD=10m keeps it up):
   infergate --socket %[1]s policy get
   infergate --socket %[2]s stats            # a GPU host's decapsulator
   ip netns exec %[3]s curl -s http://%[4]s:%[5]d/v1/models
+  ip netns exec %[3]s curl -s http://%[4]s:%[7]d/v1/chat/completions -H 'Authorization: Bearer %[8]s' \
+      -d '{"model":"%[9]s","messages":[{"role":"user","content":"hi"}]}'
   logs: %[6]s/*/agent.log
-`, sock, l.AgentSocket(l.GPUs[0].Name), l.Clients[0].NS, lab.VIP4, lab.ServicePort, *dir)
+`, sock, l.AgentSocket(l.GPUs[0].Name), l.Clients[0].NS, lab.VIP4, lab.ServicePort, *dir,
+		lab.GatewayPort, demoAlice.Key, lab.AIModel)
 	if *hold > 0 {
 		step("holding the lab for %s (Ctrl-C ends it)", *hold)
 		select {
