@@ -1,0 +1,154 @@
+package tokens
+
+import "math/bits"
+
+// noToken marks a trie node that spells no token, and the end of a prefix
+// chain.
+const noToken = -1
+
+// prefixTrie is a byte trie over the vocabulary, for the backtracking
+// encoder's "longest token at this position" question. Nodes are numbered
+// from the root, 0; an edge is one slot of an open-addressing table keyed
+// by (node, byte), so the trie costs eight bytes a slot and four a node
+// rather than a child array per node. The edges out of the root and out of
+// its children are also kept in a dense table (first2), since every walk
+// starts there and most end within a few bytes.
+type prefixTrie struct {
+	// edges holds key+1 in the high 32 bits (0 marks an empty slot), where
+	// key is node<<8|byte, and the child in the low 32 bits.
+	edges []uint64
+	shift uint
+	mask  uint64
+	// token is the rank a node spells, or noToken.
+	token []int32
+	// first2 is the node two bytes spell (index b0<<8|b1), 0 when no token
+	// starts with them; first1 the node one byte spells.
+	first1 [256]uint32
+	first2 []uint32
+}
+
+// newPrefixTrie builds the trie over vocab (rank order). It sizes the edge
+// table from the vocabulary's total length, an upper bound on its nodes.
+func newPrefixTrie(vocab []rankedKey) *prefixTrie {
+	total := 1
+	for _, e := range vocab {
+		total += len(e.key)
+	}
+	size := 1
+	for size*shortLoadNum < total*shortLoadDen {
+		size <<= 1
+	}
+	t := &prefixTrie{
+		edges: make([]uint64, size),
+		shift: uint(64 - bits.TrailingZeros(uint(size))),
+		mask:  uint64(size - 1),
+		token: make([]int32, 1, total),
+	}
+	t.token[0] = noToken
+	for _, e := range vocab {
+		node := uint32(0)
+		for i := 0; i < len(e.key); i++ {
+			node = t.insert(node, e.key[i])
+		}
+		t.token[node] = int32(e.rank)
+	}
+	for b := range t.first1 {
+		t.first1[b] = t.child(0, byte(b))
+	}
+	t.first2 = make([]uint32, 1<<16)
+	for b0 := range t.first1 {
+		if n := t.first1[b0]; n != 0 {
+			for b1 := 0; b1 < 256; b1++ {
+				t.first2[b0<<8|b1] = t.child(n, byte(b1))
+			}
+		}
+	}
+	return t
+}
+
+func (t *prefixTrie) slot(key uint64) uint64 {
+	return (key * 0x9E3779B97F4A7C15) >> (t.shift & 63)
+}
+
+// child returns the node reached from node by byte b, or 0 when there is
+// none (the root is no node's child).
+func (t *prefixTrie) child(node uint32, b byte) uint32 {
+	key := uint64(node)<<8 | uint64(b)
+	want := (key + 1) << 32
+	for i := t.slot(key); ; i = (i + 1) & t.mask {
+		e := t.edges[i]
+		if e&^0xffffffff == want {
+			return uint32(e)
+		}
+		if e == 0 {
+			return 0
+		}
+	}
+}
+
+// insert returns the child of node by b, adding it when missing.
+func (t *prefixTrie) insert(node uint32, b byte) uint32 {
+	key := uint64(node)<<8 | uint64(b)
+	want := (key + 1) << 32
+	for i := t.slot(key); ; i = (i + 1) & t.mask {
+		e := t.edges[i]
+		if e&^0xffffffff == want {
+			return uint32(e)
+		}
+		if e == 0 {
+			c := uint32(len(t.token))
+			t.token = append(t.token, noToken)
+			t.edges[i] = want | uint64(c)
+			return c
+		}
+	}
+}
+
+// longest returns the rank of the longest token that is a prefix of
+// piece[i:] (i < len(piece)), and the number of edges it followed, the
+// work a caller may meter. Every byte is a token, so there always is one.
+func (t *prefixTrie) longest(piece string, i int) (rank int32, steps int) {
+	node := t.first1[piece[i]]
+	best := t.token[node]
+	if i+1 >= len(piece) {
+		return best, 1
+	}
+	node = t.first2[int(piece[i])<<8|int(piece[i+1])]
+	steps = 2
+	for k := i + 2; node != 0; k++ {
+		if r := t.token[node]; r >= 0 {
+			best = r
+		}
+		if k >= len(piece) {
+			break
+		}
+		node = t.child(node, piece[k])
+		steps++
+	}
+	return best, steps
+}
+
+// forget makes the node that spells key spell no token, so that longest
+// never offers it.
+func (t *prefixTrie) forget(key string) {
+	node := uint32(0)
+	for i := 0; i < len(key) && (i == 0 || node != 0); i++ {
+		node = t.child(node, key[i])
+	}
+	t.token[node] = noToken
+}
+
+// prefixes appends to dst the ranks of the tokens that are prefixes of
+// key, shortest first, key itself included when it is a token.
+func (t *prefixTrie) prefixes(dst []int32, key string) []int32 {
+	node := uint32(0)
+	for i := 0; i < len(key); i++ {
+		if node = t.child(node, key[i]); node == 0 {
+			break
+		}
+		if r := t.token[node]; r >= 0 {
+			dst = append(dst, r)
+		}
+	}
+	return dst
+}
