@@ -170,8 +170,9 @@ func (b *backtrack) validPair(t1, t2 int32) (bool, int) {
 func (b *backtrack) count(piece string) (int, int, error) {
 	n := len(piece)
 	// stack holds the tokens chosen so far; viable has a bit per position
-	// that may still start the rest of a split.
-	stack := make([]int32, 0, n/3+8)
+	// that may still start the rest of a split. Long pieces of letters
+	// make a token for every two bytes or so, random bytes more.
+	stack := make([]int32, 0, n/2+8)
 	viable := make([]uint64, n/64+1)
 	for i := range viable {
 		viable[i] = math.MaxUint64

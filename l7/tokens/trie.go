@@ -27,24 +27,17 @@ type prefixTrie struct {
 	first2 []uint32
 }
 
-// newPrefixTrie builds the trie over vocab (rank order). It sizes the edge
-// table from the vocabulary's total length, an upper bound on its nodes.
+// newPrefixTrie builds the trie over vocab (rank order). Shared prefixes
+// make the nodes a third of the vocabulary's bytes, so the edge table
+// starts from that guess and doubles when it passes the shortLoad fill.
 func newPrefixTrie(vocab []rankedKey) *prefixTrie {
 	total := 1
 	for _, e := range vocab {
 		total += len(e.key)
 	}
-	size := 1
-	for size*shortLoadNum < total*shortLoadDen {
-		size <<= 1
-	}
-	t := &prefixTrie{
-		edges: make([]uint64, size),
-		shift: uint(64 - bits.TrailingZeros(uint(size))),
-		mask:  uint64(size - 1),
-		token: make([]int32, 1, total),
-	}
+	t := &prefixTrie{token: make([]int32, 1, total/3)}
 	t.token[0] = noToken
+	t.resize(total / 3)
 	for _, e := range vocab {
 		node := uint32(0)
 		for i := 0; i < len(e.key); i++ {
@@ -86,8 +79,35 @@ func (t *prefixTrie) child(node uint32, b byte) uint32 {
 	}
 }
 
+// resize makes the edge table the smallest power of two that holds n
+// edges within the shortLoad fill, moving the edges there are.
+func (t *prefixTrie) resize(n int) {
+	size := 1
+	for size*shortLoadNum < n*shortLoadDen {
+		size <<= 1
+	}
+	old := t.edges
+	t.edges = make([]uint64, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.mask = uint64(size - 1)
+	for _, e := range old {
+		if e == 0 {
+			continue
+		}
+		for i := t.slot(e>>32 - 1); ; i = (i + 1) & t.mask {
+			if t.edges[i] == 0 {
+				t.edges[i] = e
+				break
+			}
+		}
+	}
+}
+
 // insert returns the child of node by b, adding it when missing.
 func (t *prefixTrie) insert(node uint32, b byte) uint32 {
+	if len(t.token)*shortLoadDen >= len(t.edges)*shortLoadNum {
+		t.resize(2 * len(t.token))
+	}
 	key := uint64(node)<<8 | uint64(b)
 	want := (key + 1) << 32
 	for i := t.slot(key); ; i = (i + 1) & t.mask {
