@@ -78,7 +78,7 @@ func newBacktrack(vocab []rankedKey, lookup func(string) int32) (*backtrack, err
 	// visited in order, so every lower-ranked token is already settled and
 	// the pair table holds exactly the merges a lower rank can make.
 	reachable := make([]bool, maxRank+1)
-	var prefixes []int32
+	anc := b.trie.ancestors()
 	for r, key := range keys {
 		if key == "" {
 			continue
@@ -89,11 +89,10 @@ func newBacktrack(vocab []rankedKey, lookup func(string) int32) (*backtrack, err
 			reachable[r] = true
 			continue
 		}
-		prefixes = b.trie.prefixes(prefixes[:0], key)
-		for j := len(prefixes) - 1; j >= 0; j-- {
-			t1 := prefixes[j]
+		for v := anc[b.trie.node[r]]; v != 0; v = anc[v] {
+			t1 := b.trie.token[v]
 			n1 := len(keys[t1])
-			if n1 == len(key) || int(t1) >= r || !reachable[t1] {
+			if int(t1) >= r || !reachable[t1] {
 				continue
 			}
 			t2 := lookup(key[n1:])
@@ -108,24 +107,26 @@ func newBacktrack(vocab []rankedKey, lookup func(string) int32) (*backtrack, err
 			}
 		}
 	}
+	// A token the merges cannot make is never offered, as a match or as
+	// a shorter candidate.
 	for r, key := range keys {
 		if key != "" && !reachable[r] {
-			b.trie.forget(key)
+			b.trie.token[b.trie.node[r]] = noToken
 		}
 	}
 	for r, key := range keys {
 		b.short[r] = noToken
-		if !reachable[r] {
+		if key == "" || !reachable[r] {
 			continue
 		}
-		prefixes = b.trie.prefixes(prefixes[:0], key)
-		for j := len(prefixes) - 1; j >= 0; j-- {
-			if t := prefixes[j]; len(keys[t]) < len(key) {
+		for v := anc[b.trie.node[r]]; v != 0; v = anc[v] {
+			if t := b.trie.token[v]; t != noToken {
 				b.short[r] = t
 				break
 			}
 		}
 	}
+	b.trie.node = nil
 	return b, nil
 }
 

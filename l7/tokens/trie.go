@@ -21,6 +21,11 @@ type prefixTrie struct {
 	mask  uint64
 	// token is the rank a node spells, or noToken.
 	token []int32
+	// parent is each node's parent (the root's is 0); it lives while the
+	// encoder's tables are built (see ancestors).
+	parent []uint32
+	// node is the node that spells each rank.
+	node []uint32
 	// first2 is the node two bytes spell (index b0<<8|b1), 0 when no token
 	// starts with them; first1 the node one byte spells.
 	first1 [256]uint32
@@ -35,7 +40,15 @@ func newPrefixTrie(vocab []rankedKey) *prefixTrie {
 	for _, e := range vocab {
 		total += len(e.key)
 	}
-	t := &prefixTrie{token: make([]int32, 1, total/3)}
+	maxRank := 0
+	for _, e := range vocab {
+		maxRank = max(maxRank, e.rank)
+	}
+	t := &prefixTrie{
+		token:  make([]int32, 1, total/3),
+		parent: make([]uint32, 1, total/3),
+		node:   make([]uint32, maxRank+1),
+	}
 	t.token[0] = noToken
 	t.resize(total / 3)
 	for _, e := range vocab {
@@ -44,6 +57,7 @@ func newPrefixTrie(vocab []rankedKey) *prefixTrie {
 			node = t.insert(node, e.key[i])
 		}
 		t.token[node] = int32(e.rank)
+		t.node[e.rank] = node
 	}
 	for b := range t.first1 {
 		t.first1[b] = t.child(0, byte(b))
@@ -118,6 +132,7 @@ func (t *prefixTrie) insert(node uint32, b byte) uint32 {
 		if e == 0 {
 			c := uint32(len(t.token))
 			t.token = append(t.token, noToken)
+			t.parent = append(t.parent, node)
 			t.edges[i] = want | uint64(c)
 			return c
 		}
@@ -148,27 +163,21 @@ func (t *prefixTrie) longest(piece string, i int) (rank int32, steps int) {
 	return best, steps
 }
 
-// forget makes the node that spells key spell no token, so that longest
-// never offers it.
-func (t *prefixTrie) forget(key string) {
-	node := uint32(0)
-	for i := 0; i < len(key) && (i == 0 || node != 0); i++ {
-		node = t.child(node, key[i])
-	}
-	t.token[node] = noToken
-}
-
-// prefixes appends to dst the ranks of the tokens that are prefixes of
-// key, shortest first, key itself included when it is a token.
-func (t *prefixTrie) prefixes(dst []int32, key string) []int32 {
-	node := uint32(0)
-	for i := 0; i < len(key); i++ {
-		if node = t.child(node, key[i]); node == 0 {
-			break
+// ancestors returns, for each node, its nearest proper ancestor that
+// spells a token, or 0 (the root) when none does: following it from a
+// token's node lists the token's proper prefixes in the vocabulary,
+// longest first, without walking the trie. A parent is created before its
+// children, so one pass in node order settles every node after its
+// parent. The parent links are dropped after.
+func (t *prefixTrie) ancestors() []uint32 {
+	anc := make([]uint32, len(t.parent))
+	for v := 1; v < len(t.parent); v++ {
+		p := t.parent[v]
+		if p != 0 && t.token[p] == noToken {
+			p = anc[p]
 		}
-		if r := t.token[node]; r >= 0 {
-			dst = append(dst, r)
-		}
+		anc[v] = p
 	}
-	return dst
+	t.parent = nil
+	return anc
 }
