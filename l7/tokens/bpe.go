@@ -3,6 +3,8 @@ package tokens
 import (
 	"container/heap"
 	"math"
+	"math/bits"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -26,6 +28,9 @@ type bpe struct {
 	mid   midTable
 	long  map[string]int32
 	o200k bool
+	// bt counts pieces longer than smallPiece in linear time; nil when
+	// the vocabulary does not fit its tables, and then the heap merge does.
+	bt *backtrack
 }
 
 func newBPE(ranks map[string]int, encoding string) *bpe {
@@ -36,6 +41,9 @@ func newBPE(ranks map[string]int, encoding string) *bpe {
 		if len(k) > midKey {
 			b.long[k] = int32(r)
 		}
+	}
+	if bt, err := newBacktrack(vocab, b.lookup); err == nil {
+		b.bt = bt
 	}
 	return b
 }
@@ -154,7 +162,29 @@ func (b *bpe) countPiece(text string, i, j int) int {
 	if n <= smallPiece {
 		return b.mergeSmall(text, i, j)
 	}
-	return b.mergeHeap(text[i:j])
+	return b.mergeLong(text[i:j])
+}
+
+// longPieceWork, when set (by tests), accumulates the work mergeLong's
+// algorithms report: table probes and candidates for the backtracking
+// encoder, heap levels for the heap merge.
+var longPieceWork *atomic.Int64
+
+// mergeLong counts a piece longer than smallPiece that is not a token.
+func (b *bpe) mergeLong(piece string) int {
+	if b.bt != nil {
+		if n, work, err := b.bt.count(piece); err == nil {
+			if m := longPieceWork; m != nil {
+				m.Add(int64(work))
+			}
+			return n
+		}
+	}
+	n, work := b.mergeHeap(piece)
+	if m := longPieceWork; m != nil {
+		m.Add(int64(work))
+	}
+	return n
 }
 
 // rank of piece[a:c] or noRank.
@@ -237,8 +267,12 @@ func (b *bpe) mergeSmall(text string, from, to int) int {
 // mergeHeap gives the same result as mergeSmall in O(n log n): the parts
 // form a linked list, and candidate merges wait in a heap ordered by rank
 // and then start, which is the order mergeSmall's scan picks them in.
-// Entries made stale by a neighbour's merge are skipped when popped.
-func (b *bpe) mergeHeap(piece string) int {
+// Entries made stale by a neighbour's merge are skipped when popped. It
+// also returns its work, each push and pop weighted by the heap's depth.
+// It is what counted long pieces before the backtracking encoder, kept as
+// the fallback should a vocabulary not fit that encoder's tables and as
+// the baseline its benchmarks compare with.
+func (b *bpe) mergeHeap(piece string) (count, work int) {
 	n := len(piece)
 	next := make([]int32, n+1) // next[i]: start of the part after the part starting at i
 	prev := make([]int32, n+1)
@@ -254,6 +288,7 @@ func (b *bpe) mergeHeap(piece string) int {
 		}
 	}
 	heap.Init(&h)
+	work = len(h) // Init is linear
 	parts := n
 	// pairEnd is the end of the pair starting at part i, or -1.
 	pairEnd := func(i int32) int32 {
@@ -264,6 +299,7 @@ func (b *bpe) mergeHeap(piece string) int {
 		return next[j]
 	}
 	for h.Len() > 0 {
+		work += bits.Len(uint(h.Len()))
 		e := heap.Pop(&h).(mergeEntry)
 		i := e.start
 		if !alive[i] || gen[i] != e.gen {
@@ -280,17 +316,19 @@ func (b *bpe) mergeHeap(piece string) int {
 		gen[i]++
 		if end := pairEnd(i); end >= 0 {
 			if r := b.rank(piece, int(i), int(end)); r != noRank {
+				work += bits.Len(uint(h.Len()))
 				heap.Push(&h, mergeEntry{rank: r, start: i, gen: gen[i]})
 			}
 		}
 		if p := prev[i]; p >= 0 {
 			gen[p]++
 			if r := b.rank(piece, int(p), int(next[i])); r != noRank {
+				work += bits.Len(uint(h.Len()))
 				heap.Push(&h, mergeEntry{rank: r, start: p, gen: gen[p]})
 			}
 		}
 	}
-	return parts
+	return parts, work
 }
 
 type mergeEntry struct {

@@ -1,0 +1,259 @@
+package tokens
+
+import (
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"unicode/utf8"
+
+	tiktoken_loader "github.com/pkoukk/tiktoken-go-loader"
+)
+
+// heapOnly returns a copy of c's encoder without the backtracking tables,
+// so that long pieces take the heap merge, the path they took before: the
+// baseline for tests and benchmarks.
+func heapOnly(c *Counter) *bpe {
+	old := *c.bpe
+	old.bt = nil
+	return &old
+}
+
+// longInputs are the adversarial inputs for long pieces, n bytes each
+// (about; multi-byte runes are not cut).
+func longInputs(r *rand.Rand, n int) map[string]string {
+	gen := func(alphabet []rune) string {
+		var b strings.Builder
+		for b.Len() < n {
+			b.WriteRune(alphabet[r.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	raw := make([]byte, n)
+	for i := range raw {
+		raw[i] = byte(r.Uint32())
+	}
+	return map[string]string{
+		"lower":       gen([]rune("abcdefghijklmnopqrstuvwxyz")),
+		"mixed-case":  gen([]rune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")),
+		"few-letters": gen([]rune("ab")),
+		"a-run":       strings.Repeat("a", n),
+		"digits":      gen([]rune("0123456789")),
+		"spaces":      strings.Repeat(" ", n),
+		"whitespace":  gen([]rune(" \t\u00a0\u3000")),
+		"punct":       gen([]rune(".,;:!?-_/\\\"'{}[]<>|`~@#$%^&*()+=")),
+		"cjk":         gen([]rune("の中文日本語한국어人大国")),
+		"accented":    gen([]rune("éèêëàâäôöûüçñßøåæ")),
+		"bytes":       string(raw),
+		"base64":      gen([]rune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")),
+	}
+}
+
+// TestBacktrackMatchesReference compares Count with tiktoken-go called
+// directly on adversarial texts whose pieces are long, for both encodings.
+// tiktoken-go merges long pieces in quadratic time, so the texts are kept
+// to a few kilobytes; TestBacktrackMatchesHeap goes longer.
+func TestBacktrackMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 43))
+	for _, enc := range []string{CL100K, O200K} {
+		c, ref := counter(t, enc), reference(t, enc)
+		if c.bpe.bt == nil {
+			t.Fatalf("%s: no backtracking tables", enc)
+		}
+		for _, n := range []int{65, 129, 700, 3000} {
+			for name, text := range longInputs(r, n) {
+				if got, want := c.Count(text), len(ref.EncodeOrdinary(text)); got != want {
+					t.Fatalf("%s %s (%d bytes): Count = %d, reference %d", enc, name, len(text), got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestBacktrackMatchesHeap compares the backtracking encoder with the heap
+// merge, which TestHeapMatchesScan holds to tiktoken's scan, piece by piece
+// on long adversarial texts, and Count with and without the backtracking
+// tables on whole texts.
+func TestBacktrackMatchesHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(47, 53))
+	for _, enc := range []string{CL100K, O200K} {
+		c := counter(t, enc)
+		old := heapOnly(c)
+		for _, n := range []int{200, 5000, 64 << 10} {
+			for name, text := range longInputs(r, n) {
+				if got, want := c.Count(text), old.count(text); got != want {
+					t.Fatalf("%s %s (%d bytes): Count = %d, heap merge %d", enc, name, len(text), got, want)
+				}
+			}
+		}
+		// Single pieces of every length around the switch-over and a few
+		// beyond, taken straight to the two merges.
+		letters := []rune("etaoinshrdlucmfwypvbgkqjxzETAOINの中文日本語éß")
+		for n := smallPiece - 4; n < 4*smallPiece; n++ {
+			rs := make([]rune, n)
+			for j := range rs {
+				rs[j] = letters[r.IntN(len(letters))]
+			}
+			piece := string(rs)
+			if c.bpe.lookup(piece) >= 0 {
+				continue
+			}
+			got, _, err := c.bpe.bt.count(piece)
+			if err != nil {
+				t.Fatalf("%s %q: %v", enc, piece, err)
+			}
+			if want, _ := c.bpe.mergeHeap(piece); got != want {
+				t.Fatalf("%s %q: backtracking %d, heap merge %d", enc, piece, got, want)
+			}
+		}
+	}
+}
+
+// TestBacktrackTables checks the tables against the vocabulary: every
+// token of more than one byte is made by a merge of two tokens of lower
+// rank that spell it (so none is left out of the trie), a token's shorter
+// candidate is its longest proper prefix in the vocabulary, and the
+// encoder, given a token's bytes as a piece, returns that one token, as
+// the merges do.
+func TestBacktrackTables(t *testing.T) {
+	for _, enc := range []string{CL100K, O200K} {
+		c := counter(t, enc)
+		bt := c.bpe.bt
+		keys := make([]string, len(bt.length))
+		for r := range bt.length {
+			if bt.length[r] == 0 {
+				t.Fatalf("%s: rank %d unused", enc, r)
+			}
+		}
+		vocab := vocabOf(t, enc)
+		for _, e := range vocab {
+			keys[e.rank] = e.key
+		}
+		for r, key := range keys {
+			if len(key) == 1 {
+				continue
+			}
+			l, rt := bt.left[r], bt.right[r]
+			if int(l) >= r || int(rt) >= r || keys[l]+keys[rt] != key {
+				t.Fatalf("%s: token %d %q made of %d %q + %d %q", enc, r, key, l, keys[l], rt, keys[rt])
+			}
+			if got := bt.pairs.get(l, rt); got != int32(r) {
+				t.Fatalf("%s: pair %d+%d makes %d, want %d", enc, l, rt, got, r)
+			}
+			want := int32(noToken)
+			for k := len(key) - 1; k > 0; k-- {
+				if p := c.bpe.lookup(key[:k]); p >= 0 {
+					want = p
+					break
+				}
+			}
+			if bt.short[r] != want {
+				t.Fatalf("%s: shorter candidate of %q is %d, want %d", enc, key, bt.short[r], want)
+			}
+			if n, _, err := bt.count(key); n != 1 || err != nil {
+				t.Fatalf("%s: token %q counted as %d (%v)", enc, key, n, err)
+			}
+		}
+	}
+}
+
+// TestLinearWork meters the work of counting long single pieces of random
+// letters, without timing anything: the backtracking encoder's table
+// probes and candidates stay under a constant per byte at 200 KB as at 20
+// KB, while the heap merge's pushes and pops weighted by the heap's depth
+// grow with log n and exceed the bound.
+func TestLinearWork(t *testing.T) {
+	const perByte = 12
+	r := rand.New(rand.NewPCG(59, 61))
+	var work atomic.Int64
+	longPieceWork = &work
+	defer func() { longPieceWork = nil }()
+	for _, enc := range []string{CL100K, O200K} {
+		c := counter(t, enc)
+		for _, n := range []int{20 << 10, 200 << 10} {
+			text := longInputs(r, n)["lower"]
+			if j := cl100kPiece(text, 0); j != len(text) {
+				t.Fatalf("random letters split at %d of %d", j, len(text))
+			}
+			work.Store(0)
+			got := c.Count(text)
+			w := work.Load()
+			t.Logf("%s %d bytes: %d tokens, work %d (%.2f a byte)", enc, n, got, w, float64(w)/float64(n))
+			if w == 0 || w > perByte*int64(n) {
+				t.Errorf("%s: %d bytes of letters took %d units of work, want at most %d a byte", enc, n, w, perByte)
+			}
+			work.Store(0)
+			if want := heapOnly(c).count(text); want != got {
+				t.Fatalf("%s: Count %d, heap merge %d", enc, got, want)
+			}
+			hw := work.Load()
+			t.Logf("%s %d bytes: heap merge work %d (%.2f a byte)", enc, n, hw, float64(hw)/float64(n))
+			if n == 200<<10 && hw <= perByte*int64(n) {
+				t.Errorf("%s: the heap merge took %d units, within the bound; the bound proves nothing", enc, hw)
+			}
+		}
+	}
+}
+
+// FuzzLongPiece turns the fuzzer's bytes into long pieces (letters only,
+// white space only, or the bytes as text repeated past smallPiece) and
+// compares Count with tiktoken-go, for both encodings.
+func FuzzLongPiece(f *testing.F) {
+	for _, s := range []string{"abc", "zqxj", "aaaa", "Hello", " \t", "中文", "é", "\xff\xfe", "0123", "ab'c"} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(1))
+		f.Add(s, uint8(2))
+	}
+	type enc struct {
+		c   *Counter
+		ref interface{ EncodeOrdinary(string) []int }
+	}
+	encs := []enc{{counter(f, CL100K), reference(f, CL100K)}, {counter(f, O200K), reference(f, O200K)}}
+	f.Fuzz(func(t *testing.T, seed string, mode uint8) {
+		if seed == "" || len(seed) > 512 {
+			return
+		}
+		var text string
+		switch mode % 3 {
+		case 0: // the seed's bytes mapped onto letters: one piece
+			b := make([]byte, 0, 4*len(seed))
+			for len(b) < smallPiece+1+2*len(seed) {
+				for i := 0; i < len(seed); i++ {
+					b = append(b, 'a'+seed[i]%26)
+				}
+				b = append(b, 'a'+byte(len(b))%26)
+			}
+			text = string(b)
+		case 1: // the seed's bytes mapped onto white space
+			ws := []string{" ", "\t", "\u00a0", "\u3000", "  "}
+			var b strings.Builder
+			for b.Len() <= smallPiece {
+				for i := 0; i < len(seed); i++ {
+					b.WriteString(ws[int(seed[i])%len(ws)])
+				}
+			}
+			text = b.String()
+		default: // the seed itself, repeated
+			text = strings.Repeat(seed, smallPiece/len(seed)+2)
+		}
+		text = strings.ToValidUTF8(text, "\uFFFD")
+		if !utf8.ValidString(text) || hasUnicode16(text) {
+			return
+		}
+		for _, e := range encs {
+			if got, want := e.c.Count(text), len(e.ref.EncodeOrdinary(text)); got != want {
+				t.Fatalf("%s: Count(%q) = %d, reference %d", e.c.Encoding(), text, got, want)
+			}
+		}
+	})
+}
+
+// vocabOf loads an encoding's vocabulary in rank order.
+func vocabOf(t testing.TB, enc string) []rankedKey {
+	t.Helper()
+	ranks, err := tiktoken_loader.NewOfflineLoader().LoadTiktokenBpe(enc + ".tiktoken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return byRank(ranks)
+}
