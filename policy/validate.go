@@ -25,7 +25,7 @@ const (
 	MinHealthInterval   = 100 * time.Millisecond
 	MaxHealthInterval   = time.Hour
 	MinMaxBodyBytes     = 1 << 10
-	MaxMaxBodyBytes     = 1 << 30
+	MaxMaxBodyBytes     = 64 << 20 // the gateway holds a whole body to count and inspect it
 	MaxPatternLen       = 4096
 	MaxDenyWords        = 5000
 	MaxPriceUSDPerMTok  = 10000
@@ -58,7 +58,22 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
 func Validate(doc *Document) error {
 	v := &validator{ps: problems{pos: doc.pos}}
 	v.document(doc)
+	v.dataplaneLimits(doc)
 	return v.ps.err()
+}
+
+// dataplaneLimits runs DataplaneProblems, the checks the agent runs on the
+// compiled form, once the dataplane and pools are otherwise valid: the
+// compiled form of an invalid section would be guesswork.
+func (v *validator) dataplaneLimits(doc *Document) {
+	for _, p := range v.ps.list {
+		if underAny(p.Path, []Problem{{Path: "spec.dataplane"}, {Path: "spec.pools"}}) {
+			return
+		}
+	}
+	for _, p := range DataplaneProblems(build(doc)) {
+		v.add(p.Path, "%s", p.Message)
+	}
 }
 
 type validator struct {
@@ -190,6 +205,22 @@ func (v *validator) addr(path, s string) {
 	}
 	if a.IsUnspecified() || a.IsMulticast() {
 		v.add(path, "%s cannot be a unicast destination", s)
+	}
+}
+
+// vipAddr checks an address the data plane answers for: one that packets
+// from the network can be addressed to.
+func (v *validator) vipAddr(path, s string) {
+	v.addr(path, s)
+	a, err := parseAddr(s)
+	if err != nil || a.IsUnspecified() || a.IsMulticast() {
+		return // reported by addr
+	}
+	switch {
+	case a.IsLoopback():
+		v.add(path, "%s is a loopback address; no packet from the network is addressed to it", s)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		v.add(path, "%s is the broadcast address; every host on the segment receives it", s)
 	}
 }
 

@@ -95,7 +95,7 @@ func (v *validator) vips(p string, vips []VIP, pools map[string]int) {
 		vp := idx(p, i)
 		v.name(vp+".name", vip.Name)
 		v.unique(seen, vp+".name", vip.Name, "VIP")
-		v.addr(vp+".address", vip.Address)
+		v.vipAddr(vp+".address", vip.Address)
 		v.port(vp+".port", vip.Port, false)
 		v.enum(vp+".protocol", vip.Protocol, vipProtocols, true)
 		v.enum(vp+".forwarding", vip.Forwarding, forwardings, true)
@@ -116,7 +116,7 @@ func (v *validator) localVIPs(p string, addrs []string) {
 	seen := uniq{}
 	for i, s := range addrs {
 		lp := idx(p, i)
-		v.addr(lp, s)
+		v.vipAddr(lp, s)
 		if a, err := parseAddr(s); err == nil {
 			v.unique(seen, lp, a.String(), "local VIP")
 		}
