@@ -189,6 +189,11 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 		return d, nil
 	}
 
+	// What the compiled form alone shows is the policy package's to judge:
+	// the same checks `policy validate` runs.
+	for _, p := range policy.DataplaneProblems(c) {
+		add(p.Path, "%s", p.Message)
+	}
 	attached := map[string]bool{}
 	for _, n := range dp.Interfaces {
 		attached[n] = true
@@ -209,9 +214,6 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 			continue
 		}
 		p := c.Pools[v.Pool]
-		if !hasPositive(p) {
-			add(path, "VIP %s: pool %s has no backend with a positive weight that is not draining; it would steer nothing", v.Name, p.Name)
-		}
 		dv := DesiredVIP{
 			Name:    v.Name,
 			Entry:   VIPEntry{Key: key, L2: v.Forwarding == policy.ForwardL2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst},
@@ -219,13 +221,8 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 		}
 		for bi, b := range p.Backends {
 			bpath := fmt.Sprintf("spec.pools[%d].backends[%d]", v.Pool, bi)
-			if b.Address.Is4() != v.Address.Is4() {
-				add(bpath, "backend %s (%s) and VIP %s (%s) are of different address families; IPIP and L2 forwarding keep the family", b.Name, b.Address, v.Name, v.Address)
-				continue
-			}
-			if _, dup := dv.Weights[b.Address]; dup {
-				add(bpath, "backend %s repeats address %s in pool %s", b.Name, b.Address, p.Name)
-				continue
+			if _, dup := dv.Weights[b.Address]; dup || b.Address.Is4() != v.Address.Is4() {
+				continue // reported by DataplaneProblems
 			}
 			h, err := hops[b.Address], hopErr[b.Address]
 			if err != nil {

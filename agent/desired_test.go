@@ -54,6 +54,10 @@ func TestBuildRefusesBadState(t *testing.T) {
 			RoleBalancer, []string{"spec.pools[0].backends[2]", "reached through eth1, which the balancer is not attached to"}},
 		{"repeated backend address", func(c *policy.Compiled) { c.Pools[0].Backends[1].Address = c.Pools[0].Backends[0].Address },
 			RoleBalancer, []string{"spec.pools[0].backends[1]", "repeats address 198.18.1.1"}},
+		{"nine-port rule", func(c *policy.Compiled) {
+			c.Dataplane.Rules = []policy.CompiledRule{{Name: "ports", Deny: true, Protocol: policy.ProtoTCP,
+				Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.66.0/24")}, Ports: []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9}}}
+		}, RoleBalancer, []string{"spec.dataplane.firewall.rules[0].sources[0]", "carries 9 firewall entries"}},
 		{"several problems at once", func(c *policy.Compiled) {
 			c.Dataplane.Interfaces = []string{"nosuch0"}
 			c.Pools[0].Backends[1].Address = netip.MustParseAddr("198.18.50.50")

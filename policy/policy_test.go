@@ -104,7 +104,7 @@ func TestCompiledContent(t *testing.T) {
 	if cl := dp.Classes[1]; cl.PacketBurst != 200000 || cl.NewConnBurst != 2000 {
 		t.Errorf("burst defaults: %+v", cl)
 	}
-	if v := dp.VIPs[1]; v.Protocol != ProtoTCP || v.Forwarding != ForwardIPIP || v.Pool != 0 || !v.Address.Is6() {
+	if v := dp.VIPs[1]; v.Protocol != ProtoTCP || v.Forwarding != ForwardIPIP || v.Pool != 2 || !v.Address.Is6() {
 		t.Errorf("vip defaults: %+v", v)
 	}
 	b := c.Pools[0].Backends

@@ -121,7 +121,7 @@ func TestProblems(t *testing.T) {
 		// Gateway.
 		{"listen", minimal + "\n  gateway:\n    listen: localhost #<", "spec.gateway.listen", `"localhost" is not host:port`},
 		{"listen port", minimal + "\n  gateway:\n    listen: localhost:99999 #<", "spec.gateway.listen", "99999 is not a port"},
-		{"max body", minimal + "\n  gateway:\n    maxBodyBytes: 10 #<", "spec.gateway.maxBodyBytes", "10 is outside 1024..1073741824"},
+		{"max body", minimal + "\n  gateway:\n    maxBodyBytes: 10 #<", "spec.gateway.maxBodyBytes", "10 is outside 1024..67108864"},
 		{"ttft over total", minimal + "\n  gateway:\n    timeouts:\n      timeToFirstToken: 2m #<\n      total: 1m", "spec.gateway.timeouts.timeToFirstToken", "2m0s is longer than total 1m0s"},
 		{"dup tenant", minimal + "\n  gateway:\n    tenants:\n      - name: a\n      - name: a #<", "spec.gateway.tenants[1].name", `duplicate tenant "a"`},
 		{"negative budget", minimal + "\n  gateway:\n    tenants:\n      - name: a\n        limits:\n          budgetUSD: -5 #<", "spec.gateway.tenants[0].limits.budgetUSD", "-5 must be a non-negative amount"},
