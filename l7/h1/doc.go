@@ -1,0 +1,19 @@
+// Package h1 serves HTTP/1.1 keep-alive connections to an http.Handler with
+// less work per request than net/http's server: the connection's goroutine
+// reads, runs the handler and writes; the request, its header map and the
+// response writer are reused from one request to the next on a connection;
+// a small response goes out in a single write with its Content-Length; a
+// request that arrives whole is read with one system call and no failed
+// read before it (serveRaw); and the client going away is learnt from the
+// process's close watcher (rawsock.Watcher), not from a goroutine reading
+// the connection (net/http starts one for every request; here that is the
+// fallback for a socket the watcher cannot take, and only for a request
+// still running after disconnectCheckDelay).
+//
+// It speaks HTTP/1.0 and HTTP/1.1 only (no TLS, HTTP/2 or Upgrade), is
+// strict where leniency would allow request smuggling (both Content-Length
+// and Transfer-Encoding, differing lengths, obs-fold, invalid names or
+// values, bare LF line ends all get 400 and a closed connection), and
+// bounds the head (MaxHeaderBytes, ReadHeaderTimeout) and idle keep-alive
+// time (IdleTimeout).
+package h1
