@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,11 @@ type conn struct {
 	srv        *Server
 	rwc        net.Conn
 	remoteAddr string
-	br         *bufio.Reader
-	bw         *bufio.Writer
-	state      atomic.Int32
+	// addr is the client address the connection counts under (clientKey).
+	addr  netip.Addr
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	state atomic.Int32
 
 	// The raw path (serveRaw): the socket, its close watch registration
 	// (0: none, and no raw path), and while serveRaw's RawConn.Read runs,
@@ -50,6 +53,10 @@ type conn struct {
 	rawNext             int
 	rawStep             func(fd uintptr) bool
 	idleFrom            time.Time // when the idle deadline was last set (zero: another deadline is set)
+	// idleFirst: the idle deadline set is FirstRequestTimeout's.
+	idleFirst bool
+	// requested: a request has begun on the connection.
+	requested bool
 	// headReady: c.head holds a parsed head whose request serveOne is
 	// still to serve (serveRaw found its body not all buffered).
 	headReady bool
@@ -142,14 +149,20 @@ func (c *conn) serve() {
 	}
 }
 
-// armIdle bounds the wait for a next request by the idle timeout.
+// armIdle bounds the wait for a next request by the idle timeout, or for
+// the first one by FirstRequestTimeout.
 func (c *conn) armIdle() {
 	now := time.Now()
-	if !c.idleFrom.IsZero() && now.Sub(c.idleFrom) < idleRearm {
+	first := !c.requested
+	if !c.idleFrom.IsZero() && c.idleFirst == first && now.Sub(c.idleFrom) < idleRearm {
 		return
 	}
-	c.idleFrom = now
-	_ = c.rwc.SetReadDeadline(now.Add(c.srv.idleTimeout()))
+	c.idleFrom, c.idleFirst = now, first
+	d := c.srv.idleTimeout()
+	if first {
+		d = c.srv.firstRequestTimeout()
+	}
+	_ = c.rwc.SetReadDeadline(now.Add(d))
 }
 
 // setReadDeadline sets a deadline other than the idle one.
@@ -213,6 +226,7 @@ func (c *conn) readRequestHead() bool {
 func (c *conn) serveRequest() bool {
 	s := c.srv
 	h := &c.head
+	c.requested = true
 	if h.chunked || h.length > int64(c.br.Buffered()) {
 		// The body still has to come from the socket: no deadline but the
 		// handler's (ResponseController.SetReadDeadline). A body already

@@ -16,4 +16,15 @@
 // values, bare LF line ends all get 400 and a closed connection), and
 // bounds the head (MaxHeaderBytes, ReadHeaderTimeout) and idle keep-alive
 // time (IdleTimeout).
+//
+// What one client or a shortage may cost is bounded too. Running out of
+// file descriptors does not end Serve: it waits (5 ms, doubling to 1 s)
+// and accepts again, as net/http does, and Serving and Err tell a health
+// check whether a listener is still accepting. Connections are capped per
+// server (MaxConns) and per client address (MaxConnsPerAddr, an IPv6
+// client by its /64); one over a cap is reset at once and counted, since
+// an answer would cost the descriptor and the time the cap exists to
+// save. A connection that has never sent a request waits for it only
+// FirstRequestTimeout (by default ReadHeaderTimeout's 10 s, as net/http),
+// not the keep-alive IdleTimeout.
 package h1

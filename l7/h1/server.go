@@ -3,9 +3,11 @@ package h1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,13 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	// DefaultMaxConns caps the connections one Server serves at once.
+	DefaultMaxConns = 16384
+	// DefaultMaxConnsPerAddr caps the connections from one client
+	// address (an IPv6 client by its /64): one unauthenticated client
+	// must not take every descriptor, yet clients behind one NAT keep
+	// ample room.
+	DefaultMaxConnsPerAddr = 512
 	// readBufferSize is the per-connection read buffer; a head longer
 	// than this is gathered in scratch (up to MaxHeaderBytes). 8 KiB
 	// takes a head and a few-KiB prompt in one read (4 KiB, net/http's
@@ -43,7 +52,9 @@ const (
 	// shutdownPollInterval is how often Shutdown looks for idle
 	// connections to close.
 	shutdownPollInterval = 10 * time.Millisecond
-	// acceptBackoffMax bounds the wait after a temporary accept error.
+	// acceptBackoffMin and acceptBackoffMax bound the wait after a
+	// temporary accept error (it doubles while the errors go on).
+	acceptBackoffMin = 5 * time.Millisecond
 	acceptBackoffMax = time.Second
 	// idleRearm: the idle deadline is moved only when it was last set
 	// longer ago than this, so a busy connection does not move its timer
@@ -52,12 +63,26 @@ const (
 	idleRearm = time.Second
 )
 
-// Server serves HTTP/1.x on listeners. Its zero timeouts take the defaults.
+// Server serves HTTP/1.x on listeners. Its zero timeouts and limits take
+// the defaults.
 type Server struct {
 	Handler           http.Handler
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
+	// FirstRequestTimeout bounds how long a new connection may stay
+	// silent before its first request begins (0: ReadHeaderTimeout's
+	// value). IdleTimeout applies only between requests, so a client
+	// cannot hold a descriptor for the long keep-alive time without ever
+	// asking anything.
+	FirstRequestTimeout time.Duration
+	MaxHeaderBytes      int
+	// MaxConns caps the connections served at once, MaxConnsPerAddr those
+	// from one client address (an IPv6 client counts by its /64). A
+	// connection accepted beyond a cap is closed at once with a reset and
+	// counted (Stats). 0 takes DefaultMaxConns or DefaultMaxConnsPerAddr;
+	// a negative value means no cap.
+	MaxConns        int
+	MaxConnsPerAddr int
 	// Logger receives handler panics (default slog.Default()).
 	Logger *slog.Logger
 
@@ -65,8 +90,20 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
-	done       chan struct{}
-	date       atomic.Pointer[dateValue]
+	// perAddr counts the connections of each client address (clientKey)
+	// served now.
+	perAddr map[netip.Addr]int
+	// open counts the connections admitted and not yet forgotten.
+	open int
+	done chan struct{}
+	date atomic.Pointer[dateValue]
+	// serving counts the Serve calls accepting now; serveErr is the
+	// error the last of them that failed stopped with (guarded by mu).
+	serving  atomic.Int32
+	serveErr error
+	// Counters (Stats).
+	refusedConns  atomic.Uint64
+	acceptRetries atomic.Uint64
 	// noWatch keeps connections off the close watcher and the raw path
 	// (tests of the fallback for sockets the watcher cannot take).
 	noWatch bool
@@ -90,6 +127,13 @@ func (s *Server) idleTimeout() time.Duration {
 	return DefaultIdleTimeout
 }
 
+func (s *Server) firstRequestTimeout() time.Duration {
+	if s.FirstRequestTimeout > 0 {
+		return s.FirstRequestTimeout
+	}
+	return s.headerTimeout()
+}
+
 func (s *Server) maxHeaderBytes() int {
 	if s.MaxHeaderBytes > 0 {
 		return s.MaxHeaderBytes
@@ -106,7 +150,9 @@ func (s *Server) logger() *slog.Logger {
 
 // Serve accepts connections on ln until Shutdown or Close, serving each
 // on its own goroutine. It always returns a non-nil error and closes ln.
-func (s *Server) Serve(ln net.Listener) error {
+// Running out of descriptors (or kernel memory) does not end it: it waits,
+// 5 ms and doubling up to a second, and accepts again (as net/http does).
+func (s *Server) Serve(ln net.Listener) (err error) {
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
@@ -116,13 +162,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.listeners == nil {
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
+		s.perAddr = map[netip.Addr]int{}
 		s.done = make(chan struct{})
 	}
 	s.listeners[&ln] = struct{}{}
+	s.serving.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, &ln)
+		if !errors.Is(err, ErrServerClosed) {
+			s.serveErr = err
+		}
+		s.serving.Add(-1)
 		s.mu.Unlock()
 		_ = ln.Close()
 	}()
@@ -133,20 +185,40 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.inShutdown.Load() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+			if retryAccept(err) {
+				if backoff == 0 {
+					s.logger().Warn("h1: accept failed; retrying", "err", err)
+				}
+				s.acceptRetries.Add(1)
+				backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 				time.Sleep(backoff)
 				continue
 			}
-			return err
+			return fmt.Errorf("h1: accept: %w", err)
 		}
 		backoff = 0
-		rwc = rawsock.Wrap(rwc)
-		c := newConn(s, rwc)
+		key := clientKey(rwc.RemoteAddr())
 		s.mu.Lock()
 		if s.inShutdown.Load() {
 			s.mu.Unlock()
+			_ = rwc.Close()
+			return ErrServerClosed
+		}
+		if !s.admit(key) {
+			s.mu.Unlock()
+			s.refusedConns.Add(1)
+			refuse(rwc)
+			continue
+		}
+		s.mu.Unlock()
+		rwc = rawsock.Wrap(rwc)
+		c := newConn(s, rwc)
+		c.addr = key
+		s.mu.Lock()
+		if s.inShutdown.Load() {
+			s.release(key)
+			s.mu.Unlock()
+			rawsock.CloseWatcher().Unwatch(c.watchID)
 			_ = rwc.Close()
 			return ErrServerClosed
 		}
@@ -217,6 +289,7 @@ func (s *Server) closeAll() {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.release(c.addr)
 	s.mu.Unlock()
 }
 
