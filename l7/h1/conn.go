@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -57,6 +58,9 @@ type conn struct {
 	idleFirst bool
 	// requested: a request has begun on the connection.
 	requested bool
+	// linger: the connection ends after a response with request bytes
+	// perhaps still to come (lingerClose).
+	linger bool
 	// headReady: c.head holds a parsed head whose request serveOne is
 	// still to serve (serveRaw found its body not all buffered).
 	headReady bool
@@ -133,6 +137,9 @@ func (c *conn) serve() {
 	defer func() {
 		rawsock.CloseWatcher().Unwatch(c.watchID)
 		c.stopWatch()
+		if c.linger {
+			c.lingerClose()
+		}
 		_ = c.rwc.Close()
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
@@ -295,6 +302,8 @@ func (c *conn) serveRequest() bool {
 		keep = c.body.discard()
 	}
 	if !keep || r.Close || c.peerGone.Load() || s.inShutdown.Load() {
+		// A body left unread: the client may still be sending it.
+		c.linger = !c.body.done && !w.broken
 		return false
 	}
 	return c.state.CompareAndSwap(stateActive, stateIdle)
@@ -327,6 +336,7 @@ func (c *conn) runHandler(r *http.Request) {
 // writeError answers a request the server could not parse, then the
 // connection closes.
 func (c *conn) writeError(status int, msg string) {
+	c.linger = true // the rest of what the client sent is unread
 	c.bw.Reset(&c.dst)
 	_, _ = c.bw.WriteString("HTTP/1.1 ")
 	_, _ = c.bw.WriteString(statusLine(status))
@@ -336,6 +346,24 @@ func (c *conn) writeError(status int, msg string) {
 	_, _ = c.bw.WriteString("\r\n\r\n")
 	_, _ = c.bw.WriteString(msg)
 	_ = c.bw.Flush()
+}
+
+// lingerClose lets the client read a response sent before its request was
+// read whole (a 401 or 413 given before the body, a parse error). Closing
+// a socket with unread bytes, or bytes still arriving, makes the kernel
+// answer with a reset, and a reset that reaches the client before it reads
+// the response destroys it: the client sees ECONNRESET, not its 401. So
+// the server half-closes (the response and a FIN go out) and reads and
+// drops what the client still sends, until the client closes, lingerTimeout
+// passes or lingerBytes are dropped; only then does it close.
+func (c *conn) lingerClose() {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() != nil {
+			return
+		}
+	}
+	_ = c.setReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.br, lingerBytes)
 }
 
 // headBuffered reports whether br holds a complete request head.

@@ -27,4 +27,13 @@
 // save. A connection that has never sent a request waits for it only
 // FirstRequestTimeout (by default ReadHeaderTimeout's 10 s, as net/http),
 // not the keep-alive IdleTimeout.
+//
+// A response sent before the request was read whole (a 401 or 413 before
+// the body, a parse error) must reach a client that reads only after
+// sending: closing with unread bytes would reset the connection and
+// destroy the response. Such a connection is half-closed and what the
+// client still sends is read and dropped, up to 4 MiB or 1 s, before it
+// closes (net/http reads up to 256 KiB, then waits 500 ms without
+// reading, which resets a client still uploading more than the socket
+// buffers hold).
 package h1

@@ -49,6 +49,12 @@ const (
 	// maxPostHandlerDiscard is how much of a body the handler left unread
 	// is read and dropped to keep the connection; beyond it, it closes.
 	maxPostHandlerDiscard = 256 << 10
+	// lingerTimeout and lingerBytes bound how long, and how much of what
+	// the client still sends, a connection closed with its request unread
+	// reads and drops so the client can read its response (lingerClose).
+	// A client uploading a few MiB at a normal pace finishes within them.
+	lingerTimeout = time.Second
+	lingerBytes   = 4 << 20
 	// shutdownPollInterval is how often Shutdown looks for idle
 	// connections to close.
 	shutdownPollInterval = 10 * time.Millisecond
