@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -155,15 +156,31 @@ func (c *Conn) writeStep(fd uintptr) bool {
 	return true
 }
 
+// WriteChunk bounds the bytes one raw write system call is given. A raw
+// call does not tell the scheduler it is in the kernel, so while it runs
+// its thread keeps its P and nothing can preempt it: a multi-megabyte write
+// into a large send buffer would hold the P for the whole copy. In chunks
+// of this size, with a yield between them, every other goroutine (and the
+// poller) gets its turn; a response of a few KiB, the usual case, is still
+// one call.
+const WriteChunk = 64 << 10
+
 // WriteFD writes p to the non-blocking socket fd for a caller inside a
 // syscall.RawConn callback, or one that otherwise knows no other goroutine
 // writes to it: all of it (n == len(p), nil), or the n bytes the socket
 // took before it was full (syscall.EAGAIN) or the write failed (its
-// syscall.Errno).
+// syscall.Errno). It gives the kernel at most WriteChunk bytes per call
+// and yields the processor between calls.
 func WriteFD(fd uintptr, p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
+		if n > 0 {
+			runtime.Gosched()
+		}
 		rest := p[n:]
+		if len(rest) > WriteChunk {
+			rest = rest[:WriteChunk]
+		}
 		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:

@@ -205,3 +205,76 @@ func waitReadable(t *testing.T, fd uintptr) {
 	}
 	t.Fatal("never became readable")
 }
+
+// TestWriteFDChunked writes more than WriteChunk to a SOCK_SEQPACKET
+// socket, which keeps each write system call as one message, and checks
+// that no call was given more than WriteChunk bytes and that every byte
+// arrived in order.
+func TestWriteFDChunked(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	// Room for a message of the whole write, so that one unchunked call
+	// would succeed (and be seen as one message).
+	const size = 3*WriteChunk + 1000
+	if err := syscall.SetsockoptInt(fds[0], syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	rand.Read(want)
+	type result struct {
+		sizes []int
+		got   []byte
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		buf := make([]byte, 2*size)
+		deadline := time.Now().Add(testTimeout)
+		for len(r.got) < size && time.Now().Before(deadline) {
+			n, _, err := syscall.Recvfrom(fds[1], buf, 0)
+			if err == syscall.EAGAIN {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if err != nil {
+				r.err = err
+				break
+			}
+			r.sizes = append(r.sizes, n)
+			r.got = append(r.got, buf[:n]...)
+		}
+		done <- r
+	}()
+	off := 0
+	deadline := time.Now().Add(testTimeout)
+	for off < size && time.Now().Before(deadline) {
+		n, err := WriteFD(uintptr(fds[0]), want[off:])
+		off += n
+		if err == syscall.EAGAIN {
+			time.Sleep(time.Millisecond) // the reader's queue is full
+			continue
+		}
+		if err != nil {
+			t.Fatalf("WriteFD after %d bytes: %v", off, err)
+		}
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, n := range r.sizes {
+		if n > WriteChunk {
+			t.Fatalf("a write call of %d bytes (messages %v); want at most WriteChunk (%d)", n, r.sizes, WriteChunk)
+		}
+	}
+	if !bytes.Equal(r.got, want) {
+		t.Fatalf("got %d bytes, differing from the %d written", len(r.got), size)
+	}
+}
+
+const testTimeout = 10 * time.Second
