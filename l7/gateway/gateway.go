@@ -136,13 +136,17 @@ type Gateway struct {
 
 // config is one applied policy's snapshot: everything a request reads.
 type config struct {
-	c         *policy.Compiled
-	routes    *route.Table
-	auth      *auth.Authenticator
-	inspector Inspector
-	counters  map[*route.Model]*tokens.Counter
-	maxBody   int64
-	models    []byte // the /v1/models body
+	c        *policy.Compiled
+	routes   *route.Table
+	auth     *auth.Authenticator
+	counters map[*route.Model]*tokens.Counter
+	maxBody  int64
+	models   []byte // the /v1/models body
+	// chain is the POST endpoints' stages in order (stage.go), with
+	// their names (for logs) and those that also act at finish.
+	chain      []stage
+	chainNames []string
+	finishers  []stageFinisher
 }
 
 // New builds a gateway for c.
@@ -159,21 +163,28 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	if opts.NewInspector == nil {
 		opts.NewInspector = newInspector
 	}
+	if c == nil {
+		return nil, errors.New("gateway: nil policy")
+	}
 	g := &Gateway{opts: opts, log: opts.Logger, inflight: &route.InFlight{}, closed: make(chan struct{})}
 	var err error
 	if g.metrics, err = newMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("register gateway metrics: %w", err)
 	}
-	cfg, err := g.build(c)
-	if err != nil {
-		return nil, err
-	}
+	// The limiter comes first: the limit stage holds it.
 	g.limiter = opts.Limiter
 	if g.limiter == nil {
 		if g.limiter, err = newLimiter(c.Gateway.LimitStore); err != nil {
 			return nil, err
 		}
 		g.ownLimit = true
+	}
+	cfg, err := g.build(c)
+	if err != nil {
+		if g.ownLimit {
+			_ = g.limiter.Close()
+		}
+		return nil, err
 	}
 	switch {
 	case opts.Audit != nil:
@@ -250,13 +261,11 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv}); err != nil {
 		return nil, fmt.Errorf("gateway auth: %w", err)
 	}
-	if len(c.Gateway.Inspection.Rules) > 0 || c.Gateway.Inspection.MaxMessageBytes > 0 {
-		if cfg.inspector, err = g.opts.NewInspector(c.Gateway.Inspection); err != nil {
-			_ = cfg.auth.Close()
-			return nil, fmt.Errorf("gateway inspection: %w", err)
-		}
-	}
 	cfg.models = modelsBody(c)
+	if err := g.buildChain(cfg); err != nil {
+		_ = cfg.auth.Close()
+		return nil, err
+	}
 	return cfg, nil
 }
 

@@ -50,8 +50,18 @@ func (x *exchange) timeouts() (connect, ttft, total time.Duration) {
 		pick(t.Total, gt.Total, defaultTotalTimeout)
 }
 
-// proxy tries the model's routes in order until one answers, within the
-// retry budget, and relays the answer.
+// proxyStage tries the model's routes in order until one answers, within
+// the retry budget, and relays the answer. It is the chain's last stage.
+//
+// Reads: everything the earlier stages wrote. Writes: the outcome (status,
+// backend, attempts, usage, streamed text) and the response.
+type proxyStage struct{}
+
+func newProxyStage(*Gateway, *config) (stage, error) { return proxyStage{}, nil }
+
+func (proxyStage) serve(x *exchange) *openai.Error { return x.proxy() }
+
+// proxy runs the attempts along the model's plan.
 func (x *exchange) proxy() *openai.Error {
 	retries := x.model.Policy.Retries
 	x.plan = x.model.Plan(x.plan, retries)
