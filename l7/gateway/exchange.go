@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -20,7 +19,6 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/l7/tokens"
-	"github.com/infergate/infergate/policy"
 )
 
 // statusClientClosed is logged (never sent) when the client left first.
@@ -40,7 +38,11 @@ type exchange struct {
 	r     *http.Request
 	ep    openai.Endpoint
 	start time.Time
-	id    string
+
+	id          string // requestid
+	traceparent string // requestid: the client's, passed upstream
+	tracestate  string
+	hops        int // hops: gateways passed before this one
 
 	principal auth.Principal // auth
 	body      []byte         // parse: the body as received
@@ -103,11 +105,9 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		defer g.active.Done()
 		x := exchangePool.Get().(*exchange)
 		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
-		x.id = newID()
 		if rh, ok := w.(rawHeaderer); ok {
 			x.raw = rh.RawHeader()
 		}
-		x.setHeader("X-Request-Id", x.id)
 		defer x.recoverPanic()
 		for i, s := range x.cfg.chain {
 			x.at = i
@@ -311,35 +311,4 @@ func (x *exchange) countedCompletion() int64 {
 		return int64(x.completionCC.Tokens())
 	}
 	return int64(x.counter.Count(string(x.completion)))
-}
-
-// listModels serves /v1/models to authenticated clients.
-func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
-	cfg := g.cfg.Load()
-	if _, err := cfg.auth.Authenticate(r); err != nil {
-		authError(err).Write(w)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(cfg.models)
-}
-
-func modelsBody(c *policy.Compiled) []byte {
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
-	list := struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{Object: "list", Data: []model{}}
-	for _, m := range c.Gateway.Models {
-		for _, n := range append([]string{m.Name}, m.Aliases...) {
-			list.Data = append(list.Data, model{ID: n, Object: "model", OwnedBy: "infergate"})
-		}
-	}
-	b, _ := json.Marshal(list)
-	return b
 }

@@ -142,6 +142,8 @@ type config struct {
 	counters map[*route.Model]*tokens.Counter
 	maxBody  int64
 	models   []byte // the /v1/models body
+	// model is each /v1/models/{id} body by id (names and aliases).
+	model map[string][]byte
 	// chain is the POST endpoints' stages in order (stage.go), with
 	// their names (for logs) and those that also act at finish.
 	chain      []stage
@@ -207,6 +209,9 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	g.mux.Handle("POST /v1/completions", g.completions)
 	g.mux.Handle("POST /v1/embeddings", g.embeddings)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
+	g.mux.HandleFunc("GET /v1/models/{id...}", g.retrieveModel)
+	g.mux.HandleFunc("GET /healthz", g.healthz)
+	g.mux.HandleFunc("GET /readyz", g.readyz)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
 			Message: "unknown request URL: " + r.Method + " " + r.URL.Path}).Write(w)
@@ -261,7 +266,7 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv}); err != nil {
 		return nil, fmt.Errorf("gateway auth: %w", err)
 	}
-	cfg.models = modelsBody(c)
+	cfg.models, cfg.model = modelsBody(c)
 	if err := g.buildChain(cfg); err != nil {
 		_ = cfg.auth.Close()
 		return nil, err

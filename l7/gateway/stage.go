@@ -33,6 +33,8 @@ type stageSpec struct {
 // order the stages run. Authentication comes first so that an
 // unauthenticated client cannot make the gateway read and parse a body.
 var stageRegistry = []stageSpec{
+	{"requestid", newRequestIDStage},
+	{"hops", newHopsStage},
 	{"auth", newAuthStage},
 	{"parse", newParseStage},
 	{"model", newModelStage},
