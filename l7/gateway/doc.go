@@ -2,10 +2,17 @@
 // proxy whose request path is a chain of small stages, each one concern, in
 // the manner of Caddy handlers or CoreDNS plugins:
 //
-//	auth → parse → model → inspect → count → limit → proxy → (finish: settle, metrics, audit)
+//	requestid → hops → auth → parse → model → rategate → inspect → count → limit → proxy
+//	  → (finish: settle, stage finishers, metrics, audit)
 //
 // Authentication runs before the body is read so that an unauthenticated
-// client cannot make the gateway buffer and parse megabytes. A stage either
+// client cannot make the gateway buffer and parse megabytes. The rate gate
+// refuses a principal the request-rate limit has just refused, until the
+// Retry-After it was told, before its prompt is inspected or counted: the
+// CPU those take is what a flood of large prompts from a limited tenant
+// would otherwise cost everyone else. (The limit itself is still decided
+// by the limit stage, after counting, as the token reservation needs the
+// count.) A stage either
 // passes the exchange on or ends it with an OpenAI-shaped error; finish
 // always runs, so every admitted request is settled against its limits with
 // the tokens it really used and logged exactly once.

@@ -53,8 +53,9 @@ type exchange struct {
 	inspected InspectResult  // inspect
 	rewrite   openai.Rewrite // inspect (Texts), proxy (the rest)
 
-	promptTokens int64        // count
-	ticket       limit.Ticket // limit; settled by finish
+	promptTokens int64          // count
+	ticket       limit.Ticket   // limit; settled by finish
+	decision     limit.Decision // limit
 
 	// Outcome, written by the stage that ends the exchange (fail for an
 	// error, proxy for an answer) and recorded by finish.

@@ -31,13 +31,16 @@ type stageSpec struct {
 
 // stageRegistry is the one place the request path is put together, in the
 // order the stages run. Authentication comes first so that an
-// unauthenticated client cannot make the gateway read and parse a body.
+// unauthenticated client cannot make the gateway read and parse a body;
+// the rate gate comes before inspection and counting so that a principal
+// over its request rate costs neither.
 var stageRegistry = []stageSpec{
 	{"requestid", newRequestIDStage},
 	{"hops", newHopsStage},
 	{"auth", newAuthStage},
 	{"parse", newParseStage},
 	{"model", newModelStage},
+	{"rategate", newRateGateStage},
 	{"inspect", newInspectStage},
 	{"count", newCountStage},
 	{"limit", newLimitStage},

@@ -12,7 +12,10 @@ import (
 // and for billing when upstream reports no usage.
 //
 // Reads: x.req, x.counter. Writes: x.promptTokens.
-type countStage struct{}
+type countStage struct {
+	// count is countPrompt; tests observe it.
+	count func(*tokens.Counter, *openai.Request, *[]tokens.Message) int
+}
 
 // countScratch is the counter's messages, kept across pooled requests.
 type countScratch struct{ msgs []tokens.Message }
@@ -22,10 +25,10 @@ func (s *countScratch) reset() {
 	s.msgs = s.msgs[:0]
 }
 
-func newCountStage(*Gateway, *config) (stage, error) { return countStage{}, nil }
+func newCountStage(*Gateway, *config) (stage, error) { return &countStage{count: countPrompt}, nil }
 
-func (countStage) serve(x *exchange) *openai.Error {
-	x.promptTokens = int64(countPrompt(x.counter, &x.req, &x.scratch.count.msgs))
+func (s *countStage) serve(x *exchange) *openai.Error {
+	x.promptTokens = int64(s.count(x.counter, &x.req, &x.scratch.count.msgs))
 	return nil
 }
 

@@ -13,7 +13,7 @@ import (
 // x-ratelimit-* fields of the answer.
 //
 // Reads: x.principal, x.promptTokens, x.req, x.model. Writes: x.ticket
-// (settled by finish).
+// (settled by finish), x.decision.
 type limitStage struct {
 	limiter limit.Limiter
 	tenants []policy.Tenant
@@ -39,24 +39,25 @@ func (s *limitStage) serve(x *exchange) *openai.Error {
 		lr.KeyLimits = s.keys[i].Limits
 	}
 	t, d, err := s.limiter.Admit(x.r.Context(), lr)
-	if x.raw != nil {
-		*x.raw = d.AppendHeaderLines(*x.raw)
-	} else {
-		d.WriteHeaders(x.w.Header())
-	}
+	x.decision = d
+	x.writeDecision(d)
 	if err != nil {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
 			Message: "rate limits cannot be checked right now; retry later"}
 	}
 	if !d.Allowed {
 		x.g.metrics.limited.WithLabelValues(x.principal.Tenant, d.Reason).Inc()
-		code := "rate_limit_exceeded"
-		if d.Reason == limit.ReasonTenantBudget || d.Reason == limit.ReasonKeyBudget {
-			code = "insufficient_quota"
-		}
-		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: code,
-			Message: "limit reached (" + d.Reason + ")"}
+		return rateLimited(d)
 	}
 	x.ticket = t
 	return nil
+}
+
+// writeDecision sets the x-ratelimit-* fields (and Retry-After) of d.
+func (x *exchange) writeDecision(d limit.Decision) {
+	if x.raw != nil {
+		*x.raw = d.AppendHeaderLines(*x.raw)
+	} else {
+		d.WriteHeaders(x.w.Header())
+	}
 }
