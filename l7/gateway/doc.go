@@ -2,13 +2,52 @@
 // proxy whose request path is a chain of small stages, each one concern, in
 // the manner of Caddy handlers or CoreDNS plugins:
 //
-//	auth → parse → model → inspect → count → limit → proxy → (finish: settle, metrics, audit)
+//	requestid → hops → auth → parse → model → rategate → inspect → count → limit → proxy
+//	  → (finish: settle, stage finishers, metrics, audit)
 //
 // Authentication runs before the body is read so that an unauthenticated
-// client cannot make the gateway buffer and parse megabytes. A stage either
+// client cannot make the gateway buffer and parse megabytes. The rate gate
+// refuses a principal the request-rate limit has just refused, until the
+// Retry-After it was told, before its prompt is inspected or counted: the
+// CPU those take is what a flood of large prompts from a limited tenant
+// would otherwise cost everyone else. (The limit itself is still decided
+// by the limit stage, after counting, as the token reservation needs the
+// count.) A stage either
 // passes the exchange on or ends it with an OpenAI-shaped error; finish
 // always runs, so every admitted request is settled against its limits with
 // the tokens it really used and logged exactly once.
+//
+// # Stages
+//
+// A stage is a type in its own file (stage_<name>.go; the proxy stage is
+// proxy.go) that implements serve(*exchange) *openai.Error. It owns its
+// configuration: its constructor, func(*Gateway, *config) (stage, error),
+// reads what it needs from the compiled policy when a policy is applied
+// and keeps it in the stage value, so a reload builds a new chain and a
+// request keeps the chain it started with. A constructor that returns a
+// nil stage leaves the stage out of that policy's chain (inspection with
+// no rules costs nothing).
+//
+// The contract for what a stage reads and writes is the exchange's field
+// list (exchange.go): the fields set before the chain runs (writer,
+// request, endpoint, id, start) are read-only; each later field is written
+// by the stage named beside it and only read after it. A stage answers the
+// client only by returning an error (the chain stops and fail writes it)
+// or, for the last stage, by writing the response and setting the outcome
+// fields. Response header fields go through x.setHeader. A stage that must
+// act after the exchange ended implements finish(*exchange) (stageFinisher).
+//
+// The hot path does not allocate per request: stages are built once per
+// policy and called through an interface on a pooled exchange. A stage that
+// needs per-request scratch kept across pooled requests declares its
+// scratch type with a reset method in its own file and adds one field to
+// stageScratch (stage.go).
+//
+// To add a stage: write stage_<name>.go with the type, its constructor and
+// serve (and its scratch type if any), document its reads and writes in
+// the type's comment, add any field it hands to later stages to exchange
+// with its name beside it, and insert one line into stageRegistry
+// (stage.go) where it belongs in the order.
 //
 // Streams are passed through event by event with a flush after each, never
 // buffered. Upstream is always asked for a usage chunk

@@ -3,14 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,15 +19,17 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/l7/tokens"
-	"github.com/infergate/infergate/policy"
 )
 
 // statusClientClosed is logged (never sent) when the client left first.
 const statusClientClosed = 499
 
-// exchange is one request's state as it moves through the stages. They are
-// pooled: every field is reset in reset.
+// exchange is one request's state as it moves through the stages: what
+// the stages hand each other (the fields below, each written by the stage
+// named and read by the later ones), the outcome that finish records, and
+// the stages' own scratch. They are pooled: every field is reset in reset.
 type exchange struct {
+	// Set before the chain runs; read-only for stages.
 	g   *Gateway
 	cfg *config
 	w   http.ResponseWriter
@@ -39,21 +38,27 @@ type exchange struct {
 	r     *http.Request
 	ep    openai.Endpoint
 	start time.Time
-	id    string
 
-	principal auth.Principal
-	body      []byte
-	bodyBuf   bytes.Buffer
-	req       openai.Request
-	model     *route.Model
+	id          string // requestid
+	traceparent string // requestid: the client's, passed upstream
+	tracestate  string
+	hops        int // hops: gateways passed before this one
+
+	principal auth.Principal // auth
+	body      []byte         // parse: the body as received
+	bodyBuf   bytes.Buffer   // parse: body's storage, kept across requests
+	req       openai.Request // parse (inspect rewrites redacted Texts)
+	model     *route.Model   // model
 	counter   *tokens.Counter
-	inspected InspectResult
-	rewrite   openai.Rewrite
+	inspected InspectResult  // inspect
+	rewrite   openai.Rewrite // inspect (Texts), proxy (the rest)
 
-	promptTokens int64
-	ticket       limit.Ticket
+	promptTokens int64          // count
+	ticket       limit.Ticket   // limit; settled by finish
+	decision     limit.Decision // limit
 
-	// Outcome.
+	// Outcome, written by the stage that ends the exchange (fail for an
+	// error, proxy for an answer) and recorded by finish.
 	status       int
 	errMsg       string
 	backend      string
@@ -70,10 +75,10 @@ type exchange struct {
 	// limited bounds the request and response body reads; it lives in
 	// the pooled exchange so each read does not allocate one.
 	limited io.LimitedReader
-	// Scratch for the inspector's texts and the counter's messages,
-	// kept across pooled requests (cleared after each).
-	texts []string
-	msgs  []tokens.Message
+	// scratch is the stages' own per-request scratch (stage.go).
+	scratch stageScratch
+	// at is the index in cfg.chain of the stage running.
+	at int
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -85,27 +90,9 @@ func (x *exchange) reset() {
 	comp := x.completion[:0]
 	plan := x.plan[:0]
 	chunk := x.chunk
-	clear(x.texts)
-	clear(x.msgs)
-	texts, msgs := x.texts[:0], x.msgs[:0]
-	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk, texts: texts, msgs: msgs}
-}
-
-// stage is one step of the chain; a non-nil error ends the chain and is
-// sent to the client.
-type stage struct {
-	name string
-	run  func(*exchange) *openai.Error
-}
-
-var chain = []stage{
-	{"auth", (*exchange).authenticate},
-	{"parse", (*exchange).parse},
-	{"model", (*exchange).resolveModel},
-	{"inspect", (*exchange).inspect},
-	{"count", (*exchange).count},
-	{"limit", (*exchange).admit},
-	{"proxy", (*exchange).proxy},
+	scratch := x.scratch
+	scratch.reset()
+	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk, scratch: scratch}
 }
 
 func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
@@ -119,14 +106,13 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		defer g.active.Done()
 		x := exchangePool.Get().(*exchange)
 		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
-		x.id = newID()
 		if rh, ok := w.(rawHeaderer); ok {
 			x.raw = rh.RawHeader()
 		}
-		x.setHeader("X-Request-Id", x.id)
 		defer x.recoverPanic()
-		for _, s := range chain {
-			if err := s.run(x); err != nil {
+		for i, s := range x.cfg.chain {
+			x.at = i
+			if err := s.serve(x); err != nil {
 				x.fail(err)
 				break
 			}
@@ -165,7 +151,7 @@ func (x *exchange) recoverPanic() {
 	if p == http.ErrAbortHandler {
 		panic(p)
 	}
-	x.g.log.Error("gateway stage panicked", "request", x.id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	x.g.log.Error("gateway stage panicked", "request", x.id, "stage", x.cfg.chainNames[x.at], "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	x.fail(&openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "internal_error", Message: "internal error"})
 	_ = x.settle(x.promptTokens, x.price(x.promptTokens, 0))
 }
@@ -215,211 +201,12 @@ func (x *exchange) fail(err *openai.Error) {
 	}
 }
 
-func (x *exchange) authenticate() *openai.Error {
-	p, err := x.cfg.auth.Authenticate(x.r)
-	if err != nil {
-		return authError(err)
-	}
-	x.principal = p
-	return nil
-}
-
-// authError is the client's answer to a failed authentication: the auth
-// stage's own status and message, or a plain 401.
-func authError(err error) *openai.Error {
-	var ae *auth.Error
-	if errors.As(err, &ae) {
-		return &openai.Error{Status: ae.Status, Type: openai.TypeAuthentication, Code: ae.Code, Message: ae.Message}
-	}
-	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
-}
-
-// bufferedBody is a request body that can tell it is already in memory.
-type bufferedBody interface{ Buffered() bool }
-
-func (x *exchange) parse() *openai.Error {
-	// Slow-client protection: the whole body must arrive in time. A body
-	// that came with the head (l7/h1 says so) needs no deadline, which
-	// spares two timer updates on most requests.
-	var rc *http.ResponseController
-	if bb, ok := x.r.Body.(bufferedBody); !ok || !bb.Buffered() {
-		rc = http.NewResponseController(x.w)
-		_ = rc.SetReadDeadline(time.Now().Add(x.g.opts.BodyReadTimeout))
-	}
-	if x.r.ContentLength > x.cfg.maxBody {
-		x.w.Header().Set("Connection", "close")
-		return tooLarge(x.cfg.maxBody)
-	}
-	if x.r.ContentLength > 0 {
-		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
-	}
-	_, err := x.bodyBuf.ReadFrom(x.limit(x.r.Body, x.cfg.maxBody+1))
-	if err != nil {
-		// The deadline stays: the server must not wait for the rest of
-		// the body before answering, and the connection is not reused.
-		x.w.Header().Set("Connection", "close")
-		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "body_timeout", Message: "the request body did not arrive in time"}
-		}
-		return openai.BadRequest("body_read_error", "could not read the request body", "")
-	}
-	if int64(x.bodyBuf.Len()) > x.cfg.maxBody {
-		x.w.Header().Set("Connection", "close")
-		return tooLarge(x.cfg.maxBody)
-	}
-	if rc != nil {
-		_ = rc.SetReadDeadline(time.Time{})
-	}
-	x.body = x.bodyBuf.Bytes()
-	if err := openai.ParseInto(&x.req, x.ep, x.body); err != nil {
-		var oe *openai.Error
-		if errors.As(err, &oe) {
-			return oe
-		}
-		return openai.BadRequest("invalid_request", err.Error(), "")
-	}
-	return nil
-}
-
-func tooLarge(limit int64) *openai.Error {
-	return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "request_too_large",
-		Message: "the request body is larger than " + strconv.FormatInt(limit, 10) + " bytes"}
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
-}
-
-func (x *exchange) resolveModel() *openai.Error {
-	m, ok := x.cfg.routes.Lookup(x.req.Model)
-	if !ok {
-		return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "model_not_found",
-			Message: "the model `" + truncate(x.req.Model, 128) + "` does not exist or you do not have access to it", Param: "model"}
-	}
-	x.model = m
-	x.counter = x.cfg.counters[m]
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
-func (x *exchange) inspect() *openai.Error {
-	if x.cfg.inspector == nil || len(x.req.Texts) == 0 {
-		return nil
-	}
-	texts := x.texts[:0]
-	for i := range x.req.Texts {
-		texts = append(texts, x.req.Texts[i].Value)
-	}
-	x.texts = texts
-	res, err := x.cfg.inspector.Inspect(texts)
-	if err != nil {
-		return &openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "inspection_failed", Message: "prompt inspection failed"}
-	}
-	x.inspected = res
-	for _, m := range res.Matches {
-		x.g.metrics.verdicts.WithLabelValues(x.principal.Tenant, m.Rule, m.Action).Inc()
-	}
-	if res.Block != nil {
-		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "content_blocked",
-			Message: "the prompt was blocked by policy rule " + res.Block.Rule, Param: res.Block.Rule}
-	}
-	if res.Redacted != nil && len(res.Redacted) == len(texts) {
-		x.rewrite.Texts = res.Redacted
-		for i := range x.req.Texts {
-			x.req.Texts[i].Value = res.Redacted[i]
-		}
-	}
-	return nil
-}
-
-func (x *exchange) count() *openai.Error {
-	x.promptTokens = int64(countPrompt(x.counter, &x.req, &x.msgs))
-	return nil
-}
-
-// countPrompt counts what the model reads, after redaction.
-func countPrompt(c *tokens.Counter, r *openai.Request, scratch *[]tokens.Message) int {
-	n := r.TokenInputs
-	if r.Endpoint != openai.ChatCompletions {
-		for i := range r.Texts {
-			n += c.Count(r.Texts[i].Value)
-		}
-		return n
-	}
-	msgs := slices.Grow((*scratch)[:0], len(r.Messages))[:len(r.Messages)]
-	*scratch = msgs
-	for i := range r.Messages {
-		m := &r.Messages[i]
-		msgs[i] = tokens.Message{Role: m.Role, Name: m.Name}
-		if len(m.ToolCalls) > 0 && string(m.ToolCalls) != "null" {
-			msgs[i].Extra = append(msgs[i].Extra, string(m.ToolCalls))
-		}
-		if m.ToolCallID != "" {
-			msgs[i].Extra = append(msgs[i].Extra, m.ToolCallID)
-		}
-	}
-	for i := range r.Texts {
-		t := &r.Texts[i]
-		if t.Part < 0 {
-			msgs[t.Message].Content = t.Value
-		} else {
-			msgs[t.Message].Parts = append(msgs[t.Message].Parts, t.Value)
-		}
-	}
-	return n + c.CountChat(msgs)
-}
-
 func (x *exchange) price(prompt, completion int64) float64 {
 	if x.model == nil {
 		return 0
 	}
 	p := x.model.Policy.Price
 	return (float64(prompt)*p.InputPerMTok + float64(completion)*p.OutputPerMTok) / 1e6
-}
-
-func (x *exchange) admit() *openai.Error {
-	var completion int64
-	if x.ep != openai.Embeddings {
-		completion = x.req.CompletionBudget(defaultCompletionReserve)
-	}
-	gw := &x.cfg.c.Gateway
-	lr := limit.Request{Tenant: x.principal.Tenant, ReserveTokens: x.promptTokens + completion,
-		EstimatedCostUSD: x.price(x.promptTokens, completion)}
-	if i := x.principal.TenantIndex; i >= 0 && i < len(gw.Tenants) {
-		lr.TenantLimits = gw.Tenants[i].Limits
-	}
-	if i := x.principal.KeyIndex; i >= 0 && i < len(gw.Keys) {
-		lr.Key = x.principal.KeyName
-		lr.KeyLimits = gw.Keys[i].Limits
-	}
-	t, d, err := x.g.limiter.Admit(x.r.Context(), lr)
-	if x.raw != nil {
-		*x.raw = d.AppendHeaderLines(*x.raw)
-	} else {
-		d.WriteHeaders(x.w.Header())
-	}
-	if err != nil {
-		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "limit_store_unavailable",
-			Message: "rate limits cannot be checked right now; retry later"}
-	}
-	if !d.Allowed {
-		x.g.metrics.limited.WithLabelValues(x.principal.Tenant, d.Reason).Inc()
-		code := "rate_limit_exceeded"
-		if d.Reason == limit.ReasonTenantBudget || d.Reason == limit.ReasonKeyBudget {
-			code = "insufficient_quota"
-		}
-		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: code,
-			Message: "limit reached (" + d.Reason + ")"}
-	}
-	x.ticket = t
-	return nil
 }
 
 // finish settles the ticket with what was really used, then records
@@ -444,6 +231,9 @@ func (x *exchange) finish() {
 	cost := x.price(prompt, completion)
 	if err := x.settle(prompt+completion, cost); err != nil {
 		x.g.log.Warn("settle limit ticket", "request", x.id, "err", err)
+	}
+	for _, f := range x.cfg.finishers {
+		f.finish(x)
 	}
 	if x.status == 0 {
 		x.status = http.StatusOK
@@ -522,35 +312,4 @@ func (x *exchange) countedCompletion() int64 {
 		return int64(x.completionCC.Tokens())
 	}
 	return int64(x.counter.Count(string(x.completion)))
-}
-
-// listModels serves /v1/models to authenticated clients.
-func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
-	cfg := g.cfg.Load()
-	if _, err := cfg.auth.Authenticate(r); err != nil {
-		authError(err).Write(w)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(cfg.models)
-}
-
-func modelsBody(c *policy.Compiled) []byte {
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
-	list := struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{Object: "list", Data: []model{}}
-	for _, m := range c.Gateway.Models {
-		for _, n := range append([]string{m.Name}, m.Aliases...) {
-			list.Data = append(list.Data, model{ID: n, Object: "model", OwnedBy: "infergate"})
-		}
-	}
-	b, _ := json.Marshal(list)
-	return b
 }

@@ -136,13 +136,19 @@ type Gateway struct {
 
 // config is one applied policy's snapshot: everything a request reads.
 type config struct {
-	c         *policy.Compiled
-	routes    *route.Table
-	auth      *auth.Authenticator
-	inspector Inspector
-	counters  map[*route.Model]*tokens.Counter
-	maxBody   int64
-	models    []byte // the /v1/models body
+	c        *policy.Compiled
+	routes   *route.Table
+	auth     *auth.Authenticator
+	counters map[*route.Model]*tokens.Counter
+	maxBody  int64
+	models   []byte // the /v1/models body
+	// model is each /v1/models/{id} body by id (names and aliases).
+	model map[string][]byte
+	// chain is the POST endpoints' stages in order (stage.go), with
+	// their names (for logs) and those that also act at finish.
+	chain      []stage
+	chainNames []string
+	finishers  []stageFinisher
 }
 
 // New builds a gateway for c.
@@ -159,21 +165,28 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	if opts.NewInspector == nil {
 		opts.NewInspector = newInspector
 	}
+	if c == nil {
+		return nil, errors.New("gateway: nil policy")
+	}
 	g := &Gateway{opts: opts, log: opts.Logger, inflight: &route.InFlight{}, closed: make(chan struct{})}
 	var err error
 	if g.metrics, err = newMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("register gateway metrics: %w", err)
 	}
-	cfg, err := g.build(c)
-	if err != nil {
-		return nil, err
-	}
+	// The limiter comes first: the limit stage holds it.
 	g.limiter = opts.Limiter
 	if g.limiter == nil {
 		if g.limiter, err = newLimiter(c.Gateway.LimitStore); err != nil {
 			return nil, err
 		}
 		g.ownLimit = true
+	}
+	cfg, err := g.build(c)
+	if err != nil {
+		if g.ownLimit {
+			_ = g.limiter.Close()
+		}
+		return nil, err
 	}
 	switch {
 	case opts.Audit != nil:
@@ -196,6 +209,9 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	g.mux.Handle("POST /v1/completions", g.completions)
 	g.mux.Handle("POST /v1/embeddings", g.embeddings)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
+	g.mux.HandleFunc("GET /v1/models/{id...}", g.retrieveModel)
+	g.mux.HandleFunc("GET /healthz", g.healthz)
+	g.mux.HandleFunc("GET /readyz", g.readyz)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
 			Message: "unknown request URL: " + r.Method + " " + r.URL.Path}).Write(w)
@@ -250,13 +266,11 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv}); err != nil {
 		return nil, fmt.Errorf("gateway auth: %w", err)
 	}
-	if len(c.Gateway.Inspection.Rules) > 0 || c.Gateway.Inspection.MaxMessageBytes > 0 {
-		if cfg.inspector, err = g.opts.NewInspector(c.Gateway.Inspection); err != nil {
-			_ = cfg.auth.Close()
-			return nil, fmt.Errorf("gateway inspection: %w", err)
-		}
+	cfg.models, cfg.model = modelsBody(c)
+	if err := g.buildChain(cfg); err != nil {
+		_ = cfg.auth.Close()
+		return nil, err
 	}
-	cfg.models = modelsBody(c)
 	return cfg, nil
 }
 

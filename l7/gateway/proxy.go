@@ -50,8 +50,18 @@ func (x *exchange) timeouts() (connect, ttft, total time.Duration) {
 		pick(t.Total, gt.Total, defaultTotalTimeout)
 }
 
-// proxy tries the model's routes in order until one answers, within the
-// retry budget, and relays the answer.
+// proxyStage tries the model's routes in order until one answers, within
+// the retry budget, and relays the answer. It is the chain's last stage.
+//
+// Reads: everything the earlier stages wrote. Writes: the outcome (status,
+// backend, attempts, usage, streamed text) and the response.
+type proxyStage struct{}
+
+func newProxyStage(*Gateway, *config) (stage, error) { return proxyStage{}, nil }
+
+func (proxyStage) serve(x *exchange) *openai.Error { return x.proxy() }
+
+// proxy runs the attempts along the model's plan.
 func (x *exchange) proxy() *openai.Error {
 	retries := x.model.Policy.Retries
 	x.plan = x.model.Plan(x.plan, retries)
@@ -118,9 +128,17 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 			totalEnd = deadline
 			timeout, deadline = ttft, now.Add(ttft)
 		}
-		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}, {"x-request-id", x.id}}
+		hdrs := [...][2]string{{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"},
+			{"x-request-id", x.id}, {hopsHeader, hopValues[x.hops]}, {"traceparent", x.traceparent}, {"tracestate", x.tracestate}}
+		n := 4
+		if x.traceparent != "" {
+			n = 5
+			if x.tracestate != "" {
+				n = 6
+			}
+		}
 		dn, _ := x.w.(disconnectNotifier)
-		resp, err = x.g.pool.roundTrip(x.r.Context(), dn, backend.HostPort, x.ep.V1Path(), hdrs[:], body, connect, deadline, deadlineSlack(timeout))
+		resp, err = x.g.pool.roundTrip(x.r.Context(), dn, backend.HostPort, x.ep.V1Path(), hdrs[:n], body, connect, deadline, deadlineSlack(timeout))
 	} else {
 		ctx, cancel := context.WithTimeout(x.r.Context(), total)
 		defer cancel()
@@ -140,6 +158,13 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
 		h.Set("x-request-id", x.id)
+		h.Set(hopsHeader, hopValues[x.hops])
+		if x.traceparent != "" {
+			h.Set("Traceparent", x.traceparent)
+			if x.tracestate != "" {
+				h.Set("Tracestate", x.tracestate)
+			}
+		}
 		if rt.Provider != nil && rt.Provider.Key() != "" {
 			h.Set("Authorization", "Bearer "+rt.Provider.Key())
 		}
@@ -151,6 +176,12 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		return x.transportError(err, &ttftExpired, "upstream_unavailable", "the upstream could not be reached")
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusLoopDetected {
+		// A gateway further on saw too many hops: every other route
+		// would loop the same way, so the request ends here.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxUpstreamErrorBytes))
+		return attemptDone, upstreamError(http.StatusLoopDetected, "loop_detected", "the request looped through gateways")
+	}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		e := upstreamError(http.StatusBadGateway, "upstream_error", "the upstream failed")
 		if resp.StatusCode == http.StatusTooManyRequests {
@@ -208,11 +239,21 @@ func upstreamError(status int, code, msg string) *openai.Error {
 	return &openai.Error{Status: status, Type: typ, Code: code, Message: msg}
 }
 
+// passUpstreamID gives the client the upstream's own request id (as
+// X-Upstream-Request-Id; X-Request-Id stays the gateway's), so that a
+// provider's support can find the request.
+func (x *exchange) passUpstreamID(resp *http.Response) {
+	if v := resp.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
+		x.setHeader("X-Upstream-Request-Id", v[0])
+	}
+}
+
 func (x *exchange) relayError(resp *http.Response) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamErrorBytes))
 	x.status = resp.StatusCode
 	x.errMsg = "upstream_status"
 	x.wroteHeader = true
+	x.passUpstreamID(resp)
 	h := x.w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
 	x.w.WriteHeader(resp.StatusCode)
@@ -257,6 +298,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 		// cloned string: never the pooled connection's read buffer.
 		x.setHeader("Content-Type", ct[0])
 	}
+	x.passUpstreamID(resp)
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(buf.Bytes()); err != nil {
 		x.clientGone = x.r.Context().Err() != nil
@@ -313,6 +355,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			h.Set("Content-Type", "text/event-stream")
 			h.Set("Cache-Control", "no-cache")
 			h.Set("X-Accel-Buffering", "no")
+			x.passUpstreamID(resp)
 			x.w.WriteHeader(http.StatusOK)
 		}
 		if data != nil && !bytes.Equal(data, openai.Done) {

@@ -12,8 +12,8 @@ import (
 )
 
 // Reading a backend's response on a pooled connection, in place of
-// http.ReadResponse: the gateway needs the status, two header fields
-// (Content-Type, Retry-After) and the body's framing, and the response,
+// http.ReadResponse: the gateway needs the status, three header fields
+// (Content-Type, Retry-After, X-Request-Id) and the body's framing, and the response,
 // its header map and its body readers live in the connection, so a
 // response costs no allocation beyond the strings of those two fields. The
 // framing rules are net/http's, strict where a lax reading would let a
@@ -39,7 +39,7 @@ var (
 type upResponse struct {
 	resp   http.Response
 	header http.Header
-	vals   [2]string
+	vals   [3]string
 	length lengthBody
 	chunks chunkedBody
 	eof    eofBody
@@ -162,6 +162,12 @@ func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
 			if nvals < len(u.vals) {
 				u.vals[nvals] = internContentType(value)
 				u.header["Content-Type"] = u.vals[nvals : nvals+1 : nvals+1]
+				nvals++
+			}
+		case strings.EqualFold(name, "X-Request-Id"):
+			if nvals < len(u.vals) && validRequestID(value) {
+				u.vals[nvals] = strings.Clone(value)
+				u.header["X-Request-Id"] = u.vals[nvals : nvals+1 : nvals+1]
 				nvals++
 			}
 		case strings.EqualFold(name, "Retry-After"):

@@ -110,10 +110,8 @@ func newScanner(in *Inspector, deny []denyWord) *scanner {
 	}
 	var kws []keyword
 	if on(dInjection) {
-		for g, grp := range injectionGroups {
-			for _, k := range grp.keywords {
-				kws = append(kws, keyword{text: k, kind: kwInjection, rule: g})
-			}
+		for i, k := range injectionKeywords {
+			kws = append(kws, keyword{text: k.text, kind: kwInjection, rule: i})
 		}
 	}
 	if on(dAPIToken) {

@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/policy"
+)
+
+// listModels serves /v1/models to authenticated clients.
+func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
+	cfg := g.cfg.Load()
+	if _, err := cfg.auth.Authenticate(r); err != nil {
+		authError(err).Write(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(cfg.models)
+}
+
+// retrieveModel serves /v1/models/{id} (the SDKs' models.retrieve) to
+// authenticated clients: a name or alias the policy serves, else 404.
+func (g *Gateway) retrieveModel(w http.ResponseWriter, r *http.Request) {
+	cfg := g.cfg.Load()
+	if _, err := cfg.auth.Authenticate(r); err != nil {
+		authError(err).Write(w)
+		return
+	}
+	id := r.PathValue("id")
+	b, ok := cfg.model[id]
+	if !ok {
+		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "model_not_found",
+			Message: "the model `" + truncate(id, 128) + "` does not exist or you do not have access to it", Param: "model"}).Write(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelsBody builds the /v1/models body and each model's own body.
+func modelsBody(c *policy.Compiled) ([]byte, map[string][]byte) {
+	list := struct {
+		Object string        `json:"object"`
+		Data   []modelObject `json:"data"`
+	}{Object: "list", Data: []modelObject{}}
+	each := map[string][]byte{}
+	for _, m := range c.Gateway.Models {
+		for _, n := range append([]string{m.Name}, m.Aliases...) {
+			o := modelObject{ID: n, Object: "model", OwnedBy: "infergate"}
+			list.Data = append(list.Data, o)
+			each[n], _ = json.Marshal(o)
+		}
+	}
+	b, _ := json.Marshal(list)
+	return b, each
+}

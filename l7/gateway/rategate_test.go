@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/tokens"
+	"github.com/infergate/infergate/test/mockllm"
+)
+
+// countCalls replaces the count stage's counter of h's current chain with
+// one that counts its calls.
+func countCalls(t *testing.T, h *harness) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	for _, s := range h.g.cfg.Load().chain {
+		if cs, ok := s.(*countStage); ok {
+			cs.count = func(c *tokens.Counter, r *openai.Request, m *[]tokens.Message) int {
+				n.Add(1)
+				return countPrompt(c, r, m)
+			}
+			return &n
+		}
+	}
+	t.Fatal("no count stage")
+	return nil
+}
+
+// TestRateLimitedNotCounted: once the request-rate limit has refused a
+// tenant, its requests are refused until Retry-After without being
+// counted (or inspected); other tenants are counted and served as before.
+func TestRateLimitedNotCounted(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	c := basePolicy(pool("p", m))
+	c.Gateway.Tenants[0].Limits.RequestsPerMinute = 1
+	h := newHarness(t, c, Options{})
+	calls := countCalls(t, h)
+	if status, _, body := h.call(testKey, "/v1/chat/completions", chatBody("hi", "")); status != 200 {
+		t.Fatalf("first: %d %s", status, body)
+	}
+	if status, _, _ := h.call(testKey, "/v1/chat/completions", chatBody("hi", "")); status != 429 {
+		t.Fatalf("second: %d", status)
+	}
+	before := calls.Load()
+	for range 3 {
+		status, hdr, body := h.call(testKey, "/v1/chat/completions", chatBody("a long prompt", ""))
+		if status != 429 {
+			t.Fatalf("refused tenant: %d %s", status, body)
+		}
+		if ra, _ := strconv.Atoi(hdr.Get("Retry-After")); ra < 1 || ra > 60 || hdr.Get("x-ratelimit-remaining-requests") != "0" {
+			t.Fatalf("429 headers %v", hdr)
+		}
+		if _, code := decodeError(t, body); code != "rate_limit_exceeded" {
+			t.Fatalf("code %q", code)
+		}
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Fatalf("the counter ran %d times for requests the rate limit refuses", n)
+	}
+	if status, _, _ := h.call(otherKey, "/v1/chat/completions", chatBody("hi", "")); status != 200 || calls.Load() != before+1 {
+		t.Fatalf("other tenant: %d, counted %d", status, calls.Load()-before)
+	}
+}

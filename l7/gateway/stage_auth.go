@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/openai"
+)
+
+// authStage identifies the caller (API key or JWT) from the request head,
+// before any of the body is read.
+//
+// Reads: x.r's head. Writes: x.principal.
+type authStage struct{ auth *auth.Authenticator }
+
+// newAuthStage uses the snapshot's authenticator, which /v1/models shares
+// and Apply closes once the snapshot is replaced.
+func newAuthStage(_ *Gateway, cfg *config) (stage, error) {
+	return &authStage{auth: cfg.auth}, nil
+}
+
+func (s *authStage) serve(x *exchange) *openai.Error {
+	p, err := s.auth.Authenticate(x.r)
+	if err != nil {
+		return authError(err)
+	}
+	x.principal = p
+	return nil
+}
+
+// authError is the client's answer to a failed authentication: the auth
+// stage's own status and message, or a plain 401.
+func authError(err error) *openai.Error {
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		return &openai.Error{Status: ae.Status, Type: openai.TypeAuthentication, Code: ae.Code, Message: ae.Message}
+	}
+	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
+}

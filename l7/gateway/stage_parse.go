@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/infergate/infergate/l7/openai"
+)
+
+// parseStage reads the body, bounded in size and time, and decodes the
+// fields the gateway acts on.
+//
+// Reads: x.r. Writes: x.body, x.req.
+type parseStage struct {
+	maxBody     int64
+	readTimeout time.Duration
+}
+
+func newParseStage(g *Gateway, cfg *config) (stage, error) {
+	return &parseStage{maxBody: cfg.maxBody, readTimeout: g.opts.BodyReadTimeout}, nil
+}
+
+// bufferedBody is a request body that can tell it is already in memory.
+type bufferedBody interface{ Buffered() bool }
+
+func (s *parseStage) serve(x *exchange) *openai.Error {
+	// Slow-client protection: the whole body must arrive in time. A body
+	// that came with the head (l7/h1 says so) needs no deadline, which
+	// spares two timer updates on most requests.
+	var rc *http.ResponseController
+	if bb, ok := x.r.Body.(bufferedBody); !ok || !bb.Buffered() {
+		rc = http.NewResponseController(x.w)
+		_ = rc.SetReadDeadline(time.Now().Add(s.readTimeout))
+	}
+	if x.r.ContentLength > s.maxBody {
+		x.w.Header().Set("Connection", "close")
+		return tooLarge(s.maxBody)
+	}
+	if x.r.ContentLength > 0 {
+		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
+	}
+	_, err := x.bodyBuf.ReadFrom(x.limit(x.r.Body, s.maxBody+1))
+	if err != nil {
+		// The deadline stays: the server must not wait for the rest of
+		// the body before answering, and the connection is not reused.
+		x.w.Header().Set("Connection", "close")
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "body_timeout", Message: "the request body did not arrive in time"}
+		}
+		return openai.BadRequest("body_read_error", "could not read the request body", "")
+	}
+	if int64(x.bodyBuf.Len()) > s.maxBody {
+		x.w.Header().Set("Connection", "close")
+		return tooLarge(s.maxBody)
+	}
+	if rc != nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	x.body = x.bodyBuf.Bytes()
+	if err := openai.ParseInto(&x.req, x.ep, x.body); err != nil {
+		var oe *openai.Error
+		if errors.As(err, &oe) {
+			return oe
+		}
+		return openai.BadRequest("invalid_request", err.Error(), "")
+	}
+	return nil
+}
+
+func tooLarge(limit int64) *openai.Error {
+	return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "request_too_large",
+		Message: "the request body is larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
