@@ -268,6 +268,7 @@ func build(d *Document) *Compiled {
 	cg.Inspection.Rules = append([]InspectionRule(nil), g.Inspection.Rules...)
 	cg.LimitStore = g.Limits
 	cg.Audit = g.Audit
+	cg.Tracing = g.Tracing
 	cg.Timeouts = compileTimeouts(g.Timeouts)
 	return c
 }
@@ -412,6 +413,7 @@ func (c *Compiled) Document() *Document {
 	g.Inspection.Rules = append([]InspectionRule(nil), cg.Inspection.Rules...)
 	g.Limits = cg.LimitStore
 	g.Audit = cg.Audit
+	g.Tracing = cg.Tracing
 	g.Timeouts = docTimeouts(cg.Timeouts)
 	return d
 }

@@ -130,6 +130,7 @@ type CompiledGateway struct {
 	LimitStore   LimitStore
 	Audit        Audit
 	Timeouts     CompiledTimeouts
+	Tracing      Tracing
 }
 
 // CompiledKey is an API key by its SHA-256 hash.

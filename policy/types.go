@@ -157,6 +157,8 @@ type Gateway struct {
 	Timeouts   Timeouts    `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
 	// MaxBodyBytes bounds a request body (default 4 MiB).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes,omitempty" json:"maxBodyBytes,omitempty"`
+	// Tracing exports request spans (off by default).
+	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitempty"`
 }
 
 // Tenant is a customer of the gateway; limits apply to all its keys together.

@@ -17,6 +17,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	v.routedPoolPorts(poolList, routedPools)
 	v.inspection(p+".inspection", &g.Inspection)
 	v.stores(p, g)
+	v.tracing(p+".tracing", g.Tracing)
 }
 
 // listener checks where the gateway listens and what it reads per request.

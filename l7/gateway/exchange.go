@@ -19,6 +19,7 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/l7/tokens"
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 // statusClientClosed is logged (never sent) when the client left first.
@@ -43,6 +44,9 @@ type exchange struct {
 	traceparent string // requestid: the client's, passed upstream
 	tracestate  string
 	hops        int // hops: gateways passed before this one
+	// trace: the request's span and its context (nil while tracing is off).
+	span    oteltrace.Span
+	spanCtx context.Context
 
 	principal auth.Principal // auth
 	body      []byte         // parse: the body as received
@@ -112,7 +116,15 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
 		defer x.recoverPanic()
 		for i, s := range x.cfg.chain {
 			x.at = i
-			if err := s.serve(x); err != nil {
+			var t0 time.Time
+			if x.span != nil {
+				t0 = time.Now()
+			}
+			err := s.serve(x)
+			if x.span != nil && !t0.IsZero() {
+				x.traceStageSpan(i, t0, err != nil)
+			}
+			if err != nil {
 				x.fail(err)
 				break
 			}

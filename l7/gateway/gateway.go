@@ -21,6 +21,7 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/l7/tokens"
+	"github.com/infergate/infergate/l7/trace"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -149,6 +150,9 @@ type config struct {
 	chain      []stage
 	chainNames []string
 	finishers  []stageFinisher
+	// tracer exports request spans (nil: tracing off); kept across
+	// applies while spec.gateway.tracing is unchanged.
+	tracer *trace.Tracer
 }
 
 // New builds a gateway for c.
@@ -267,6 +271,12 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 		return nil, fmt.Errorf("gateway auth: %w", err)
 	}
 	cfg.models, cfg.model = modelsBody(c)
+	if old := g.cfg.Load(); old != nil && old.c.Gateway.Tracing == c.Gateway.Tracing {
+		cfg.tracer = old.tracer
+	} else if cfg.tracer, err = trace.New(traceConfig(c.Gateway.Tracing)); err != nil {
+		_ = cfg.auth.Close()
+		return nil, fmt.Errorf("gateway tracing: %w", err)
+	}
 	if err := g.buildChain(cfg); err != nil {
 		_ = cfg.auth.Close()
 		return nil, err
@@ -288,7 +298,15 @@ func (g *Gateway) Apply(c *policy.Compiled) error {
 	if old != nil && old.auth != nil {
 		time.AfterFunc(authCloseDelay, func() { _ = old.auth.Close() })
 	}
+	if old != nil && old.tracer != nil && old.tracer != cfg.tracer {
+		// Requests still on the old policy end their spans meanwhile.
+		time.AfterFunc(authCloseDelay, func() { _ = old.tracer.Shutdown(context.Background()) })
+	}
 	return nil
+}
+
+func traceConfig(t policy.Tracing) trace.Config {
+	return trace.Config{Endpoint: t.Endpoint, SampleRatio: t.SampleRatio, CAFile: t.CAFile}
 }
 
 // Handler is the HTTP handler of the OpenAI-compatible API.
@@ -353,6 +371,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		if cfg := g.cfg.Load(); cfg != nil {
 			_ = cfg.auth.Close()
+			// Flush the last spans within what is left of ctx.
+			if terr := cfg.tracer.Shutdown(ctx); terr != nil && err == nil {
+				err = fmt.Errorf("close tracer: %w", terr)
+			}
 		}
 		if t, ok := g.rt.(*http.Transport); ok {
 			t.CloseIdleConnections()

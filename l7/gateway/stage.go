@@ -36,6 +36,7 @@ type stageSpec struct {
 // over its request rate costs neither.
 var stageRegistry = []stageSpec{
 	{"requestid", newRequestIDStage},
+	{"trace", newTraceStage},
 	{"hops", newHopsStage},
 	{"auth", newAuthStage},
 	{"parse", newParseStage},
