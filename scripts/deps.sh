@@ -4,7 +4,9 @@
 # make test, make generate, the benchmark scripts and .ci/run all call it, so
 # the lists below are the only place they live.
 #
-#   scripts/deps.sh demo|test|generate|bench|all
+#   scripts/deps.sh [--dry-run] demo|test|generate|bench|all
+#
+# --dry-run prints what would be installed, one per line, and changes nothing.
 #
 # Quiet when nothing is missing; one line per package it installs; a clear
 # error naming the package when apt fails. Not root: demo stops with the one
@@ -24,6 +26,11 @@ pkgs_bench=(wrk nginx haproxy)
 openai_sdk_version=4.104.0
 sdk_dir=test/sdk/node
 
+dry_run=0
+if [[ "${1:-}" == --dry-run ]]; then
+	dry_run=1
+	shift
+fi
 target=${1:-}
 case "$target" in
 demo) want=("${pkgs_demo[@]}") ;;
@@ -32,7 +39,7 @@ generate) want=("${pkgs_generate[@]}") ;;
 bench) want=("${pkgs_demo[@]}" "${pkgs_bench[@]}") ;;
 all) want=("${pkgs_test[@]}" "${pkgs_generate[@]}" "${pkgs_bench[@]}") ;;
 *)
-	echo "usage: scripts/deps.sh demo|test|generate|bench|all" >&2
+	echo "usage: scripts/deps.sh [--dry-run] demo|test|generate|bench|all" >&2
 	exit 2
 	;;
 esac
@@ -56,6 +63,11 @@ if [[ "$target" == test || "$target" == all ]]; then
 fi
 
 if ((${#missing[@]} == 0 && need_sdk == 0)); then
+	exit 0
+fi
+if ((dry_run)); then
+	for p in "${missing[@]}"; do echo "$p"; done
+	((need_sdk)) && echo "npm:openai@$openai_sdk_version"
 	exit 0
 fi
 
