@@ -23,22 +23,31 @@ const maxSecretFile = 4 << 10
 // reading its password file and TLS files. Every file is read here, once;
 // a missing, empty or unparsable one is an error.
 func NewRedisFromPolicy(ls policy.LimitStore) (*Redis, error) {
+	o, err := RedisOptionsFromPolicy(ls)
+	if err != nil {
+		return nil, err
+	}
+	return NewRedisWithOptions(o)
+}
+
+// RedisOptionsFromPolicy reads the files a limitStore names into options.
+func RedisOptionsFromPolicy(ls policy.LimitStore) (RedisOptions, error) {
 	o := RedisOptions{Addr: ls.Redis, FailOpen: ls.FailOpen, Username: ls.Username}
 	if ls.PasswordFile != "" {
 		pw, err := readPassword(ls.PasswordFile)
 		if err != nil {
-			return nil, err
+			return RedisOptions{}, err
 		}
 		o.Password = pw
 	}
 	if ls.TLS.Enabled {
 		cfg, err := redisTLS(ls.Redis, ls.TLS)
 		if err != nil {
-			return nil, err
+			return RedisOptions{}, err
 		}
 		o.TLS = cfg
 	}
-	return NewRedisWithOptions(o)
+	return o, nil
 }
 
 // readPassword reads a password file: its first line, without the line
@@ -110,13 +119,52 @@ func (r *Redis) check(o RedisOptions) error {
 		// The scripts need EVALSHA: an ACL that forbids it is found here.
 		err = r.renew.Load(ctx, r.client).Err()
 	}
-	if err == nil || !refusedUs(err) {
-		if err != nil {
-			r.log.Warn("limit store not reachable yet", "addr", o.Addr, "err", err, "failOpen", r.failOpen)
+	if err == nil {
+		return nil
+	}
+	if refusedUs(err) {
+		return fmt.Errorf("limit: redis at %s refused the connection (check limitStore username, passwordFile and tls): %w", o.Addr, err)
+	}
+	// The probe gets its own time: the ping may have used all of ctx.
+	pctx, pcancel := context.WithTimeout(context.Background(), r.timeout)
+	defer pcancel()
+	if perr := probeProtocol(pctx, o.Addr, o.TLS != nil); perr != nil {
+		return fmt.Errorf("limit: redis at %s: %w (%w)", o.Addr, perr, err)
+	}
+	r.log.Warn("limit store not reachable yet", "addr", o.Addr, "err", err, "failOpen", r.failOpen)
+	return nil
+}
+
+// probeProtocol tells a server that speaks the other protocol from one
+// that is down or stalled, which fail the same way otherwise (a plain
+// server waits forever for the end of a TLS hello; a TLS server hangs up
+// on plain text). It returns an error only when the other protocol works.
+func probeProtocol(ctx context.Context, addr string, wantTLS bool) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil // down: an outage, not a misconfiguration
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	if wantTLS {
+		if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+			return nil
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(conn, b[:]); err == nil && (b[0] == '+' || b[0] == '-') {
+			return errors.New("the server speaks plain TCP, but limitStore.tls is enabled")
 		}
 		return nil
 	}
-	return fmt.Errorf("limit: redis at %s refused the connection (check limitStore username, passwordFile and tls): %w", o.Addr, err)
+	// Only whether a TLS server answers; nothing is sent past the handshake.
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // a probe, no data sent
+	if tc.HandshakeContext(ctx) == nil {
+		return errors.New("the server speaks TLS: enable limitStore.tls")
+	}
+	return nil
 }
 
 // refusedUs reports errors that mean a misconfiguration rather than an
@@ -140,6 +188,12 @@ func refusedUs(err error) bool {
 			}
 		}
 		return false
+	}
+	// A TLS alert from the server (our certificate refused) arrives as a
+	// net.OpError whose Op is "remote error".
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return true
 	}
 	return errors.As(err, &verify) || errors.As(err, &alert) ||
 		errors.As(err, &record) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
