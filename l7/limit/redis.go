@@ -105,12 +105,13 @@ type Redis struct {
 	nextID    atomic.Uint64
 	downUntil atomic.Int64 // unix ns; breaker open until then
 
-	live  liveSet
-	queue settleQueue
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	close sync.Once
-	cerr  error
+	live   liveSet
+	queue  settleQueue
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	close  sync.Once
+	closed atomic.Bool // no more settlements are queued
+	cerr   error
 }
 
 // NewRedis returns a limiter on the redis-server at addr (host:port).
@@ -212,6 +213,7 @@ func NewRedisWithOptions(o RedisOptions) (*Redis, error) {
 // settlements it had to drop.
 func (r *Redis) Close() error {
 	r.close.Do(func() {
+		r.closed.Store(true)
 		close(r.stop)
 		r.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), r.drainFor)
@@ -275,7 +277,9 @@ func (r *Redis) unavailable(t *redisTicket, sent bool, cause error) (Ticket, Dec
 		// Served without Redis: Settle books what it used once Redis
 		// answers, and the heartbeat keeps its slot should the admission
 		// have landed after all.
-		r.live.add(t)
+		if sent {
+			r.live.add(t)
+		}
 		return t, Decision{Allowed: true, Reason: ReasonStoreUnavailable}, nil
 	}
 	if sent {
@@ -306,6 +310,10 @@ func (r *Redis) Admit(ctx context.Context, req Request) (Ticket, Decision, error
 	tlim, klim := limited(req.TenantLimits), req.Key != "" && limited(req.KeyLimits)
 	if !tlim && !klim {
 		return settledTicket{}, Decision{Allowed: true}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		// Not sent, so nothing to undo later.
+		return nil, Decision{Reason: ReasonStoreUnavailable}, fmt.Errorf("limit: admission: %w", err)
 	}
 	t := r.newTicket(req, tlim, klim)
 	if r.breakerOpen() {
@@ -408,7 +416,7 @@ func (t *redisTicket) Settle(ctx context.Context, actualTokens int64, actualCost
 		}
 	}
 	if !t.r.enqueue(c) {
-		return fmt.Errorf("%w: settlement queue full, settlement dropped: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: settlement dropped (queue full or limiter closed): %w", ErrUnavailable, err)
 	}
 	if t.doubt {
 		return nil

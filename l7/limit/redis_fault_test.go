@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -342,5 +343,35 @@ func TestRedisSettleQueuedUntilRedisAnswers(t *testing.T) {
 			t.Fatalf("queued settlement: booked %+v (queue %d), want %+v", got, l.queue.len(), want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisSettleQueueBounded: with Redis gone, settlements queue up to
+// the bound, the next one is refused as dropped, and Close reports what it
+// could not deliver.
+func TestRedisSettleQueueBounded(t *testing.T) {
+	s := redistest.Start(t)
+	l, err := NewRedisWithOptions(RedisOptions{Addr: s.Addr, Prefix: fmt.Sprintf("igtest:%d:", prefixSeq.Add(1)),
+		Timeout: testRedisTimeout, SettleQueue: 2, DrainTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tickets []Ticket
+	for range 3 {
+		tk, _ := wantAllowed(t, l, exactRequest)
+		tickets = append(tickets, tk)
+	}
+	s.Stop()
+	for i, tk := range tickets {
+		err := tk.Settle(ctx, 1, 0)
+		switch queued := errors.Is(err, ErrSettleQueued); {
+		case i < 2 && !queued:
+			t.Fatalf("settle %d with Redis gone: %v, want ErrSettleQueued", i, err)
+		case i == 2 && (queued || !errors.Is(err, ErrUnavailable)):
+			t.Fatalf("settle past the queue's bound: %v, want dropped (ErrUnavailable, not queued)", err)
+		}
+	}
+	if err := l.Close(); err == nil || !strings.Contains(err.Error(), "2 settlements") {
+		t.Fatalf("close with 2 undeliverable settlements: %v", err)
 	}
 }

@@ -68,6 +68,11 @@ func (q *settleQueue) putBack(cs []settleCall) {
 func (r *Redis) enqueue(c settleCall) bool {
 	c.queued = time.Now()
 	q := &r.queue
+	if r.closed.Load() {
+		// Close has drained (or is draining) for the last time.
+		r.log.Error("limit store closed; settlement dropped", "ticket", c.t.id)
+		return false
+	}
 	q.mu.Lock()
 	full := len(q.calls) >= q.max
 	if !full {
