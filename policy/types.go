@@ -274,6 +274,29 @@ type LimitStore struct {
 	Redis string `yaml:"redis,omitempty" json:"redis,omitempty"`
 	// FailOpen admits requests when Redis is unreachable (default: fail closed).
 	FailOpen bool `yaml:"failOpen,omitempty" json:"failOpen,omitempty"`
+	// Username is the Redis ACL user (default: Redis's default user); it
+	// needs passwordFile.
+	Username string `yaml:"username,omitempty" json:"username,omitempty"`
+	// PasswordFile holds the Redis password on its first line (absolute
+	// path). Read when the gateway starts; the password is never logged.
+	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
+	// TLS to Redis.
+	TLS RedisTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// RedisTLS configures TLS (1.2 or later) to the limit store's Redis.
+type RedisTLS struct {
+	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// CAFile holds the PEM roots that verify the server (absolute path;
+	// default: the system's roots).
+	CAFile string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate and key, for a
+	// server with tls-auth-clients (absolute paths; both or neither).
+	CertFile string `yaml:"certFile,omitempty" json:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	// ServerName is the name the server's certificate must carry (default:
+	// the host of redis).
+	ServerName string `yaml:"serverName,omitempty" json:"serverName,omitempty"`
 }
 
 // Audit configures the JSON-lines audit log.

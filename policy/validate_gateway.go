@@ -45,6 +45,7 @@ func (v *validator) stores(p string, g *Gateway) {
 	if g.Limits.Redis != "" {
 		v.hostPort(p+".limitStore.redis", g.Limits.Redis)
 	}
+	v.limitStore(p+".limitStore", g.Limits)
 	if g.Audit.Path != "" && !filepath.IsAbs(g.Audit.Path) {
 		v.add(p+".audit.path", "%q must be an absolute path", g.Audit.Path)
 	}

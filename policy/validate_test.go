@@ -174,6 +174,14 @@ func TestProblems(t *testing.T) {
 		{"dup inspect rule", minimal + "\n  gateway:\n    inspection:\n      rules:\n        - {name: r, detector: email, action: flag}\n        - {name: r, detector: phone, action: flag} #<", "spec.gateway.inspection.rules[1].name", `duplicate rule "r"`},
 		{"max message bytes", minimal + "\n  gateway:\n    inspection:\n      maxMessageBytes: -1 #<", "spec.gateway.inspection.maxMessageBytes", "-1 must not be negative"},
 		{"redis", minimal + "\n  gateway:\n    limitStore:\n      redis: redis-host #<", "spec.gateway.limitStore.redis", `"redis-host" is not host:port`},
+		{"redis password relative", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      passwordFile: pw #<", "spec.gateway.limitStore.passwordFile", `"pw" must be an absolute path`},
+		{"redis user without password", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      username: gw #<", "spec.gateway.limitStore.username", "needs passwordFile"},
+		{"redis user with space", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      passwordFile: /pw\n      username: 'g w' #<", "spec.gateway.limitStore.username", "spaces or control characters"},
+		{"redis auth without redis", minimal + "\n  gateway:\n    limitStore: #<\n      passwordFile: /pw", "spec.gateway.limitStore", "apply only with redis"},
+		{"redis tls off with files", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      tls: #<\n        caFile: /ca.pem", "spec.gateway.limitStore.tls", "enabled is false"},
+		{"redis tls cert without key", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      tls: #<\n        enabled: true\n        certFile: /c.pem", "spec.gateway.limitStore.tls", "certFile and keyFile go together"},
+		{"redis tls ca relative", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      tls:\n        enabled: true\n        caFile: ca.pem #<", "spec.gateway.limitStore.tls.caFile", `"ca.pem" must be an absolute path`},
+		{"redis tls server name", minimal + "\n  gateway:\n    limitStore:\n      redis: 127.0.0.1:6379\n      tls:\n        enabled: true\n        serverName: 'a b' #<", "spec.gateway.limitStore.tls.serverName", "is not a host name"},
 		{"audit path", minimal + "\n  gateway:\n    audit:\n      path: audit.log #<", "spec.gateway.audit.path", `"audit.log" must be an absolute path`},
 	}
 	for _, tc := range cases {

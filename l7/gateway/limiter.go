@@ -13,7 +13,7 @@ func newLimiter(ls policy.LimitStore) (limit.Limiter, error) {
 	if ls.Redis == "" {
 		return limit.NewMemory(), nil
 	}
-	l, err := limit.NewRedis(ls.Redis, ls.FailOpen)
+	l, err := limit.NewRedisFromPolicy(ls)
 	if err != nil {
 		return nil, fmt.Errorf("limit store: %w", err)
 	}

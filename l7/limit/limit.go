@@ -26,6 +26,34 @@
 // Two implementations share these semantics: NewMemory for one gateway and
 // NewRedis for replicas sharing one redis-server, where every admission is
 // decided by a Lua script over the shared state.
+//
+// # Redis under faults
+//
+// A call that times out may still run inside Redis later (a stalled server
+// runs what queued up), and a retried call may run twice. So every script
+// is idempotent by ticket: the admission writes a ticket key holding its
+// reply, a second run of it returns that reply and charges nothing, and
+// the settle deletes the key, so a second settle changes nothing. When the
+// admission's fate is unknown (it timed out, or the request was served
+// without Redis by failOpen) the settle says so: if the admission landed it
+// is corrected, if not the settle books the request, its tokens and its
+// cost itself, and either way it leaves a settled marker for the settle
+// horizon (10 min) so that a late copy of the admission is refused. A
+// fail-closed refusal whose admission may land later is undone the same
+// way. go-redis does not retry; the limiter retries only settlements, from
+// a bounded queue (DefaultSettleQueue) with backoff, in the background and
+// on Close (DefaultDrainTimeout). A settlement dropped (queue full, or
+// Redis away longer than the horizon) is logged; its slot still frees by
+// lease. Fail-open requests hold no concurrency slot: none can be taken
+// without Redis.
+//
+// Concurrency leases in Redis are bounded by heartbeat: each gateway
+// renews the slots of its requests in flight every LeaseTTL/3, to now +
+// LeaseTTL (DefaultLeaseTTL, 30 s), and never past admission + Lease
+// (DefaultLease), so a gateway that dies frees its slots within the TTL and
+// a ticket its holder forgot frees within the lease. A heartbeat that
+// cannot reach Redis for a whole TTL lets the slot go: the limit is then
+// briefly lenient, never leaky.
 package limit
 
 import (
@@ -48,7 +76,8 @@ const (
 	// DefaultBudgetWindow applies when a budget has no window.
 	DefaultBudgetWindow = 720 * time.Hour
 	// DefaultLease bounds how long an unsettled ticket holds a concurrency
-	// slot. It must outlast the longest legitimate stream.
+	// slot. It must outlast the longest legitimate stream. In Redis a
+	// slot also frees DefaultLeaseTTL after its holder's last heartbeat.
 	DefaultLease = 15 * time.Minute
 	// maxReserveTokens bounds one request's reservation (well above any
 	// model's context window) so arithmetic stays in range.

@@ -14,6 +14,15 @@ package limit
 // e = budget window end, s = nano-USD spent in it}, and a ZSET of
 // concurrency leases (member ticket id, score lease expiry). The hash
 // lives until its latest timestamp has passed; the ZSET for one lease.
+//
+// KEY 5 is the ticket: while the admission stands it holds the admission's
+// reply (space-separated integers, the same array the admission returned),
+// and once settled under doubt it holds "s" (a settled marker). It is what
+// makes each script idempotent: an admission whose ticket exists returns
+// the stored reply and changes nothing, a settle whose ticket is gone or
+// marked changes nothing, so a retried or late-delivered copy of a call is
+// applied at most once. It lives as long as the holder's heartbeats plus
+// the settle horizon, and it shares the tenant's hash tag (one slot).
 
 // scriptPrelude is shared: the clock and the hash's expiry.
 const scriptPrelude = `
@@ -45,12 +54,38 @@ local function store(k, st)
 end
 `
 
+// extendTTL is shared: an existing key's TTL only ever grows here, so one
+// holder's short lease never cuts another's renewed one.
+const extendTTL = `
+local function extendTTL(k, ms)
+  local p = redis.call('PTTL', k)
+  if p ~= -2 and p < ms then redis.call('PEXPIRE', k, ms) end
+end
+`
+
+// parseTicket is shared: the integers a live ticket stores.
+const parseTicket = `
+local function parseTicket(v)
+  local f = {}
+  for x in string.gmatch(v, '%S+') do f[#f+1] = tonumber(x) end
+  return f
+end
+`
+
 // admitScript ARGV: now, lease, ticket id, reserve tokens, estimated
 // nano-USD, then per principal (6-11 tenant, 12-17 key): tracked (0/1),
-// requests/min, tokens/min, concurrent, budget nano-USD, budget window.
-// Returns {allowed, reason, retry, now, rq limit, rq remaining, rq reset,
-// tk limit, tk remaining, tk reset, tenant budget end, key budget end}.
-const admitScript = scriptPrelude + `
+// requests/min, tokens/min, concurrent, budget nano-USD, budget window;
+// 18: the ticket's TTL in ms. Returns {allowed, reason, retry, now, rq
+// limit, rq remaining, rq reset, tk limit, tk remaining, tk reset, tenant
+// budget end, key budget end}; reason 11 when the ticket was settled
+// already (a copy of an admission that arrived after its settle).
+const admitScript = scriptPrelude + extendTTL + parseTicket + `
+local tv = redis.call('GET', KEYS[5])
+if tv == 's' then
+  return {0, 11, 0, now, 0, 0, 0, 0, 0, 0, 0, 0}
+elseif tv then
+  return parseTicket(tv)
+end
 local lease = tonumber(ARGV[2])
 local id = ARGV[3]
 local reserve = tonumber(ARGV[4])
@@ -147,7 +182,7 @@ local function commit(base, p)
   end
   if p.conc then
     redis.call('ZADD', KEYS[base+1], now + lease, id)
-    redis.call('PEXPIRE', KEYS[base+1], math.ceil(lease / 1000) + 1000)
+    extendTTL(KEYS[base+1], math.ceil(lease / 1000) + 1000)
   end
   return p.e or 0
 end
@@ -159,24 +194,41 @@ if reason ~= 0 then
 end
 local tb = commit(1, tp)
 local kb = commit(3, kp)
-return {1, 0, 0, now, rql, rqr, rqs, tkl, tkr, tks, tb, kb}
+local reply = {1, 0, 0, now, rql, rqr, rqs, tkl, tkr, tks, tb, kb}
+local parts = {}
+for i, x in ipairs(reply) do parts[i] = string.format('%d', x) end
+redis.call('SET', KEYS[5], table.concat(parts, ' '), 'PX', tonumber(ARGV[18]))
+return reply
 `
 
-// settleScript ARGV: now, ticket id, reserved tokens, actual tokens,
-// estimated nano-USD, actual nano-USD, then per principal (7-10 tenant,
-// 11-14 key): tracked (0/1), tokens/min, budget window (0: no budget),
-// budget window end the reservation went into.
-const settleScript = scriptPrelude + `
+// settleScript ARGV: now, ticket id, in doubt (0/1: the admission may not
+// have landed, or may land again), served (0/1: 0 undoes the admission),
+// reserved tokens, actual tokens, estimated nano-USD, actual nano-USD,
+// settled marker TTL in ms, then per principal (10-13 tenant, 14-17 key):
+// tracked (0/1), requests/min, tokens/min, budget window (0: no budget).
+// Returns 1 when it corrected a standing admission, 2 when it charged a
+// served request whose admission never landed, 0 when the ticket was
+// settled already (a retry): nothing changed.
+const settleScript = scriptPrelude + parseTicket + `
 local id = ARGV[2]
-local reserve, actual = tonumber(ARGV[3]), tonumber(ARGV[4])
-local estimate, spend = tonumber(ARGV[5]), tonumber(ARGV[6])
+local doubt, served = ARGV[3] == '1', ARGV[4] == '1'
+local reserve, actual = tonumber(ARGV[5]), tonumber(ARGV[6])
+local estimate, spend = tonumber(ARGV[7]), tonumber(ARGV[8])
+local marker = tonumber(ARGV[9])
 
-local function settle(base, a)
+-- correct replaces the admission's reservation with what was used and
+-- frees its slot; rend is the budget window end the admission charged.
+local function correct(base, a, rend)
   if ARGV[a] ~= '1' then return end
-  local tpm, bwin, rend = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  local rpm, tpm, bwin = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
   redis.call('ZREM', KEYS[base+1], id)
   local changed = false
   local st = load(KEYS[base])
+  if rpm > 0 and not served then
+    -- Rounded down like every refund.
+    st.r = math.max(st.r, now) - math.floor(W / rpm)
+    changed = true
+  end
   if tpm > 0 and actual ~= reserve then
     local tat = math.max(st.k, now)
     if actual < reserve then
@@ -202,7 +254,74 @@ local function settle(base, a)
   if changed then store(KEYS[base], st) end
 end
 
-settle(1, 7)
-settle(3, 11)
+-- charge books a served request whose admission never landed: the request,
+-- the tokens and the cost it used, as admission and settle together would.
+local function charge(base, a)
+  if ARGV[a] ~= '1' then return end
+  local rpm, tpm, bwin = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
+  local changed = false
+  local st = load(KEYS[base])
+  if rpm > 0 then
+    st.r = math.max(st.r, now) + math.ceil(W / rpm)
+    changed = true
+  end
+  if tpm > 0 and actual > 0 then
+    st.k = math.max(st.k, now) + math.ceil(actual * W / tpm)
+    changed = true
+  end
+  if bwin > 0 and spend > 0 then
+    if st.e > now then
+      st.s = st.s + spend
+    else
+      st.e, st.s = now + bwin, spend
+    end
+    changed = true
+  end
+  if changed then store(KEYS[base], st) end
+end
+
+local tv = redis.call('GET', KEYS[5])
+if tv == 's' then return 0 end
+if not tv then
+  -- Without doubt a missing ticket was settled by an earlier copy of this
+  -- call. In doubt the admission never landed: book what was used, and mark
+  -- the ticket so that a copy of the admission arriving later is refused.
+  if not doubt then return 0 end
+  if served then
+    charge(1, 10)
+    charge(3, 14)
+  end
+  redis.call('SET', KEYS[5], 's', 'PX', marker)
+  return 2
+end
+local f = parseTicket(tv)
+correct(1, 10, f[11])
+correct(3, 14, f[12])
+if doubt then
+  redis.call('SET', KEYS[5], 's', 'PX', marker)
+else
+  redis.call('DEL', KEYS[5])
+end
+return 1
+`
+
+// renewScript is the heartbeat of one ticket. KEYS: ticket, tenant leases,
+// key leases; ARGV: now, ticket id, lease TTL, longest lease (both µs),
+// ticket TTL in ms. A standing ticket's slots are pushed to now + TTL, but
+// never past admission + longest lease, so a ticket its holder forgot
+// (never settled, yet still heartbeaten) frees its slot all the same.
+// Returns 1 when the ticket stands, 0 when it is settled or gone.
+const renewScript = scriptPrelude + extendTTL + `
+local tv = redis.call('GET', KEYS[1])
+if not tv or tv == 's' then return 0 end
+local admitted = tonumber(string.match(tv, '^%S+ %S+ %S+ (%S+)'))
+local exp = math.min(now + tonumber(ARGV[3]), admitted + tonumber(ARGV[4]))
+for i = 2, 3 do
+  if redis.call('ZSCORE', KEYS[i], ARGV[2]) then
+    redis.call('ZADD', KEYS[i], 'XX', exp, ARGV[2])
+    extendTTL(KEYS[i], math.max(math.ceil((exp - now) / 1000), 0) + 1000)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return 1
 `
