@@ -47,12 +47,49 @@ func Compile(doc *Document) (*Compiled, error) {
 	if err := Validate(d); err != nil {
 		return nil, err
 	}
+	canonicalize(d)
 	c := build(d)
-	c.Version, err = versionOf(c)
-	if err != nil {
-		return nil, err
+	d.pos = nil
+	if c.doc, err = json.Marshal(d); err != nil {
+		return nil, fmt.Errorf("encoding policy: %w", err)
 	}
+	sum := sha256.Sum256(c.doc)
+	c.Version = hex.EncodeToString(sum[:])[:versionHexLen]
 	return c, nil
+}
+
+// canonicalize writes every address and prefix of a valid document in one
+// spelling (a host prefix as its address, IPv6 in its shortest form), so
+// documents that differ only in spelling have the same canonical form and
+// version.
+func canonicalize(d *Document) {
+	dp := &d.Spec.Dataplane
+	for i := range dp.Firewall.Rules {
+		canonicalSources(dp.Firewall.Rules[i].Sources)
+	}
+	for i := range dp.RateLimits.Classes {
+		canonicalSources(dp.RateLimits.Classes[i].Sources)
+	}
+	for i := range dp.VIPs {
+		dp.VIPs[i].Address = mustAddr(dp.VIPs[i].Address).String()
+	}
+	for i, a := range dp.LocalVIPs {
+		dp.LocalVIPs[i] = mustAddr(a).String()
+	}
+	for i := range d.Spec.Pools {
+		for j := range d.Spec.Pools[i].Backends {
+			b := &d.Spec.Pools[i].Backends[j]
+			b.Address = mustAddr(b.Address).String()
+		}
+	}
+}
+
+func canonicalSources(sources []string) {
+	for i, s := range sources {
+		if p, err := parseSource(s); err == nil {
+			sources[i] = sourceString(p)
+		}
+	}
 }
 
 // withStructural merges structural problems with the semantic problems of
@@ -101,18 +138,6 @@ func clone(doc *Document) (*Document, error) {
 	return &d, nil
 }
 
-// versionOf hashes the canonical form: the JSON of the document rebuilt from
-// the compiled form, so documents that differ only in spelling (an address
-// written as /32, a default written out) get the same version.
-func versionOf(c *Compiled) (string, error) {
-	b, err := json.Marshal(c.Document())
-	if err != nil {
-		return "", fmt.Errorf("hashing policy: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])[:versionHexLen], nil
-}
-
 // Canonical returns the canonical YAML of a document: defaults applied,
 // addresses normalised, fields in schema order.
 func Canonical(doc *Document) ([]byte, error) {
@@ -142,18 +167,6 @@ func protoNumber(s string) uint8 {
 		return ProtoICMP
 	}
 	return ProtoAny
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoICMP, ProtoICMPv6:
-		return "icmp"
-	}
-	return "any"
 }
 
 func prefixes(sources []string) []netip.Prefix {
@@ -296,128 +309,19 @@ func sourceString(p netip.Prefix) string {
 	return p.String()
 }
 
-func sourceStrings(ps []netip.Prefix) []string {
-	if len(ps) == 0 {
+// Document returns the document c was compiled from in its canonical form:
+// defaults written out, addresses in one spelling. Compile keeps it rather
+// than rebuild it from the compiled form, so build is the one mapping
+// between the two and Compile(c.Document()) yields c again. It is nil for a
+// Compiled built in Go rather than by Compile, and each call returns a new
+// copy.
+func (c *Compiled) Document() *Document {
+	if c.doc == nil {
 		return nil
 	}
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = sourceString(p)
+	var d Document
+	if err := json.Unmarshal(c.doc, &d); err != nil {
+		return nil // written by Compile from a Document; cannot happen
 	}
-	return out
-}
-
-// Document rebuilds a policy document from the compiled form, with every
-// default written out. Compile(c.Document()) yields c again.
-func (c *Compiled) Document() *Document {
-	d := &Document{APIVersion: APIVersion, Kind: Kind, Metadata: Metadata{Name: c.Name, Labels: copyLabels(c.Labels)}}
-	cd := c.Dataplane
-	dp := &d.Spec.Dataplane
-	dp.Interfaces = append([]string(nil), cd.Interfaces...)
-	dp.DecapInterfaces = append([]string(nil), cd.DecapInterfaces...)
-	dp.XDPMode = cd.XDPMode
-	dp.Firewall.DefaultAction = "allow"
-	if cd.DefaultDeny {
-		dp.Firewall.DefaultAction = "deny"
-	}
-	for _, r := range cd.Rules {
-		fr := FirewallRule{Name: r.Name, Action: "allow", Sources: sourceStrings(r.Prefixes), Protocol: protoName(r.Protocol)}
-		if r.Deny {
-			fr.Action = "deny"
-		}
-		for _, p := range r.Ports {
-			fr.Ports = append(fr.Ports, int(p))
-		}
-		dp.Firewall.Rules = append(dp.Firewall.Rules, fr)
-	}
-	dp.RateLimits.AggregateV4, dp.RateLimits.AggregateV6 = cd.AggregateV4, cd.AggregateV6
-	for _, cl := range cd.Classes {
-		dp.RateLimits.Classes = append(dp.RateLimits.Classes, ClientClass{
-			Name: cl.Name, Sources: sourceStrings(cl.Prefixes),
-			PacketsPerSecond: cl.PacketsPerSecond, PacketBurst: cl.PacketBurst,
-			NewConnsPerSecond: cl.NewConnsPerSecond, NewConnBurst: cl.NewConnBurst,
-		})
-	}
-	poolName := func(i int) string {
-		if i >= 0 && i < len(c.Pools) {
-			return c.Pools[i].Name
-		}
-		return ""
-	}
-	for _, v := range cd.VIPs {
-		dp.VIPs = append(dp.VIPs, VIP{
-			Name: v.Name, Address: v.Address.String(), Port: int(v.Port), Protocol: protoName(v.Protocol),
-			Pool: poolName(v.Pool), Forwarding: v.Forwarding,
-			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
-		})
-	}
-	for _, a := range cd.LocalVIPs {
-		dp.LocalVIPs = append(dp.LocalVIPs, a.String())
-	}
-	for _, p := range c.Pools {
-		pool := Pool{Name: p.Name, LoadReports: p.LoadReports}
-		for _, b := range p.Backends {
-			st := StateActive
-			if b.Draining {
-				st = StateDraining
-			}
-			pool.Backends = append(pool.Backends, Backend{
-				Name: b.Name, Address: b.Address.String(), Port: int(b.Port), Weight: b.Weight, State: st,
-				LoadReportURL: b.LoadReportURL,
-			})
-		}
-		if hc := p.HealthCheck; hc != nil {
-			h := &HealthCheck{Type: "tcp", Port: int(hc.Port), Path: hc.Path,
-				Interval: Duration(hc.Interval), Timeout: Duration(hc.Timeout), Rise: hc.Rise, Fall: hc.Fall}
-			if hc.HTTP {
-				h.Type = "http"
-			}
-			pool.HealthCheck = h
-		}
-		d.Spec.Pools = append(d.Spec.Pools, pool)
-	}
-	cg := c.Gateway
-	g := &d.Spec.Gateway
-	g.Listen, g.MaxBodyBytes = cg.Listen, cg.MaxBodyBytes
-	g.Tenants = append([]Tenant(nil), cg.Tenants...)
-	for _, k := range cg.Keys {
-		tenant := ""
-		if k.Tenant >= 0 && k.Tenant < len(cg.Tenants) {
-			tenant = cg.Tenants[k.Tenant].Name
-		}
-		g.Keys = append(g.Keys, APIKey{Name: k.Name, Tenant: tenant, Hash: HashPrefix + hex.EncodeToString(k.Hash[:]), Limits: k.Limits})
-	}
-	g.JWT = append([]JWTIssuer(nil), cg.JWT...)
-	g.Providers = append([]Provider(nil), cg.Providers...)
-	route := func(r CompiledRoute) Route {
-		out := Route{Weight: r.Weight, UpstreamModel: r.UpstreamModel}
-		if r.Pool >= 0 {
-			out.Pool = poolName(r.Pool)
-		} else if r.Provider >= 0 && r.Provider < len(cg.Providers) {
-			out.Provider = cg.Providers[r.Provider].Name
-		}
-		return out
-	}
-	for _, m := range cg.Models {
-		dm := Model{Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
-			Timeouts: docTimeouts(m.Timeouts), Retries: m.Retries}
-		for _, r := range m.Routes {
-			dm.Routes = append(dm.Routes, route(r))
-		}
-		for _, r := range m.Fallback {
-			dm.Fallback = append(dm.Fallback, route(r))
-		}
-		g.Models = append(g.Models, dm)
-	}
-	g.Inspection = cg.Inspection
-	g.Inspection.Rules = append([]InspectionRule(nil), cg.Inspection.Rules...)
-	g.Limits = cg.LimitStore
-	g.Audit = cg.Audit
-	g.Tracing = cg.Tracing
-	g.Timeouts = docTimeouts(cg.Timeouts)
-	return d
-}
-
-func docTimeouts(t CompiledTimeouts) Timeouts {
-	return Timeouts{Connect: Duration(t.Connect), TimeToFirstToken: Duration(t.TimeToFirstToken), Total: Duration(t.Total)}
+	return &d
 }

@@ -19,6 +19,10 @@ type Compiled struct {
 	Dataplane CompiledDataplane
 	Pools     []CompiledPool
 	Gateway   CompiledGateway
+
+	// doc is the canonical document, as JSON, that Compile built this from
+	// and Version hashes; Document returns it.
+	doc []byte
 }
 
 // XDP attach modes.

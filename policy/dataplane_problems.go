@@ -67,7 +67,11 @@ func firewallProblems(ps *problems, rules []CompiledRule) {
 			for _, port := range ports {
 				mine = append(mine, fwEntry{rule: i, proto: r.Protocol, port: port})
 			}
-			contradiction(ps, rules, i, j, pfx, before, mine)
+			if len(before) <= FirewallEntriesPerPrefix {
+				// Past the bound the source is refused anyway; this keeps
+				// the comparison to a few entries however many rules there are.
+				contradiction(ps, rules, i, j, pfx, before, mine)
+			}
 			own[pfx] = append(before, mine...)
 		}
 	}

@@ -159,19 +159,22 @@ func decode(r io.Reader) (*Document, []Problem, error) {
 	if len(b) > MaxDocumentBytes {
 		return nil, nil, &ValidationError{Problems: []Problem{{Message: fmt.Sprintf("document is larger than %d bytes", MaxDocumentBytes)}}}
 	}
+	if p, bad := textProblem(b); bad {
+		return nil, nil, &ValidationError{Problems: []Problem{p}}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, nil, &ValidationError{Problems: []Problem{{Message: "empty document"}}}
 		}
-		return nil, nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
+		return nil, nil, &ValidationError{Problems: []Problem{syntaxProblem(b, err)}}
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, nil, &ValidationError{Problems: []Problem{yamlProblem(err)}}
+		return nil, nil, &ValidationError{Problems: []Problem{syntaxProblem(b, err)}}
 	default:
 		return nil, nil, &ValidationError{Problems: []Problem{{Line: next.Line, Message: "more than one document in the stream; apply one policy at a time"}}}
 	}
@@ -191,28 +194,6 @@ func decode(r io.Reader) (*Document, []Problem, error) {
 		return doc, err.(*ValidationError).Problems, nil
 	}
 	return doc, nil, nil
-}
-
-// yamlProblem turns a yaml.v3 syntax error ("yaml: line 3: ...") into a Problem.
-func yamlProblem(err error) Problem {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	var line int
-	if strings.HasPrefix(msg, "line ") {
-		rest := msg[len("line "):]
-		if i := strings.Index(rest, ":"); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
-				// yaml.v3 reports parser errors at the 0-based line where
-				// the unfinished collection began.
-				if strings.HasPrefix(msg, "did not find expected") {
-					line++
-				}
-			}
-		}
-	}
-	return Problem{Line: line, Message: "YAML syntax: " + msg}
 }
 
 type decoder struct {

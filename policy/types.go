@@ -158,7 +158,7 @@ type Gateway struct {
 	// MaxBodyBytes bounds a request body (default 4 MiB).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes,omitempty" json:"maxBodyBytes,omitempty"`
 	// Tracing exports request spans (off by default).
-	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitempty"`
+	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitzero"`
 }
 
 // Tenant is a customer of the gateway; limits apply to all its keys together.
@@ -281,7 +281,7 @@ type LimitStore struct {
 	// path). Read when the gateway starts; the password is never logged.
 	PasswordFile string `yaml:"passwordFile,omitempty" json:"passwordFile,omitempty"`
 	// TLS to Redis.
-	TLS RedisTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	TLS RedisTLS `yaml:"tls,omitempty" json:"tls,omitzero"`
 }
 
 // RedisTLS configures TLS (1.2 or later) to the limit store's Redis.
