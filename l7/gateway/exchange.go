@@ -78,9 +78,15 @@ type exchange struct {
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
+// maxPooledBody bounds the body buffer a pooled exchange keeps.
+const maxPooledBody = 256 << 10
+
 func (x *exchange) reset() {
 	body := x.bodyBuf
 	body.Reset()
+	if body.Cap() > maxPooledBody {
+		body = bytes.Buffer{} // a rare large body does not stay in the pool
+	}
 	req := x.req
 	comp := x.completion[:0]
 	plan := x.plan[:0]
@@ -250,7 +256,10 @@ func (x *exchange) parse() *openai.Error {
 		x.w.Header().Set("Connection", "close")
 		return tooLarge(x.cfg.maxBody)
 	}
-	if x.r.ContentLength > 0 {
+	if x.r.ContentLength > 0 && rc == nil {
+		// Sized at once only for a body already in the server's buffer; one
+		// still to come grows as it arrives (ReadFrom doubles), so a
+		// declared length costs nothing until it is sent.
 		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
 	}
 	_, err := x.bodyBuf.ReadFrom(x.limit(x.r.Body, x.cfg.maxBody+1))
