@@ -45,7 +45,9 @@ func TestBodyBudgetBoundsHeap(t *testing.T) {
 		conns[i] = dial(t, addr)
 		conns[i].send(fmt.Sprintf("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\nx", declared))
 	}
-	waitFor(t, "every request to be taken or refused", func() bool {
+	// Generous: 16 handlers each zero 4 MiB, slow under the race detector
+	// on a busy machine.
+	waitWithin(t, 30*time.Second, "every request to be taken or refused", func() bool {
 		return int(entered.Load())+int(s.Stats().BodyRefused) == clients
 	})
 	runtime.GC()
