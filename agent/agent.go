@@ -72,6 +72,14 @@ type GatewayBackendStats interface {
 	BackendL7() map[string]api.BackendL7
 }
 
+// GatewayServing is what a Gateway may also implement to report that its
+// listener stopped accepting; Status then shows it as LastError, so a
+// node whose gateway no longer serves does not look healthy.
+type GatewayServing interface {
+	// ServeErr returns why the listener stopped; nil while it serves.
+	ServeErr() error
+}
+
 // Attacher keeps an XDP program attached to the interfaces a policy names.
 type Attacher interface {
 	// Attach makes the program attached to exactly names in mode (a
@@ -635,6 +643,11 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	st.LastError = a.lastErr
 	a.mu.Unlock()
+	if gs, ok := a.o.Gateway.(GatewayServing); ok {
+		if err := gs.ServeErr(); err != nil {
+			st.LastError = "L7 gateway listener stopped: " + err.Error()
+		}
+	}
 	return st
 }
 

@@ -394,7 +394,22 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 	return nil
 }
 
-var _ GatewayBackendStats = (*lazyGateway)(nil)
+var (
+	_ GatewayBackendStats = (*lazyGateway)(nil)
+	_ GatewayServing      = (*lazyGateway)(nil)
+)
+
+// ServeErr reports why the gateway's listener stopped (nil before the
+// first policy started it, and while it serves).
+func (l *lazyGateway) ServeErr() error {
+	l.mu.Lock()
+	srv := l.srv
+	l.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Err()
+}
 
 // BackendL7 reports the running gateway's per-backend counters (nil before
 // the first policy has started it).

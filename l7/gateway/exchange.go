@@ -87,9 +87,15 @@ type exchange struct {
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
+// maxPooledBody bounds the body buffer a pooled exchange keeps.
+const maxPooledBody = 256 << 10
+
 func (x *exchange) reset() {
 	body := x.bodyBuf
 	body.Reset()
+	if body.Cap() > maxPooledBody {
+		body = bytes.Buffer{} // a rare large body does not stay in the pool
+	}
 	req := x.req
 	comp := x.completion[:0]
 	plan := x.plan[:0]

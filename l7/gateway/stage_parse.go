@@ -39,7 +39,10 @@ func (s *parseStage) serve(x *exchange) *openai.Error {
 		x.w.Header().Set("Connection", "close")
 		return tooLarge(s.maxBody)
 	}
-	if x.r.ContentLength > 0 {
+	if x.r.ContentLength > 0 && rc == nil {
+		// Sized at once only for a body already in the server's buffer; one
+		// still to come grows as it arrives (ReadFrom doubles), so a
+		// declared length costs nothing until it is sent.
 		x.bodyBuf.Grow(int(x.r.ContentLength) + 1)
 	}
 	_, err := x.bodyBuf.ReadFrom(x.limit(x.r.Body, s.maxBody+1))

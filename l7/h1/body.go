@@ -109,6 +109,7 @@ func (b *body) readLength(p []byte) (int, error) {
 // connection may now be watched for the client leaving.
 func (b *body) finished() {
 	b.done = true
+	b.c.releaseBody()
 	if b.c.handling {
 		b.c.armWatch()
 	}
@@ -135,6 +136,10 @@ func (b *body) readChunked(p []byte) (int, error) {
 	}
 	n, err := br.Read(p)
 	b.chunkLeft -= int64(n)
+	if n > 0 && !b.c.reserveBody(int64(n)) {
+		b.c.srv.bodyRefused.Add(1)
+		return n, ErrBodyBudget
+	}
 	if err == io.EOF {
 		return n, errBodyCut
 	}

@@ -58,6 +58,9 @@ type conn struct {
 	idleFirst bool
 	// requested: a request has begun on the connection.
 	requested bool
+	// reserved is what the request's body counts for in the server's
+	// body budget (reserveBody).
+	reserved int64
 	// linger: the connection ends after a response with request bytes
 	// perhaps still to come (lingerClose).
 	linger bool
@@ -246,6 +249,9 @@ func (c *conn) serveRequest() bool {
 		c.writeError(http.StatusBadRequest, err.Error())
 		return false
 	}
+	if !c.admitBody() {
+		return false
+	}
 	if c.url.Host != "" {
 		// Absolute form: the target's host wins (RFC 9112 3.2.2).
 		h.host = c.url.Host
@@ -291,6 +297,7 @@ func (c *conn) serveRequest() bool {
 	}
 	c.runHandler(r.WithContext(ctx))
 	c.handling = false
+	c.releaseBody()
 	c.stopWatch()
 	c.wmu.Lock()
 	c.hook, c.hookFired = nil, false
@@ -340,7 +347,11 @@ func (c *conn) writeError(status int, msg string) {
 	c.bw.Reset(&c.dst)
 	_, _ = c.bw.WriteString("HTTP/1.1 ")
 	_, _ = c.bw.WriteString(statusLine(status))
-	_, _ = c.bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ")
+	_, _ = c.bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n")
+	if status == http.StatusServiceUnavailable {
+		_, _ = c.bw.WriteString("Retry-After: 1\r\n")
+	}
+	_, _ = c.bw.WriteString("Content-Length: ")
 	var num [20]byte
 	_, _ = c.bw.Write(appendInt(num[:0], int64(len(msg))))
 	_, _ = c.bw.WriteString("\r\n\r\n")

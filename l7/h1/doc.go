@@ -26,7 +26,15 @@
 // an answer would cost the descriptor and the time the cap exists to
 // save. A connection that has never sent a request waits for it only
 // FirstRequestTimeout (by default ReadHeaderTimeout's 10 s, as net/http),
-// not the keep-alive IdleTimeout.
+// not the keep-alive IdleTimeout. The request bodies being received are
+// bounded together (MaxBodyBytesInFlight, by declared length, until read
+// or the handler returns): clients that declare large bodies and send
+// nothing cannot make handlers that size buffers by Content-Length hold
+// memory for bytes that never come. Over the budget the server answers
+// 503 with Retry-After at once rather than queueing: a wait would hold
+// the connection and the client's upload anyway, and the budget is
+// spent by bodies that take a long time to arrive, so a queue would move
+// slowly; a body larger than the whole budget gets 413.
 //
 // A response sent before the request was read whole (a 401 or 413 before
 // the body, a parse error) must reach a client that reads only after

@@ -17,6 +17,11 @@ type Stats struct {
 	// AcceptRetries counts accept errors waited out (descriptors or
 	// kernel memory exhausted).
 	AcceptRetries uint64
+	// BodyBytesInFlight is what the request bodies being received count
+	// for (MaxBodyBytesInFlight); BodyRefused counts the requests refused
+	// for it.
+	BodyBytesInFlight int64
+	BodyRefused       uint64
 }
 
 // Stats returns the server's counters.
@@ -24,7 +29,8 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := s.open
 	s.mu.Unlock()
-	return Stats{Conns: n, RefusedConns: s.refusedConns.Load(), AcceptRetries: s.acceptRetries.Load()}
+	return Stats{Conns: n, RefusedConns: s.refusedConns.Load(), AcceptRetries: s.acceptRetries.Load(),
+		BodyBytesInFlight: s.bodyInFlight.Load(), BodyRefused: s.bodyRefused.Load()}
 }
 
 // Serving reports whether a Serve call is accepting connections now. A

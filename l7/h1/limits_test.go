@@ -25,7 +25,13 @@ func (r *rawConn) get() {
 // waitFor polls cond until it holds or testWait passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testWait)
+	waitWithin(t, testWait, what, cond)
+}
+
+// waitWithin polls cond until it holds or d passes.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -72,44 +78,80 @@ func TestAcceptSurvivesDescriptorExhaustion(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
+	fill := func() {
+		for {
+			fd, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+			if err == syscall.EMFILE {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, fd)
+		}
+	}
+	// dialOne frees one descriptor for a client's socket; the server's
+	// accept then finds none.
+	dialOne := func() net.Conn {
+		for {
+			if len(held) == 0 {
+				t.Fatal("no descriptor left to free")
+			}
+			syscall.Close(held[len(held)-1])
+			held = held[:len(held)-1]
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				_ = c.SetDeadline(time.Now().Add(testWait))
+				if _, err := c.Write([]byte(getReq)); err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			if !isEMFILE(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Descriptors that earlier tests' connections give back as they wind
+	// down can let an accept through: then the descriptors are taken
+	// again and another client is sent until the server is seen waiting.
+	var clients []net.Conn
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	var base, seen uint64 // retries when the last client was sent, and last seen
+	var progress time.Time // when the last client was sent or a retry seen
+	deadline := time.Now().Add(testWait)
 	for {
-		fd, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err == syscall.EMFILE {
+		r := s.Stats().AcceptRetries
+		if len(clients) > 0 && r >= base+2 {
 			break
 		}
-		if err != nil {
-			t.Fatal(err)
+		if time.Now().After(deadline) {
+			t.Fatal("the server was never seen out of descriptors")
 		}
-		held = append(held, fd)
-	}
-	// One descriptor for the client's socket; the server's accept then
-	// finds none.
-	var c net.Conn
-	for c == nil {
-		if len(held) == 0 {
-			t.Fatal("no descriptor left to free")
+		fill()
+		if r != seen {
+			seen, progress = r, time.Now()
 		}
-		syscall.Close(held[len(held)-1])
-		held = held[:len(held)-1]
-		var err error
-		c, err = net.Dial("tcp", addr)
-		if err != nil && !isEMFILE(err) {
-			t.Fatal(err)
+		if time.Since(progress) > 200*time.Millisecond {
+			base = r
+			clients = append(clients, dialOne())
+			progress = time.Now()
 		}
+		time.Sleep(time.Millisecond)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(testWait))
-	if _, err := c.Write([]byte(getReq)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "accept retries", func() bool { return s.Stats().AcceptRetries >= 2 })
 	if !s.Serving() || s.Err() != nil {
 		t.Fatalf("while out of descriptors: Serving %v, Err %v; want true, nil", s.Serving(), s.Err())
 	}
 	restore()
-	r := &rawConn{t: t, c: c, br: bufio.NewReader(c)}
-	if resp, body := r.response("GET"); resp.StatusCode != 200 {
-		t.Fatalf("status %d (%s)", resp.StatusCode, body)
+	for _, c := range clients {
+		r := &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+		if resp, body := r.response("GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, body)
+		}
 	}
 	dial(t, addr).get()
 	if !s.Serving() {

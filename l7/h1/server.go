@@ -27,6 +27,9 @@ const (
 	// must not take every descriptor, yet clients behind one NAT keep
 	// ample room.
 	DefaultMaxConnsPerAddr = 512
+	// DefaultMaxBodyBytesInFlight bounds the request bodies a Server is
+	// receiving at once, by their declared lengths.
+	DefaultMaxBodyBytesInFlight = 64 << 20
 	// readBufferSize is the per-connection read buffer; a head longer
 	// than this is gathered in scratch (up to MaxHeaderBytes). 8 KiB
 	// takes a head and a few-KiB prompt in one read (4 KiB, net/http's
@@ -89,6 +92,16 @@ type Server struct {
 	// a negative value means no cap.
 	MaxConns        int
 	MaxConnsPerAddr int
+	// MaxBodyBytesInFlight bounds the request bodies being received at
+	// once (0: DefaultMaxBodyBytesInFlight; negative: no bound). A body
+	// counts by its Content-Length from its head until it has been read
+	// to its end or the handler returns; a chunked one by what has been
+	// read of it. A request whose body does not fit is answered 503 with
+	// Retry-After (413 if it could never fit) without running the
+	// handler; a chunked body that outgrows it fails its Read with
+	// ErrBodyBudget. A body that arrived whole with its head is not
+	// counted: the read buffer holds it.
+	MaxBodyBytesInFlight int64
 	// Logger receives handler panics (default slog.Default()).
 	Logger *slog.Logger
 
@@ -110,6 +123,9 @@ type Server struct {
 	// Counters (Stats).
 	refusedConns  atomic.Uint64
 	acceptRetries atomic.Uint64
+	bodyRefused   atomic.Uint64
+	// bodyInFlight is what the bodies being received count for.
+	bodyInFlight atomic.Int64
 	// noWatch keeps connections off the close watcher and the raw path
 	// (tests of the fallback for sockets the watcher cannot take).
 	noWatch bool
