@@ -12,7 +12,8 @@
 //	    --metrics-addr 127.0.0.1:9464      # "" disables
 //	    --bpffs /sys/fs/bpf --pin-dir /sys/fs/bpf/infergate
 //	    [--allow-generic] [--encap-source-v4 198.18.0.0/24]
-//	    [--gateway-listen :8080] [--load-report-addr :9400]
+//	    [--gateway-listen 127.0.0.1:8080] [--load-report-addr 127.0.0.1:9400]
+//	    [--load-report-token-file /etc/infergate/load-report-token]
 //	    [--inference-metrics-url http://127.0.0.1:8000/metrics]
 //	infergate agent uninstall --pin-dir /sys/fs/bpf/infergate
 //

@@ -68,6 +68,9 @@ type Config struct {
 	GatewayListen string
 	// LoadReportAddr serves this GPU host's load report at /load ("" off).
 	LoadReportAddr string
+	// LoadReportTokenFile holds the bearer token of load reports: a GPU
+	// host requires it on /load, a balancer's poller sends it ("" none).
+	LoadReportTokenFile string
 	// InferenceMetricsURL is the local inference server's Prometheus
 	// endpoint, read into the load report ("" leaves it out).
 	InferenceMetricsURL string
@@ -184,7 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PollLoadReports {
 		observer = newLoadObserver(http.DefaultTransport)
 		client := &http.Client{Timeout: report.DefaultPollTimeout, Transport: observer}
-		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
+		token, err := loadReportToken(cfg)
+		if err != nil {
+			return fmt.Errorf("--load-report-token-file: %w", err)
+		}
+		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, Token: token, OnUpdate: func(u report.Update) {
 			for name, wt := range u.Weights {
 				a.SetLoad(name, wt.Weight, wt.Draining, nil)
 			}
@@ -264,8 +271,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("--load-report-addr: %w", err)
 		}
+		lh, err := loadReportHandler(cfg, src, ln.Addr(), log)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("--load-report-token-file: %w", err)
+		}
 		mux := http.NewServeMux()
-		mux.Handle("/load", report.Handler(src))
+		mux.Handle("/load", lh)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
 		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
