@@ -227,6 +227,7 @@ func build(d *Document) *Compiled {
 	g := d.Spec.Gateway
 	cg := &c.Gateway
 	cg.Listen, cg.MaxBodyBytes = g.Listen, g.MaxBodyBytes
+	cg.TLS = g.TLS.clone()
 	cg.Tenants = append([]Tenant(nil), g.Tenants...)
 	tenantIdx := map[string]int{}
 	for i, t := range g.Tenants {
@@ -378,6 +379,7 @@ func (c *Compiled) Document() *Document {
 	cg := c.Gateway
 	g := &d.Spec.Gateway
 	g.Listen, g.MaxBodyBytes = cg.Listen, cg.MaxBodyBytes
+	g.TLS = cg.TLS.clone()
 	g.Tenants = append([]Tenant(nil), cg.Tenants...)
 	for _, k := range cg.Keys {
 		tenant := ""

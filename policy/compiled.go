@@ -130,6 +130,9 @@ type CompiledGateway struct {
 	LimitStore   LimitStore
 	Audit        Audit
 	Timeouts     CompiledTimeouts
+
+	// TLS is nil for a plain HTTP listener.
+	TLS *GatewayTLS
 }
 
 // CompiledKey is an API key by its SHA-256 hash.

@@ -553,6 +553,9 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 		v.duration(jp+".jwksRefresh", j.JWKSRefresh, 10*time.Second, 24*time.Hour)
 	}
 
+	if g.TLS != nil {
+		v.gatewayTLS(p+".tls", g.TLS, tenants)
+	}
 	providers := map[string]int{}
 	seen = uniq{}
 	for i, pr := range g.Providers {
@@ -571,6 +574,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 		if pr.APIKeyFile != "" && !filepath.IsAbs(pr.APIKeyFile) {
 			v.add(pp+".apiKeyFile", "%q must be an absolute path", pr.APIKeyFile)
 		}
+		v.providerCA(pp, pr)
 	}
 
 	modelNames := uniq{}
