@@ -126,6 +126,8 @@ type Gateway struct {
 	chat, completions, embeddings http.Handler
 	// backendStats counts finished requests per pool backend.
 	backendStats backendStatsTable
+	// caTransports reach providers that have their own CA (upstreamtls.go).
+	caTransports caTransports
 
 	mu       sync.Mutex // guards closing+active transitions
 	closing  bool
@@ -143,6 +145,8 @@ type config struct {
 	counters  map[*route.Model]*tokens.Counter
 	maxBody   int64
 	models    []byte // the /v1/models body
+	// providerRT is the transport of each provider with its own CA.
+	providerRT map[string]http.RoundTripper
 }
 
 // New builds a gateway for c.
@@ -256,6 +260,10 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 			return nil, fmt.Errorf("gateway inspection: %w", err)
 		}
 	}
+	if cfg.providerRT, err = g.providerTransports(c); err != nil {
+		_ = cfg.auth.Close()
+		return nil, fmt.Errorf("gateway upstream TLS: %w", err)
+	}
 	cfg.models = modelsBody(c)
 	return cfg, nil
 }
@@ -346,6 +354,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if g.pool != nil {
 			g.pool.closeIdle()
 		}
+		g.caTransports.closeIdle()
 		close(g.closed)
 	})
 	return err

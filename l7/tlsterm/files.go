@@ -77,13 +77,20 @@ func loadKeyPair(certFile, keyFile string, now time.Time) (*tls.Certificate, err
 // LoadCAFile reads a PEM bundle of CA certificates (the client CAs, a
 // provider's caFile); it must hold at least one.
 func LoadCAFile(path string) (*x509.CertPool, error) {
+	pool, _, err := LoadCAFileBytes(path)
+	return pool, err
+}
+
+// LoadCAFileBytes is LoadCAFile that also returns the file's content (to
+// tell whether a bundle changed).
+func LoadCAFileBytes(path string) (*x509.CertPool, []byte, error) {
 	b, err := readBounded(path)
 	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
+		return nil, nil, fmt.Errorf("CA file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("CA file " + path + ": no PEM certificate in it")
+		return nil, nil, errors.New("CA file " + path + ": no PEM certificate in it")
 	}
-	return pool, nil
+	return pool, b, nil
 }
