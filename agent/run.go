@@ -372,7 +372,8 @@ type lazyGateway struct {
 
 	mu   sync.Mutex
 	g    *gateway.Gateway
-	srv  *h1.Server
+	gl   *gateway.Listener
+	srv  gateway.ListenerServer
 	addr string
 }
 
@@ -380,6 +381,9 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.g != nil {
+		if err := l.gl.ApplyTLS(c); err != nil {
+			return err
+		}
 		return l.g.Apply(c)
 	}
 	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log, Picker: l.picker})
@@ -395,14 +399,20 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 		_ = g.Shutdown(context.Background())
 		return fmt.Errorf("gateway listen %s: %w", addr, err)
 	}
-	l.g, l.addr = g, ln.Addr().String()
-	l.srv = gateway.NewListenerServer(g.Handler(), l.log)
+	gl, err := gateway.NewListener(c, g.Handler(), l.log)
+	if err != nil {
+		_ = ln.Close()
+		_ = g.Shutdown(context.Background())
+		return err
+	}
+	l.g, l.gl, l.addr = g, gl, ln.Addr().String()
+	l.srv = gl.Server
 	go func() {
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, h1.ErrServerClosed) {
 			l.log.Error("gateway server", "err", err)
 		}
 	}()
-	l.log.Info("L7 gateway listening", "addr", l.addr)
+	l.log.Info("L7 gateway listening", "addr", l.addr, "tls", gl.TLS != nil)
 	return nil
 }
 
@@ -435,5 +445,6 @@ func (l *lazyGateway) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
 	defer cancel()
 	_ = l.srv.Shutdown(ctx)
+	l.gl.Close()
 	_ = l.g.Shutdown(ctx)
 }

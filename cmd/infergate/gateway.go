@@ -109,7 +109,13 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", addr, err)
 			}
-			srv := gateway.NewListenerServer(g.Handler(), log)
+			gl, err := gateway.NewListener(c, g.Handler(), log)
+			if err != nil {
+				_ = ln.Close()
+				return withCode(exitInvalid, err)
+			}
+			defer gl.Close()
+			srv := gl.Server
 			var msrv *http.Server
 			if metricsAddr != "" {
 				mln, err := net.Listen("tcp", metricsAddr)
@@ -136,6 +142,9 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			go func() {
 				for range hup {
 					c, err := load()
+					if err == nil {
+						err = gl.ApplyTLS(c)
+					}
 					if err == nil {
 						err = sg.Apply(c)
 					}
