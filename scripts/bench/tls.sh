@@ -10,7 +10,10 @@
 # Environment: DURATION (seconds per run, default 5), CONNS (64), THREADS
 # (2), ROUNDS (3; each figure is the median over the rounds, systems
 # measured in turn), BASE_PORT (18200), BODY_BYTES (68).
-# Prints "system=<name> mode=<keepalive|handshake> rps=<n> p50_ms=<x> p99_ms=<y>".
+# With h2load installed (nghttp2-client) the TLS systems are also measured
+# over HTTP/2 (mode=h2: H2_CONNS connections, H2_STREAMS streams each; h2load
+# reports a mean latency, not percentiles: mean_ms).
+# Prints "system=<name> mode=<keepalive|handshake|h2> rps=<n> p50_ms=<x> p99_ms=<y>" (medians).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -19,6 +22,8 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 BODY_BYTES=${BODY_BYTES:-68}
 BASE_PORT=${BASE_PORT:-18200}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-8}
 MOCK_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 GW_TLS_PORT=$((BASE_PORT + 2))
@@ -130,6 +135,21 @@ run_wrk() {
 	echo "system=$name mode=$mode rps=$rps p50_ms=$p50 p99_ms=$p99${errs:+ non2xx=$errs}"
 }
 
+run_h2() {
+	local name=$1 out rps mean
+	h2load -D 1 -c "$H2_CONNS" -m "$H2_STREAMS" -t "$THREADS" -d "$TMP/body.json" -H "Authorization: Bearer $KEY" \
+		-H 'Content-Type: application/json' "$(url "$name")" >/dev/null
+	out=$(h2load -D "$DURATION" -c "$H2_CONNS" -m "$H2_STREAMS" -t "$THREADS" -d "$TMP/body.json" \
+		-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "$(url "$name")")
+	# "finished in 5.00s, 3456.70 req/s, ..." and "time for request: min max mean sd ..."
+	rps=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' <<<"$out")
+	mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
+	local bad
+	# "status codes: 1000 2xx, 0 3xx, 0 4xx, 0 5xx"
+	bad=$(awk '/^status codes:/ { print $5 + $7 + $9 }' <<<"$out")
+	echo "system=$name mode=h2 rps=$rps mean_ms=$mean non2xx=$bad"
+}
+
 log "duration=${DURATION}s conns=$CONNS threads=$THREADS cpus=$(nproc) rounds=$ROUNDS"
 : >"$TMP/runs.txt"
 for r in $(seq 1 "$ROUNDS"); do
@@ -139,19 +159,29 @@ for r in $(seq 1 "$ROUNDS"); do
 			run_wrk "$s" "$mode" | tee -a "$TMP/runs.txt" >&2
 		done
 	done
+	if command -v h2load >/dev/null; then
+		for i in 0 1; do
+			s=${SYSTEMS[$(((i + r) % 2))]}
+			run_h2 "$s" | tee -a "$TMP/runs.txt" >&2
+		done
+	fi
 done
-# Median rps, p50 and p99 per system and mode.
+# Median of every numeric field per system and mode.
 awk '{
 	k = $1 " " $2
 	if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-	for (i = 3; i <= NF; i++) { split($i, kv, "="); c[k, kv[1]]++; v[k, kv[1], c[k, kv[1]]] = kv[2] + 0 }
+	for (i = 3; i <= NF; i++) {
+		split($i, kv, "=")
+		if (!((k, kv[1]) in c)) { keys[k] = keys[k] " " kv[1] }
+		c[k, kv[1]]++; v[k, kv[1], c[k, kv[1]]] = kv[2] + 0
+	}
 }
 END {
-	split("rps p50_ms p99_ms", keys, " ")
 	for (o = 1; o <= n; o++) {
 		k = order[o]; line = k
-		for (j = 1; j <= 3; j++) {
-			f = keys[j]; m = c[k, f]
+		nf = split(substr(keys[k], 2), fs, " ")
+		for (j = 1; j <= nf; j++) {
+			f = fs[j]; m = c[k, f]
 			for (i = 1; i <= m; i++) a[i] = v[k, f, i]
 			for (i = 2; i <= m; i++) { x = a[i]; q = i - 1; while (q >= 1 && a[q] > x) { a[q + 1] = a[q]; q-- } a[q + 1] = x }
 			line = line " " f "=" ((m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2)
