@@ -12,9 +12,20 @@
 //	    --metrics-addr 127.0.0.1:9464      # "" disables
 //	    --bpffs /sys/fs/bpf --pin-dir /sys/fs/bpf/infergate
 //	    [--allow-generic] [--encap-source-v4 198.18.0.0/24]
-//	    [--gateway-listen :8080] [--load-report-addr :9400]
+//	    [--gateway-listen 127.0.0.1:8080] [--load-report-addr 127.0.0.1:9400]
+//	    [--load-report-token-file /etc/infergate/load-report-token]
 //	    [--inference-metrics-url http://127.0.0.1:8000/metrics]
 //	infergate agent uninstall --pin-dir /sys/fs/bpf/infergate
+//
+// Listeners bind to what the operator names and to loopback otherwise:
+// metrics on 127.0.0.1:9464, the GPU load report on 127.0.0.1:9400, the L7
+// gateway on the policy's gateway.listen (default 127.0.0.1:8080). A GPU
+// host whose report balancers poll names its address with
+// --load-report-addr and should set --load-report-token-file: /load then
+// answers 401 to any request without "Authorization: Bearer <token>"
+// (compared as SHA-256 digests in constant time), and the balancer given the
+// same file sends it. Serving the report beyond loopback without a token is
+// allowed but logged as a warning.
 //
 // Readiness: the socket exists only once the first reconcile succeeded (an
 // invalid --policy-file makes the agent exit non-zero with the problems

@@ -68,6 +68,9 @@ type Config struct {
 	GatewayListen string
 	// LoadReportAddr serves this GPU host's load report at /load ("" off).
 	LoadReportAddr string
+	// LoadReportTokenFile holds the bearer token of load reports: a GPU
+	// host requires it on /load, a balancer's poller sends it ("" none).
+	LoadReportTokenFile string
 	// InferenceMetricsURL is the local inference server's Prometheus
 	// endpoint, read into the load report ("" leaves it out).
 	InferenceMetricsURL string
@@ -184,7 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PollLoadReports {
 		observer = newLoadObserver(http.DefaultTransport)
 		client := &http.Client{Timeout: report.DefaultPollTimeout, Transport: observer}
-		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
+		token, err := loadReportToken(cfg)
+		if err != nil {
+			return fmt.Errorf("--load-report-token-file: %w", err)
+		}
+		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, Token: token, OnUpdate: func(u report.Update) {
 			for name, wt := range u.Weights {
 				a.SetLoad(name, wt.Weight, wt.Draining, nil)
 			}
@@ -264,8 +271,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("--load-report-addr: %w", err)
 		}
+		lh, err := loadReportHandler(cfg, src, ln.Addr(), log)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("--load-report-token-file: %w", err)
+		}
 		mux := http.NewServeMux()
-		mux.Handle("/load", report.Handler(src))
+		mux.Handle("/load", lh)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
 		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
@@ -360,7 +372,8 @@ type lazyGateway struct {
 
 	mu   sync.Mutex
 	g    *gateway.Gateway
-	srv  *h1.Server
+	gl   *gateway.Listener
+	srv  gateway.ListenerServer
 	addr string
 }
 
@@ -368,6 +381,9 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.g != nil {
+		if err := l.gl.ApplyTLS(c); err != nil {
+			return err
+		}
 		return l.g.Apply(c)
 	}
 	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log, Picker: l.picker})
@@ -383,14 +399,20 @@ func (l *lazyGateway) Apply(c *policy.Compiled) error {
 		_ = g.Shutdown(context.Background())
 		return fmt.Errorf("gateway listen %s: %w", addr, err)
 	}
-	l.g, l.addr = g, ln.Addr().String()
-	l.srv = gateway.NewListenerServer(g.Handler(), l.log)
+	gl, err := gateway.NewListener(c, g.Handler(), l.log)
+	if err != nil {
+		_ = ln.Close()
+		_ = g.Shutdown(context.Background())
+		return err
+	}
+	l.g, l.gl, l.addr = g, gl, ln.Addr().String()
+	l.srv = gl.Server
 	go func() {
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, h1.ErrServerClosed) {
 			l.log.Error("gateway server", "err", err)
 		}
 	}()
-	l.log.Info("L7 gateway listening", "addr", l.addr)
+	l.log.Info("L7 gateway listening", "addr", l.addr, "tls", gl.TLS != nil)
 	return nil
 }
 
@@ -438,5 +460,6 @@ func (l *lazyGateway) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
 	defer cancel()
 	_ = l.srv.Shutdown(ctx)
+	l.gl.Close()
 	_ = l.g.Shutdown(ctx)
 }

@@ -240,6 +240,7 @@ func build(d *Document) *Compiled {
 	g := d.Spec.Gateway
 	cg := &c.Gateway
 	cg.Listen, cg.MaxBodyBytes = g.Listen, g.MaxBodyBytes
+	cg.TLS = g.TLS.clone()
 	cg.Tenants = append([]Tenant(nil), g.Tenants...)
 	tenantIdx := map[string]int{}
 	for i, t := range g.Tenants {

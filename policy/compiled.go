@@ -135,6 +135,9 @@ type CompiledGateway struct {
 	Audit        Audit
 	Timeouts     CompiledTimeouts
 	Tracing      Tracing
+
+	// TLS is nil for a plain HTTP listener.
+	TLS *GatewayTLS
 }
 
 // CompiledKey is an API key by its SHA-256 hash.

@@ -27,7 +27,7 @@ const (
 	DefaultHealthFall     = 3
 	DefaultHealthPath     = "/health"
 
-	DefaultListen          = ":8080"
+	DefaultListen          = "127.0.0.1:8080"
 	DefaultMaxBodyBytes    = 4 << 20
 	DefaultMaxMessageBytes = 1 << 20
 	DefaultConnectTimeout  = 5 * time.Second

@@ -231,7 +231,7 @@ func sameCompiled(a, b *Compiled) bool {
 }
 
 // enums are the value sets of the document's enumerated fields.
-var enums = [][]string{xdpModes, fwActions, ruleProtocols, vipProtocols, forwardings, backendStates, healthTypes, encodings, inspectActions, Detectors}
+var enums = [][]string{clientAuthModes, xdpModes, fwActions, ruleProtocols, vipProtocols, forwardings, backendStates, healthTypes, encodings, inspectActions, Detectors}
 
 // candidates returns other values of v's type that a valid document may hold.
 func candidates(v reflect.Value) []reflect.Value {

@@ -54,6 +54,7 @@ var fieldRules = map[string]map[string]any{
 	"Route.Weight":               {"maximum": MaxWeight, "default": DefaultRouteWeight},
 	"InspectionRule.Detector":    {"enum": Detectors},
 	"InspectionRule.Action":      {"enum": inspectActions},
+	"GatewayTLS.ClientAuth":      {"enum": clientAuthModes, "default": ClientAuthNone},
 }
 
 //go:embed schema.json

@@ -159,6 +159,9 @@ type Gateway struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes,omitempty" json:"maxBodyBytes,omitempty"`
 	// Tracing exports request spans (off by default).
 	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitzero"`
+	// TLS terminates TLS (HTTP/2 and HTTP/1.1) on the listener; absent
+	// serves plain HTTP/1.1.
+	TLS *GatewayTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
 }
 
 // Tenant is a customer of the gateway; limits apply to all its keys together.
@@ -241,6 +244,34 @@ type Provider struct {
 	BaseURL    string `yaml:"baseURL" json:"baseURL"`
 	APIKeyFile string `yaml:"apiKeyFile,omitempty" json:"apiKeyFile,omitempty"`
 	APIKeyEnv  string `yaml:"apiKeyEnv,omitempty" json:"apiKeyEnv,omitempty"`
+	// CAFile is a PEM bundle of the CAs an https baseURL's certificate must
+	// chain to, instead of the system roots.
+	CAFile string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+}
+
+// GatewayTLS is the gateway listener's TLS: a certificate and key read from
+// files (and read again when they change) and, optionally, client
+// certificates that identify tenants.
+type GatewayTLS struct {
+	CertFile string `yaml:"certFile" json:"certFile"`
+	KeyFile  string `yaml:"keyFile" json:"keyFile"`
+	// ClientCAFile is a PEM bundle of the CAs client certificates must
+	// chain to; required unless clientAuth is none.
+	ClientCAFile string `yaml:"clientCAFile,omitempty" json:"clientCAFile,omitempty"`
+	// ClientAuth: none (default), optional (a certificate, when sent, must
+	// verify) or require.
+	ClientAuth string `yaml:"clientAuth,omitempty" json:"clientAuth,omitempty"`
+	// ClientTenants maps verified client certificates to tenants.
+	ClientTenants []ClientTenant `yaml:"clientTenants,omitempty" json:"clientTenants,omitempty"`
+}
+
+// ClientTenant maps client certificates to a tenant by exactly one of a
+// subject common name, a URI SAN, or a SPIFFE ID (a spiffe:// URI SAN).
+type ClientTenant struct {
+	CommonName string `yaml:"commonName,omitempty" json:"commonName,omitempty"`
+	URI        string `yaml:"uri,omitempty" json:"uri,omitempty"`
+	SPIFFEID   string `yaml:"spiffeID,omitempty" json:"spiffeID,omitempty"`
+	Tenant     string `yaml:"tenant" json:"tenant"`
 }
 
 // Timeouts for one upstream attempt.

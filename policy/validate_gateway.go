@@ -10,6 +10,9 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	const p = "spec.gateway"
 	v.listener(p, g)
 	tenants := v.tenants(p+".tenants", g.Tenants)
+	if g.TLS != nil {
+		v.gatewayTLS(p+".tls", g.TLS, tenants)
+	}
 	v.keys(p+".keys", g.Keys, tenants)
 	v.jwt(p+".jwt", g.JWT)
 	providers := v.providers(p+".providers", g.Providers)

@@ -25,6 +25,7 @@ func (v *validator) providers(p string, list []Provider) map[string]int {
 		if pr.APIKeyFile != "" && !filepath.IsAbs(pr.APIKeyFile) {
 			v.add(pp+".apiKeyFile", "%q must be an absolute path", pr.APIKeyFile)
 		}
+		v.providerCA(pp, pr)
 	}
 	return providers
 }

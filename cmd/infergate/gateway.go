@@ -46,7 +46,7 @@ const (
 )
 
 func newGatewayCmd() *cobra.Command {
-	var configPath, listen, redisAddr, metricsAddr, keysFile string
+	var configPath, listen, redisAddr, metricsAddr, keysFile, loadReportTokenFile string
 	var loadReports bool
 	cmd := &cobra.Command{
 		Use:   "gateway --config policy.yaml",
@@ -94,7 +94,13 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, Registry: reg, Logger: log})
+			var loadReportToken string
+			if loadReportTokenFile != "" {
+				if loadReportToken, err = report.ReadTokenFile(loadReportTokenFile); err != nil {
+					return withCode(exitUsage, fmt.Errorf("--load-report-token-file: %w", err))
+				}
+			}
+			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, LoadReportToken: loadReportToken, Registry: reg, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -103,7 +109,13 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", addr, err)
 			}
-			srv := gateway.NewListenerServer(g.Handler(), log)
+			gl, err := gateway.NewListener(c, g.Handler(), log)
+			if err != nil {
+				_ = ln.Close()
+				return withCode(exitInvalid, err)
+			}
+			defer gl.Close()
+			srv := gl.Server
 			var msrv *http.Server
 			if metricsAddr != "" {
 				mln, err := net.Listen("tcp", metricsAddr)
@@ -130,6 +142,9 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			go func() {
 				for range hup {
 					c, err := load()
+					if err == nil {
+						err = gl.ApplyTLS(c)
+					}
 					if err == nil {
 						err = sg.Apply(c)
 					}
@@ -168,6 +183,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")
 	f.BoolVar(&loadReports, "load-reports", true, "steer pools with loadReports on by their backends' GPU load reports and prompt-prefix affinity")
+	f.StringVar(&loadReportTokenFile, "load-report-token-file", "", "bearer token sent when polling GPU hosts' load reports (their --load-report-token-file)")
 	f.StringVar(&keysFile, "keys-file", "", "extra API keys, one per line: <name> <tenant> sha256:<hex> (for key sets too large for the policy document)")
 	return cmd
 }
@@ -179,8 +195,10 @@ type standaloneOptions struct {
 	LoadReports bool
 	// PollInterval between load report rounds (0: report.DefaultPollInterval).
 	PollInterval time.Duration
-	Registry     prometheus.Registerer
-	Logger       *slog.Logger
+	// LoadReportToken is sent as a bearer token with every poll.
+	LoadReportToken string
+	Registry        prometheus.Registerer
+	Logger          *slog.Logger
 }
 
 // standaloneGateway is the L7 gateway of "infergate gateway" with, when
@@ -214,7 +232,7 @@ func newStandaloneGateway(c *policy.Compiled, o standaloneOptions) (*standaloneG
 		if err != nil {
 			return nil, fmt.Errorf("load reports: %w", err)
 		}
-		if s.poller, err = report.NewPoller(w, report.PollerConfig{Interval: o.PollInterval, Log: o.Logger}); err != nil {
+		if s.poller, err = report.NewPoller(w, report.PollerConfig{Interval: o.PollInterval, Log: o.Logger, Token: o.LoadReportToken}); err != nil {
 			return nil, fmt.Errorf("load reports: %w", err)
 		}
 		s.picker = &poolPicker{inner: pk}

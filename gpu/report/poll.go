@@ -84,6 +84,9 @@ type PollerConfig struct {
 	MaxBytes int64
 	Client   *http.Client
 	Log      *slog.Logger
+	// Token is sent as "Authorization: Bearer <token>" with every poll
+	// (the GPU hosts' --load-report-token-file); empty sends none.
+	Token string
 	// OnUpdate is called, from the polling goroutine, whenever the
 	// Weighter decides the weights moved enough to rebuild (and once after
 	// the first round). It must not block for long.
@@ -279,6 +282,9 @@ func (p *Poller) fetch(ctx context.Context, u string) (score.Report, time.Time, 
 		return score.Report{}, time.Time{}, fmt.Errorf("load report %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if p.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.cfg.Token)
+	}
 	resp, err := p.cfg.Client.Do(req)
 	if err != nil {
 		return score.Report{}, time.Time{}, fmt.Errorf("load report %s: %w", u, err)

@@ -101,6 +101,8 @@ type Authenticator struct {
 	keys    map[[32]byte]keyEntry
 	tenants map[string]int
 	issuers map[string]*issuer
+	// certs maps client certificate identities to tenant indexes (cert.go).
+	certs map[string]int
 }
 
 // New indexes g's keys and loads its JWT issuers. JWKS documents are
@@ -117,6 +119,7 @@ func New(g *policy.CompiledGateway, opts Options) (*Authenticator, error) {
 	for i, t := range g.Tenants {
 		a.tenants[t.Name] = i
 	}
+	a.certs = certTenants(g, a.tenants)
 	for i, k := range g.Keys {
 		if k.Tenant < 0 || k.Tenant >= len(g.Tenants) {
 			return nil, fmt.Errorf("auth: key %q names tenant index %d of %d", k.Name, k.Tenant, len(g.Tenants))
@@ -172,7 +175,14 @@ func (a *Authenticator) Close() error {
 }
 
 // Authenticate identifies r's caller. The error is always an *Error.
+// A verified client certificate that the policy maps to a tenant comes
+// first: it was proven in the handshake, so headers do not override it.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	if r.TLS != nil && a.certs != nil {
+		if p, ok := a.authenticateCert(r.TLS); ok {
+			return p, nil
+		}
+	}
 	if v := r.Header.Get("Authorization"); v != "" {
 		cred, ok := bearer(v)
 		if !ok {

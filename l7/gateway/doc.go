@@ -64,6 +64,13 @@
 // request's goroutine writes the request and reads the response, with the
 // attempt's timeouts as the connection's deadline.
 //
+// With gateway.tls the listener is net/http's server over l7/tlsterm's
+// configuration (listener.go, tls.go): HTTP/2 by ALPN through the same
+// handler, the certificate re-read when its files change, and a verified
+// client certificate that the policy maps taken as the principal by
+// l7/auth. Providers with a caFile get a transport verified against that
+// bundle only (upstreamtls.go).
+//
 // Apply swaps the compiled configuration atomically; a request keeps the
 // snapshot it started with until it ends.
 package gateway

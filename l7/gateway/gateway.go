@@ -127,6 +127,8 @@ type Gateway struct {
 	chat, completions, embeddings http.Handler
 	// backendStats counts finished requests per pool backend.
 	backendStats backendStatsTable
+	// caTransports reach providers that have their own CA (upstreamtls.go).
+	caTransports caTransports
 
 	mu       sync.Mutex // guards closing+active transitions
 	closing  bool
@@ -153,6 +155,8 @@ type config struct {
 	// tracer exports request spans (nil: tracing off); kept across
 	// applies while spec.gateway.tracing is unchanged.
 	tracer *trace.Tracer
+	// providerRT is the transport of each provider with its own CA.
+	providerRT map[string]http.RoundTripper
 }
 
 // New builds a gateway for c.
@@ -281,6 +285,10 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 		_ = cfg.auth.Close()
 		return nil, err
 	}
+	if cfg.providerRT, err = g.providerTransports(c); err != nil {
+		_ = cfg.auth.Close()
+		return nil, fmt.Errorf("gateway upstream TLS: %w", err)
+	}
 	return cfg, nil
 }
 
@@ -382,6 +390,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if g.pool != nil {
 			g.pool.closeIdle()
 		}
+		g.caTransports.closeIdle()
 		close(g.closed)
 	})
 	return err

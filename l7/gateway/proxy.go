@@ -170,7 +170,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		}
 		// RoundTrip, not Client.Do: no redirects to follow, so no
 		// per-request header copier.
-		resp, err = x.g.rt.RoundTrip(up)
+		resp, err = x.upstreamTransport(rt).RoundTrip(up)
 	}
 	if err != nil {
 		return x.transportError(err, &ttftExpired, "upstream_unavailable", "the upstream could not be reached")
