@@ -257,3 +257,125 @@ func vocabOf(t testing.TB, enc string) []rankedKey {
 	}
 	return byRank(ranks)
 }
+
+// trainVocabulary learns a small byte-pair vocabulary from text the way
+// tiktoken's vocabularies were made: split into words, then repeatedly
+// merge the most frequent adjacent pair (ties to the first in byte order),
+// each merge a new token of the next rank. A pair whose bytes are already
+// a token is not merged again.
+func trainVocabulary(words []string, merges int) map[string]int {
+	ranks := make(map[string]int)
+	for c := 0; c < 256; c++ {
+		ranks[string([]byte{byte(c)})] = c
+	}
+	parts := make([][]string, len(words))
+	for i, w := range words {
+		for j := 0; j < len(w); j++ {
+			parts[i] = append(parts[i], w[j:j+1])
+		}
+	}
+	for m := 0; m < merges; m++ {
+		freq := make(map[[2]string]int)
+		for _, p := range parts {
+			for j := 0; j+1 < len(p); j++ {
+				if _, ok := ranks[p[j]+p[j+1]]; !ok {
+					freq[[2]string{p[j], p[j+1]}]++
+				}
+			}
+		}
+		var best [2]string
+		bestN := 0
+		for k, n := range freq {
+			if n > bestN || n == bestN && k[0]+"\x00"+k[1] < best[0]+"\x00"+best[1] {
+				best, bestN = k, n
+			}
+		}
+		if bestN < 2 {
+			break
+		}
+		ranks[best[0]+best[1]] = len(ranks)
+		for i, p := range parts {
+			out := p[:0]
+			for j := 0; j < len(p); j++ {
+				if j+1 < len(p) && p[j] == best[0] && p[j+1] == best[1] {
+					out = append(out, best[0]+best[1])
+					j++
+					continue
+				}
+				out = append(out, p[j])
+			}
+			parts[i] = out
+		}
+	}
+	return ranks
+}
+
+// TestBacktrackTrainedVocabularies trains small vocabularies on skewed
+// random text over a few letters, where long tokens and repeats abound,
+// and compares the backtracking encoder with the heap merge on long
+// pieces of the same kind of text: the encoder is held to tiktoken's rule
+// on vocabularies other than the two it ships with, made the way those
+// were.
+func TestBacktrackTrainedVocabularies(t *testing.T) {
+	r := rand.New(rand.NewPCG(73, 79))
+	skewed := func(alphabet string, n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			k := 0
+			for k < len(alphabet)-1 && r.IntN(3) > 0 {
+				k++
+			}
+			b[i] = alphabet[k]
+		}
+		return string(b)
+	}
+	for round := 0; round < 12; round++ {
+		alphabet := "etaoin"[:2+r.IntN(4)]
+		var words []string
+		for i := 0; i < 300; i++ {
+			words = append(words, skewed(alphabet, 3+r.IntN(25)))
+		}
+		ranks := trainVocabulary(words, 100+r.IntN(300))
+		b := newBPE(ranks, "trained")
+		bt, err := newBacktrack(byRank(ranks), b.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 60; i++ {
+			piece := skewed(alphabet, smallPiece+1+r.IntN(500))
+			if b.lookup(piece) >= 0 {
+				continue
+			}
+			got, _, err := bt.count(piece)
+			if err != nil {
+				t.Fatalf("round %d %q: %v", round, piece, err)
+			}
+			if want, _ := b.mergeHeap(piece); got != want {
+				t.Fatalf("round %d (%d tokens over %q) %q: backtracking %d, heap merge %d",
+					round, len(ranks), alphabet, piece, got, want)
+			}
+		}
+	}
+}
+
+// TestBacktrackUnreachableToken gives the encoder a token no merge makes
+// ("abcd", with no pair of its bytes a token): the merges leave every
+// byte alone, so the encoder must never offer it.
+func TestBacktrackUnreachableToken(t *testing.T) {
+	ranks := map[string]int{"abcd": 256}
+	for c := 0; c < 256; c++ {
+		ranks[string([]byte{byte(c)})] = c
+	}
+	b := newBPE(ranks, "synthetic")
+	bt, err := newBacktrack(byRank(ranks), b.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := strings.Repeat("abcd", 20)
+	if got, _, err := bt.count(piece); got != len(piece) || err != nil {
+		t.Fatalf("%q: backtracking %d (%v), want %d single bytes", piece, got, err, len(piece))
+	}
+	if want, _ := b.mergeHeap(piece); want != len(piece) {
+		t.Fatalf("heap merge %d", want)
+	}
+}

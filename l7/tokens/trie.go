@@ -96,7 +96,7 @@ func (t *prefixTrie) child(node uint32, b byte) uint32 {
 // resize makes the edge table the smallest power of two that holds n
 // edges within the shortLoad fill, moving the edges there are.
 func (t *prefixTrie) resize(n int) {
-	size := 1
+	size := 2
 	for size*shortLoadNum < n*shortLoadDen {
 		size <<= 1
 	}
