@@ -379,3 +379,40 @@ func TestBacktrackUnreachableToken(t *testing.T) {
 		t.Fatalf("heap merge %d", want)
 	}
 }
+
+// TestBacktrackTokenSoup joins random tokens of each real vocabulary into
+// byte strings and compares the backtracking encoder with the heap merge
+// on them directly, without the pre-tokenizer, so that every kind of byte
+// sequence the vocabulary knows, spaces and punctuation and partial UTF-8
+// included, meets every other at a boundary. This is where merging by rank
+// and replaying the learned merges would part if they could for these
+// vocabularies.
+func TestBacktrackTokenSoup(t *testing.T) {
+	r := rand.New(rand.NewPCG(83, 89))
+	for _, enc := range []string{CL100K, O200K} {
+		c := counter(t, enc)
+		vocab := vocabOf(t, enc)
+		for i := 0; i < 3000; i++ {
+			var b strings.Builder
+			for b.Len() <= smallPiece {
+				// Low ranks are the short, common tokens; mix them with any.
+				k := r.IntN(len(vocab))
+				if r.IntN(2) == 0 {
+					k = r.IntN(2000)
+				}
+				b.WriteString(vocab[k].key)
+			}
+			piece := b.String()
+			if c.bpe.lookup(piece) >= 0 {
+				continue
+			}
+			got, _, err := c.bpe.bt.count(piece)
+			if err != nil {
+				t.Fatalf("%s %q: %v", enc, piece, err)
+			}
+			if want, _ := c.bpe.mergeHeap(piece); got != want {
+				t.Fatalf("%s %q: backtracking %d, heap merge %d", enc, piece, got, want)
+			}
+		}
+	}
+}
