@@ -24,7 +24,8 @@ type prefixTrie struct {
 	// parent is each node's parent (the root's is 0); it lives while the
 	// encoder's tables are built (see ancestors).
 	parent []uint32
-	// node is the node that spells each rank.
+	// node is the node that spells each rank, also kept only while the
+	// tables are built.
 	node []uint32
 	// first2 is the node two bytes spell (index b0<<8|b1), 0 when no token
 	// starts with them; first1 the node one byte spells.
