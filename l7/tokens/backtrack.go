@@ -11,7 +11,13 @@ import (
 // property of byte-pair encoding: a sequence of tokens that spells the
 // piece is the one the merges produce exactly when every adjacent pair of
 // it is one the merges would leave apart (a "valid pair": the merges of
-// the two tokens' bytes end in those two tokens). So the piece is split
+// the two tokens' bytes end in those two tokens). That holds for replaying
+// a vocabulary's learned merges, each token made from the two it was
+// learned from (the tables below recover them); tiktoken instead merges
+// any adjacent pair whose joined bytes are a token, lowest rank first,
+// which agrees with the replay for vocabularies trained by merging, as
+// cl100k_base and o200k_base are (tests hold the two to tiktoken-go and to
+// the heap merge), but not for any set of ranks. So the piece is split
 // left to right, each time taking the longest token that keeps the last
 // pair valid, and backing up one token when none does; a position from
 // which no split can succeed is remembered and never tried again. Each
@@ -232,7 +238,7 @@ type pairTable struct {
 }
 
 func newPairTable(n int) pairTable {
-	size := 1
+	size := 2
 	for size*shortLoadNum < n*shortLoadDen {
 		size <<= 1
 	}

@@ -157,39 +157,50 @@ func TestBacktrackTables(t *testing.T) {
 	}
 }
 
-// TestLinearWork meters the work of counting long single pieces of random
-// letters, without timing anything: the backtracking encoder's table
-// probes and candidates stay under a constant per byte at 200 KB as at 20
-// KB, while the heap merge's pushes and pops weighted by the heap's depth
-// grow with log n and exceed the bound.
+// TestLinearWork meters the work of counting long pieces, without timing
+// anything: the backtracking encoder's table probes and candidates stay
+// under a constant per byte, the same at 200 KB as at 20 KB, for every
+// adversarial input (1.1 to 8.8 a byte when written), while the heap
+// merge's pushes and pops weighted by the heap's depth grow with log n and
+// exceed the bound on 200 KB of random letters (20.6 to 22.8 a byte).
 func TestLinearWork(t *testing.T) {
 	const perByte = 12
 	r := rand.New(rand.NewPCG(59, 61))
 	var work atomic.Int64
 	longPieceWork = &work
 	defer func() { longPieceWork = nil }()
+	small, large := longInputs(r, 20<<10), longInputs(r, 200<<10)
 	for _, enc := range []string{CL100K, O200K} {
 		c := counter(t, enc)
-		for _, n := range []int{20 << 10, 200 << 10} {
-			text := longInputs(r, n)["lower"]
-			if j := cl100kPiece(text, 0); j != len(text) {
-				t.Fatalf("random letters split at %d of %d", j, len(text))
+		for kind := range large {
+			var rate [2]float64
+			for k, text := range []string{small[kind], large[kind]} {
+				work.Store(0)
+				got := c.Count(text)
+				w := work.Load()
+				rate[k] = float64(w) / float64(len(text))
+				if w > perByte*int64(len(text)) {
+					t.Errorf("%s %s: %d bytes took %d units of work, want at most %d a byte", enc, kind, len(text), w, perByte)
+				}
+				if kind != "lower" || k == 0 {
+					continue
+				}
+				if cl100kPiece(text, 0) != len(text) || w == 0 {
+					t.Fatalf("%s: %d bytes of random letters are not one long piece", enc, len(text))
+				}
+				work.Store(0)
+				if want := heapOnly(c).count(text); want != got {
+					t.Fatalf("%s: Count %d, heap merge %d", enc, got, want)
+				}
+				hw := work.Load()
+				t.Logf("%s %d bytes of letters: work %d (%.2f a byte), heap merge %d (%.2f a byte)",
+					enc, len(text), w, rate[k], hw, float64(hw)/float64(len(text)))
+				if hw <= perByte*int64(len(text)) {
+					t.Errorf("%s: the heap merge took %d units, within the bound; the bound proves nothing", enc, hw)
+				}
 			}
-			work.Store(0)
-			got := c.Count(text)
-			w := work.Load()
-			t.Logf("%s %d bytes: %d tokens, work %d (%.2f a byte)", enc, n, got, w, float64(w)/float64(n))
-			if w == 0 || w > perByte*int64(n) {
-				t.Errorf("%s: %d bytes of letters took %d units of work, want at most %d a byte", enc, n, w, perByte)
-			}
-			work.Store(0)
-			if want := heapOnly(c).count(text); want != got {
-				t.Fatalf("%s: Count %d, heap merge %d", enc, got, want)
-			}
-			hw := work.Load()
-			t.Logf("%s %d bytes: heap merge work %d (%.2f a byte)", enc, n, hw, float64(hw)/float64(n))
-			if n == 200<<10 && hw <= perByte*int64(n) {
-				t.Errorf("%s: the heap merge took %d units, within the bound; the bound proves nothing", enc, hw)
+			if rate[1] > 1.1*rate[0]+0.01 {
+				t.Errorf("%s %s: work grew from %.2f a byte at 20 KB to %.2f at 200 KB", enc, kind, rate[0], rate[1])
 			}
 		}
 	}
@@ -256,4 +267,163 @@ func vocabOf(t testing.TB, enc string) []rankedKey {
 		t.Fatal(err)
 	}
 	return byRank(ranks)
+}
+
+// trainVocabulary learns a small byte-pair vocabulary from text the way
+// tiktoken's vocabularies were made: split into words, then repeatedly
+// merge the most frequent adjacent pair (ties to the first in byte order),
+// each merge a new token of the next rank. A pair whose bytes are already
+// a token is not merged again.
+func trainVocabulary(words []string, merges int) map[string]int {
+	ranks := make(map[string]int)
+	for c := 0; c < 256; c++ {
+		ranks[string([]byte{byte(c)})] = c
+	}
+	parts := make([][]string, len(words))
+	for i, w := range words {
+		for j := 0; j < len(w); j++ {
+			parts[i] = append(parts[i], w[j:j+1])
+		}
+	}
+	for m := 0; m < merges; m++ {
+		freq := make(map[[2]string]int)
+		for _, p := range parts {
+			for j := 0; j+1 < len(p); j++ {
+				if _, ok := ranks[p[j]+p[j+1]]; !ok {
+					freq[[2]string{p[j], p[j+1]}]++
+				}
+			}
+		}
+		var best [2]string
+		bestN := 0
+		for k, n := range freq {
+			if n > bestN || n == bestN && k[0]+"\x00"+k[1] < best[0]+"\x00"+best[1] {
+				best, bestN = k, n
+			}
+		}
+		if bestN < 2 {
+			break
+		}
+		ranks[best[0]+best[1]] = len(ranks)
+		for i, p := range parts {
+			out := p[:0]
+			for j := 0; j < len(p); j++ {
+				if j+1 < len(p) && p[j] == best[0] && p[j+1] == best[1] {
+					out = append(out, best[0]+best[1])
+					j++
+					continue
+				}
+				out = append(out, p[j])
+			}
+			parts[i] = out
+		}
+	}
+	return ranks
+}
+
+// TestBacktrackTrainedVocabularies trains small vocabularies on skewed
+// random text over a few letters, where long tokens and repeats abound,
+// and compares the backtracking encoder with the heap merge on long
+// pieces of the same kind of text: the encoder is held to tiktoken's rule
+// on vocabularies other than the two it ships with, made the way those
+// were.
+func TestBacktrackTrainedVocabularies(t *testing.T) {
+	r := rand.New(rand.NewPCG(73, 79))
+	skewed := func(alphabet string, n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			k := 0
+			for k < len(alphabet)-1 && r.IntN(3) > 0 {
+				k++
+			}
+			b[i] = alphabet[k]
+		}
+		return string(b)
+	}
+	for round := 0; round < 12; round++ {
+		alphabet := "etaoin"[:2+r.IntN(4)]
+		var words []string
+		for i := 0; i < 300; i++ {
+			words = append(words, skewed(alphabet, 3+r.IntN(25)))
+		}
+		ranks := trainVocabulary(words, 100+r.IntN(300))
+		b := newBPE(ranks, "trained")
+		bt, err := newBacktrack(byRank(ranks), b.lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 60; i++ {
+			piece := skewed(alphabet, smallPiece+1+r.IntN(500))
+			if b.lookup(piece) >= 0 {
+				continue
+			}
+			got, _, err := bt.count(piece)
+			if err != nil {
+				t.Fatalf("round %d %q: %v", round, piece, err)
+			}
+			if want, _ := b.mergeHeap(piece); got != want {
+				t.Fatalf("round %d (%d tokens over %q) %q: backtracking %d, heap merge %d",
+					round, len(ranks), alphabet, piece, got, want)
+			}
+		}
+	}
+}
+
+// TestBacktrackUnreachableToken gives the encoder a token no merge makes
+// ("abcd", with no pair of its bytes a token): the merges leave every
+// byte alone, so the encoder must never offer it.
+func TestBacktrackUnreachableToken(t *testing.T) {
+	ranks := map[string]int{"abcd": 256}
+	for c := 0; c < 256; c++ {
+		ranks[string([]byte{byte(c)})] = c
+	}
+	b := newBPE(ranks, "synthetic")
+	bt, err := newBacktrack(byRank(ranks), b.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	piece := strings.Repeat("abcd", 20)
+	if got, _, err := bt.count(piece); got != len(piece) || err != nil {
+		t.Fatalf("%q: backtracking %d (%v), want %d single bytes", piece, got, err, len(piece))
+	}
+	if want, _ := b.mergeHeap(piece); want != len(piece) {
+		t.Fatalf("heap merge %d", want)
+	}
+}
+
+// TestBacktrackTokenSoup joins random tokens of each real vocabulary into
+// byte strings and compares the backtracking encoder with the heap merge
+// on them directly, without the pre-tokenizer, so that every kind of byte
+// sequence the vocabulary knows, spaces and punctuation and partial UTF-8
+// included, meets every other at a boundary. This is where merging by rank
+// and replaying the learned merges would part if they could for these
+// vocabularies.
+func TestBacktrackTokenSoup(t *testing.T) {
+	r := rand.New(rand.NewPCG(83, 89))
+	for _, enc := range []string{CL100K, O200K} {
+		c := counter(t, enc)
+		vocab := vocabOf(t, enc)
+		for i := 0; i < 3000; i++ {
+			var b strings.Builder
+			for b.Len() <= smallPiece {
+				// Low ranks are the short, common tokens; mix them with any.
+				k := r.IntN(len(vocab))
+				if r.IntN(2) == 0 {
+					k = r.IntN(2000)
+				}
+				b.WriteString(vocab[k].key)
+			}
+			piece := b.String()
+			if c.bpe.lookup(piece) >= 0 {
+				continue
+			}
+			got, _, err := c.bpe.bt.count(piece)
+			if err != nil {
+				t.Fatalf("%s %q: %v", enc, piece, err)
+			}
+			if want, _ := c.bpe.mergeHeap(piece); got != want {
+				t.Fatalf("%s %q: backtracking %d, heap merge %d", enc, piece, got, want)
+			}
+		}
+	}
 }

@@ -70,7 +70,7 @@ func tableSize(vocab []rankedKey, minLen, maxLen int) (size int, shift uint, mas
 			n++
 		}
 	}
-	size = 1
+	size = 2 // one slot would leave slot's shift a full word
 	for size*shortLoadNum < n*shortLoadDen {
 		size <<= 1
 	}

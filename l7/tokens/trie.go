@@ -24,7 +24,8 @@ type prefixTrie struct {
 	// parent is each node's parent (the root's is 0); it lives while the
 	// encoder's tables are built (see ancestors).
 	parent []uint32
-	// node is the node that spells each rank.
+	// node is the node that spells each rank, also kept only while the
+	// tables are built.
 	node []uint32
 	// first2 is the node two bytes spell (index b0<<8|b1), 0 when no token
 	// starts with them; first1 the node one byte spells.
@@ -96,7 +97,7 @@ func (t *prefixTrie) child(node uint32, b byte) uint32 {
 // resize makes the edge table the smallest power of two that holds n
 // edges within the shortLoad fill, moving the edges there are.
 func (t *prefixTrie) resize(n int) {
-	size := 1
+	size := 2
 	for size*shortLoadNum < n*shortLoadDen {
 		size <<= 1
 	}
