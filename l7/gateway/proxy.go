@@ -69,6 +69,9 @@ func (x *exchange) proxy() *openai.Error {
 	if x.req.Stream && !x.req.WantsUsage() && x.ep != openai.Embeddings {
 		x.rewrite.IncludeUsage = true
 	}
+	// Keys the gateway did not read must not reach an upstream that
+	// would read them.
+	x.rewrite.StripVariants = x.req.Variants
 	var last *openai.Error
 	for _, rt := range x.plan {
 		res, err := x.attempt(rt)
