@@ -80,7 +80,6 @@ func hasVariant(obj map[string]json.RawMessage, keys keySet) bool {
 	return false
 }
 
-
 // objects decodes a JSON array of objects (null or absent: none).
 func objects(raw json.RawMessage, max int, param string) ([]map[string]json.RawMessage, *Error) {
 	if isNull(bytes.TrimSpace(raw)) {

@@ -121,16 +121,16 @@ type TextKind uint8
 // schema kinds hold a JSON value's text (redaction must leave it valid
 // JSON).
 const (
-	KindContent             TextKind = iota
-	KindRefusalPart                  // messages[Message].content[Part].refusal
-	KindRefusal                      // messages[Message].refusal
-	KindToolCallArguments            // messages[Message].tool_calls[Item].function.arguments
-	KindFunctionCallArguments        // messages[Message].function_call.arguments
-	KindToolDescription              // tools[Item].function.description
-	KindToolParameters               // tools[Item].function.parameters (JSON)
-	KindFunctionDescription          // functions[Item].description
-	KindFunctionParameters           // functions[Item].parameters (JSON)
-	KindResponseFormat               // response_format.json_schema (JSON)
+	KindContent               TextKind = iota
+	KindRefusalPart                    // messages[Message].content[Part].refusal
+	KindRefusal                        // messages[Message].refusal
+	KindToolCallArguments              // messages[Message].tool_calls[Item].function.arguments
+	KindFunctionCallArguments          // messages[Message].function_call.arguments
+	KindToolDescription                // tools[Item].function.description
+	KindToolParameters                 // tools[Item].function.parameters (JSON)
+	KindFunctionDescription            // functions[Item].description
+	KindFunctionParameters             // functions[Item].parameters (JSON)
+	KindResponseFormat                 // response_format.json_schema (JSON)
 )
 
 // IsJSON reports whether the kind's Value is a JSON value's text.
