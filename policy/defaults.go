@@ -29,7 +29,7 @@ const (
 
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultMaxBodyBytes    = 4 << 20
-	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxMessageBytes = DefaultMaxBodyBytes // a message that fits the body passes
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultTTFTTimeout     = 60 * time.Second
 	DefaultTotalTimeout    = 10 * time.Minute

@@ -54,7 +54,27 @@
 // (stream_options.include_usage) and the chunk is removed again when the
 // client did not ask for it. When upstream reports no usage, or the stream
 // breaks, or the client leaves, the completion is billed from the gateway's
-// own count of the text actually streamed.
+// own count of the text actually streamed. A client that gets no usage from
+// the upstream gets that count instead, marked as the gateway's (usage.go).
+// A stream the upstream breaks off (or ends without [DONE]) after it
+// started ends with an error event, data: {"error":{...}}, which the OpenAI
+// SDKs raise, and is recorded as a 502.
+//
+// What a request costs: what the upstream answered for (its usage, or the
+// gateway's count), or what was streamed before the client left. A request
+// the upstream refused or failed, on every route, costs nothing: the client
+// got no answer.
+//
+// Every request sent upstream carries the client's trace context
+// (traceparent, tracestate), its request id (the client's X-Request-Id when
+// well-formed) and Infergate-Hops, one more than it arrived with; at
+// maxHops the gateway answers 508, so a provider URL that leads back to the
+// gateway ends in a few hops instead of recursing. The upstream's own
+// request id comes back as X-Upstream-Request-Id.
+//
+// Request bodies may be gzip-compressed (decoded within the body limit);
+// other content codings are refused 415. /healthz and /readyz answer on the
+// API port without credentials; readiness turns 503 when shutdown begins.
 //
 // Handler is an ordinary http.Handler (the agent serves it with net/http);
 // "infergate gateway" serves it with l7/h1 (NewListenerServer), whose

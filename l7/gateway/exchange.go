@@ -71,6 +71,8 @@ type exchange struct {
 	ttft         time.Duration
 	usage        *openai.Usage
 	usageStore   openai.Usage
+	usageCounted bool // usage is the gateway's count (usage.go)
+	answered     bool // a 200 head went to the client
 	completion   []byte
 	completionCC *tokens.CompletionCounter
 	clientGone   bool
@@ -233,9 +235,15 @@ func (x *exchange) finish() {
 	elapsed := time.Since(x.start)
 	var prompt, completion int64
 	source := ""
-	if x.attempts > 0 {
+	// A request the upstream failed (it answered an error, or none
+	// answered) costs nothing; one it answered, or that the client left
+	// while waiting, costs what it used.
+	if x.attempts > 0 && (x.answered || x.clientGone) {
 		prompt = x.promptTokens
-		if x.usage != nil {
+		if x.usage != nil && x.usageCounted {
+			source = "counted"
+			completion = x.usage.CompletionTokens
+		} else if x.usage != nil {
 			source = "upstream"
 			if x.usage.PromptTokens > 0 {
 				prompt = x.usage.PromptTokens

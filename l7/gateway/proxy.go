@@ -69,6 +69,9 @@ func (x *exchange) proxy() *openai.Error {
 	if x.req.Stream && !x.req.WantsUsage() && x.ep != openai.Embeddings {
 		x.rewrite.IncludeUsage = true
 	}
+	// Keys the gateway did not read must not reach an upstream that
+	// would read them.
+	x.rewrite.StripVariants = x.req.Variants
 	var last *openai.Error
 	for _, rt := range x.plan {
 		res, err := x.attempt(rt)
@@ -282,25 +285,38 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	if buf.Len() > maxUpstreamBodyBytes {
 		return attemptDone, upstreamError(http.StatusBadGateway, "upstream_response_too_large", "the upstream response is too large")
 	}
-	if u, ok := openai.FindUsage(buf.Bytes()); ok {
+	out := buf.Bytes()
+	counted := false
+	if u, ok := openai.FindUsage(out); ok {
 		x.usageStore = u
 		x.usage = &x.usageStore
-	} else if x.ep != openai.Embeddings {
-		var parsed openai.Response
-		if err := json.Unmarshal(buf.Bytes(), &parsed); err == nil {
-			x.addCompletion(parsed.Text())
+	} else {
+		if x.ep != openai.Embeddings {
+			var parsed openai.Response
+			if err := json.Unmarshal(out, &parsed); err == nil {
+				x.addCompletion(parsed.Text())
+			}
+		}
+		// The upstream gave no usage: the client gets the gateway's own
+		// count, marked as such.
+		if withUsage, ok := appendUsage(out, x.countedUsage()); ok {
+			out, counted = withUsage, true
 		}
 	}
 	x.status = http.StatusOK
+	x.answered = true
 	x.wroteHeader = true
 	if ct := resp.Header["Content-Type"]; len(ct) > 0 {
 		// Copied into the head now, or (map path) an interned or
 		// cloned string: never the pooled connection's read buffer.
 		x.setHeader("Content-Type", ct[0])
 	}
+	if counted {
+		x.setHeader(usageSourceHeader, usageGatewayCounted)
+	}
 	x.passUpstreamID(resp)
 	x.w.WriteHeader(http.StatusOK)
-	if _, err := x.w.Write(buf.Bytes()); err != nil {
+	if _, err := x.w.Write(out); err != nil {
 		x.clientGone = x.r.Context().Err() != nil
 	}
 	return attemptDone, nil
@@ -315,7 +331,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 	er := openai.NewEventReader(br)
 	rc := http.NewResponseController(x.w)
 	wantUsage := x.req.WantsUsage()
-	first := true
+	first, done := true, false
 	for {
 		raw, data, err := er.Next()
 		if err != nil {
@@ -325,14 +341,15 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			case x.r.Context().Err() != nil:
 				x.clientGone = true
 				return attemptDone, nil
-			case err == io.EOF:
-			default:
-				// The stream broke: the client keeps what it got; billing
-				// counts it.
-				x.errMsg = "upstream_stream_broken"
 			}
 			if first {
 				return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_error", "the upstream stream broke off")
+			}
+			if err != io.EOF || !done {
+				// The stream broke (or ended without [DONE]): the client
+				// keeps what it got, then an error event its SDK raises;
+				// billing counts what was streamed.
+				x.streamBroken(rc)
 			}
 			return attemptDone, nil
 		}
@@ -350,6 +367,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			first = false
 			x.ttft = time.Since(x.start)
 			x.status = http.StatusOK
+			x.answered = true
 			x.wroteHeader = true
 			h := x.w.Header()
 			h.Set("Content-Type", "text/event-stream")
@@ -358,7 +376,17 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			x.passUpstreamID(resp)
 			x.w.WriteHeader(http.StatusOK)
 		}
-		if data != nil && !bytes.Equal(data, openai.Done) {
+		if data != nil && bytes.Equal(data, openai.Done) {
+			done = true
+			if wantUsage && x.usage == nil && x.ep != openai.Embeddings {
+				// Asked for, but the upstream sent none: the gateway's
+				// count goes in a last chunk of its own.
+				if _, err := x.w.Write(x.usageChunk()); err != nil {
+					x.clientGone = true
+					return attemptDone, nil
+				}
+			}
+		} else if data != nil {
 			if err := openai.ParseChunk(data, &x.chunk); err == nil {
 				if x.chunk.Usage != nil {
 					x.usageStore = *x.chunk.Usage

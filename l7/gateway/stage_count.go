@@ -55,10 +55,19 @@ func countPrompt(c *tokens.Counter, r *openai.Request, scratch *[]tokens.Message
 	}
 	for i := range r.Texts {
 		t := &r.Texts[i]
-		if t.Part < 0 {
-			msgs[t.Message].Content = t.Value
-		} else {
-			msgs[t.Message].Parts = append(msgs[t.Message].Parts, t.Value)
+		switch t.Kind {
+		case openai.KindContent:
+			if t.Part < 0 {
+				msgs[t.Message].Content = t.Value
+			} else {
+				msgs[t.Message].Parts = append(msgs[t.Message].Parts, t.Value)
+			}
+		case openai.KindToolCallArguments:
+			// Counted with the message's tool_calls (Extra above).
+		default:
+			// Tool and function definitions, response schemas,
+			// refusals: read by the model, so counted and billed.
+			n += c.Count(t.Value)
 		}
 	}
 	return n + c.CountChat(msgs)

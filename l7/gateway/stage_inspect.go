@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
 
+	"github.com/infergate/infergate/l7/inspect"
 	"github.com/infergate/infergate/l7/openai"
 )
 
@@ -13,7 +15,12 @@ import (
 //
 // Reads: x.req.Texts. Writes: x.inspected, x.rewrite.Texts and (redacted)
 // x.req.Texts.
-type inspectStage struct{ inspector Inspector }
+type inspectStage struct {
+	inspector Inspector
+	// maxMessage is the policy's per-text size limit (0: none), named in
+	// the answer to a text over it.
+	maxMessage int
+}
 
 // inspectScratch is the inspector's input, kept across pooled requests.
 type inspectScratch struct{ texts []string }
@@ -32,7 +39,7 @@ func newInspectStage(g *Gateway, cfg *config) (stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &inspectStage{inspector: in}, nil
+	return &inspectStage{inspector: in, maxMessage: ins.MaxMessageBytes}, nil
 }
 
 func (s *inspectStage) serve(x *exchange) *openai.Error {
@@ -52,6 +59,10 @@ func (s *inspectStage) serve(x *exchange) *openai.Error {
 	x.inspected = res
 	for _, m := range res.Matches {
 		x.g.metrics.verdicts.WithLabelValues(x.principal.Tenant, m.Rule, m.Action).Inc()
+	}
+	if res.Block != nil && res.Block.Rule == inspect.SizeRule && s.maxMessage > 0 {
+		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "message_too_large",
+			Message: "a message is longer than " + strconv.Itoa(s.maxMessage) + " bytes (gateway.inspection.maxMessageBytes)"}
 	}
 	if res.Block != nil {
 		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "content_blocked",

@@ -1,17 +1,22 @@
 package gateway
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/infergate/infergate/l7/openai"
 )
 
 // parseStage reads the body, bounded in size and time, and decodes the
-// fields the gateway acts on.
+// fields the gateway acts on. A gzip body is decompressed, bounded by the
+// same limit; other content codings (zstd, br, deflate) are refused 415,
+// as decoding them would take a dependency for little use.
 //
 // Reads: x.r. Writes: x.body, x.req.
 type parseStage struct {
@@ -34,6 +39,18 @@ func (s *parseStage) serve(x *exchange) *openai.Error {
 	if bb, ok := x.r.Body.(bufferedBody); !ok || !bb.Buffered() {
 		rc = http.NewResponseController(x.w)
 		_ = rc.SetReadDeadline(time.Now().Add(s.readTimeout))
+	}
+	gzipped := false
+	if ce := x.r.Header["Content-Encoding"]; len(ce) > 0 {
+		switch {
+		case len(ce) == 1 && (ce[0] == "" || strings.EqualFold(ce[0], "identity")):
+		case len(ce) == 1 && (strings.EqualFold(ce[0], "gzip") || strings.EqualFold(ce[0], "x-gzip")):
+			gzipped = true
+		default:
+			x.w.Header().Set("Connection", "close")
+			return &openai.Error{Status: http.StatusUnsupportedMediaType, Type: openai.TypeInvalidRequest, Code: "unsupported_content_encoding",
+				Message: "request bodies may be sent as they are or gzip-compressed; this Content-Encoding is not supported"}
+		}
 	}
 	if x.r.ContentLength > s.maxBody {
 		x.w.Header().Set("Connection", "close")
@@ -62,6 +79,11 @@ func (s *parseStage) serve(x *exchange) *openai.Error {
 	if rc != nil {
 		_ = rc.SetReadDeadline(time.Time{})
 	}
+	if gzipped {
+		if err := s.gunzip(x); err != nil {
+			return err
+		}
+	}
 	x.body = x.bodyBuf.Bytes()
 	if err := openai.ParseInto(&x.req, x.ep, x.body); err != nil {
 		var oe *openai.Error
@@ -69,6 +91,26 @@ func (s *parseStage) serve(x *exchange) *openai.Error {
 			return oe
 		}
 		return openai.BadRequest("invalid_request", err.Error(), "")
+	}
+	return nil
+}
+
+// gunzip replaces the gzip body in x.bodyBuf by its contents, bounded by
+// the body limit as it decompresses: a small bomb costs at most maxBody
+// bytes of output before it is refused.
+func (s *parseStage) gunzip(x *exchange) *openai.Error {
+	compressed := bytes.Clone(x.bodyBuf.Bytes())
+	zr, err := gzip.NewReader(bytes.NewReader(compressed))
+	if err != nil {
+		return openai.BadRequest("invalid_gzip", "the request body is not valid gzip", "")
+	}
+	x.bodyBuf.Reset()
+	_, err = x.bodyBuf.ReadFrom(x.limit(zr, s.maxBody+1))
+	if int64(x.bodyBuf.Len()) > s.maxBody {
+		return tooLarge(s.maxBody)
+	}
+	if err != nil {
+		return openai.BadRequest("invalid_gzip", "the request body is not valid gzip", "")
 	}
 	return nil
 }

@@ -261,6 +261,19 @@ func check(st *memState, l policy.Limits, rs reasons, reserve, cost, now int64, 
 	return p
 }
 
+// offerState offers one principal's request and token figures as they
+// stand (nothing charged).
+func offerState(st *memState, l policy.Limits, now int64, rq, tk *headerPick) {
+	if n := l.RequestsPerMinute; n > 0 {
+		tat := max(st.reqTAT, now)
+		rq.offer(n, remainingUnits(tat, now, n, rateWindow), time.Duration(tat-now))
+	}
+	if n := l.TokensPerMinute; n > 0 {
+		tat := max(st.tokTAT, now)
+		tk.offer(n, remainingUnits(tat, now, n, rateWindow), time.Duration(tat-now))
+	}
+}
+
 func (p *memPlan) apply(id uint64, leaseEnd int64) {
 	st := p.st
 	st.reqTAT, st.tokTAT = p.reqTAT, p.tokTAT
@@ -313,6 +326,17 @@ func (m *Memory) Admit(_ context.Context, r Request) (Ticket, Decision, error) {
 		LimitTokens: tk.limit, RemainingTokens: tk.remaining, ResetTokens: tk.reset,
 	}
 	if !d.Allowed {
+		// A refused request is charged nothing, so its figures are the
+		// state as it stands, not as check planned it for an admission.
+		var rq, tk headerPick
+		if tlim {
+			offerState(ts, r.TenantLimits, now, &rq, &tk)
+		}
+		if klim {
+			offerState(ks, r.KeyLimits, now, &rq, &tk)
+		}
+		d.LimitRequests, d.RemainingRequests, d.ResetRequests = rq.limit, rq.remaining, rq.reset
+		d.LimitTokens, d.RemainingTokens, d.ResetTokens = tk.limit, tk.remaining, tk.reset
 		return nil, d, nil
 	}
 	leaseEnd := now + m.lease

@@ -1,6 +1,17 @@
 // Package openai holds the OpenAI-compatible wire shapes the gateway reads
 // and writes: the request fields it needs, server-sent event parsing for
 // streamed responses, and OpenAI's JSON error shape.
+//
+// What is inspected, counted and billed must be what the upstream reads.
+// So every field a model reads is taken as a Text (message contents and
+// text parts of any type, refusals, tool and function descriptions and
+// parameter schemas, tool-call arguments, response schemas), and keys are
+// matched exactly, as Python servers do. A top-level key that differs from
+// one the gateway reads only by case ("Messages", "Stream", "ſtream") is
+// refused as ambiguous, since a Go upstream would match it; such a key
+// inside a message, part, tool or call is dropped before the body goes
+// upstream (Rewrite.StripVariants), so either kind of server reads what was
+// inspected.
 package openai
 
 import (

@@ -67,6 +67,21 @@ type Request struct {
 	MaxTokens           *int64          `json:"max_tokens"`
 	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
 	N                   *int64          `json:"n"`
+	// Tools, Functions and ResponseFormat are read for the text the model
+	// reads in them (descriptions, parameter and output schemas).
+	Tools          json.RawMessage `json:"tools"`
+	Functions      json.RawMessage `json:"functions"`
+	ResponseFormat json.RawMessage `json:"response_format"`
+
+	// Variants is set when an object below the top level (a message, a
+	// content part, a tool, a tool call) holds a key that differs from
+	// one the gateway reads only by case ("Content"): upstream servers
+	// that match keys case-insensitively would read it, so Rewrite drops
+	// such keys before the body goes upstream. At the top level such a
+	// key is refused instead (ambiguous).
+	Variants bool `json:"-"`
+	// ambiguous names the top-level field a case variant was found for.
+	ambiguous string
 
 	// Texts is every piece of prompt text in order (message contents and
 	// text parts, prompt or input strings); inspection and counting read it
@@ -84,6 +99,10 @@ type Message struct {
 	Content    json.RawMessage `json:"content"`
 	ToolCalls  json.RawMessage `json:"tool_calls"`
 	ToolCallID string          `json:"tool_call_id"`
+	// Refusal is an assistant message's refusal text; FunctionCall is
+	// the legacy function_call object.
+	Refusal      string          `json:"refusal"`
+	FunctionCall json.RawMessage `json:"function_call"`
 
 	// contentRaw and contentEsc keep the fast decoder's scan of a string
 	// content (the bytes between the quotes, and whether they hold
@@ -94,6 +113,31 @@ type Message struct {
 	contentScanned bool
 }
 
+// TextKind says which field of the request a Text is.
+type TextKind uint8
+
+// Text kinds. Content is a message's content (string or text part) or a
+// prompt/input string; the rest are the other fields a model reads. The
+// schema kinds hold a JSON value's text (redaction must leave it valid
+// JSON).
+const (
+	KindContent               TextKind = iota
+	KindRefusalPart                    // messages[Message].content[Part].refusal
+	KindRefusal                        // messages[Message].refusal
+	KindToolCallArguments              // messages[Message].tool_calls[Item].function.arguments
+	KindFunctionCallArguments          // messages[Message].function_call.arguments
+	KindToolDescription                // tools[Item].function.description
+	KindToolParameters                 // tools[Item].function.parameters (JSON)
+	KindFunctionDescription            // functions[Item].description
+	KindFunctionParameters             // functions[Item].parameters (JSON)
+	KindResponseFormat                 // response_format.json_schema (JSON)
+)
+
+// IsJSON reports whether the kind's Value is a JSON value's text.
+func (k TextKind) IsJSON() bool {
+	return k == KindToolParameters || k == KindFunctionParameters || k == KindResponseFormat
+}
+
 // Text is one piece of prompt text and where it came from.
 type Text struct {
 	Value string
@@ -101,8 +145,11 @@ type Text struct {
 	Message int
 	// Part is the index of the content part, -1 for a plain string.
 	Part int
-	// Item is the index in a prompt/input array, -1 for a plain string.
+	// Item is the index in a prompt/input array, -1 for a plain string
+	// (for tool kinds: the index of the tool or tool call).
 	Item int
+	// Kind is the field the text is in.
+	Kind TextKind
 }
 
 // ParseRequest decodes and validates body for endpoint e. Errors are
@@ -133,6 +180,9 @@ func parseInto(r *Request, e Endpoint, body []byte, decode func(*Request, []byte
 	if err := decode(r, body); err != nil {
 		return err
 	}
+	if r.ambiguous != "" {
+		return BadRequest("ambiguous_field", "the body has a key that differs from "+r.ambiguous+" only by case", r.ambiguous)
+	}
 	if r.Model == "" {
 		return BadRequest("missing_model", "you must provide a model parameter", "model")
 	}
@@ -157,6 +207,12 @@ func parseInto(r *Request, e Endpoint, body []byte, decode func(*Request, []byte
 			if err := r.addContent(i); err != nil {
 				return err
 			}
+			if err := r.addMessageExtras(i); err != nil {
+				return err
+			}
+		}
+		if err := r.addTools(); err != nil {
+			return err
 		}
 	case Completions:
 		if r.Stream == false && r.StreamOptions != nil {
@@ -214,12 +270,19 @@ func (r *Request) addContent(i int) error {
 			return BadRequest("invalid_value", fmt.Sprintf("at most %d content parts", MaxContentParts), contentParam(i))
 		}
 		for j, p := range parts {
-			var typ, text string
-			if field(p, "type", &typ) != nil || field(p, "text", &text) != nil {
+			var typ, text, refusal string
+			if field(p, "type", &typ) != nil || field(p, "text", &text) != nil || field(p, "refusal", &refusal) != nil {
 				return BadRequest("invalid_value", "content parts need a string type and text", contentParam(i))
 			}
-			if typ == "text" {
+			r.Variants = r.Variants || hasVariant(p, partKeys)
+			// Every part's text is read: typed text, input_text or
+			// output_text, untyped, or of a type the gateway does not
+			// know (an upstream may still read its text).
+			if _, ok := p["text"]; ok || typ == "text" {
 				r.Texts = append(r.Texts, Text{Value: text, Message: i, Part: j, Item: -1})
+			}
+			if _, ok := p["refusal"]; ok {
+				r.Texts = append(r.Texts, Text{Value: refusal, Message: i, Part: j, Item: -1, Kind: KindRefusalPart})
 			}
 		}
 	default:
@@ -338,6 +401,12 @@ func (r *Request) decodeSlow(body []byte) error {
 		}
 	}
 	r.Prompt, r.Input = top["prompt"], top["input"]
+	r.Tools, r.Functions, r.ResponseFormat = top["tools"], top["functions"], top["response_format"]
+	for k := range top {
+		if a := ambiguousTop(k); a != "" {
+			r.ambiguous = a
+		}
+	}
 	raw, ok := top["messages"]
 	if !ok || isNull(raw) {
 		return nil
@@ -355,13 +424,14 @@ func (r *Request) decodeSlow(body []byte) error {
 		for _, f := range []struct {
 			name string
 			dst  *string
-		}{{"role", &dst.Role}, {"name", &dst.Name}, {"tool_call_id", &dst.ToolCallID}} {
+		}{{"role", &dst.Role}, {"name", &dst.Name}, {"tool_call_id", &dst.ToolCallID}, {"refusal", &dst.Refusal}} {
 			if err := field(m, f.name, f.dst); err != nil {
 				err.Param = "messages[" + strconv.Itoa(i) + "]." + f.name
 				return err
 			}
 		}
-		dst.Content, dst.ToolCalls = m["content"], m["tool_calls"]
+		dst.Content, dst.ToolCalls, dst.FunctionCall = m["content"], m["tool_calls"], m["function_call"]
+		r.Variants = r.Variants || hasVariant(m, messageKeys)
 	}
 	return nil
 }

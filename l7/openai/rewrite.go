@@ -16,6 +16,10 @@ type Rewrite struct {
 	// Texts, when non-nil, holds a replacement for every Request.Texts entry
 	// (same length; unchanged entries repeated).
 	Texts []string
+	// StripVariants drops the keys below the top level that differ from
+	// the ones the gateway reads only by case (Request.Variants), so
+	// that the upstream reads only what was inspected.
+	StripVariants bool
 }
 
 // Apply returns body with the changes made. Without text changes, adding
@@ -26,11 +30,11 @@ func (rw *Rewrite) Apply(r *Request, body []byte) ([]byte, error) {
 	if len(rw.Texts) == 0 && len(r.Texts) == 0 {
 		rw.Texts = nil
 	}
-	if rw.Model == "" && !rw.IncludeUsage && rw.Texts == nil {
+	if rw.Model == "" && !rw.IncludeUsage && rw.Texts == nil && !rw.StripVariants {
 		return body, nil
 	}
 	body = bytes.TrimSpace(body)
-	if rw.Model == "" && rw.Texts == nil && r.StreamOptions == nil {
+	if rw.Model == "" && rw.Texts == nil && !rw.StripVariants && r.StreamOptions == nil {
 		out := make([]byte, 0, len(body)+len(includeUsageField)+1)
 		out = append(out, '{')
 		out = append(out, includeUsageField...)
@@ -61,10 +65,14 @@ func (rw *Rewrite) Apply(r *Request, body []byte) ([]byte, error) {
 		so["include_usage"] = json.RawMessage("true")
 		top["stream_options"], _ = json.Marshal(so)
 	}
-	if rw.Texts != nil {
-		if len(rw.Texts) != len(r.Texts) {
-			return nil, fmt.Errorf("rewrite: %d replacement texts for %d texts", len(rw.Texts), len(r.Texts))
+	if rw.Texts != nil && len(rw.Texts) != len(r.Texts) {
+		return nil, fmt.Errorf("rewrite: %d replacement texts for %d texts", len(rw.Texts), len(r.Texts))
+	}
+	if r.Endpoint == ChatCompletions && (rw.Texts != nil || rw.StripVariants) {
+		if err := rw.rewriteChat(r, top); err != nil {
+			return nil, err
 		}
+	} else if rw.Texts != nil {
 		if err := rw.replaceTexts(r, top); err != nil {
 			return nil, err
 		}
@@ -76,31 +84,6 @@ const includeUsageField = `"stream_options":{"include_usage":true}`
 
 func (rw *Rewrite) replaceTexts(r *Request, top map[string]json.RawMessage) error {
 	switch r.Endpoint {
-	case ChatCompletions:
-		var msgs []map[string]json.RawMessage
-		if err := json.Unmarshal(top["messages"], &msgs); err != nil {
-			return fmt.Errorf("rewrite messages: %w", err)
-		}
-		parts := map[int][]map[string]json.RawMessage{}
-		for i, t := range r.Texts {
-			v, _ := json.Marshal(rw.Texts[i])
-			if t.Part < 0 {
-				msgs[t.Message]["content"] = v
-				continue
-			}
-			p, ok := parts[t.Message]
-			if !ok {
-				if err := json.Unmarshal(msgs[t.Message]["content"], &p); err != nil {
-					return fmt.Errorf("rewrite content parts: %w", err)
-				}
-				parts[t.Message] = p
-			}
-			p[t.Part]["text"] = v
-		}
-		for i, p := range parts {
-			msgs[i]["content"], _ = json.Marshal(p)
-		}
-		top["messages"], _ = json.Marshal(msgs)
 	default:
 		field := "prompt"
 		if r.Endpoint == Embeddings {

@@ -469,6 +469,18 @@ func (r *Request) decodeFast(body []byte) error {
 			v, err := s.skip()
 			r.Input = v
 			return err
+		case "tools":
+			v, err := s.skip()
+			r.Tools = v
+			return err
+		case "functions":
+			v, err := s.skip()
+			r.Functions = v
+			return err
+		case "response_format":
+			v, err := s.skip()
+			r.ResponseFormat = v
+			return err
 		case "stream_options":
 			field(fStreamOptions)
 			if s.null() {
@@ -546,7 +558,16 @@ func (r *Request) decodeFast(body []byte) error {
 							v, err := s.skip()
 							m.ToolCalls = v
 							return err
+						case "refusal":
+							dst = &m.Refusal
+						case "function_call":
+							v, err := s.skip()
+							m.FunctionCall = v
+							return err
 						default:
+							if variantOf(k, messageKeys) != "" {
+								r.Variants = true
+							}
 							_, err := s.skip()
 							return err
 						}
@@ -569,6 +590,9 @@ func (r *Request) decodeFast(body []byte) error {
 				return errSyntax
 			}
 		default:
+			if a := variantOf(k, topKeys); a != "" && r.ambiguous == "" {
+				r.ambiguous = a
+			}
 			_, err := s.skip()
 			return err
 		}
