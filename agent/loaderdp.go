@@ -225,6 +225,10 @@ func (d *DecapDataplane) DeleteVIP(VIPKey) error { return errNotBalancer }
 // SetLocalVIPs replaces the decapsulated addresses.
 func (d *DecapDataplane) SetLocalVIPs(v []netip.Addr) error { return d.D.SetLocalVIPs(v) }
 
+// SetDecapSources replaces the outer sources whose encapsulated packets are
+// decapsulated (the balancers'); every other is dropped.
+func (d *DecapDataplane) SetDecapSources(p []netip.Prefix) error { return d.D.SetTrustedSources(p) }
+
 // Backends is empty on a GPU host.
 func (d *DecapDataplane) Backends() (map[uint32]BackendEntry, error) {
 	return map[uint32]BackendEntry{}, nil
@@ -237,7 +241,8 @@ func (d *DecapDataplane) VIPs() (map[VIPKey]VIPEntry, error) { return map[VIPKey
 func (d *DecapDataplane) MaxBackends() uint32 { return 0 }
 
 // decapNames name the decapsulator's counters (enum decap_stat_index).
-var decapNames = [loader.DecapStatMax]string{"pass_not_ipip", "pass_decapsulated", "pass_not_local", "drop_malformed", "drop_fail"}
+var decapNames = [loader.DecapStatMax]string{"pass_not_ipip", "pass_decapsulated", "pass_not_local", "drop_malformed", "drop_fail",
+	"drop_untrusted_source"}
 
 // Counters reads the decapsulator's counters: verdicts "decapsulated"
 // (IPIP for a local VIP, passed up without its outer header), "pass" (not

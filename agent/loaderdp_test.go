@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/infergate/infergate/agent/internal/vethtest"
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/internal/privtest"
 	"github.com/infergate/infergate/loader"
@@ -333,5 +334,41 @@ func TestRealDataplaneIPv6ReadBack(t *testing.T) {
 	k := VIPKey{netip.MustParseAddr("2001:db8::100"), 8443, 6}
 	if e, ok := vips[k]; !ok || e.Index != rec.VIPIndices()[k] {
 		t.Fatalf("VIP read back as %v", vips)
+	}
+}
+
+// TestRunGPUHostTrustsOnlyPolicyBalancers: the shipped agent on a GPU host
+// loads spec.dataplane.decapSources into the decapsulator, and the
+// decapsulator's untrusted-source drops reach the metrics by name.
+func TestRunGPUHostTrustsOnlyPolicyBalancers(t *testing.T) {
+	mount, pinDir := testBPFFS(t)
+	v := vethtest.New(t)
+	dir := t.TempDir()
+	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
+kind: Policy
+metadata: {name: host}
+spec:
+  dataplane:
+    decapInterfaces: [%s]
+    localVIPs: [198.18.%d.100]
+    decapSources: [198.18.%d.1, 198.19.200.0/24, "2001:db8:ff::/64"]
+`, v.Near, v.Subnet, v.Subnet)
+	pf := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Role: RoleGPUHost, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "agent.sock"), BPFFS: mount, PinDir: pinDir, MetricsAddr: freePort(t),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a := startRun(t, cfg)
+	defer a.stop(t)
+	if n := countPinnedKeys(t, filepath.Join(pinDir, "decap_src4")); n != 2 {
+		t.Fatalf("%d trusted IPv4 sources pinned, want 2", n)
+	}
+	if n := countPinnedKeys(t, filepath.Join(pinDir, "decap_src6")); n != 1 {
+		t.Fatalf("%d trusted IPv6 sources pinned, want 1", n)
+	}
+	if m := scrapeMetrics(t, cfg.MetricsAddr); !strings.Contains(m, `reason="drop_untrusted_source"`) {
+		t.Fatalf("metrics lack the untrusted-source drop reason")
 	}
 }

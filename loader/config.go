@@ -16,6 +16,7 @@ const (
 	DefaultMaxRules              = 4096
 	DefaultMaxClassPrefixes      = 1024
 	DefaultMaxLocalVIPs          = 256
+	DefaultMaxTrustedSources     = 256 // DEFAULT_DECAP_SOURCES
 	DefaultAggregateV4           = 32
 	DefaultAggregateV6           = 64
 

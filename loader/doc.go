@@ -83,5 +83,5 @@
 // rate-limit tables, counted by iterating: O(entries), for scrapes, not for
 // the packet path).
 //
-// Decap (GPU hosts): LoadDecap, SetLocalVIPs, DecapStats.
+// Decap (GPU hosts): LoadDecap, SetLocalVIPs, SetTrustedSources, DecapStats.
 package loader

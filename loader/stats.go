@@ -79,6 +79,7 @@ const (
 	DecapPassNotLocal
 	DecapDropMalformed
 	DecapDropFail
+	DecapDropUntrustedSource
 	DecapStatMax
 )
 

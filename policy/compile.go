@@ -223,6 +223,9 @@ func build(d *Document) *Compiled {
 	for _, s := range dp.LocalVIPs {
 		cd.LocalVIPs = append(cd.LocalVIPs, mustAddr(s))
 	}
+	if len(dp.DecapSources) > 0 {
+		cd.DecapSources = prefixes(dp.DecapSources)
+	}
 
 	g := d.Spec.Gateway
 	cg := &c.Gateway
@@ -353,6 +356,7 @@ func (c *Compiled) Document() *Document {
 	for _, a := range cd.LocalVIPs {
 		dp.LocalVIPs = append(dp.LocalVIPs, a.String())
 	}
+	dp.DecapSources = sourceStrings(cd.DecapSources)
 	for _, p := range c.Pools {
 		pool := Pool{Name: p.Name, LoadReports: p.LoadReports}
 		for _, b := range p.Backends {

@@ -42,6 +42,9 @@ type CompiledDataplane struct {
 
 	VIPs      []CompiledVIP
 	LocalVIPs []netip.Addr
+	// DecapSources: outer sources the decapsulator trusts (hosts as /32
+	// or /128); empty trusts none.
+	DecapSources []netip.Prefix
 }
 
 // CompiledRule: Prefixes hold host addresses as /32 or /128; a rule with no

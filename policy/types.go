@@ -53,6 +53,10 @@ type Dataplane struct {
 	VIPs       []VIP      `yaml:"vips,omitempty" json:"vips,omitempty"`
 	// LocalVIPs are the VIPs this host's decapsulator accepts (GPU hosts).
 	LocalVIPs []string `yaml:"localVIPs,omitempty" json:"localVIPs,omitempty"`
+	// DecapSources are the balancers' encapsulation sources (addresses or
+	// prefixes): the only outer sources whose IPIP and IPv6-in-IPv6
+	// packets the decapsulator accepts (GPU hosts). Empty accepts none.
+	DecapSources []string `yaml:"decapSources,omitempty" json:"decapSources,omitempty"`
 }
 
 // Firewall is an ordered-by-specificity set of source rules.

@@ -359,6 +359,14 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 			v.unique(seen, lp, a.String(), "local VIP")
 		}
 	}
+	seen = uniq{}
+	for i, s := range dp.DecapSources {
+		sp := idx(p+".decapSources", i)
+		v.source(sp, s)
+		if pfx, err := parseSource(s); err == nil {
+			v.unique(seen, sp, pfx.String(), "decapsulation source")
+		}
+	}
 }
 
 func (v *validator) ref(path, name string, known map[string]int, what string) {

@@ -24,6 +24,8 @@
 #define DEFAULT_MAX_FW_RULES 4096
 #define DEFAULT_RING_SIZE 65537
 #define DEFAULT_LOCAL_VIPS 256
+/* Outer-source prefixes the decapsulator trusts (per family). */
+#define DEFAULT_DECAP_SOURCES 256
 /* Bitmap of destination ports that carry a VIP: 65536 bits. */
 #define VIP_PORT_WORDS 1024
 
@@ -111,5 +113,6 @@ enum decap_stat_index {
 	DSTAT_V_PASS_NOT_LOCAL,
 	DSTAT_V_DROP_MALFORMED,
 	DSTAT_V_DROP_FAIL,
+	DSTAT_V_DROP_UNTRUSTED_SRC, /* encapsulated for a local VIP, outer source not a trusted balancer */
 	DSTAT_MAX,
 };

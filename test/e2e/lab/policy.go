@@ -57,6 +57,9 @@ func (l *Lab) Policy(o PolicyOptions) *policy.Document {
 	dp.DecapInterfaces = []string{"eth0"}
 	dp.XDPMode = "native"
 	dp.LocalVIPs = []string{VIP4.String(), VIP6.String()}
+	// The GPU hosts decapsulate only what the balancer encapsulated: its
+	// agent uses its own address as the outer source.
+	dp.DecapSources = []string{l.Balancer.V4.String(), l.Balancer.V6.String()}
 	dp.Firewall.DefaultAction = "allow"
 	if o.Deny {
 		dp.Firewall.Rules = append(dp.Firewall.Rules, policy.FirewallRule{
