@@ -217,8 +217,9 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 			add(path, "VIP %s: pool %s has no backend with a positive weight that is not draining; it would steer nothing", v.Name, p.Name)
 		}
 		dv := DesiredVIP{
-			Name:    v.Name,
-			Entry:   VIPEntry{Key: key, L2: v.Forwarding == policy.ForwardL2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst},
+			Name: v.Name,
+			Entry: VIPEntry{Key: key, L2: v.Forwarding == policy.ForwardL2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+				NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst},
 			Weights: map[netip.Addr]uint32{},
 		}
 		for bi, b := range p.Backends {

@@ -96,7 +96,8 @@ func (d *BalancerDataplane) DeleteBackend(id uint32) error { return d.B.DeleteBa
 // SetVIP writes a VIP and swaps its table.
 func (d *BalancerDataplane) SetVIP(v VIPEntry, table []uint32) error {
 	return d.B.UpsertVIP(loader.VIP{ID: v.Index, Addr: v.Key.Address, Port: v.Key.Port, Protocol: v.Key.Protocol,
-		L2: v.L2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst}, table)
+		L2: v.L2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+		NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst}, table)
 }
 
 // DeleteVIP removes a VIP.

@@ -283,6 +283,8 @@ int balancer(struct xdp_md *ctx)
 		/* New flow (or a flow whose table entry was evicted: Maglev gives
 		 * the same backend while the table is unchanged). */
 		reason = rl_new_conn(&rl);
+		if (!reason && vm->budget && !rl.established)
+			reason = vip_budget_allow(vm->id);
 		if (!reason && vm->guard)
 			reason = vip_guard_allow(vm->id);
 		if (reason)

@@ -163,11 +163,11 @@ type balancerVipKey struct {
 }
 
 type balancerVipMeta struct {
-	_     structs.HostLayout
-	Id    uint32
-	Flags uint32
-	Guard uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Id     uint32
+	Flags  uint32
+	Guard  uint32
+	Budget uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -193,6 +193,7 @@ const (
 	balancerMapRlEstablished = "rl_established"
 	balancerMapStats         = "stats"
 	balancerMapVipAddrs      = "vip_addrs"
+	balancerMapVipBudgets    = "vip_budgets"
 	balancerMapVipGuards     = "vip_guards"
 	balancerMapVipInfo       = "vip_info"
 	balancerMapVipPorts      = "vip_ports"
@@ -269,6 +270,7 @@ type balancerMapSpecs struct {
 	RlEstablished *ebpf.MapSpec `ebpf:"rl_established"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs      *ebpf.MapSpec `ebpf:"vip_addrs"`
+	VipBudgets    *ebpf.MapSpec `ebpf:"vip_budgets"`
 	VipGuards     *ebpf.MapSpec `ebpf:"vip_guards"`
 	VipInfo       *ebpf.MapSpec `ebpf:"vip_info"`
 	VipPorts      *ebpf.MapSpec `ebpf:"vip_ports"`
@@ -321,6 +323,7 @@ type balancerMaps struct {
 	RlEstablished *ebpf.Map `ebpf:"rl_established"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 	VipAddrs      *ebpf.Map `ebpf:"vip_addrs"`
+	VipBudgets    *ebpf.Map `ebpf:"vip_budgets"`
 	VipGuards     *ebpf.Map `ebpf:"vip_guards"`
 	VipInfo       *ebpf.Map `ebpf:"vip_info"`
 	VipPorts      *ebpf.Map `ebpf:"vip_ports"`
@@ -349,6 +352,7 @@ func (m *balancerMaps) Close() error {
 		m.RlEstablished,
 		m.Stats,
 		m.VipAddrs,
+		m.VipBudgets,
 		m.VipGuards,
 		m.VipInfo,
 		m.VipPorts,

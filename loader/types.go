@@ -68,6 +68,13 @@ type VIP struct {
 	// floods from all clients together; zero = no guard.
 	NewConnsPerSecond uint64
 	NewConnBurst      uint64
+	// NewFlowBudget/NewFlowBudgetBurst bound the new flows per second from
+	// sources with no established state (no flow of theirs has carried a
+	// packet past the handshake), such as a spoofed-source SYN flood's;
+	// known clients do not spend it. Zero = no budget. A budget turns the
+	// client tracking of the rate limiter on even when no class has limits.
+	NewFlowBudget      uint64
+	NewFlowBudgetBurst uint64
 }
 
 // Backend is a real server. MAC is the next hop for it (for L2 DSR, the

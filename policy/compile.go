@@ -218,6 +218,7 @@ func build(d *Document) *Compiled {
 			Name: v.Name, Address: mustAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
 			Pool: poolIdx[v.Pool], Forwarding: v.Forwarding,
 			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+			NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst,
 		})
 	}
 	for _, s := range dp.LocalVIPs {
@@ -351,6 +352,7 @@ func (c *Compiled) Document() *Document {
 			Name: v.Name, Address: v.Address.String(), Port: int(v.Port), Protocol: protoName(v.Protocol),
 			Pool: poolName(v.Pool), Forwarding: v.Forwarding,
 			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+			NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst,
 		})
 	}
 	for _, a := range cd.LocalVIPs {

@@ -108,6 +108,9 @@ func TestCompiledContent(t *testing.T) {
 	if v := dp.VIPs[1]; v.Protocol != ProtoTCP || v.Forwarding != ForwardIPIP || v.Pool != 0 || !v.Address.Is6() {
 		t.Errorf("vip defaults: %+v", v)
 	}
+	if v := dp.VIPs[1]; v.NewFlowBudget != DefaultNewFlowBudget || v.NewFlowBudgetBurst != DefaultNewFlowBudget {
+		t.Errorf("new-flow budget defaults: %+v", v)
+	}
 	if ds := fmt.Sprint(dp.DecapSources); ds != "[198.18.1.2/32 198.19.200.0/24 2001:db8:1::2/128]" {
 		t.Errorf("decap sources %s", ds)
 	}

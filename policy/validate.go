@@ -343,6 +343,8 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 		v.ref(vp+".pool", vip.Pool, pools, "pool")
 		v.rate(vp+".newConnsPerSecond", vip.NewConnsPerSecond)
 		v.burst(vp+".newConnBurst", vip.NewConnBurst, vip.NewConnsPerSecond, "newConnsPerSecond")
+		v.rate(vp+".newFlowBudget", vip.NewFlowBudget)
+		v.rate(vp+".newFlowBudgetBurst", vip.NewFlowBudgetBurst) // alone it bursts over the default rate
 		if a, err := parseAddr(vip.Address); err == nil {
 			proto := vip.Protocol
 			if proto == "" {

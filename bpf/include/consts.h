@@ -96,6 +96,7 @@ enum stat_index {
 	STAT_V_DROP_NO_ENCAP_SRC,
 	STAT_V_DROP_ENCAP_FAIL,
 	STAT_V_DROP_NO_CONFIG,
+	STAT_V_DROP_VIP_BUDGET,   /* new flow from an unknown source, VIP's budget spent */
 	STAT_VERDICT_MAX,
 	/* informational */
 	STAT_CT_HIT = STAT_VERDICT_MAX,

@@ -174,6 +174,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vip_guard);
 } vip_guards SEC(".maps");
+/* Per-VIP new-flow budget for sources with no established state (see
+ * ratelimit.h): a GCRA bucket of the same layout as a guard. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DEFAULT_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_guard);
+} vip_budgets SEC(".maps");
 
 /* Per-VIP Maglev tables. Element 0 holds the table size N, elements 1..N the
  * backend ids: size and contents travel in one inner map, so swapping the

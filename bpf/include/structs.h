@@ -44,7 +44,7 @@ struct vip_meta {
 	__u32 id;    /* index into maglev_rings, vip_stats, vip_guards, vip_info */
 	__u32 flags; /* VIP_F_* */
 	__u32 guard; /* 1: vip_guards[id] limits new connections */
-	__u32 pad;
+	__u32 budget; /* 1: vip_budgets[id] limits new flows from unknown sources */
 };
 
 struct backend {
