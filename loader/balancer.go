@@ -49,6 +49,8 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	sizes := map[string]uint32{
 		"conntrack":      cfg.MaxFlows,
 		"conntrack6":     cfg.MaxFlows6,
+		"ct_est4":        cfg.MaxEstablishedFlows,
+		"ct_est6":        cfg.MaxEstablishedFlows,
 		"rl_buckets":     cfg.MaxBuckets,
 		"rl_established": estSlots(cfg.MaxEstablishedClients),
 		"vips":           cfg.MaxVIPs,
@@ -698,6 +700,12 @@ func (b *Balancer) Fill() (Fill, error) {
 		return f, fmt.Errorf("loader: count IPv6 flows: %w", err)
 	}
 	f.Flows += f.Flows6
+	if f.EstablishedFlows, err = countKeys[balancerFlowKey4](b.objs.CtEst4); err != nil {
+		return f, fmt.Errorf("loader: count established flows: %w", err)
+	}
+	if f.EstablishedFlows6, err = countKeys[balancerFlowKey](b.objs.CtEst6); err != nil {
+		return f, fmt.Errorf("loader: count established IPv6 flows: %w", err)
+	}
 	if f.Buckets, err = countKeys[balancerAddrKey](b.objs.RlBuckets); err != nil {
 		return f, fmt.Errorf("loader: count buckets: %w", err)
 	}

@@ -59,6 +59,7 @@ type balancerCtVal struct {
 	FwGen   uint32
 	Flags   uint32
 	Hash    uint32
+	Seen    uint32
 }
 
 type balancerEstClient struct {
@@ -183,6 +184,8 @@ const (
 	balancerMapConfig        = "config"
 	balancerMapConntrack     = "conntrack"
 	balancerMapConntrack6    = "conntrack6"
+	balancerMapCtEst4        = "ct_est4"
+	balancerMapCtEst6        = "ct_est6"
 	balancerMapFwExact4      = "fw_exact4"
 	balancerMapFwExact6      = "fw_exact6"
 	balancerMapFwLpm4        = "fw_lpm4"
@@ -260,6 +263,8 @@ type balancerMapSpecs struct {
 	Config        *ebpf.MapSpec `ebpf:"config"`
 	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
 	Conntrack6    *ebpf.MapSpec `ebpf:"conntrack6"`
+	CtEst4        *ebpf.MapSpec `ebpf:"ct_est4"`
+	CtEst6        *ebpf.MapSpec `ebpf:"ct_est6"`
 	FwExact4      *ebpf.MapSpec `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.MapSpec `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.MapSpec `ebpf:"fw_lpm4"`
@@ -313,6 +318,8 @@ type balancerMaps struct {
 	Config        *ebpf.Map `ebpf:"config"`
 	Conntrack     *ebpf.Map `ebpf:"conntrack"`
 	Conntrack6    *ebpf.Map `ebpf:"conntrack6"`
+	CtEst4        *ebpf.Map `ebpf:"ct_est4"`
+	CtEst6        *ebpf.Map `ebpf:"ct_est6"`
 	FwExact4      *ebpf.Map `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.Map `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.Map `ebpf:"fw_lpm4"`
@@ -342,6 +349,8 @@ func (m *balancerMaps) Close() error {
 		m.Config,
 		m.Conntrack,
 		m.Conntrack6,
+		m.CtEst4,
+		m.CtEst6,
 		m.FwExact4,
 		m.FwExact6,
 		m.FwLpm4,

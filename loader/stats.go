@@ -35,6 +35,9 @@ const (
 	StatBucketPromote
 	StatBucketPromoteFail
 	StatFragment
+	StatConntrackPromote
+	StatConntrackPromoteFail
+	StatConntrackDemote
 	StatMax
 )
 
@@ -44,7 +47,7 @@ var statNames = [StatMax]string{
 	"drop_vip_guard", "drop_no_backend", "drop_fragment_to_vip", "drop_no_encap_source",
 	"drop_encap_fail", "drop_no_config", "drop_vip_budget",
 	"conntrack_hit", "conntrack_insert", "bucket_insert", "bucket_promote", "bucket_promote_fail",
-	"fragment",
+	"fragment", "conntrack_promote", "conntrack_promote_fail", "conntrack_demote",
 }
 
 func (s Stat) String() string {

@@ -229,6 +229,22 @@ struct {
 	__type(value, struct ct_val);
 } conntrack6 SEC(".maps");
 
+/* Established flows (see balancer.c): plain hashes, never evicted by the
+ * kernel, so neither a flood of new flows nor a long idle time moves an
+ * established flow off its backend; Go expires idle entries by ct_val.seen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DEFAULT_CT_EST_ENTRIES);
+	__type(key, struct flow_key4);
+	__type(value, struct ct_val);
+} ct_est4 SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DEFAULT_CT_EST_ENTRIES);
+	__type(key, struct flow_key);
+	__type(value, struct ct_val);
+} ct_est6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DEFAULT_MAX_VIPS);

@@ -60,6 +60,7 @@ struct ct_val {
 	__u32 fw_gen; /* firewall generation this flow was last checked against */
 	__u32 flags;  /* CT_F_*; a zero value is another CPU's entry, see balancer.c */
 	__u32 hash;   /* flow hash, kept for the outer header's entropy */
+	__u32 seen;   /* established tables: last packet, in CT_SEEN_SHIFT units of the rate-limit clock */
 };
 
 struct fw_entry {
