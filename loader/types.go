@@ -92,11 +92,11 @@ type Traffic struct {
 
 // Fill is how many entries the tables hold.
 type Fill struct {
-	Flows              int // connection table entries, IPv4 and IPv6 (tables of MaxFlows and MaxFlows6)
-	Flows6             int // of which IPv6
+	Flows  int // connection table entries, IPv4 and IPv6 (tables of MaxFlows and MaxFlows6)
+	Flows6 int // of which IPv6
 	// EstablishedFlows and EstablishedFlows6: entries of the established-flow
 	// tables (IPv4 and IPv6, MaxEstablishedFlows each).
 	EstablishedFlows, EstablishedFlows6 int
-	Buckets            int // LRU rate-limit buckets
-	EstablishedClients int
+	Buckets                             int // LRU rate-limit buckets
+	EstablishedClients                  int
 }
