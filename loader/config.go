@@ -37,11 +37,9 @@ const (
 // Config sizes the maps (fixed at load) and sets the runtime parameters
 // (changeable with Reconfigure). Zero fields take defaults.
 type Config struct {
-	MaxFlows  uint32 // IPv4 connection table (LRU, shared by all CPUs)
-	MaxFlows6 uint32 // IPv6 connection table; 0 = MaxFlows (preallocated: 128 B per entry)
-	// MaxEstablishedFlows sizes each family's established-flow table (a
-	// hash the kernel never evicts; Go expires idle flows).
-	MaxEstablishedFlows   uint32
+	MaxFlows              uint32 // IPv4 connection table (LRU, shared by all CPUs)
+	MaxFlows6             uint32 // IPv6 connection table; 0 = MaxFlows (preallocated: 128 B per entry)
+	MaxEstablishedFlows   uint32 // each family's established-flow table (never evicted; Go expires idle flows)
 	MaxBuckets            uint32 // rate-limit buckets of new clients (LRU)
 	MaxEstablishedClients uint32 // rate-limit buckets of clients with an established flow
 	MaxVIPs               uint32

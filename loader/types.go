@@ -92,11 +92,10 @@ type Traffic struct {
 
 // Fill is how many entries the tables hold.
 type Fill struct {
-	Flows  int // connection table entries, IPv4 and IPv6 (tables of MaxFlows and MaxFlows6)
-	Flows6 int // of which IPv6
-	// EstablishedFlows and EstablishedFlows6: entries of the established-flow
-	// tables (IPv4 and IPv6, MaxEstablishedFlows each).
-	EstablishedFlows, EstablishedFlows6 int
-	Buckets                             int // LRU rate-limit buckets
-	EstablishedClients                  int
+	Flows              int // connection table entries, IPv4 and IPv6 (tables of MaxFlows and MaxFlows6)
+	Flows6             int // of which IPv6
+	Buckets            int // LRU rate-limit buckets
+	EstablishedClients int
+	EstablishedFlows   int // established-flow table entries, IPv4 (MaxEstablishedFlows)
+	EstablishedFlows6  int // established-flow table entries, IPv6 (MaxEstablishedFlows)
 }
