@@ -351,6 +351,20 @@ func (a *Agent) write(d *Desired) error {
 			return fmt.Errorf("set IPIP source: %w", err)
 		}
 	}
+	if ds, ok := a.o.Dataplane.(interface {
+		SetDecapSources(p []netip.Prefix) error
+	}); ok && d.Role == RoleGPUHost {
+		a.mu.Lock()
+		warned := a.desired != nil && len(a.desired.DecapSources) == 0 && len(a.desired.LocalVIPs) > 0
+		a.mu.Unlock()
+		if len(d.DecapSources) == 0 && len(d.LocalVIPs) > 0 && !warned {
+			a.log.Warn("spec.dataplane.decapSources is empty: the decapsulator accepts no encapsulated packet for the local VIPs")
+		}
+		if err := ds.SetDecapSources(d.DecapSources); err != nil {
+			a.fail(err)
+			return fmt.Errorf("set decapsulation sources: %w", err)
+		}
+	}
 	st, err := a.rec.Apply(d)
 	if err != nil {
 		a.fail(err)

@@ -60,6 +60,10 @@ type VIPEntry struct {
 	L2                bool   // MAC rewrite instead of IPIP
 	NewConnsPerSecond uint64
 	NewConnBurst      uint64
+	// NewFlowBudget/NewFlowBudgetBurst: new flows per second from sources
+	// with no established flow.
+	NewFlowBudget      uint64
+	NewFlowBudgetBurst uint64
 }
 
 // BackendEntry is a backend as the kernel holds it: its address, the MAC

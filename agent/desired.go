@@ -96,6 +96,9 @@ type Desired struct {
 	Backends  map[netip.Addr]BackendEntry
 	VIPs      map[VIPKey]DesiredVIP
 	LocalVIPs []netip.Addr
+	// DecapSources are the outer sources a GPU host's decapsulator
+	// accepts; empty accepts none.
+	DecapSources []netip.Prefix
 	// SourceV4 and SourceV6 are this node's addresses towards the
 	// backends: the outer source of IPIP packets when none is configured.
 	SourceV4, SourceV6 netip.Addr
@@ -149,6 +152,7 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 	case RoleGPUHost:
 		checkInterfaces(o.Resolver, "spec.dataplane.decapInterfaces", dp.DecapInterfaces, add)
 		d.LocalVIPs = slices.Clone(dp.LocalVIPs)
+		d.DecapSources = slices.Clone(dp.DecapSources)
 		seen := map[netip.Addr]int{}
 		for i, a := range d.LocalVIPs {
 			if j, ok := seen[a]; ok {
@@ -215,8 +219,9 @@ func Build(ctx context.Context, c *policy.Compiled, o BuildOptions) (*Desired, e
 		}
 		p := c.Pools[v.Pool]
 		dv := DesiredVIP{
-			Name:    v.Name,
-			Entry:   VIPEntry{Key: key, L2: v.Forwarding == policy.ForwardL2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst},
+			Name: v.Name,
+			Entry: VIPEntry{Key: key, L2: v.Forwarding == policy.ForwardL2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+				NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst},
 			Weights: map[netip.Addr]uint32{},
 		}
 		for bi, b := range p.Backends {

@@ -81,8 +81,11 @@
 // attached interface (checked: a backend routed elsewhere is refused); a
 // veth peer receiving XDP_TX frames needs an XDP program of its own. A
 // gpu-host attaches the decapsulator to spec.dataplane.decapInterfaces for
-// spec.dataplane.localVIPs, runs the L7 gateway (on by default for this
-// role) and serves its GPU load report at /load.
+// spec.dataplane.localVIPs, accepting encapsulated packets only from the
+// balancers named in spec.dataplane.decapSources (none when empty), runs
+// the L7 gateway (on by default for this role) and serves its GPU load
+// report at /load. A balancer expires established flows and known clients
+// idle for an hour (IdleFlowTimeout, IdleClientTimeout).
 //
 // Desired state the node refuses (400 with problems, nothing changed): an
 // unknown interface, a VIP listed twice, a backend with no route or routed

@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
@@ -35,6 +38,43 @@ func NewBalancerDataplane(b *loader.Balancer, cfg loader.Config, pinDir string) 
 		cfg.AggregateV6 = loader.DefaultAggregateV6
 	}
 	return &BalancerDataplane{B: b, cfg: cfg, pinDir: pinDir}
+}
+
+// Idle timeouts of the balancer's tables that the kernel never evicts.
+const (
+	// IdleFlowTimeout: an established flow silent for this long loses its
+	// entry (a keep-alive connection idle for longer may be re-steered
+	// when it speaks again, as one evicted from the LRU table would be).
+	IdleFlowTimeout = time.Hour
+	// IdleClientTimeout: a known client silent for this long is forgotten
+	// (its next flow spends new-flow budgets again).
+	IdleClientTimeout = time.Hour
+	// expireEvery is how often ExpireLoop scans them.
+	expireEvery = time.Minute
+)
+
+// ExpireLoop expires idle established flows and clients every expireEvery
+// until ctx ends.
+func (d *BalancerDataplane) ExpireLoop(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(expireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := d.B.ExpireIdleFlows(IdleFlowTimeout); err != nil {
+			log.Warn("expire idle flows", "err", err)
+		} else if n > 0 {
+			log.Debug("expired idle flows", "flows", n)
+		}
+		if n, err := d.B.ExpireIdleClients(IdleClientTimeout); err != nil {
+			log.Warn("expire idle clients", "err", err)
+		} else if n > 0 {
+			log.Debug("expired idle clients", "clients", n)
+		}
+	}
 }
 
 // SetFirewall swaps in a new rule set.
@@ -96,7 +136,8 @@ func (d *BalancerDataplane) DeleteBackend(id uint32) error { return d.B.DeleteBa
 // SetVIP writes a VIP and swaps its table.
 func (d *BalancerDataplane) SetVIP(v VIPEntry, table []uint32) error {
 	return d.B.UpsertVIP(loader.VIP{ID: v.Index, Addr: v.Key.Address, Port: v.Key.Port, Protocol: v.Key.Protocol,
-		L2: v.L2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst}, table)
+		L2: v.L2, NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+		NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst}, table)
 }
 
 // DeleteVIP removes a VIP.
@@ -191,6 +232,8 @@ func (d *BalancerDataplane) Counters(vips, backends []uint32) (Counters, error) 
 	c.Maps = []MapFill{
 		{Name: "conntrack", Entries: uint64(f.Flows - f.Flows6), MaxEntries: uint64(sizes.MaxFlows)},
 		{Name: "conntrack6", Entries: uint64(f.Flows6), MaxEntries: uint64(sizes.MaxFlows6)},
+		{Name: "ct_est4", Entries: uint64(f.EstablishedFlows), MaxEntries: uint64(sizes.MaxEstablishedFlows)},
+		{Name: "ct_est6", Entries: uint64(f.EstablishedFlows6), MaxEntries: uint64(sizes.MaxEstablishedFlows)},
 		{Name: "rl_buckets", Entries: uint64(f.Buckets), MaxEntries: uint64(sizes.MaxBuckets)},
 		{Name: "rl_established", Entries: uint64(f.EstablishedClients), MaxEntries: uint64(sizes.MaxEstablishedClients)},
 	}
@@ -225,6 +268,10 @@ func (d *DecapDataplane) DeleteVIP(VIPKey) error { return errNotBalancer }
 // SetLocalVIPs replaces the decapsulated addresses.
 func (d *DecapDataplane) SetLocalVIPs(v []netip.Addr) error { return d.D.SetLocalVIPs(v) }
 
+// SetDecapSources replaces the outer sources whose encapsulated packets are
+// decapsulated (the balancers'); every other is dropped.
+func (d *DecapDataplane) SetDecapSources(p []netip.Prefix) error { return d.D.SetTrustedSources(p) }
+
 // Backends is empty on a GPU host.
 func (d *DecapDataplane) Backends() (map[uint32]BackendEntry, error) {
 	return map[uint32]BackendEntry{}, nil
@@ -237,7 +284,8 @@ func (d *DecapDataplane) VIPs() (map[VIPKey]VIPEntry, error) { return map[VIPKey
 func (d *DecapDataplane) MaxBackends() uint32 { return 0 }
 
 // decapNames name the decapsulator's counters (enum decap_stat_index).
-var decapNames = [loader.DecapStatMax]string{"pass_not_ipip", "pass_decapsulated", "pass_not_local", "drop_malformed", "drop_fail"}
+var decapNames = [loader.DecapStatMax]string{"pass_not_ipip", "pass_decapsulated", "pass_not_local", "drop_malformed", "drop_fail",
+	"drop_untrusted_source"}
 
 // Counters reads the decapsulator's counters: verdicts "decapsulated"
 // (IPIP for a local VIP, passed up without its outer header), "pass" (not

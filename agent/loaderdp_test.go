@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/infergate/infergate/agent/internal/vethtest"
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/internal/privtest"
 	"github.com/infergate/infergate/loader"
@@ -180,9 +181,10 @@ func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
 			t.Fatalf("after a failed apply, %s went to %s (verdict %d), was %s", c, dst, ret, want)
 		}
 	}
+	// The flows' ACKs moved them to the established-flow tables.
 	fill, err := b.Fill()
-	if err != nil || fill.Flows < len(flows) {
-		t.Fatalf("conntrack holds %d flows, %v", fill.Flows, err)
+	if err != nil || fill.Flows+fill.EstablishedFlows < len(flows) {
+		t.Fatalf("conntrack holds %d flows and %d established, %v", fill.Flows, fill.EstablishedFlows, err)
 	}
 	ids := rec.BackendIDs()
 
@@ -192,8 +194,9 @@ func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
 	b2, dp2 := loadPinned(t, pinDir)
 	defer b2.Close()
 	fill2, err := b2.Fill()
-	if err != nil || fill2.Flows != fill.Flows {
-		t.Fatalf("adopted conntrack holds %d flows, had %d (%v)", fill2.Flows, fill.Flows, err)
+	if err != nil || fill2.Flows != fill.Flows || fill2.EstablishedFlows != fill.EstablishedFlows {
+		t.Fatalf("adopted conntrack holds %d flows and %d established, had %d and %d (%v)",
+			fill2.Flows, fill2.EstablishedFlows, fill.Flows, fill.EstablishedFlows, err)
 	}
 	rec2 := NewReconciler(dp2)
 	if err := rec2.Adopt(); err != nil {
@@ -237,7 +240,7 @@ func TestRealDataplaneReconcileAndAdopt(t *testing.T) {
 		}
 	}
 	c, err := dp2.Counters(slices0(rec2.VIPIndices()), slices0(rec2.BackendIDs()))
-	if err != nil || c.Verdicts["tx"] == 0 || len(c.Maps) == 0 || c.Maps[0].Entries == 0 {
+	if err != nil || c.Verdicts["tx"] == 0 || len(c.Maps) < 3 || c.Maps[2].Name != "ct_est4" || c.Maps[2].Entries == 0 {
 		t.Fatalf("counters %+v, %v", c, err)
 	}
 
@@ -333,5 +336,41 @@ func TestRealDataplaneIPv6ReadBack(t *testing.T) {
 	k := VIPKey{netip.MustParseAddr("2001:db8::100"), 8443, 6}
 	if e, ok := vips[k]; !ok || e.Index != rec.VIPIndices()[k] {
 		t.Fatalf("VIP read back as %v", vips)
+	}
+}
+
+// TestRunGPUHostTrustsOnlyPolicyBalancers: the shipped agent on a GPU host
+// loads spec.dataplane.decapSources into the decapsulator, and the
+// decapsulator's untrusted-source drops reach the metrics by name.
+func TestRunGPUHostTrustsOnlyPolicyBalancers(t *testing.T) {
+	mount, pinDir := testBPFFS(t)
+	v := vethtest.New(t)
+	dir := t.TempDir()
+	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
+kind: Policy
+metadata: {name: host}
+spec:
+  dataplane:
+    decapInterfaces: [%s]
+    localVIPs: [198.18.%d.100]
+    decapSources: [198.18.%d.1, 198.19.200.0/24, "2001:db8:ff::/64"]
+`, v.Near, v.Subnet, v.Subnet)
+	pf := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pf, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Role: RoleGPUHost, PolicyFile: pf, StateDir: filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "agent.sock"), BPFFS: mount, PinDir: pinDir, MetricsAddr: freePort(t),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a := startRun(t, cfg)
+	defer a.stop(t)
+	if n := countPinnedKeys(t, filepath.Join(pinDir, "decap_src4")); n != 2 {
+		t.Fatalf("%d trusted IPv4 sources pinned, want 2", n)
+	}
+	if n := countPinnedKeys(t, filepath.Join(pinDir, "decap_src6")); n != 1 {
+		t.Fatalf("%d trusted IPv6 sources pinned, want 1", n)
+	}
+	if m := scrapeMetrics(t, cfg.MetricsAddr); !strings.Contains(m, `reason="drop_untrusted_source"`) {
+		t.Fatalf("metrics lack the untrusted-source drop reason")
 	}
 }

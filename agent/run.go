@@ -138,7 +138,9 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer b.Close()
-		dp = NewBalancerDataplane(b, cfg.Loader, cfg.PinDir)
+		bdp := NewBalancerDataplane(b, cfg.Loader, cfg.PinDir)
+		go bdp.ExpireLoop(ctx, log)
+		dp = bdp
 		prog = "balancer"
 		xa = xdpattach.NewAttacher(b.Program(), prog, cfg.PinDir, cfg.AllowGeneric, log)
 	case RoleGPUHost:

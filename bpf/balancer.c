@@ -16,7 +16,19 @@
  * fragments pass to the stack, which reassembles them.
  *
  * Connection tables (one per address family): LRU hashes shared by all CPUs,
- * so a flow keeps its backend whichever CPU its packets reach. */
+ * so a flow keeps its backend whichever CPU its packets reach.
+ *
+ * Established flows keep their backend. A flow enters the LRU table with its
+ * first packet; the first later packet that is not a SYN, FIN or RST (the
+ * handshake's ACK) moves it to the established table of its family (ct_est4,
+ * ct_est6), a plain hash the kernel never evicts: a flood of new flows churns
+ * only the LRU table, and an idle keep-alive flow stays where it was put
+ * however often the Maglev tables change (a table change steers only new
+ * flows). Go expires established flows idle for long (ct_val.seen, stamped
+ * at most once per CT_SEEN_SHIFT unit); a client's FIN or RST moves its flow
+ * back to the LRU table for its last packets. When the established table is
+ * full the flow stays in the LRU table (counted), as before. A flow whose
+ * backend is removed is steered afresh wherever it lives. */
 #include "include/consts.h"
 #include "include/structs.h"
 #include "include/maps.h"
@@ -110,18 +122,78 @@ static __always_inline void ct_key4(const struct pkt *p, struct flow_key4 *k4)
  * constant, and the merged call measured 50 ns slower. */
 /* The connection tables: IPv4 flows in conntrack (16-byte key), IPv6 flows
  * in conntrack6. */
-static __always_inline struct ct_val *ct_lookup(const struct pkt *p)
+static __always_inline struct ct_val *ct_lookup(const struct pkt *p, int *est)
 {
 	struct ct_val *ct;
 
 	if (p->k.family == FAMILY_V4) {
 		struct flow_key4 k4 = {};
 		ct_key4(p, &k4);
+		ct = bpf_map_lookup_elem(&ct_est4, &k4);
+		barrier_var(ct);
+		if (ct) {
+			*est = 1;
+			return ct;
+		}
 		ct = bpf_map_lookup_elem(&conntrack, &k4);
 		barrier_var(ct);
 		return ct;
 	}
+	ct = bpf_map_lookup_elem(&ct_est6, &p->k);
+	barrier_var(ct);
+	if (ct) {
+		*est = 1;
+		return ct;
+	}
 	return bpf_map_lookup_elem(&conntrack6, &p->k);
+}
+
+/* ct_move moves a flow between the LRU and the established table: to_est
+ * inserts v into the established table (failing when it is full) and
+ * deletes the LRU entry; otherwise the reverse. */
+static __always_inline long ct_move(const struct pkt *p, const struct ct_val *v, int to_est)
+{
+	long err;
+
+	if (p->k.family == FAMILY_V4) {
+		struct flow_key4 k4 = {};
+		ct_key4(p, &k4);
+		if (to_est) {
+			err = bpf_map_update_elem(&ct_est4, &k4, v, BPF_ANY);
+			barrier_var(err);
+			if (!err)
+				bpf_map_delete_elem(&conntrack, &k4);
+			return err;
+		}
+		err = bpf_map_update_elem(&conntrack, &k4, v, BPF_ANY);
+		barrier_var(err);
+		bpf_map_delete_elem(&ct_est4, &k4);
+		return err;
+	}
+	if (to_est) {
+		err = bpf_map_update_elem(&ct_est6, &p->k, v, BPF_ANY);
+		barrier_var(err);
+		if (!err)
+			bpf_map_delete_elem(&conntrack6, &p->k);
+		return err;
+	}
+	err = bpf_map_update_elem(&conntrack6, &p->k, v, BPF_ANY);
+	barrier_var(err);
+	bpf_map_delete_elem(&ct_est6, &p->k);
+	return err;
+}
+
+/* ct_drop_est forgets a stale established entry (its flow is steered
+ * afresh into the LRU table). */
+static __always_inline void ct_drop_est(const struct pkt *p)
+{
+	if (p->k.family == FAMILY_V4) {
+		struct flow_key4 k4 = {};
+		ct_key4(p, &k4);
+		bpf_map_delete_elem(&ct_est4, &k4);
+		return;
+	}
+	bpf_map_delete_elem(&ct_est6, &p->k);
 }
 
 static __always_inline void ct_insert(const struct pkt *p, const struct ct_val *v)
@@ -202,6 +274,7 @@ int balancer(struct xdp_md *ctx)
 	int vip_port = vip_port_possible(p.k.dport);
 	int syn = p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN);
 	int exact_done = 0;
+	int in_est = 0;
 
 	if (!vip_port || syn) {
 		fw_exact(cfg, &p, &fr);
@@ -210,7 +283,7 @@ int balancer(struct xdp_md *ctx)
 		exact_done = 1;
 	}
 	if (vip_port) {
-		ct = ct_lookup(&p);
+		ct = ct_lookup(&p, &in_est);
 		if (ct && (ct->flags & CT_F_VALID)) {
 			vm = bpf_map_lookup_elem(&vip_info, &ct->vip);
 			if (!vm || !(vm->flags & VIP_F_VALID))
@@ -275,14 +348,36 @@ int balancer(struct xdp_md *ctx)
 				ct->fw_gen = fw_gen;
 			if (!(p.k.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN)))
 				rl_promote(cfg, &p, &rl);
+			int closing = p.k.proto == IPPROTO_TCP && (p.tcp_flags & (TCPF_FIN | TCPF_RST));
+			if (in_est) {
+				__u32 seen = (__u32)(rl_now(cfg) >> CT_SEEN_SHIFT);
+				if (closing) {
+					struct ct_val cv = *ct;
+					ct_move(&p, &cv, 0);
+					stat_inc(STAT_CT_DEMOTE);
+				} else if (ct->seen != seen) {
+					ct->seen = seen;
+				}
+			} else if (!syn && !closing) {
+				struct ct_val cv = *ct;
+				cv.seen = (__u32)(rl_now(cfg) >> CT_SEEN_SHIFT);
+				if (ct_move(&p, &cv, 1))
+					stat_inc(STAT_CT_PROMOTE_FAIL);
+				else
+					stat_inc(STAT_CT_PROMOTE);
+			}
 		} else {
 			be = 0;
+			if (in_est)
+				ct_drop_est(&p);
 		}
 	}
 	if (!be) {
 		/* New flow (or a flow whose table entry was evicted: Maglev gives
 		 * the same backend while the table is unchanged). */
 		reason = rl_new_conn(&rl);
+		if (!reason && vm->budget && !rl.established)
+			reason = vip_budget_allow(vm->id);
 		if (!reason && vm->guard)
 			reason = vip_guard_allow(vm->id);
 		if (reason)

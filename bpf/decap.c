@@ -6,7 +6,15 @@
  * Hosts here have no ipip module, and a fleet should not need one. The outer
  * header must be plain: IPv4 without fragmentation, IPv6 without extension
  * headers (the balancer never adds either); anything else is not ours and
- * passes untouched. */
+ * passes untouched.
+ *
+ * Trust: decapsulating hands the inner packet to the local stack as if it
+ * had come through the balancer, past its firewall and rate limits. So a
+ * packet for a local VIP is decapsulated only when its outer source lies in
+ * a trusted prefix (decap_src4/decap_src6: the balancers' encapsulation
+ * sources, from the policy); any other is dropped and counted
+ * (DSTAT_V_DROP_UNTRUSTED_SRC). Empty tables trust no one: with no
+ * balancer named, every encapsulated packet for a local VIP is dropped. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -26,6 +34,22 @@ struct {
 	__type(value, __u32);
 } local_vips SEC(".maps");
 
+/* Trusted outer sources; the value is unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DEFAULT_DECAP_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm4_key);
+	__type(value, __u32);
+} decap_src4 SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, DEFAULT_DECAP_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm6_key);
+	__type(value, __u32);
+} decap_src6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, DSTAT_MAX);
@@ -39,7 +63,13 @@ static __always_inline int dverdict(__u32 reason)
 
 	if (v)
 		*v += 1;
-	return reason == DSTAT_V_DROP_MALFORMED || reason == DSTAT_V_DROP_FAIL ? XDP_DROP : XDP_PASS;
+	switch (reason) {
+	case DSTAT_V_DROP_MALFORMED:
+	case DSTAT_V_DROP_FAIL:
+	case DSTAT_V_DROP_UNTRUSTED_SRC:
+		return XDP_DROP;
+	}
+	return XDP_PASS;
 }
 
 /* strip_at removes olen bytes behind an L2 header of l3 bytes (constant). */
@@ -71,6 +101,9 @@ int decap(struct xdp_md *ctx)
 	__u16 proto;
 	__u32 off, olen;
 	__u8 ip_proto;
+	struct lpm4_key src4 = {.prefixlen = 32};
+	struct lpm6_key src6 = {.prefixlen = 128};
+	int outer_v4;
 
 	int r = parse_l2(data, end, &proto, &off);
 	if (r == PARSE_MALFORMED)
@@ -90,6 +123,8 @@ int decap(struct xdp_md *ctx)
 			return dverdict(DSTAT_V_PASS_NOT_IPIP);
 		olen = sizeof(*o);
 		ip_proto = o->protocol;
+		src4.addr = o->saddr;
+		outer_v4 = 1;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *o6 = data + off;
 		if ((void *)(o6 + 1) > end)
@@ -98,6 +133,8 @@ int decap(struct xdp_md *ctx)
 			return dverdict(DSTAT_V_PASS_NOT_IPIP);
 		olen = sizeof(*o6);
 		ip_proto = o6->nexthdr;
+		__builtin_memcpy(src6.addr, &o6->saddr, 16);
+		outer_v4 = 0;
 	} else {
 		return dverdict(DSTAT_V_PASS_NOT_IPIP);
 	}
@@ -122,6 +159,8 @@ int decap(struct xdp_md *ctx)
 	}
 	if (!bpf_map_lookup_elem(&local_vips, &k))
 		return dverdict(DSTAT_V_PASS_NOT_LOCAL);
+	if (outer_v4 ? !bpf_map_lookup_elem(&decap_src4, &src4) : !bpf_map_lookup_elem(&decap_src6, &src6))
+		return dverdict(DSTAT_V_DROP_UNTRUSTED_SRC);
 
 	switch (off) {
 	case ETH_HLEN:

@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -24,6 +25,11 @@ type Balancer struct {
 	spec  *ebpf.CollectionSpec
 	conf  balancerLbConfig
 	rules int // rules in the active set, for RuleCounters
+	// classLimits: some class has a limit; budgeted: VIPs with a new-flow
+	// budget. Either needs the rate limiter's client tracking
+	// (config.rl_enabled), which tells known sources from unknown ones.
+	classLimits bool
+	budgeted    map[uint32]bool
 }
 
 // LoadBalancer loads the balancer with maps sized by cfg. With pinDir set,
@@ -43,11 +49,14 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	sizes := map[string]uint32{
 		"conntrack":      cfg.MaxFlows,
 		"conntrack6":     cfg.MaxFlows6,
+		"ct_est4":        cfg.MaxEstablishedFlows,
+		"ct_est6":        cfg.MaxEstablishedFlows,
 		"rl_buckets":     cfg.MaxBuckets,
 		"rl_established": estSlots(cfg.MaxEstablishedClients),
 		"vips":           cfg.MaxVIPs,
 		"vip_addrs":      cfg.MaxVIPs,
 		"vip_guards":     cfg.MaxVIPs,
+		"vip_budgets":    cfg.MaxVIPs,
 		"vip_info":       cfg.MaxVIPs,
 		"maglev_rings":   cfg.MaxVIPs,
 		"vip_stats":      cfg.MaxVIPs,
@@ -77,7 +86,7 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 			return nil, err
 		}
 	}
-	b := &Balancer{cfg: cfg, spec: spec}
+	b := &Balancer{cfg: cfg, spec: spec, budgeted: map[uint32]bool{}}
 	if err := spec.LoadAndAssign(&b.objs, opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("loader: a map pinned in %s does not match this program's map (type, key/value size, size or flags changed; remove the pin to start fresh): %w", pinDir, err)
@@ -92,6 +101,15 @@ func LoadBalancer(cfg Config, pinDir string) (*Balancer, error) {
 	if err := b.objs.Config.Lookup(uint32(0), &b.conf); err != nil {
 		b.objs.Close()
 		return nil, fmt.Errorf("loader: read config: %w", err)
+	}
+	// An adopted configuration with client tracking on keeps it on until
+	// the classes are set again.
+	b.classLimits = b.conf.RlEnabled != 0
+	for id := uint32(0); id < cfg.MaxVIPs; id++ {
+		var m balancerVipMeta
+		if b.objs.VipInfo.Lookup(id, &m) == nil && m.Flags&vipFlagValid != 0 && m.Budget != 0 {
+			b.budgeted[id] = true
+		}
 	}
 	// The established clients' table: its slot mask, and a random seed for
 	// its slot hash, so that clients cannot choose addresses that share a
@@ -217,13 +235,49 @@ func (b *Balancer) SetClasses(def Limits, classes []Class) error {
 	// Buckets cache their class: a new generation makes them look again.
 	c := b.conf
 	c.ClassGen++
-	c.RlEnabled = 0
+	limited := false
 	for _, l := range lims {
 		if l.PacketsPerSecond != 0 || l.NewConnsPerSecond != 0 {
-			c.RlEnabled = 1
+			limited = true
 		}
 	}
-	return b.writeConf(c)
+	c.RlEnabled = b.rlEnabled(limited, b.budgeted)
+	if err := b.writeConf(c); err != nil {
+		return err
+	}
+	b.classLimits = limited
+	return nil
+}
+
+// rlEnabled is config.rl_enabled for the given class limits and budgets.
+func (b *Balancer) rlEnabled(classLimits bool, budgeted map[uint32]bool) uint32 {
+	if classLimits || len(budgeted) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// setBudgeted records whether VIP id has a budget and turns client tracking
+// on or off to match; b.mu is held.
+func (b *Balancer) setBudgeted(id uint32, on bool) error {
+	if b.budgeted[id] == on {
+		return nil
+	}
+	next := maps.Clone(b.budgeted)
+	if on {
+		next[id] = true
+	} else {
+		delete(next, id)
+	}
+	if want := b.rlEnabled(b.classLimits, next); want != b.conf.RlEnabled {
+		c := b.conf
+		c.RlEnabled = want
+		if err := b.writeConf(c); err != nil {
+			return err
+		}
+	}
+	b.budgeted = next
+	return nil
 }
 
 func syncLPM[K comparable](m *ebpf.Map, want map[K]uint32) error {
@@ -443,6 +497,19 @@ func (b *Balancer) UpsertVIP(v VIP, table []uint32) error {
 	if err := b.objs.VipGuards.Update(v.ID, &g, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("loader: VIP %d: guard: %w", v.ID, err)
 	}
+	bg := balancerVipGuard{}
+	bg.IntervalNs, bg.ToleranceNs = gcra(v.NewFlowBudget, v.NewFlowBudgetBurst, 0) // precise clock
+	var oldBudget balancerVipGuard
+	if b.objs.VipBudgets.Lookup(v.ID, &oldBudget) == nil && oldBudget.IntervalNs == bg.IntervalNs {
+		bg.Tat = oldBudget.Tat
+	}
+	if err := b.objs.VipBudgets.Update(v.ID, &bg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("loader: VIP %d: new-flow budget: %w", v.ID, err)
+	}
+	// Client tracking goes on before a VIP says it has a budget.
+	if err := b.setBudgeted(v.ID, bg.IntervalNs != 0); err != nil {
+		return fmt.Errorf("loader: VIP %d: %w", v.ID, err)
+	}
 	ak := balancerAddrKey{Addr: addrWords(v.Addr), Family: family(v.Addr)}
 	if err := b.objs.VipAddrs.Update(ak, uint32(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("loader: VIP %d: address: %w", v.ID, err)
@@ -453,6 +520,9 @@ func (b *Balancer) UpsertVIP(v VIP, table []uint32) error {
 	}
 	if g.IntervalNs != 0 {
 		meta.Guard = 1
+	}
+	if bg.IntervalNs != 0 {
+		meta.Budget = 1
 	}
 	if err := b.objs.VipInfo.Update(v.ID, &meta, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("loader: VIP %d: info: %w", v.ID, err)
@@ -503,6 +573,9 @@ func (b *Balancer) DeleteVIP(v VIP) error {
 	}
 	if err := b.objs.MaglevRings.Delete(meta.Id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("loader: delete VIP table: %w", err)
+	}
+	if err := b.setBudgeted(meta.Id, false); err != nil {
+		return fmt.Errorf("loader: VIP %d: %w", meta.Id, err)
 	}
 	if err := b.syncVIPPorts(); err != nil {
 		return err
@@ -627,6 +700,12 @@ func (b *Balancer) Fill() (Fill, error) {
 		return f, fmt.Errorf("loader: count IPv6 flows: %w", err)
 	}
 	f.Flows += f.Flows6
+	if f.EstablishedFlows, err = countKeys[balancerFlowKey4](b.objs.CtEst4); err != nil {
+		return f, fmt.Errorf("loader: count established flows: %w", err)
+	}
+	if f.EstablishedFlows6, err = countKeys[balancerFlowKey](b.objs.CtEst6); err != nil {
+		return f, fmt.Errorf("loader: count established IPv6 flows: %w", err)
+	}
 	if f.Buckets, err = countKeys[balancerAddrKey](b.objs.RlBuckets); err != nil {
 		return f, fmt.Errorf("loader: count buckets: %w", err)
 	}

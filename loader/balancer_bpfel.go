@@ -59,6 +59,7 @@ type balancerCtVal struct {
 	FwGen   uint32
 	Flags   uint32
 	Hash    uint32
+	Seen    uint32
 }
 
 type balancerEstClient struct {
@@ -163,11 +164,11 @@ type balancerVipKey struct {
 }
 
 type balancerVipMeta struct {
-	_     structs.HostLayout
-	Id    uint32
-	Flags uint32
-	Guard uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Id     uint32
+	Flags  uint32
+	Guard  uint32
+	Budget uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -183,6 +184,8 @@ const (
 	balancerMapConfig        = "config"
 	balancerMapConntrack     = "conntrack"
 	balancerMapConntrack6    = "conntrack6"
+	balancerMapCtEst4        = "ct_est4"
+	balancerMapCtEst6        = "ct_est6"
 	balancerMapFwExact4      = "fw_exact4"
 	balancerMapFwExact6      = "fw_exact6"
 	balancerMapFwLpm4        = "fw_lpm4"
@@ -193,6 +196,7 @@ const (
 	balancerMapRlEstablished = "rl_established"
 	balancerMapStats         = "stats"
 	balancerMapVipAddrs      = "vip_addrs"
+	balancerMapVipBudgets    = "vip_budgets"
 	balancerMapVipGuards     = "vip_guards"
 	balancerMapVipInfo       = "vip_info"
 	balancerMapVipPorts      = "vip_ports"
@@ -259,6 +263,8 @@ type balancerMapSpecs struct {
 	Config        *ebpf.MapSpec `ebpf:"config"`
 	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
 	Conntrack6    *ebpf.MapSpec `ebpf:"conntrack6"`
+	CtEst4        *ebpf.MapSpec `ebpf:"ct_est4"`
+	CtEst6        *ebpf.MapSpec `ebpf:"ct_est6"`
 	FwExact4      *ebpf.MapSpec `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.MapSpec `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.MapSpec `ebpf:"fw_lpm4"`
@@ -269,6 +275,7 @@ type balancerMapSpecs struct {
 	RlEstablished *ebpf.MapSpec `ebpf:"rl_established"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
 	VipAddrs      *ebpf.MapSpec `ebpf:"vip_addrs"`
+	VipBudgets    *ebpf.MapSpec `ebpf:"vip_budgets"`
 	VipGuards     *ebpf.MapSpec `ebpf:"vip_guards"`
 	VipInfo       *ebpf.MapSpec `ebpf:"vip_info"`
 	VipPorts      *ebpf.MapSpec `ebpf:"vip_ports"`
@@ -311,6 +318,8 @@ type balancerMaps struct {
 	Config        *ebpf.Map `ebpf:"config"`
 	Conntrack     *ebpf.Map `ebpf:"conntrack"`
 	Conntrack6    *ebpf.Map `ebpf:"conntrack6"`
+	CtEst4        *ebpf.Map `ebpf:"ct_est4"`
+	CtEst6        *ebpf.Map `ebpf:"ct_est6"`
 	FwExact4      *ebpf.Map `ebpf:"fw_exact4"`
 	FwExact6      *ebpf.Map `ebpf:"fw_exact6"`
 	FwLpm4        *ebpf.Map `ebpf:"fw_lpm4"`
@@ -321,6 +330,7 @@ type balancerMaps struct {
 	RlEstablished *ebpf.Map `ebpf:"rl_established"`
 	Stats         *ebpf.Map `ebpf:"stats"`
 	VipAddrs      *ebpf.Map `ebpf:"vip_addrs"`
+	VipBudgets    *ebpf.Map `ebpf:"vip_budgets"`
 	VipGuards     *ebpf.Map `ebpf:"vip_guards"`
 	VipInfo       *ebpf.Map `ebpf:"vip_info"`
 	VipPorts      *ebpf.Map `ebpf:"vip_ports"`
@@ -339,6 +349,8 @@ func (m *balancerMaps) Close() error {
 		m.Config,
 		m.Conntrack,
 		m.Conntrack6,
+		m.CtEst4,
+		m.CtEst6,
 		m.FwExact4,
 		m.FwExact6,
 		m.FwLpm4,
@@ -349,6 +361,7 @@ func (m *balancerMaps) Close() error {
 		m.RlEstablished,
 		m.Stats,
 		m.VipAddrs,
+		m.VipBudgets,
 		m.VipGuards,
 		m.VipInfo,
 		m.VipPorts,

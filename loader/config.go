@@ -9,6 +9,7 @@ import (
 // Default map sizes; every one is a Config field.
 const (
 	DefaultMaxFlows              = 65536
+	DefaultMaxEstablishedFlows   = 65536
 	DefaultMaxBuckets            = 65536
 	DefaultMaxEstablishedClients = 65536
 	DefaultMaxVIPs               = 256
@@ -16,6 +17,7 @@ const (
 	DefaultMaxRules              = 4096
 	DefaultMaxClassPrefixes      = 1024
 	DefaultMaxLocalVIPs          = 256
+	DefaultMaxTrustedSources     = 256 // DEFAULT_DECAP_SOURCES
 	DefaultAggregateV4           = 32
 	DefaultAggregateV6           = 64
 
@@ -37,6 +39,7 @@ const (
 type Config struct {
 	MaxFlows              uint32 // IPv4 connection table (LRU, shared by all CPUs)
 	MaxFlows6             uint32 // IPv6 connection table; 0 = MaxFlows (preallocated: 128 B per entry)
+	MaxEstablishedFlows   uint32 // each family's established-flow table (never evicted; Go expires idle flows)
 	MaxBuckets            uint32 // rate-limit buckets of new clients (LRU)
 	MaxEstablishedClients uint32 // rate-limit buckets of clients with an established flow
 	MaxVIPs               uint32
@@ -67,6 +70,7 @@ func (c Config) WithDefaults() Config {
 	}
 	def(&c.MaxFlows, DefaultMaxFlows)
 	def(&c.MaxFlows6, c.MaxFlows)
+	def(&c.MaxEstablishedFlows, DefaultMaxEstablishedFlows)
 	def(&c.MaxBuckets, DefaultMaxBuckets)
 	def(&c.MaxEstablishedClients, DefaultMaxEstablishedClients)
 	def(&c.MaxVIPs, DefaultMaxVIPs)

@@ -12,12 +12,16 @@ import (
 // DecapConfig sizes the decapsulator's maps.
 type DecapConfig struct {
 	MaxLocalVIPs uint32
+	// MaxTrustedSources bounds the trusted outer-source prefixes, per
+	// address family.
+	MaxTrustedSources uint32
 }
 
 // Decap is the loaded decapsulator (GPU hosts).
 type Decap struct {
-	objs decapObjects
-	max  uint32
+	objs       decapObjects
+	max        uint32
+	maxTrusted uint32
 }
 
 // LoadDecap loads the decapsulator; pinDir as for LoadBalancer.
@@ -29,7 +33,12 @@ func LoadDecap(cfg DecapConfig, pinDir string) (*Decap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loader: parse decap object: %w", err)
 	}
+	if cfg.MaxTrustedSources == 0 {
+		cfg.MaxTrustedSources = DefaultMaxTrustedSources
+	}
 	spec.Maps["local_vips"].MaxEntries = cfg.MaxLocalVIPs
+	spec.Maps["decap_src4"].MaxEntries = cfg.MaxTrustedSources
+	spec.Maps["decap_src6"].MaxEntries = cfg.MaxTrustedSources
 	opts := &ebpf.CollectionOptions{}
 	if pinDir != "" {
 		if err := os.MkdirAll(pinDir, 0o700); err != nil {
@@ -40,7 +49,7 @@ func LoadDecap(cfg DecapConfig, pinDir string) (*Decap, error) {
 		}
 		opts.Maps.PinPath = pinDir
 	}
-	d := &Decap{max: cfg.MaxLocalVIPs}
+	d := &Decap{max: cfg.MaxLocalVIPs, maxTrusted: cfg.MaxTrustedSources}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("loader: a map pinned in %s does not match the decap program's (remove the pin to start fresh): %w", pinDir, err)
@@ -90,6 +99,38 @@ func (d *Decap) SetLocalVIPs(addrs []netip.Addr) error {
 		if err := d.objs.LocalVips.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("loader: remove local VIP: %w", err)
 		}
+	}
+	return nil
+}
+
+// SetTrustedSources replaces the outer-source prefixes whose encapsulated
+// packets are decapsulated: the balancers' encapsulation sources. A packet
+// for a local VIP from any other outer source is dropped and counted
+// (DecapDropUntrustedSource); with none set, every one is.
+func (d *Decap) SetTrustedSources(prefixes []netip.Prefix) error {
+	want4 := map[decapLpm4Key]uint32{}
+	want6 := map[decapLpm6Key]uint32{}
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			return fmt.Errorf("loader: invalid trusted source prefix")
+		}
+		p = p.Masked()
+		if p.Addr().Is4() {
+			want4[decapLpm4Key{Prefixlen: uint32(p.Bits()), Addr: addrWords(p.Addr())[0]}] = 1
+		} else if p.Addr().Is4In6() {
+			return fmt.Errorf("loader: trusted source %s: write IPv4 prefixes in IPv4 form", p)
+		} else {
+			want6[decapLpm6Key{Prefixlen: uint32(p.Bits()), Addr: addrWords(p.Addr())}] = 1
+		}
+	}
+	if len(want4) > int(d.maxTrusted) || len(want6) > int(d.maxTrusted) {
+		return fmt.Errorf("loader: more trusted source prefixes than MaxTrustedSources %d", d.maxTrusted)
+	}
+	if err := syncLPM(d.objs.DecapSrc4, want4); err != nil {
+		return fmt.Errorf("loader: trusted sources v4: %w", err)
+	}
+	if err := syncLPM(d.objs.DecapSrc6, want6); err != nil {
+		return fmt.Errorf("loader: trusted sources v6: %w", err)
 	}
 	return nil
 }

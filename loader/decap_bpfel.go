@@ -19,10 +19,24 @@ type decapAddrKey struct {
 	Family uint32
 }
 
+type decapLpm4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type decapLpm6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	decapMapDecapSrc4  = "decap_src4"
+	decapMapDecapSrc6  = "decap_src6"
 	decapMapDecapStats = "decap_stats"
 	decapMapLocalVips  = "local_vips"
 	decapProgDecap     = "decap"
@@ -77,6 +91,8 @@ type decapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type decapMapSpecs struct {
+	DecapSrc4  *ebpf.MapSpec `ebpf:"decap_src4"`
+	DecapSrc6  *ebpf.MapSpec `ebpf:"decap_src6"`
 	DecapStats *ebpf.MapSpec `ebpf:"decap_stats"`
 	LocalVips  *ebpf.MapSpec `ebpf:"local_vips"`
 }
@@ -107,12 +123,16 @@ func (o *decapObjects) Close() error {
 //
 // It can be passed to loadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type decapMaps struct {
+	DecapSrc4  *ebpf.Map `ebpf:"decap_src4"`
+	DecapSrc6  *ebpf.Map `ebpf:"decap_src6"`
 	DecapStats *ebpf.Map `ebpf:"decap_stats"`
 	LocalVips  *ebpf.Map `ebpf:"local_vips"`
 }
 
 func (m *decapMaps) Close() error {
 	return _DecapClose(
+		m.DecapSrc4,
+		m.DecapSrc6,
 		m.DecapStats,
 		m.LocalVips,
 	)

@@ -61,6 +61,19 @@
 // (rebuild the table without it too) and keeps its established ones; a
 // deleted backend loses them.
 //
+// How a flow keeps its backend across table changes and evictions: a new
+// flow lives in the LRU table, which floods of new flows may churn; the
+// first packet past its handshake (not a SYN, FIN or RST) moves it to an
+// established-flow table per family (Config.MaxEstablishedFlows), a plain
+// hash the kernel never evicts, so neither table pressure nor a long idle
+// time nor any number of Maglev rebuilds moves it. Keeping old tables
+// instead would bound the history a flow may span; a second-chance lookup
+// cannot tell which past table an evicted flow was steered by. The cost is
+// an explicit expiry: ExpireIdleFlows deletes flows idle for longer than
+// the caller's timeout (the agent: one hour), and a client's FIN or RST
+// moves its flow back to the LRU table. When the established table is full,
+// flows stay in the LRU table (counted as conntrack_promote_fail).
+//
 // Backends and VIPs read both tables back (after adopting pinned maps, what
 // the previous owner wrote), so a restarted agent keeps the backend ids that
 // established flows refer to.
@@ -83,5 +96,5 @@
 // rate-limit tables, counted by iterating: O(entries), for scrapes, not for
 // the packet path).
 //
-// Decap (GPU hosts): LoadDecap, SetLocalVIPs, DecapStats.
+// Decap (GPU hosts): LoadDecap, SetLocalVIPs, SetTrustedSources, DecapStats.
 package loader

@@ -20,6 +20,7 @@ type floorCtVal struct {
 	FwGen   uint32
 	Flags   uint32
 	Hash    uint32
+	Seen    uint32
 }
 
 type floorFlowKey4 struct {

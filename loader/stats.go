@@ -23,6 +23,7 @@ const (
 	StatDropNoEncapSource
 	StatDropEncapFail
 	StatDropNoConfig
+	StatDropVIPBudget
 	StatVerdictMax
 )
 
@@ -34,6 +35,9 @@ const (
 	StatBucketPromote
 	StatBucketPromoteFail
 	StatFragment
+	StatConntrackPromote
+	StatConntrackPromoteFail
+	StatConntrackDemote
 	StatMax
 )
 
@@ -41,9 +45,9 @@ var statNames = [StatMax]string{
 	"pass_not_ip", "pass_stack", "tx_ipip", "tx_l2", "drop_malformed", "drop_vlan_depth",
 	"drop_ext_depth", "drop_fw_rule", "drop_fw_default", "drop_rate_packets", "drop_rate_conns",
 	"drop_vip_guard", "drop_no_backend", "drop_fragment_to_vip", "drop_no_encap_source",
-	"drop_encap_fail", "drop_no_config",
+	"drop_encap_fail", "drop_no_config", "drop_vip_budget",
 	"conntrack_hit", "conntrack_insert", "bucket_insert", "bucket_promote", "bucket_promote_fail",
-	"fragment",
+	"fragment", "conntrack_promote", "conntrack_promote_fail", "conntrack_demote",
 }
 
 func (s Stat) String() string {
@@ -79,6 +83,7 @@ const (
 	DecapPassNotLocal
 	DecapDropMalformed
 	DecapDropFail
+	DecapDropUntrustedSource
 	DecapStatMax
 )
 

@@ -68,6 +68,13 @@ type VIP struct {
 	// floods from all clients together; zero = no guard.
 	NewConnsPerSecond uint64
 	NewConnBurst      uint64
+	// NewFlowBudget/NewFlowBudgetBurst bound the new flows per second from
+	// sources with no established state (no flow of theirs has carried a
+	// packet past the handshake), such as a spoofed-source SYN flood's;
+	// known clients do not spend it. Zero = no budget. A budget turns the
+	// client tracking of the rate limiter on even when no class has limits.
+	NewFlowBudget      uint64
+	NewFlowBudgetBurst uint64
 }
 
 // Backend is a real server. MAC is the next hop for it (for L2 DSR, the
@@ -89,4 +96,6 @@ type Fill struct {
 	Flows6             int // of which IPv6
 	Buckets            int // LRU rate-limit buckets
 	EstablishedClients int
+	EstablishedFlows   int // established-flow table entries, IPv4 (MaxEstablishedFlows)
+	EstablishedFlows6  int // established-flow table entries, IPv6 (MaxEstablishedFlows)
 }

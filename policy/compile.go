@@ -76,6 +76,7 @@ func canonicalize(d *Document) {
 	for i, a := range dp.LocalVIPs {
 		dp.LocalVIPs[i] = mustAddr(a).String()
 	}
+	canonicalSources(dp.DecapSources)
 	for i := range d.Spec.Pools {
 		for j := range d.Spec.Pools[i].Backends {
 			b := &d.Spec.Pools[i].Backends[j]
@@ -231,10 +232,14 @@ func build(d *Document) *Compiled {
 			Name: v.Name, Address: mustAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
 			Pool: poolIdx[v.Pool], Forwarding: v.Forwarding,
 			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
+			NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst,
 		})
 	}
 	for _, s := range dp.LocalVIPs {
 		cd.LocalVIPs = append(cd.LocalVIPs, mustAddr(s))
+	}
+	if len(dp.DecapSources) > 0 {
+		cd.DecapSources = prefixes(dp.DecapSources)
 	}
 
 	g := d.Spec.Gateway

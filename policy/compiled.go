@@ -46,6 +46,9 @@ type CompiledDataplane struct {
 
 	VIPs      []CompiledVIP
 	LocalVIPs []netip.Addr
+	// DecapSources: outer sources the decapsulator trusts (hosts as /32
+	// or /128); empty trusts none.
+	DecapSources []netip.Prefix
 }
 
 // CompiledRule: Prefixes hold host addresses as /32 or /128; a rule with no
@@ -76,14 +79,18 @@ const (
 
 // CompiledVIP points at a pool by index into Compiled.Pools.
 type CompiledVIP struct {
-	Name              string
-	Address           netip.Addr
-	Port              uint16
-	Protocol          uint8
-	Pool              int
-	Forwarding        string
-	NewConnsPerSecond uint64
-	NewConnBurst      uint64
+	Name       string
+	Address    netip.Addr
+	Port       uint16
+	Protocol   uint8
+	Pool       int
+	Forwarding string
+	// NewFlowBudget/NewFlowBudgetBurst: new flows per second from unknown
+	// sources (defaulted, never zero).
+	NewFlowBudget      uint64
+	NewFlowBudgetBurst uint64
+	NewConnsPerSecond  uint64
+	NewConnBurst       uint64
 }
 
 // Backend states.

@@ -20,6 +20,10 @@ const (
 	DefaultBackendWeight  = 100
 	DefaultRouteWeight    = 100
 	DefaultRetries        = 2
+	// DefaultNewFlowBudget is a VIP's new flows per second from sources
+	// with no established flow: far above what a fleet of GPU hosts
+	// accepts from clients it has never seen, far below a SYN flood.
+	DefaultNewFlowBudget = 10000
 
 	DefaultHealthInterval = 5 * time.Second
 	DefaultHealthTimeout  = 2 * time.Second
@@ -78,6 +82,8 @@ func SetDefaults(doc *Document) {
 		setStr(&v.Protocol, DefaultVIPProtocol)
 		setStr(&v.Forwarding, DefaultForwarding)
 		setU64(&v.NewConnBurst, v.NewConnsPerSecond)
+		setU64(&v.NewFlowBudget, DefaultNewFlowBudget)
+		setU64(&v.NewFlowBudgetBurst, v.NewFlowBudget)
 	}
 	for i := range doc.Spec.Pools {
 		p := &doc.Spec.Pools[i]

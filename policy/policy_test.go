@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,6 +107,12 @@ func TestCompiledContent(t *testing.T) {
 	}
 	if v := dp.VIPs[1]; v.Protocol != ProtoTCP || v.Forwarding != ForwardIPIP || v.Pool != 2 || !v.Address.Is6() {
 		t.Errorf("vip defaults: %+v", v)
+	}
+	if v := dp.VIPs[1]; v.NewFlowBudget != DefaultNewFlowBudget || v.NewFlowBudgetBurst != DefaultNewFlowBudget {
+		t.Errorf("new-flow budget defaults: %+v", v)
+	}
+	if ds := fmt.Sprint(dp.DecapSources); ds != "[198.18.1.2/32 198.19.200.0/24 2001:db8:1::2/128]" {
+		t.Errorf("decap sources %s", ds)
 	}
 	b := c.Pools[0].Backends
 	if b[1].Weight != 100 || b[2].Weight != 0 || !b[2].Draining || b[0].Port != 8000 {

@@ -53,6 +53,10 @@ type Dataplane struct {
 	VIPs       []VIP      `yaml:"vips,omitempty" json:"vips,omitempty"`
 	// LocalVIPs are the VIPs this host's decapsulator accepts (GPU hosts).
 	LocalVIPs []string `yaml:"localVIPs,omitempty" json:"localVIPs,omitempty"`
+	// DecapSources are the balancers' encapsulation sources (addresses or
+	// prefixes): the only outer sources whose IPIP and IPv6-in-IPv6
+	// packets the decapsulator accepts (GPU hosts). Empty accepts none.
+	DecapSources []string `yaml:"decapSources,omitempty" json:"decapSources,omitempty"`
 }
 
 // Firewall is an ordered-by-specificity set of source rules.
@@ -106,6 +110,12 @@ type VIP struct {
 	// NewConnsPerSecond guards the VIP as a whole against floods; 0 = off.
 	NewConnsPerSecond uint64 `yaml:"newConnsPerSecond,omitempty" json:"newConnsPerSecond,omitempty"`
 	NewConnBurst      uint64 `yaml:"newConnBurst,omitempty" json:"newConnBurst,omitempty"`
+	// NewFlowBudget bounds the new flows per second from sources with no
+	// established flow (what a spoofed-source SYN flood sends); known
+	// clients do not spend it. 0 takes the default; it drops nothing below
+	// its rate.
+	NewFlowBudget      uint64 `yaml:"newFlowBudget,omitempty" json:"newFlowBudget,omitempty"`
+	NewFlowBudgetBurst uint64 `yaml:"newFlowBudgetBurst,omitempty" json:"newFlowBudgetBurst,omitempty"`
 }
 
 // Pool is a set of GPU backends, used both by VIPs (L4) and by model routes (L7).

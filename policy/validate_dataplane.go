@@ -14,6 +14,20 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 	v.rateLimits(p+".rateLimits", &dp.RateLimits)
 	v.vips(p+".vips", dp.VIPs, pools)
 	v.localVIPs(p+".localVIPs", dp.LocalVIPs)
+	v.decapSources(p+".decapSources", dp.DecapSources)
+}
+
+// decapSources checks the balancers' encapsulation sources a GPU host
+// trusts.
+func (v *validator) decapSources(p string, sources []string) {
+	seen := uniq{}
+	for i, s := range sources {
+		sp := idx(p, i)
+		v.source(sp, s)
+		if pfx, err := parseSource(s); err == nil {
+			v.unique(seen, sp, pfx.String(), "decapsulation source")
+		}
+	}
 }
 
 func (v *validator) interfaces(p string, dp *Dataplane) {
@@ -102,6 +116,8 @@ func (v *validator) vips(p string, vips []VIP, pools map[string]int) {
 		v.ref(vp+".pool", vip.Pool, pools, "pool")
 		v.rate(vp+".newConnsPerSecond", vip.NewConnsPerSecond)
 		v.burst(vp+".newConnBurst", vip.NewConnBurst, vip.NewConnsPerSecond, "newConnsPerSecond")
+		v.rate(vp+".newFlowBudget", vip.NewFlowBudget)
+		v.rate(vp+".newFlowBudgetBurst", vip.NewFlowBudgetBurst) // alone it bursts over the default rate
 		if a, err := parseAddr(vip.Address); err == nil {
 			proto := vip.Protocol
 			if proto == "" {

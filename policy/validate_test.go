@@ -89,9 +89,13 @@ func TestProblems(t *testing.T) {
 		{"vip no pool", minimal + pool + "\n  dataplane:\n    vips:\n      - name: v #<\n        address: 198.18.0.100\n        port: 80", "spec.dataplane.vips[0].pool", "is required"},
 		{"vip dup service", minimal + pool + "\n  dataplane:\n    vips:\n      - {name: a, address: 198.18.0.100, port: 80, pool: p}\n      - {name: b, address: 198.18.0.100, port: 80, pool: p, protocol: tcp} #<", "spec.dataplane.vips[1]", `duplicate VIP address/port/protocol "198.18.0.100:80/tcp"`},
 		{"vip dup name", minimal + pool + "\n  dataplane:\n    vips:\n      - {name: a, address: 198.18.0.100, port: 80, pool: p}\n      - {name: a, address: 198.18.0.100, port: 81, pool: p} #<", "spec.dataplane.vips[1].name", `duplicate VIP "a"`},
+		{"vip budget", minimal + pool + "\n  dataplane:\n    vips:\n      - name: v\n        address: 198.18.0.100\n        pool: p\n        port: 80\n        newFlowBudget: 1000000001 #<", "spec.dataplane.vips[0].newFlowBudget", "is more than 1000000000 per second"},
 		{"vip burst alone", minimal + pool + "\n  dataplane:\n    vips:\n      - name: v\n        address: 198.18.0.100\n        pool: p\n        port: 80\n        newConnBurst: 9 #<", "spec.dataplane.vips[0].newConnBurst", "a burst needs newConnsPerSecond"},
 		{"local vip", minimal + "\n  dataplane:\n    localVIPs:\n      - nope #<", "spec.dataplane.localVIPs[0]", `"nope" is not an IP address`},
 		{"dup local vip", minimal + "\n  dataplane:\n    localVIPs:\n      - 2001:db8::1\n      - 2001:DB8::1 #<", "spec.dataplane.localVIPs[1]", `duplicate local VIP "2001:db8::1"`},
+		{"decap source", minimal + "\n  dataplane:\n    decapSources:\n      - 198.18.0.1/33 #<", "spec.dataplane.decapSources[0]", `"198.18.0.1/33" is not an address or CIDR prefix`},
+		{"decap source host bits", minimal + "\n  dataplane:\n    decapSources:\n      - 198.18.0.1/24 #<", "spec.dataplane.decapSources[0]", "has host bits set"},
+		{"dup decap source", minimal + "\n  dataplane:\n    decapSources:\n      - 198.18.0.1\n      - 198.18.0.1/32 #<", "spec.dataplane.decapSources[1]", `duplicate decapsulation source "198.18.0.1/32"`},
 
 		{"mapped v4 source", minimal + "\n  dataplane:\n    firewall:\n      rules:\n        - name: r\n          action: deny\n          sources:\n            - '::ffff:198.18.0.1' #<", "spec.dataplane.firewall.rules[0].sources[0]", "is an IPv4-mapped IPv6 address; write 198.18.0.1"},
 		{"mapped v4 prefix", minimal + "\n  dataplane:\n    firewall:\n      rules:\n        - name: r\n          action: deny\n          sources:\n            - '::ffff:198.18.0.0/112' #<", "spec.dataplane.firewall.rules[0].sources[0]", "is an IPv4-mapped IPv6 prefix"},

@@ -14,6 +14,7 @@
 
 /* Default map sizes (overridable from Go). */
 #define DEFAULT_CT_ENTRIES 65536
+#define DEFAULT_CT_EST_ENTRIES 65536
 #define DEFAULT_RL_BUCKETS 65536
 #define DEFAULT_RL_ESTABLISHED 65536
 #define DEFAULT_FW_ENTRIES 1024
@@ -24,6 +25,8 @@
 #define DEFAULT_MAX_FW_RULES 4096
 #define DEFAULT_RING_SIZE 65537
 #define DEFAULT_LOCAL_VIPS 256
+/* Outer-source prefixes the decapsulator trusts (per family). */
+#define DEFAULT_DECAP_SOURCES 256
 /* Bitmap of destination ports that carry a VIP: 65536 bits. */
 #define VIP_PORT_WORDS 1024
 
@@ -41,6 +44,11 @@
 #define IPIP_TTL 64
 /* Seed of the flow hash (steering and outer-source entropy). */
 #define FLOW_HASH_SEED 0x9e3779b9u
+
+/* Established flows stamp their last packet in units of 2^CT_SEEN_SHIFT ns
+ * (about a second) of the rate-limit clock: one write per flow per unit,
+ * and 32 bits last 146 years. Go expires idle flows from the stamp. */
+#define CT_SEEN_SHIFT 30
 
 /* Rate-limit buckets refresh their last-seen stamp at most this often, to
  * keep established clients' bucket writes cheap. */
@@ -94,6 +102,7 @@ enum stat_index {
 	STAT_V_DROP_NO_ENCAP_SRC,
 	STAT_V_DROP_ENCAP_FAIL,
 	STAT_V_DROP_NO_CONFIG,
+	STAT_V_DROP_VIP_BUDGET,   /* new flow from an unknown source, VIP's budget spent */
 	STAT_VERDICT_MAX,
 	/* informational */
 	STAT_CT_HIT = STAT_VERDICT_MAX,
@@ -102,6 +111,9 @@ enum stat_index {
 	STAT_RL_PROMOTE,
 	STAT_RL_PROMOTE_FAIL,
 	STAT_FRAG,
+	STAT_CT_PROMOTE,      /* flow moved to the established table */
+	STAT_CT_PROMOTE_FAIL, /* established table full: the flow stays in the LRU table */
+	STAT_CT_DEMOTE,       /* FIN or RST: flow moved back to the LRU table */
 	STAT_MAX,
 };
 
@@ -111,5 +123,6 @@ enum decap_stat_index {
 	DSTAT_V_PASS_NOT_LOCAL,
 	DSTAT_V_DROP_MALFORMED,
 	DSTAT_V_DROP_FAIL,
+	DSTAT_V_DROP_UNTRUSTED_SRC, /* encapsulated for a local VIP, outer source not a trusted balancer */
 	DSTAT_MAX,
 };

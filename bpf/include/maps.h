@@ -174,6 +174,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vip_guard);
 } vip_guards SEC(".maps");
+/* Per-VIP new-flow budget for sources with no established state (see
+ * ratelimit.h): a GCRA bucket of the same layout as a guard. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DEFAULT_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vip_guard);
+} vip_budgets SEC(".maps");
 
 /* Per-VIP Maglev tables. Element 0 holds the table size N, elements 1..N the
  * backend ids: size and contents travel in one inner map, so swapping the
@@ -220,6 +228,22 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct ct_val);
 } conntrack6 SEC(".maps");
+
+/* Established flows (see balancer.c): plain hashes, never evicted by the
+ * kernel, so neither a flood of new flows nor a long idle time moves an
+ * established flow off its backend; Go expires idle entries by ct_val.seen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DEFAULT_CT_EST_ENTRIES);
+	__type(key, struct flow_key4);
+	__type(value, struct ct_val);
+} ct_est4 SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DEFAULT_CT_EST_ENTRIES);
+	__type(key, struct flow_key);
+	__type(value, struct ct_val);
+} ct_est6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -244,3 +244,24 @@ static __always_inline __u32 vip_guard_allow(__u32 vip_id)
 		return STAT_V_DROP_VIP_GUARD;
 	return 0;
 }
+
+/* The new-flow budget of a VIP, spent only by sources with no established
+ * state: a client is known once one of its flows has carried a packet past
+ * the handshake (it was promoted into rl_established, see above), which a
+ * spoofed source never does. A spoofed-source SYN flood therefore draws on
+ * the budget alone, and once the budget's burst is spent the GPU hosts see
+ * at most its rate of the flood, while known clients open connections
+ * regardless (still under their own class limits and the VIP guard).
+ * Below its rate the budget drops nothing: it engages under pressure only.
+ * New clients compete with the flood for the budget while it lasts; a
+ * client's retransmitted SYN is another try. */
+static __always_inline __u32 vip_budget_allow(__u32 vip_id)
+{
+	struct vip_guard *g = bpf_map_lookup_elem(&vip_budgets, &vip_id);
+
+	if (!g)
+		return 0;
+	if (!gcra_allow(&g->tat, bpf_ktime_get_ns(), g->interval_ns, g->tolerance_ns))
+		return STAT_V_DROP_VIP_BUDGET;
+	return 0;
+}

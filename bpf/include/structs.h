@@ -44,7 +44,7 @@ struct vip_meta {
 	__u32 id;    /* index into maglev_rings, vip_stats, vip_guards, vip_info */
 	__u32 flags; /* VIP_F_* */
 	__u32 guard; /* 1: vip_guards[id] limits new connections */
-	__u32 pad;
+	__u32 budget; /* 1: vip_budgets[id] limits new flows from unknown sources */
 };
 
 struct backend {
@@ -60,6 +60,7 @@ struct ct_val {
 	__u32 fw_gen; /* firewall generation this flow was last checked against */
 	__u32 flags;  /* CT_F_*; a zero value is another CPU's entry, see balancer.c */
 	__u32 hash;   /* flow hash, kept for the outer header's entropy */
+	__u32 seen;   /* established tables: last packet, in CT_SEEN_SHIFT units of the rate-limit clock */
 };
 
 struct fw_entry {

@@ -113,6 +113,8 @@ type Config struct {
 	BPFFS string
 	// GPUAgentArgs are extra flags for the GPU hosts' agents.
 	GPUAgentArgs []string
+	// BalancerAgentArgs are extra flags for the balancer's agent.
+	BalancerAgentArgs []string
 }
 
 // Node is one namespace on the switch.
@@ -485,7 +487,7 @@ func (l *Lab) StartAll(policyFile string) error {
 			return err
 		}
 	}
-	if err := l.StartAgent(l.Balancer, "balancer", policyFile); err != nil {
+	if err := l.StartAgent(l.Balancer, "balancer", policyFile, l.Cfg.BalancerAgentArgs...); err != nil {
 		return err
 	}
 	return l.PinBalancerRX()

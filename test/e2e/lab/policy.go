@@ -29,6 +29,9 @@ type PolicyOptions struct {
 	DefaultPPS, DefaultConns uint64
 	// Gateway is the spec.gateway section (optional).
 	Gateway *policy.Gateway
+	// NewFlowBudget is every VIP's new flows per second from unknown
+	// sources, burst the same (0: the policy's default).
+	NewFlowBudget uint64
 	// GatewayVIP steers VIP4:GatewayPort to the GPU hosts' L7 gateways
 	// (pool "gateways", TCP health checks).
 	GatewayVIP bool
@@ -57,6 +60,9 @@ func (l *Lab) Policy(o PolicyOptions) *policy.Document {
 	dp.DecapInterfaces = []string{"eth0"}
 	dp.XDPMode = "native"
 	dp.LocalVIPs = []string{VIP4.String(), VIP6.String()}
+	// The GPU hosts decapsulate only what the balancer encapsulated: its
+	// agent uses its own address as the outer source.
+	dp.DecapSources = []string{l.Balancer.V4.String(), l.Balancer.V6.String()}
 	dp.Firewall.DefaultAction = "allow"
 	if o.Deny {
 		dp.Firewall.Rules = append(dp.Firewall.Rules, policy.FirewallRule{
@@ -106,6 +112,9 @@ func (l *Lab) Policy(o PolicyOptions) *policy.Document {
 			p.Backends = append(p.Backends, b)
 		}
 		sp.Pools = append(sp.Pools, p)
+	}
+	for i := range dp.VIPs {
+		dp.VIPs[i].NewFlowBudget, dp.VIPs[i].NewFlowBudgetBurst = o.NewFlowBudget, o.NewFlowBudget
 	}
 	if o.GatewayVIP {
 		dp.VIPs = append(dp.VIPs, policy.VIP{Name: "gateway-v4", Address: VIP4.String(), Port: GatewayPort, Protocol: "tcp", Pool: "gateways", Forwarding: "ipip"})
