@@ -47,6 +47,9 @@ type exchange struct {
 	// trace: the request's span and its context (nil while tracing is off).
 	span    oteltrace.Span
 	spanCtx context.Context
+	// finishReason is read from the upstream's answer only while a span
+	// records (proxy).
+	finishReason string
 
 	principal auth.Principal // auth
 	body      []byte         // parse: the body as received

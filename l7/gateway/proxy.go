@@ -287,6 +287,9 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	}
 	out := buf.Bytes()
 	counted := false
+	if x.span != nil {
+		x.finishReason = openai.FindFinishReason(out)
+	}
 	if u, ok := openai.FindUsage(out); ok {
 		x.usageStore = u
 		x.usage = &x.usageStore
@@ -387,6 +390,11 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 				}
 			}
 		} else if data != nil {
+			if x.span != nil {
+				if fr := openai.FindFinishReason(data); fr != "" {
+					x.finishReason = fr
+				}
+			}
 			if err := openai.ParseChunk(data, &x.chunk); err == nil {
 				if x.chunk.Usage != nil {
 					x.usageStore = *x.chunk.Usage

@@ -48,7 +48,7 @@ func (s traceStage) finish(x *exchange) {
 	}
 	o := trace.Outcome{Operation: operation(x.ep), RequestModel: x.req.Model, Provider: "openai",
 		Status: x.status, ErrorType: x.errMsg, Stream: x.req.Stream, Tenant: x.principal.Tenant,
-		Backend: x.backend, TTFT: x.ttft, Start: x.start, End: time.Now()}
+		Backend: x.backend, TTFT: x.ttft, FinishReason: x.finishReason, Start: x.start, End: time.Now()}
 	if x.usage != nil {
 		o.InputTokens, o.OutputTokens = x.usage.PromptTokens, x.usage.CompletionTokens
 	} else {

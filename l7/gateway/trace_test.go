@@ -81,7 +81,7 @@ func TestTracing(t *testing.T) {
 	for _, kv := range req.Attributes {
 		a[kv.Key] = strings.Trim(kv.Value.String(), " ")
 	}
-	for _, k := range []string{"gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name",
+	for _, k := range []string{"gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.response.finish_reasons",
 		"gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "http.response.status_code", "infergate.tenant"} {
 		if a[k] == "" {
 			t.Errorf("request span lacks %s: %v", k, a)
