@@ -169,9 +169,21 @@ func New(o Options) (*Agent, error) {
 func (a *Agent) Adopt() error { return a.rec.Adopt() }
 
 // Start applies the policy found in the store, or initial when given
-// (a --policy-file), and runs the reconcile loop until ctx ends.
+// (a --policy-file) and new to the store (startup.go says when), and runs
+// the reconcile loop until ctx ends.
 func (a *Agent) Start(ctx context.Context, initial []byte) error {
+	applyFile := false
 	if initial != nil {
+		var why string
+		var err error
+		if applyFile, why, err = startupFile(initial, a.o.Store); err != nil {
+			return err
+		}
+		if !applyFile {
+			a.log.Warn("not applying --policy-file", "reason", why)
+		}
+	}
+	if applyFile {
 		if _, err := a.Apply(ctx, initial, false); err != nil {
 			return fmt.Errorf("apply policy file: %w", err)
 		}

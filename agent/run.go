@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,13 +18,10 @@ import (
 	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/gpu/collector"
-	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/gpu/scrape"
-	"github.com/infergate/infergate/l7/gateway"
-	"github.com/infergate/infergate/l7/h1"
-	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/serve"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/policy/store"
@@ -156,35 +152,16 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// One weighter serves both consumers of load reports: the Maglev
+	// One load source serves both consumers of load reports: the Maglev
 	// weights (thresholded, through the reconciler) and the L7 gateway's
 	// per-request pick (unthresholded Current weights, prefix affinity).
-	var w *score.Weighter
-	var picker route.Picker
-	if cfg.PollLoadReports {
-		if w, err = score.NewWeighter(score.Config{}); err != nil {
-			return err
-		}
-		if picker, err = pick.New(pick.Config{Weights: w.Current}); err != nil {
-			return err
-		}
-	}
-
-	var gw *lazyGateway
-	var gwIface Gateway
-	if cfg.Gateway {
-		gw = &lazyGateway{listen: cfg.GatewayListen, reg: reg, log: log, picker: picker}
-		gwIface = gw
-		defer gw.shutdown()
-	}
-
-	var poller *report.Poller
+	var loads *serve.Loads
 	var observer *loadObserver
 	var a *Agent
 	if cfg.PollLoadReports {
 		observer = newLoadObserver(http.DefaultTransport)
 		client := &http.Client{Timeout: report.DefaultPollTimeout, Transport: observer}
-		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
+		loads, err = serve.NewLoads(serve.LoadsConfig{Log: log, Client: client, OnUpdate: func(u report.Update) {
 			for name, wt := range u.Weights {
 				a.SetLoad(name, wt.Weight, wt.Draining, nil)
 			}
@@ -194,6 +171,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	var gwIface Gateway
+	if cfg.Gateway {
+		gw := newL7Gateway(serve.Options{Listen: cfg.GatewayListen, Registry: reg, Logger: log, Loads: loads,
+			ShutdownGrace: gatewayShutdownGrace})
+		gwIface = gw
+		defer gw.shutdown()
+	}
+
 	a, err = New(Options{
 		Role: cfg.Role, Version: cfg.Version, Dataplane: dp,
 		Resolver: NetlinkResolver{NeighbourWait: cfg.NeighbourWait},
@@ -201,7 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 		HealthChecks: cfg.Role == RoleBalancer, Resync: cfg.Resync,
 		EncapSourceV4: cfg.EncapSourceV4, EncapSourceV6: cfg.EncapSourceV6,
 		OnApplied: func(c *policy.Compiled) {
-			if poller == nil {
+			if loads == nil {
 				return
 			}
 			var ts []report.Target
@@ -209,7 +194,9 @@ func Run(ctx context.Context, cfg Config) error {
 				ts = report.TargetsFromPolicy(c)
 			}
 			observer.setTargets(ts)
-			if err := poller.SetTargets(ts); err != nil {
+			// The gateway's apply aimed them already when there is one;
+			// a balancer without L7 has only this.
+			if err := loads.SetTargets(c); err != nil {
 				log.Error("load report targets", "err", err)
 			}
 		},
@@ -233,8 +220,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := a.Start(ctx, initial); err != nil {
 		return err
 	}
-	if poller != nil {
-		go poller.Run(ctx)
+	if loads != nil {
+		go loads.Run(ctx)
 	}
 
 	var wg sync.WaitGroup
@@ -299,6 +286,11 @@ func preflight(ctx context.Context, cfg Config, initial []byte, st *store.Store,
 	lc := cfg.Loader
 	lc.EncapSourceV4, lc.EncapSourceV6 = cfg.EncapSourceV4, cfg.EncapSourceV6
 	doc := initial
+	if doc != nil {
+		if apply, _, err := startupFile(doc, FileStore{st}); err != nil || !apply {
+			doc = nil // Start restores the stored policy and says why
+		}
+	}
 	if doc == nil {
 		if _, b, err := st.Current(); err == nil {
 			doc = b
@@ -350,62 +342,22 @@ func hostSource(cfg Config, log *slog.Logger) (report.Source, func(), error) {
 	return report.NewCached(hs, loadReportCacheAge), func() { col.Close() }, nil
 }
 
-// lazyGateway starts the L7 gateway with the first policy applied (it
-// needs one to exist) and applies later ones atomically.
-type lazyGateway struct {
-	listen string
-	reg    prometheus.Registerer
-	log    *slog.Logger
-	picker route.Picker // nil: power of two choices on in-flight requests
+// l7Gateway is the agent's L7 side: the composition root l7/serve, which
+// starts serving with the first policy applied and applies later ones all
+// or nothing.
+type l7Gateway struct{ *serve.Server }
 
-	mu   sync.Mutex
-	g    *gateway.Gateway
-	srv  *h1.Server
-	addr string
-}
+func newL7Gateway(o serve.Options) *l7Gateway { return &l7Gateway{serve.New(o)} }
 
-func (l *lazyGateway) Apply(c *policy.Compiled) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.g != nil {
-		return l.g.Apply(c)
-	}
-	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log, Picker: l.picker})
-	if err != nil {
-		return err
-	}
-	addr := l.listen
-	if addr == "" {
-		addr = c.Gateway.Listen
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		_ = g.Shutdown(context.Background())
-		return fmt.Errorf("gateway listen %s: %w", addr, err)
-	}
-	l.g, l.addr = g, ln.Addr().String()
-	l.srv = gateway.NewListenerServer(g.Handler(), l.log)
-	go func() {
-		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, h1.ErrServerClosed) {
-			l.log.Error("gateway server", "err", err)
-		}
-	}()
-	l.log.Info("L7 gateway listening", "addr", l.addr)
-	return nil
-}
-
-var _ GatewayBackendStats = (*lazyGateway)(nil)
+var _ GatewayBackendStats = (*l7Gateway)(nil)
 
 // BackendL7 reports the running gateway's per-backend counters (nil before
 // the first policy has started it).
-func (l *lazyGateway) BackendL7() map[string]api.BackendL7 {
-	l.mu.Lock()
-	g := l.g
-	l.mu.Unlock()
-	if g == nil {
+func (l *l7Gateway) BackendL7() map[string]api.BackendL7 {
+	stats := l.BackendStats()
+	if stats == nil {
 		return nil
 	}
-	stats := g.BackendStats()
 	out := make(map[string]api.BackendL7, len(stats))
 	for label, s := range stats {
 		out[label] = api.BackendL7{Requests: s.Requests, Errors: s.Errors, PromptTokens: s.PromptTokens,
@@ -414,14 +366,8 @@ func (l *lazyGateway) BackendL7() map[string]api.BackendL7 {
 	return out
 }
 
-func (l *lazyGateway) shutdown() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.g == nil {
-		return
-	}
+func (l *l7Gateway) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
 	defer cancel()
-	_ = l.srv.Shutdown(ctx)
-	_ = l.g.Shutdown(ctx)
+	_ = l.Shutdown(ctx)
 }

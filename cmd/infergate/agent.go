@@ -35,7 +35,9 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run infergate's node agent. As root it mounts bpffs if missing, loads the XDP
 objects (the balancer, or on a GPU host the decapsulator), adopts maps and links
 a previous agent left pinned under --pin-dir (connections, conntrack and
-rate-limit state carry on), applies the last stored policy (or --policy-file),
+rate-limit state carry on), applies the last stored policy (or --policy-file
+when its content is new to the store: an unchanged or empty file never undoes
+a later 'policy apply'),
 and serves the local API on --socket once the data plane is reconciled: the
 socket's presence means ready. SIGINT/SIGTERM stop the agent; the XDP programs
 stay attached. 'infergate agent uninstall' detaches and unpins everything.
@@ -90,7 +92,7 @@ Roles:
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Role, "role", agent.RoleBalancer, "balancer or gpu-host")
-	f.StringVar(&cfg.PolicyFile, "policy-file", "", "apply this policy at start instead of the last stored one (stored on success)")
+	f.StringVar(&cfg.PolicyFile, "policy-file", "", "apply this policy at start when its content was never applied before (stored on success); otherwise, and when the file is empty, the stored policy stays")
 	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for applied policy versions (locked: one agent per directory)")
 	f.StringVar(&cfg.Socket, "socket", agent.DefaultSocket, "local API unix socket (0600; created after the first reconcile)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Prometheus /metrics listener (empty disables)")

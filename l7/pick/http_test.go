@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infergate/infergate/gpu/pick"
+	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/auth"
 	"github.com/infergate/infergate/l7/gateway"
