@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,8 +20,6 @@ import (
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/gpu/collector"
 	"github.com/infergate/infergate/gpu/report"
-	"github.com/infergate/infergate/gpu/score"
-	"github.com/infergate/infergate/gpu/scrape"
 	"github.com/infergate/infergate/l7/serve"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
@@ -74,6 +73,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once the socket is up.
 	Ready func()
+
+	// nvmlCollector replaces opening NVML (tests, over go-nvml's mock).
+	nvmlCollector *collector.Collector
 }
 
 // Run runs the agent until ctx ends: mounts bpffs, loads (or adopts) the
@@ -235,27 +237,9 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { defer wg.Done(); errc <- ServeMetrics(ctx, ln, reg, log) }()
 	}
 	if cfg.Role == RoleGPUHost && cfg.LoadReportAddr != "" {
-		src, closeSrc, err := hostSource(cfg, log)
-		if err != nil {
+		if _, err := serveLoadReport(ctx, cfg, reg, log, &wg); err != nil {
 			return err
 		}
-		defer closeSrc()
-		exp, err := report.NewExporter(src, score.Config{})
-		if err != nil {
-			return err
-		}
-		if err := reg.Register(exp); err != nil {
-			return fmt.Errorf("register GPU load gauges: %w", err)
-		}
-		ln, err := net.Listen("tcp", cfg.LoadReportAddr)
-		if err != nil {
-			return fmt.Errorf("--load-report-addr: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/load", report.Handler(src))
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
-		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
 	}
 	ln, err := ListenUnix(cfg.Socket)
 	if err != nil {
@@ -324,22 +308,37 @@ func preflight(ctx context.Context, cfg Config, initial []byte, st *store.Store,
 	return lc
 }
 
-// hostSource builds this GPU host's load report from NVML (when the
-// library is there) and the inference server's metrics.
-func hostSource(cfg Config, log *slog.Logger) (report.Source, func(), error) {
+// serveLoadReport serves this GPU host's load report (NVML, when the
+// library is there, and the inference server's metrics) at /load on
+// --load-report-addr and as gauges, and runs the NVML Xid watcher, which
+// marks a GPU with a fatal Xid unhealthy in that report, until ctx ends.
+// Both run under wg. It returns the address it serves on.
+func serveLoadReport(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger, wg *sync.WaitGroup) (net.Addr, error) {
 	host, _ := os.Hostname()
-	hs := &report.HostSource{Host: host}
-	col := collector.New(log, collector.Config{})
-	hs.Collector = col
-	if cfg.InferenceMetricsURL != "" {
-		s, err := scrape.New(scrape.Config{URL: cfg.InferenceMetricsURL})
-		if err != nil {
-			col.Close()
-			return nil, nil, fmt.Errorf("--inference-metrics-url: %w", err)
-		}
-		hs.Scraper = s
+	h, err := report.NewHost(report.HostConfig{Host: host, MetricsURL: cfg.InferenceMetricsURL, CacheAge: loadReportCacheAge,
+		Log: log, Collector: cfg.nvmlCollector})
+	if err != nil {
+		return nil, fmt.Errorf("--inference-metrics-url: %w", err)
 	}
-	return report.NewCached(hs, loadReportCacheAge), func() { col.Close() }, nil
+	if err := h.Register(reg); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.LoadReportAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--load-report-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/load", h.Handler())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := h.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("NVML Xid watcher", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
+	log.Info("serving the GPU load report; watching NVML for Xid errors", "addr", ln.Addr().String(), "path", "/load")
+	return ln.Addr(), nil
 }
 
 // l7Gateway is the agent's L7 side: the composition root l7/serve, which
