@@ -22,12 +22,9 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
-// Wiring, in the process that runs the gateway and polls load reports:
-//
-//	w, _ := score.NewWeighter(score.Config{})
-//	p, _ := report.NewPoller(w, report.PollerConfig{...}) // feeds w
-//	pk, _ := pick.New(pick.Config{Weights: w.Current})
-//	g, _ := gateway.New(compiled, gateway.Options{Picker: pk})
+// Wiring: l7/serve builds it with the weighter and report poller as one
+// Loads and hands it to every gateway it builds; test/sched drives it in
+// simulation.
 package pick
 
 import (
