@@ -29,7 +29,7 @@ import (
 // Defaults of the agent's command line.
 const (
 	DefaultStateDir    = "/var/lib/infergate"
-	DefaultSocket      = "/run/infergate/agent.sock"
+	DefaultSocket      = api.DefaultSocket
 	DefaultMetricsAddr = "127.0.0.1:9464"
 	DefaultBPFFS       = "/sys/fs/bpf"
 	DefaultPinDir      = "/sys/fs/bpf/infergate"

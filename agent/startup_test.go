@@ -26,9 +26,9 @@ func shippedManifest(t *testing.T) (args []string, policyFile []byte) {
 		MountPath string `yaml:"mountPath"`
 	}
 	type object struct {
-		Kind     string            `yaml:"kind"`
+		Kind     string                `yaml:"kind"`
 		Metadata struct{ Name string } `yaml:"metadata"`
-		Data     map[string]string `yaml:"data"`
+		Data     map[string]string     `yaml:"data"`
 		Spec     struct {
 			Template struct {
 				Spec struct {

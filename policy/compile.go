@@ -166,7 +166,9 @@ func prefixes(sources []string) []netip.Prefix {
 	return out
 }
 
-func mustAddr(s string) netip.Addr {
+// validAddr parses an address validation has already accepted; it never
+// fails (or panics) on such input, and gives the zero Addr otherwise.
+func validAddr(s string) netip.Addr {
 	a, _ := parseAddr(s)
 	return a
 }
@@ -201,7 +203,7 @@ func build(d *Document) *Compiled {
 		cp := CompiledPool{Name: p.Name, LoadReports: p.LoadReports}
 		for _, b := range p.Backends {
 			cp.Backends = append(cp.Backends, CompiledBackend{
-				Name: b.Name, Address: mustAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,
+				Name: b.Name, Address: validAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,
 				Draining: b.State == StateDraining, LoadReportURL: b.LoadReportURL,
 			})
 		}
@@ -215,13 +217,13 @@ func build(d *Document) *Compiled {
 	}
 	for _, v := range dp.VIPs {
 		cd.VIPs = append(cd.VIPs, CompiledVIP{
-			Name: v.Name, Address: mustAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
+			Name: v.Name, Address: validAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
 			Pool: poolIdx[v.Pool], Forwarding: v.Forwarding,
 			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
 		})
 	}
 	for _, s := range dp.LocalVIPs {
-		cd.LocalVIPs = append(cd.LocalVIPs, mustAddr(s))
+		cd.LocalVIPs = append(cd.LocalVIPs, validAddr(s))
 	}
 
 	g := d.Spec.Gateway

@@ -44,7 +44,7 @@ func newGatewayCmd() *cobra.Command {
 	var configPath, listen, redisAddr, metricsAddr, keysFile string
 	var loadReports bool
 	cmd := &cobra.Command{
-		Use:   "gateway --config policy.yaml",
+		Use:   "gateway -f policy.yaml",
 		Short: "Run the L7 gateway on its own (unprivileged)",
 		Long: `Run the OpenAI-compatible L7 gateway from a policy document: API keys and
 JWT auth, token counting, prompt inspection, tenant limits and model routing.
@@ -57,7 +57,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
-				return withCode(exitUsage, errors.New("--config is required"))
+				return withCode(exitUsage, errors.New("-f/--filename is required"))
 			}
 			load := func() (*policy.Compiled, error) {
 				c, err := loadGatewayPolicy(configPath, keysFile)
@@ -136,7 +136,11 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVarP(&configPath, "filename", "f", "", "policy document (YAML), as for every other command")
+	// --config was this command's name for -f before the other commands
+	// settled on -f/--filename; it keeps working.
 	f.StringVar(&configPath, "config", "", "policy document (YAML)")
+	_ = f.MarkDeprecated("config", "use -f/--filename")
 	f.StringVar(&listen, "listen", "", "address to serve on (default: the policy's gateway.listen, else "+defaultGatewayListen+")")
 	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")

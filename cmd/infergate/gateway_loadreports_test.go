@@ -21,10 +21,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/internal/syncbuf"
+	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -262,6 +262,15 @@ func TestGatewayCmdLoadReports(t *testing.T) {
 			t.Fatalf("load reports polled %d times with --load-reports=false", n)
 		}
 	})
+}
+
+// "gateway -f" takes the policy like every other command does.
+func TestGatewayCmdFilenameFlag(t *testing.T) {
+	busy, idle := newLRHost(t, saturatedReport), newLRHost(t, idleReport)
+	url := runGatewayCmd(t, "-f", lrPolicy(t, busy, idle, false, busy.loadURL, idle.loadURL), "--load-reports=false")
+	if nb, ni := split(t, url, busy, idle); nb+ni != lrRequests {
+		t.Fatalf("%d + %d of %d requests served", nb, ni, lrRequests)
+	}
 }
 
 // newLRGateway builds the gateway as the command does and serves it on
