@@ -141,7 +141,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 	// settled on -f/--filename; it keeps working.
 	f.StringVar(&configPath, "config", "", "policy document (YAML)")
 	_ = f.MarkDeprecated("config", "use -f/--filename")
-	f.StringVar(&listen, "listen", "", "address to serve on (default: the policy's gateway.listen, else "+defaultGatewayListen+")")
+	f.StringVar(&listen, "listen", "", "address to serve on, overriding the policy's gateway.listen (which defaults to "+policy.DefaultListen+")")
 	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")
 	f.BoolVar(&loadReports, "load-reports", true, "steer pools with loadReports on by their backends' GPU load reports and prompt-prefix affinity")
