@@ -38,7 +38,16 @@ func newBackend(t *testing.T, cfg mockllm.Config) backend {
 	s := mockllm.New(cfg)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return backend{s, netip.MustParseAddrPort(strings.TrimPrefix(ts.URL, "http://"))}
+	return backend{s, mustAddrPort(t, ts.URL)}
+}
+
+func mustAddrPort(t testing.TB, url string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
 }
 
 // testPolicy: tenant acme with key testKey, model m served by pool p of
