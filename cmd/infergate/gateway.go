@@ -52,7 +52,10 @@ Pools with loadReports on are steered by their backends' GPU load reports
 (polled from each backend's loadReportURL) and by prompt-prefix affinity;
 --load-reports=false turns that off (power of two choices on in-flight
 requests, as for every other pool).
-SIGHUP reloads the policy (in-flight requests finish on the old one);
+SIGHUP reloads the policy, all or nothing: a new listen address, limit
+store or audit log is opened first, and if any field cannot be applied the
+reload is refused and the running policy stays (in-flight requests finish on
+the old one);
 SIGINT/SIGTERM stop taking requests and finish open streams.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

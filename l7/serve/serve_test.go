@@ -356,3 +356,40 @@ func TestStaticWeightsThroughAssembly(t *testing.T) {
 		})
 	}
 }
+
+// A reload that turns loadReports on for a pool starts the load source and
+// gives the gateway the picker, without a restart; turning it off again
+// takes the picker away (no prompt assembly for affinity).
+func TestApplyTurnsLoadReportsOnAndOff(t *testing.T) {
+	b := newBackend(t, mockllm.Config{})
+	s := newServer(t, Options{PollLoadReports: &LoadsConfig{}})
+	off := testPolicy([]backend{b}, []uint32{100})
+	off.Gateway.Listen = "127.0.0.1:0"
+	if err := s.Apply(off); err != nil {
+		t.Fatal(err)
+	}
+	if s.Loads() != nil || s.Picking() {
+		t.Fatal("a load source for a policy without loadReports")
+	}
+	on := testPolicy([]backend{b}, []uint32{100})
+	on.Gateway.Listen = "127.0.0.1:0"
+	on.Pools[0].LoadReports = true
+	if err := s.Apply(on); err != nil {
+		t.Fatal(err)
+	}
+	if s.Loads() == nil || !s.Picking() {
+		t.Fatal("loadReports turned on by a reload: no picker")
+	}
+	if got := chat(t, s.Addr(), "hello"); got != http.StatusOK {
+		t.Fatalf("status %d", got)
+	}
+	if err := s.Apply(off); err != nil {
+		t.Fatal(err)
+	}
+	if s.Picking() {
+		t.Fatal("loadReports turned off: the gateway still picks by load")
+	}
+	if got := chat(t, s.Addr(), "hello"); got != http.StatusOK {
+		t.Fatalf("status %d", got)
+	}
+}
