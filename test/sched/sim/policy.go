@@ -104,7 +104,7 @@ func (p *LeastWork) Pick(v *View, _ *Conn, _ *Request) int {
 	return max(best, 0)
 }
 
-// GPU is issue 6's policy at L4: the agent feeds load reports to the real
+// GPU is the GPU-load policy at L4: the agent feeds load reports to the real
 // score.Weighter, and when Weighter.Next says the weights moved past its
 // threshold the real Maglev builder makes a new table; new connections
 // hash into the table, established ones stay put.
