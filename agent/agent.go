@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,7 +85,7 @@ type Attacher interface {
 	// policy.XDPMode*). undo restores the previous set.
 	Attach(names []string, mode string) (undo func(), err error)
 	// Status reports every interface attached or wanted.
-	Status() []InterfaceStatus
+	Status() []api.Interface
 	// Relink re-attaches an interface that came back with a new index.
 	Relink(name string) error
 	// Forget drops the link of an interface that went away.
@@ -132,13 +131,13 @@ type Agent struct {
 
 	mu        sync.Mutex // guards overrides, loads, desired, lastErr
 	overrides map[string]Override
-	loads     map[string]LoadStatus
+	loads     map[string]api.Load
 	desired   *Desired
 	lastErr   string
 
 	reconciles, reconcileErrors, scrapeErrors atomic.Uint64
 	// loadSource, when set, gives each backend's last GPU load report.
-	loadSource func() map[string]LoadStatus
+	loadSource func() map[string]api.Load
 	kickc      chan struct{}
 	// retryPending is set while a quick retry for unresolved neighbours
 	// is scheduled.
@@ -166,7 +165,7 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{
 		o: o, log: o.Logger, rec: NewReconciler(o.Dataplane), started: time.Now(),
-		overrides: map[string]Override{}, loads: map[string]LoadStatus{},
+		overrides: map[string]Override{}, loads: map[string]api.Load{},
 		kickc: make(chan struct{}, 1),
 	}
 	a.health = health.NewChecker(a.onHealth)
@@ -177,9 +176,21 @@ func New(o Options) (*Agent, error) {
 func (a *Agent) Adopt() error { return a.rec.Adopt() }
 
 // Start applies the policy found in the store, or initial when given
-// (a --policy-file), and runs the reconcile loop until ctx ends.
+// (a --policy-file) and new to the store (startup.go says when), and runs
+// the reconcile loop until ctx ends.
 func (a *Agent) Start(ctx context.Context, initial []byte) error {
+	applyFile := false
 	if initial != nil {
+		var why string
+		var err error
+		if applyFile, why, err = startupFile(initial, a.o.Store); err != nil {
+			return err
+		}
+		if !applyFile {
+			a.log.Warn("not applying --policy-file", "reason", why)
+		}
+	}
+	if applyFile {
 		if _, err := a.Apply(ctx, initial, false); err != nil {
 			return fmt.Errorf("apply policy file: %w", err)
 		}
@@ -291,7 +302,7 @@ func (a *Agent) onHealth(id string, healthy bool) {
 
 // SetLoad records what a backend's load report says (weight, drain) and
 // schedules a reconcile when it changes the weights.
-func (a *Agent) SetLoad(id string, weight uint32, drain bool, load *LoadStatus) {
+func (a *Agent) SetLoad(id string, weight uint32, drain bool, load *api.Load) {
 	a.mu.Lock()
 	ov := a.overrides[id]
 	changed := !ov.HasWeight || ov.Weight != weight || ov.ReportDrain != drain
@@ -401,367 +412,4 @@ func (a *Agent) fail(err error) {
 	a.mu.Lock()
 	a.lastErr = err.Error()
 	a.mu.Unlock()
-}
-
-// ErrNoPolicy is returned when an operation needs a policy and none is
-// applied.
-var ErrNoPolicy = errors.New("no policy is applied")
-
-// Apply decodes, validates, compiles, checks against this node and applies
-// a policy document to kernel and L7, then stores it. Any failure leaves
-// the version in force untouched.
-func (a *Agent) Apply(ctx context.Context, doc []byte, dryRun bool) (ApplyResult, error) {
-	a.editMu.Lock()
-	defer a.editMu.Unlock()
-	return a.applyDocument(ctx, doc, dryRun, nil)
-}
-
-// applyDocument applies doc; restored is the stored version being brought
-// back at start, which is not stored again.
-func (a *Agent) applyDocument(ctx context.Context, doc []byte, dryRun bool, restored *StoredPolicy) (ApplyResult, error) {
-	pd, err := policy.Decode(bytes.NewReader(doc))
-	if err != nil {
-		return ApplyResult{}, err
-	}
-	c, err := policy.Compile(pd)
-	if err != nil {
-		return ApplyResult{}, err
-	}
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
-	res := ApplyResult{Name: c.Name, Version: c.Version, DryRun: dryRun}
-	res.Changed = a.current == nil || a.current.compiled.Version != c.Version
-	d, err := a.build(ctx, c)
-	if err != nil {
-		return ApplyResult{}, annotateLines(err, doc)
-	}
-	if dryRun {
-		return res, nil
-	}
-	if err := a.commit(c, d, doc, restored, res.Changed); err != nil {
-		return ApplyResult{}, err
-	}
-	if restored == nil {
-		a.log.Info("policy applied", "name", c.Name, "version", c.Version, "changed", res.Changed)
-	}
-	if a.o.Role == RoleBalancer {
-		for _, b := range deniedBackends(c) {
-			a.log.Warn("the firewall denies by default and no port-less allow rule covers this backend: its replies to health checks and load-report polls will be dropped in XDP", "backend", b)
-		}
-	}
-	return res, nil
-}
-
-// deniedBackends lists backends whose traffic back to this node (replies to
-// health checks and load-report polls, which arrive on the XDP interface)
-// a default-deny firewall would drop.
-func deniedBackends(c *policy.Compiled) []string {
-	if !c.Dataplane.DefaultDeny {
-		return nil
-	}
-	var out []string
-	for _, p := range c.Pools {
-		for _, b := range p.Backends {
-			if !allowedByRules(c.Dataplane.Rules, b.Address) {
-				out = append(out, BackendID(p.Name, b.Name))
-			}
-		}
-	}
-	return out
-}
-
-// allowedByRules reports whether the most specific port-less rule covering
-// a allows it.
-func allowedByRules(rules []policy.CompiledRule, a netip.Addr) bool {
-	best, allow := -1, false
-	for _, r := range rules {
-		if len(r.Ports) > 0 || r.Protocol != 0 {
-			continue
-		}
-		for _, p := range r.Prefixes {
-			if p.Contains(a) && p.Bits() > best {
-				best, allow = p.Bits(), !r.Deny
-			}
-		}
-	}
-	return allow
-}
-
-// commit switches kernel, L7 and store to c, undoing what it did when a
-// later step fails; applyMu is held.
-func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *StoredPolicy, changed bool) error {
-	var prev *policy.Compiled
-	if a.current != nil {
-		prev = a.current.compiled
-	}
-	restoreKernel := func() {
-		pd, err := a.build(context.Background(), prev)
-		if err == nil {
-			err = a.write(pd)
-		}
-		if err != nil {
-			a.log.Error("restoring the previous data plane state failed", "err", err)
-		}
-	}
-	var undoAttach func()
-	if a.o.Attacher != nil {
-		names := c.Dataplane.Interfaces
-		if a.o.Role == RoleGPUHost {
-			names = c.Dataplane.DecapInterfaces
-		}
-		var err error
-		if undoAttach, err = a.o.Attacher.Attach(names, c.Dataplane.XDPMode); err != nil {
-			a.fail(err)
-			return fmt.Errorf("attach XDP: %w", err)
-		}
-	}
-	undo := func() {
-		if undoAttach != nil {
-			undoAttach()
-		}
-	}
-	if err := a.write(d); err != nil {
-		undo()
-		return err
-	}
-	if a.o.Gateway != nil {
-		if err := a.o.Gateway.Apply(c); err != nil {
-			restoreKernel()
-			undo()
-			a.fail(err)
-			return fmt.Errorf("L7 gateway refused the policy: %w", err)
-		}
-	}
-	sp := StoredPolicy{Name: c.Name, Version: c.Version, AppliedAt: time.Now().UTC(), Document: slices.Clone(doc)}
-	switch {
-	case restored != nil:
-		sp = *restored
-	case !changed:
-		sp = a.current.stored
-	default:
-		stored, err := a.o.Store.Save(sp)
-		if err != nil {
-			if a.o.Gateway != nil && prev != nil {
-				if gerr := a.o.Gateway.Apply(prev); gerr != nil {
-					a.log.Error("restoring the previous L7 configuration failed", "err", gerr)
-				}
-			}
-			restoreKernel()
-			undo()
-			a.fail(err)
-			return fmt.Errorf("store policy: %w", err)
-		}
-		stored.Document = sp.Document
-		sp = stored
-	}
-	a.current = &applied{stored: sp, compiled: c}
-	if a.o.HealthChecks {
-		a.health.Set(health.Targets(c, BackendID))
-	}
-	if a.o.OnApplied != nil {
-		a.o.OnApplied(c)
-	}
-	return nil
-}
-
-// DeletePolicy removes the applied policy: the data plane steers nothing.
-func (a *Agent) DeletePolicy(ctx context.Context) error {
-	a.editMu.Lock()
-	defer a.editMu.Unlock()
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
-	if a.current == nil {
-		return ErrNoPolicy
-	}
-	d, err := a.build(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := a.write(d); err != nil {
-		return err
-	}
-	if err := a.o.Store.ClearCurrent(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	a.current = nil
-	a.health.Set(nil)
-	if a.o.OnApplied != nil {
-		a.o.OnApplied(nil)
-	}
-	a.log.Info("policy deleted; nothing is steered")
-	return nil
-}
-
-// Rollback re-applies a stored version: "previous" is the one before the
-// version in force.
-func (a *Agent) Rollback(ctx context.Context, to string) (ApplyResult, error) {
-	a.editMu.Lock()
-	defer a.editMu.Unlock()
-	hist, err := a.o.Store.History()
-	if err != nil {
-		return ApplyResult{}, fmt.Errorf("store: %w", err)
-	}
-	a.applyMu.Lock()
-	cur := ""
-	if a.current != nil {
-		cur = a.current.stored.Version
-	}
-	a.applyMu.Unlock()
-	if to == "" || to == "previous" {
-		to = ""
-		for _, h := range hist {
-			if h.Version != cur {
-				to = h.Version
-				break
-			}
-		}
-		if to == "" {
-			return ApplyResult{}, &NotFoundError{What: "no earlier version to roll back to"}
-		}
-	}
-	target, ok, err := a.o.Store.Get(to)
-	if err != nil {
-		return ApplyResult{}, fmt.Errorf("store: %w", err)
-	}
-	if !ok {
-		return ApplyResult{}, &NotFoundError{What: fmt.Sprintf("no stored version %q", to)}
-	}
-	return a.applyDocument(ctx, target.Document, false, nil)
-}
-
-// NotFoundError is answered with 404.
-type NotFoundError struct{ What string }
-
-func (e *NotFoundError) Error() string { return e.What }
-
-// Current returns the version in force.
-func (a *Agent) Current() (StoredPolicy, *policy.Compiled, bool) {
-	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
-	if a.current == nil {
-		return StoredPolicy{}, nil, false
-	}
-	return a.current.stored, a.current.compiled, true
-}
-
-// Status reports the agent's state.
-func (a *Agent) Status() Status {
-	st := Status{Version: a.o.Version, Role: a.o.Role, StartedAt: a.started.UTC(),
-		Reconciles: a.reconciles.Load(), ReconcileErrors: a.reconcileErrors.Load(), Interfaces: []InterfaceStatus{}}
-	if sp, _, ok := a.Current(); ok {
-		st.Policy = PolicyRef{Name: sp.Name, Version: sp.Version}
-	}
-	if a.o.Attacher != nil {
-		st.Interfaces = a.o.Attacher.Status()
-	}
-	a.mu.Lock()
-	st.LastError = a.lastErr
-	a.mu.Unlock()
-	if gs, ok := a.o.Gateway.(GatewayServing); ok {
-		if err := gs.ServeErr(); err != nil {
-			st.LastError = "L7 gateway listener stopped: " + err.Error()
-		}
-	}
-	return st
-}
-
-// Backends lists every pool backend with its weights, health and traffic.
-func (a *Agent) Backends() []BackendStatus {
-	ctrs, _ := a.counters()
-	return a.backendsFrom(ctrs)
-}
-
-// counters reads the data plane's counters once, for every VIP and
-// backend written.
-func (a *Agent) counters() (Counters, error) {
-	ids, idx := a.rec.BackendIDs(), a.rec.VIPIndices()
-	return a.o.Dataplane.Counters(slices.Collect(maps.Values(idx)), slices.Collect(maps.Values(ids)))
-}
-
-func (a *Agent) backendsFrom(ctrs Counters) []BackendStatus {
-	_, c, ok := a.Current()
-	out := []BackendStatus{}
-	if !ok {
-		return out
-	}
-	ids := a.rec.BackendIDs()
-	hs := a.health.States()
-	a.mu.Lock()
-	d := a.desired
-	loads := maps.Clone(a.loads)
-	a.mu.Unlock()
-	if a.loadSource != nil {
-		maps.Copy(loads, a.loadSource())
-	}
-	var l7 map[string]api.BackendL7
-	if gs, ok := a.o.Gateway.(GatewayBackendStats); ok {
-		l7 = gs.BackendL7()
-	}
-	for _, p := range c.Pools {
-		for _, b := range p.Backends {
-			id := BackendID(p.Name, b.Name)
-			bs := BackendStatus{Pool: p.Name, Name: b.Name, Address: b.Address.String(), Port: b.Port,
-				ConfiguredWeight: b.Weight, State: policy.StateActive, Healthy: true}
-			if d != nil {
-				bs.Weight = d.Effective[id]
-			}
-			if h, ok := hs[id]; ok {
-				bs.Healthy = h.Healthy
-			}
-			if bs.Weight == 0 {
-				bs.State = policy.StateDraining
-			}
-			if l, ok := loads[id]; ok {
-				bs.Load = &l
-			}
-			if s, ok := l7[id]; ok {
-				bs.L7 = &s
-			}
-			if kid, ok := ids[b.Address]; ok {
-				t := ctrs.Backends[kid]
-				bs.Packets, bs.Bytes, bs.NewFlows = t.Packets, t.Bytes, t.NewFlows
-			}
-			out = append(out, bs)
-		}
-	}
-	return out
-}
-
-// Stats reads the data plane's counters.
-func (a *Agent) Stats() (StatsResponse, error) {
-	ctrs, err := a.counters()
-	if err != nil {
-		return StatsResponse{}, fmt.Errorf("read counters: %w", err)
-	}
-	return a.statsFrom(ctrs), nil
-}
-
-func (a *Agent) statsFrom(ctrs Counters) StatsResponse {
-	idx := a.rec.VIPIndices()
-	out := StatsResponse{Verdicts: nonNil(ctrs.Verdicts), Drops: nonNil(ctrs.Drops), VIPs: []VIPStats{}, Maps: []MapStats{}}
-	names := map[VIPKey]string{}
-	if _, c, ok := a.Current(); ok {
-		for _, v := range c.Dataplane.VIPs {
-			names[VIPKey{v.Address, v.Port, v.Protocol}] = v.Name
-		}
-	}
-	for _, k := range sortedVIPKeys(idx) {
-		t := ctrs.VIPs[idx[k]]
-		name := names[k]
-		if name == "" {
-			name = k.String()
-		}
-		out.VIPs = append(out.VIPs, VIPStats{Name: name, Packets: t.Packets, Bytes: t.Bytes, NewFlows: t.NewFlows})
-	}
-	for _, m := range ctrs.Maps {
-		out.Maps = append(out.Maps, MapStats(m))
-	}
-	return out
-}
-
-func nonNil(m map[string]uint64) map[string]uint64 {
-	if m == nil {
-		return map[string]uint64{}
-	}
-	return m
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -339,7 +340,7 @@ func TestAPIApplyAndRefuse(t *testing.T) {
 	if len(hist) != 2 || hist[0].Version != second || !hist[0].Current || hist[1].Version != first || hist[0].Document != "" {
 		t.Fatalf("history: %+v", hist)
 	}
-	var bs []BackendStatus
+	var bs []api.Backend
 	ta.call(t, "GET", "/v1/backends", nil, &bs)
 	if len(bs) != 3 || bs[0].Weight != 300 || bs[0].ConfiguredWeight != 300 || bs[0].State != "active" {
 		t.Fatalf("backends: %+v", bs)
@@ -386,7 +387,7 @@ func TestAPIKeys(t *testing.T) {
 	if len(c.Gateway.Keys) != 1 || c.Gateway.Keys[0].Hash != sum {
 		t.Fatal("key hash not in the compiled policy in force")
 	}
-	var keys []KeyInfo
+	var keys []api.Key
 	ta.call(t, "GET", "/v1/keys", nil, &keys)
 	if len(keys) != 1 || keys[0].Tenant != "acme" || keys[0].HashPrefix != hex.EncodeToString(sum[:])[:hashPrefixLen] {
 		t.Fatalf("keys: %+v", keys)

@@ -9,7 +9,7 @@ import (
 	"github.com/infergate/infergate/policy"
 )
 
-// benchBackends is the production-scale pool of issue 3: 1,000 backends
+// benchBackends is the production-scale pool: 1,000 backends
 // behind one VIP.
 const benchBackends = 1000
 

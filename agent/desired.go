@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -386,7 +387,7 @@ func effectiveWeight(p policy.CompiledPool, b policy.CompiledBackend, ov Overrid
 			return 0
 		}
 		if ov.HasWeight {
-			return ov.Weight
+			return score.Effective(b.Weight, ov.Weight)
 		}
 	}
 	return b.Weight

@@ -167,3 +167,24 @@ func TestProblemLines(t *testing.T) {
 		}
 	}
 }
+
+// The Maglev weights combine static and load weights by score.Effective,
+// as the L7 picker does: the operator's 0 stays 0 whatever the report
+// says, and 100:900 stays 1:9 when both hosts report the same load.
+func TestBuildWeightsKeepStaticShares(t *testing.T) {
+	res := onLinkResolver(testBackends...)
+	c := testCompiled()
+	c.Pools[0].LoadReports = true
+	c.Pools[0].Backends[0].Weight = 100
+	c.Pools[0].Backends[1].Weight = 900
+	c.Pools[0].Backends[2].Weight = 0
+	ov := map[string]Override{
+		"gpus/gpua": {Weight: 60, HasWeight: true},
+		"gpus/gpub": {Weight: 60, HasWeight: true},
+		"gpus/gpuc": {Weight: 500, HasWeight: true},
+	}
+	d := buildFor(t, c, res, ov)
+	if a, b, z := d.Effective["gpus/gpua"], d.Effective["gpus/gpub"], d.Effective["gpus/gpuc"]; a != 60 || b != 540 || z != 0 {
+		t.Fatalf("effective a=%d b=%d c=%d, want 60, 540 (1:9) and 0", a, b, z)
+	}
+}

@@ -6,7 +6,7 @@
 // # Running it (what end-to-end tests and the demo rely on)
 //
 //	infergate agent --role balancer|gpu-host \
-//	    --policy-file policy.yaml          # optional; else the last stored version
+//	    --policy-file policy.yaml          # optional; applied only when new (startup.go)
 //	    --state-dir /var/lib/infergate     # one agent per directory (flock)
 //	    --socket /run/infergate/agent.sock # 0600 in a 0700 directory
 //	    --metrics-addr 127.0.0.1:9464      # "" disables
@@ -28,8 +28,13 @@
 // allowed but logged as a warning.
 //
 // Readiness: the socket exists only once the first reconcile succeeded (an
-// invalid --policy-file makes the agent exit non-zero with the problems
-// instead). Logs go to stderr (slog, --log-format text|json). SIGINT and
+// invalid --policy-file on a node with no stored policy makes the agent exit
+// non-zero with the problems instead). The stored policy wins over
+// --policy-file unless the file's content was never applied on this node,
+// and an empty file is never applied, so a restart never runs less than
+// what was applied (startup.go). The L7 gateway is l7/serve, the
+// composition root "infergate gateway" uses too; a GPU host's load report
+// runs the NVML Xid watcher. Logs go to stderr (slog, --log-format text|json). SIGINT and
 // SIGTERM stop it cleanly: the socket is removed, the L7 gateway finishes
 // open streams, and the XDP programs stay attached through their pinned
 // links, with maps (connections, rate-limit buckets, VIPs) intact. SIGKILL

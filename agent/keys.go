@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -77,8 +78,8 @@ func (a *Agent) RevokeKey(ctx context.Context, name string) error {
 }
 
 // Keys lists the keys of the policy in force, by hash prefix only.
-func (a *Agent) Keys() []KeyInfo {
-	out := []KeyInfo{}
+func (a *Agent) Keys() []api.Key {
+	out := []api.Key{}
 	_, c, ok := a.Current()
 	if !ok {
 		return out
@@ -88,7 +89,7 @@ func (a *Agent) Keys() []KeyInfo {
 		if k.Tenant >= 0 && k.Tenant < len(c.Gateway.Tenants) {
 			tenant = c.Gateway.Tenants[k.Tenant].Name
 		}
-		out = append(out, KeyInfo{Name: k.Name, Tenant: tenant, HashPrefix: hex.EncodeToString(k.Hash[:])[:hashPrefixLen]})
+		out = append(out, api.Key{Name: k.Name, Tenant: tenant, HashPrefix: hex.EncodeToString(k.Hash[:])[:hashPrefixLen]})
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/serve"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -99,7 +100,7 @@ func TestLazyGatewayBackendL7(t *testing.T) {
 	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Encoding: "o200k_base",
 		Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 100}}}}
 
-	gw := &lazyGateway{listen: "127.0.0.1:0", reg: prometheus.NewRegistry(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	gw := newL7Gateway(serve.Options{Listen: "127.0.0.1:0", Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(gw.shutdown)
 	if got := gw.BackendL7(); got != nil {
 		t.Fatalf("before the first policy: %+v", got)
@@ -107,9 +108,7 @@ func TestLazyGatewayBackendL7(t *testing.T) {
 	if err := gw.Apply(c); err != nil {
 		t.Fatal(err)
 	}
-	gw.mu.Lock()
-	addr := gw.addr
-	gw.mu.Unlock()
+	addr := gw.Addr()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions",
 		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hello"}]}`))
 	req.Header.Set("Authorization", "Bearer "+key)

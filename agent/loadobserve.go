@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 )
@@ -95,13 +96,13 @@ func (e errReader) Read([]byte) (int, error) {
 }
 
 // loads returns what status shows per backend.
-func (o *loadObserver) loads() map[string]LoadStatus {
+func (o *loadObserver) loads() map[string]api.Load {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make(map[string]LoadStatus, len(o.latest))
+	out := make(map[string]api.Load, len(o.latest))
 	for id, l := range o.latest {
 		r := l.rep
-		out[id] = LoadStatus{
+		out[id] = api.Load{
 			KVCacheUsage: r.KVCacheUsage, Running: r.RequestsRunning, Waiting: r.RequestsWaiting,
 			GPUUtil: r.SMUtil, Stale: time.Since(l.at) > loadStaleAfter,
 		}

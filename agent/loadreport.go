@@ -19,8 +19,7 @@ const DefaultLoadReportAddr = "127.0.0.1:9400"
 // token of cfg.LoadReportTokenFile when there is one. Serving on anything
 // but loopback without a token is allowed (the operator named the address)
 // but logged, since anyone who reaches it can read the report.
-func loadReportHandler(cfg Config, src report.Source, addr net.Addr, log *slog.Logger) (http.Handler, error) {
-	h := report.Handler(src)
+func loadReportHandler(cfg Config, h http.Handler, addr net.Addr, log *slog.Logger) (http.Handler, error) {
 	if cfg.LoadReportTokenFile == "" {
 		if !isLoopback(addr) {
 			log.Warn("the GPU load report is served without a token on a non-loopback address; set --load-report-token-file", "addr", addr.String())

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 )
 
@@ -32,7 +33,7 @@ func TestLoadReportHandler(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9400}
-	h, err := loadReportHandler(Config{LoadReportTokenFile: tf}, staticReport{}, loop, log)
+	h, err := loadReportHandler(Config{LoadReportTokenFile: tf}, report.Handler(staticReport{}), loop, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +56,15 @@ func TestLoadReportHandler(t *testing.T) {
 	if tok, err := loadReportToken(Config{LoadReportTokenFile: tf}); err != nil || tok != token {
 		t.Errorf("poller token %q, %v", tok, err)
 	}
-	if _, err := loadReportHandler(Config{LoadReportTokenFile: filepath.Join(t.TempDir(), "none")}, staticReport{}, loop, log); err == nil {
+	if _, err := loadReportHandler(Config{LoadReportTokenFile: filepath.Join(t.TempDir(), "none")}, report.Handler(staticReport{}), loop, log); err == nil {
 		t.Error("missing token file accepted")
 	}
 
-	if _, err := loadReportHandler(Config{}, staticReport{}, loop, log); err != nil || logs.Len() != 0 {
+	if _, err := loadReportHandler(Config{}, report.Handler(staticReport{}), loop, log); err != nil || logs.Len() != 0 {
 		t.Fatalf("loopback without token: %v, logged %q", err, logs.String())
 	}
 	wide := &net.TCPAddr{IP: net.IPv4zero, Port: 9400}
-	if _, err := loadReportHandler(Config{}, staticReport{}, wide, log); err != nil || !strings.Contains(logs.String(), "without a token") {
+	if _, err := loadReportHandler(Config{}, report.Handler(staticReport{}), wide, log); err != nil || !strings.Contains(logs.String(), "without a token") {
 		t.Fatalf("0.0.0.0 without token: %v, logged %q", err, logs.String())
 	}
 }

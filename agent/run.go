@@ -19,13 +19,8 @@ import (
 	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/gpu/collector"
-	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
-	"github.com/infergate/infergate/gpu/score"
-	"github.com/infergate/infergate/gpu/scrape"
-	"github.com/infergate/infergate/l7/gateway"
-	"github.com/infergate/infergate/l7/h1"
-	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/serve"
 	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/policy/store"
@@ -34,7 +29,7 @@ import (
 // Defaults of the agent's command line.
 const (
 	DefaultStateDir    = "/var/lib/infergate"
-	DefaultSocket      = "/run/infergate/agent.sock"
+	DefaultSocket      = api.DefaultSocket
 	DefaultMetricsAddr = "127.0.0.1:9464"
 	DefaultBPFFS       = "/sys/fs/bpf"
 	DefaultPinDir      = "/sys/fs/bpf/infergate"
@@ -81,6 +76,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once the socket is up.
 	Ready func()
+
+	// nvmlCollector replaces opening NVML (tests, over go-nvml's mock).
+	nvmlCollector *collector.Collector
 }
 
 // Run runs the agent until ctx ends: mounts bpffs, loads (or adopts) the
@@ -161,29 +159,10 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// One weighter serves both consumers of load reports: the Maglev
+	// One load source serves both consumers of load reports: the Maglev
 	// weights (thresholded, through the reconciler) and the L7 gateway's
 	// per-request pick (unthresholded Current weights, prefix affinity).
-	var w *score.Weighter
-	var picker route.Picker
-	if cfg.PollLoadReports {
-		if w, err = score.NewWeighter(score.Config{}); err != nil {
-			return err
-		}
-		if picker, err = pick.New(pick.Config{Weights: w.Current}); err != nil {
-			return err
-		}
-	}
-
-	var gw *lazyGateway
-	var gwIface Gateway
-	if cfg.Gateway {
-		gw = &lazyGateway{listen: cfg.GatewayListen, reg: reg, log: log, picker: picker}
-		gwIface = gw
-		defer gw.shutdown()
-	}
-
-	var poller *report.Poller
+	var loads *serve.Loads
 	var observer *loadObserver
 	var a *Agent
 	if cfg.PollLoadReports {
@@ -193,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("--load-report-token-file: %w", err)
 		}
-		poller, err = report.NewPoller(w, report.PollerConfig{Log: log, Client: client, Token: token, OnUpdate: func(u report.Update) {
+		loads, err = serve.NewLoads(serve.LoadsConfig{Log: log, Client: client, Token: token, OnUpdate: func(u report.Update) {
 			for name, wt := range u.Weights {
 				a.SetLoad(name, wt.Weight, wt.Draining, nil)
 			}
@@ -203,6 +182,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	var gwIface Gateway
+	if cfg.Gateway {
+		gw := newL7Gateway(serve.Options{Listen: cfg.GatewayListen, Registry: reg, Logger: log, Loads: loads,
+			ShutdownGrace: gatewayShutdownGrace})
+		gwIface = gw
+		defer gw.shutdown()
+	}
+
 	a, err = New(Options{
 		Role: cfg.Role, Version: cfg.Version, Dataplane: dp,
 		Resolver: NetlinkResolver{NeighbourWait: cfg.NeighbourWait},
@@ -210,7 +197,7 @@ func Run(ctx context.Context, cfg Config) error {
 		HealthChecks: cfg.Role == RoleBalancer, Resync: cfg.Resync,
 		EncapSourceV4: cfg.EncapSourceV4, EncapSourceV6: cfg.EncapSourceV6,
 		OnApplied: func(c *policy.Compiled) {
-			if poller == nil {
+			if loads == nil {
 				return
 			}
 			var ts []report.Target
@@ -218,7 +205,9 @@ func Run(ctx context.Context, cfg Config) error {
 				ts = report.TargetsFromPolicy(c)
 			}
 			observer.setTargets(ts)
-			if err := poller.SetTargets(ts); err != nil {
+			// The gateway's apply aimed them already when there is one;
+			// a balancer without L7 has only this.
+			if err := loads.SetTargets(c); err != nil {
 				log.Error("load report targets", "err", err)
 			}
 		},
@@ -242,8 +231,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := a.Start(ctx, initial); err != nil {
 		return err
 	}
-	if poller != nil {
-		go poller.Run(ctx)
+	if loads != nil {
+		go loads.Run(ctx)
 	}
 
 	var wg sync.WaitGroup
@@ -257,32 +246,9 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { defer wg.Done(); errc <- ServeMetrics(ctx, ln, reg, log) }()
 	}
 	if cfg.Role == RoleGPUHost && cfg.LoadReportAddr != "" {
-		src, closeSrc, err := hostSource(cfg, log)
-		if err != nil {
+		if _, err := serveLoadReport(ctx, cfg, reg, log, &wg); err != nil {
 			return err
 		}
-		defer closeSrc()
-		exp, err := report.NewExporter(src, score.Config{})
-		if err != nil {
-			return err
-		}
-		if err := reg.Register(exp); err != nil {
-			return fmt.Errorf("register GPU load gauges: %w", err)
-		}
-		ln, err := net.Listen("tcp", cfg.LoadReportAddr)
-		if err != nil {
-			return fmt.Errorf("--load-report-addr: %w", err)
-		}
-		lh, err := loadReportHandler(cfg, src, ln.Addr(), log)
-		if err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("--load-report-token-file: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/load", lh)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
-		log.Info("serving the GPU load report", "addr", ln.Addr().String(), "path", "/load")
 	}
 	ln, err := ListenUnix(cfg.Socket)
 	if err != nil {
@@ -313,6 +279,11 @@ func preflight(ctx context.Context, cfg Config, initial []byte, st *store.Store,
 	lc := cfg.Loader
 	lc.EncapSourceV4, lc.EncapSourceV6 = cfg.EncapSourceV4, cfg.EncapSourceV6
 	doc := initial
+	if doc != nil {
+		if apply, _, err := startupFile(doc, FileStore{st}); err != nil || !apply {
+			doc = nil // Start restores the stored policy and says why
+		}
+	}
 	if doc == nil {
 		if _, b, err := st.Current(); err == nil {
 			doc = b
@@ -346,105 +317,67 @@ func preflight(ctx context.Context, cfg Config, initial []byte, st *store.Store,
 	return lc
 }
 
-// hostSource builds this GPU host's load report from NVML (when the
-// library is there) and the inference server's metrics.
-func hostSource(cfg Config, log *slog.Logger) (report.Source, func(), error) {
+// serveLoadReport serves this GPU host's load report (NVML, when the
+// library is there, and the inference server's metrics) at /load on
+// --load-report-addr and as gauges, and runs the NVML Xid watcher, which
+// marks a GPU with a fatal Xid unhealthy in that report, until ctx ends.
+// Both run under wg. It returns the address it serves on.
+func serveLoadReport(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger, wg *sync.WaitGroup) (net.Addr, error) {
 	host, _ := os.Hostname()
-	hs := &report.HostSource{Host: host}
-	col := collector.New(log, collector.Config{})
-	hs.Collector = col
-	if cfg.InferenceMetricsURL != "" {
-		s, err := scrape.New(scrape.Config{URL: cfg.InferenceMetricsURL})
-		if err != nil {
-			col.Close()
-			return nil, nil, fmt.Errorf("--inference-metrics-url: %w", err)
-		}
-		hs.Scraper = s
-	}
-	return report.NewCached(hs, loadReportCacheAge), func() { col.Close() }, nil
-}
-
-// lazyGateway starts the L7 gateway with the first policy applied (it
-// needs one to exist) and applies later ones atomically.
-type lazyGateway struct {
-	listen string
-	reg    prometheus.Registerer
-	log    *slog.Logger
-	picker route.Picker // nil: power of two choices on in-flight requests
-
-	mu   sync.Mutex
-	g    *gateway.Gateway
-	gl   *gateway.Listener
-	srv  gateway.ListenerServer
-	addr string
-}
-
-func (l *lazyGateway) Apply(c *policy.Compiled) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.g != nil {
-		if err := l.gl.ApplyTLS(c); err != nil {
-			return err
-		}
-		return l.g.Apply(c)
-	}
-	g, err := gateway.New(c, gateway.Options{Registry: l.reg, Logger: l.log, Picker: l.picker})
+	h, err := report.NewHost(report.HostConfig{Host: host, MetricsURL: cfg.InferenceMetricsURL, CacheAge: loadReportCacheAge,
+		Log: log, Collector: cfg.nvmlCollector})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("--inference-metrics-url: %w", err)
 	}
-	addr := l.listen
-	if addr == "" {
-		addr = c.Gateway.Listen
+	if err := h.Register(reg); err != nil {
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.LoadReportAddr)
 	if err != nil {
-		_ = g.Shutdown(context.Background())
-		return fmt.Errorf("gateway listen %s: %w", addr, err)
+		return nil, fmt.Errorf("--load-report-addr: %w", err)
 	}
-	gl, err := gateway.NewListener(c, g.Handler(), l.log)
+	lh, err := loadReportHandler(cfg, h.Handler(), ln.Addr(), log)
 	if err != nil {
 		_ = ln.Close()
-		_ = g.Shutdown(context.Background())
-		return err
+		return nil, fmt.Errorf("--load-report-token-file: %w", err)
 	}
-	l.g, l.gl, l.addr = g, gl, ln.Addr().String()
-	l.srv = gl.Server
+	mux := http.NewServeMux()
+	mux.Handle("/load", lh)
+	wg.Add(2)
 	go func() {
-		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, h1.ErrServerClosed) {
-			l.log.Error("gateway server", "err", err)
+		defer wg.Done()
+		if err := h.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("NVML Xid watcher", "err", err)
 		}
 	}()
-	l.log.Info("L7 gateway listening", "addr", l.addr, "tls", gl.TLS != nil)
-	return nil
+	go func() { defer wg.Done(); _ = Serve(ctx, ln, mux, log) }()
+	log.Info("serving the GPU load report; watching NVML for Xid errors", "addr", ln.Addr().String(), "path", "/load")
+	return ln.Addr(), nil
 }
 
+// l7Gateway is the agent's L7 side: the composition root l7/serve, which
+// starts serving with the first policy applied and applies later ones all
+// or nothing.
+type l7Gateway struct{ *serve.Server }
+
+func newL7Gateway(o serve.Options) *l7Gateway { return &l7Gateway{serve.New(o)} }
+
 var (
-	_ GatewayBackendStats = (*lazyGateway)(nil)
-	_ GatewayServing      = (*lazyGateway)(nil)
+	_ GatewayBackendStats = (*l7Gateway)(nil)
+	_ GatewayServing      = (*l7Gateway)(nil)
 )
 
 // ServeErr reports why the gateway's listener stopped (nil before the
 // first policy started it, and while it serves).
-func (l *lazyGateway) ServeErr() error {
-	l.mu.Lock()
-	srv := l.srv
-	l.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	return srv.Err()
-}
+func (l *l7Gateway) ServeErr() error { return l.Server.Err() }
 
 // BackendL7 reports the running gateway's per-backend counters (nil before
 // the first policy has started it).
-func (l *lazyGateway) BackendL7() map[string]api.BackendL7 {
-	l.mu.Lock()
-	g := l.g
-	l.mu.Unlock()
-	if g == nil {
+func (l *l7Gateway) BackendL7() map[string]api.BackendL7 {
+	stats := l.BackendStats()
+	if stats == nil {
 		return nil
 	}
-	stats := g.BackendStats()
 	out := make(map[string]api.BackendL7, len(stats))
 	for label, s := range stats {
 		out[label] = api.BackendL7{Requests: s.Requests, Errors: s.Errors, PromptTokens: s.PromptTokens,
@@ -453,15 +386,8 @@ func (l *lazyGateway) BackendL7() map[string]api.BackendL7 {
 	return out
 }
 
-func (l *lazyGateway) shutdown() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.g == nil {
-		return
-	}
+func (l *l7Gateway) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
 	defer cancel()
-	_ = l.srv.Shutdown(ctx)
-	l.gl.Close()
-	_ = l.g.Shutdown(ctx)
+	_ = l.Shutdown(ctx)
 }

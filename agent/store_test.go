@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/infergate/infergate/agent/api"
 	"github.com/infergate/infergate/policy/store"
 )
 
@@ -47,7 +48,7 @@ func TestHistoryAcrossRestart(t *testing.T) {
 	if len(hist) != 3 || hist[0].Version != r1.Version || !hist[0].Current || hist[1].Current {
 		t.Fatalf("history %+v", hist)
 	}
-	var bs []BackendStatus
+	var bs []api.Backend
 	tb.call(t, "GET", "/v1/backends", nil, &bs)
 	if bs[0].Weight != 100 {
 		t.Fatalf("after rollback gpu1 weight %d", bs[0].Weight)

@@ -71,16 +71,16 @@ func canonicalize(d *Document) {
 		canonicalSources(dp.RateLimits.Classes[i].Sources)
 	}
 	for i := range dp.VIPs {
-		dp.VIPs[i].Address = mustAddr(dp.VIPs[i].Address).String()
+		dp.VIPs[i].Address = validAddr(dp.VIPs[i].Address).String()
 	}
 	for i, a := range dp.LocalVIPs {
-		dp.LocalVIPs[i] = mustAddr(a).String()
+		dp.LocalVIPs[i] = validAddr(a).String()
 	}
 	canonicalSources(dp.DecapSources)
 	for i := range d.Spec.Pools {
 		for j := range d.Spec.Pools[i].Backends {
 			b := &d.Spec.Pools[i].Backends[j]
-			b.Address = mustAddr(b.Address).String()
+			b.Address = validAddr(b.Address).String()
 		}
 	}
 }
@@ -180,7 +180,9 @@ func prefixes(sources []string) []netip.Prefix {
 	return out
 }
 
-func mustAddr(s string) netip.Addr {
+// validAddr parses an address validation has already accepted; it never
+// fails (or panics) on such input, and gives the zero Addr otherwise.
+func validAddr(s string) netip.Addr {
 	a, _ := parseAddr(s)
 	return a
 }
@@ -215,7 +217,7 @@ func build(d *Document) *Compiled {
 		cp := CompiledPool{Name: p.Name, LoadReports: p.LoadReports}
 		for _, b := range p.Backends {
 			cp.Backends = append(cp.Backends, CompiledBackend{
-				Name: b.Name, Address: mustAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,
+				Name: b.Name, Address: validAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,
 				Draining: b.State == StateDraining, LoadReportURL: b.LoadReportURL,
 			})
 		}
@@ -229,14 +231,14 @@ func build(d *Document) *Compiled {
 	}
 	for _, v := range dp.VIPs {
 		cd.VIPs = append(cd.VIPs, CompiledVIP{
-			Name: v.Name, Address: mustAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
+			Name: v.Name, Address: validAddr(v.Address), Port: uint16(v.Port), Protocol: protoNumber(v.Protocol),
 			Pool: poolIdx[v.Pool], Forwarding: v.Forwarding,
 			NewConnsPerSecond: v.NewConnsPerSecond, NewConnBurst: v.NewConnBurst,
 			NewFlowBudget: v.NewFlowBudget, NewFlowBudgetBurst: v.NewFlowBudgetBurst,
 		})
 	}
 	for _, s := range dp.LocalVIPs {
-		cd.LocalVIPs = append(cd.LocalVIPs, mustAddr(s))
+		cd.LocalVIPs = append(cd.LocalVIPs, validAddr(s))
 	}
 	if len(dp.DecapSources) > 0 {
 		cd.DecapSources = prefixes(dp.DecapSources)

@@ -35,8 +35,11 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run infergate's node agent. As root it mounts bpffs if missing, loads the XDP
 objects (the balancer, or on a GPU host the decapsulator), adopts maps and links
 a previous agent left pinned under --pin-dir (connections, conntrack and
-rate-limit state carry on), applies the last stored policy (or --policy-file),
-and serves the local API on --socket once the data plane is reconciled: the
+rate-limit state carry on), applies the last stored policy (or --policy-file
+when its content is new to the store: an unchanged or empty file never undoes
+a later 'policy apply'),
+and serves the local API on --socket (0600, the same flag and INFERGATE_SOCKET
+the other commands use to reach it) once the data plane is reconciled: the
 socket's presence means ready. SIGINT/SIGTERM stop the agent; the XDP programs
 stay attached. 'infergate agent uninstall' detaches and unpins everything.
 
@@ -81,6 +84,13 @@ Roles:
 			}
 			cfg.Loader = loader.Config{MaxFlows: maxFlows, MaxFlows6: maxFlows6, MaxBuckets: maxBkts, MaxEstablishedClients: maxEst,
 				MaxBackends: maxBackend, MaxVIPs: maxVIPs, MaxRules: maxRules}
+			// The agent serves on the socket every other command reaches it
+			// by: the root's --socket (env INFERGATE_SOCKET), not a flag of
+			// its own that would shadow it with another default.
+			cfg.Socket = agent.DefaultSocket
+			if sf := cmd.Flag("socket"); sf != nil {
+				cfg.Socket = sf.Value.String()
+			}
 			cfg.Version = version
 			cfg.Logger = log
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,9 +100,8 @@ Roles:
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Role, "role", agent.RoleBalancer, "balancer or gpu-host")
-	f.StringVar(&cfg.PolicyFile, "policy-file", "", "apply this policy at start instead of the last stored one (stored on success)")
+	f.StringVar(&cfg.PolicyFile, "policy-file", "", "apply this policy at start when its content was never applied before (stored on success); otherwise, and when the file is empty, the stored policy stays")
 	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for applied policy versions (locked: one agent per directory)")
-	f.StringVar(&cfg.Socket, "socket", agent.DefaultSocket, "local API unix socket (0600; created after the first reconcile)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", agent.DefaultMetricsAddr, "Prometheus /metrics listener (empty disables)")
 	f.StringVar(&cfg.BPFFS, "bpffs", agent.DefaultBPFFS, "where bpffs is (mounted here when missing)")
 	f.StringVar(&cfg.PinDir, "pin-dir", agent.DefaultPinDir, "where maps and XDP links are pinned (under --bpffs)")

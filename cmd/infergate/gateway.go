@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,12 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
-	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
-	"github.com/infergate/infergate/gpu/score"
-	"github.com/infergate/infergate/internal/httpserve"
 	"github.com/infergate/infergate/l7/gateway"
-	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/serve"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -49,7 +45,7 @@ func newGatewayCmd() *cobra.Command {
 	var configPath, listen, redisAddr, metricsAddr, keysFile, loadReportTokenFile string
 	var loadReports bool
 	cmd := &cobra.Command{
-		Use:   "gateway --config policy.yaml",
+		Use:   "gateway -f policy.yaml",
 		Short: "Run the L7 gateway on its own (unprivileged)",
 		Long: `Run the OpenAI-compatible L7 gateway from a policy document: API keys and
 JWT auth, token counting, prompt inspection, tenant limits and model routing.
@@ -57,12 +53,15 @@ Pools with loadReports on are steered by their backends' GPU load reports
 (polled from each backend's loadReportURL) and by prompt-prefix affinity;
 --load-reports=false turns that off (power of two choices on in-flight
 requests, as for every other pool).
-SIGHUP reloads the policy (in-flight requests finish on the old one);
+SIGHUP reloads the policy, all or nothing: a new listen address, limit
+store or audit log is opened first, and if any field cannot be applied the
+reload is refused and the running policy stays (in-flight requests finish on
+the old one);
 SIGINT/SIGTERM stop taking requests and finish open streams.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
-				return withCode(exitUsage, errors.New("--config is required"))
+				return withCode(exitUsage, errors.New("-f/--filename is required"))
 			}
 			load := func() (*policy.Compiled, error) {
 				c, err := loadGatewayPolicy(configPath, keysFile)
@@ -77,13 +76,6 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			c, err := load()
 			if err != nil {
 				return err
-			}
-			addr := listen
-			if addr == "" {
-				addr = c.Gateway.Listen
-			}
-			if addr == "" {
-				addr = defaultGatewayListen
 			}
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(gatewayGCPercent)
@@ -100,26 +92,16 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 					return withCode(exitUsage, fmt.Errorf("--load-report-token-file: %w", err))
 				}
 			}
-			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, LoadReportToken: loadReportToken, Registry: reg, Logger: log})
+			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, LoadReportToken: loadReportToken,
+				Registry: reg, Logger: log, Listen: listen})
 			if err != nil {
 				return err
 			}
-			g := sg.g
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return fmt.Errorf("listen %s: %w", addr, err)
-			}
-			gl, err := gateway.NewListener(c, g.Handler(), log)
-			if err != nil {
-				_ = ln.Close()
-				return withCode(exitInvalid, err)
-			}
-			defer gl.Close()
-			srv := gl.Server
 			var msrv *http.Server
 			if metricsAddr != "" {
 				mln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
+					_ = sg.Shutdown(context.Background())
 					return fmt.Errorf("listen %s: %w", metricsAddr, err)
 				}
 				mux := http.NewServeMux()
@@ -129,13 +111,6 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			pctx, pcancel := context.WithCancel(ctx)
-			polling := make(chan struct{})
-			go func() {
-				defer close(polling)
-				sg.runLoadReports(pctx)
-			}()
-			defer func() { pcancel(); <-polling }()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -143,43 +118,41 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 				for range hup {
 					c, err := load()
 					if err == nil {
-						err = gl.ApplyTLS(c)
-					}
-					if err == nil {
 						err = sg.Apply(c)
 					}
 					if err != nil {
-						log.Error("reload policy", "err", err)
+						log.Error("reload policy refused; the previous one keeps serving", "err", err)
 						continue
 					}
-					log.Info("policy reloaded", "name", c.Name, "version", c.Version)
+					log.Info("policy reloaded", "name", c.Name, "version", c.Version, "addr", sg.Addr())
 				}
 			}()
-			// The server's shutdown and the gateway's share one grace
-			// period, counted from the signal.
-			graceEnds := make(chan time.Time, 1)
-			context.AfterFunc(ctx, func() { graceEnds <- time.Now().Add(gatewayShutdownGrace) })
-			log.Info("gateway listening", "addr", ln.Addr().String(), "policy", c.Name, "version", c.Version)
-			err = httpserve.Run(ctx, srv, ln, gatewayShutdownGrace)
-			if ctx.Err() == nil {
-				// Serving failed before any signal.
-				if err == nil {
-					err = http.ErrServerClosed
-				}
-				return fmt.Errorf("serve: %w", err)
+			log.Info("gateway listening", "addr", sg.Addr(), "policy", c.Name, "version", c.Version)
+			var serveErr error
+			select {
+			case <-ctx.Done():
+			case serveErr = <-sg.Errors():
 			}
-			sctx, cancel := context.WithDeadline(context.Background(), <-graceEnds)
+			// Open streams finish within one grace period.
+			sctx, cancel := context.WithTimeout(context.Background(), gatewayShutdownGrace)
 			defer cancel()
-			err = errors.Join(err, g.Shutdown(sctx))
+			err = sg.Shutdown(sctx)
 			if msrv != nil {
 				_ = msrv.Close()
+			}
+			if serveErr != nil {
+				return errors.Join(serveErr, err)
 			}
 			return err
 		},
 	}
 	f := cmd.Flags()
+	f.StringVarP(&configPath, "filename", "f", "", "policy document (YAML), as for every other command")
+	// --config was this command's name for -f before the other commands
+	// settled on -f/--filename; it keeps working.
 	f.StringVar(&configPath, "config", "", "policy document (YAML)")
-	f.StringVar(&listen, "listen", "", "address to serve on (default: the policy's gateway.listen, else "+defaultGatewayListen+")")
+	_ = f.MarkDeprecated("config", "use -f/--filename")
+	f.StringVar(&listen, "listen", "", "address to serve on, overriding the policy's gateway.listen (which defaults to "+policy.DefaultListen+")")
 	f.StringVar(&redisAddr, "redis", "", "redis-server address for limits shared by replicas (overrides the policy)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "address for Prometheus /metrics (off when empty)")
 	f.BoolVar(&loadReports, "load-reports", true, "steer pools with loadReports on by their backends' GPU load reports and prompt-prefix affinity")
@@ -197,135 +170,27 @@ type standaloneOptions struct {
 	PollInterval time.Duration
 	// LoadReportToken is sent as a bearer token with every poll.
 	LoadReportToken string
-	Registry        prometheus.Registerer
-	Logger          *slog.Logger
+	// Listen overrides the policy's gateway.listen (--listen).
+	Listen   string
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }
 
-// standaloneGateway is the L7 gateway of "infergate gateway" with, when
-// the policy asks for it, the load report poller that feeds its picker:
-// the same weighter and picker the agent wires into its embedded gateway,
-// without the Maglev side.
-type standaloneGateway struct {
-	g           *gateway.Gateway
-	log         *slog.Logger
-	loadReports bool // --load-reports
-	// poller and picker are nil when load reports are off, or when the
-	// first policy had no pool with loadReports on: the picker is fixed
-	// when the gateway is built, and without one every request skips
-	// assembling its prompt for prefix affinity.
-	poller *report.Poller
-	picker *poolPicker
-}
+// standaloneGateway is "infergate gateway": the composition root l7/serve
+// with the command's options, serving its first policy.
+type standaloneGateway struct{ *serve.Server }
 
 func newStandaloneGateway(c *policy.Compiled, o standaloneOptions) (*standaloneGateway, error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	so := serve.Options{Registry: o.Registry, Logger: o.Logger, Listen: o.Listen, DefaultListen: defaultGatewayListen,
+		ShutdownGrace: gatewayShutdownGrace}
+	if o.LoadReports {
+		so.PollLoadReports = &serve.LoadsConfig{Interval: o.PollInterval, Log: o.Logger, Token: o.LoadReportToken}
 	}
-	s := &standaloneGateway{log: o.Logger, loadReports: o.LoadReports}
-	opts := gateway.Options{Registry: o.Registry, Logger: o.Logger}
-	if o.LoadReports && usesLoadReports(c) {
-		w, err := score.NewWeighter(score.Config{})
-		if err != nil {
-			return nil, fmt.Errorf("load reports: %w", err)
-		}
-		pk, err := pick.New(pick.Config{Weights: w.Current})
-		if err != nil {
-			return nil, fmt.Errorf("load reports: %w", err)
-		}
-		if s.poller, err = report.NewPoller(w, report.PollerConfig{Interval: o.PollInterval, Log: o.Logger, Token: o.LoadReportToken}); err != nil {
-			return nil, fmt.Errorf("load reports: %w", err)
-		}
-		s.picker = &poolPicker{inner: pk}
-		if err := s.setTargets(c); err != nil {
-			return nil, err
-		}
-		opts.Picker = s.picker
-	}
-	g, err := gateway.New(c, opts)
-	if err != nil {
+	s := serve.New(so)
+	if err := s.Apply(c); err != nil {
 		return nil, err
 	}
-	s.g = g
-	return s, nil
-}
-
-// Apply switches to a new policy and re-aims the load report poller.
-func (s *standaloneGateway) Apply(c *policy.Compiled) error {
-	if err := s.g.Apply(c); err != nil {
-		return err
-	}
-	if s.poller == nil {
-		if s.loadReports && usesLoadReports(c) {
-			s.log.Warn("policy turns on loadReports: restart the gateway to steer by GPU load")
-		}
-		return nil
-	}
-	return s.setTargets(c)
-}
-
-func (s *standaloneGateway) setTargets(c *policy.Compiled) error {
-	ts := report.TargetsFromPolicy(c)
-	if err := s.poller.SetTargets(ts); err != nil {
-		return fmt.Errorf("load report targets: %w", err)
-	}
-	s.picker.setPools(c)
-	s.log.Info("polling GPU load reports", "backends", len(ts))
-	return nil
-}
-
-// runLoadReports polls load reports until ctx ends (at once when off).
-func (s *standaloneGateway) runLoadReports(ctx context.Context) {
-	if s.poller != nil {
-		_ = s.poller.Run(ctx)
-	}
-}
-
-func usesLoadReports(c *policy.Compiled) bool {
-	for _, p := range c.Pools {
-		if p.LoadReports {
-			return true
-		}
-	}
-	return false
-}
-
-// poolPicker applies the GPU-load picker to pools with loadReports on
-// only; other pools keep the router's power of two choices, as they would
-// without load reports.
-type poolPicker struct {
-	inner *pick.Picker
-	pools atomic.Pointer[map[string]bool]
-}
-
-var _ route.PrefixPicker = (*poolPicker)(nil)
-
-func (p *poolPicker) setPools(c *policy.Compiled) {
-	m := map[string]bool{}
-	for _, pl := range c.Pools {
-		if pl.LoadReports {
-			m[pl.Name] = true
-		}
-	}
-	p.pools.Store(&m)
-}
-
-func (p *poolPicker) steers(pool string) bool {
-	m := p.pools.Load()
-	return m != nil && (*m)[pool]
-}
-
-func (p *poolPicker) Pick(pool string, bs []*route.Backend) int {
-	if !p.steers(pool) {
-		return -1
-	}
-	return p.inner.Pick(pool, bs)
-}
-
-func (p *poolPicker) PickPrefix(pool string, bs []*route.Backend, prompt []byte) int {
-	if !p.steers(pool) {
-		return -1
-	}
-	return p.inner.PickPrefix(pool, bs, prompt)
+	return &standaloneGateway{s}, nil
 }
 
 func loadGatewayPolicy(path, keysFile string) (*policy.Compiled, error) {

@@ -21,10 +21,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/internal/syncbuf"
+	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -264,6 +264,15 @@ func TestGatewayCmdLoadReports(t *testing.T) {
 	})
 }
 
+// "gateway -f" takes the policy like every other command does.
+func TestGatewayCmdFilenameFlag(t *testing.T) {
+	busy, idle := newLRHost(t, saturatedReport), newLRHost(t, idleReport)
+	url := runGatewayCmd(t, "-f", lrPolicy(t, busy, idle, false, busy.loadURL, idle.loadURL), "--load-reports=false")
+	if nb, ni := split(t, url, busy, idle); nb+ni != lrRequests {
+		t.Fatalf("%d + %d of %d requests served", nb, ni, lrRequests)
+	}
+}
+
 // newLRGateway builds the gateway as the command does and serves it on
 // loopback, polling every lrPollInterval until cleanup.
 func newLRGateway(t *testing.T, policyPath string, loadReports bool) (*standaloneGateway, string) {
@@ -273,24 +282,16 @@ func newLRGateway(t *testing.T, policyPath string, loadReports bool) (*standalon
 		t.Fatal(err)
 	}
 	sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: loadReports, PollInterval: lrPollInterval,
-		Registry: prometheus.NewRegistry()})
+		Registry: prometheus.NewRegistry(), Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(sg.g.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	polling := make(chan struct{})
-	go func() {
-		defer close(polling)
-		sg.runLoadReports(ctx)
-	}()
+	ts := httptest.NewServer(sg.Handler())
 	t.Cleanup(func() {
-		cancel()
-		<-polling
 		ts.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), lrWait)
 		defer scancel()
-		_ = sg.g.Shutdown(sctx)
+		_ = sg.Shutdown(sctx)
 	})
 	return sg, ts.URL
 }
@@ -315,7 +316,7 @@ func waitHeavier(t *testing.T, sg *standaloneGateway, heavy, light string) {
 	t.Helper()
 	deadline := time.Now().Add(lrWait)
 	for {
-		ws := sg.poller.Current()
+		ws := sg.Loads().Current()
 		h, l := ws[report.TargetID("gpu", heavy)], ws[report.TargetID("gpu", light)]
 		if !h.Draining && !l.Draining && h.Weight > lrWeightRatio*l.Weight {
 			time.Sleep(pick.DefaultWeightsTTL)
@@ -334,7 +335,7 @@ func waitHeavier(t *testing.T, sg *standaloneGateway, heavy, light string) {
 func TestGatewayReloadRetargetsLoadReports(t *testing.T) {
 	a, b := newLRHost(t, saturatedReport), newLRHost(t, idleReport)
 	sg, url := newLRGateway(t, lrPolicy(t, a, b, true, a.loadURL, b.loadURL), true)
-	if sg.poller == nil {
+	if sg.Loads() == nil {
 		t.Fatal("no poller for a policy with loadReports on")
 	}
 	waitHeavier(t, sg, "b", "a")
@@ -379,15 +380,15 @@ func TestGatewayNoLoadReportsNoPoller(t *testing.T) {
 	}{{"policy-off", false, true, false}, {"flag-off", true, false, false}, {"both-on", true, true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustLoad(t, lrPolicy(t, a, b, tc.policyOn, a.loadURL, b.loadURL))
-			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: tc.flagOn, Registry: prometheus.NewRegistry()})
+			sg, err := newStandaloneGateway(c, standaloneOptions{LoadReports: tc.flagOn, Registry: prometheus.NewRegistry(), Listen: "127.0.0.1:0"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer sg.g.Shutdown(context.Background())
-			if got := sg.poller != nil; got != tc.wantPolling {
+			defer sg.Shutdown(context.Background())
+			if got := sg.Loads() != nil; got != tc.wantPolling {
 				t.Fatalf("poller present %v, want %v", got, tc.wantPolling)
 			}
-			if got := sg.picker != nil; got != tc.wantPolling {
+			if got := sg.Picking(); got != tc.wantPolling {
 				t.Fatalf("picker present %v, want %v", got, tc.wantPolling)
 			}
 		})

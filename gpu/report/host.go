@@ -31,6 +31,9 @@ type HostConfig struct {
 	// NoNVML skips the NVML collector (a host known to have no GPU, or a
 	// simulated one).
 	NoNVML bool
+	// Collector, when set, is used instead of opening NVML (tests hand in
+	// one over go-nvml's mock). Run closes it.
+	Collector *collector.Collector
 	// CacheAge bounds how often NVML and the server are read; 0 takes
 	// DefaultCacheAge.
 	CacheAge time.Duration
@@ -65,7 +68,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		}
 		hs.Scraper = sc
 	}
-	if !cfg.NoNVML {
+	switch {
+	case cfg.Collector != nil:
+		h.collector = cfg.Collector
+		hs.Collector = h.collector
+	case !cfg.NoNVML:
 		h.collector = collector.New(cfg.Log, collector.Config{})
 		hs.Collector = h.collector
 	}

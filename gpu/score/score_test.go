@@ -313,3 +313,22 @@ func TestConfigValidationKV(t *testing.T) {
 		}
 	}
 }
+
+func TestEffectiveCombinesStaticAndLoad(t *testing.T) {
+	for _, tc := range []struct{ static, load, want uint32 }{
+		{100, DefaultBaseWeight, 100}, // neutral load keeps the static weight
+		{900, DefaultBaseWeight, 900},
+		{0, 5000, 0},   // the operator's 0 wins over any load
+		{900, 0, 0},    // a draining report wins over any static weight
+		{900, 50, 450}, // a half-loaded host gets half its share
+		{1, 5, 1},      // two positive weights never make 0
+		{10000, 10000, 1000000},
+	} {
+		if got := Effective(tc.static, tc.load); got != tc.want {
+			t.Errorf("Effective(%d, %d) = %d, want %d", tc.static, tc.load, got, tc.want)
+		}
+		if got := EffectiveFloat(tc.static, float64(tc.load)); got != float64(tc.want) {
+			t.Errorf("EffectiveFloat(%d, %d) = %v, want %d", tc.static, tc.load, got, tc.want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/infergate/infergate/policy"
@@ -86,6 +87,12 @@ type Options struct {
 	JWKSMinRefresh time.Duration
 	// Leeway tolerates clock skew on exp/nbf/iat (default 30 s).
 	Leeway time.Duration
+	// Previous is the Authenticator this one replaces (a policy apply):
+	// an issuer whose configuration is unchanged keeps Previous's JWKS
+	// cache, keys and refresh timer, so an apply never drops the keys and
+	// an identity provider that is down at that moment fails nothing.
+	// Previous must have been built with the same Options otherwise.
+	Previous *Authenticator
 }
 
 type keyEntry struct {
@@ -103,6 +110,7 @@ type Authenticator struct {
 	issuers map[string]*issuer
 	// certs maps client certificate identities to tenant indexes (cert.go).
 	certs map[string]int
+	closed  sync.Once
 }
 
 // New indexes g's keys and loads its JWT issuers. JWKS documents are
@@ -134,7 +142,11 @@ func New(g *policy.CompiledGateway, opts Options) (*Authenticator, error) {
 			a.Close()
 			return nil, fmt.Errorf("auth: issuer %q configured twice", jc.Issuer)
 		}
-		is, err := newIssuer(jc, opts)
+		var prev *issuer
+		if opts.Previous != nil {
+			prev = opts.Previous.issuers[jc.Issuer]
+		}
+		is, err := newIssuer(jc, opts, prev)
 		if err != nil {
 			a.Close()
 			return nil, fmt.Errorf("auth: issuer %q: %w", jc.Issuer, err)
@@ -168,9 +180,11 @@ func (o Options) withDefaults() Options {
 
 // Close stops background JWKS refreshes.
 func (a *Authenticator) Close() error {
-	for _, is := range a.issuers {
-		is.close()
-	}
+	a.closed.Do(func() {
+		for _, is := range a.issuers {
+			is.close()
+		}
+	})
 	return nil
 }
 

@@ -636,3 +636,76 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+// An Authenticator that replaces another (a policy apply, keys create or
+// revoke) keeps the JWKS cache of every issuer whose configuration is
+// unchanged: no fetch at the apply, and tokens keep verifying while the
+// identity provider is down. A changed issuer gets a fresh cache.
+func TestJWKSCacheKeptAcrossApplies(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newJWKSServer(t)
+	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
+	const iss, aud = "https://sso.example", "gw"
+	g1, _ := gatewayWithKeys(t, 1)
+	g1.JWT = []policy.JWTIssuer{{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org"}}
+	opts := Options{JWKSMinRefresh: time.Hour}
+	a1, err := New(g1, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, jwt.SigningMethodES256, key, "k1", claims(iss, aud, "acme", time.Now().Add(time.Hour)))
+	authWith := func(a *Authenticator) error {
+		_, err := a.Authenticate(req("Authorization", "Bearer "+tok))
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for authWith(a1) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the first key set never arrived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches for the first Authenticator, want 1", n)
+	}
+
+	// The identity provider goes down; an apply that changes only the
+	// API keys replaces the Authenticator.
+	srv.set(http.StatusInternalServerError)
+	g2, _ := gatewayWithKeys(t, 2)
+	g2.JWT = g1.JWT
+	opts.Previous = a1
+	a2, err := New(g2, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1.Close() // as the gateway does once requests on it are done
+	if err := authWith(a2); err != nil {
+		t.Fatalf("after an apply with the IdP down: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches after the apply, want still 1", n)
+	}
+
+	// A changed issuer (another refresh period) does not share the cache.
+	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
+	g3, _ := gatewayWithKeys(t, 2)
+	g3.JWT = []policy.JWTIssuer{{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org", JWKSRefresh: policy.Duration(time.Hour)}}
+	opts.Previous = a2
+	a3, err := New(g3, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for srv.fetches.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("a changed issuer did not fetch its own key set")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a2.Close()
+	a3.Close()
+	a3.Close() // twice is harmless
+}

@@ -54,7 +54,10 @@ type issuer struct {
 	jwks        *jwksCache // JWKS issuers
 }
 
-func newIssuer(c policy.JWTIssuer, opts Options) (*issuer, error) {
+// newIssuer builds the issuer c; prev is the issuer of the same name in the
+// Authenticator being replaced, whose JWKS cache is shared when c is
+// unchanged.
+func newIssuer(c policy.JWTIssuer, opts Options, prev *issuer) (*issuer, error) {
 	is := &issuer{cfg: c, tenantClaim: c.TenantClaim}
 	if is.tenantClaim == "" {
 		is.tenantClaim = defaultTenantClaim
@@ -83,6 +86,9 @@ func newIssuer(c policy.JWTIssuer, opts Options) (*issuer, error) {
 	case c.HS256SecretEnv != "":
 		is.hsSecret = []byte(opts.Getenv(c.HS256SecretEnv))
 		algs = []string{jwt.SigningMethodHS256.Alg()}
+	case prev != nil && prev.cfg == c && prev.jwks != nil && prev.jwks.acquire():
+		is.jwks = prev.jwks
+		algs = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
 	default:
 		cache, err := newJWKSCache(c, opts)
 		if err != nil {
@@ -216,6 +222,9 @@ type jwksCache struct {
 	mu          sync.Mutex // serialises fetches; guards lastAttempt
 	lastAttempt time.Time
 
+	// refs counts the issuers sharing the cache (one per Authenticator
+	// that kept it across an apply); the last close stops it.
+	refs     atomic.Int32
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -248,11 +257,30 @@ func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
 	}
 	empty := map[string]jwk{}
 	jc.keys.Store(&empty)
+	jc.refs.Store(1)
 	go jc.loop()
 	return jc, nil
 }
 
+// acquire takes a reference for another issuer; false when the cache was
+// already stopped.
+func (c *jwksCache) acquire() bool {
+	for {
+		n := c.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// close lets go of one reference and stops the refresh with the last.
 func (c *jwksCache) close() {
+	if c.refs.Add(-1) > 0 {
+		return
+	}
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
 }

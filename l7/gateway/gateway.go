@@ -271,7 +271,11 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 		}
 		cfg.counters[m] = tc
 	}
-	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv}); err != nil {
+	var prevAuth *auth.Authenticator // its unchanged issuers keep their JWKS caches
+	if old := g.cfg.Load(); old != nil {
+		prevAuth = old.auth
+	}
+	if cfg.auth, err = auth.New(&c.Gateway, auth.Options{Logger: g.log, Getenv: g.opts.Getenv, Previous: prevAuth}); err != nil {
 		return nil, fmt.Errorf("gateway auth: %w", err)
 	}
 	cfg.models, cfg.model = modelsBody(c)

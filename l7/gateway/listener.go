@@ -72,5 +72,16 @@ func (l *Listener) ApplyTLS(c *policy.Compiled) error {
 	return l.TLS.Update(*c.Gateway.TLS)
 }
 
+// CheckTLS loads c's TLS files as a listener would, without serving them:
+// a policy whose certificate, key or client CA does not load is refused
+// before anything is applied.
+func CheckTLS(c *policy.Compiled) error {
+	if c.Gateway.TLS == nil {
+		return nil
+	}
+	_, err := tlsterm.New(*c.Gateway.TLS, tlsterm.Options{})
+	return err
+}
+
 // Close stops checking the TLS files (the server is shut down by its owner).
 func (l *Listener) Close() { l.once.Do(l.stop) }

@@ -1,4 +1,4 @@
-// Command sched is issue 6's scheduling-quality benchmark: a discrete-event
+// Command sched is the scheduling-quality benchmark: a discrete-event
 // simulation of a mixed GPU fleet (package sim) under the gpu policy (real
 // gpu/score weights feeding the real Maglev builder, connections sticky),
 // round robin and least connections, and two workloads with shared system
@@ -10,7 +10,7 @@
 //	policy=<p> load=<l> p50_ttft_ms=<x> p99_ttft_ms=<y> tokens_per_s=<z>
 //
 // for the chat workload, then the same prefixed with workload=shared-prefix
-// (issue 6's: a few long system prompts shared by most requests of many
+// (a few long system prompts shared by most requests of many
 // clients, sim.SharedPrefix) and workload=trace-b (prefix reuse as in a
 // published business-API trace, sim.TraceB) for policies gpu and
 // gpu-prefix, and workload=gie-high-cache (the Gateway API Inference
@@ -81,7 +81,7 @@ func benchWorkloads(shared sim.Workload) []workload {
 	}
 }
 
-// loads are the fractions of fleet capacity issue 6 asks for.
+// loads are the fractions of fleet capacity the benchmark measures at.
 var loads = []float64{0.50, 0.80, 0.95}
 
 // fleet: two fast and two slow GPUs serving the same model.

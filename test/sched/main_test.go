@@ -10,7 +10,7 @@ import (
 	"github.com/infergate/infergate/test/sched/sim"
 )
 
-// The output is issue 6's format, one line per policy and load, nothing
+// The output is the benchmark's format, one line per policy and load, nothing
 // else on stdout.
 func TestOutputFormat(t *testing.T) {
 	var out bytes.Buffer

@@ -114,7 +114,7 @@ spec:
 	listen := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	gw := exec.CommandContext(ctx, bin, "gateway", "--config", polPath, "--listen", listen)
+	gw := exec.CommandContext(ctx, bin, "gateway", "-f", polPath, "--listen", listen)
 	var gwLog bytes.Buffer
 	gw.Stdout, gw.Stderr = &gwLog, &gwLog
 	if err := gw.Start(); err != nil {

@@ -1,5 +1,5 @@
 // Package sim is a discrete-event simulation of a heterogeneous GPU
-// inference fleet behind a load balancer, for issue 6's scheduling-quality
+// inference fleet behind a load balancer, for the scheduling-quality
 // benchmark: it runs the real weighting code (gpu/score), the real Maglev
 // builder (maglev) and the real prefix-affinity chooser (l7/affinity)
 // against round robin and least connections on identical arrivals.

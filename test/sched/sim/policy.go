@@ -2,12 +2,16 @@ package sim
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/l7/pick"
+	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/maglev"
+	"github.com/infergate/infergate/policy"
 )
 
 // View is what a balancer may know: its own bookkeeping (open connections
@@ -100,7 +104,7 @@ func (p *LeastWork) Pick(v *View, _ *Conn, _ *Request) int {
 	return max(best, 0)
 }
 
-// GPU is issue 6's policy at L4: the agent feeds load reports to the real
+// GPU is the GPU-load policy at L4: the agent feeds load reports to the real
 // score.Weighter, and when Weighter.Next says the weights moved past its
 // threshold the real Maglev builder makes a new table; new connections
 // hash into the table, established ones stay put.
@@ -187,30 +191,66 @@ func (g *GPU) Tick(v *View) {
 	}
 }
 
-// GPUPrefix is the L7 router: per request, the real affinity chooser with
-// the weighter's current (unhysteresised) weights and the router's own
-// in-flight counts as loads.
+// GPUPrefix is the L7 router: per request, the production picker
+// (l7/pick) over a real route table's backends, with the weighter's
+// current (unhysteresised) weights and the router's own in-flight counts
+// as loads.
 type GPUPrefix struct {
 	// Blind hashes only the request's own identity instead of its prompt:
 	// the same per-request L7 routing and load bound without prefix
 	// affinity, to separate the two effects (policy "gpu-l7").
 	Blind    bool
 	weighter *score.Weighter
-	chooser  *affinity.Chooser
-	cands    []affinity.Candidate
+	picker   *pick.Picker
+	backends []*route.Backend
+	// held mirrors View.InFlight onto the route backends' in-flight
+	// counters: one release func per request the picker should see open.
+	held [][]func()
 }
+
+// simPool names the simulated pool; the weighter's names are
+// simPool/backend, as the report poller names targets.
+const simPool = "sim"
 
 // NewGPUPrefix returns the gpu-prefix policy; cfg as for NewGPU.
 func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
-	w, err := newWeighter(names, cfg)
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = simPool + "/" + n
+	}
+	w, err := newWeighter(keys, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := affinity.New(affinity.Config{})
+	// Simulated time: every pick reads the weighter afresh.
+	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1})
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, chooser: c, cands: make([]affinity.Candidate, len(names))}, nil
+	bs, err := routeBackends(names)
+	if err != nil {
+		return nil, err
+	}
+	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names))}, nil
+}
+
+// routeBackends builds a route table with one pool of the named backends
+// (each at the policy's default static weight) and returns its backends.
+func routeBackends(names []string) ([]*route.Backend, error) {
+	c := &policy.Compiled{}
+	p := policy.CompiledPool{Name: simPool, LoadReports: true}
+	for i, n := range names {
+		p.Backends = append(p.Backends, policy.CompiledBackend{Name: n, Address: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
+			Port: 8000, Weight: score.DefaultBaseWeight})
+	}
+	c.Pools = []policy.CompiledPool{p}
+	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 1}}}}
+	tb, err := route.New(c, route.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("gpu-prefix policy: %w", err)
+	}
+	m, _ := tb.Lookup("m")
+	return m.Routes[0].Pool.Backends, nil
 }
 
 func (g *GPUPrefix) Name() string {
@@ -222,15 +262,21 @@ func (g *GPUPrefix) Name() string {
 func (*GPUPrefix) PerRequest() bool { return true }
 
 func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
-	_ = g.weighter.Observe(v.Backends[b], rep, simTime(v.Now))
+	_ = g.weighter.Observe(simPool+"/"+v.Backends[b], rep, simTime(v.Now))
 }
 
 func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
 
 func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
-	ws := g.weighter.Current()
-	for i, n := range v.Backends {
-		g.cands[i] = affinity.Candidate{Name: n, Weight: float64(ws[n].Weight), Load: float64(v.InFlight[i])}
+	for i, b := range g.backends {
+		for len(g.held[i]) < v.InFlight[i] {
+			g.held[i] = append(g.held[i], b.Acquire())
+		}
+		for len(g.held[i]) > v.InFlight[i] {
+			n := len(g.held[i]) - 1
+			g.held[i][n]()
+			g.held[i] = g.held[i][:n]
+		}
 	}
 	var hashes []uint64
 	if g.Blind {
@@ -238,11 +284,10 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 	} else {
 		hashes = v.PrefixBlock(r)
 	}
-	ch, err := g.chooser.Choose(hashes, g.cands)
-	if err != nil {
-		return 0
+	if i := g.picker.PickBlocks(simPool, g.backends, hashes); i >= 0 {
+		return i
 	}
-	return ch.Index
+	return 0
 }
 
 // epoch anchors simulated seconds on the wall clock the weighter expects.

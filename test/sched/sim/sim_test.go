@@ -457,8 +457,7 @@ func TestTraceBMatchesTrace(t *testing.T) {
 	}
 }
 
-// The shared-prefix workload is what issue 6 describes and what its
-// comment claims: a few system prompts within the public coding-agent
+// The shared-prefix workload is what its comment claims: a few system prompts within the public coding-agent
 // range (8192..24576 tokens, median ~16k), carried by ~90% of requests,
 // so that most prompt tokens are shared across clients, and the longest
 // request still fits an A10.

@@ -103,8 +103,8 @@ var Chat = Workload{
 	BurstHigh: 1.4, BurstLow: 0.6, BurstDwell: 20,
 }
 
-// SharedPrefix is issue 6's second workload as the issue words it: "most
-// requests share a few long system prompts", sent by many clients. It is
+// SharedPrefix is the second workload: most
+// requests share a few long system prompts, sent by many clients. It is
 // the shape of agentic and coding-assistant deployments, where every
 // request of an application carries the same instructions and tool
 // definitions ahead of its own part, and the same prompt arrives from
@@ -155,7 +155,7 @@ var SharedPrefix = func() Workload {
 
 // GIEHighCache is the Gateway API Inference Extension's own published
 // benchmark for prefix-cache-aware routing, transcribed onto this
-// simulator before any run with it, so that issue 6's shared-prefix goal is
+// simulator before any run with it, so that the shared-prefix goal is
 // also measured on the peer's definition of the workload rather than only
 // on ours. Source: kubernetes-sigs/gateway-api-inference-extension,
 // benchmarking/prefix-cache-aware/high-cache-values.yaml (inference-perf's

@@ -14,10 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/infergate/infergate/gpu/pick"
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/auth"
 	"github.com/infergate/infergate/l7/gateway"
+	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )

@@ -202,3 +202,74 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// staticBackends is backends with the given static (policy) weights.
+func staticBackends(t *testing.T, weights ...uint32) []*route.Backend {
+	t.Helper()
+	bs := backends(t, len(weights))
+	for i, w := range weights {
+		bs[i].Weight = w
+	}
+	return bs
+}
+
+// The operator's static weights hold under the load picker: weight 0 gets
+// nothing, 100:900 splits about 1:9 when loads are equal (both idle, both
+// reporting the same load, or neither reporting).
+func TestPickHonoursStaticWeights(t *testing.T) {
+	for name, ws := range map[string]score.Weights{
+		"unreported": {},
+		"equal load": {"p/p-0": {Weight: 60}, "p/p-1": {Weight: 60}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newPicker(t, Config{Weights: fixed(ws)})
+			zero := staticBackends(t, 0, 100)
+			for range 1000 {
+				if got := p.Pick("p", zero); got != 1 {
+					t.Fatalf("Pick chose the weight-0 backend (%d)", got)
+				}
+				if got := p.PickPrefix("p", zero, []byte(strings.Repeat("shared system prompt ", 20))); got != 1 {
+					t.Fatalf("PickPrefix chose the weight-0 backend (%d)", got)
+				}
+			}
+			// In a closed loop (requests held a while, as in
+			// TestPickFollowsWeights) the shares follow the weights.
+			split := staticBackends(t, 100, 900)
+			n := [2]int{}
+			var open []func()
+			for i := range 4000 {
+				k := p.Pick("p", split)
+				n[k]++
+				open = append(open, split[k].Acquire())
+				if len(open) > 40 {
+					j := (i * 7919) % len(open)
+					open[j]()
+					open = append(open[:j], open[j+1:]...)
+				}
+			}
+			// Expected 400 of 4000; generous bounds.
+			if n[0] < 200 || n[0] > 700 {
+				t.Fatalf("100:900 came out %d:%d", n[0], n[1])
+			}
+		})
+	}
+}
+
+// Pools the policy does not steer by load are left to the route (-1).
+func TestPickOnlySteersLoadReportPools(t *testing.T) {
+	p := newPicker(t, Config{Weights: fixed(score.Weights{})})
+	bs := backends(t, 2)
+	if p.Pick("p", bs) < 0 {
+		t.Fatal("every pool is steered before SetPools")
+	}
+	p.SetPools(&policy.Compiled{Pools: []policy.CompiledPool{{Name: "p"}, {Name: "q", LoadReports: true}}})
+	if got := p.Pick("p", bs); got != -1 {
+		t.Fatalf("pool without loadReports: Pick %d, want -1", got)
+	}
+	if got := p.PickPrefix("p", bs, []byte(strings.Repeat("x", 256))); got != -1 {
+		t.Fatalf("pool without loadReports: PickPrefix %d, want -1", got)
+	}
+	if p.Pick("q", bs) < 0 {
+		t.Fatal("pool with loadReports not steered")
+	}
+}

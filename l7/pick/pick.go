@@ -5,6 +5,16 @@
 // prompt or continuing a conversation land where that prefix's KV cache
 // already is, as long as that backend is within its load bound.
 //
+// It lives in l7/ because it is the consumer of load signals: gpu/ produces
+// them (reports, scores, weights) and imports nothing from l7/.
+//
+// A backend's weight is score.Effective of its static policy weight and its
+// load weight, the same combination the agent's Maglev tables use, so an
+// operator's weight 0 or 100:900 split holds at L4 and L7 alike. Only the
+// pools SetPools names (those with loadReports on) are steered; for the
+// others Pick returns -1 and the route's weighted power of two choices
+// decides, as it would without load reports.
+//
 // Without a prompt (Pick), or for a prompt shorter than one affinity block,
 // it is weighted power of two choices: two distinct candidates drawn with
 // probability proportional to their weights, the one with fewer requests
@@ -12,12 +22,9 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
-// Wiring, in the process that runs the gateway and polls load reports:
-//
-//	w, _ := score.NewWeighter(score.Config{})
-//	p, _ := report.NewPoller(w, report.PollerConfig{...}) // feeds w
-//	pk, _ := pick.New(pick.Config{Weights: w.Current})
-//	g, _ := gateway.New(compiled, gateway.Options{Picker: pk})
+// Wiring: l7/serve builds it with the weighter and report poller as one
+// Loads and hands it to every gateway it builds; test/sched drives it in
+// simulation.
 package pick
 
 import (
@@ -32,6 +39,7 @@ import (
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/affinity"
 	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/policy"
 )
 
 // Defaults for Config's zero fields.
@@ -70,6 +78,8 @@ type Picker struct {
 
 	snap atomic.Pointer[snapshot]
 	mu   sync.Mutex // serialises snapshot refreshes
+	// pools is the set of pools steered by load; nil steers every pool.
+	pools atomic.Pointer[map[string]bool]
 }
 
 type snapshot struct {
@@ -103,6 +113,25 @@ func New(cfg Config) (*Picker, error) {
 	return &Picker{cfg: cfg, chooser: ch, now: time.Now}, nil
 }
 
+// SetPools restricts the picker to c's pools with loadReports on; the
+// others are left to the route's weighted power of two choices. Until it is
+// called every pool is steered.
+func (p *Picker) SetPools(c *policy.Compiled) {
+	m := map[string]bool{}
+	for _, pl := range c.Pools {
+		if pl.LoadReports {
+			m[pl.Name] = true
+		}
+	}
+	p.pools.Store(&m)
+}
+
+// steers reports whether pool is picked by load.
+func (p *Picker) steers(pool string) bool {
+	m := p.pools.Load()
+	return m == nil || (*m)[pool]
+}
+
 // weights returns a snapshot no older than WeightsTTL.
 func (p *Picker) weights() score.Weights {
 	now := p.now()
@@ -119,31 +148,37 @@ func (p *Picker) weights() score.Weights {
 	return s.ws
 }
 
-// weightOf is b's weight: 0 when the policy or its report drains it, the
-// neutral weight when nothing has been heard from it.
+// weightOf is b's effective weight (score.EffectiveFloat of its static
+// weight and its load weight): 0 when the policy or its report drains it,
+// its static weight scaled by the neutral load weight when nothing has been
+// heard from it.
 func (p *Picker) weightOf(ws score.Weights, b *route.Backend, name string) float64 {
 	if b.Draining {
 		return 0
 	}
 	w, ok := ws[name]
 	if !ok {
-		return p.cfg.NeutralWeight
+		return score.EffectiveFloat(b.Weight, p.cfg.NeutralWeight)
 	}
 	if w.Draining {
 		return 0
 	}
-	return float64(w.Weight)
+	return score.EffectiveFloat(b.Weight, float64(w.Weight))
 }
 
 // Pick is weighted power of two choices: it returns -1 (the route's plain
-// power of two choices) only when no backend has a positive weight.
+// power of two choices) when the pool is not steered by load or no backend
+// has a positive weight.
 func (p *Picker) Pick(pool string, backends []*route.Backend) int {
+	if !p.steers(pool) {
+		return -1
+	}
 	ws := p.weights()
 	var stack [16]float64
 	weights := stack[:0]
 	total := 0.0
 	for _, b := range backends {
-		w := p.weightOf(ws, b, pool+"/"+b.Name)
+		w := p.weightOf(ws, b, label(pool, b))
 		weights = append(weights, w)
 		total += w
 	}
@@ -200,14 +235,26 @@ func draw(weights []float64, total float64, skip int) int {
 // weights and in-flight counts; a prompt without a full block falls back
 // to Pick. It returns -1 only when no backend has a positive weight.
 func (p *Picker) PickPrefix(pool string, backends []*route.Backend, prompt []byte) int {
+	if !p.steers(pool) {
+		return -1
+	}
 	hashes := p.chooser.Hashes(prompt)
 	if len(hashes) == 0 {
 		return p.Pick(pool, backends)
 	}
+	return p.PickBlocks(pool, backends, hashes)
+}
+
+// PickBlocks is PickPrefix for a prompt already hashed into chained block
+// hashes (affinity.Chooser.Hashes, or a simulation's stand-in for them).
+func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uint64) int {
+	if !p.steers(pool) {
+		return -1
+	}
 	ws := p.weights()
 	cands := make([]affinity.Candidate, len(backends))
 	for i, b := range backends {
-		name := pool + "/" + b.Name
+		name := label(pool, b)
 		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
 	}
 	ch, err := p.chooser.Choose(hashes, cands)
@@ -215,6 +262,15 @@ func (p *Picker) PickPrefix(pool string, backends []*route.Backend, prompt []byt
 		return -1
 	}
 	return ch.Index
+}
+
+// label is b's "pool/backend" name, the key of its load weight; the route
+// table made it once, so no request builds it.
+func label(pool string, b *route.Backend) string {
+	if b.Label != "" {
+		return b.Label
+	}
+	return pool + "/" + b.Name
 }
 
 // Forget drops a backend from the prefix index (it restarted and lost its
