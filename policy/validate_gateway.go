@@ -16,6 +16,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	v.keys(p+".keys", g.Keys, tenants)
 	v.jwt(p+".jwt", g.JWT)
 	providers := v.providers(p+".providers", g.Providers)
+	v.selfReferences(p+".providers", g.Providers, g.Listen)
 	routedPools := v.models(p+".models", g.Models, pools, providers)
 	v.routedPoolPorts(poolList, routedPools)
 	v.inspection(p+".inspection", &g.Inspection)

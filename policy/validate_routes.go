@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"net"
+	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 )
@@ -110,6 +113,47 @@ func (v *validator) routedPoolPorts(poolList []Pool, routedPools map[int]string)
 			if b.Port == 0 {
 				v.add(idx(idx("spec.pools", pi)+".backends", j)+".port", "is required: model route %s sends requests to this pool", at)
 			}
+		}
+	}
+}
+
+// selfReferences refuses a provider whose base URL is the gateway's own
+// listener: every request routed there would come back and be routed
+// there again. Only what the document shows is caught (the listen port on
+// a loopback name, an address the gateway binds, or a wildcard bind); a
+// loop through a name or another gateway is stopped at run time by the
+// hop limit.
+func (v *validator) selfReferences(p string, list []Provider, listen string) {
+	if listen == "" {
+		listen = DefaultListen
+	}
+	lhost, lport, err := net.SplitHostPort(listen)
+	if err != nil {
+		return
+	}
+	for i, pr := range list {
+		u, err := url.Parse(pr.BaseURL)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		if port != lport {
+			continue
+		}
+		host := u.Hostname()
+		self := strings.EqualFold(host, "localhost") || host == lhost
+		if a, err := netip.ParseAddr(host); err == nil {
+			a = a.Unmap()
+			self = self || a.IsLoopback() || (lhost == "" || lhost == "0.0.0.0" || lhost == "::") && a.IsUnspecified()
+			if l, err := netip.ParseAddr(lhost); err == nil && l.Unmap() == a {
+				self = true
+			}
+		}
+		if self {
+			v.add(idx(p, i)+".baseURL", "%q is the gateway's own listener (%s): requests would loop", truncate(pr.BaseURL, 80), listen)
 		}
 	}
 }
