@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/infergate/infergate/internal/redistest"
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/tokens"
 	"github.com/infergate/infergate/policy"
@@ -76,6 +77,31 @@ func TestRateLimitedNotCounted(t *testing.T) {
 func TestRefusalNotShownAsCharged(t *testing.T) {
 	m := newMock(t, mockllm.Config{})
 	c := basePolicy(pool("p", m))
+	c.Gateway.Tenants[0].Limits.RequestsPerMinute = 1
+	c.Gateway.Tenants[0].Limits.TokensPerMinute = 100000
+	h := newHarness(t, c, Options{})
+	body := chatBody("hi", `,"max_tokens":5000`)
+	status, hdr, b := h.call(testKey, "/v1/chat/completions", body)
+	if status != 200 {
+		t.Fatalf("%d %s", status, b)
+	}
+	after1, _ := strconv.Atoi(hdr.Get("x-ratelimit-remaining-tokens"))
+	status, hdr, _ = h.call(testKey, "/v1/chat/completions", body)
+	if status != 429 {
+		t.Fatalf("second: %d", status)
+	}
+	shown, _ := strconv.Atoi(hdr.Get("x-ratelimit-remaining-tokens"))
+	if shown < after1 || after1 <= 0 {
+		t.Fatalf("429 shows %d tokens remaining, %d were left after the admitted request", shown, after1)
+	}
+}
+
+// TestRefusalNotShownAsChargedRedis: the same with the limits in Redis.
+func TestRefusalNotShownAsChargedRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	m := newMock(t, mockllm.Config{})
+	c := basePolicy(pool("p", m))
+	c.Gateway.LimitStore.Redis = rs.Addr
 	c.Gateway.Tenants[0].Limits.RequestsPerMinute = 1
 	c.Gateway.Tenants[0].Limits.TokensPerMinute = 100000
 	h := newHarness(t, c, Options{})

@@ -92,6 +92,9 @@ local reserve = tonumber(ARGV[4])
 local cost = tonumber(ARGV[5])
 local reason, retry, forever = 0, 0, false
 local rql, rqr, rqs, tkl, tkr, tks = 0, 0, 0, 0, 0, 0
+-- The same figures as the state stands, uncharged: what a refused request
+-- is shown, since nothing of it is charged.
+local rql0, rqr0, rqs0, tkl0, tkr0, tks0 = 0, 0, 0, 0, 0, 0
 
 local function emission(units, limit)
   return math.ceil(units * W / limit)
@@ -114,6 +117,14 @@ local function offerTk(limit, tat)
   local rem = remaining(tat, limit)
   if tkl == 0 or rem < tkr then tkl, tkr, tks = limit, rem, tat - now end
 end
+local function offerRq0(limit, tat)
+  local rem = remaining(tat, limit)
+  if rql0 == 0 or rem < rqr0 then rql0, rqr0, rqs0 = limit, rem, tat - now end
+end
+local function offerTk0(limit, tat)
+  local rem = remaining(tat, limit)
+  if tkl0 == 0 or rem < tkr0 then tkl0, tkr0, tks0 = limit, rem, tat - now end
+end
 
 local function check(base, a, code)
   local p = {}
@@ -125,6 +136,7 @@ local function check(base, a, code)
   p.st = st
   if rpm > 0 then
     local tat = math.max(st.r, now)
+    offerRq0(rpm, tat)
     local nxt = tat + emission(1, rpm)
     if nxt - now > W then
       deny(code + 1, nxt - now - W)
@@ -136,6 +148,7 @@ local function check(base, a, code)
   end
   if tpm > 0 then
     local tat = math.max(st.k, now)
+    offerTk0(tpm, tat)
     local nxt = tat + emission(reserve, tpm)
     if reserve > tpm then
       if not forever then reason, retry, forever = code + 5, 0, true end
@@ -190,7 +203,7 @@ end
 local tp = check(1, 6, 0)
 local kp = check(3, 12, 5)
 if reason ~= 0 then
-  return {0, reason, retry, now, rql, rqr, rqs, tkl, tkr, tks, 0, 0}
+  return {0, reason, retry, now, rql0, rqr0, rqs0, tkl0, tkr0, tks0, 0, 0}
 end
 local tb = commit(1, tp)
 local kb = commit(3, kp)
