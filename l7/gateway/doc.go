@@ -76,10 +76,10 @@
 // other content codings are refused 415. /healthz and /readyz answer on the
 // API port without credentials; readiness turns 503 when shutdown begins.
 //
-// Handler is an ordinary http.Handler (the agent serves it with net/http);
-// "infergate gateway" serves it with l7/h1 (NewListenerServer), whose
-// response writer also lets an upstream attempt learn of a client leaving
-// without a context.AfterFunc. Self-hosted backends are reached through the
+// Handler is an ordinary http.Handler. The agent and "infergate gateway"
+// both run it through l7/serve, which serves plain HTTP with l7/h1
+// (NewListenerServer), whose response writer also lets an upstream attempt
+// learn of a client leaving without a context.AfterFunc. Self-hosted backends are reached through the
 // gateway's own HTTP/1.1 connection pool (upstream.go, upresp.go): the
 // request's goroutine writes the request and reads the response, with the
 // attempt's timeouts as the connection's deadline.
