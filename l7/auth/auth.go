@@ -109,8 +109,8 @@ type Authenticator struct {
 	tenants map[string]int
 	issuers map[string]*issuer
 	// certs maps client certificate identities to tenant indexes (cert.go).
-	certs map[string]int
-	closed  sync.Once
+	certs  map[string]int
+	closed sync.Once
 }
 
 // New indexes g's keys and loads its JWT issuers. JWKS documents are

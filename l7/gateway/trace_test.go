@@ -3,54 +3,23 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/infergate/infergate/l7/trace/tracetest"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
-
-// otlpReceiver is an OTLP/HTTP traces endpoint that keeps the spans sent.
-func otlpReceiver(t *testing.T) (string, <-chan *tracepb.Span) { return otlpReceiverB(t) }
-
-func otlpReceiverB(t testing.TB) (string, <-chan *tracepb.Span) {
-	spans := make(chan *tracepb.Span, 256)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var ex coltrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(b, &ex); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for _, rs := range ex.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					spans <- s
-				}
-			}
-		}
-		out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL + "/v1/traces", spans
-}
 
 // TestTracing: with spec.gateway.tracing, a request's span reaches the
 // collector with the GenAI attributes, in the client's trace, with the
 // stages as child spans, and the upstream sees the gateway's span as its
 // parent.
 func TestTracing(t *testing.T) {
-	endpoint, spans := otlpReceiver(t)
+	endpoint, spans := tracetest.Receiver(t)
 	m := newMock(t, mockllm.Config{KeepRequests: 4})
 	c := basePolicy(pool("p", m))
 	c.Gateway.Tracing = policy.Tracing{Endpoint: endpoint, SampleRatio: 1}
@@ -139,7 +108,7 @@ func BenchmarkChatTracing(b *testing.B) {
 			c := inspectionPolicy(m)
 			c.Gateway.Audit.LogPrompts = false
 			if mode.ratio > 0 {
-				endpoint, spans := otlpReceiverB(b)
+				endpoint, spans := tracetest.Receiver(b)
 				go func() {
 					for range spans {
 					}

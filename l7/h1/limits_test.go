@@ -121,7 +121,7 @@ func TestAcceptSurvivesDescriptorExhaustion(t *testing.T) {
 			c.Close()
 		}
 	}()
-	var base, seen uint64 // retries when the last client was sent, and last seen
+	var base, seen uint64  // retries when the last client was sent, and last seen
 	var progress time.Time // when the last client was sent or a retry seen
 	deadline := time.Now().Add(testWait)
 	for {

@@ -4,51 +4,26 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/infergate/infergate/l7/trace/tracetest"
 )
 
 // receiver is an OTLP/HTTP traces endpoint that keeps what it is sent.
 type receiver struct {
-	*httptest.Server
-	spans chan *tracepb.Span
+	URL   string
+	spans <-chan *tracepb.Span
 }
 
 func newReceiver(t *testing.T) *receiver {
-	r := &receiver{spans: make(chan *tracepb.Span, 64)}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "want protobuf at /v1/traces", http.StatusBadRequest)
-			return
-		}
-		b, _ := io.ReadAll(req.Body)
-		var ex coltrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(b, &ex); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for _, rs := range ex.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					r.spans <- s
-				}
-			}
-		}
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(r.Close)
-	return r
+	endpoint, spans := tracetest.Receiver(t)
+	return &receiver{URL: strings.TrimSuffix(endpoint, "/v1/traces"), spans: spans}
 }
 
 func (r *receiver) collect(t *testing.T, n int) map[string]*tracepb.Span {
