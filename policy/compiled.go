@@ -105,6 +105,7 @@ type CompiledPool struct {
 	Backends    []CompiledBackend
 	HealthCheck *CompiledHealthCheck
 	LoadReports bool
+	TLS         *PoolTLS
 }
 
 // CompiledBackend is one GPU host.

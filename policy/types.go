@@ -125,6 +125,9 @@ type Pool struct {
 	HealthCheck *HealthCheck `yaml:"healthCheck,omitempty" json:"healthCheck,omitempty"`
 	// LoadReports turns on GPU-load weighting from each backend's load report.
 	LoadReports bool `yaml:"loadReports,omitempty" json:"loadReports,omitempty"`
+	// TLS makes the L7 gateway reach the backends over HTTPS (absent:
+	// plain HTTP/1.1 through its own connection pool).
+	TLS *PoolTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
 }
 
 // Backend is one GPU host.

@@ -14,6 +14,10 @@ func (v *validator) pools(pools []Pool) map[string]int {
 		pp := idx("spec.pools", i)
 		v.name(pp+".name", pool.Name)
 		v.unique(seen, pp+".name", pool.Name, "pool")
+		v.poolTLS(pp+".tls", pool.TLS)
+		if pool.TLS != nil && pool.HealthCheck != nil && pool.HealthCheck.Type == "http" {
+			v.add(pp+".healthCheck.type", "http checks speak plain HTTP; a pool with tls needs tcp")
+		}
 		if _, dup := byName[pool.Name]; !dup && pool.Name != "" {
 			byName[pool.Name] = i
 		}

@@ -153,6 +153,7 @@ func TestProblems(t *testing.T) {
 		{"jwt refresh without jwks", minimal + "\n  gateway:\n    jwt:\n      - issuer: i\n        hs256SecretEnv: X\n        jwksRefresh: 1m #<", "spec.gateway.jwt[0].jwksRefresh", "only applies with jwksURL"},
 		{"provider url", minimal + "\n  gateway:\n    providers:\n      - name: o\n        baseURL: api.openai.com #<", "spec.gateway.providers[0].baseURL", "is not an http(s) URL"},
 		{"provider no url", minimal + "\n  gateway:\n    providers:\n      - name: o #<", "spec.gateway.providers[0].baseURL", "is required"},
+		{"http check on a tls pool", "apiVersion: infergate.dev/v1alpha1\nkind: Policy\nmetadata: {name: t}\nspec:\n  pools:\n    - name: p\n      tls: {serverName: gpu.test}\n      healthCheck:\n        type: http #<\n      backends:\n        - {name: b, address: 198.18.1.1, port: 8000}", "spec.pools[0].healthCheck.type", "a pool with tls needs tcp"},
 		{"provider is the gateway", minimal + "\n  gateway:\n    listen: 0.0.0.0:8443\n    providers:\n      - name: o\n        baseURL: http://127.0.0.1:8443/v1 #<", "spec.gateway.providers[0].baseURL", "is the gateway's own listener"},
 		{"provider is the default listener", minimal + "\n  gateway:\n    providers:\n      - name: o\n        baseURL: http://localhost:8080/v1 #<", "spec.gateway.providers[0].baseURL", "requests would loop"},
 		{"provider two keys", minimal + "\n  gateway:\n    providers:\n      - name: o #<\n        baseURL: https://x\n        apiKeyEnv: K\n        apiKeyFile: /k", "spec.gateway.providers[0]", "has both apiKeyFile and apiKeyEnv"},

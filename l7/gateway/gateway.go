@@ -155,8 +155,9 @@ type config struct {
 	// tracer exports request spans (nil: tracing off); kept across
 	// applies while spec.gateway.tracing is unchanged.
 	tracer *trace.Tracer
-	// providerRT is the transport of each provider with its own CA.
-	providerRT map[string]http.RoundTripper
+	// providerRT is the transport of each provider with its own CA, and
+	// poolRT that of each pool reached over TLS.
+	providerRT, poolRT map[string]http.RoundTripper
 }
 
 // New builds a gateway for c.
@@ -290,6 +291,10 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 		return nil, err
 	}
 	if cfg.providerRT, err = g.providerTransports(c); err != nil {
+		_ = cfg.auth.Close()
+		return nil, fmt.Errorf("gateway upstream TLS: %w", err)
+	}
+	if cfg.poolRT, err = g.poolTransports(c); err != nil {
 		_ = cfg.auth.Close()
 		return nil, fmt.Errorf("gateway upstream TLS: %w", err)
 	}

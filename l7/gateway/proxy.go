@@ -120,7 +120,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	// once the first event of a stream arrived (zero otherwise).
 	var totalEnd time.Time
 	var resp *http.Response
-	if backend != nil && x.g.pool != nil {
+	if backend != nil && x.g.pool != nil && !backend.TLS {
 		// The pooled connection's own deadline carries the total and
 		// first-token timeouts, and the client leaving expires it: no
 		// context or timer per attempt.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -225,5 +226,42 @@ func TestHTTPSProviderWithCAFile(t *testing.T) {
 	testpki.WriteFile(t, bad, []byte("nothing"))
 	if err := h.g.Apply(policyWith(bad)); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("Apply with a bad caFile: %v", err)
+	}
+}
+
+// TestHTTPSPool: a pool with tls reaches its backends over HTTPS verified
+// against the pool's CA and server name; the same pool without its CA, or
+// with a name the certificate does not carry, gets no answer.
+func TestHTTPSPool(t *testing.T) {
+	ca := testpki.NewCA(t, "pool CA")
+	up := httptest.NewUnstartedServer(mockllm.New(mockllm.Config{}).Handler())
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, testpki.Leaf{CommonName: "gpu", DNSNames: []string{"gpu-1.pool.test"}}).TLS},
+		MinVersion: tls.VersionTLS12}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	caFile := filepath.Join(t.TempDir(), "pool-ca.pem")
+	testpki.WriteFile(t, caFile, ca.PEM)
+	ap := netip.MustParseAddrPort(strings.TrimPrefix(up.URL, "https://"))
+	policyWith := func(pt *policy.PoolTLS) *policy.Compiled {
+		p := policy.CompiledPool{Name: "secure", TLS: pt, Backends: []policy.CompiledBackend{
+			{Name: "gpu-1", Address: ap.Addr(), Port: ap.Port(), Weight: 100}}}
+		return basePolicy(p)
+	}
+	h := newHarness(t, policyWith(&policy.PoolTLS{CAFile: caFile, ServerName: "gpu-1.pool.test"}), Options{})
+	if code, _, body := h.call(testKey, "/v1/chat/completions", chatBody("hello", "")); code != http.StatusOK {
+		t.Fatalf("with the pool's CA: %d %s", code, body)
+	}
+	if rec := h.last(); rec.Backend != "secure/gpu-1" {
+		t.Fatalf("backend %q", rec.Backend)
+	}
+	for name, pt := range map[string]*policy.PoolTLS{
+		"system roots":      {ServerName: "gpu-1.pool.test"},
+		"another name":      {CAFile: caFile, ServerName: "gpu-2.pool.test"},
+		"plain HTTP to TLS": nil,
+	} {
+		h := newHarness(t, policyWith(pt), Options{})
+		if code, _, body := h.call(testKey, "/v1/chat/completions", chatBody("hello", "")); code == http.StatusOK {
+			t.Errorf("%s: %d %s, want no answer", name, code, body)
+		}
 	}
 }

@@ -18,7 +18,9 @@ import (
 // transports are kept by file path and content across policy applies, so
 // an apply that leaves a CA alone keeps its pooled connections. Pool
 // backends are plain HTTP/1.1 through the gateway's own pool (upstream.go):
-// they are addresses on the node or its private network.
+// they are addresses on the node or its private network, unless the pool
+// names tls: then its backends are reached over HTTPS through a transport
+// of the pool's own (poolTransports), verified against its CA.
 
 // caTransports holds a transport per provider CA bundle.
 type caTransports struct {
@@ -86,6 +88,37 @@ func (x *exchange) upstreamTransport(rt *route.Route) http.RoundTripper {
 		if t, ok := x.cfg.providerRT[rt.Provider.Name]; ok {
 			return t
 		}
+	} else if t, ok := x.cfg.poolRT[rt.Pool.Name]; ok {
+		return t
 	}
 	return x.g.rt
+}
+
+// poolTransports builds the transport of each pool with TLS, by name: its
+// CA (or the system roots) and the server name its backends' certificates
+// carry.
+func (g *Gateway) poolTransports(c *policy.Compiled) (map[string]http.RoundTripper, error) {
+	var out map[string]http.RoundTripper
+	for _, p := range c.Pools {
+		if p.TLS == nil {
+			continue
+		}
+		var t *http.Transport
+		if p.TLS.CAFile != "" {
+			ct, err := g.caTransports.get(p.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+			}
+			t = ct.Clone()
+		} else {
+			t = newTransport()
+			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		t.TLSClientConfig.ServerName = p.TLS.ServerName
+		if out == nil {
+			out = map[string]http.RoundTripper{}
+		}
+		out[p.Name] = t
+	}
+	return out, nil
 }

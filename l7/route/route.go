@@ -26,7 +26,10 @@ type Backend struct {
 	Pool     string
 	Addr     netip.AddrPort
 	HostPort string // Addr as host:port, made once for dialing
-	BaseURL  string // http://addr:port/v1
+	BaseURL  string // http://addr:port/v1, https:// for a pool with TLS
+	// TLS: the pool is reached over HTTPS (net/http's transport with the
+	// pool's CA), not through the gateway's plain connection pool.
+	TLS bool
 	// Label is "pool/name", as metrics and the audit log name the backend;
 	// made once so no request builds it.
 	Label    string
@@ -159,7 +162,7 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 			ap := netip.AddrPortFrom(b.Address, b.Port)
 			hp := ap.String()
 			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap, HostPort: hp,
-				BaseURL: "http://" + hp + "/v1", Label: cp.Name + "/" + b.Name, Draining: b.Draining, Weight: b.Weight,
+				BaseURL: scheme(cp) + hp + "/v1", TLS: cp.TLS != nil, Label: cp.Name + "/" + b.Name, Draining: b.Draining, Weight: b.Weight,
 				inflight: opts.InFlight.counter(ap)})
 		}
 		pools[i] = p
@@ -384,4 +387,12 @@ func unweightedPair(bs []*Backend) *Backend {
 // String is for debugging.
 func (b *Backend) String() string {
 	return b.Pool + "/" + b.Name + "@" + b.Addr.String() + " inflight=" + strconv.FormatInt(b.InFlight(), 10)
+}
+
+// scheme is how a pool's backends are reached.
+func scheme(p *policy.CompiledPool) string {
+	if p.TLS != nil {
+		return "https://"
+	}
+	return "http://"
 }
