@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/infergate/infergate/l7/h1"
 )
 
 // TLSServer serves the gateway's handler on a TLS listener with net/http:
@@ -47,7 +49,9 @@ func (s *TLSServer) Serve(ln net.Listener) error {
 	if s.TLSConfig == nil {
 		return errors.New("gateway: TLS server without a TLS config")
 	}
-	err := s.Server.ServeTLS(ln, "", "")
+	// The same connection caps as the plain listener's (l7/h1): one
+	// client cannot hold every descriptor with idle handshakes.
+	err := s.Server.ServeTLS(h1.LimitListener(ln, 0, 0), "", "")
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.err.Store(&err)
 	}
