@@ -91,10 +91,10 @@ local id = ARGV[3]
 local reserve = tonumber(ARGV[4])
 local cost = tonumber(ARGV[5])
 local reason, retry, forever = 0, 0, false
-local rql, rqr, rqs, tkl, tkr, tks = 0, 0, 0, 0, 0, 0
--- The same figures as the state stands, uncharged: what a refused request
--- is shown, since nothing of it is charged.
-local rql0, rqr0, rqs0, tkl0, tkr0, tks0 = 0, 0, 0, 0, 0, 0
+-- The tightest request and token figures ({limit, remaining, reset}) as
+-- charged, and the same as the state stands, uncharged: what a refused
+-- request is shown, since nothing of it is charged.
+local rq, tk, rq0, tk0 = {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}
 
 local function emission(units, limit)
   return math.ceil(units * W / limit)
@@ -109,21 +109,9 @@ local function deny(code, r)
   if reason == 0 then reason = code end
   if r > retry then retry = r end
 end
-local function offerRq(limit, tat)
+local function offer(o, limit, tat)
   local rem = remaining(tat, limit)
-  if rql == 0 or rem < rqr then rql, rqr, rqs = limit, rem, tat - now end
-end
-local function offerTk(limit, tat)
-  local rem = remaining(tat, limit)
-  if tkl == 0 or rem < tkr then tkl, tkr, tks = limit, rem, tat - now end
-end
-local function offerRq0(limit, tat)
-  local rem = remaining(tat, limit)
-  if rql0 == 0 or rem < rqr0 then rql0, rqr0, rqs0 = limit, rem, tat - now end
-end
-local function offerTk0(limit, tat)
-  local rem = remaining(tat, limit)
-  if tkl0 == 0 or rem < tkr0 then tkl0, tkr0, tks0 = limit, rem, tat - now end
+  if o[1] == 0 or rem < o[2] then o[1], o[2], o[3] = limit, rem, tat - now end
 end
 
 local function check(base, a, code)
@@ -136,29 +124,29 @@ local function check(base, a, code)
   p.st = st
   if rpm > 0 then
     local tat = math.max(st.r, now)
-    offerRq0(rpm, tat)
+    offer(rq0, rpm, tat)
     local nxt = tat + emission(1, rpm)
     if nxt - now > W then
       deny(code + 1, nxt - now - W)
-      offerRq(rpm, tat)
+      offer(rq, rpm, tat)
     else
       p.r = nxt
-      offerRq(rpm, nxt)
+      offer(rq, rpm, nxt)
     end
   end
   if tpm > 0 then
     local tat = math.max(st.k, now)
-    offerTk0(tpm, tat)
+    offer(tk0, tpm, tat)
     local nxt = tat + emission(reserve, tpm)
     if reserve > tpm then
       if not forever then reason, retry, forever = code + 5, 0, true end
-      offerTk(tpm, tat)
+      offer(tk, tpm, tat)
     elseif nxt - now > W then
       deny(code + 2, nxt - now - W)
-      offerTk(tpm, tat)
+      offer(tk, tpm, tat)
     else
       p.k = nxt
-      offerTk(tpm, nxt)
+      offer(tk, tpm, nxt)
     end
   end
   if conc > 0 then
@@ -203,11 +191,11 @@ end
 local tp = check(1, 6, 0)
 local kp = check(3, 12, 5)
 if reason ~= 0 then
-  return {0, reason, retry, now, rql0, rqr0, rqs0, tkl0, tkr0, tks0, 0, 0}
+  return {0, reason, retry, now, rq0[1], rq0[2], rq0[3], tk0[1], tk0[2], tk0[3], 0, 0}
 end
 local tb = commit(1, tp)
 local kb = commit(3, kp)
-local reply = {1, 0, 0, now, rql, rqr, rqs, tkl, tkr, tks, tb, kb}
+local reply = {1, 0, 0, now, rq[1], rq[2], rq[3], tk[1], tk[2], tk[3], tb, kb}
 local parts = {}
 for i, x in ipairs(reply) do parts[i] = string.format('%d', x) end
 redis.call('SET', KEYS[5], table.concat(parts, ' '), 'PX', tonumber(ARGV[18]))
