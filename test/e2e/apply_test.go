@@ -43,17 +43,7 @@ func TestHotApplyUnderStreams(t *testing.T) {
 	o.Name = "before"
 	o.GatewayVIP = true
 	o.Gateway = gatewaySection(map[string]string{"acme-ci": key1})
-	doc, err := l.PolicyYAML(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := l.WritePolicy("before", doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StartAll(pf); err != nil {
-		t.Fatal(err)
-	}
+	startAll(t, l, "before", o)
 	gwURL := fmt.Sprintf("http://%s/v1/chat/completions", netip.AddrPortFrom(lab.VIP4, lab.GatewayPort))
 	d1 := dialer(t, l.Clients[0].NS)
 	probe := d1.HTTPClient(false, 10*time.Second)
@@ -106,7 +96,7 @@ func TestHotApplyUnderStreams(t *testing.T) {
 	o.Weights = []uint32{100, 200, 300}
 	o.Gateway = gatewaySection(map[string]string{"acme-ci": key1, "acme-new": key2})
 	o.ExtraDeny = []string{netip.PrefixFrom(l.Attacker.V4, 32).String()}
-	doc, err = l.PolicyYAML(o)
+	doc, err := l.PolicyYAML(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,17 +42,7 @@ func TestIdleKeepAliveSurvivesWeightChanges(t *testing.T) {
 	opts := func(name string, w []uint32) lab.PolicyOptions {
 		return lab.PolicyOptions{Name: name, Weights: w, NewFlowBudget: keepAliveBudget}
 	}
-	doc, err := l.PolicyYAML(opts("ka-0", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := l.WritePolicy("ka", doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StartAll(pf); err != nil {
-		t.Fatal(err)
-	}
+	startAll(t, l, "ka", opts("ka-0", nil))
 	d := dialer(t, l.Clients[0].NS)
 	type kaConn struct {
 		c       net.Conn

@@ -153,6 +153,23 @@ func standardPolicy() lab.PolicyOptions {
 	return lab.PolicyOptions{Name: "standard", HealthCheck: true, Deny: true, DefaultPPS: attackerPPS, DefaultConns: attackerConns}
 }
 
+// startAll writes o as the policy file name and starts the lab's mock
+// servers and agents with it.
+func startAll(t *testing.T, l *lab.Lab, name string, o lab.PolicyOptions) {
+	t.Helper()
+	doc, err := l.PolicyYAML(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := l.WritePolicy(name, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartAll(pf); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // apply applies a policy document to the balancer's agent.
 func apply(t *testing.T, l *lab.Lab, o lab.PolicyOptions) {
 	t.Helper()

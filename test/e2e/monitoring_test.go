@@ -53,17 +53,7 @@ func TestDashboardQueries(t *testing.T) {
 	o := standardPolicy()
 	o.Name, o.GatewayVIP, o.LoadReports = "monitoring", true, true
 	o.Gateway = lab.AIGateway(alice, bob)
-	doc, err := l.PolicyYAML(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := l.WritePolicy("monitoring", doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StartAll(pf); err != nil {
-		t.Fatal(err)
-	}
+	startAll(t, l, "monitoring", o)
 
 	// Traffic: streamed and whole answers for alice, bob until refused, a
 	// prompt with a cloud key, plain requests to the inference VIP and a

@@ -41,17 +41,7 @@ func TestTTFTGPUWeighting(t *testing.T) {
 	}
 	l := newLab(t, lab.Config{Prefix: "igt", GPUs: ttftFleet})
 	o := lab.PolicyOptions{Name: "equal", HealthCheck: true}
-	doc, err := l.PolicyYAML(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := l.WritePolicy("equal", doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StartAll(pf); err != nil {
-		t.Fatal(err)
-	}
+	startAll(t, l, "equal", o)
 	// ttftRun returns once every request it started has finished, so
 	// the next run starts on idle hosts.
 	equal := ttftRun(t, l, "equal weights")
