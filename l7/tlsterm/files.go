@@ -1,6 +1,7 @@
 package tlsterm
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,10 +15,14 @@ import (
 // bundles are a few KiB; a wrong path must not be read whole.
 const maxPEMBytes = 1 << 20
 
-// fileStamp is what reloading compares: a file changed when either moved.
+// fileStamp is what reloading compares: a file changed when any of these
+// moved. The digest catches a rewrite of the same size within the file
+// system's timestamp granularity (a key replaced twice in a few
+// milliseconds); the files are a few KiB, read every ReloadInterval.
 type fileStamp struct {
 	size    int64
 	modTime time.Time
+	sum     [sha256.Size]byte
 }
 
 func stamp(path string) (fileStamp, error) {
@@ -28,7 +33,11 @@ func stamp(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{size: fi.Size(), modTime: fi.ModTime()}, nil
+	b, err := readBounded(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: fi.Size(), modTime: fi.ModTime(), sum: sha256.Sum256(b)}, nil
 }
 
 func readBounded(path string) ([]byte, error) {
