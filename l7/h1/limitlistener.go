@@ -20,7 +20,7 @@ func LimitListener(ln net.Listener, maxConns, maxPerAddr int) *Limited {
 	if maxPerAddr == 0 {
 		maxPerAddr = DefaultMaxConnsPerAddr
 	}
-	return &Limited{Listener: ln, max: maxConns, maxPerAddr: maxPerAddr, perAddr: map[netip.Addr]int{}}
+	return &Limited{Listener: ln, max: maxConns, maxPerAddr: maxPerAddr}
 }
 
 // Limited is a listener with connection caps (LimitListener).
@@ -29,9 +29,8 @@ type Limited struct {
 	max, maxPerAddr int
 	refused         atomic.Uint64
 
-	mu      sync.Mutex
-	open    int
-	perAddr map[netip.Addr]int
+	mu    sync.Mutex
+	count connCount
 }
 
 // Accept returns the next connection within the caps.
@@ -43,7 +42,7 @@ func (l *Limited) Accept() (net.Conn, error) {
 		}
 		key := clientKey(c.RemoteAddr())
 		l.mu.Lock()
-		ok := l.admit(key)
+		ok := l.count.admit(key, l.max, l.maxPerAddr)
 		l.mu.Unlock()
 		if !ok {
 			l.refused.Add(1)
@@ -57,34 +56,6 @@ func (l *Limited) Accept() (net.Conn, error) {
 // Refused counts the connections reset for being over a cap.
 func (l *Limited) Refused() uint64 { return l.refused.Load() }
 
-func (l *Limited) admit(key netip.Addr) bool {
-	if l.max > 0 && l.open >= l.max {
-		return false
-	}
-	if key.IsValid() && l.maxPerAddr > 0 {
-		if l.perAddr[key] >= l.maxPerAddr {
-			return false
-		}
-		l.perAddr[key]++
-	}
-	l.open++
-	return true
-}
-
-func (l *Limited) release(key netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open--
-	if !key.IsValid() || l.maxPerAddr <= 0 {
-		return
-	}
-	if n := l.perAddr[key] - 1; n > 0 {
-		l.perAddr[key] = n
-	} else {
-		delete(l.perAddr, key)
-	}
-}
-
 // limitedConn gives its slot back when closed, once.
 type limitedConn struct {
 	net.Conn
@@ -95,6 +66,10 @@ type limitedConn struct {
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.key) })
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.count.release(c.key)
+		c.l.mu.Unlock()
+	})
 	return err
 }

@@ -27,7 +27,7 @@ type Stats struct {
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	n := s.open
+	n := s.count.open
 	s.mu.Unlock()
 	return Stats{Conns: n, RefusedConns: s.refusedConns.Load(), AcceptRetries: s.acceptRetries.Load(),
 		BodyBytesInFlight: s.bodyInFlight.Load(), BodyRefused: s.bodyRefused.Load()}
@@ -60,32 +60,43 @@ func (s *Server) maxConnsPerAddr() int {
 	return DefaultMaxConnsPerAddr
 }
 
-// admit counts a new connection from key in, unless that would pass a
-// cap. s.mu is held.
-func (s *Server) admit(key netip.Addr) bool {
-	if m := s.maxConns(); m > 0 && s.open >= m {
+// connCount counts the connections served now, in total and per client
+// address (clientKey), against caps: the Server's and LimitListener's one
+// mechanism. Its owner's mutex guards it.
+type connCount struct {
+	open    int
+	perAddr map[netip.Addr]int
+}
+
+// admit counts a new connection from key in, unless that would pass
+// maxConns or maxPerAddr (a cap of 0 or less is off).
+func (n *connCount) admit(key netip.Addr, maxConns, maxPerAddr int) bool {
+	if maxConns > 0 && n.open >= maxConns {
 		return false
 	}
 	if key.IsValid() {
-		if m := s.maxConnsPerAddr(); m > 0 && s.perAddr[key] >= m {
+		if maxPerAddr > 0 && n.perAddr[key] >= maxPerAddr {
 			return false
 		}
-		s.perAddr[key]++
+		if n.perAddr == nil {
+			n.perAddr = map[netip.Addr]int{}
+		}
+		n.perAddr[key]++
 	}
-	s.open++
+	n.open++
 	return true
 }
 
-// release counts a connection admitted from key out. s.mu is held.
-func (s *Server) release(key netip.Addr) {
-	s.open--
+// release counts a connection admitted from key out.
+func (n *connCount) release(key netip.Addr) {
+	n.open--
 	if !key.IsValid() {
 		return
 	}
-	if n := s.perAddr[key] - 1; n > 0 {
-		s.perAddr[key] = n
+	if c := n.perAddr[key] - 1; c > 0 {
+		n.perAddr[key] = c
 	} else {
-		delete(s.perAddr, key)
+		delete(n.perAddr, key)
 	}
 }
 

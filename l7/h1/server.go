@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,13 +108,11 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
-	// perAddr counts the connections of each client address (clientKey)
-	// served now.
-	perAddr map[netip.Addr]int
-	// open counts the connections admitted and not yet forgotten.
-	open int
-	done chan struct{}
-	date atomic.Pointer[dateValue]
+	// count holds the connections admitted and not yet forgotten, per
+	// client address too (guarded by mu).
+	count connCount
+	done  chan struct{}
+	date  atomic.Pointer[dateValue]
 	// serving counts the Serve calls accepting now; serveErr is the
 	// error the last of them that failed stopped with (guarded by mu).
 	serving  atomic.Int32
@@ -184,7 +181,6 @@ func (s *Server) Serve(ln net.Listener) (err error) {
 	if s.listeners == nil {
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
-		s.perAddr = map[netip.Addr]int{}
 		s.done = make(chan struct{})
 	}
 	s.listeners[&ln] = struct{}{}
@@ -226,7 +222,7 @@ func (s *Server) Serve(ln net.Listener) (err error) {
 			_ = rwc.Close()
 			return ErrServerClosed
 		}
-		if !s.admit(key) {
+		if !s.count.admit(key, s.maxConns(), s.maxConnsPerAddr()) {
 			s.mu.Unlock()
 			s.refusedConns.Add(1)
 			refuse(rwc)
@@ -238,7 +234,7 @@ func (s *Server) Serve(ln net.Listener) (err error) {
 		c.addr = key
 		s.mu.Lock()
 		if s.inShutdown.Load() {
-			s.release(key)
+			s.count.release(key)
 			s.mu.Unlock()
 			rawsock.CloseWatcher().Unwatch(c.watchID)
 			_ = rwc.Close()
@@ -311,7 +307,7 @@ func (s *Server) closeAll() {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	s.release(c.addr)
+	s.count.release(c.addr)
 	s.mu.Unlock()
 }
 
