@@ -59,28 +59,31 @@ func NewListener(c *policy.Compiled, h http.Handler, log *slog.Logger) (*Listene
 var ErrTLSToggle = errors.New("gateway.tls: turning TLS on or off needs a restart of the gateway")
 
 // ApplyTLS switches the listener to c's TLS settings, loading their files
-// now; on error nothing changed. Call it before the gateway's Apply, so
-// that a policy whose certificate does not load is refused, not half
-// applied.
+// now; on error nothing changed.
 func (l *Listener) ApplyTLS(c *policy.Compiled) error {
-	if (c.Gateway.TLS == nil) != (l.TLS == nil) {
-		return ErrTLSToggle
+	install, err := l.PrepareTLS(c)
+	if err != nil {
+		return err
 	}
-	if l.TLS == nil {
-		return nil
-	}
-	return l.TLS.Update(*c.Gateway.TLS)
+	install()
+	return nil
 }
 
-// CheckTLS loads c's TLS files as a listener would, without serving them:
-// a policy whose certificate, key or client CA does not load is refused
-// before anything is applied.
-func CheckTLS(c *policy.Compiled) error {
-	if c.Gateway.TLS == nil {
-		return nil
+// PrepareTLS loads c's TLS files without serving them and returns what
+// puts them in force, so that a policy whose certificate does not load is
+// refused before anything of it is applied.
+func (l *Listener) PrepareTLS(c *policy.Compiled) (install func(), err error) {
+	if (c.Gateway.TLS == nil) != (l.TLS == nil) {
+		return nil, ErrTLSToggle
 	}
-	_, err := tlsterm.New(*c.Gateway.TLS, tlsterm.Options{})
-	return err
+	if l.TLS == nil {
+		return func() {}, nil
+	}
+	p, err := l.TLS.Prepare(*c.Gateway.TLS)
+	if err != nil {
+		return nil, err
+	}
+	return p.Install, nil
 }
 
 // Close stops checking the TLS files (the server is shut down by its owner).

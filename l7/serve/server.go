@@ -204,7 +204,7 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 
 	addr := s.listenAddr(c)
 	ln, gl := s.ln, s.gl
-	tlsToggled := gl != nil && (c.Gateway.TLS == nil) != (gl.TLS == nil)
+	installTLS := func() {}
 	if ln == nil || addr != s.listen {
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("gateway.listen %s: %w", addr, err)
@@ -216,16 +216,13 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 			return err
 		}
 		undo = append(undo, gl.Close)
-	} else if tlsToggled {
-		// The same address cannot be bound twice: turning TLS on or off
-		// in place would drop the listener between close and bind.
-		return gateway.ErrTLSToggle
-	} else if c.Gateway.TLS != nil {
-		// Load the new files now, so that a certificate that does not
+	} else if installTLS, err = gl.PrepareTLS(c); err != nil {
+		// The files are loaded now, so that a certificate that does not
 		// load refuses the policy; they go in force with the rest below.
-		if err = gateway.CheckTLS(c); err != nil {
-			return err
-		}
+		// The same address cannot be bound twice, so turning TLS on or
+		// off in place (ErrTLSToggle) would drop the listener between
+		// close and bind: it is refused too.
+		return err
 	}
 	if s.o.Listen != "" && c.Gateway.Listen != "" && c.Gateway.Listen != s.o.Listen {
 		s.log.Warn("the listen address on the command line overrides the policy's gateway.listen", "listen", s.o.Listen, "policy", c.Gateway.Listen)
@@ -337,13 +334,7 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 		s.log.Info("L7 gateway listening", "addr", ln.Addr().String(), "tls", gl.TLS != nil)
 	} else {
 		oldGL = nil
-		if gl.TLS != nil {
-			// Checked above; a file changed since then is still refused
-			// here without touching the certificate in force.
-			if terr := gl.ApplyTLS(c); terr != nil {
-				s.log.Error("gateway.tls: the new certificate did not load; the previous one stays", "err", terr)
-			}
-		}
+		installTLS()
 	}
 	if !rebuild {
 		oldG = nil

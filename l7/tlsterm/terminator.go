@@ -63,23 +63,70 @@ func New(t policy.GatewayTLS, opts Options) (*Terminator, error) {
 // Update switches to new settings (a policy apply), loading their files
 // now; on error the previous settings stay in force.
 func (tm *Terminator) Update(t policy.GatewayTLS) error {
-	tm.mu.Lock()
-	defer tm.mu.Unlock()
-	return tm.load(t)
+	p, err := tm.Prepare(t)
+	if err != nil {
+		return err
+	}
+	p.Install()
+	return nil
 }
 
-// load reads t's files and swaps them in. tm.mu is held.
-func (tm *Terminator) load(t policy.GatewayTLS) error {
-	var stamps [3]fileStamp
+// Pending is settings whose files are loaded, not yet in force (Prepare).
+type Pending struct {
+	tm     *Terminator
+	t      policy.GatewayTLS
+	stamps [3]fileStamp
+	config *tls.Config
+}
+
+// Prepare loads t's files without serving them, so that an apply refuses
+// settings whose files do not load before it changes anything; Install
+// then puts them in force.
+func (tm *Terminator) Prepare(t policy.GatewayTLS) (*Pending, error) {
+	p := &Pending{tm: tm, t: t}
 	var err error
-	for i, p := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
-		if stamps[i], err = stamp(p); err != nil {
-			return fmt.Errorf("tls: %w", err)
+	for i, path := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
+		if p.stamps[i], err = stamp(path); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
 		}
 	}
+	if p.config, err = tm.read(t); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Install puts prepared settings in force.
+func (p *Pending) Install() {
+	p.tm.mu.Lock()
+	defer p.tm.mu.Unlock()
+	p.install()
+}
+
+// install swaps the settings in. tm.mu is held.
+func (p *Pending) install() {
+	tm := p.tm
+	tm.state.Store(p.config)
+	tm.cfg = p.t
+	tm.cfg.ClientTenants = nil // not needed here
+	tm.stamps = p.stamps
+}
+
+// load reads t's files and swaps them in (a reload). tm.mu is held.
+func (tm *Terminator) load(t policy.GatewayTLS) error {
+	p, err := tm.Prepare(t)
+	if err != nil {
+		return err
+	}
+	p.install()
+	return nil
+}
+
+// read builds the tls.Config of t's files.
+func (tm *Terminator) read(t policy.GatewayTLS) (*tls.Config, error) {
 	cert, err := loadKeyPair(t.CertFile, t.KeyFile, tm.opts.Now())
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return nil, fmt.Errorf("tls: %w", err)
 	}
 	var cas *x509.CertPool
 	clientAuth := tls.NoClientCert
@@ -90,27 +137,23 @@ func (tm *Terminator) load(t policy.GatewayTLS) error {
 	case policy.ClientAuthRequire:
 		clientAuth = tls.RequireAndVerifyClientCert
 	default:
-		return fmt.Errorf("tls: clientAuth %q is not none, optional or require", t.ClientAuth)
+		return nil, fmt.Errorf("tls: clientAuth %q is not none, optional or require", t.ClientAuth)
 	}
 	if clientAuth != tls.NoClientCert {
 		if t.ClientCAFile == "" {
-			return errors.New("tls: clientAuth " + t.ClientAuth + " needs clientCAFile")
+			return nil, errors.New("tls: clientAuth " + t.ClientAuth + " needs clientCAFile")
 		}
 		if cas, err = LoadCAFile(t.ClientCAFile); err != nil {
-			return fmt.Errorf("tls: client %w", err)
+			return nil, fmt.Errorf("tls: client %w", err)
 		}
 	}
-	tm.state.Store(&tls.Config{
+	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"h2", "http/1.1"},
 		Certificates: []tls.Certificate{*cert},
 		ClientAuth:   clientAuth,
 		ClientCAs:    cas,
-	})
-	tm.cfg = t
-	tm.cfg.ClientTenants = nil // not needed here
-	tm.stamps = stamps
-	return nil
+	}, nil
 }
 
 // ServerConfig is the listener's tls.Config: every handshake gets the
