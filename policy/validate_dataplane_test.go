@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"os"
 	"regexp"
 	"strconv"
@@ -71,23 +70,7 @@ func TestDataplaneProblems(t *testing.T) {
 		{"body of 1 GiB", minimal + "\n  gateway:\n    maxBodyBytes: 1073741824 #<", "spec.gateway.maxBodyBytes", "1073741824 is outside 1024..67108864"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			want := markedLine(t, tc.doc)
-			_, _, err := Load(strings.NewReader(tc.doc))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("want a *ValidationError, got %v", err)
-			}
-			for _, p := range ve.Problems {
-				if p.Path == tc.path && strings.Contains(p.Message, tc.msg) {
-					if p.Line != want {
-						t.Fatalf("%s reported on line %d, want %d", p, p.Line, want)
-					}
-					return
-				}
-			}
-			t.Fatalf("no problem %s: ...%s... (line %d) among:\n%v", tc.path, tc.msg, want, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantProblem(t, tc.doc, tc.path, tc.msg) })
 	}
 }
 

@@ -192,23 +192,7 @@ func TestProblems(t *testing.T) {
 		{"audit path", minimal + "\n  gateway:\n    audit:\n      path: audit.log #<", "spec.gateway.audit.path", `"audit.log" must be an absolute path`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			want := markedLine(t, tc.doc)
-			_, _, err := Load(strings.NewReader(tc.doc))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("want a *ValidationError, got %v", err)
-			}
-			for _, p := range ve.Problems {
-				if p.Path == tc.path && strings.Contains(p.Message, tc.msg) {
-					if p.Line != want {
-						t.Fatalf("%s reported on line %d, want %d", p, p.Line, want)
-					}
-					return
-				}
-			}
-			t.Fatalf("no problem %s: ...%s... (line %d) among:\n%v", tc.path, tc.msg, want, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantProblem(t, tc.doc, tc.path, tc.msg) })
 	}
 }
 
@@ -261,4 +245,25 @@ func TestAllProblemsAtOnce(t *testing.T) {
 	if _, err := Decode(strings.NewReader(doc)); !errors.As(err, &ve) || len(ve.Problems) != 2 {
 		t.Fatalf("Decode: %v", err)
 	}
+}
+
+// wantProblem loads doc and requires a problem at path whose message holds
+// msg, reported on the line marked "#<".
+func wantProblem(t *testing.T, doc, path, msg string) {
+	t.Helper()
+	want := markedLine(t, doc)
+	_, _, err := Load(strings.NewReader(doc))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a *ValidationError, got %v", err)
+	}
+	for _, p := range ve.Problems {
+		if p.Path == path && strings.Contains(p.Message, msg) {
+			if p.Line != want {
+				t.Fatalf("%s reported on line %d, want %d", p, p.Line, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no problem %s: ...%s... (line %d) among:\n%v", path, msg, want, err)
 }
