@@ -136,6 +136,19 @@ func newBacktrack(vocab []rankedKey, lookup func(string) int32) (*backtrack, err
 	return b, nil
 }
 
+// fix moves the finished tables off the Go heap (offHeap): they are only
+// read from now on.
+func (b *backtrack) fix() {
+	b.length = offHeap(b.length)
+	b.short = offHeap(b.short)
+	b.left = offHeap(b.left)
+	b.right = offHeap(b.right)
+	b.pairs.slots = offHeap(b.pairs.slots)
+	b.trie.edges = offHeap(b.trie.edges)
+	b.trie.token = offHeap(b.trie.token)
+	b.trie.first2 = offHeap(b.trie.first2)
+}
+
 // validPair reports whether the merges of t1's bytes followed by t2's end
 // in t1, t2, and the pair-table probes it took. It undoes the two tokens'
 // merges, latest first, and at each stage asks whether the two tokens

@@ -52,6 +52,11 @@ func newBPE(ranks map[string]int, encoding string) *bpe {
 			b.bt = bt
 		}
 	}
+	b.short.slots = offHeap(b.short.slots)
+	b.mid.slots = offHeap(b.mid.slots)
+	if b.bt != nil {
+		b.bt.fix()
+	}
 	return b
 }
 
