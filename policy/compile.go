@@ -255,7 +255,7 @@ func build(d *Document) *Compiled {
 	}
 	for _, k := range g.Keys {
 		h, _ := ParseKeyHash(k.Hash)
-		cg.Keys = append(cg.Keys, CompiledKey{Name: k.Name, Tenant: tenantIdx[k.Tenant], Hash: h, Limits: k.Limits})
+		cg.Keys = append(cg.Keys, CompiledKey{Name: k.Name, Tenant: tenantIdx[k.Tenant], Hash: h, Limits: k.Limits, Allow: k.Allow})
 	}
 	cg.JWT = append([]JWTIssuer(nil), g.JWT...)
 	cg.Providers = append([]Provider(nil), g.Providers...)

@@ -154,6 +154,7 @@ type CompiledKey struct {
 	Tenant int // index into CompiledGateway.Tenants
 	Hash   [32]byte
 	Limits Limits
+	Allow  Allow
 }
 
 // CompiledModel with aliases and the tokenizer encoding resolved.

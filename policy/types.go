@@ -181,6 +181,8 @@ type Gateway struct {
 type Tenant struct {
 	Name   string `yaml:"name" json:"name"`
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Allow narrows what the tenant's keys and tokens may call.
+	Allow Allow `yaml:"allow,omitempty" json:"allow,omitzero"`
 }
 
 // Limits per tenant or per key. Zero means unlimited.
@@ -200,6 +202,8 @@ type APIKey struct {
 	// Hash is "sha256:<64 hex digits>" of the whole key.
 	Hash   string `yaml:"hash" json:"hash"`
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Allow narrows what this key may call, within its tenant's Allow.
+	Allow Allow `yaml:"allow,omitempty" json:"allow,omitzero"`
 }
 
 // JWTIssuer accepts bearer JWTs from one issuer.
@@ -211,8 +215,45 @@ type JWTIssuer struct {
 	HS256SecretEnv  string   `yaml:"hs256SecretEnv,omitempty" json:"hs256SecretEnv,omitempty"`
 	JWKSURL         string   `yaml:"jwksURL,omitempty" json:"jwksURL,omitempty"`
 	JWKSRefresh     Duration `yaml:"jwksRefresh,omitempty" json:"jwksRefresh,omitempty"`
+	// Discovery reads the JWKS address (and the introspection endpoint)
+	// from the issuer's /.well-known/openid-configuration instead of
+	// jwksURL.
+	Discovery bool `yaml:"discovery,omitempty" json:"discovery,omitempty"`
 	// TenantClaim names the claim holding the tenant (default "tenant").
 	TenantClaim string `yaml:"tenantClaim,omitempty" json:"tenantClaim,omitempty"`
+	// KeyClaim names a claim whose value is the name of one of the
+	// tenant's keys: the request then has that key's limits and Allow.
+	KeyClaim string `yaml:"keyClaim,omitempty" json:"keyClaim,omitempty"`
+	// ModelsClaim names a claim listing the models the token may call
+	// (an array, or a space-separated string).
+	ModelsClaim string `yaml:"modelsClaim,omitempty" json:"modelsClaim,omitempty"`
+	// Introspection checks opaque bearer tokens with the issuer (RFC 7662).
+	Introspection *Introspection `yaml:"introspection,omitempty" json:"introspection,omitempty"`
+}
+
+// Allow lists what a principal may call; an empty list allows all.
+type Allow struct {
+	// Models are model names (not aliases) of spec.gateway.models.
+	Models []string `yaml:"models,omitempty" json:"models,omitempty"`
+	// Endpoints are API paths, such as /v1/chat/completions.
+	Endpoints []string `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+}
+
+// Introspection asks the issuer about opaque bearer tokens (RFC 7662),
+// authenticating as a client with HTTP Basic.
+type Introspection struct {
+	// URL of the introspection endpoint; with discovery it may be left
+	// out and the issuer's introspection_endpoint is used.
+	URL      string `yaml:"url,omitempty" json:"url,omitempty"`
+	ClientID string `yaml:"clientID" json:"clientID"`
+	// Exactly one of ClientSecretFile or ClientSecretEnv.
+	ClientSecretFile string `yaml:"clientSecretFile,omitempty" json:"clientSecretFile,omitempty"`
+	ClientSecretEnv  string `yaml:"clientSecretEnv,omitempty" json:"clientSecretEnv,omitempty"`
+	// CacheTTL is how long an answer is reused (default 30s; never past
+	// the token's exp): a revoked token is refused within it.
+	CacheTTL Duration `yaml:"cacheTTL,omitempty" json:"cacheTTL,omitempty"`
+	// MaxEntries bounds the cache (default 10000).
+	MaxEntries int `yaml:"maxEntries,omitempty" json:"maxEntries,omitempty"`
 }
 
 // Model is a model name clients may ask for, and where it goes.

@@ -53,19 +53,86 @@ func (v *validator) jwt(p string, issuers []JWTIssuer) {
 				n++
 			}
 		}
-		if n != 1 {
-			v.add(jp, "needs exactly one of hs256SecretFile, hs256SecretEnv or jwksURL (has %d)", n)
+		if j.Discovery {
+			n++
+		}
+		switch {
+		case n > 1, n == 0 && j.Introspection == nil:
+			v.add(jp, "needs exactly one of hs256SecretFile, hs256SecretEnv, jwksURL or discovery, or only introspection (has %d)", n)
 		}
 		if j.JWKSURL != "" {
 			v.httpURL(jp+".jwksURL", j.JWKSURL)
 		}
+		if j.Discovery {
+			// The discovery document is read from the issuer's own address.
+			v.httpURL(jp+".issuer", j.Issuer)
+		}
 		if j.HS256SecretFile != "" && !filepath.IsAbs(j.HS256SecretFile) {
 			v.add(jp+".hs256SecretFile", "%q must be an absolute path", j.HS256SecretFile)
 		}
-		if j.JWKSRefresh != 0 && j.JWKSURL == "" {
-			v.add(jp+".jwksRefresh", "only applies with jwksURL")
+		if j.JWKSRefresh != 0 && j.JWKSURL == "" && !j.Discovery {
+			v.add(jp+".jwksRefresh", "only applies with jwksURL or discovery")
 		}
 		v.duration(jp+".jwksRefresh", j.JWKSRefresh, 10*time.Second, 24*time.Hour)
+		if j.Introspection != nil {
+			v.introspection(jp+".introspection", j.Introspection, j.Discovery)
+		}
+	}
+}
+
+func (v *validator) introspection(p string, in *Introspection, discovery bool) {
+	switch {
+	case in.URL != "":
+		v.httpURL(p+".url", in.URL)
+	case !discovery:
+		v.add(p+".url", "is required without discovery")
+	}
+	if in.ClientID == "" {
+		v.add(p+".clientID", "is required")
+	}
+	if (in.ClientSecretFile == "") == (in.ClientSecretEnv == "") {
+		v.add(p, "needs exactly one of clientSecretFile or clientSecretEnv")
+	}
+	if in.ClientSecretFile != "" && !filepath.IsAbs(in.ClientSecretFile) {
+		v.add(p+".clientSecretFile", "%q must be an absolute path", in.ClientSecretFile)
+	}
+	v.duration(p+".cacheTTL", in.CacheTTL, time.Second, time.Hour)
+	if in.MaxEntries < 0 || in.MaxEntries > MaxIntrospectionEntries {
+		v.add(p+".maxEntries", "%d is outside 0..%d", in.MaxEntries, MaxIntrospectionEntries)
+	}
+}
+
+// MaxIntrospectionEntries bounds an introspection cache.
+const MaxIntrospectionEntries = 1_000_000
+
+// allows checks the tenants' and keys' allow lists against the models
+// the policy serves.
+func (v *validator) allows(p string, g *Gateway) {
+	models := map[string]int{}
+	for i, m := range g.Models {
+		models[m.Name] = i
+	}
+	for i, t := range g.Tenants {
+		v.allow(idx(p+".tenants", i)+".allow", t.Allow, models)
+	}
+	for i, k := range g.Keys {
+		v.allow(idx(p+".keys", i)+".allow", k.Allow, models)
+	}
+}
+
+func (v *validator) allow(p string, a Allow, models map[string]int) {
+	seen := uniq{}
+	for i, m := range a.Models {
+		v.ref(idx(p+".models", i), m, models, "model")
+		v.unique(seen, idx(p+".models", i), m, "model")
+	}
+	seen = uniq{}
+	for i, e := range a.Endpoints {
+		ep := idx(p+".endpoints", i)
+		if !strings.HasPrefix(e, "/v1/") || strings.ContainsAny(e, "?# ") || len(e) > 128 {
+			v.add(ep, "%q is not an API path such as /v1/chat/completions", truncate(e, 80))
+		}
+		v.unique(seen, ep, e, "endpoint")
 	}
 }
 

@@ -18,6 +18,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	providers := v.providers(p+".providers", g.Providers)
 	v.selfReferences(p+".providers", g.Providers, g.Listen)
 	routedPools := v.models(p+".models", g.Models, pools, providers)
+	v.allows(p, g)
 	v.routedPoolPorts(poolList, routedPools)
 	v.inspection(p+".inspection", &g.Inspection)
 	v.stores(p, g)

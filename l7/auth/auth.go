@@ -45,8 +45,11 @@ type Principal struct {
 	Tenant      string
 	TenantIndex int // index into CompiledGateway.Tenants
 	KeyName     string
-	KeyIndex    int // index into CompiledGateway.Keys; -1 for JWT
+	KeyIndex    int // index into CompiledGateway.Keys; -1 for a token that names no key
 	Subject     string
+	// Models, when not nil, are the only models a token allows (its
+	// models claim).
+	Models []string
 }
 
 // Error is an authentication failure. Message never contains the
@@ -109,8 +112,15 @@ type Authenticator struct {
 	tenants map[string]int
 	issuers map[string]*issuer
 	// certs maps client certificate identities to tenant indexes (cert.go).
-	certs  map[string]int
-	closed sync.Once
+	certs map[string]int
+	// keyNames finds a key by tenant and name (a token's key claim).
+	keyNames map[keyName]int
+	// tenantGrants and keyGrants are the allow lists by index.
+	tenantGrants []grant
+	keyGrants    []grant
+	// introspect asks issuers about opaque tokens; nil without any.
+	introspect introspectors
+	closed     sync.Once
 }
 
 // New indexes g's keys and loads its JWT issuers. JWKS documents are
@@ -124,8 +134,14 @@ func New(g *policy.CompiledGateway, opts Options) (*Authenticator, error) {
 		tenants: make(map[string]int, len(g.Tenants)),
 		issuers: make(map[string]*issuer, len(g.JWT)),
 	}
+	a.keyNames = make(map[keyName]int, len(g.Keys))
 	for i, t := range g.Tenants {
 		a.tenants[t.Name] = i
+		a.tenantGrants = append(a.tenantGrants, newGrant(t.Allow))
+	}
+	for i, k := range g.Keys {
+		a.keyNames[keyName{tenant: k.Tenant, name: k.Name}] = i
+		a.keyGrants = append(a.keyGrants, newGrant(k.Allow))
 	}
 	a.certs = certTenants(g, a.tenants)
 	for i, k := range g.Keys {
@@ -152,8 +168,19 @@ func New(g *policy.CompiledGateway, opts Options) (*Authenticator, error) {
 			return nil, fmt.Errorf("auth: issuer %q: %w", jc.Issuer, err)
 		}
 		a.issuers[jc.Issuer] = is
+		if jc.Introspection != nil {
+			if err := a.addIntrospection(is, opts); err != nil {
+				a.Close()
+				return nil, fmt.Errorf("auth: issuer %q: introspection: %w", jc.Issuer, err)
+			}
+		}
 	}
 	return a, nil
+}
+
+type keyName struct {
+	tenant int
+	name   string
 }
 
 func (o Options) withDefaults() Options {
@@ -203,9 +230,19 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 			return Principal{}, errMalformed
 		}
 		if len(a.issuers) > 0 && looksLikeJWT(cred) {
-			return a.authenticateJWT(r, cred)
+			p, err := a.authenticateJWT(r, cred)
+			if err == errIssuerNotAccepted && a.introspect != nil {
+				// A JWT of an issuer whose signatures are not checked
+				// here may still be one the introspecting issuer knows.
+				return a.introspect.authenticate(r.Context(), cred)
+			}
+			return p, err
 		}
-		return a.authenticateKey(cred)
+		p, err := a.authenticateKey(cred)
+		if (err == errInvalidKey || err == errKeyTooLong) && a.introspect != nil {
+			return a.introspect.authenticate(r.Context(), cred)
+		}
+		return p, err
 	}
 	if v := r.Header.Get("X-Api-Key"); v != "" {
 		return a.authenticateKey(strings.TrimSpace(v))

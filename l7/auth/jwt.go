@@ -68,8 +68,11 @@ func newIssuer(c policy.JWTIssuer, opts Options, prev *issuer) (*issuer, error) 
 			sources++
 		}
 	}
-	if sources != 1 {
-		return nil, errors.New("exactly one of hs256SecretFile, hs256SecretEnv or jwksURL is required")
+	if c.Discovery {
+		sources++
+	}
+	if sources > 1 || sources == 0 && c.Introspection == nil {
+		return nil, errors.New("exactly one of hs256SecretFile, hs256SecretEnv, jwksURL or discovery, or only introspection, is required")
 	}
 	// Only the algorithms of this issuer's key source verify: an HS256
 	// token can never be checked against a JWKS public key used as an HMAC
@@ -86,7 +89,10 @@ func newIssuer(c policy.JWTIssuer, opts Options, prev *issuer) (*issuer, error) 
 	case c.HS256SecretEnv != "":
 		is.hsSecret = []byte(opts.Getenv(c.HS256SecretEnv))
 		algs = []string{jwt.SigningMethodHS256.Alg()}
-	case prev != nil && prev.cfg == c && prev.jwks != nil && prev.jwks.acquire():
+	case c.JWKSURL == "" && !c.Discovery:
+		// Introspection only: opaque tokens, no signatures to check.
+		return is, nil
+	case prev != nil && sameKeySource(prev.cfg, c) && prev.jwks != nil && prev.jwks.acquire():
 		is.jwks = prev.jwks
 		algs = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
 	default:
@@ -113,6 +119,12 @@ func newIssuer(c policy.JWTIssuer, opts Options, prev *issuer) (*issuer, error) 
 	}
 	is.parser = jwt.NewParser(popts...)
 	return is, nil
+}
+
+// sameKeySource reports whether two configurations of an issuer fetch the
+// same key set, so that a new Authenticator can share the old one's cache.
+func sameKeySource(a, b policy.JWTIssuer) bool {
+	return a.Issuer == b.Issuer && a.JWKSURL == b.JWKSURL && a.Discovery == b.Discovery && a.JWKSRefresh == b.JWKSRefresh
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {
@@ -164,24 +176,17 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (Principal,
 		return Principal{}, invalidToken("the bearer token is malformed")
 	}
 	is, ok := a.issuers[peek.Issuer]
-	if !ok {
-		return Principal{}, invalidToken("the token's issuer is not accepted")
+	if !ok || is.parser == nil {
+		return Principal{}, errIssuerNotAccepted
 	}
 	claims := jwt.MapClaims{}
 	if _, err := is.parser.ParseWithClaims(tok, claims, is.keyfunc(r.Context())); err != nil {
 		return Principal{}, invalidToken("%s", describeJWTError(err))
 	}
-	tenant, _ := claims[is.tenantClaim].(string)
-	if tenant == "" {
-		return Principal{}, invalidToken("the token has no %q claim naming a tenant", is.tenantClaim)
-	}
-	idx, ok := a.tenants[tenant]
-	if !ok {
-		return Principal{}, invalidToken("the token's tenant is not known")
-	}
-	sub, _ := claims["sub"].(string)
-	return Principal{Tenant: a.g.Tenants[idx].Name, TenantIndex: idx, KeyIndex: -1, Subject: sub}, nil
+	return a.principalFromClaims(is, claims)
 }
+
+var errIssuerNotAccepted = invalidToken("the token's issuer is not accepted")
 
 // describeJWTError names the failed check without echoing token content.
 func describeJWTError(err error) string {
@@ -210,7 +215,10 @@ func describeJWTError(err error) string {
 // jwksCache holds an issuer's verification keys by kid. Readers never block
 // on a fetch: the key set is swapped atomically.
 type jwksCache struct {
-	url        string
+	// url is the JWKS address: fixed (jwksURL), or read from the
+	// issuer's discovery document on every fetch (discovery != "").
+	url        atomic.Pointer[string]
+	discovery  *discovery
 	client     *http.Client
 	log        *slog.Logger
 	now        func() time.Time
@@ -236,13 +244,8 @@ type jwk struct {
 }
 
 func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
-	if !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
-		return nil, fmt.Errorf("jwksURL must be an http(s) URL")
-	}
 	jc := &jwksCache{
-		url:        c.JWKSURL,
 		client:     opts.HTTPClient,
-		log:        opts.Logger.With("issuer", c.Issuer, "jwks", c.JWKSURL),
 		now:        opts.Now,
 		minRefresh: opts.JWKSMinRefresh,
 		refresh:    c.JWKSRefresh.D(),
@@ -252,8 +255,23 @@ func newJWKSCache(c policy.JWTIssuer, opts Options) (*jwksCache, error) {
 	if jc.refresh <= 0 {
 		jc.refresh = defaultJWKSRefresh
 	}
-	if strings.HasPrefix(c.JWKSURL, "http://") {
-		jc.log.Warn("JWKS fetched over plain HTTP: anyone on the path can substitute signing keys")
+	if c.Discovery {
+		d, err := newDiscovery(c.Issuer, opts.HTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		jc.discovery = d
+		jc.log = opts.Logger.With("issuer", c.Issuer, "discovery", d.url)
+	} else {
+		if !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
+			return nil, fmt.Errorf("jwksURL must be an http(s) URL")
+		}
+		u := c.JWKSURL
+		jc.url.Store(&u)
+		jc.log = opts.Logger.With("issuer", c.Issuer, "jwks", c.JWKSURL)
+		if strings.HasPrefix(c.JWKSURL, "http://") {
+			jc.log.Warn("JWKS fetched over plain HTTP: anyone on the path can substitute signing keys")
+		}
 	}
 	empty := map[string]jwk{}
 	jc.keys.Store(&empty)
@@ -378,7 +396,16 @@ type jwkJSON struct {
 func (c *jwksCache) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	if c.discovery != nil {
+		// The document is read again each time: an issuer may move its
+		// key set, and a rotation is often announced that way.
+		doc, err := c.discovery.fetch(ctx)
+		if err != nil {
+			return err
+		}
+		c.url.Store(&doc.JWKSURI)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *c.url.Load(), nil)
 	if err != nil {
 		return fmt.Errorf("building JWKS request: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/infergate/infergate/l7/auth"
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/policy"
 )
@@ -11,24 +12,51 @@ import (
 // listModels serves /v1/models to authenticated clients.
 func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	cfg := g.cfg.Load()
-	if _, err := cfg.auth.Authenticate(r); err != nil {
+	p, err := cfg.auth.Authenticate(r)
+	if err != nil {
 		authError(err).Write(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(cfg.models)
+	if !cfg.auth.Restricted(&p) {
+		_, _ = w.Write(cfg.models)
+		return
+	}
+	_, _ = w.Write(allowedModelsBody(cfg, &p))
+}
+
+// allowedModelsBody is the /v1/models body of a principal whose tenant,
+// key or token narrows the models: only those it may use.
+func allowedModelsBody(cfg *config, p *auth.Principal) []byte {
+	list := modelList{Object: "list", Data: []modelObject{}}
+	for _, m := range cfg.c.Gateway.Models {
+		for _, n := range append([]string{m.Name}, m.Aliases...) {
+			if cfg.auth.AuthorizeModel(p, m.Name, n) == nil {
+				list.Data = append(list.Data, modelObject{ID: n, Object: "model", OwnedBy: "infergate"})
+			}
+		}
+	}
+	b, _ := json.Marshal(list)
+	return b
 }
 
 // retrieveModel serves /v1/models/{id} (the SDKs' models.retrieve) to
 // authenticated clients: a name or alias the policy serves, else 404.
 func (g *Gateway) retrieveModel(w http.ResponseWriter, r *http.Request) {
 	cfg := g.cfg.Load()
-	if _, err := cfg.auth.Authenticate(r); err != nil {
+	p, err := cfg.auth.Authenticate(r)
+	if err != nil {
 		authError(err).Write(w)
 		return
 	}
 	id := r.PathValue("id")
 	b, ok := cfg.model[id]
+	if ok && cfg.auth.Restricted(&p) {
+		m, _ := cfg.routes.Lookup(id)
+		// A model the principal may not use is answered as OpenAI
+		// answers one the key has no access to.
+		ok = m != nil && cfg.auth.AuthorizeModel(&p, m.Name, id) == nil
+	}
 	if !ok {
 		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "model_not_found",
 			Message: "the model `" + truncate(id, 128) + "` does not exist or you do not have access to it", Param: "model"}).Write(w)
@@ -46,11 +74,13 @@ type modelObject struct {
 }
 
 // modelsBody builds the /v1/models body and each model's own body.
+type modelList struct {
+	Object string        `json:"object"`
+	Data   []modelObject `json:"data"`
+}
+
 func modelsBody(c *policy.Compiled) ([]byte, map[string][]byte) {
-	list := struct {
-		Object string        `json:"object"`
-		Data   []modelObject `json:"data"`
-	}{Object: "list", Data: []modelObject{}}
+	list := modelList{Object: "list", Data: []modelObject{}}
 	each := map[string][]byte{}
 	for _, m := range c.Gateway.Models {
 		for _, n := range append([]string{m.Name}, m.Aliases...) {

@@ -8,8 +8,9 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 )
 
-// authStage identifies the caller (API key or JWT) from the request head,
-// before any of the body is read.
+// authStage identifies the caller (API key, JWT, introspected token or
+// client certificate) from the request head and refuses an endpoint its
+// tenant or key may not call, before any of the body is read.
 //
 // Reads: x.r's head. Writes: x.principal.
 type authStage struct{ auth *auth.Authenticator }
@@ -25,6 +26,9 @@ func (s *authStage) serve(x *exchange) *openai.Error {
 	if err != nil {
 		return authError(err)
 	}
+	if err := s.auth.AuthorizeEndpoint(&p, x.r.URL.Path); err != nil {
+		return authError(err)
+	}
 	x.principal = p
 	return nil
 }
@@ -34,7 +38,14 @@ func (s *authStage) serve(x *exchange) *openai.Error {
 func authError(err error) *openai.Error {
 	var ae *auth.Error
 	if errors.As(err, &ae) {
-		return &openai.Error{Status: ae.Status, Type: openai.TypeAuthentication, Code: ae.Code, Message: ae.Message}
+		typ := openai.TypeAuthentication
+		switch ae.Status {
+		case http.StatusForbidden:
+			typ = openai.TypePermission
+		case http.StatusServiceUnavailable:
+			typ = openai.TypeServer
+		}
+		return &openai.Error{Status: ae.Status, Type: typ, Code: ae.Code, Message: ae.Message}
 	}
 	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeAuthentication, Code: "invalid_credentials", Message: "authentication failed"}
 }

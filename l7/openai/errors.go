@@ -24,6 +24,7 @@ import (
 const (
 	TypeInvalidRequest = "invalid_request_error"
 	TypeAuthentication = "authentication_error"
+	TypePermission     = "permission_error"
 	TypeRateLimit      = "rate_limit_error"
 	TypeServer         = "server_error"
 	TypeUpstream       = "upstream_error"
