@@ -10,10 +10,12 @@ import (
 
 type clock struct{ t time.Time }
 
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) add(d time.Duration)     { c.t = c.t.Add(d) }
-func newClock() *clock                   { return &clock{t: time.Unix(1000, 0)} }
-func stored(hs ...uint64) kvevents.Event { return kvevents.Event{Kind: kvevents.BlockStored, Hashes: hs} }
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func newClock() *clock               { return &clock{t: time.Unix(1000, 0)} }
+func stored(hs ...uint64) kvevents.Event {
+	return kvevents.Event{Kind: kvevents.BlockStored, Hashes: hs}
+}
 func removed(hs ...uint64) kvevents.Event {
 	return kvevents.Event{Kind: kvevents.BlockRemoved, Hashes: hs}
 }

@@ -79,7 +79,7 @@ type Picker struct {
 	snap atomic.Pointer[snapshot]
 	mu   sync.Mutex // serialises snapshot refreshes
 	// pools is the set of pools steered by load; nil steers every pool.
-	pools atomic.Pointer[map[string]bool]
+	pools        atomic.Pointer[map[string]bool]
 	preciseState // precise.go
 }
 
