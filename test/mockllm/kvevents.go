@@ -1,8 +1,8 @@
 package mockllm
 
 import (
-	"context"
 	"container/list"
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
