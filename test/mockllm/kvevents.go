@@ -29,6 +29,10 @@ type KVEventsConfig struct {
 	// Encoding tokenizes prompts (default cl100k_base); HashSeed is the
 	// engine's PYTHONHASHSEED.
 	Encoding, HashSeed string
+	// PrefillPerBlock is the prefill time of each block not found cached,
+	// spent holding the batch slot before the time to first token: what
+	// a cache hit saves.
+	PrefillPerBlock time.Duration
 }
 
 // KVCache is the mock's prefix cache: the blocks of the prompts it
@@ -36,9 +40,10 @@ type KVEventsConfig struct {
 // text the gateway assembles: each chat message's role and content, or
 // the completion prompt).
 type KVCache struct {
-	hasher *kvindex.Hasher
-	pub    zmq4.Socket
-	blocks int
+	hasher  *kvindex.Hasher
+	pub     zmq4.Socket
+	blocks  int
+	prefill time.Duration
 
 	mu   sync.Mutex
 	lru  *list.List // of uint64 block hashes, most recent at front
@@ -77,7 +82,7 @@ func (s *Server) EnableKVEvents(ctx context.Context, cfg KVEventsConfig) (*KVCac
 		return nil, fmt.Errorf("mockllm: kv events: %w", err)
 	}
 	go func() { <-ctx.Done(); _ = pub.Close() }()
-	c := &KVCache{hasher: h, pub: pub, blocks: cfg.Blocks, lru: list.New(), byH: map[uint64]*list.Element{}}
+	c := &KVCache{hasher: h, pub: pub, blocks: cfg.Blocks, prefill: cfg.PrefillPerBlock, lru: list.New(), byH: map[uint64]*list.Element{}}
 	s.ext.kv.Store(c)
 	return c, nil
 }
@@ -96,13 +101,14 @@ func (c *KVCache) Reset() {
 
 // observe runs the prompt through the cache: leading blocks already held
 // are hits, the rest are stored (evicting the least recently used), and
-// the stores and evictions are published as one batch.
-func (c *KVCache) observe(req *request) {
+// the stores and evictions are published as one batch. It returns the
+// prefill time of the blocks not cached.
+func (c *KVCache) observe(req *request) time.Duration {
 	text := promptText(req)
 	toks := c.hasher.Tokens(nil, text)
 	hashes := c.hasher.Chain(nil, toks)
 	if len(hashes) == 0 {
-		return
+		return 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -113,8 +119,9 @@ func (c *KVCache) observe(req *request) {
 	}
 	c.hits.Add(int64(held))
 	c.miss.Add(int64(len(hashes) - held))
+	prefill := time.Duration(len(hashes)-held) * c.prefill
 	if held == len(hashes) {
-		return
+		return prefill
 	}
 	var evicted []uint64
 	for _, h := range hashes[held:] {
@@ -136,6 +143,7 @@ func (c *KVCache) observe(req *request) {
 		evs = append(evs, kvevents.Event{Kind: kvevents.BlockRemoved, Hashes: evicted})
 	}
 	c.publish(append(evs, st))
+	return prefill
 }
 
 // publish sends one batch with the next sequence number (c.mu held, so
@@ -181,9 +189,11 @@ func promptText(req *request) string {
 	return string(b)
 }
 
-// observeKV feeds the request to the prefix-cache model when it is on.
-func (s *Server) observeKV(req *request) {
+// observeKV feeds the request to the prefix-cache model when it is on
+// and returns its prefill time.
+func (s *Server) observeKV(req *request) time.Duration {
 	if c := s.ext.kv.Load(); c != nil {
-		c.observe(req)
+		return c.observe(req)
 	}
+	return 0
 }

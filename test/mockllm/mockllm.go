@@ -369,7 +369,10 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 			return
 		}
 		defer release()
-		s.observeKV(&req)
+		if d := s.observeKV(&req); d > 0 && !s.sleep(ctx, d) { // kvevents.go: prefill of uncached blocks
+			s.canceled.Add(1)
+			return
+		}
 
 		model := req.Model
 		if model == "" {

@@ -31,6 +31,7 @@ func main() {
 	kvBlocks := flag.Int("kv-blocks", 4096, "prefix cache capacity in blocks")
 	kvEncoding := flag.String("kv-encoding", "cl100k_base", "tokenizer of the prefix cache")
 	kvSeed := flag.String("kv-hash-seed", "", "block hash seed (vLLM's PYTHONHASHSEED)")
+	kvPrefill := flag.Duration("kv-prefill-per-block", 0, "prefill time of each prompt block not cached")
 	control := flag.Bool("control", false, "serve POST /control/speed to change the simulated GPU speed")
 	flag.Parse()
 
@@ -46,7 +47,7 @@ func main() {
 	}
 	if *kvEvents != "" {
 		if _, err := s.EnableKVEvents(ctx, mockllm.KVEventsConfig{Listen: *kvEvents, BlockSize: *kvBlockSize,
-			Blocks: *kvBlocks, Encoding: *kvEncoding, HashSeed: *kvSeed}); err != nil {
+			Blocks: *kvBlocks, Encoding: *kvEncoding, HashSeed: *kvSeed, PrefillPerBlock: *kvPrefill}); err != nil {
 			fmt.Fprintln(os.Stderr, "mockllm:", err)
 			os.Exit(1)
 		}
