@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,11 @@ func (s *Server) EnableKVEvents(ctx context.Context, cfg KVEventsConfig) (*KVCac
 	go func() { <-ctx.Done(); _ = pub.Close() }()
 	c := &KVCache{hasher: h, pub: pub, blocks: cfg.Blocks, prefill: cfg.PrefillPerBlock, lru: list.New(), byH: map[uint64]*list.Element{}}
 	s.ext.kv.Store(c)
+	s.mux.HandleFunc("GET /debug/kv", func(w http.ResponseWriter, _ *http.Request) {
+		hits, misses := c.KVStats()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int64{"hits": hits, "misses": misses})
+	})
 	return c, nil
 }
 
