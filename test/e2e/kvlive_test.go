@@ -78,7 +78,7 @@ type kvSummary struct {
 
 func TestLiveSlowdownKVEvents(t *testing.T) {
 	if testing.Short() {
-		t.Skip("live slowdown comparison: about 90 s")
+		t.Skip("live slowdown comparison: about 2 minutes")
 	}
 	l := newLab(t, lab.Config{Prefix: "igkv", GPUs: kvFleet})
 	o := standardPolicy()
@@ -88,15 +88,14 @@ func TestLiveSlowdownKVEvents(t *testing.T) {
 	cl := l.Clients[0]
 	hc := dialer(t, cl.NS).HTTPClient(false, 60*time.Second)
 
-	static := startKVGateway(t, l, "static", key, false)
-	st := kvRun(t, l, hc, static, key, "static weights")
-	aware := startKVGateway(t, l, "aware", key, true)
-	aw := kvRun(t, l, hc, aware, key, "load reports + KV events")
+	st := kvRun(t, l, hc, startKVGateway(t, l, 0, key), key, "static weights")
+	ap := kvRun(t, l, hc, startKVGateway(t, l, 1, key), key, "load reports, approximate prefix index")
+	aw := kvRun(t, l, hc, startKVGateway(t, l, 2, key), key, "load reports + KV events")
 
 	for _, r := range []struct {
 		name string
 		s    kvSummary
-	}{{"static weights", st}, {"load reports + KV events", aw}} {
+	}{{"static weights", st}, {"load reports, approximate prefix index", ap}, {"load reports + KV events", aw}} {
 		moved := "never"
 		if r.s.moved >= 0 {
 			moved = r.s.moved.Round(10 * time.Millisecond).String()
@@ -106,8 +105,8 @@ func TestLiveSlowdownKVEvents(t *testing.T) {
 			r.s.afterP50.Round(time.Millisecond), r.s.afterP99.Round(time.Millisecond),
 			100*r.s.slowShareBefore, 100*r.s.slowShareLast, moved, 100*r.s.hitRatio)
 	}
-	if aw.failed > 0 || st.failed > 0 {
-		t.Errorf("failed requests: static %d, aware %d", st.failed, aw.failed)
+	if aw.failed > 0 || ap.failed > 0 || st.failed > 0 {
+		t.Errorf("failed requests: static %d, approximate %d, KV events %d", st.failed, ap.failed, aw.failed)
 	}
 	// The load-aware picker must move load off the slowed host within the
 	// run; by how much and how fast, against static weights, is the
@@ -119,15 +118,18 @@ func TestLiveSlowdownKVEvents(t *testing.T) {
 }
 
 // startKVGateway writes the gateway's policy (the lab's document, its
-// gateway serving the model from pool gpu-v4; aware: with load reports and
-// the engines' KV events) and starts "infergate gateway -f" in the first
-// client's namespace on its own port. It returns the chat URL.
-func startKVGateway(t *testing.T, l *lab.Lab, name, key string, aware bool) string {
+// gateway serving the model from pool gpu-v4) at level 0 (static
+// weights), 1 (load reports, so the load picker with its approximate
+// prefix index) or 2 (load reports and the engines' KV events), and starts
+// "infergate gateway -f" in the first client's namespace on its own port.
+// It returns the chat URL.
+func startKVGateway(t *testing.T, l *lab.Lab, level int, key string) string {
 	t.Helper()
-	o := lab.PolicyOptions{Name: "gw-" + name, LoadReports: aware, Gateway: lab.AIGateway(lab.AITenant{Name: "t", Key: key})}
+	name := []string{"static", "approx", "kvevents"}[level]
+	o := lab.PolicyOptions{Name: "gw-" + name, LoadReports: level > 0, Gateway: lab.AIGateway(lab.AITenant{Name: "t", Key: key})}
 	d := l.Policy(o)
 	for i := range d.Spec.Pools {
-		if aware && d.Spec.Pools[i].Name == "gpu-v4" {
+		if level == 2 && d.Spec.Pools[i].Name == "gpu-v4" {
 			d.Spec.Pools[i].KVEvents = &policy.PoolKVEvents{Port: kvEventsPort, BlockSize: 16}
 		}
 	}
@@ -139,10 +141,7 @@ func startKVGateway(t *testing.T, l *lab.Lab, name, key string, aware bool) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := kvGatewayPort
-	if aware {
-		port++
-	}
+	port := kvGatewayPort + level
 	addr := netip.AddrPortFrom(l.Clients[0].V4, uint16(port))
 	logPath := filepath.Join(l.Cfg.Dir, "gateway-"+name+".log")
 	logf, err := os.Create(logPath)
