@@ -19,7 +19,10 @@
 // seed. So the match is exact for an engine that tokenizes the same text
 // with the same encoding and runs with --prefix-caching-hash-algo
 // sha256_cbor_64bit and the same PYTHONHASHSEED (test/mockllm does; a
-// vLLM serving a cl100k or o200k model's completions API does). Where the
+// vLLM serving a cl100k or o200k model's completions API does). This is
+// the scheme llm-d's kv-cache-manager reproduces (its token_processor:
+// 64-bit parents); vLLM releases that renamed it sha256_cbor and chain
+// full 32-byte digests were not checked against it here. Where the
 // engine's tokenizer or chat template differs, no block matches, and the
 // picker falls back to the approximate index (l7/pick): a wrong match is
 // impossible, a missed one costs only the precision.
