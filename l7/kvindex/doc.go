@@ -7,9 +7,11 @@
 // recently stored evicted first. Staleness: a backend's blocks count only
 // while its event stream is live, that is subscribed (or lost for less
 // than DownGrace) and heard from within StaleAfter; a sequence gap (lost
-// batches, or an engine restarted at sequence 0) or AllBlocksCleared clears
-// the backend, which then fills again from its next events. Sweep frees
-// what is no longer live.
+// batches, or an engine restarted at sequence 0), a re-established
+// subscription (what was published meanwhile is lost, and a restarted
+// engine's numbers may go on where the old ones stopped) or
+// AllBlocksCleared clears the backend, which then fills again from its
+// next events. Sweep frees what is no longer live.
 //
 // The request side (Hasher) must give the hashes the engine gives: it
 // tokenizes the prompt text the gateway assembles (l7/gateway's

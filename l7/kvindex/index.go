@@ -114,13 +114,24 @@ func (x *Index) get(name string) *backend {
 	return b
 }
 
-// Up marks name's subscription established.
+// Up marks name's subscription established. A re-established one starts
+// the backend afresh: a PUB socket drops what it publishes while nobody is
+// subscribed, and a restarted engine's sequence numbers may by chance go
+// on where the old one's stopped, so neither can be told apart from a
+// stream that lost nothing. Its blocks served Match during the grace; now
+// its next batches rebuild them.
 func (x *Index) Up(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if b := x.get(name); b != nil {
-		b.connected = true
+	b := x.get(name)
+	if b == nil {
+		return
 	}
+	if b.haveSeq {
+		x.clear(b)
+		b.haveSeq = false
+	}
+	b.connected = true
 }
 
 // Down marks name's subscription lost; its blocks stay usable for

@@ -116,9 +116,10 @@ func TestGapsAndClears(t *testing.T) {
 	}
 }
 
-// A lost subscription keeps its blocks for DownGrace; silence longer than
+// A lost subscription keeps its blocks for DownGrace; a redial starts the
+// backend afresh (live again from its next batch); silence longer than
 // StaleAfter, or a loss longer than the grace, makes the backend not live,
-// and Sweep frees its blocks. A redial without a gap keeps them.
+// and Sweep frees its blocks.
 func TestStaleness(t *testing.T) {
 	c := newClock()
 	x := newIndex(t, Config{StaleAfter: time.Minute, DownGrace: 5 * time.Second}, c)
@@ -132,9 +133,12 @@ func TestStaleness(t *testing.T) {
 		t.Fatalf("within grace: %v", got)
 	}
 	x.Up("a")
-	x.Apply("a", 1, batch(stored(2)))
-	if got := match(x, []uint64{1, 2}, "a"); got[0] != 2 {
-		t.Fatalf("redial without gap: %v", got)
+	if x.Live("a") {
+		t.Fatal("live after a redial before any batch")
+	}
+	x.Apply("a", 1, batch(stored(1)))
+	if got := match(x, []uint64{1, 2}, "a"); got[0] != 1 {
+		t.Fatalf("after the redial: %v", got)
 	}
 	x.Down("a")
 	c.add(6 * time.Second)
