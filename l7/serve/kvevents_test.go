@@ -46,7 +46,7 @@ func kvPolicy(bs []backend, eps []string) *policy.Compiled {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // a loaded machine (CI, 2 cores) is slow to start a subscription
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -407,4 +407,3 @@ func kvChat(hc *http.Client, url, key, system, question string) (time.Duration, 
 	}
 	return ttft, fmt.Errorf("stream ended without [DONE]: %v", sc.Err())
 }
-
