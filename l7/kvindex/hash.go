@@ -10,8 +10,11 @@ import (
 
 // Bounds on the blocks hashed per request.
 const (
-	// DefaultMaxBlocks: 2048 blocks of 16 tokens is a 32k-token prefix.
-	DefaultMaxBlocks = 2048
+	// DefaultMaxBlocks: 512 blocks of 16 tokens is an 8k-token prefix,
+	// enough to tell apart where long shared prompts are cached, and it
+	// bounds the request path's tokenizing and hashing (about 0.1 ms per
+	// 4 KB of prompt, BenchmarkPromptHashes).
+	DefaultMaxBlocks = 512
 	maxBlockSize     = 1 << 10
 )
 
