@@ -60,7 +60,8 @@ type serverExt struct {
 }
 
 // EnableKVEvents starts the prefix-cache model and its publisher, which
-// stops when ctx ends.
+// stops when ctx ends, and serves its counters at GET /debug/kv. Call it
+// once per Server.
 func (s *Server) EnableKVEvents(ctx context.Context, cfg KVEventsConfig) (*KVCache, error) {
 	if err := kvevents.CheckEndpoint(cfg.Listen); err != nil {
 		return nil, err
