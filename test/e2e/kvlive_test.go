@@ -203,6 +203,16 @@ func kvRun(t *testing.T, l *lab.Lab, hc *http.Client, url, key, label string) kv
 		samples []kvSample
 		wg      sync.WaitGroup
 	)
+	// Every arm starts with cold caches (their AllBlocksCleared reaches
+	// the gateway like any event).
+	for i, g := range l.GPUs {
+		u := fmt.Sprintf("http://%s/control/kv/reset", netip.AddrPortFrom(g.V4, lab.ServicePort))
+		resp, err := hc.Post(u, "application/json", nil)
+		if err != nil {
+			t.Fatalf("reset host %d's cache: %v", i, err)
+		}
+		resp.Body.Close()
+	}
 	hits0, miss0 := kvCounters(t, hc, l)
 	start := time.Now()
 	stopSampling := make(chan struct{})

@@ -39,8 +39,19 @@ const maxSpeed = 100
 
 // EnableControl serves POST /control/speed {"factor": 0.6} and GET
 // /control/speed on the mock's handler, for tests that change a GPU's
-// speed mid-run from outside its process.
+// speed mid-run from outside its process, and POST /control/kv/reset,
+// which empties the prefix cache (publishing AllBlocksCleared) when
+// EnableKVEvents turned it on.
 func (s *Server) EnableControl() {
+	s.mux.HandleFunc("POST /control/kv/reset", func(w http.ResponseWriter, _ *http.Request) {
+		c := s.ext.kv.Load()
+		if c == nil {
+			writeError(w, http.StatusNotFound, "invalid_request_error", "no prefix cache")
+			return
+		}
+		c.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	s.mux.HandleFunc("GET /control/speed", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]float64{"factor": s.Speed()})

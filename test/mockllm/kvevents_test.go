@@ -160,4 +160,12 @@ func TestControlSpeed(t *testing.T) {
 	if s.Speed() != 0.25 {
 		t.Fatalf("a refused factor changed the speed to %v", s.Speed())
 	}
+	resp, err := http.Post(ts.URL+"/control/kv/reset", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("kv reset without a prefix cache: status %d", resp.StatusCode)
+	}
 }
