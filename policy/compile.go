@@ -214,7 +214,7 @@ func build(d *Document) *Compiled {
 	poolIdx := map[string]int{}
 	for i, p := range d.Spec.Pools {
 		poolIdx[p.Name] = i
-		cp := CompiledPool{Name: p.Name, LoadReports: p.LoadReports, TLS: p.TLS.clone()}
+		cp := CompiledPool{Name: p.Name, LoadReports: p.LoadReports, TLS: p.TLS.clone(), KVEvents: p.KVEvents.clone()}
 		for _, b := range p.Backends {
 			cp.Backends = append(cp.Backends, CompiledBackend{
 				Name: b.Name, Address: validAddr(b.Address), Port: uint16(b.Port), Weight: b.Weight,

@@ -106,6 +106,8 @@ type CompiledPool struct {
 	HealthCheck *CompiledHealthCheck
 	LoadReports bool
 	TLS         *PoolTLS
+	// KVEvents has its defaults filled (nil: off).
+	KVEvents *PoolKVEvents
 }
 
 // CompiledBackend is one GPU host.

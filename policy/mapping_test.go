@@ -269,6 +269,14 @@ func candidates(v reflect.Value) []reflect.Value {
 			add(HashPrefix + h[:len(h)-1] + string("01"[(h[len(h)-1]-'0'+1)%2]))
 			return out
 		}
+		if rest, ok := strings.CutPrefix(s, "tcp://"); ok { // a KV-event endpoint
+			if i := strings.LastIndexByte(rest, ':'); i > 0 {
+				if n, err := strconv.Atoi(rest[i+1:]); err == nil {
+					add("tcp://" + rest[:i+1] + strconv.Itoa(n+1))
+					return out
+				}
+			}
+		}
 		if host, port, ok := strings.Cut(s, ":"); ok && !strings.Contains(s, "/") {
 			if n, err := strconv.Atoi(port); err == nil {
 				add(host + ":" + strconv.Itoa(n+1))

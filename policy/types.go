@@ -128,6 +128,8 @@ type Pool struct {
 	// TLS makes the L7 gateway reach the backends over HTTPS (absent:
 	// plain HTTP/1.1 through its own connection pool).
 	TLS *PoolTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// KVEvents routes by the engines' own KV-cache events (types_kvevents.go).
+	KVEvents *PoolKVEvents `yaml:"kvEvents,omitempty" json:"kvEvents,omitempty"`
 }
 
 // Backend is one GPU host.

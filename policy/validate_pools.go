@@ -15,6 +15,7 @@ func (v *validator) pools(pools []Pool) map[string]int {
 		v.name(pp+".name", pool.Name)
 		v.unique(seen, pp+".name", pool.Name, "pool")
 		v.poolTLS(pp+".tls", pool.TLS)
+		v.poolKVEvents(pp+".kvEvents", &pool)
 		if pool.TLS != nil && pool.HealthCheck != nil && pool.HealthCheck.Type == "http" {
 			v.add(pp+".healthCheck.type", "http checks speak plain HTTP; a pool with tls needs tcp")
 		}

@@ -79,7 +79,8 @@ type Picker struct {
 	snap atomic.Pointer[snapshot]
 	mu   sync.Mutex // serialises snapshot refreshes
 	// pools is the set of pools steered by load; nil steers every pool.
-	pools atomic.Pointer[map[string]bool]
+	pools        atomic.Pointer[map[string]bool]
+	preciseState // precise.go
 }
 
 type snapshot struct {
@@ -113,13 +114,13 @@ func New(cfg Config) (*Picker, error) {
 	return &Picker{cfg: cfg, chooser: ch, now: time.Now}, nil
 }
 
-// SetPools restricts the picker to c's pools with loadReports on; the
+// SetPools restricts the picker to c's pools with loadReports or kvEvents on; the
 // others are left to the route's weighted power of two choices. Until it is
 // called every pool is steered.
 func (p *Picker) SetPools(c *policy.Compiled) {
 	m := map[string]bool{}
 	for _, pl := range c.Pools {
-		if pl.LoadReports {
+		if pl.LoadReports || pl.KVEvents != nil {
 			m[pl.Name] = true
 		}
 	}
@@ -237,6 +238,9 @@ func draw(weights []float64, total float64, skip int) int {
 func (p *Picker) PickPrefix(pool string, backends []*route.Backend, prompt []byte) int {
 	if !p.steers(pool) {
 		return -1
+	}
+	if i := p.pickPrecise(pool, backends, prompt); i >= 0 {
+		return i
 	}
 	hashes := p.chooser.Hashes(prompt)
 	if len(hashes) == 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/infergate/infergate/gpu/report"
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/kvindex"
 	"github.com/infergate/infergate/l7/pick"
 	"github.com/infergate/infergate/policy"
 )
@@ -35,6 +36,12 @@ type Loads struct {
 	weighter *score.Weighter
 	poller   *report.Poller
 	picker   *pick.Picker
+	// kv follows the engines' KV-cache events of pools with kvEvents,
+	// the picker's precise prefix index.
+	kv *kvindex.Watcher
+	// kvPolicy is the policy kv follows, restored when a later
+	// SetTargets fails after moving it.
+	kvPolicy *policy.Compiled
 }
 
 // NewLoads builds the weighter, its poller and the picker reading it.
@@ -51,7 +58,13 @@ func NewLoads(cfg LoadsConfig) (*Loads, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load reports: %w", err)
 	}
-	return &Loads{weighter: w, poller: p, picker: pk}, nil
+	idx, err := kvindex.New(kvindex.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("kv events: %w", err)
+	}
+	kv := kvindex.NewWatcher(idx, cfg.Log)
+	pk.SetPrecise(kv)
+	return &Loads{weighter: w, poller: p, picker: pk, kv: kv}, nil
 }
 
 // SetTargets aims the poller at c's pools with loadReports on and the
@@ -69,9 +82,17 @@ func (l *Loads) SetTargets(c *policy.Compiled) error {
 	for i := range ts {
 		ts[i].Neutral = score.DefaultBaseWeight
 	}
+	// The KV-event pools first: only they can fail without a change
+	// (an encoding that does not load), and the poller's targets are
+	// then still the old ones.
+	if err := l.kv.SetPools(c); err != nil {
+		return fmt.Errorf("kv events: %w", err)
+	}
 	if err := l.poller.SetTargets(ts); err != nil {
+		_ = l.kv.SetPools(l.kvPolicy) // it loaded before, so it loads again
 		return fmt.Errorf("load report targets: %w", err)
 	}
+	l.kvPolicy = c
 	if c != nil {
 		l.picker.SetPools(c)
 	} else {
@@ -80,8 +101,18 @@ func (l *Loads) SetTargets(c *policy.Compiled) error {
 	return nil
 }
 
-// Run polls until ctx ends.
-func (l *Loads) Run(ctx context.Context) error { return l.poller.Run(ctx) }
+// Run polls the load reports and follows the KV-event streams until ctx
+// ends.
+func (l *Loads) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.kv.Run(ctx) }()
+	err := l.poller.Run(ctx)
+	<-done
+	return err
+}
+
+// KVIndex is the precise prefix index fed by the engines' KV-cache events.
+func (l *Loads) KVIndex() *kvindex.Index { return l.kv.Index() }
 
 // Current returns the unthresholded weights, keyed "pool/backend".
 func (l *Loads) Current() score.Weights { return l.poller.Current() }
@@ -94,7 +125,7 @@ func (l *Loads) Picker() *pick.Picker { return l.picker }
 // never assembles prompts for prefix affinity.
 func usesLoadReports(c *policy.Compiled) bool {
 	for _, p := range c.Pools {
-		if p.LoadReports {
+		if p.LoadReports || p.KVEvents != nil {
 			return true
 		}
 	}

@@ -108,6 +108,8 @@ type Server struct {
 	failLeft int
 	recent   []Recorded
 	next     int
+
+	ext serverExt // kvevents.go (prefix cache, KV events), control.go (speed)
 }
 
 // New builds a server from cfg, filling defaults.
@@ -367,6 +369,10 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 			return
 		}
 		defer release()
+		if d := s.observeKV(&req); d > 0 && !s.sleep(ctx, d) { // kvevents.go: prefill of uncached blocks
+			s.canceled.Add(1)
+			return
+		}
 
 		model := req.Model
 		if model == "" {
@@ -430,6 +436,7 @@ func (s *Server) admit(ctx context.Context) (func(), bool) {
 }
 
 func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	d = s.scaled(d) // control.go
 	if d <= 0 {
 		return ctx.Err() == nil
 	}

@@ -94,6 +94,13 @@ type GPU struct {
 	TokensPerSecond float64
 	// Batch bounds its concurrent requests (0 takes mockllm's default).
 	Batch int
+	// Control serves POST /control/speed; KVEventsPort > 0 publishes its
+	// prefix cache's KV events on the host's V4 address at that port,
+	// with KVBlocks blocks and KVPrefillPerBlock per uncached block.
+	Control           bool
+	KVEventsPort      int
+	KVBlocks          int
+	KVPrefillPerBlock time.Duration
 }
 
 // Config describes a lab.
@@ -422,6 +429,13 @@ func (l *Lab) StartBackend(i int) error {
 		"--ttft", g.TTFT.String(), "--tokens-per-s", strconv.FormatFloat(g.TokensPerSecond, 'f', -1, 64)}
 	if g.Batch > 0 {
 		args = append(args, "--batch", strconv.Itoa(g.Batch))
+	}
+	if g.Control {
+		args = append(args, "--control")
+	}
+	if g.KVEventsPort > 0 {
+		args = append(args, "--kv-events", "tcp://"+netip.AddrPortFrom(n.V4, uint16(g.KVEventsPort)).String(),
+			"--kv-blocks", strconv.Itoa(g.KVBlocks), "--kv-prefill-per-block", g.KVPrefillPerBlock.String())
 	}
 	logPath := filepath.Join(l.Cfg.Dir, n.Name, "backend.log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {

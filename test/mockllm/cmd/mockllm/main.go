@@ -26,6 +26,13 @@ func main() {
 	maxTokens := flag.Int("max-tokens", mockllm.DefaultMaxTokens, "completion length when a request sets none")
 	omitUsage := flag.Bool("omit-usage", false, "leave usage out of responses")
 	failStatus := flag.Int("fail-status", 0, "answer every request with this HTTP status")
+	kvEvents := flag.String("kv-events", "", "publish KV-cache events (vLLM's wire format) on this tcp://host:port")
+	kvBlockSize := flag.Int("kv-block-size", 16, "tokens per KV block")
+	kvBlocks := flag.Int("kv-blocks", 4096, "prefix cache capacity in blocks")
+	kvEncoding := flag.String("kv-encoding", "cl100k_base", "tokenizer of the prefix cache")
+	kvSeed := flag.String("kv-hash-seed", "", "block hash seed (vLLM's PYTHONHASHSEED)")
+	kvPrefill := flag.Duration("kv-prefill-per-block", 0, "prefill time of each prompt block not cached")
+	control := flag.Bool("control", false, "serve POST /control/speed to change the simulated GPU speed")
 	flag.Parse()
 
 	s := mockllm.New(mockllm.Config{Name: *name, TTFT: *ttft, TokensPerSecond: *tps, GPUs: *gpus, Batch: *batch,
@@ -35,6 +42,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *control {
+		s.EnableControl()
+	}
+	if *kvEvents != "" {
+		if _, err := s.EnableKVEvents(ctx, mockllm.KVEventsConfig{Listen: *kvEvents, BlockSize: *kvBlockSize,
+			Blocks: *kvBlocks, Encoding: *kvEncoding, HashSeed: *kvSeed, PrefillPerBlock: *kvPrefill}); err != nil {
+			fmt.Fprintln(os.Stderr, "mockllm:", err)
+			os.Exit(1)
+		}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err == nil {
 		slog.Info("mockllm listening", "addr", ln.Addr().String(), "model", *name)

@@ -1,0 +1,107 @@
+package pick
+
+import (
+	"math"
+	"sync/atomic"
+
+	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/l7/route"
+)
+
+// Precise is the engines' own account of their KV caches (l7/kvindex's
+// Watcher, fed by their KV-cache events).
+type Precise interface {
+	// PromptHashes returns prompt's block hashes as pool's engines
+	// compute them; nil when the pool publishes no events.
+	PromptHashes(pool string, prompt []byte) []uint64
+	// Match sets out[i] to the leading blocks backend names[i] holds (-1:
+	// no live event stream) and reports whether any stream is live.
+	Match(hashes []uint64, names []string, out []int) bool
+}
+
+// SetPrecise makes PickPrefix prefer, within the load bound, the backend
+// whose engine reports holding the prompt's longest prefix. Where no
+// engine of the pool has a live event stream, or none within the bound
+// holds even the first block, l7/affinity's approximate index decides as
+// before: it also covers the moments between sending a prompt and its
+// engine publishing the blocks.
+func (p *Picker) SetPrecise(pr Precise) { p.precise.Store(&pr) }
+
+// PreciseStats counts PickPrefix's decisions: by the engines' events,
+// and left to the approximate index in pools that publish events.
+func (p *Picker) PreciseStats() (precise, fallback uint64) {
+	return p.preciseHits.Load(), p.preciseMiss.Load()
+}
+
+type preciseState struct {
+	precise     atomic.Pointer[Precise]
+	preciseHits atomic.Uint64
+	preciseMiss atomic.Uint64
+}
+
+// pickPrecise returns the backend chosen by the engines' events, or -1.
+func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []byte) int {
+	pp := p.precise.Load()
+	if pp == nil || len(backends) == 0 {
+		return -1
+	}
+	pr := *pp
+	hashes := pr.PromptHashes(pool, prompt)
+	if len(hashes) == 0 {
+		return -1
+	}
+	var nameStack [16]string
+	var outStack [16]int
+	names, out := nameStack[:0], outStack[:0]
+	for _, b := range backends {
+		names = append(names, label(pool, b))
+		out = append(out, 0)
+	}
+	if !pr.Match(hashes, names, out) {
+		p.preciseMiss.Add(1)
+		return -1
+	}
+	ws := p.weights()
+	var wStack [16]float64
+	weights := wStack[:0]
+	var totalW, totalL float64
+	for i, b := range backends {
+		w := p.weightOf(ws, b, names[i])
+		weights = append(weights, w)
+		if w > 0 && !math.IsInf(w, 0) {
+			totalW += w
+			totalL += float64(b.InFlight())
+		}
+	}
+	if !(totalW > 0) {
+		return -1
+	}
+	bound := p.cfg.Affinity.Bound
+	if bound == 0 {
+		bound = affinity.DefaultBound
+	}
+	// The same bounded-loads rule as l7/affinity: a backend may take the
+	// request while its in-flight count stays within bound times its
+	// weighted share, so a hot prefix cannot pile onto one GPU.
+	best, bestMatch, bestLoad := -1, 0, math.Inf(1)
+	for i, b := range backends {
+		w := weights[i]
+		if !(w > 0) || math.IsInf(w, 0) || out[i] <= 0 {
+			continue
+		}
+		load := float64(b.InFlight())
+		if load+1 > math.Ceil(bound*(totalL+1)*w/totalW) {
+			continue
+		}
+		rel := load / w
+		if out[i] > bestMatch || (out[i] == bestMatch && rel < bestLoad) {
+			best, bestMatch, bestLoad = i, out[i], rel
+		}
+	}
+	if best < 0 {
+		p.preciseMiss.Add(1)
+		return -1
+	}
+	p.preciseHits.Add(1)
+	return best
+}
