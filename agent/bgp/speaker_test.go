@@ -10,127 +10,15 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/infergate/infergate/agent/bgp/bgptest"
 )
 
 // The tests peer the speaker with real BGP routers: gobgp servers of their
-// own in the test process, on loopback.
+// own in the test process, on loopback (bgptest).
 
-const (
-	localASN  = 64512
-	routerASN = 64500
-	waitFor   = 15 * time.Second
-)
+const localASN = 64512
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// router is a BGP router that accepts one speaker's session passively.
-type router struct {
-	srv  *server.BgpServer
-	addr netip.AddrPort
-}
-
-func freePort(t *testing.T, host string) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
-
-// newRouter listens on host and expects the speaker from neighbour.
-func newRouter(t *testing.T, host, neighbour string) *router {
-	t.Helper()
-	port := freePort(t, host)
-	srv := server.NewBgpServer(server.LoggerOption(slogger{quiet}))
-	go srv.Serve()
-	t.Cleanup(srv.Stop)
-	ctx := context.Background()
-	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: routerASN, RouterId: "198.18.1.254",
-		ListenPort: int32(port), ListenAddresses: []string{host}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.StopBgp(context.Background(), &api.StopBgpRequest{}) })
-	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
-	if netip.MustParseAddr(neighbour).Is6() {
-		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
-	}
-	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: neighbour, PeerAsn: localASN},
-		Transport: &api.Transport{PassiveMode: true},
-		AfiSafis:  []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	return &router{srv: srv, addr: netip.AddrPortFrom(netip.MustParseAddr(host), port)}
-}
-
-// routes lists the prefixes the router learnt, with their next hops.
-func (r *router) routes(t *testing.T) map[netip.Prefix]string {
-	t.Helper()
-	out := map[netip.Prefix]string{}
-	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
-		err := r.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL,
-			Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}}, func(d *api.Destination) {
-			for _, p := range d.Paths {
-				if p.IsWithdraw {
-					continue
-				}
-				pfx := netip.MustParsePrefix(d.Prefix)
-				out[pfx] = nextHop(p)
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
-
-func nextHop(p *api.Path) string {
-	for _, a := range p.Pattrs {
-		var nh api.NextHopAttribute
-		if a.UnmarshalTo(&nh) == nil {
-			return nh.NextHop
-		}
-		var mp api.MpReachNLRIAttribute
-		if a.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {
-			return mp.NextHops[0]
-		}
-	}
-	return ""
-}
-
-func (r *router) peer(addr netip.AddrPort) Peer {
-	return Peer{Address: addr.Addr(), ASN: routerASN, Port: addr.Port(), HoldTime: 9 * time.Second}
-}
-
-// wait polls cond until it holds.
-func wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func hasExactly(got map[netip.Prefix]string, want ...string) bool {
-	if len(got) != len(want) {
-		return false
-	}
-	for _, w := range want {
-		if _, ok := got[netip.MustParsePrefix(w)]; !ok {
-			return false
-		}
-	}
-	return true
-}
 
 func established(s *Speaker, addr netip.Addr) bool {
 	for _, p := range s.Peers(context.Background()) {
@@ -139,6 +27,10 @@ func established(s *Speaker, addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+func peerOf(r *bgptest.Router) Peer {
+	return Peer{Address: r.Addr.Addr(), ASN: bgptest.ASN, Port: r.Addr.Port(), HoldTime: 9 * time.Second}
 }
 
 var (
@@ -152,30 +44,30 @@ var (
 // removes them while both sessions stay established, and announcing again
 // brings them back.
 func TestAnnounceWithdrawKeepsSession(t *testing.T) {
-	r4 := newRouter(t, "127.0.0.2", "127.0.0.1")
-	r6 := newRouter(t, "::1", "::1")
+	r4 := bgptest.New(t, "127.0.0.2", "127.0.0.1", localASN)
+	r6 := bgptest.New(t, "::1", "::1", localASN)
 	s := New(quiet)
 	defer s.Close()
 	ctx := context.Background()
 	cfg := Config{ASN: localASN, RouterID: netip.MustParseAddr("198.18.1.1"),
-		Peers: []Peer{r4.peer(r4.addr), r6.peer(r6.addr)}, Prefixes: []netip.Prefix{vip4, vip6}}
+		Peers: []Peer{peerOf(r4), peerOf(r6)}, Prefixes: []netip.Prefix{vip4, vip6}}
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "the IPv4 router learns the IPv4 VIP only", func() bool { return hasExactly(r4.routes(t), "198.18.0.100/32") })
-	wait(t, "the IPv6 router learns the IPv6 VIP only", func() bool { return hasExactly(r6.routes(t), "2001:db8::100/128") })
-	if nh := r4.routes(t)[vip4]; nh != "127.0.0.1" {
+	bgptest.Wait(t, "the IPv4 router learns the IPv4 VIP only", func() bool { return bgptest.HasExactly(r4.Routes(t), "198.18.0.100/32") })
+	bgptest.Wait(t, "the IPv6 router learns the IPv6 VIP only", func() bool { return bgptest.HasExactly(r6.Routes(t), "2001:db8::100/128") })
+	if nh := r4.Routes(t)[vip4]; nh != "127.0.0.1" {
 		t.Errorf("IPv4 next hop %q, want the node's session address 127.0.0.1", nh)
 	}
-	if nh := r6.routes(t)[vip6]; nh != "::1" {
+	if nh := r6.Routes(t)[vip6]; nh != "::1" {
 		t.Errorf("IPv6 next hop %q, want ::1", nh)
 	}
 
 	if err := s.SetAnnounce(ctx, "draining"); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "both routers lose the routes", func() bool { return len(r4.routes(t)) == 0 && len(r6.routes(t)) == 0 })
-	if !established(s, r4.addr.Addr()) || !established(s, r6.addr.Addr()) {
+	bgptest.Wait(t, "both routers lose the routes", func() bool { return len(r4.Routes(t)) == 0 && len(r6.Routes(t)) == 0 })
+	if !established(s, r4.Addr.Addr()) || !established(s, r6.Addr.Addr()) {
 		t.Fatalf("a withdrawal closed a session: %+v", s.Peers(ctx))
 	}
 	if got := s.Announced(); len(got) != 0 {
@@ -184,59 +76,50 @@ func TestAnnounceWithdrawKeepsSession(t *testing.T) {
 	if err := s.SetAnnounce(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "the routes come back", func() bool {
-		return hasExactly(r4.routes(t), "198.18.0.100/32") && hasExactly(r6.routes(t), "2001:db8::100/128")
+	bgptest.Wait(t, "the routes come back", func() bool {
+		return bgptest.HasExactly(r4.Routes(t), "198.18.0.100/32") && bgptest.HasExactly(r6.Routes(t), "2001:db8::100/128")
 	})
 
 	// Close withdraws before it closes: the router keeps nothing.
 	s.Close()
-	wait(t, "the router drops the routes on close", func() bool { return len(r4.routes(t)) == 0 })
+	bgptest.Wait(t, "the router drops the routes on close", func() bool { return len(r4.Routes(t)) == 0 })
 }
 
 // TestApplyFollowsPolicy: a new configuration adds and removes routes and
 // peers in place (the remaining session is not reset), a change of ASN
 // starts afresh, and the zero configuration stops everything.
 func TestApplyFollowsPolicy(t *testing.T) {
-	ra := newRouter(t, "127.0.0.2", "127.0.0.1")
-	rb := newRouter(t, "127.0.0.3", "127.0.0.1")
+	ra := bgptest.New(t, "127.0.0.2", "127.0.0.1", localASN)
+	rb := bgptest.New(t, "127.0.0.3", "127.0.0.1", localASN)
 	s := New(quiet)
 	defer s.Close()
 	ctx := context.Background()
 	other := netip.MustParsePrefix("198.18.0.0/24")
 	cfg := Config{ASN: localASN, RouterID: netip.MustParseAddr("198.18.1.1"),
-		Peers: []Peer{ra.peer(ra.addr)}, Prefixes: []netip.Prefix{vip4}}
+		Peers: []Peer{peerOf(ra)}, Prefixes: []netip.Prefix{vip4}}
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "router a learns the VIP", func() bool { return hasExactly(ra.routes(t), "198.18.0.100/32") })
-	uptime := func() time.Time {
-		var at time.Time
-		_ = ra.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-			if p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
-				at = p.Timers.State.Uptime.AsTime()
-			}
-		})
-		return at
-	}
-	up := uptime()
+	bgptest.Wait(t, "router a learns the VIP", func() bool { return bgptest.HasExactly(ra.Routes(t), "198.18.0.100/32") })
+	up := ra.Uptime(t)
 
-	cfg.Peers = append(slices.Clone(cfg.Peers), rb.peer(rb.addr))
+	cfg.Peers = append(slices.Clone(cfg.Peers), peerOf(rb))
 	cfg.Prefixes = []netip.Prefix{other}
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "both routers have the new prefix only", func() bool {
-		return hasExactly(ra.routes(t), "198.18.0.0/24") && hasExactly(rb.routes(t), "198.18.0.0/24")
+	bgptest.Wait(t, "both routers have the new prefix only", func() bool {
+		return bgptest.HasExactly(ra.Routes(t), "198.18.0.0/24") && bgptest.HasExactly(rb.Routes(t), "198.18.0.0/24")
 	})
-	if got := uptime(); !got.Equal(up) {
+	if got := ra.Uptime(t); !got.Equal(up) {
 		t.Errorf("router a's session was reset by an in-place change (up since %v, now %v)", up, got)
 	}
 
-	cfg.Peers = []Peer{rb.peer(rb.addr)}
+	cfg.Peers = []Peer{peerOf(rb)}
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "a removed peer's router loses the routes", func() bool { return len(ra.routes(t)) == 0 })
+	bgptest.Wait(t, "a removed peer's router loses the routes", func() bool { return len(ra.Routes(t)) == 0 })
 	if len(s.Peers(ctx)) != 1 {
 		t.Fatalf("peers %+v, want b only", s.Peers(ctx))
 	}
@@ -245,7 +128,7 @@ func TestApplyFollowsPolicy(t *testing.T) {
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, "router b drops the routes of the restarted speaker", func() bool { return len(rb.routes(t)) == 0 })
+	bgptest.Wait(t, "router b drops the routes of the restarted speaker", func() bool { return len(rb.Routes(t)) == 0 })
 
 	if err := s.Apply(ctx, Config{}); err != nil {
 		t.Fatal(err)
@@ -259,12 +142,12 @@ func TestApplyFollowsPolicy(t *testing.T) {
 // connections; with one, exactly that address does, and a listener that
 // cannot bind fails the apply, leaving the previous configuration running.
 func TestListensOnlyWhereNamed(t *testing.T) {
-	r := newRouter(t, "127.0.0.2", "127.0.0.1")
+	r := bgptest.New(t, "127.0.0.2", "127.0.0.1", localASN)
 	s := New(quiet)
 	defer s.Close()
 	ctx := context.Background()
-	port := freePort(t, "127.0.0.1")
-	cfg := Config{ASN: localASN, RouterID: netip.MustParseAddr("198.18.1.1"), Peers: []Peer{r.peer(r.addr)}, Prefixes: []netip.Prefix{vip4}}
+	port := bgptest.FreePort(t, "127.0.0.1")
+	cfg := Config{ASN: localASN, RouterID: netip.MustParseAddr("198.18.1.1"), Peers: []Peer{peerOf(r)}, Prefixes: []netip.Prefix{vip4}}
 	if err := s.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +158,7 @@ func TestListensOnlyWhereNamed(t *testing.T) {
 		}
 		return err
 	}
-	wait(t, "the route is announced", func() bool { return len(r.routes(t)) == 1 })
+	bgptest.Wait(t, "the route is announced", func() bool { return len(r.Routes(t)) == 1 })
 	for _, a := range []string{"127.0.0.1:179", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()} {
 		if dial(a) == nil {
 			t.Fatalf("something accepts on %s with no listen address configured", a)
@@ -305,5 +188,5 @@ func TestListensOnlyWhereNamed(t *testing.T) {
 	if err := dial(cfg.Listen.String()); err != nil {
 		t.Fatalf("the previous listener is gone after a failed apply: %v", err)
 	}
-	wait(t, "the route is announced again after the failed apply", func() bool { return len(r.routes(t)) == 1 })
+	bgptest.Wait(t, "the route is announced again after the failed apply", func() bool { return len(r.Routes(t)) == 1 })
 }
