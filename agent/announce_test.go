@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/infergate/infergate/agent/bgp"
 	"github.com/infergate/infergate/agent/bgp/bgptest"
 )
@@ -102,8 +105,12 @@ func TestDrainWithdraws(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 
+	wantMetrics(t, a, "infergate_bgp_routes_announced 1", "infergate_bgp_withdrawn 0",
+		`infergate_bgp_session_established{peer="127.0.0.2"} 1`)
+
 	drain(t, c, true)
 	bgptest.Wait(t, "a drained node's route is withdrawn", func() bool { return len(r.Routes(t)) == 0 })
+	wantMetrics(t, a, "infergate_bgp_routes_announced 0", "infergate_bgp_withdrawn 1")
 	if !r.Established(t) {
 		t.Fatal("draining closed the session")
 	}
@@ -210,5 +217,27 @@ func TestBGPApplyAllOrNothing(t *testing.T) {
 			t.Fatalf("document %d: the refused VIP is in the kernel maps", i)
 		}
 		bgptest.Wait(t, "the previous announcement stands", func() bool { return bgptest.HasExactly(r.Routes(t), "198.18.100.1/32") })
+	}
+}
+
+// wantMetrics scrapes a's collector and requires each line.
+func wantMetrics(t *testing.T, a *Agent, lines ...string) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(a))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range lines {
+		if !strings.Contains(b.String(), l) {
+			t.Fatalf("metrics lack %q:\n%s", l, b.String())
+		}
 	}
 }
