@@ -120,6 +120,9 @@ func TestBGPFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHops("bal-2 joined", bal1.V4, bal2.V4)
+	if out, err := f.Topo.Output(f.Router.NS, "ip", "route", "show", lab.VIP4.String()); err == nil {
+		t.Logf("router's kernel table:\n%s", out)
+	}
 
 	d := dialer(t, f.Clients[0].NS)
 	t.Run("fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) })
