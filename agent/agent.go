@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/infergate/infergate/agent/api"
+	"github.com/infergate/infergate/agent/bgp"
 	"github.com/infergate/infergate/agent/health"
 	"github.com/infergate/infergate/policy"
 )
@@ -112,6 +114,12 @@ type Options struct {
 	// EncapSourceV4/V6, when set, are the outer source prefixes; else the
 	// node's route source towards the backends is used.
 	EncapSourceV4, EncapSourceV6 netip.Prefix
+	// BGP announces the VIPs of a balancer whose policy has
+	// spec.dataplane.bgp (announce.go); nil announces nothing.
+	BGP *bgp.Speaker
+	// DrainFile keeps the node's drain state across restarts ("" in
+	// memory only).
+	DrainFile string
 }
 
 // Agent owns the data plane of one node.
@@ -142,6 +150,12 @@ type Agent struct {
 	// retryPending is set while a quick retry for unresolved neighbours
 	// is scheduled.
 	retryPending atomic.Bool
+
+	// draining: the operator drained the node; writeOK: the last map
+	// update succeeded. Both decide whether the VIPs are announced.
+	draining, writeOK atomic.Bool
+	bgpCfg            bgp.Config // guarded by mu
+	announcec         chan struct{}
 }
 
 type applied struct {
@@ -166,7 +180,14 @@ func New(o Options) (*Agent, error) {
 	a := &Agent{
 		o: o, log: o.Logger, rec: NewReconciler(o.Dataplane), started: time.Now(),
 		overrides: map[string]Override{}, loads: map[string]api.Load{},
-		kickc: make(chan struct{}, 1),
+		kickc: make(chan struct{}, 1), announcec: make(chan struct{}, 1),
+	}
+	a.writeOK.Store(true)
+	if o.DrainFile != "" {
+		if _, err := os.Stat(o.DrainFile); err == nil {
+			a.draining.Store(true)
+			o.Logger.Warn("the node is drained (left so by an earlier agent): its VIPs are not announced until undrained", "file", o.DrainFile)
+		}
 	}
 	a.health = health.NewChecker(a.onHealth)
 	return a, nil
@@ -221,6 +242,9 @@ func (a *Agent) Start(ctx context.Context, initial []byte) error {
 		go a.watchLinks(ctx, events)
 	}
 	go a.loop(ctx)
+	if a.o.BGP != nil {
+		go a.announceLoop(ctx)
+	}
 	return nil
 }
 
@@ -345,8 +369,13 @@ func (a *Agent) build(ctx context.Context, c *policy.Compiled) (*Desired, error)
 }
 
 // write converges the data plane to d; applyMu is held.
-func (a *Agent) write(d *Desired) error {
+func (a *Agent) write(d *Desired) (err error) {
 	a.reconciles.Add(1)
+	defer func() {
+		if a.writeOK.Swap(err == nil) != (err == nil) {
+			a.kickAnnounce()
+		}
+	}()
 	if src, ok := a.o.Dataplane.(interface {
 		SetEncapSources(v4, v6 netip.Prefix) error
 	}); ok {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/infergate/infergate/agent/bgp"
 	"github.com/infergate/infergate/agent/health"
 	"github.com/infergate/infergate/policy"
 )
@@ -117,6 +118,18 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 			a.log.Error("restoring the previous data plane state failed", "err", err)
 		}
 	}
+	// The node's BGP configuration is resolved before anything changes,
+	// so a missing password file refuses the policy with nothing touched.
+	var bgpCfg, prevBGP bgp.Config
+	if a.o.BGP != nil {
+		var err error
+		if bgpCfg, err = bgpConfig(c); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		prevBGP = a.bgpCfg
+		a.mu.Unlock()
+	}
 	var undoAttach func()
 	if a.o.Attacher != nil {
 		names := c.Dataplane.Interfaces
@@ -146,6 +159,20 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 			return fmt.Errorf("L7 gateway refused the policy: %w", err)
 		}
 	}
+	restoreGateway := func() {
+		if a.o.Gateway != nil && prev != nil {
+			if gerr := a.o.Gateway.Apply(prev); gerr != nil {
+				a.log.Error("restoring the previous L7 configuration failed", "err", gerr)
+			}
+		}
+	}
+	if err := a.applyBGP(bgpCfg); err != nil {
+		restoreGateway()
+		restoreKernel()
+		undo()
+		a.fail(err)
+		return fmt.Errorf("BGP: %w", err)
+	}
 	sp := StoredPolicy{Name: c.Name, Version: c.Version, AppliedAt: time.Now().UTC(), Document: slices.Clone(doc)}
 	switch {
 	case restored != nil:
@@ -155,11 +182,10 @@ func (a *Agent) commit(c *policy.Compiled, d *Desired, doc []byte, restored *Sto
 	default:
 		stored, err := a.o.Store.Save(sp)
 		if err != nil {
-			if a.o.Gateway != nil && prev != nil {
-				if gerr := a.o.Gateway.Apply(prev); gerr != nil {
-					a.log.Error("restoring the previous L7 configuration failed", "err", gerr)
-				}
+			if berr := a.applyBGP(prevBGP); berr != nil {
+				a.log.Error("restoring the previous BGP configuration failed", "err", berr)
 			}
+			restoreGateway()
 			restoreKernel()
 			undo()
 			a.fail(err)
@@ -196,6 +222,9 @@ func (a *Agent) DeletePolicy(ctx context.Context) error {
 	}
 	if err := a.o.Store.ClearCurrent(); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if err := a.applyBGP(bgp.Config{}); err != nil {
+		a.log.Error("stopping the BGP speaker failed", "err", err)
 	}
 	a.current = nil
 	a.health.Set(nil)

@@ -92,6 +92,21 @@
 // report at /load. A balancer expires established flows and known clients
 // idle for an hour (IdleFlowTimeout, IdleClientTimeout).
 //
+// VIP announcement (announce.go, agent/bgp): a balancer whose policy has
+// spec.dataplane.bgp runs an in-process BGP speaker (gobgp) that opens
+// sessions to the named peers (it listens on nothing unless
+// spec.dataplane.bgp.listen names an address) and announces the VIPs, so
+// routers spread clients over the balancer nodes by ECMP. The same policy
+// serves every node: the router ID, when left out, is the node's IPv4
+// source towards its first IPv4 peer. The node withdraws every route but
+// keeps its sessions and keeps forwarding while it is drained (`POST
+// /v1/drain?on=true`, kept in the state directory across restarts) or its
+// data plane is unhealthy (the last map update failed, or XDP is not
+// attached to a named interface); stopping the agent withdraws and closes
+// the sessions while XDP goes on forwarding through its pinned links.
+// Flows the router moves keep their backend on the other node (package
+// maglev says why and when not).
+//
 // Desired state the node refuses (400 with problems, nothing changed): an
 // unknown interface, a VIP listed twice, a backend with no route or routed
 // through an interface the balancer is not on, an L2 VIP with a backend

@@ -77,6 +77,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReconcileErrors, prometheus.CounterValue, float64(a.reconcileErrors.Load()))
 	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(a.scrapeErrors.Load()))
 	st := a.Status()
+	collectBGP(ch, st.BGP)
 	for _, i := range st.Interfaces {
 		v := 0.0
 		if i.Attached {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/infergate/infergate/agent/api"
+	"github.com/infergate/infergate/agent/bgp"
 	"github.com/infergate/infergate/agent/xdpattach"
 	"github.com/infergate/infergate/gpu/collector"
 	"github.com/infergate/infergate/gpu/report"
@@ -38,6 +40,8 @@ const (
 	// loadReportCacheAge bounds how often a GPU host re-reads NVML and the
 	// inference server's metrics, however often it is polled.
 	loadReportCacheAge = 250 * time.Millisecond
+	// drainFileName, in the state directory, marks a drained node.
+	drainFileName = "drained"
 )
 
 // Config is everything `infergate agent` takes on its command line.
@@ -190,7 +194,16 @@ func Run(ctx context.Context, cfg Config) error {
 		defer gw.shutdown()
 	}
 
+	// A balancer runs a BGP speaker; it starts sessions only for a policy
+	// with spec.dataplane.bgp, and on return withdraws and closes them
+	// (the XDP program keeps forwarding what still arrives).
+	var speaker *bgp.Speaker
+	if cfg.Role == RoleBalancer {
+		speaker = bgp.New(log)
+		defer speaker.Close()
+	}
 	a, err = New(Options{
+		BGP: speaker, DrainFile: filepath.Join(cfg.StateDir, drainFileName),
 		Role: cfg.Role, Version: cfg.Version, Dataplane: dp,
 		Resolver: NetlinkResolver{NeighbourWait: cfg.NeighbourWait},
 		Store:    FileStore{st}, Gateway: gwIface, Attacher: xa, Logger: log,

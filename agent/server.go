@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +104,18 @@ func (a *Agent) Handler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err != nil {
+			writeError(w, &badRequest{"on must be true or false"})
+			return
+		}
+		if err := a.SetDrain(on); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a.Status())
 	})
 	mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.Keys()) })
 	mux.HandleFunc("POST /v1/keys", func(w http.ResponseWriter, r *http.Request) {

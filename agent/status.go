@@ -41,6 +41,7 @@ func (a *Agent) Status() Status {
 			st.LastError = "L7 gateway listener stopped: " + err.Error()
 		}
 	}
+	st.BGP = a.bgpStatus()
 	return st
 }
 

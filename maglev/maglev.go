@@ -10,6 +10,26 @@
 // their weights, the size and the seed, never on input order, so every node
 // that builds it gets the same table, and a small change to the set moves
 // few slots.
+//
+// # Several balancer nodes
+//
+// Behind a router spreading clients over balancer nodes by ECMP, a flow
+// moves to another node when the router's choice changes (a node drains,
+// restarts or joins). The new node has no connection entry for it and
+// picks by its table, so what keeps the flow's backend is that the nodes'
+// tables agree: the agent keys each backend by its address (not by the
+// node-local ID it stores), and the XDP flow hash has a fixed seed, so
+// nodes with the same backends and weights send every flow to the same
+// backend. When the backend set changed meanwhile on the new node, Maglev's
+// minimal disruption is what holds: a flow keeps its backend unless its
+// slot moved, and about the changed backends' share of slots move (a fifth
+// backend takes about a fifth of the slots; under 1% more move between
+// the others at the default size). Those flows, and flows to a backend
+// that drains, reach a backend without their connection and are reset:
+// there is no connection state shared between nodes, as in Katran and
+// Cilium's Maglev. Weights that come from load reports are polled by each
+// node on its own and can differ for a moment; they move slots the same
+// bounded way.
 package maglev
 
 import (

@@ -77,6 +77,7 @@ func canonicalize(d *Document) {
 		dp.LocalVIPs[i] = validAddr(a).String()
 	}
 	canonicalSources(dp.DecapSources)
+	canonicalBGP(dp.BGP)
 	for i := range d.Spec.Pools {
 		for j := range d.Spec.Pools[i].Backends {
 			b := &d.Spec.Pools[i].Backends[j]
@@ -243,6 +244,7 @@ func build(d *Document) *Compiled {
 	if len(dp.DecapSources) > 0 {
 		cd.DecapSources = prefixes(dp.DecapSources)
 	}
+	cd.BGP = buildBGP(&dp)
 
 	g := d.Spec.Gateway
 	cg := &c.Gateway

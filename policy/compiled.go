@@ -49,6 +49,8 @@ type CompiledDataplane struct {
 	// DecapSources: outer sources the decapsulator trusts (hosts as /32
 	// or /128); empty trusts none.
 	DecapSources []netip.Prefix
+	// BGP is nil when the balancer announces nothing.
+	BGP *CompiledBGP
 }
 
 // CompiledRule: Prefixes hold host addresses as /32 or /128; a rule with no

@@ -72,6 +72,7 @@ func SetDefaults(doc *Document) {
 	}
 	setInt(&dp.RateLimits.AggregateV4, DefaultAggregateV4)
 	setInt(&dp.RateLimits.AggregateV6, DefaultAggregateV6)
+	setBGPDefaults(dp.BGP)
 	for i := range dp.RateLimits.Classes {
 		c := &dp.RateLimits.Classes[i]
 		setU64(&c.PacketBurst, c.PacketsPerSecond)

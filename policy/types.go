@@ -57,6 +57,8 @@ type Dataplane struct {
 	// prefixes): the only outer sources whose IPIP and IPv6-in-IPv6
 	// packets the decapsulator accepts (GPU hosts). Empty accepts none.
 	DecapSources []string `yaml:"decapSources,omitempty" json:"decapSources,omitempty"`
+	// BGP announces the VIPs to routers (balancers); nil announces nothing.
+	BGP *BGP `yaml:"bgp,omitempty" json:"bgp,omitempty"`
 }
 
 // Firewall is an ordered-by-specificity set of source rules.

@@ -15,6 +15,7 @@ func (v *validator) dataplane(dp *Dataplane, pools map[string]int) {
 	v.vips(p+".vips", dp.VIPs, pools)
 	v.localVIPs(p+".localVIPs", dp.LocalVIPs)
 	v.decapSources(p+".decapSources", dp.DecapSources)
+	v.bgp(p+".bgp", dp.BGP, dp.VIPs)
 }
 
 // decapSources checks the balancers' encapsulation sources a GPU host

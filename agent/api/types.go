@@ -21,6 +21,7 @@ const (
 	PathHistory  = "/v1/policy/history"
 	PathRollback = "/v1/policy/rollback"
 	PathKeys     = "/v1/keys"
+	PathDrain    = "/v1/drain"
 )
 
 // RollbackPrevious names the version before the current one in a rollback.
@@ -36,6 +37,8 @@ type Status struct {
 	Reconciles      uint64      `json:"reconciles"`
 	ReconcileErrors uint64      `json:"reconcileErrors"`
 	LastError       string      `json:"lastError,omitempty"`
+	// BGP is the VIP announcement of a balancer with spec.dataplane.bgp.
+	BGP *BGPStatus `json:"bgp,omitempty"`
 }
 
 // PolicyRef names the policy in force (empty when none is applied).

@@ -43,6 +43,7 @@ func addCLICommands(root *cobra.Command) {
 	root.AddCommand(
 		newPolicyCmd(cfg),
 		newStatusCmd(cfg),
+		newDrainCmd(cfg),
 		newBackendsCmd(cfg),
 		newStatsCmd(cfg),
 		newKeysCmd(cfg),

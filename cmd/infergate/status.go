@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +37,16 @@ func newStatusCmd(cfg *cliConfig) *cobra.Command {
 			fmt.Fprintf(w, "Reconciles:\t%d (%d failed)\n", s.Reconciles, s.ReconcileErrors)
 			if s.LastError != "" {
 				fmt.Fprintf(w, "Last error:\t%s\n", s.LastError)
+			}
+			if b := s.BGP; b != nil {
+				state := fmt.Sprintf("announcing %s", strings.Join(b.Announced, ", "))
+				if b.Withdrawn != "" {
+					state = "withdrawn: " + b.Withdrawn
+				}
+				fmt.Fprintf(w, "BGP:\t%s\n", state)
+				for _, p := range b.Peers {
+					fmt.Fprintf(w, "BGP peer:\t%s AS %d %s\n", p.Address, p.ASN, p.State)
+				}
 			}
 			if len(s.Interfaces) > 0 {
 				fmt.Fprintln(w)

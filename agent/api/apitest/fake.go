@@ -260,6 +260,22 @@ func (a *Agent) handler() http.Handler {
 		}
 		writeErr(w, 404, "no key named "+name, nil)
 	})
+	mux.HandleFunc("POST "+api.PathDrain, func(w http.ResponseWriter, r *http.Request) {
+		on := r.URL.Query().Get("on")
+		if on != "true" && on != "false" {
+			writeErr(w, 400, "on must be true or false", nil)
+			return
+		}
+		if a.status.BGP == nil {
+			a.status.BGP = &api.BGPStatus{Announced: []string{}, Peers: []api.BGPPeer{}}
+		}
+		a.status.BGP.Draining = on == "true"
+		a.status.BGP.Withdrawn = ""
+		if a.status.BGP.Draining {
+			a.status.BGP.Withdrawn = "node drained"
+		}
+		writeJSON(w, 200, a.status)
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
