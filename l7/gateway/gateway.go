@@ -120,10 +120,10 @@ type Gateway struct {
 	metrics  *metrics
 	// apiMetrics counts requests by inbound API (inbound.go).
 	apiMetrics *apiMetrics
-	rt       http.RoundTripper
-	pool     *connPool // self-hosted backends; nil when Options.Transport is set
-	inflight *route.InFlight
-	mux      *http.ServeMux
+	rt         http.RoundTripper
+	pool       *connPool // self-hosted backends; nil when Options.Transport is set
+	inflight   *route.InFlight
+	mux        *http.ServeMux
 	// chat, completions and embeddings are the POST endpoints' handlers,
 	// also reached through mux; Handler dispatches them directly.
 	chat, completions, embeddings http.Handler

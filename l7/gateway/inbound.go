@@ -25,10 +25,10 @@ import (
 type apiKind uint8
 
 const (
-	apiOpenAI            apiKind = iota // the endpoint's own OpenAI API
-	apiMessages                         // Anthropic POST /v1/messages
-	apiMessagesCount                    // Anthropic POST /v1/messages/count_tokens
-	apiResponses                        // OpenAI POST /v1/responses
+	apiOpenAI        apiKind = iota // the endpoint's own OpenAI API
+	apiMessages                     // Anthropic POST /v1/messages
+	apiMessagesCount                // Anthropic POST /v1/messages/count_tokens
+	apiResponses                    // OpenAI POST /v1/responses
 	apiKinds
 )
 
@@ -69,7 +69,7 @@ type messagesInbound struct {
 	stream *messages.Stream
 }
 
-func (m *messagesInbound) startStream(prompt int64) { m.stream = messages.NewStream(m.info, prompt) }
+func (m *messagesInbound) startStream(prompt int64)          { m.stream = messages.NewStream(m.info, prompt) }
 func (m *messagesInbound) whole(chat []byte) ([]byte, error) { return messages.FromChat(chat, m.info) }
 func (m *messagesInbound) chunk(data, dst []byte) ([]byte, error) {
 	return m.stream.Chunk(data, dst)
@@ -85,7 +85,9 @@ type responsesInbound struct {
 }
 
 func (r *responsesInbound) startStream(int64) { r.stream = responses.NewStream(r.info) }
-func (r *responsesInbound) whole(chat []byte) ([]byte, error) { return responses.FromChat(chat, r.info) }
+func (r *responsesInbound) whole(chat []byte) ([]byte, error) {
+	return responses.FromChat(chat, r.info)
+}
 func (r *responsesInbound) chunk(data, dst []byte) ([]byte, error) {
 	return r.stream.Chunk(data, dst)
 }

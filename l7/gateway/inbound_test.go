@@ -123,7 +123,7 @@ func TestMessagesWhole(t *testing.T) {
 	}
 	up, _ := m.LastRequest()
 	var chat struct {
-		Messages []struct{ Role, Content string }
+		Messages  []struct{ Role, Content string }
 		MaxTokens int `json:"max_tokens"`
 	}
 	if err := json.Unmarshal([]byte(up.Body), &chat); err != nil || len(chat.Messages) != 2 || chat.Messages[0].Role != "system" ||
@@ -261,9 +261,12 @@ func TestMessagesToolUse(t *testing.T) {
 	up, _ := m.LastRequest()
 	var chat struct {
 		Messages []struct {
-			Role       string
-			Content    json.RawMessage
-			ToolCalls  []struct{ ID string; Function struct{ Name, Arguments string } } `json:"tool_calls"`
+			Role      string
+			Content   json.RawMessage
+			ToolCalls []struct {
+				ID       string
+				Function struct{ Name, Arguments string }
+			} `json:"tool_calls"`
 			ToolCallID string `json:"tool_call_id"`
 		}
 	}
