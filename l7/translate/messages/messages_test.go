@@ -318,3 +318,12 @@ func FuzzFromChat(f *testing.F) {
 		checkEvents(t, out)
 	})
 }
+
+// TestOutputConfig: the current SDK's output_config carries the format
+// and effort.
+func TestOutputConfig(t *testing.T) {
+	m := toChat(t, `{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"q"}],"output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object"}}}}`)
+	if js(m["response_format"]) != `{"json_schema":{"name":"output","schema":{"type":"object"},"strict":true},"type":"json_schema"}` || m["reasoning_effort"] != "high" {
+		t.Fatalf("%v", m)
+	}
+}

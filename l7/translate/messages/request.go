@@ -13,12 +13,14 @@
 // text. tools become function tools, tool_choice auto/any/tool/none
 // becomes auto/required/the named function/none (disable_parallel_tool_use
 // as parallel_tool_calls false), stop_sequences become stop, and
-// output_format's json_schema becomes response_format json_schema. Fields
-// chat completions cannot express (top_k, extended thinking, documents,
-// server tools) are refused 400 by name rather than dropped: the client
-// would otherwise get an answer to a request it did not make. metadata,
-// service_tier and cache_control are hints to Anthropic's service with no
-// effect on the answer and are ignored.
+// output_config's (or the older output_format's) json_schema format becomes
+// response_format json_schema and its effort reasoning_effort. Fields chat
+// completions cannot express (top_k, extended thinking, documents, server
+// tools, containers) are refused 400 by name rather than dropped: the
+// client would otherwise get an answer to a request it did not make.
+// metadata, service_tier, speed, inference_geo, diagnostics and
+// cache_control are hints to Anthropic's service with no effect on the
+// answer and are ignored.
 //
 // Back, finish reasons map stop→end_turn (stop_sequence when the upstream
 // names the stop string, as vLLM does), length→max_tokens,
@@ -66,10 +68,11 @@ type request struct {
 	Metadata      *struct {
 		UserID string `json:"user_id"`
 	} `json:"metadata"`
-	OutputFormat *struct {
-		Type   string          `json:"type"`
-		Schema json.RawMessage `json:"schema"`
-	} `json:"output_format"`
+	OutputFormat *outputFormat `json:"output_format"`
+	OutputConfig *struct {
+		Effort *string       `json:"effort"`
+		Format *outputFormat `json:"format"`
+	} `json:"output_config"`
 	Thinking *struct {
 		Type string `json:"type"`
 	} `json:"thinking"`
@@ -80,7 +83,13 @@ type request struct {
 var knownKeys = map[string]bool{
 	"model": true, "max_tokens": true, "messages": true, "system": true, "stop_sequences": true, "stream": true,
 	"temperature": true, "top_p": true, "tools": true, "tool_choice": true, "metadata": true, "output_format": true,
-	"thinking": true, "service_tier": true,
+	"thinking": true, "service_tier": true, "output_config": true, "cache_control": true, "inference_geo": true,
+	"speed": true, "diagnostics": true,
+}
+
+type outputFormat struct {
+	Type   string          `json:"type"`
+	Schema json.RawMessage `json:"schema"`
 }
 
 type message struct {
@@ -180,9 +189,25 @@ func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
 	if err := addTools(&out, &r); err != nil {
 		return nil, Info{}, err
 	}
-	if f := r.OutputFormat; f != nil {
+	f, fparam := r.OutputFormat, "output_format"
+	if oc := r.OutputConfig; oc != nil {
+		if oc.Format != nil {
+			f, fparam = oc.Format, "output_config.format"
+		}
+		if oc.Effort != nil {
+			switch e := *oc.Effort; e {
+			case "low", "medium", "high":
+				out.ReasoningEffort = e
+			case "xhigh", "max":
+				out.ReasoningEffort = "high" // the most chat's reasoning_effort says
+			default:
+				return nil, Info{}, chatwire.Bad("output_config.effort", "must be low, medium, high, xhigh or max")
+			}
+		}
+	}
+	if f != nil {
 		if f.Type != "json_schema" || len(f.Schema) == 0 || f.Schema[0] != '{' {
-			return nil, Info{}, chatwire.Bad("output_format", "only type json_schema with an object schema is supported")
+			return nil, Info{}, chatwire.Bad(fparam, "only type json_schema with an object schema is supported")
 		}
 		rf, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": map[string]any{
 			"name": "output", "schema": f.Schema, "strict": true}})
