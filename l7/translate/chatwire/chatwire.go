@@ -33,7 +33,8 @@ type Request struct {
 	MaxCompletionTokens *int64          `json:"max_completion_tokens,omitempty"`
 }
 
-// Message is one chat message. Content is a string, a []Part, or nil (an
+// Message is one chat message. Content is a string, a JSON string as it
+// came (json.RawMessage), a []Part, or nil (an
 // assistant message that only calls tools).
 type Message struct {
 	Role       string     `json:"role"`

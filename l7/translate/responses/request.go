@@ -240,11 +240,8 @@ func addInput(out *chatwire.Request, raw json.RawMessage) error {
 	}
 	raw = bytes.TrimSpace(raw)
 	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return chatwire.Bad("input", "invalid string")
-		}
-		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: s})
+		// Passed on as the JSON text it came as (see messages.addMessage).
+		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: raw})
 		return nil
 	}
 	var items []item
@@ -314,11 +311,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 	}
 	c := bytes.TrimSpace(it.Content)
 	if c[0] == '"' {
-		var s string
-		if err := json.Unmarshal(c, &s); err != nil {
-			return chatwire.Bad(at(i, ".content"), "invalid string")
-		}
-		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: s})
+		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: json.RawMessage(c)})
 		return nil
 	}
 	var parts []part
