@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -520,5 +523,59 @@ func TestResponsesToolsAndRefusals(t *testing.T) {
 		if typ, _ := decodeError(t, out); status != 400 || typ != openai.TypeInvalidRequest {
 			t.Errorf("%s: %d %s", bad, status, out)
 		}
+	}
+}
+
+// scriptedUpstream answers every chat request with body (whole) or, for a
+// streamed request, with stream's events; it stands in for an upstream
+// whose answers the mock does not give (cached tokens, vLLM's stop_reason).
+func scriptedUpstream(t *testing.T, whole, stream string) policy.CompiledPool {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"stream":true`) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, stream)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, whole)
+	}))
+	t.Cleanup(ts.Close)
+	ap := netip.MustParseAddrPort(strings.TrimPrefix(ts.URL, "http://"))
+	return policy.CompiledPool{Name: "scripted", Backends: []policy.CompiledBackend{{Name: "s", Address: ap.Addr(), Port: ap.Port(), Weight: 100}}}
+}
+
+// TestInboundUpstreamUsageDetails: the upstream's cached and reasoning
+// tokens and its named stop string reach both APIs' answers, whole and
+// streamed (the stream's usage chunk, which the gateway asked for, goes
+// through the translator before it is dropped).
+func TestInboundUpstreamUsageDetails(t *testing.T) {
+	usage := `"usage":{"prompt_tokens":50,"completion_tokens":3,"total_tokens":53,"prompt_tokens_details":{"cached_tokens":30},"completion_tokens_details":{"reasoning_tokens":2}}`
+	whole := `{"id":"chatcmpl-s","object":"chat.completion","model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop","stop_reason":"END"}],` + usage + `}`
+	stream := `data: {"id":"chatcmpl-s","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"}}]}` + "\n\n" +
+		`data: {"id":"chatcmpl-s","choices":[{"index":0,"delta":{},"finish_reason":"stop","stop_reason":"END"}]}` + "\n\n" +
+		`data: {"id":"chatcmpl-s","choices":[],` + usage + `}` + "\n\n" + "data: [DONE]\n\n"
+	h := newHarness(t, basePolicy(scriptedUpstream(t, whole, stream)), Options{})
+	msgs := `{"model":"` + testModel + `","max_tokens":9,"stop_sequences":["END"],"messages":[{"role":"user","content":"x"}]}`
+	status, _, body := h.postAPI("/v1/messages", msgs, anthropicHeaders(testKey))
+	if status != 200 || !strings.Contains(string(body), `"stop_reason":"stop_sequence","stop_sequence":"END","usage":{"input_tokens":20,"output_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":30}`) {
+		t.Fatalf("messages: %d %s", status, body)
+	}
+	status, _, body = h.postAPI("/v1/messages", strings.Replace(msgs, `"max_tokens":9`, `"max_tokens":9,"stream":true`, 1), anthropicHeaders(testKey))
+	if status != 200 || !strings.Contains(string(body), `{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},"usage":{"input_tokens":20,"output_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":30}}`) {
+		t.Fatalf("messages stream: %d %s", status, body)
+	}
+	if r := h.last(); r.PromptTokens != 50 || r.CompletionTokens != 3 || r.UsageSource != "upstream" {
+		t.Fatalf("billed %+v", r)
+	}
+	details := `"input_tokens":50,"input_tokens_details":{"cached_tokens":30},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":53`
+	status, _, body = h.call(testKey, "/v1/responses", `{"model":"`+testModel+`","input":"x"}`)
+	if status != 200 || !strings.Contains(string(body), details) {
+		t.Fatalf("responses: %d %s", status, body)
+	}
+	status, _, body = h.call(testKey, "/v1/responses", `{"model":"`+testModel+`","input":"x","stream":true}`)
+	if status != 200 || !strings.Contains(string(body), details) || !strings.Contains(string(body), "event: response.completed") {
+		t.Fatalf("responses stream: %d %s", status, body)
 	}
 }
