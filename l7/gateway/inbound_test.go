@@ -177,9 +177,16 @@ func TestMessagesErrors(t *testing.T) {
 	if status, _, body := h.postAPI("/v1/messages", messagesBody, hdr); status != 200 {
 		t.Fatalf("bearer: %d %s", status, body)
 	}
+	// An upstream's client error is passed on in Anthropic's shape, with
+	// its status and message.
+	m.SetFailure(mockllm.Failure{Status: 422, Count: 1})
+	status, _, body := h.postAPI("/v1/messages", messagesBody, anthropicHeaders(testKey))
+	if status != 422 || anthropicError(t, body) != "invalid_request_error" || !strings.Contains(string(body), "mock failure 422") {
+		t.Fatalf("upstream 422: %d %s", status, body)
+	}
 	// An upstream 5xx on every route is a 502 api_error.
 	m.SetFailure(mockllm.Failure{Status: 500, Count: 10})
-	status, _, body := h.postAPI("/v1/messages", messagesBody, anthropicHeaders(testKey))
+	status, _, body = h.postAPI("/v1/messages", messagesBody, anthropicHeaders(testKey))
 	if status != 502 || anthropicError(t, body) != "api_error" {
 		t.Fatalf("upstream failure: %d %s", status, body)
 	}
@@ -533,7 +540,7 @@ func scriptedUpstream(t *testing.T, whole, stream string) policy.CompiledPool {
 	t.Helper()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(b), `"stream":true`) {
+		if stream != "" && strings.Contains(string(b), `"stream":true`) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			_, _ = io.WriteString(w, stream)
 			return
@@ -577,5 +584,40 @@ func TestInboundUpstreamUsageDetails(t *testing.T) {
 	status, _, body = h.call(testKey, "/v1/responses", `{"model":"`+testModel+`","input":"x","stream":true}`)
 	if status != 200 || !strings.Contains(string(body), details) || !strings.Contains(string(body), "event: response.completed") {
 		t.Fatalf("responses stream: %d %s", status, body)
+	}
+}
+
+// TestInboundStreamFromWholeAnswer: an upstream that ignores stream and
+// answers whole still gives a streaming client its API's events.
+func TestInboundStreamFromWholeAnswer(t *testing.T) {
+	whole := `{"id":"chatcmpl-w","object":"chat.completion","model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"whole",` +
+		`"tool_calls":[{"id":"call_w","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`
+	h := newHarness(t, basePolicy(scriptedUpstream(t, whole, "")), Options{})
+	status, hdr, body := h.postAPI("/v1/messages", `{"model":"`+testModel+`","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"x"}]}`, anthropicHeaders(testKey))
+	evs := events(t, body)
+	if status != 200 || hdr.Get("Content-Type") != "text/event-stream" || eventNames(evs) !=
+		"message_start,ping,content_block_start,content_block_delta,content_block_stop,content_block_start,content_block_delta,content_block_stop,message_delta,message_stop" {
+		t.Fatalf("%d %v %s", status, hdr, body)
+	}
+	status, _, body = h.call(testKey, "/v1/responses", `{"model":"`+testModel+`","input":"x","stream":true}`)
+	if evs := events(t, body); status != 200 || evs[len(evs)-1].name != "response.completed" {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+// TestInboundRedaction: a redact rule rewrites the translated request, so
+// the upstream never sees the secret, wherever the client's API put it.
+func TestInboundRedaction(t *testing.T) {
+	m := newMock(t, mockllm.Config{KeepRequests: 4})
+	h := newHarness(t, inspectionPolicy(m), Options{})
+	body := `{"model":"` + testModel + `","max_tokens":3,"tools":[{"name":"f","input_schema":{"type":"object"}}],"messages":[` +
+		`{"role":"user","content":"look up"},{"role":"assistant","content":[{"type":"tool_use","id":"c1","name":"f","input":{}}]},` +
+		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"c1","content":"owner is jane.doe@example.com"}]}]}`
+	if status, _, out := h.postAPI("/v1/messages", body, anthropicHeaders(testKey)); status != 200 {
+		t.Fatalf("%d %s", status, out)
+	}
+	up, _ := m.LastRequest()
+	if strings.Contains(up.Body, "jane.doe@example.com") || !strings.Contains(up.Body, "owner is") {
+		t.Fatalf("upstream saw %s", up.Body)
 	}
 }

@@ -38,7 +38,6 @@ type Stream struct {
 	usage     chatwire.Usage
 	haveUsage bool
 	ended     bool
-	buf       []byte
 }
 
 // NewStream starts a stream's translation.
