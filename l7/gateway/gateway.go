@@ -358,6 +358,12 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case "/v1/embeddings":
 			g.embeddings.ServeHTTP(w, r)
 			return
+		case "/v1/messages":
+			g.messages.ServeHTTP(w, r)
+			return
+		case "/v1/responses":
+			g.responses.ServeHTTP(w, r)
+			return
 		}
 	}
 	g.mux.ServeHTTP(w, r)

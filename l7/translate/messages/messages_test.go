@@ -327,3 +327,18 @@ func TestOutputConfig(t *testing.T) {
 		t.Fatalf("%v", m)
 	}
 }
+
+// TestUnknownFieldsNamedBounded: the refusal names unknown fields, a
+// bounded number of them.
+func TestUnknownFieldsNamedBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"q"}]`)
+	for i := range 50 {
+		b.WriteString(`,"x` + strings.Repeat("y", i) + `":1`)
+	}
+	b.WriteString(`}`)
+	_, _, err := ToChat([]byte(b.String()), false)
+	if err == nil || !strings.Contains(err.Error(), "x, xy,") || !strings.HasSuffix(err.Error(), "…") || len(err.Error()) > 300 {
+		t.Fatalf("%v", err)
+	}
+}

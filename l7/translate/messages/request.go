@@ -38,6 +38,9 @@ import (
 	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
+// maxNamed bounds how many unknown fields an error names.
+const maxNamed = 8
+
 // Bounds on what a request may hold (the body is already bounded by the
 // gateway's size limit; these bound the work per element).
 const (
@@ -143,6 +146,9 @@ func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
+		if len(unknown) > maxNamed {
+			unknown = append(unknown[:maxNamed], "…")
+		}
 		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported field: the gateway cannot translate "+strings.Join(unknown, ", "))
 	}
 	var r request

@@ -37,6 +37,9 @@ import (
 	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
+// maxNamed bounds how many unknown fields an error names.
+const maxNamed = 8
+
 // Bounds on what a request may hold.
 const (
 	maxItems = 4096
@@ -158,6 +161,9 @@ func ToChat(body []byte) ([]byte, Info, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
+		if len(unknown) > maxNamed {
+			unknown = append(unknown[:maxNamed], "…")
+		}
 		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported parameter: the gateway cannot translate "+strings.Join(unknown, ", "))
 	}
 	var r request
