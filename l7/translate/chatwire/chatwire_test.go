@@ -39,3 +39,36 @@ func TestParseChunkForgetsLastChunk(t *testing.T) {
 		t.Fatalf("content %q carried over", *c.Choices[0].Delta.Content)
 	}
 }
+
+// FuzzTopLevelKeys: for any valid JSON object, the keys walked are the
+// keys encoding/json finds (those without escapes, which are passed raw).
+func FuzzTopLevelKeys(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":"x\"}","c":[{"d":"]"}],"e":{"f":null},"g":true ,  "h" : -1.5e3}`))
+	f.Add([]byte(` { } `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil || m == nil {
+			return
+		}
+		want := map[string]bool{}
+		for k := range m {
+			want[k] = true
+		}
+		got := map[string]bool{}
+		TopLevelKeys(b, func(k []byte) {
+			var s string
+			if err := json.Unmarshal(append(append([]byte{'"'}, k...), '"'), &s); err != nil {
+				t.Fatalf("key %q is not a JSON string's content", k)
+			}
+			got[s] = true
+		})
+		if len(got) != len(want) {
+			t.Fatalf("%s: keys %v, want %v", b, got, want)
+		}
+		for k := range want {
+			if !got[k] {
+				t.Fatalf("%s: key %q missed (%v)", b, k, got)
+			}
+		}
+	})
+}

@@ -134,26 +134,25 @@ type toolChoice struct {
 // request body. countOnly is the count_tokens form, which has no
 // max_tokens. A refused request's error is a *chatwire.RequestError.
 func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object: "+jsonReason(err))
+	var r request
+	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
+		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object")
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, Info{}, chatwire.Bad("", "invalid request: "+jsonReason(err))
 	}
 	var unknown []string
-	for k := range top {
-		if !knownKeys[k] {
-			unknown = append(unknown, k)
+	chatwire.TopLevelKeys(body, func(k []byte) {
+		if !knownKeys[string(k)] {
+			unknown = append(unknown, string(k))
 		}
-	}
+	})
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		if len(unknown) > maxNamed {
 			unknown = append(unknown[:maxNamed], "…")
 		}
 		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported field: the gateway cannot translate "+strings.Join(unknown, ", "))
-	}
-	var r request
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, Info{}, chatwire.Bad("", "invalid request: "+jsonReason(err))
 	}
 	if r.Model == "" {
 		return nil, Info{}, chatwire.Bad("model", "Field required")

@@ -73,9 +73,12 @@ type request struct {
 	Model              string          `json:"model"`
 	Input              json.RawMessage `json:"input"`
 	Instructions       *string         `json:"instructions"`
-	Tools              []tool          `json:"tools"`
+	Tools              json.RawMessage `json:"tools"`
 	ToolChoice         json.RawMessage `json:"tool_choice"`
-	Text               *textConfig     `json:"text"`
+	Text               json.RawMessage `json:"text"`
+	Metadata           json.RawMessage `json:"metadata"`
+	Conversation       json.RawMessage `json:"conversation"`
+	Prompt             json.RawMessage `json:"prompt"`
 	MaxOutputTokens    *int64          `json:"max_output_tokens"`
 	Temperature        *float64        `json:"temperature"`
 	TopP               *float64        `json:"top_p"`
@@ -115,7 +118,7 @@ var knownKeys = map[string]bool{
 	"max_output_tokens": true, "temperature": true, "top_p": true, "stream": true, "parallel_tool_calls": true,
 	"user": true, "previous_response_id": true, "background": true, "reasoning": true, "store": true,
 	"metadata": true, "include": true, "truncation": true, "service_tier": true, "prompt_cache_key": true,
-	"safety_identifier": true, "stream_options": true,
+	"safety_identifier": true, "stream_options": true, "conversation": true, "prompt": true,
 }
 
 // stateful are the keys that need stored responses.
@@ -146,19 +149,19 @@ type part struct {
 // ToChat translates a Responses API request body into a chat-completions
 // request body. A refused request's error is a *chatwire.RequestError.
 func ToChat(body []byte) ([]byte, Info, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object: "+reason(err))
+	var r request
+	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
+		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object")
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, Info{}, chatwire.Bad("", "invalid request: "+reason(err))
 	}
 	var unknown []string
-	for k := range top {
-		if why, ok := stateful[k]; ok && !isNull(top[k]) {
-			return nil, Info{}, chatwire.Bad(k, "not supported by this gateway: "+why)
+	chatwire.TopLevelKeys(body, func(k []byte) {
+		if !knownKeys[string(k)] {
+			unknown = append(unknown, string(k))
 		}
-		if !knownKeys[k] && stateful[k] == "" {
-			unknown = append(unknown, k)
-		}
-	}
+	})
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		if len(unknown) > maxNamed {
@@ -166,9 +169,23 @@ func ToChat(body []byte) ([]byte, Info, error) {
 		}
 		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported parameter: the gateway cannot translate "+strings.Join(unknown, ", "))
 	}
-	var r request
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, Info{}, chatwire.Bad("", "invalid request: "+reason(err))
+	if !isNull(r.Conversation) {
+		return nil, Info{}, chatwire.Bad("conversation", "not supported by this gateway: "+stateful["conversation"])
+	}
+	if !isNull(r.Prompt) {
+		return nil, Info{}, chatwire.Bad("prompt", "not supported by this gateway: "+stateful["prompt"])
+	}
+	var tools []tool
+	if !isNull(r.Tools) {
+		if err := json.Unmarshal(r.Tools, &tools); err != nil {
+			return nil, Info{}, chatwire.Bad("tools", "must be a list of tools: "+reason(err))
+		}
+	}
+	var text *textConfig
+	if !isNull(r.Text) {
+		if err := json.Unmarshal(r.Text, &text); err != nil {
+			return nil, Info{}, chatwire.Bad("text", "invalid: "+reason(err))
+		}
 	}
 	if r.PreviousResponseID != nil && *r.PreviousResponseID != "" {
 		return nil, Info{}, chatwire.Bad("previous_response_id", "not supported: this gateway is stateless and stores no responses; send the conversation's items in input")
@@ -193,10 +210,10 @@ func ToChat(body []byte) ([]byte, Info, error) {
 	if err := addInput(&out, r.Input); err != nil {
 		return nil, Info{}, err
 	}
-	if err := addTools(&out, &r); err != nil {
+	if err := addTools(&out, tools, r.ToolChoice); err != nil {
 		return nil, Info{}, err
 	}
-	if err := addFormat(&out, r.Text); err != nil {
+	if err := addFormat(&out, text); err != nil {
 		return nil, Info{}, err
 	}
 	b, err := json.Marshal(&out)
@@ -205,7 +222,7 @@ func ToChat(body []byte) ([]byte, Info, error) {
 	}
 	info := Info{Model: r.Model, Stream: r.Stream, Echo: Echo{Instructions: r.Instructions, MaxOutputTokens: r.MaxOutputTokens,
 		Temperature: r.Temperature, TopP: r.TopP, ParallelToolCalls: r.ParallelToolCalls, User: r.User,
-		Tools: compact(top["tools"]), ToolChoice: compact(top["tool_choice"]), Text: compact(top["text"]), Metadata: compact(top["metadata"])}}
+		Tools: compact(r.Tools), ToolChoice: compact(r.ToolChoice), Text: compact(r.Text), Metadata: compact(r.Metadata)}}
 	return b, info, nil
 }
 
@@ -393,11 +410,11 @@ func outputText(raw json.RawMessage, where string) (string, error) {
 	return sb.String(), nil
 }
 
-func addTools(out *chatwire.Request, r *request) error {
-	if len(r.Tools) > maxTools {
+func addTools(out *chatwire.Request, tools []tool, choice json.RawMessage) error {
+	if len(tools) > maxTools {
 		return chatwire.Bad("tools", "too many tools")
 	}
-	for i, t := range r.Tools {
+	for i, t := range tools {
 		p := "tools[" + strconv.Itoa(i) + "]"
 		if t.Type != "function" {
 			return chatwire.Bad(p+".type", "tool type "+strconv.Quote(t.Type)+" needs OpenAI's service; only function tools can be translated")
@@ -415,7 +432,7 @@ func addTools(out *chatwire.Request, r *request) error {
 		out.Tools = append(out.Tools, chatwire.Tool{Type: "function", Function: chatwire.Function{
 			Name: t.Name, Description: t.Description, Parameters: params, Strict: t.Strict}})
 	}
-	tc := bytes.TrimSpace(r.ToolChoice)
+	tc := bytes.TrimSpace(choice)
 	if isNull(tc) {
 		return nil
 	}
