@@ -198,13 +198,18 @@ func (m *apiMetrics) observe(api apiKind, status int) {
 var errNotTranslatable = errors.New("the upstream answer could not be translated")
 
 // streamUntranslatable ends a translated stream whose upstream sent an
-// event the translator cannot place (not a chat chunk, or tool-call
-// fragments interleaved): an error event in the client's API, recorded
-// as a 502, as a broken stream is.
+// error event, or an event the translator cannot place (not a chat chunk,
+// or tool-call fragments interleaved): an error event in the client's
+// API, recorded as a 502, as a broken stream is.
 func (x *exchange) streamUntranslatable(rc *http.ResponseController, err error) {
 	x.status = http.StatusBadGateway
 	x.errMsg = "upstream_untranslatable"
-	b := x.in.streamError(http.StatusBadGateway, "upstream_untranslatable", errNotTranslatable.Error()+": "+err.Error(), nil)
+	msg := errNotTranslatable.Error() + ": " + err.Error()
+	var ue *chatwire.UpstreamError
+	if errors.As(err, &ue) {
+		x.errMsg, msg = "upstream_stream_error", truncate(ue.Message, 1024)
+	}
+	b := x.in.streamError(http.StatusBadGateway, x.errMsg, msg, nil)
 	if _, werr := x.w.Write(b); werr != nil {
 		x.clientGone = true
 		return

@@ -621,3 +621,26 @@ func TestInboundRedaction(t *testing.T) {
 		t.Fatalf("upstream saw %s", up.Body)
 	}
 }
+
+// TestInboundUpstreamErrorEvent: an error event in the upstream's stream
+// reaches the client as its API's error event, with the upstream's
+// message, and is recorded as a 502.
+func TestInboundUpstreamErrorEvent(t *testing.T) {
+	stream := `data: {"id":"c","choices":[{"index":0,"delta":{"content":"par"}}]}` + "\n\n" +
+		`data: {"error":{"message":"backend out of memory","type":"server_error"}}` + "\n\n"
+	h := newHarness(t, basePolicy(scriptedUpstream(t, `{}`, stream)), Options{})
+	status, _, body := h.postAPI("/v1/messages", `{"model":"`+testModel+`","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"x"}]}`, anthropicHeaders(testKey))
+	evs := events(t, body)
+	last := evs[len(evs)-1].data
+	if status != 200 || evs[len(evs)-1].name != "error" || last["error"].(map[string]any)["message"] != "backend out of memory" {
+		t.Fatalf("%d %s", status, body)
+	}
+	if r := h.last(); r.Status != 502 || r.Error != "upstream_stream_error" {
+		t.Fatalf("audit %+v", r)
+	}
+	status, _, body = h.call(testKey, "/v1/responses", `{"model":"`+testModel+`","input":"x","stream":true}`)
+	evs = events(t, body)
+	if last := evs[len(evs)-1].data; status != 200 || last["type"] != "error" || last["code"] != "upstream_stream_error" || last["message"] != "backend out of memory" {
+		t.Fatalf("%d %s", status, body)
+	}
+}

@@ -148,6 +148,11 @@ type Chunk struct {
 	Created int64         `json:"created"`
 	Choices []ChunkChoice `json:"choices"`
 	Usage   *Usage        `json:"usage"`
+	// Error is an error event in the stream (data: {"error":{...}}), as
+	// OpenAI-compatible servers send one when they fail mid-stream.
+	Error *struct {
+		Message string `json:"message"`
+	} `json:"error"`
 }
 
 // ChunkChoice is one choice of a chunk.
@@ -183,8 +188,21 @@ func ParseChunk(b []byte, c *Chunk) error {
 	if err := json.Unmarshal(b, c); err != nil {
 		return errors.New("the upstream chunk is not a chat completion chunk: " + err.Error())
 	}
+	if c.Error != nil {
+		msg := c.Error.Message
+		if msg == "" {
+			msg = "the upstream failed mid-stream"
+		}
+		return &UpstreamError{Message: msg}
+	}
 	return nil
 }
+
+// UpstreamError is an error event the upstream sent in its stream; the
+// client gets it as its API's error event.
+type UpstreamError struct{ Message string }
+
+func (e *UpstreamError) Error() string { return "the upstream reported an error: " + e.Message }
 
 // StopString is the stop string a choice ended on, when the upstream
 // names it (vLLM's stop_reason is the string, or a token id, or null).
