@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 25m
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all generate build test bench bench-sched bench-inbound demo fuzz clean check-generated
+.PHONY: all generate build test bench bench-sched demo fuzz clean check-generated
 
 all: build
 
@@ -45,6 +45,7 @@ bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
+.PHONY: bench-inbound
 bench-inbound:
 	./scripts/bench/inbound.sh
 

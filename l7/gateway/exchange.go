@@ -307,9 +307,10 @@ func (x *exchange) finish() {
 		return
 	}
 	rec := &audit.Record{ID: x.id, Time: x.start.UTC(), Tenant: x.principal.Tenant, Key: x.principal.KeyName,
-		Subject: x.principal.Subject, Endpoint: x.endpointPath(), Model: modelName, Backend: x.backend, Status: status,
+		Subject: x.principal.Subject, Endpoint: x.ep.Path(), Model: modelName, Backend: x.backend, Status: status,
 		Stream: x.req.Stream, PromptTokens: prompt, CompletionTokens: completion, UsageSource: source, CostUSD: cost,
 		Attempts: x.attempts, LatencyMS: ms(elapsed), TTFTMS: ms(x.ttft), Error: x.errMsg}
+	rec.Endpoint = x.endpointPath()
 	for _, v := range x.inspected.Matches {
 		rec.Verdicts = append(rec.Verdicts, v.Rule)
 	}
