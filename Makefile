@@ -45,6 +45,10 @@ bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
+.PHONY: bench-inbound
+bench-inbound:
+	./scripts/bench/inbound.sh
+
 bench-sched:
 	$(GO) run ./test/sched -seed 1
 

@@ -25,6 +25,8 @@ pkgs_bench=(wrk nginx haproxy)
 # The OpenAI SDK the conformance test drives, installed into a folder the
 # tests own (ignored by git). The exact version is pinned for repeatable runs.
 openai_sdk_version=4.104.0
+# Anthropic's SDK drives the gateway's Messages API (test/sdk/inbound.mjs).
+anthropic_sdk_version=1.10.0
 sdk_dir=test/sdk/node
 
 dry_run=0
@@ -61,6 +63,8 @@ need_sdk=0
 if [[ "$target" == test || "$target" == all ]]; then
 	[[ -f "$sdk_dir/node_modules/openai/package.json" ]] &&
 		grep -q "\"version\": \"$openai_sdk_version\"" "$sdk_dir/node_modules/openai/package.json" || need_sdk=1
+	[[ -f "$sdk_dir/node_modules/@anthropic-ai/sdk/package.json" ]] &&
+		grep -q "\"version\": \"$anthropic_sdk_version\"" "$sdk_dir/node_modules/@anthropic-ai/sdk/package.json" || need_sdk=1
 fi
 
 if ((${#missing[@]} == 0 && need_sdk == 0)); then
@@ -68,7 +72,7 @@ if ((${#missing[@]} == 0 && need_sdk == 0)); then
 fi
 if ((dry_run)); then
 	for p in "${missing[@]}"; do echo "$p"; done
-	((need_sdk)) && echo "npm:openai@$openai_sdk_version"
+	((need_sdk)) && echo "npm:openai@$openai_sdk_version npm:@anthropic-ai/sdk@$anthropic_sdk_version"
 	exit 0
 fi
 
@@ -107,10 +111,10 @@ if ((${#missing[@]} > 0)); then
 fi
 
 if ((need_sdk)); then
-	echo "deps: installing openai@$openai_sdk_version (npm) into $sdk_dir"
+	echo "deps: installing openai@$openai_sdk_version and @anthropic-ai/sdk@$anthropic_sdk_version (npm) into $sdk_dir"
 	mkdir -p "$sdk_dir"
-	if ! npm install --silent --no-audit --no-fund --prefix "$sdk_dir" "openai@$openai_sdk_version" >/tmp/infergate-deps-npm.log 2>&1; then
-		echo "deps: npm could not install openai@$openai_sdk_version (log: /tmp/infergate-deps-npm.log)" >&2
+	if ! npm install --silent --no-audit --no-fund --prefix "$sdk_dir" "openai@$openai_sdk_version" "@anthropic-ai/sdk@$anthropic_sdk_version" >/tmp/infergate-deps-npm.log 2>&1; then
+		echo "deps: npm could not install openai@$openai_sdk_version or @anthropic-ai/sdk@$anthropic_sdk_version (log: /tmp/infergate-deps-npm.log)" >&2
 		exit 1
 	fi
 fi

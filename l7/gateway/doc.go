@@ -2,7 +2,8 @@
 // proxy whose request path is a chain of small stages, each one concern, in
 // the manner of Caddy handlers or CoreDNS plugins:
 //
-//	requestid → hops → auth → parse → model → rategate → inspect → count → limit → proxy
+//	requestid → hops → auth → parse → translate → model → rategate → inspect → count
+//	  → tokencount → limit → proxy
 //	  → (finish: settle, stage finishers, metrics, audit)
 //
 // Authentication runs before the body is read so that an unauthenticated
@@ -71,6 +72,29 @@
 // maxHops the gateway answers 508, so a provider URL that leads back to the
 // gateway ends in a few hops instead of recursing. The upstream's own
 // request id comes back as X-Upstream-Request-Id.
+//
+// # Inbound APIs
+//
+// Besides OpenAI's chat completions, completions and embeddings, the
+// gateway serves Anthropic's Messages API (POST /v1/messages, with
+// x-api-key or Bearer credentials and the required anthropic-version
+// header, and /v1/messages/count_tokens) and OpenAI's Responses API (POST
+// /v1/responses, stateless). Chat completions is the pivot: the translate
+// stage, right after the body is read, turns the client's request into a
+// chat request (l7/translate/messages, l7/translate/responses), so every
+// later stage runs unchanged on it; inspection sees every text part
+// (system prompts, tool definitions, arguments and results) as chat
+// texts. The proxy hands the upstream's chat answer to the request's
+// translator on the way back: a whole response is translated once; a
+// stream event by event, each chat chunk becoming the client API's events
+// as it arrives, flushed, never buffered. Errors from any stage are written
+// in the client API's shape (Anthropic's {"type":"error","error":{...}}
+// with its type per status; the Responses API shares OpenAI's), upstream
+// error bodies are re-shaped, and a broken stream ends with the API's own
+// error event. count_tokens is answered by the tokencount stage with the
+// count stage's figure, without going upstream or touching limits. The
+// audit log records the client's endpoint and infergate_api_requests_total
+// counts requests per inbound API.
 //
 // Request bodies may be gzip-compressed (decoded within the body limit);
 // other content codings are refused 415. /healthz and /readyz answer on the

@@ -38,6 +38,7 @@ type exchange struct {
 	raw   *[]byte
 	r     *http.Request
 	ep    openai.Endpoint
+	api   apiKind // the client's API (inbound.go)
 	start time.Time
 
 	id          string // requestid
@@ -54,7 +55,8 @@ type exchange struct {
 	principal auth.Principal // auth
 	body      []byte         // parse: the body as received
 	bodyBuf   bytes.Buffer   // parse: body's storage, kept across requests
-	req       openai.Request // parse (inspect rewrites redacted Texts)
+	req       openai.Request // parse or translate (inspect rewrites redacted Texts)
+	in        inbound        // translate: the answer's way back to the client's API
 	model     *route.Model   // model
 	counter   *tokens.Counter
 	inspected InspectResult  // inspect
@@ -110,17 +112,21 @@ func (x *exchange) reset() {
 	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk, scratch: scratch}
 }
 
-func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler {
+func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler { return g.endpointAPI(ep, apiOpenAI) }
+
+// endpointAPI is the handler of an endpoint whose client speaks api; ep
+// is what goes upstream (chat completions for a translated API).
+func (g *Gateway) endpointAPI(ep openai.Endpoint, api apiKind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.enter() {
 			w.Header().Set("Connection", "close")
-			(&openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "shutting_down",
-				Message: "the gateway is shutting down"}).Write(w)
+			writeAPIError(w, api, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "shutting_down",
+				Message: "the gateway is shutting down"})
 			return
 		}
 		defer g.active.Done()
 		x := exchangePool.Get().(*exchange)
-		x.g, x.cfg, x.w, x.r, x.ep, x.start = g, g.cfg.Load(), w, r, ep, time.Now()
+		x.g, x.cfg, x.w, x.r, x.ep, x.api, x.start = g, g.cfg.Load(), w, r, ep, api, time.Now()
 		if rh, ok := w.(rawHeaderer); ok {
 			x.raw = rh.RawHeader()
 		}
@@ -220,7 +226,7 @@ func (x *exchange) fail(err *openai.Error) {
 	}
 	if !x.wroteHeader {
 		x.wroteHeader = true
-		err.Write(x.w)
+		x.writeError(err)
 	}
 }
 
@@ -272,6 +278,7 @@ func (x *exchange) finish() {
 		status = statusClientClosed
 	}
 	x.g.recordBackend(x.backend, status, prompt, completion, x.ttft)
+	x.g.apiMetrics.observe(x.api, status)
 	modelName := ""
 	if x.model != nil {
 		modelName = x.model.Name
@@ -303,6 +310,7 @@ func (x *exchange) finish() {
 		Subject: x.principal.Subject, Endpoint: x.ep.Path(), Model: modelName, Backend: x.backend, Status: status,
 		Stream: x.req.Stream, PromptTokens: prompt, CompletionTokens: completion, UsageSource: source, CostUSD: cost,
 		Attempts: x.attempts, LatencyMS: ms(elapsed), TTFTMS: ms(x.ttft), Error: x.errMsg}
+	rec.Endpoint = x.endpointPath()
 	for _, v := range x.inspected.Matches {
 		rec.Verdicts = append(rec.Verdicts, v.Rule)
 	}

@@ -118,13 +118,18 @@ type Gateway struct {
 	ownLimit bool
 	audit    *audit.Logger
 	metrics  *metrics
-	rt       http.RoundTripper
-	pool     *connPool // self-hosted backends; nil when Options.Transport is set
-	inflight *route.InFlight
-	mux      *http.ServeMux
+	// apiMetrics counts requests by inbound API (inbound.go).
+	apiMetrics *apiMetrics
+	rt         http.RoundTripper
+	pool       *connPool // self-hosted backends; nil when Options.Transport is set
+	inflight   *route.InFlight
+	mux        *http.ServeMux
 	// chat, completions and embeddings are the POST endpoints' handlers,
 	// also reached through mux; Handler dispatches them directly.
 	chat, completions, embeddings http.Handler
+	// messages, countTokens and responses serve the translated APIs
+	// (inbound.go).
+	messages, countTokens, responses http.Handler
 	// backendStats counts finished requests per pool backend.
 	backendStats backendStatsTable
 	// caTransports reach providers that have their own CA (upstreamtls.go).
@@ -182,6 +187,9 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	if g.metrics, err = newMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("register gateway metrics: %w", err)
 	}
+	if g.apiMetrics, err = newAPIMetrics(opts.Registry); err != nil {
+		return nil, fmt.Errorf("register gateway metrics: %w", err)
+	}
 	// The limiter comes first: the limit stage holds it.
 	g.limiter = opts.Limiter
 	if g.limiter == nil {
@@ -217,6 +225,12 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	g.mux.Handle("POST /v1/chat/completions", g.chat)
 	g.mux.Handle("POST /v1/completions", g.completions)
 	g.mux.Handle("POST /v1/embeddings", g.embeddings)
+	g.messages = g.endpointAPI(openai.ChatCompletions, apiMessages)
+	g.countTokens = g.endpointAPI(openai.ChatCompletions, apiMessagesCount)
+	g.responses = g.endpointAPI(openai.ChatCompletions, apiResponses)
+	g.mux.Handle("POST /v1/messages", g.messages)
+	g.mux.Handle("POST /v1/messages/count_tokens", g.countTokens)
+	g.mux.Handle("POST /v1/responses", g.responses)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
 	g.mux.HandleFunc("GET /v1/models/{id...}", g.retrieveModel)
 	g.mux.HandleFunc("GET /healthz", g.healthz)
@@ -343,6 +357,12 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case "/v1/embeddings":
 			g.embeddings.ServeHTTP(w, r)
+			return
+		case "/v1/messages":
+			g.messages.ServeHTTP(w, r)
+			return
+		case "/v1/responses":
+			g.responses.ServeHTTP(w, r)
 			return
 		}
 	}

@@ -259,6 +259,10 @@ func (x *exchange) relayError(resp *http.Response) {
 	x.passUpstreamID(resp)
 	h := x.w.Header()
 	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	if x.api != apiOpenAI {
+		b = x.upstreamErrorBody(resp.StatusCode, b)
+		h.Set("Content-Type", "application/json")
+	}
 	x.w.WriteHeader(resp.StatusCode)
 	_, _ = x.w.Write(b)
 }
@@ -306,10 +310,26 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 			out, counted = withUsage, true
 		}
 	}
+	ctype := resp.Header["Content-Type"]
+	if x.in != nil {
+		// The client's API's answer, from the chat answer.
+		var terr error
+		if x.req.Stream {
+			x.in.startStream(x.promptTokens)
+			out, terr = wholeAsStream(x.in, out, nil)
+			ctype = []string{"text/event-stream"}
+		} else {
+			out, terr = x.in.whole(out)
+			ctype = []string{"application/json"}
+		}
+		if terr != nil {
+			return attemptDone, upstreamError(http.StatusBadGateway, "upstream_untranslatable", errNotTranslatable.Error()+": "+terr.Error())
+		}
+	}
 	x.status = http.StatusOK
 	x.answered = true
 	x.wroteHeader = true
-	if ct := resp.Header["Content-Type"]; len(ct) > 0 {
+	if ct := ctype; len(ct) > 0 {
 		// Copied into the head now, or (map path) an interned or
 		// cloned string: never the pooled connection's read buffer.
 		x.setHeader("Content-Type", ct[0])
@@ -335,6 +355,10 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 	rc := http.NewResponseController(x.w)
 	wantUsage := x.req.WantsUsage()
 	first, done := true, false
+	var translated []byte // the client's events for one chat event (inbound.go)
+	if x.in != nil {
+		x.in.startStream(x.promptTokens)
+	}
 	for {
 		raw, data, err := er.Next()
 		if err != nil {
@@ -381,7 +405,13 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 		}
 		if data != nil && bytes.Equal(data, openai.Done) {
 			done = true
-			if wantUsage && x.usage == nil && x.ep != openai.Embeddings {
+			if x.in != nil {
+				if x.usage == nil {
+					x.countedUsage()
+				}
+				translated = x.in.end(pivotUsage(x.usage), translated[:0])
+				raw = translated
+			} else if wantUsage && x.usage == nil && x.ep != openai.Embeddings {
 				// Asked for, but the upstream sent none: the gateway's
 				// count goes in a last chunk of its own.
 				if _, err := x.w.Write(x.usageChunk()); err != nil {
@@ -399,7 +429,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 				if x.chunk.Usage != nil {
 					x.usageStore = *x.chunk.Usage
 					x.usage = &x.usageStore
-					if len(x.chunk.Choices) == 0 && !wantUsage {
+					if len(x.chunk.Choices) == 0 && !wantUsage && x.in == nil {
 						continue // the usage chunk only the gateway asked for
 					}
 				}
@@ -408,6 +438,17 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 					x.addCompletion(c.Delta.Content)
 					x.addCompletion(c.Text)
 				}
+			}
+			if x.in != nil {
+				var terr error
+				if translated, terr = x.in.chunk(data, translated[:0]); terr != nil {
+					x.streamUntranslatable(rc, terr)
+					return attemptDone, nil
+				}
+				if len(translated) == 0 {
+					continue // nothing for the client in this chunk (a usage chunk)
+				}
+				raw = translated
 			}
 		}
 		if _, err := x.w.Write(raw); err != nil {

@@ -40,10 +40,12 @@ var stageRegistry = []stageSpec{
 	{"hops", newHopsStage},
 	{"auth", newAuthStage},
 	{"parse", newParseStage},
+	{"translate", newTranslateStage},
 	{"model", newModelStage},
 	{"rategate", newRateGateStage},
 	{"inspect", newInspectStage},
 	{"count", newCountStage},
+	{"tokencount", newTokenCountStage},
 	{"limit", newLimitStage},
 	{"proxy", newProxyStage},
 }

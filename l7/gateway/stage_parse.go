@@ -85,6 +85,9 @@ func (s *parseStage) serve(x *exchange) *openai.Error {
 		}
 	}
 	x.body = x.bodyBuf.Bytes()
+	if x.api != apiOpenAI {
+		return nil // the translate stage decodes the client's API
+	}
 	if err := openai.ParseInto(&x.req, x.ep, x.body); err != nil {
 		var oe *openai.Error
 		if errors.As(err, &oe) {

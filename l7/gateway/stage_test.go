@@ -36,7 +36,7 @@ func TestRegistryAddsStage(t *testing.T) {
 		t.Fatalf("%d %v %s", status, hdr, body)
 	}
 	// No inspection rules: the inspect stage is left out.
-	want := []string{"requestid", "hops", "auth", "parse", "model", "rategate", "count", "limit", "tag", "proxy"}
+	want := []string{"requestid", "hops", "auth", "parse", "translate", "model", "rategate", "count", "tokencount", "limit", "tag", "proxy"}
 	if names := h.g.cfg.Load().chainNames; !slices.Equal(names, want) {
 		t.Fatalf("chain %v, want %v", names, want)
 	}

@@ -92,6 +92,9 @@ func (x *exchange) streamBroken(rc *http.ResponseController) {
 	e := openai.Error{Type: openai.TypeUpstream, Code: "upstream_stream_broken", Message: "the upstream stream broke off before it ended"}
 	b := append([]byte("data: "), e.Marshal()...)
 	b = append(b, "\n\n"...)
+	if x.in != nil {
+		b = x.in.streamError(http.StatusBadGateway, e.Code, e.Message, nil)
+	}
 	if _, err := x.w.Write(b); err != nil {
 		x.clientGone = true
 		return

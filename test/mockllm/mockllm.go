@@ -250,6 +250,9 @@ type request struct {
 	// EncodingFormat is "float" (default) or "base64", as OpenAI's
 	// embeddings API takes it; the official SDKs ask for base64.
 	EncodingFormat string `json:"encoding_format"`
+	// Tools and ToolChoice make the mock call a tool (tools.go).
+	Tools      json.RawMessage `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
 }
 
 type message struct {
@@ -400,7 +403,10 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 		n = max(0, min(n, maxGenerateTokens))
 		id := fmt.Sprintf("cmpl-mock-%d", s.seq.Add(1))
 		var done bool
-		if req.Stream {
+		if name := toolToCall(&req); k == kindChat && name != "" {
+			includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.cfg.OmitUsage
+			done = s.toolCall(ctx, w, req.Stream, id, model, name, prompt, includeUsage)
+		} else if req.Stream {
 			includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.cfg.OmitUsage
 			done = s.stream(ctx, w, k, id, model, prompt, n, includeUsage, f.BreakAfter)
 		} else {
