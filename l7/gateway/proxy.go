@@ -287,6 +287,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	}
 	out := buf.Bytes()
 	counted := false
+	defer func() { x.scratch.cache.keepWhole(out) }()
 	if x.span != nil {
 		x.finishReason = openai.FindFinishReason(out)
 	}
@@ -378,6 +379,9 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			h.Set("X-Accel-Buffering", "no")
 			x.passUpstreamID(resp)
 			x.w.WriteHeader(http.StatusOK)
+		}
+		if data != nil {
+			x.scratch.cache.event(data)
 		}
 		if data != nil && bytes.Equal(data, openai.Done) {
 			done = true

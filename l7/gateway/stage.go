@@ -45,6 +45,7 @@ var stageRegistry = []stageSpec{
 	{"inspect", newInspectStage},
 	{"count", newCountStage},
 	{"limit", newLimitStage},
+	{"cache", newCacheStage},
 	{"proxy", newProxyStage},
 }
 
@@ -55,11 +56,13 @@ var stageRegistry = []stageSpec{
 type stageScratch struct {
 	inspect inspectScratch
 	count   countScratch
+	cache   cacheScratch
 }
 
 func (s *stageScratch) reset() {
 	s.inspect.reset()
 	s.count.reset()
+	s.cache.reset()
 }
 
 // buildChain builds cfg's stages from the registry.
