@@ -415,3 +415,57 @@ func counterValue(t *testing.T, h *harness, name string, want map[string]string)
 	}
 	return sum
 }
+
+// TestCacheReload: a reload that keeps the cache's settings keeps its
+// entries; one whose cache cannot start (Redis refuses the credentials)
+// fails as a whole and leaves the policy in force, entries and all.
+func TestCacheReload(t *testing.T) {
+	rs := redistest.StartWith(t, redistest.Options{Password: "s3cret-pass"})
+	m := newMock(t, mockllm.Config{})
+	c := cachePolicy(m, policy.ResponseCache{})
+	h := newHarness(t, c, Options{})
+	body := chatBody("keep me", `,"temperature":0`)
+	h.call(testKey, "/v1/chat/completions", body)
+
+	bad := cachePolicy(m, policy.ResponseCache{Redis: true})
+	bad.Gateway.LimitStore.Redis = rs.Addr // no password file: refused
+	if err := h.g.Apply(bad); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("apply with a refused cache store: %v", err)
+	}
+	_, hdr, _ := h.call(testKey, "/v1/chat/completions", body)
+	wantCache(t, hdr, "hit-exact")
+
+	next := cachePolicy(m, policy.ResponseCache{})
+	next.Gateway.Models[0].Price.InputPerMTok = 7
+	if err := h.g.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	_, hdr, _ = h.call(testKey, "/v1/chat/completions", body)
+	wantCache(t, hdr, "hit-exact")
+	wantUpstream(t, m, 1)
+
+	smaller := cachePolicy(m, policy.ResponseCache{MemoryBytes: 1 << 20})
+	if err := h.g.Apply(smaller); err != nil {
+		t.Fatal(err)
+	}
+	_, hdr, _ = h.call(testKey, "/v1/chat/completions", body)
+	wantCache(t, hdr, "miss") // a new store
+}
+
+// TestCacheBillHits: with billHits a hit settles its limit ticket and is
+// audited at the tokens and cost of the stored answer.
+func TestCacheBillHits(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	h := newHarness(t, cachePolicy(m, policy.ResponseCache{BillHits: true}), Options{})
+	body := chatBody("bill me", `,"temperature":0,"max_tokens":4`)
+	h.call(testKey, "/v1/chat/completions", body)
+	h.call(testKey, "/v1/chat/completions", body)
+	recs := h.records(2)
+	miss, hit := recs[0], recs[1]
+	if hit.Cache != "exact" || hit.PromptTokens != miss.PromptTokens || hit.CompletionTokens != miss.CompletionTokens || hit.CostUSD != miss.CostUSD || hit.CostUSD == 0 {
+		t.Fatalf("billed hit %+v, miss %+v", hit, miss)
+	}
+	if s := h.limiter.all(); len(s) != 2 || s[1] != s[0] {
+		t.Fatalf("settlements %+v: the billed hit must settle as the miss did", s)
+	}
+}
