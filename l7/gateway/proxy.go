@@ -287,7 +287,6 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	}
 	out := buf.Bytes()
 	counted := false
-	defer func() { x.scratch.cache.keepWhole(out) }()
 	if x.span != nil {
 		x.finishReason = openai.FindFinishReason(out)
 	}
@@ -307,6 +306,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 			out, counted = withUsage, true
 		}
 	}
+	x.scratch.cache.keepWhole(out)
 	x.status = http.StatusOK
 	x.answered = true
 	x.wroteHeader = true
