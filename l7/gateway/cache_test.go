@@ -3,7 +3,10 @@ package gateway
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +102,14 @@ func TestCacheRepeatedDeterministicRequest(t *testing.T) {
 	}
 	if got := counterValue(t, h, "infergate_cache_saved_tokens_total", map[string]string{"gen_ai_token_type": "output"}); got != 10 {
 		t.Fatalf("saved output tokens %v, want 10", got)
+	}
+	in := counterValue(t, h, "infergate_cache_saved_tokens_total", map[string]string{"gen_ai_token_type": "input"})
+	wantUSD := (in*1 + 10*2) / 1e6 // the model's price: 1 and 2 USD per million
+	if got := counterValue(t, h, "infergate_cache_saved_usd_total", nil); in == 0 || math.Abs(got-wantUSD) > 1e-12 {
+		t.Fatalf("saved USD %v, want %v", got, wantUSD)
+	}
+	if n := histogramCount(t, h, "infergate_cache_hit_time_to_first_token_seconds"); n != 2 {
+		t.Fatalf("%d hit TTFT samples, want 2", n)
 	}
 }
 
@@ -294,11 +305,16 @@ func TestCacheStoresOnlyComplete(t *testing.T) {
 // TestCacheReplicasShareThroughRedis: an answer one gateway stored is
 // served by another gateway on the same redis-server, with no upstream call.
 func TestCacheReplicasShareThroughRedis(t *testing.T) {
-	rs := redistest.Start(t)
+	rs := redistest.StartWith(t, redistest.Options{Password: "cache-pass-0123"})
+	pw := filepath.Join(t.TempDir(), "redis-password")
+	if err := os.WriteFile(pw, []byte("cache-pass-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	m := newMock(t, mockllm.Config{})
 	mk := func() *harness {
 		c := cachePolicy(m, policy.ResponseCache{Redis: true})
 		c.Gateway.LimitStore.Redis = rs.Addr
+		c.Gateway.LimitStore.PasswordFile = pw // AUTH, as the limit store does
 		return newHarness(t, c, Options{})
 	}
 	a, b := mk(), mk()
@@ -468,4 +484,22 @@ func TestCacheBillHits(t *testing.T) {
 	if s := h.limiter.all(); len(s) != 2 || s[1] != s[0] {
 		t.Fatalf("settlements %+v: the billed hit must settle as the miss did", s)
 	}
+}
+
+// histogramCount sums the sample counts of histogram name.
+func histogramCount(t *testing.T, h *harness, name string) uint64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
 }
