@@ -5,6 +5,8 @@
 #   infergate-miss  the same request through infergate with the cache
 #                   bypassed (X-Infergate-Cache: bypass): auth, counting,
 #                   limits and the upstream call to the mock;
+#   infergate-nocache  the same through a second infergate with no cache
+#                   configured (what the cache costs a request it misses);
 #   nginx-cache     nginx's proxy_cache answering the same request
 #                   (proxy_cache_methods POST, the key over the body);
 #   mock            the mock inference server alone.
@@ -33,6 +35,7 @@ BASE_PORT=${BASE_PORT:-18200}
 MOCK_PORT=$BASE_PORT
 NGINX_PORT=$((BASE_PORT + 1))
 GW_PORT=$((BASE_PORT + 2))
+GW_PLAIN_PORT=$((BASE_PORT + 3))
 PATH_V1=/v1/chat/completions
 KEY=sk-cache-bench-0123456789
 
@@ -87,6 +90,8 @@ spec:
       memoryBytes: 67108864
       ttl: 10m
 YAML
+# The same gateway without the cache block.
+sed -e '/^    cache:/,$d' -e "s/127.0.0.1:$GW_PORT/127.0.0.1:$GW_PLAIN_PORT/" "$TMP/policy.yaml" >"$TMP/plain.yaml"
 
 # nginx's proxy_cache in front of the same mock: POST cached, the key the
 # URI, the credential and the body (read into memory, so $request_body is
@@ -137,7 +142,9 @@ PIDS+=($!)
 PIDS+=($!)
 "$TMP/infergate" gateway -f "$TMP/policy.yaml" >"$TMP/gw.log" 2>&1 &
 PIDS+=($!)
-for p in $MOCK_PORT $NGINX_PORT $GW_PORT; do bench_wait_port "$p"; done
+"$TMP/infergate" gateway -f "$TMP/plain.yaml" >"$TMP/gw-plain.log" 2>&1 &
+PIDS+=($!)
+for p in $MOCK_PORT $NGINX_PORT $GW_PORT $GW_PLAIN_PORT; do bench_wait_port "$p"; done
 
 post() { # port [header]: prints the status and the cache header
 	curl -s -o /dev/null -D - -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' ${2:+-H "$2"} \
@@ -155,6 +162,7 @@ check() {
 check "$GW_PORT" "200 hit-exact"
 check "$GW_PORT" "200 bypass" "X-Infergate-Cache: bypass"
 check "$NGINX_PORT" "200 HIT"
+check "$GW_PLAIN_PORT" "200 "
 check "$MOCK_PORT" "200 "
 
 to_ms() {
@@ -176,11 +184,12 @@ run_wrk() {
 	echo "system=$name rps=$rps p50_ms=$p50 p99_ms=$p99${errs:+ non2xx=$errs}"
 }
 
-SYSTEMS=(infergate-hit infergate-miss nginx-cache mock)
+SYSTEMS=(infergate-hit infergate-miss infergate-nocache nginx-cache mock)
 measure() {
 	case $1 in
 	infergate-hit) run_wrk infergate-hit "$GW_PORT" "$TMP/hit.lua" ;;
 	infergate-miss) run_wrk infergate-miss "$GW_PORT" "$TMP/miss.lua" ;;
+	infergate-nocache) run_wrk infergate-nocache "$GW_PLAIN_PORT" "$TMP/hit.lua" ;;
 	nginx-cache) run_wrk nginx-cache "$NGINX_PORT" "$TMP/hit.lua" ;;
 	mock) run_wrk mock "$MOCK_PORT" "$TMP/hit.lua" ;;
 	esac
