@@ -38,5 +38,8 @@
 //
 // The memory store is per gateway; with Redis the entries live under
 // infergate:cache:<hex key> with the TTL as their expiry, so replicas
-// share them. A Redis error is a miss, never a failed request.
+// share them. A Redis error is a miss, never a failed request. The
+// semantic index is per gateway: each vector points at an exact key, so a
+// replica whose index matches answers from the shared store, but a
+// replica learns a paraphrase only from requests it served itself.
 package cache

@@ -78,7 +78,9 @@ func newCacheStage(g *Gateway, cfg *config) (stage, error) {
 			prev.conf.Redis == c.Redis && prev.redisKey == s.redisKey {
 			s.store = prev.store
 		}
-		if c.Semantic != nil && prev.index != nil && prev.embed != nil && prev.embed.maxEntries == c.Semantic.MaxEntries && prev.conf.TTL == c.TTL {
+		// Vectors of another embeddings model are not comparable.
+		if c.Semantic != nil && prev.index != nil && prev.embed != nil && prev.embed.maxEntries == c.Semantic.MaxEntries &&
+			prev.embed.model == c.Semantic.EmbeddingsModel && prev.conf.TTL == c.TTL && s.store == prev.store {
 			s.index = prev.index
 		}
 	}
