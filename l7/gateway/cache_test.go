@@ -303,18 +303,32 @@ func TestCacheStoresOnlyComplete(t *testing.T) {
 }
 
 // TestCacheReplicasShareThroughRedis: an answer one gateway stored is
-// served by another gateway on the same redis-server, with no upstream call.
+// served by another gateway on the same redis-server, with no upstream
+// call, over the limit store's connection settings: AUTH, and TLS with a
+// client certificate.
 func TestCacheReplicasShareThroughRedis(t *testing.T) {
-	rs := redistest.StartWith(t, redistest.Options{Password: "cache-pass-0123"})
+	const pass = "cache-pass-0123"
 	pw := filepath.Join(t.TempDir(), "redis-password")
-	if err := os.WriteFile(pw, []byte("cache-pass-0123\n"), 0o600); err != nil {
+	if err := os.WriteFile(pw, []byte(pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("auth", func(t *testing.T) {
+		rs := redistest.StartWith(t, redistest.Options{Password: pass})
+		replicasShare(t, policy.LimitStore{Redis: rs.Addr, PasswordFile: pw})
+	})
+	t.Run("tls", func(t *testing.T) {
+		rs := redistest.StartWith(t, redistest.Options{TLS: true, ClientCerts: true, Password: pass})
+		c := rs.TLS
+		replicasShare(t, policy.LimitStore{Redis: rs.Addr, PasswordFile: pw,
+			TLS: policy.RedisTLS{Enabled: true, CAFile: c.CAFile, CertFile: c.ClientCert, KeyFile: c.ClientKey}})
+	})
+}
+
+func replicasShare(t *testing.T, ls policy.LimitStore) {
 	m := newMock(t, mockllm.Config{})
 	mk := func() *harness {
 		c := cachePolicy(m, policy.ResponseCache{Redis: true})
-		c.Gateway.LimitStore.Redis = rs.Addr
-		c.Gateway.LimitStore.PasswordFile = pw // AUTH, as the limit store does
+		c.Gateway.LimitStore = ls
 		return newHarness(t, c, Options{})
 	}
 	a, b := mk(), mk()
