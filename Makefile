@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 25m
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all generate build test bench bench-sched demo fuzz clean check-generated
+.PHONY: all generate build test bench bench-cache bench-sched demo fuzz clean check-generated
 
 all: build
 
@@ -44,6 +44,11 @@ test:
 bench:
 	./scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(MAKE) bench-cache
+
+# The response cache: hit and miss beside nginx's proxy_cache, in one run.
+bench-cache:
+	./scripts/bench/cache.sh
 
 .PHONY: bench-inbound
 bench-inbound:

@@ -277,7 +277,7 @@ func build(d *Document) *Compiled {
 	for _, m := range g.Models {
 		cm := CompiledModel{
 			Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
-			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries,
+			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries, Cache: m.Cache,
 		}
 		for _, r := range m.Routes {
 			cm.Routes = append(cm.Routes, route(r))
@@ -292,6 +292,7 @@ func build(d *Document) *Compiled {
 	cg.LimitStore = g.Limits
 	cg.Audit = g.Audit
 	cg.Tracing = g.Tracing
+	cg.Cache = g.Cache.clone()
 	cg.Timeouts = compileTimeouts(g.Timeouts)
 	return c
 }

@@ -150,6 +150,8 @@ type CompiledGateway struct {
 
 	// TLS is nil for a plain HTTP listener.
 	TLS *GatewayTLS
+	// Cache is nil when responses are not cached.
+	Cache *ResponseCache
 }
 
 // CompiledKey is an API key by its SHA-256 hash.
@@ -171,6 +173,7 @@ type CompiledModel struct {
 	Fallback []CompiledRoute
 	Timeouts CompiledTimeouts
 	Retries  int
+	Cache    ModelCache
 }
 
 // CompiledRoute targets a pool (Pool >= 0) or a provider (Provider >= 0).

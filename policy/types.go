@@ -179,6 +179,8 @@ type Gateway struct {
 	// TLS terminates TLS (HTTP/2 and HTTP/1.1) on the listener; absent
 	// serves plain HTTP/1.1.
 	TLS *GatewayTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// Cache answers repeated requests from stored answers (types_cache.go).
+	Cache *ResponseCache `yaml:"cache,omitempty" json:"cache,omitempty"`
 }
 
 // Tenant is a customer of the gateway; limits apply to all its keys together.
@@ -276,6 +278,8 @@ type Model struct {
 	// Retries bounds fallback attempts; 0 tries only the first route. Decode
 	// gives an absent value 2; set it in Go.
 	Retries int `yaml:"retries,omitempty" json:"retries,omitempty" default:"2"`
+	// Cache is this model's use of spec.gateway.cache (types_cache.go).
+	Cache ModelCache `yaml:"cache,omitempty" json:"cache,omitzero"`
 }
 
 // Price in USD per million tokens.

@@ -48,6 +48,11 @@ type Record struct {
 	TTFTMS      float64  `json:"ttft_ms,omitempty"`
 	Error       string   `json:"error,omitempty"`
 	Prompt      []string `json:"prompt,omitempty"`
+	// Cache is "exact" or "semantic" for an answer from the response
+	// cache; CachedTokens are the tokens that answer carries (billed only
+	// when the policy bills hits).
+	Cache        string `json:"cache,omitempty"`
+	CachedTokens int64  `json:"cached_tokens,omitempty"`
 }
 
 // Logger appends records to a writer. It is safe for concurrent use.

@@ -61,6 +61,7 @@ func TestAppendJSONMatchesEncoder(t *testing.T) {
 			Endpoint: "/chat/completions", Model: "m", Backend: "p/b", Status: 200, Stream: true, PromptTokens: 12,
 			CompletionTokens: 34, UsageSource: "upstream", CostUSD: 0.000123, Verdicts: []string{"email", "ip"}, Attempts: 2,
 			LatencyMS: 12.345, TTFTMS: 1.5, Error: "x", Prompt: []string{"a <b> & \"c\"\n\t\u2028 é \xff", "[REDACTED:email]"}},
+		{ID: "c", Backend: "cache", Status: 200, Cache: "semantic", CachedTokens: 46, UsageSource: "cache"},
 		{ID: "x", Time: time.Unix(0, 0).In(time.FixedZone("z", 3600)), CostUSD: 1e-9, LatencyMS: 1e21, TTFTMS: 123456789.125, Status: 499},
 	}
 	for _, r := range recs {

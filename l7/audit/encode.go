@@ -56,6 +56,11 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"prompt":`...)
 		b = appendStrings(b, r.Prompt)
 	}
+	b = appendOptString(b, "cache", r.Cache)
+	if r.CachedTokens != 0 {
+		b = append(b, `,"cached_tokens":`...)
+		b = strconv.AppendInt(b, r.CachedTokens, 10)
+	}
 	return append(b, '}')
 }
 

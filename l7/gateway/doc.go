@@ -3,7 +3,7 @@
 // the manner of Caddy handlers or CoreDNS plugins:
 //
 //	requestid → hops → auth → parse → translate → model → rategate → inspect → count
-//	  → tokencount → limit → proxy
+//	  → tokencount → limit → cache → proxy
 //	  → (finish: settle, stage finishers, metrics, audit)
 //
 // Authentication runs before the body is read so that an unauthenticated
@@ -35,7 +35,9 @@
 // by the stage named beside it and only read after it. A stage answers the
 // client only by returning an error (the chain stops and fail writes it)
 // or, for the last stage, by writing the response and setting the outcome
-// fields. Response header fields go through x.setHeader. A stage that must
+// fields. A stage before the last may answer too (the response cache on a
+// hit): once the response head is written (x.wroteHeader) the chain stops
+// there, and finish runs as for any answer. Response header fields go through x.setHeader. A stage that must
 // act after the exchange ended implements finish(*exchange) (stageFinisher).
 //
 // The hot path does not allocate per request: stages are built once per
@@ -65,6 +67,13 @@
 // gateway's count), or what was streamed before the client left. A request
 // the upstream refused or failed, on every route, costs nothing: the client
 // got no answer.
+//
+// The response cache (stage_cache.go over l7/cache) sits after limit, so a
+// hit is authenticated, limited, inspected, audited and measured like any
+// answer, and costs nothing unless the policy bills hits. The proxy hands
+// it what it relayed through two hooks (the whole body, each stream event)
+// that do nothing when the request is not being cached; finish stores an
+// answer only when it was complete.
 //
 // Every request sent upstream carries the client's trace context
 // (traceparent, tracestate), its request id (the client's X-Request-Id when

@@ -90,6 +90,10 @@ type exchange struct {
 	scratch stageScratch
 	// at is the index in cfg.chain of the stage running.
 	at int
+	// cacheHit is "exact" or "semantic" when the cache stage answered;
+	// cacheBilled: the policy bills such hits as upstream answers.
+	cacheHit    string
+	cacheBilled bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -144,6 +148,9 @@ func (g *Gateway) endpointAPI(ep openai.Endpoint, api apiKind) http.Handler {
 			if err != nil {
 				x.fail(err)
 				break
+			}
+			if x.wroteHeader {
+				break // a stage answered (a cache hit): the rest do not run
 			}
 		}
 		x.finish()
@@ -263,6 +270,14 @@ func (x *exchange) finish() {
 			completion = x.countedCompletion()
 		}
 	}
+	var cachedTokens int64
+	if x.cacheHit != "" && x.usage != nil {
+		source = "cache"
+		cachedTokens = x.usage.PromptTokens + x.usage.CompletionTokens
+		if x.cacheBilled {
+			prompt, completion = x.usage.PromptTokens, x.usage.CompletionTokens
+		}
+	}
 	cost := x.price(prompt, completion)
 	if err := x.settle(prompt+completion, cost); err != nil {
 		x.g.log.Warn("settle limit ticket", "request", x.id, "err", err)
@@ -309,7 +324,7 @@ func (x *exchange) finish() {
 	rec := &audit.Record{ID: x.id, Time: x.start.UTC(), Tenant: x.principal.Tenant, Key: x.principal.KeyName,
 		Subject: x.principal.Subject, Endpoint: x.ep.Path(), Model: modelName, Backend: x.backend, Status: status,
 		Stream: x.req.Stream, PromptTokens: prompt, CompletionTokens: completion, UsageSource: source, CostUSD: cost,
-		Attempts: x.attempts, LatencyMS: ms(elapsed), TTFTMS: ms(x.ttft), Error: x.errMsg}
+		Attempts: x.attempts, LatencyMS: ms(elapsed), TTFTMS: ms(x.ttft), Error: x.errMsg, Cache: x.cacheHit, CachedTokens: cachedTokens}
 	rec.Endpoint = x.endpointPath()
 	for _, v := range x.inspected.Matches {
 		rec.Verdicts = append(rec.Verdicts, v.Rule)

@@ -322,6 +322,7 @@ func (g *Gateway) Apply(c *policy.Compiled) error {
 		return err
 	}
 	old := g.cfg.Swap(cfg)
+	closeReplacedCache(old, cfg)
 	if g.pool != nil {
 		// Idle connections may lead to backends the new policy dropped.
 		g.pool.closeIdle()
@@ -408,6 +409,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		if cfg := g.cfg.Load(); cfg != nil {
 			_ = cfg.auth.Close()
+			closeReplacedCache(cfg, nil)
 			// Flush the last spans within what is left of ctx.
 			if terr := cfg.tracer.Shutdown(ctx); terr != nil && err == nil {
 				err = fmt.Errorf("close tracer: %w", terr)

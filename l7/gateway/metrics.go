@@ -18,6 +18,8 @@ type metrics struct {
 	cost     *prometheus.CounterVec
 	verdicts *prometheus.CounterVec
 	limited  *prometheus.CounterVec
+	// cache is the response cache's (cachemetrics.go).
+	respCache *cacheMetrics
 
 	cache  sync.Map // seriesKey -> *series
 	cached atomic.Int64
@@ -55,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if m.respCache, err = newCacheMetrics(reg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

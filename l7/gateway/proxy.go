@@ -310,6 +310,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 			out, counted = withUsage, true
 		}
 	}
+	x.scratch.cache.keepWhole(out)
 	ctype := resp.Header["Content-Type"]
 	if x.in != nil {
 		// The client's API's answer, from the chat answer.
@@ -402,6 +403,9 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			h.Set("X-Accel-Buffering", "no")
 			x.passUpstreamID(resp)
 			x.w.WriteHeader(http.StatusOK)
+		}
+		if data != nil {
+			x.scratch.cache.event(data)
 		}
 		if data != nil && bytes.Equal(data, openai.Done) {
 			done = true

@@ -47,6 +47,7 @@ var stageRegistry = []stageSpec{
 	{"count", newCountStage},
 	{"tokencount", newTokenCountStage},
 	{"limit", newLimitStage},
+	{"cache", newCacheStage},
 	{"proxy", newProxyStage},
 }
 
@@ -57,11 +58,13 @@ var stageRegistry = []stageSpec{
 type stageScratch struct {
 	inspect inspectScratch
 	count   countScratch
+	cache   cacheScratch
 }
 
 func (s *stageScratch) reset() {
 	s.inspect.reset()
 	s.count.reset()
+	s.cache.reset()
 }
 
 // buildChain builds cfg's stages from the registry.

@@ -37,7 +37,8 @@ const (
 	maxGenerateTokens    = 8192
 	maxRecordedBodyBytes = 256 << 10
 	maxEmbeddingInputs   = 2048
-	embeddingDims        = 8
+	// embeddingDims is the length of the mock's embeddings (embed.go).
+	embeddingDims = 64
 )
 
 // Words is the fixed vocabulary of generated text. Every entry, written with
@@ -595,10 +596,11 @@ func (s *Server) writeEmbeddings(w http.ResponseWriter, req *request, model stri
 	}
 	data := make([]any, len(inputs))
 	for i, in := range inputs {
-		vec := make([]float64, embeddingDims)
-		for j := range vec {
-			vec[j] = float64((len(in)+j*7)%13) / 13
+		var text string
+		if err := json.Unmarshal(in, &text); err != nil {
+			text = string(in) // token arrays: embedded by their JSON
 		}
+		vec := Embed(text)
 		var emb any = vec
 		if req.EncodingFormat == "base64" {
 			emb = base64Embedding(vec)

@@ -50,6 +50,23 @@ async function stream(extra) {
 }
 await check('chat.stream', () => stream({}));
 await check('chat.stream.usage', () => stream({ stream_options: { include_usage: true } }));
+await check('chat.stream.cached', async () => {
+  // temperature 0: deterministic, so the gateway's response cache keeps it.
+  const once = async () => {
+    const { data: s, response } = await client.chat.completions.create({
+      model, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
+    }).withResponse();
+    let text = '', chunks = 0, usage = null, finish = null;
+    for await (const c of s) {
+      chunks++;
+      if (c.choices?.[0]?.delta?.content) text += c.choices[0].delta.content;
+      if (c.choices?.[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      if (c.usage) usage = c.usage;
+    }
+    return { text, chunks, usage, finish, cache: response.headers.get('x-infergate-cache') };
+  };
+  return { first: await once(), second: await once() };
+});
 await check('completions', async () => {
   const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8 });
   return { text: r.choices[0].text, usage: r.usage };

@@ -99,6 +99,8 @@ spec:
         encoding: o200k_base
         routes:
           - pool: local
+    cache:
+      ttl: 5m
 `, host, port, hex.EncodeToString(sum[:]), model)
 	polPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(polPath, []byte(pol), 0o600); err != nil {
@@ -212,10 +214,29 @@ spec:
 		Numbers bool
 	}
 	ok("embeddings", &emb)
-	// The mock's first component for the input "hello" is len(`"hello"`)/13
-	// as a float32: decoded from base64 by the SDK, it must come back.
-	if emb.N != 2 || emb.Dims != 8 || !emb.Numbers || math.Abs(emb.First-7.0/13) > 1e-6 {
-		t.Errorf("embeddings = %+v (first want %v)", emb, 7.0/13)
+	// The mock's embedding of "hello" (mockllm.Embed) as float32s:
+	// decoded from base64 by the SDK, its first component must come back.
+	want := mockllm.Embed("hello")
+	if emb.N != 2 || emb.Dims != len(want) || !emb.Numbers || math.Abs(emb.First-want[0]) > 1e-6 {
+		t.Errorf("embeddings = %+v (first want %v)", emb, want[0])
+	}
+
+	// A repeated deterministic stream is answered from the response cache
+	// and replayed as SSE the SDK reads like the upstream's.
+	var cached struct {
+		First, Second struct {
+			Text, Finish, Cache string
+			Chunks              int
+			Usage               *usage
+		}
+	}
+	ok("chat.stream.cached", &cached)
+	f, sc := cached.First, cached.Second
+	if f.Cache != "miss" || sc.Cache != "hit-exact" {
+		t.Errorf("cache answers: first %q, second %q; want miss then hit-exact", f.Cache, sc.Cache)
+	}
+	if sc.Text == "" || sc.Text != f.Text || sc.Finish != f.Finish || sc.Usage == nil || f.Usage == nil || *sc.Usage != *f.Usage {
+		t.Errorf("replayed stream %+v, original %+v", sc, f)
 	}
 
 	sdkError := func(name, class string, status int) {
