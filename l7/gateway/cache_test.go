@@ -517,3 +517,20 @@ func histogramCount(t *testing.T, h *harness, name string) uint64 {
 	}
 	return n
 }
+
+// TestCacheSkipsTranslatedAPIs: a deterministic Anthropic Messages request
+// asked twice reaches the upstream twice and both answers are Messages:
+// a stored answer is replayed in the chat wire format, which a client of
+// another API does not speak, so those requests are not cached.
+func TestCacheSkipsTranslatedAPIs(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	h := newHarness(t, cachePolicy(m, policy.ResponseCache{}), Options{})
+	body := `{"model":"` + testModel + `","max_tokens":5,"temperature":0,"messages":[{"role":"user","content":"Say hello."}]}`
+	for i := range 2 {
+		status, _, b := h.postAPI("/v1/messages", body, anthropicHeaders(testKey))
+		if status != http.StatusOK || !strings.Contains(string(b), `"type":"message"`) {
+			t.Fatalf("call %d: %d %s", i, status, b)
+		}
+	}
+	wantUpstream(t, m, 2)
+}
