@@ -38,10 +38,20 @@ type caKey struct {
 func (g *Gateway) providerTransports(c *policy.Compiled) (map[string]http.RoundTripper, error) {
 	var out map[string]http.RoundTripper
 	for _, p := range c.Gateway.Providers {
-		if p.CAFile == "" {
+		if p.CAFile == "" && p.ProviderKind() == policy.ProviderOpenAI {
 			continue
 		}
-		t, err := g.caTransports.get(p.CAFile)
+		var t http.RoundTripper = g.rt
+		if p.CAFile != "" {
+			ct, err := g.caTransports.get(p.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+			}
+			t = ct
+		}
+		// Kinds other than openai translate in front of the transport
+		// (providerkind.go).
+		t, err := kindTransport(p, t, g.opts.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
 		}
