@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,10 +41,25 @@ type Translator struct {
 	Credentials CredentialSource
 	// Now is the signing clock (time.Now when nil).
 	Now func() time.Time
+
+	mu     sync.Mutex
+	signer *v4.Signer
+	secret string // the secret signer's key cache was made with
 }
 
-// signer is shared: its signing-key cache serves every request.
-var signer = v4.NewSigner()
+// signerFor returns a signer whose derived-key cache belongs to creds'
+// secret. The SDK's cache is keyed by access key id, service, region and
+// day, not by the secret: a secret rotated under the same key id would be
+// signed with the old derived key until midnight, so a changed secret
+// gets a fresh signer.
+func (t *Translator) signerFor(creds aws.Credentials) *v4.Signer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.signer == nil || t.secret != creds.SecretAccessKey {
+		t.signer, t.secret = v4.NewSigner(), creds.SecretAccessKey
+	}
+	return t.signer
+}
 
 // CredentialSource gives the current AWS credentials.
 type CredentialSource interface {
@@ -309,7 +325,7 @@ func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http
 	if t.Now != nil {
 		now = t.Now
 	}
-	if err := signer.SignHTTP(ctx, creds, req, hash, Service, t.Region, now()); err != nil {
+	if err := t.signerFor(creds).SignHTTP(ctx, creds, req, hash, Service, t.Region, now()); err != nil {
 		return nil, err
 	}
 	return req, nil
