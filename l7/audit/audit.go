@@ -33,6 +33,8 @@ type Record struct {
 	Endpoint         string    `json:"endpoint"`
 	Model            string    `json:"model,omitempty"`
 	Backend          string    `json:"backend,omitempty"`
+	// Provider is the answering upstream's gen_ai.provider.name.
+	Provider string `json:"provider,omitempty"`
 	Status           int       `json:"status"`
 	Stream           bool      `json:"stream,omitempty"`
 	PromptTokens     int64     `json:"prompt_tokens"`

@@ -89,3 +89,41 @@ func providerSecret(p policy.Provider, getenv func(string) string) (*outbound.Se
 	}
 	return nil, fmt.Errorf("kind %s needs apiKeyFile or apiKeyEnv", p.ProviderKind())
 }
+
+// genAIOpenAI is gen_ai.provider.name of OpenAI-compatible upstreams.
+const genAIOpenAI = "openai"
+
+// providerName is the exchange's gen_ai.provider.name: the upstream that
+// answered, or openai before any attempt (the API the client spoke).
+func (x *exchange) providerName() string {
+	if x.provider == "" {
+		return genAIOpenAI
+	}
+	return x.provider
+}
+
+// labelProviders sets infergate_backend_provider_info for c's backends:
+// the request metrics keep their labels (tenant, model, backend, status)
+// and a query joins on backend for gen_ai_provider_name, e.g.
+// sum by (gen_ai_provider_name) (rate(infergate_cost_usd_total[5m]) * on (backend) group_left (gen_ai_provider_name) infergate_backend_provider_info).
+func (g *Gateway) labelProviders(c *policy.Compiled) {
+	if g.metrics == nil {
+		return
+	}
+	v := g.metrics.providers
+	v.Reset()
+	for _, p := range c.Gateway.Providers {
+		v.WithLabelValues("provider/"+p.Name, policy.GenAIProviderName(p.ProviderKind())).Set(1)
+	}
+	for _, p := range c.Pools {
+		for _, b := range p.Backends {
+			v.WithLabelValues(p.Name+"/"+b.Name, genAIOpenAI).Set(1)
+		}
+	}
+}
+
+// gatewayRT is the gateway's own transport, looked up when a request is
+// sent: the first configuration is built before New sets it.
+type gatewayRT struct{ g *Gateway }
+
+func (t gatewayRT) RoundTrip(r *http.Request) (*http.Response, error) { return t.g.rt.RoundTrip(r) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // upstreamReadBuffer sizes the reader over a streamed response.
@@ -99,6 +100,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	var base string
 	var release func()
 	backend := x.pickBackend(rt)
+	x.provider, x.providerPrice, x.meter = genAIOpenAI, nil, outbound.Meter{}
 	if b := backend; b != nil {
 		base = b.BaseURL
 		x.backend = b.Label
@@ -106,6 +108,8 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	} else {
 		base = rt.Provider.BaseURL
 		x.backend = rt.Provider.Label
+		x.provider = rt.Provider.GenAIName
+		x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
 	}
 	if release != nil {
 		defer release()
@@ -152,6 +156,10 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		// Only the transport's dialer reads the connect timeout from the
 		// context; the pool is given it directly.
 		upCtx := context.WithValue(ctx, connectTimeoutKey{}, connect)
+		if rt.Provider != nil && rt.Provider.GenAIName != genAIOpenAI {
+			// The translation reports cache reads for the price (providerkind.go).
+			upCtx = outbound.WithMeter(upCtx, &x.meter)
+		}
 		up, rerr := http.NewRequestWithContext(upCtx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
 		if rerr != nil {
 			return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")

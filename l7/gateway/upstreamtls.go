@@ -36,12 +36,13 @@ type caKey struct {
 // providerTransports loads the CA bundles c's providers name and returns
 // the transport of each such provider, by name.
 func (g *Gateway) providerTransports(c *policy.Compiled) (map[string]http.RoundTripper, error) {
+	g.labelProviders(c)
 	var out map[string]http.RoundTripper
 	for _, p := range c.Gateway.Providers {
 		if p.CAFile == "" && p.ProviderKind() == policy.ProviderOpenAI {
 			continue
 		}
-		var t http.RoundTripper = g.rt
+		var t http.RoundTripper = gatewayRT{g}
 		if p.CAFile != "" {
 			ct, err := g.caTransports.get(p.CAFile)
 			if err != nil {

@@ -62,7 +62,11 @@ type Provider struct {
 	BaseURL string // e.g. https://api.openai.com/v1
 	// Label is "provider/name", as metrics and the audit log name it.
 	Label string
-	key   string
+	// GenAIName is the provider's gen_ai.provider.name (from its kind).
+	GenAIName string
+	// Prices is the provider's price table by upstream model.
+	Prices map[string]*policy.ProviderModel
+	key    string
 }
 
 // Key is the credential the gateway sends to the provider.
@@ -173,7 +177,8 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name, key: key}
+		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name,
+			GenAIName: policy.GenAIProviderName(pv.ProviderKind()), Prices: prices(pv.Models), key: key}
 	}
 	t := &Table{models: map[string]*Model{}, picker: opts.Picker}
 	conv := func(rs []policy.CompiledRoute, model string) ([]Route, error) {
@@ -395,4 +400,28 @@ func scheme(p *policy.CompiledPool) string {
 		return "https://"
 	}
 	return "http://"
+}
+
+// prices indexes a provider's price table (nil when it has none).
+func prices(ms []policy.ProviderModel) map[string]*policy.ProviderModel {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make(map[string]*policy.ProviderModel, len(ms))
+	for i := range ms {
+		out[ms[i].Name] = &ms[i]
+	}
+	return out
+}
+
+// Price is the provider's price for the upstream model (or, with no
+// upstream model, the gateway's model name); nil when it has none.
+func (p *Provider) Price(upstreamModel, model string) *policy.ProviderModel {
+	if p.Prices == nil {
+		return nil
+	}
+	if upstreamModel == "" {
+		upstreamModel = model
+	}
+	return p.Prices[upstreamModel]
 }

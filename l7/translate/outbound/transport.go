@@ -119,7 +119,8 @@ func (t *Transport) RoundTrip(in *http.Request) (*http.Response, error) {
 	}
 	if r.Stream {
 		out.Header.Set("Content-Type", "text/event-stream")
-		out.Body = &streamBody{dec: t.T.Stream(resp.Body, &r), src: resp.Body, usage: r.WantsUsage(), model: r.Model, created: t.now().Unix()}
+		out.Body = &streamBody{dec: t.T.Stream(resp.Body, &r), src: resp.Body, usage: r.WantsUsage(), model: r.Model, created: t.now().Unix(),
+			meter: meterFrom(in.Context())}
 		return out, nil
 	}
 	defer resp.Body.Close()
@@ -136,6 +137,7 @@ func (t *Transport) RoundTrip(in *http.Request) (*http.Response, error) {
 		return withBody(out, http.StatusBadGateway, "application/json", (&openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream,
 			Code: "upstream_error", Message: "the provider's answer could not be translated"}).Marshal()), nil
 	}
+	meterFrom(in.Context()).record(cr.Usage)
 	if cr.Object == "" {
 		cr.Object = "chat.completion"
 	}
@@ -185,6 +187,7 @@ type streamBody struct {
 	model   string
 	id      string
 	created int64
+	meter   *Meter
 }
 
 var doneEvent = []byte("data: [DONE]\n\n")
@@ -208,6 +211,7 @@ func (s *streamBody) Read(p []byte) (int, error) {
 }
 
 func (s *streamBody) emit(c *Chunk) {
+	s.meter.record(c.Usage)
 	if c.Usage != nil && len(c.Choices) == 0 && !s.usage {
 		return
 	}
