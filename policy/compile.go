@@ -275,7 +275,7 @@ func build(d *Document) *Compiled {
 	for _, m := range g.Models {
 		cm := CompiledModel{
 			Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
-			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries,
+			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries, SpillOverInFlight: m.SpillOverInFlight,
 		}
 		for _, r := range m.Routes {
 			cm.Routes = append(cm.Routes, route(r))

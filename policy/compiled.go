@@ -166,6 +166,8 @@ type CompiledModel struct {
 	Fallback []CompiledRoute
 	Timeouts CompiledTimeouts
 	Retries  int
+	// SpillOverInFlight: see Model.
+	SpillOverInFlight int
 }
 
 // CompiledRoute targets a pool (Pool >= 0) or a provider (Provider >= 0).

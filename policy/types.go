@@ -231,6 +231,11 @@ type Model struct {
 	// Retries bounds fallback attempts; 0 tries only the first route. Decode
 	// gives an absent value 2; set it in Go.
 	Retries int `yaml:"retries,omitempty" json:"retries,omitempty" default:"2"`
+	// SpillOverInFlight: when every backend of the pool a request is
+	// routed to has this many requests in flight from this gateway, the
+	// request starts at the fallback (an external provider) instead of
+	// queueing at the pool; 0 spills only on the pool's 429 and 5xx.
+	SpillOverInFlight int `yaml:"spillOverInFlight,omitempty" json:"spillOverInFlight,omitempty"`
 }
 
 // Price in USD per million tokens.

@@ -74,12 +74,31 @@ func (v *validator) providerKind(pp string, pr Provider) {
 			name string
 			x    float64
 		}{{"inputPerMTok", m.InputPerMTok}, {"cachedInputPerMTok", m.CachedInputPerMTok}, {"outputPerMTok", m.OutputPerMTok}} {
-			if f.x < 0 {
-				v.add(mp+"."+f.name, "must not be negative")
+			if f.x < 0 || f.x > MaxPriceUSDPerMTok {
+				v.add(mp+"."+f.name, "%v is outside 0..%d USD per million tokens", f.x, MaxPriceUSDPerMTok)
 			}
 		}
 	}
 }
+
+// spillOver checks a model's spillOverInFlight: it needs a pool route to
+// measure and a fallback to spill to.
+func (v *validator) spillOver(mp string, m Model) {
+	if m.SpillOverInFlight == 0 {
+		return
+	}
+	switch {
+	case m.SpillOverInFlight < 0 || m.SpillOverInFlight > MaxSpillOverInFlight:
+		v.add(mp+".spillOverInFlight", "%d is outside 1..%d", m.SpillOverInFlight, MaxSpillOverInFlight)
+	case len(m.Fallback) == 0:
+		v.add(mp+".spillOverInFlight", "needs a fallback route to spill over to")
+	case !slices.ContainsFunc(m.Routes, func(r Route) bool { return r.Pool != "" }):
+		v.add(mp+".spillOverInFlight", "needs a route to a pool, whose load it measures")
+	}
+}
+
+// MaxSpillOverInFlight bounds spillOverInFlight.
+const MaxSpillOverInFlight = 1 << 20
 
 // providerNeedsBaseURL: the kinds with no public default endpoint.
 func providerNeedsBaseURL(pr Provider) bool {

@@ -23,7 +23,10 @@ func TestProviderKindProblems(t *testing.T) {
 		{"bedrock profile alone", gw + "      - name: o\n        kind: bedrock\n        region: us-east-1\n        awsProfile: p #<", "spec.gateway.providers[0].awsProfile", "needs awsCredentialsFile"},
 		{"anthropic version on gemini", gw + "      - name: o\n        kind: gemini\n        apiKeyEnv: K\n        apiVersion: v1 #<", "spec.gateway.providers[0].apiVersion", "applies only to kind azure-openai, not gemini"},
 		{"price name", gw + "      - name: o\n        baseURL: https://x\n        models:\n          - inputPerMTok: 1 #<", "spec.gateway.providers[0].models[0].name", "is required"},
-		{"negative cached price", gw + "      - name: o\n        baseURL: https://x\n        models:\n          - name: m\n            cachedInputPerMTok: -1 #<", "spec.gateway.providers[0].models[0].cachedInputPerMTok", "must not be negative"},
+		{"negative cached price", gw + "      - name: o\n        baseURL: https://x\n        models:\n          - name: m\n            cachedInputPerMTok: -1 #<", "spec.gateway.providers[0].models[0].cachedInputPerMTok", "-1 is outside 0.."},
+		{"spill without fallback", minimal + pool + "\n  gateway:\n    models:\n      - name: m\n        routes: [{pool: p}]\n        spillOverInFlight: 4 #<", "spec.gateway.models[0].spillOverInFlight", "needs a fallback route"},
+		{"spill without pool", minimal + "\n  gateway:\n    providers: [{name: o, baseURL: https://x}]\n    models:\n      - name: m\n        routes: [{provider: o}]\n        fallback: [{provider: o}]\n        spillOverInFlight: 4 #<", "spec.gateway.models[0].spillOverInFlight", "needs a route to a pool"},
+		{"spill negative", minimal + pool + "\n  gateway:\n    models:\n      - name: m\n        routes: [{pool: p}]\n        fallback: [{pool: p}]\n        spillOverInFlight: -1 #<", "spec.gateway.models[0].spillOverInFlight", "-1 is outside 1.."},
 		{"dup price", gw + "      - name: o\n        baseURL: https://x\n        models:\n          - name: m\n          - name: m #<", "spec.gateway.providers[0].models[1].name", `duplicate provider model "m"`},
 	}
 	for _, c := range cases {

@@ -79,6 +79,7 @@ func (v *validator) models(p string, models []Model, pools, providers map[string
 		if m.Retries < 0 || m.Retries > MaxRetries {
 			v.add(mp+".retries", "%d is outside 0..%d", m.Retries, MaxRetries)
 		}
+		v.spillOver(mp, m)
 	}
 	return routedPools
 }

@@ -68,27 +68,27 @@ type exchange struct {
 
 	// Outcome, written by the stage that ends the exchange (fail for an
 	// error, proxy for an answer) and recorded by finish.
-	status       int
-	errMsg       string
-	backend      string
+	status  int
+	errMsg  string
+	backend string
 	// provider is the answering upstream's gen_ai.provider.name;
 	// providerPrice its price for the model, and meter the usage details
 	// its translation reported (proxy).
 	provider      string
 	providerPrice *policy.ProviderModel
 	meter         outbound.Meter
-	attempts     int
-	wroteHeader  bool
-	ttft         time.Duration
-	usage        *openai.Usage
-	usageStore   openai.Usage
-	usageCounted bool // usage is the gateway's count (usage.go)
-	answered     bool // a 200 head went to the client
-	completion   []byte
-	completionCC *tokens.CompletionCounter
-	clientGone   bool
-	plan         []*route.Route
-	chunk        openai.Chunk
+	attempts      int
+	wroteHeader   bool
+	ttft          time.Duration
+	usage         *openai.Usage
+	usageStore    openai.Usage
+	usageCounted  bool // usage is the gateway's count (usage.go)
+	answered      bool // a 200 head went to the client
+	completion    []byte
+	completionCC  *tokens.CompletionCounter
+	clientGone    bool
+	plan          []*route.Route
+	chunk         openai.Chunk
 	// limited bounds the request and response body reads; it lives in
 	// the pooled exchange so each read does not allocate one.
 	limited io.LimitedReader

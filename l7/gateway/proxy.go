@@ -66,6 +66,11 @@ func (proxyStage) serve(x *exchange) *openai.Error { return x.proxy() }
 func (x *exchange) proxy() *openai.Error {
 	retries := x.model.Policy.Retries
 	x.plan = x.model.Plan(x.plan, retries)
+	if n := x.model.Policy.SpillOverInFlight; n > 0 && len(x.plan) > 1 && x.plan[0].Pool != nil && x.plan[0].Pool.Saturated(int64(n)) {
+		// The pool is saturated: start at the fallback (spill-over), the
+		// pool after it.
+		x.plan[0], x.plan[1] = x.plan[1], x.plan[0]
+	}
 	// Upstream is always asked for usage on streams so billing is exact.
 	if x.req.Stream && !x.req.WantsUsage() && x.ep != openai.Embeddings {
 		x.rewrite.IncludeUsage = true

@@ -425,3 +425,21 @@ func (p *Provider) Price(upstreamModel, model string) *policy.ProviderModel {
 	}
 	return p.Prices[upstreamModel]
 }
+
+// Saturated reports whether every backend that can take new requests has
+// at least n in flight from this gateway (the spill-over signal): the
+// pool's own queue would hold a new request, where a fallback provider
+// can answer it now.
+func (p *Pool) Saturated(n int64) bool {
+	any := false
+	for _, b := range p.Backends {
+		if !eligible(b) {
+			continue
+		}
+		any = true
+		if b.InFlight() < n {
+			return false
+		}
+	}
+	return any
+}

@@ -7,13 +7,27 @@
 # (ns/chunk). Providers answer pre-rendered bodies in their own wire formats
 # (l7/gateway/translate_bench_test.go), so only the gateway's work differs.
 #
-#   COUNT=5 BENCHTIME=300x scripts/bench/translate.sh
+#   ROUNDS=5 BENCHTIME=300x scripts/bench/translate.sh
 #
-# Prints the go test benchmark lines (COUNT rounds, kinds measured in turn
-# within each round); compare kinds within one run only.
+# Each round measures every kind in turn (rounds interleave, so load that
+# comes and goes touches all kinds alike); it prints every line, then per
+# benchmark the median over the rounds of each figure. Compare kinds within
+# one run only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-COUNT=${COUNT:-5}
+ROUNDS=${ROUNDS:-5}
 BENCHTIME=${BENCHTIME:-300x}
-CGO_CFLAGS=${CGO_CFLAGS:--Wno-deprecated-declarations} go test -run '^$' -bench '^BenchmarkTranslation$' \
-  -benchtime "$BENCHTIME" -count "$COUNT" ./l7/gateway | grep -E '^(Benchmark|goos|cpu|ok|FAIL)'
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for _ in $(seq "$ROUNDS"); do
+  CGO_CFLAGS=${CGO_CFLAGS:--Wno-deprecated-declarations} go test -run '^$' -bench '^BenchmarkTranslation$' \
+    -benchtime "$BENCHTIME" -count 1 ./l7/gateway | grep -E '^Benchmark' | tee -a "$out"
+done
+echo "medians over $ROUNDS rounds:"
+awk '{
+  name=$1; for (i=3; i<NF; i+=2) { key=name" "$(i+1); vals[key]=vals[key]" "$i; if (!(key in seen)) { seen[key]=1; order[++n]=key } }
+} END {
+  for (k=1; k<=n; k++) { key=order[k]; m=split(substr(vals[key],2), a, " ");
+    for (i=1;i<=m;i++) for (j=i+1;j<=m;j++) if (a[j]+0<a[i]+0) { t=a[i]; a[i]=a[j]; a[j]=t }
+    printf "%s median=%s\n", key, a[int((m+1)/2)] }
+}' "$out"

@@ -42,11 +42,11 @@ type aSource struct {
 }
 
 type aRequest struct {
-	Model         *string         `json:"model"`
-	MaxTokens     *int64          `json:"max_tokens"`
-	Messages      []aMessage      `json:"messages"`
-	System        json.RawMessage `json:"system,omitempty"`
-	Tools         []struct {
+	Model     *string         `json:"model"`
+	MaxTokens *int64          `json:"max_tokens"`
+	Messages  []aMessage      `json:"messages"`
+	System    json.RawMessage `json:"system,omitempty"`
+	Tools     []struct {
 		Name        string          `json:"name"`
 		Description string          `json:"description,omitempty"`
 		InputSchema json.RawMessage `json:"input_schema"`

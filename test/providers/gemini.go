@@ -22,9 +22,9 @@ func geminiError(w http.ResponseWriter, status int, st, msg string) {
 }
 
 type gPart struct {
-	Text             *string `json:"text,omitempty"`
-	Thought          bool    `json:"thought,omitempty"`
-	InlineData       *struct {
+	Text       *string `json:"text,omitempty"`
+	Thought    bool    `json:"thought,omitempty"`
+	InlineData *struct {
 		MimeType string `json:"mimeType"`
 		Data     string `json:"data"`
 	} `json:"inlineData,omitempty"`

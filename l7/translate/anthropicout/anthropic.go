@@ -39,17 +39,19 @@ func (*Translator) ProviderName() string { return "anthropic" }
 
 // Wire types of the Messages API.
 type request struct {
-	Model         string          `json:"model"`
-	MaxTokens     int64           `json:"max_tokens"`
-	System        string          `json:"system,omitempty"`
-	Messages      []message       `json:"messages"`
-	Tools         []tool          `json:"tools,omitempty"`
-	ToolChoice    *toolChoice     `json:"tool_choice,omitempty"`
-	StopSequences []string        `json:"stop_sequences,omitempty"`
-	Temperature   *float64        `json:"temperature,omitempty"`
-	TopP          *float64        `json:"top_p,omitempty"`
-	Stream        bool            `json:"stream,omitempty"`
-	Metadata      *struct{ UserID string `json:"user_id"` } `json:"metadata,omitempty"`
+	Model         string      `json:"model"`
+	MaxTokens     int64       `json:"max_tokens"`
+	System        string      `json:"system,omitempty"`
+	Messages      []message   `json:"messages"`
+	Tools         []tool      `json:"tools,omitempty"`
+	ToolChoice    *toolChoice `json:"tool_choice,omitempty"`
+	StopSequences []string    `json:"stop_sequences,omitempty"`
+	Temperature   *float64    `json:"temperature,omitempty"`
+	TopP          *float64    `json:"top_p,omitempty"`
+	Stream        bool        `json:"stream,omitempty"`
+	Metadata      *struct {
+		UserID string `json:"user_id"`
+	} `json:"metadata,omitempty"`
 }
 
 type message struct {
@@ -116,7 +118,9 @@ func (t *Translator) Body(r *outbound.Request) ([]byte, error) {
 		}
 	}
 	if r.User != "" {
-		ar.Metadata = &struct{ UserID string `json:"user_id"` }{r.User}
+		ar.Metadata = &struct {
+			UserID string `json:"user_id"`
+		}{r.User}
 	}
 	var system []string
 	for i := range r.Messages {
