@@ -264,3 +264,46 @@ func TestSpillOverPoolToProvider(t *testing.T) {
 		t.Fatalf("after load fell: %+v", r)
 	}
 }
+
+// TestSpillOverInFlight: with spillOverInFlight, a request that finds the
+// pool's backends at that many requests in flight goes to the provider
+// first, without a round trip to the pool's queue; once they finish, the
+// pool serves again.
+func TestSpillOverInFlight(t *testing.T) {
+	m := newMock(t, mockllm.Config{TokensPerSecond: 20, MaxTokens: 20})
+	s := newStandIns(t)
+	s.anthropic.Always(providers.Reply{Text: "spilled", Usage: providers.Usage{Input: 9, Output: 1}})
+	c := providerPolicy(s, pool("gpu", m))
+	c.Gateway.Models[0].Name = "llama"
+	c.Gateway.Models[0].SpillOverInFlight = 1
+	c.Gateway.Models[0].Routes = []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 100}}
+	c.Gateway.Models[0].Fallback = []policy.CompiledRoute{{Pool: -1, Provider: 0, Weight: 100, UpstreamModel: "claude-sonnet"}}
+	h := newHarness(t, c, Options{Getenv: standInEnv})
+	done := make(chan int)
+	go func() {
+		st, _, _ := h.call(testKey, "/v1/chat/completions", kindBody("llama", `,"max_tokens":20`))
+		done <- st
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Stats().Total == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the pool")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st, _, body := h.call(testKey, "/v1/chat/completions", kindBody("llama", "")); st != 200 || !strings.Contains(string(body), "spilled") {
+		t.Fatalf("while saturated: %d %s", st, body)
+	}
+	if r := h.last(); r.Backend != "provider/claude" || r.Attempts != 1 || m.Stats().Total != 1 {
+		t.Fatalf("while saturated: %+v, pool saw %d", r, m.Stats().Total)
+	}
+	if st := <-done; st != 200 {
+		t.Fatal(st)
+	}
+	if st, _, _ := h.call(testKey, "/v1/chat/completions", kindBody("llama", `,"max_tokens":1`)); st != 200 {
+		t.Fatal(st)
+	}
+	if r := h.last(); r.Backend != "gpu/gpu-a" {
+		t.Fatalf("after load fell: %+v", r)
+	}
+}

@@ -431,15 +431,15 @@ func (p *Provider) Price(upstreamModel, model string) *policy.ProviderModel {
 // pool's own queue would hold a new request, where a fallback provider
 // can answer it now.
 func (p *Pool) Saturated(n int64) bool {
-	any := false
+	some := false
 	for _, b := range p.Backends {
 		if !eligible(b) {
 			continue
 		}
-		any = true
+		some = true
 		if b.InFlight() < n {
 			return false
 		}
 	}
-	return any
+	return some
 }
