@@ -307,3 +307,37 @@ func TestSpillOverInFlight(t *testing.T) {
 		t.Fatalf("after load fell: %+v", r)
 	}
 }
+
+// TestOpenAIProviderKeyFileReloaded: an openai-kind provider's key file is
+// read again when it changes, as the translated kinds' are.
+func TestOpenAIProviderKeyFileReloaded(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	file := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(file, []byte("sk-old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc := basePolicy()
+	pc.Gateway.Providers = []policy.Provider{{Name: "ext", BaseURL: m.ts.URL + "/v1", APIKeyFile: file}}
+	pc.Gateway.Models[0].Routes = []policy.CompiledRoute{{Pool: -1, Provider: 0, Weight: 1}}
+	h := newHarness(t, pc, Options{})
+	key := func() string {
+		if st, _, body := h.call(testKey, "/v1/chat/completions", chatBody("x", "")); st != 200 {
+			t.Fatalf("%d %s", st, body)
+		}
+		up, _ := m.LastRequest()
+		return up.Header.Get("Authorization")
+	}
+	if k := key(); k != "Bearer sk-old" {
+		t.Fatal(k)
+	}
+	if err := os.WriteFile(file, []byte("sk-new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for key() != "Bearer sk-new" {
+		if time.Now().After(deadline) {
+			t.Fatal("the rewritten key file was never read")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

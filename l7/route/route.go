@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/infergate/infergate/l7/translate/outbound"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -67,10 +68,23 @@ type Provider struct {
 	// Prices is the provider's price table by upstream model.
 	Prices map[string]*policy.ProviderModel
 	key    string
+	// secret is the key file, read again when it changes (nil: key is
+	// from the environment, or there is none).
+	secret *outbound.Secret
 }
 
 // Key is the credential the gateway sends to the provider.
-func (p *Provider) Key() string { return p.key }
+// A key from a file is read again when the file changes (a rotated key
+// is used without a restart); if it stops reading, the last good key is
+// kept.
+func (p *Provider) Key() string {
+	if p.secret != nil {
+		if k, err := p.secret.String(); err == nil {
+			return k
+		}
+	}
+	return p.key
+}
 
 // Picker chooses a backend of a pool by GPU load. It returns an index into
 // backends, or -1 to leave the choice to power of two choices.
@@ -177,8 +191,13 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
+		var secret *outbound.Secret
+		if pv.APIKeyFile != "" {
+			secret = &outbound.Secret{ReadFile: opts.ReadFile}
+			secret.SetFile(pv.APIKeyFile, key)
+		}
 		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name,
-			GenAIName: policy.GenAIProviderName(pv.ProviderKind()), Prices: prices(pv.Models), key: key}
+			GenAIName: policy.GenAIProviderName(pv.ProviderKind()), Prices: prices(pv.Models), key: key, secret: secret}
 	}
 	t := &Table{models: map[string]*Model{}, picker: opts.Picker}
 	conv := func(rs []policy.CompiledRoute, model string) ([]Route, error) {

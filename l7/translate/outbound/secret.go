@@ -42,6 +42,19 @@ func NewFileSecret(file string) (*Secret, error) {
 	return s, nil
 }
 
+// SetFile makes s read file, with val its content just read (so the first
+// use does not read it again).
+func (s *Secret) SetFile(file, val string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.file, s.val = file, []byte(val)
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	s.checked = now()
+}
+
 // NewEnvSecret takes the value of the environment variable env.
 func NewEnvSecret(env string, getenv func(string) string) (*Secret, error) {
 	if getenv == nil {
