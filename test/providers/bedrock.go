@@ -193,6 +193,8 @@ func checkBedrock(req *bRequest) error {
 				if _, err := base64.StdEncoding.DecodeString(b.Image.Source.Bytes); err != nil || b.Image.Source.Bytes == "" {
 					return fmt.Errorf("messages.%d.content.%d.image.source.bytes: invalid base64", i, j)
 				}
+			case (b.ToolUse != nil || b.ToolResult != nil) && req.ToolConfig == nil:
+				return fmt.Errorf("The toolConfig field must be defined when using toolUse and toolResult content blocks.")
 			case b.ToolUse != nil:
 				if m.Role != "assistant" || b.ToolUse.ToolUseID == "" || b.ToolUse.Name == "" || len(b.ToolUse.Input) == 0 || b.ToolUse.Input[0] != '{' {
 					return fmt.Errorf("messages.%d.content.%d.toolUse: invalid", i, j)

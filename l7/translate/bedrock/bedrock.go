@@ -212,7 +212,10 @@ func Body(r *outbound.Request) ([]byte, error) {
 	if err != nil {
 		return nil, outbound.Invalid(err.Error())
 	}
-	if len(r.Tools) > 0 && tc.Mode != "none" {
+	// Converse has no "none" choice, and refuses toolUse and toolResult
+	// blocks without a toolConfig: with "none" the tools are left out
+	// unless the conversation already holds tool blocks.
+	if len(r.Tools) > 0 && (tc.Mode != "none" || hasToolBlocks(cr.Messages)) {
 		cr.ToolConfig = &toolConfig{}
 		for _, tl := range r.Tools {
 			if tl.Type != "function" && tl.Type != "" {
@@ -234,6 +237,17 @@ func Body(r *outbound.Request) ([]byte, error) {
 		}
 	}
 	return json.Marshal(&cr)
+}
+
+func hasToolBlocks(ms []message) bool {
+	for _, m := range ms {
+		for _, b := range m.Content {
+			if b.ToolUse != nil || b.ToolResult != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func appendTurn(ms []message, role string, bs ...contentBlock) []message {

@@ -174,3 +174,15 @@ func FuzzStream(f *testing.F) {
 		t.Fatal("decoder did not end")
 	})
 }
+
+// TestToolChoiceNoneWithToolHistory: Converse refuses tool blocks without
+// a toolConfig, so tool_choice "none" keeps the tools when the history
+// holds tool calls.
+func TestToolChoiceNoneWithToolHistory(t *testing.T) {
+	rt, s := newRT(t)
+	s.Always(providers.Reply{Text: "21 degrees."})
+	body := `{"model":"m","tool_choice":"none","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"Paris?"},{"role":"assistant","tool_calls":[{"id":"t1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"t1","content":"21"}]}`
+	if st, cr := providers.Whole(t, rt, body); st != 200 {
+		t.Fatalf("%d %+v", st, cr.Error)
+	}
+}
