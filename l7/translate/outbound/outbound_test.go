@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -75,4 +76,27 @@ func TestMapError(t *testing.T) {
 	if e := MapError(400, strings.Repeat("x", 5000), ""); len(e.Message) > 1024 {
 		t.Error("message not bounded")
 	}
+}
+
+// FuzzAppendChunk: the hand-written chunk encoding is byte for byte what
+// json.Marshal writes, for any text, ids and finish reasons.
+func FuzzAppendChunk(f *testing.F) {
+	f.Add("chatcmpl-1", "hello \"world\"\n<&>", "tool", `{"a":1}`, "stop", true)
+	f.Add("", "\u2028\x01\xff", "", "", "", false)
+	f.Fuzz(func(t *testing.T, id, text, name, args, finish string, usage bool) {
+		c := &Chunk{ID: id, Object: "chat.completion.chunk", Created: 7, Model: name, Choices: []ChunkChoice{
+			{Delta: Delta{Role: "assistant", Content: &text, ReasoningContent: finish}},
+			{Index: 1, Delta: Delta{ToolCalls: []ChunkToolCall{{Index: 2, ID: id, Type: "function", Function: ChunkFunctionCall{Name: name, Arguments: args}}}}, FinishReason: &finish},
+		}}
+		if usage {
+			c.Usage = NewUsage(5, 6, 1, 2)
+		}
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendChunk(nil, c); string(got) != string(want) {
+			t.Fatalf("appendChunk\n%s\njson.Marshal\n%s", got, want)
+		}
+	})
 }

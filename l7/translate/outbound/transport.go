@@ -227,12 +227,8 @@ func (s *streamBody) emit(c *Chunk) {
 	if c.Choices == nil {
 		c.Choices = []ChunkChoice{}
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return
-	}
 	s.buf = append(s.buf, "data: "...)
-	s.buf = append(s.buf, b...)
+	s.buf = appendChunk(s.buf, c)
 	s.buf = append(s.buf, "\n\n"...)
 }
 
