@@ -341,3 +341,22 @@ func TestOpenAIProviderKeyFileReloaded(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestProviderCredentialsMissing: a provider whose credentials cannot be
+// read is refused when the policy is built, naming the provider and where
+// the credential was looked for (never a value).
+func TestProviderCredentialsMissing(t *testing.T) {
+	for _, p := range []policy.Provider{
+		{Name: "bed", Kind: policy.ProviderBedrock, Region: "us-east-1"},
+		{Name: "bed2", Kind: policy.ProviderBedrock, Region: "us-east-1", AWSCredentialsFile: "/nonexistent/aws-credentials"},
+		{Name: "gem", Kind: policy.ProviderGemini, APIKeyEnv: "UNSET_GEMINI_KEY"},
+	} {
+		c := basePolicy()
+		c.Gateway.Providers = []policy.Provider{p}
+		c.Gateway.Models[0].Routes = []policy.CompiledRoute{{Pool: -1, Provider: 0, Weight: 1}}
+		_, err := New(c, Options{Getenv: func(string) string { return "" }})
+		if err == nil || !strings.Contains(err.Error(), "provider "+p.Name) {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+}
