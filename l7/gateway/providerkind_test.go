@@ -360,3 +360,21 @@ func TestProviderCredentialsMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestTranslatedStreamBroken: a provider stream that breaks off after it
+// began (here Bedrock's event stream cut mid-answer) reaches the client as
+// what it streamed and then an error event, never a clean [DONE]; it is
+// recorded as a 502 and billed from the gateway's count of what streamed.
+func TestTranslatedStreamBroken(t *testing.T) {
+	s := newStandIns(t)
+	s.bedrock.Always(providers.Reply{Text: "one two three four five six", Pieces: 6, BreakAfter: 3})
+	h := newHarness(t, providerPolicy(s), Options{Getenv: standInEnv})
+	status, _, body := h.call(testKey, "/v1/chat/completions", kindBody("via-bedrock", `,"stream":true`))
+	events := sse(body)
+	if status != 200 || len(events) < 2 || !strings.Contains(events[len(events)-1], "upstream_stream_broken") || strings.Contains(string(body), "[DONE]") {
+		t.Fatalf("%d %q", status, events)
+	}
+	if r := h.last(); r.Status != 502 || r.UsageSource != "counted" || r.CompletionTokens == 0 || r.Provider != "aws.bedrock" {
+		t.Fatalf("audit %+v", r)
+	}
+}
