@@ -67,8 +67,17 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	usage := map[string]any{"prompt_tokens": rep.Usage.Input, "completion_tokens": rep.Usage.Output, "total_tokens": rep.Usage.Input + rep.Usage.Output}
 	if !req.Stream {
+		msg := map[string]any{"role": "assistant", "content": rep.Text}
+		finish := "stop"
+		if len(rep.Calls) > 0 {
+			var calls []any
+			for _, c := range rep.Calls {
+				calls = append(calls, map[string]any{"id": c.ID, "type": "function", "function": map[string]string{"name": c.Name, "arguments": c.Args}})
+			}
+			msg["content"], msg["tool_calls"], finish = nil, calls, "tool_calls"
+		}
 		writeJSON(w, 200, map[string]any{"id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": dep,
-			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": rep.Text}, "finish_reason": "stop"}}, "usage": usage})
+			"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": finish}}, "usage": usage})
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
