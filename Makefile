@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 25m
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all generate build test bench bench-cache bench-sched demo fuzz clean check-generated
+.PHONY: all generate build test bench bench-cache bench-sched bench-translate demo fuzz clean check-generated
 
 all: build
 
@@ -56,6 +56,9 @@ bench-inbound:
 
 bench-sched:
 	$(GO) run ./test/sched -seed 1
+
+bench-translate:
+	./scripts/bench/translate.sh
 
 # As root: a namespace lab with the real agents, real traffic and a bounded
 # flood, a summary, then cleanup. DEMO_HOLD=10m keeps the lab up afterwards.

@@ -277,7 +277,7 @@ func build(d *Document) *Compiled {
 	for _, m := range g.Models {
 		cm := CompiledModel{
 			Name: m.Name, Aliases: append([]string(nil), m.Aliases...), Encoding: m.Encoding, Price: m.Price,
-			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries, Cache: m.Cache,
+			Timeouts: compileTimeouts(m.Timeouts), Retries: m.Retries, Cache: m.Cache, SpillOverInFlight: m.SpillOverInFlight,
 		}
 		for _, r := range m.Routes {
 			cm.Routes = append(cm.Routes, route(r))

@@ -174,6 +174,8 @@ type CompiledModel struct {
 	Timeouts CompiledTimeouts
 	Retries  int
 	Cache    ModelCache
+	// SpillOverInFlight: see Model.
+	SpillOverInFlight int
 }
 
 // CompiledRoute targets a pool (Pool >= 0) or a provider (Provider >= 0).

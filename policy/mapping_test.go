@@ -231,7 +231,8 @@ func sameCompiled(a, b *Compiled) bool {
 }
 
 // enums are the value sets of the document's enumerated fields.
-var enums = [][]string{clientAuthModes, xdpModes, fwActions, ruleProtocols, vipProtocols, forwardings, backendStates, healthTypes, encodings, inspectActions, Detectors}
+var enums = [][]string{clientAuthModes, xdpModes, fwActions, ruleProtocols, vipProtocols, forwardings, backendStates, healthTypes, encodings, inspectActions, Detectors,
+	ProviderKinds, {"api-key", "bearer"}, {"us-east-1", "eu-central-1"}}
 
 // candidates returns other values of v's type that a valid document may hold.
 func candidates(v reflect.Value) []reflect.Value {

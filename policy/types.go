@@ -280,6 +280,11 @@ type Model struct {
 	Retries int `yaml:"retries,omitempty" json:"retries,omitempty" default:"2"`
 	// Cache is this model's use of spec.gateway.cache (types_cache.go).
 	Cache ModelCache `yaml:"cache,omitempty" json:"cache,omitzero"`
+	// SpillOverInFlight: when every backend of the pool a request is
+	// routed to has this many requests in flight from this gateway, the
+	// request starts at the fallback (an external provider) instead of
+	// queueing at the pool; 0 spills only on the pool's 429 and 5xx.
+	SpillOverInFlight int `yaml:"spillOverInFlight,omitempty" json:"spillOverInFlight,omitempty"`
 }
 
 // Price in USD per million tokens.
@@ -309,6 +314,25 @@ type Provider struct {
 	// CAFile is a PEM bundle of the CAs an https baseURL's certificate must
 	// chain to, instead of the system roots.
 	CAFile string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	// Kind is the provider's API (types_provider.go): openai (default),
+	// azure-openai, anthropic, bedrock or gemini.
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"`
+	// APIVersion: azure-openai's api-version, anthropic's anthropic-version.
+	APIVersion string `yaml:"apiVersion,omitempty" json:"apiVersion,omitempty"`
+	// Auth (azure-openai): api-key (default, the api-key header) or bearer.
+	Auth string `yaml:"auth,omitempty" json:"auth,omitempty"`
+	// Region (bedrock) signs requests and names the default endpoint.
+	Region string `yaml:"region,omitempty" json:"region,omitempty"`
+	// AWSCredentialsFile (bedrock) is a shared credentials file, read again
+	// when it changes; absent: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	AWSCredentialsFile string `yaml:"awsCredentialsFile,omitempty" json:"awsCredentialsFile,omitempty"`
+	// AWSProfile is the file's profile (default "default").
+	AWSProfile string `yaml:"awsProfile,omitempty" json:"awsProfile,omitempty"`
+	// MaxTokens (anthropic) is max_tokens when the client sets none
+	// (default 4096): the Messages API requires it.
+	MaxTokens int `yaml:"maxTokens,omitempty" json:"maxTokens,omitempty"`
+	// Models is the provider's price table by upstream model name.
+	Models []ProviderModel `yaml:"models,omitempty" json:"models,omitempty"`
 }
 
 // GatewayTLS is the gateway listener's TLS: a certificate and key read from

@@ -18,7 +18,9 @@ func (v *validator) providers(p string, list []Provider) map[string]int {
 		v.unique(seen, pp+".name", pr.Name, "provider")
 		providers[pr.Name] = i
 		if pr.BaseURL == "" {
-			v.add(pp+".baseURL", "is required")
+			if providerNeedsBaseURL(pr) {
+				v.add(pp+".baseURL", "is required")
+			}
 		} else {
 			v.httpURL(pp+".baseURL", pr.BaseURL)
 		}
@@ -29,6 +31,7 @@ func (v *validator) providers(p string, list []Provider) map[string]int {
 			v.add(pp+".apiKeyFile", "%q must be an absolute path", pr.APIKeyFile)
 		}
 		v.providerCA(pp, pr)
+		v.providerKind(pp, pr)
 	}
 	return providers
 }
@@ -76,6 +79,7 @@ func (v *validator) models(p string, models []Model, pools, providers map[string
 		if m.Retries < 0 || m.Retries > MaxRetries {
 			v.add(mp+".retries", "%d is outside 0..%d", m.Retries, MaxRetries)
 		}
+		v.spillOver(mp, m)
 	}
 	return routedPools
 }

@@ -25,18 +25,20 @@ const (
 
 // Record is one audit line.
 type Record struct {
-	ID               string    `json:"id"`
-	Time             time.Time `json:"time"`
-	Tenant           string    `json:"tenant,omitempty"`
-	Key              string    `json:"key,omitempty"`
-	Subject          string    `json:"subject,omitempty"`
-	Endpoint         string    `json:"endpoint"`
-	Model            string    `json:"model,omitempty"`
-	Backend          string    `json:"backend,omitempty"`
-	Status           int       `json:"status"`
-	Stream           bool      `json:"stream,omitempty"`
-	PromptTokens     int64     `json:"prompt_tokens"`
-	CompletionTokens int64     `json:"completion_tokens"`
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	Tenant   string    `json:"tenant,omitempty"`
+	Key      string    `json:"key,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	Endpoint string    `json:"endpoint"`
+	Model    string    `json:"model,omitempty"`
+	Backend  string    `json:"backend,omitempty"`
+	// Provider is the answering upstream's gen_ai.provider.name.
+	Provider         string `json:"provider,omitempty"`
+	Status           int    `json:"status"`
+	Stream           bool   `json:"stream,omitempty"`
+	PromptTokens     int64  `json:"prompt_tokens"`
+	CompletionTokens int64  `json:"completion_tokens"`
 	// UsageSource says where the completion count came from: "upstream"
 	// (the backend's usage) or "counted" (the gateway's own count of the text
 	// it streamed, when the backend gave none or the stream ended early).

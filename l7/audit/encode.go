@@ -25,6 +25,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendString(b, r.Endpoint)
 	b = appendOptString(b, "model", r.Model)
 	b = appendOptString(b, "backend", r.Backend)
+	b = appendOptString(b, "provider", r.Provider)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	if r.Stream {

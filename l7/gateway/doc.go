@@ -124,6 +124,17 @@
 // l7/auth. Providers with a caFile get a transport verified against that
 // bundle only (upstreamtls.go).
 //
+// Providers of a kind other than openai (azure-openai, anthropic, bedrock,
+// gemini) are reached through a translating round tripper in front of
+// their transport (providerkind.go, l7/translate/...): the proxy sends
+// and receives chat completions as for any OpenAI-compatible provider, so
+// every stage, retries and fallback included, works the same whatever the
+// provider. The audit line and traces name the provider that answered by
+// its gen_ai.provider.name, and infergate_backend_provider_info maps each
+// backend label to it. A provider's price table (policy ProviderModel)
+// bills what it serves, cache reads at the cached-input price that its
+// translated usage reports (outbound.Meter).
+//
 // Apply swaps the compiled configuration atomically; a request keeps the
 // snapshot it started with until it ends.
 package gateway

@@ -19,6 +19,8 @@ import (
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/l7/tokens"
+	"github.com/infergate/infergate/l7/translate/outbound"
+	"github.com/infergate/infergate/policy"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
@@ -68,21 +70,27 @@ type exchange struct {
 
 	// Outcome, written by the stage that ends the exchange (fail for an
 	// error, proxy for an answer) and recorded by finish.
-	status       int
-	errMsg       string
-	backend      string
-	attempts     int
-	wroteHeader  bool
-	ttft         time.Duration
-	usage        *openai.Usage
-	usageStore   openai.Usage
-	usageCounted bool // usage is the gateway's count (usage.go)
-	answered     bool // a 200 head went to the client
-	completion   []byte
-	completionCC *tokens.CompletionCounter
-	clientGone   bool
-	plan         []*route.Route
-	chunk        openai.Chunk
+	status  int
+	errMsg  string
+	backend string
+	// provider is the answering upstream's gen_ai.provider.name;
+	// providerPrice its price for the model, and meter the usage details
+	// its translation reported (proxy).
+	provider      string
+	providerPrice *policy.ProviderModel
+	meter         outbound.Meter
+	attempts      int
+	wroteHeader   bool
+	ttft          time.Duration
+	usage         *openai.Usage
+	usageStore    openai.Usage
+	usageCounted  bool // usage is the gateway's count (usage.go)
+	answered      bool // a 200 head went to the client
+	completion    []byte
+	completionCC  *tokens.CompletionCounter
+	clientGone    bool
+	plan          []*route.Route
+	chunk         openai.Chunk
 	// limited bounds the request and response body reads; it lives in
 	// the pooled exchange so each read does not allocate one.
 	limited io.LimitedReader
@@ -241,6 +249,16 @@ func (x *exchange) price(prompt, completion int64) float64 {
 	if x.model == nil {
 		return 0
 	}
+	if pp := x.providerPrice; pp != nil {
+		// The provider's own price; its cache reads at the cached-input
+		// price (absent: the input price).
+		cached := min(max(x.meter.CachedTokens, 0), prompt)
+		cachedPrice := pp.CachedInputPerMTok
+		if cachedPrice == 0 {
+			cachedPrice = pp.InputPerMTok
+		}
+		return (float64(prompt-cached)*pp.InputPerMTok + float64(cached)*cachedPrice + float64(completion)*pp.OutputPerMTok) / 1e6
+	}
 	p := x.model.Policy.Price
 	return (float64(prompt)*p.InputPerMTok + float64(completion)*p.OutputPerMTok) / 1e6
 }
@@ -322,7 +340,7 @@ func (x *exchange) finish() {
 		return
 	}
 	rec := &audit.Record{ID: x.id, Time: x.start.UTC(), Tenant: x.principal.Tenant, Key: x.principal.KeyName,
-		Subject: x.principal.Subject, Endpoint: x.ep.Path(), Model: modelName, Backend: x.backend, Status: status,
+		Subject: x.principal.Subject, Endpoint: x.ep.Path(), Model: modelName, Backend: x.backend, Provider: x.provider, Status: status,
 		Stream: x.req.Stream, PromptTokens: prompt, CompletionTokens: completion, UsageSource: source, CostUSD: cost,
 		Attempts: x.attempts, LatencyMS: ms(elapsed), TTFTMS: ms(x.ttft), Error: x.errMsg, Cache: x.cacheHit, CachedTokens: cachedTokens}
 	rec.Endpoint = x.endpointPath()

@@ -306,7 +306,7 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 	}
 	if cfg.providerRT, err = g.providerTransports(c); err != nil {
 		_ = cfg.auth.Close()
-		return nil, fmt.Errorf("gateway upstream TLS: %w", err)
+		return nil, fmt.Errorf("gateway providers: %w", err)
 	}
 	if cfg.poolRT, err = g.poolTransports(c); err != nil {
 		_ = cfg.auth.Close()

@@ -20,6 +20,9 @@ type metrics struct {
 	limited  *prometheus.CounterVec
 	// cache is the response cache's (cachemetrics.go).
 	respCache *cacheMetrics
+	// providers maps each provider backend label to its
+	// gen_ai.provider.name (providerkind.go).
+	providers *prometheus.GaugeVec
 
 	cache  sync.Map // seriesKey -> *series
 	cached atomic.Int64
@@ -52,8 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Prompt inspection rule matches, by rule and action."}, []string{"tenant", "rule", "action"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infergate_limit_rejections_total",
 			Help: "Requests refused by a limit, by reason."}, []string{"tenant", "reason"}),
+		providers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "infergate_backend_provider_info",
+			Help: "1 for each backend label with its OpenTelemetry gen_ai.provider.name (join on backend)."}, []string{"backend", "gen_ai_provider_name"}),
 	}
-	for _, c := range []prometheus.Collector{m.tokens, m.ttft, m.tpot, m.duration, m.cost, m.verdicts, m.limited} {
+	for _, c := range []prometheus.Collector{m.tokens, m.ttft, m.tpot, m.duration, m.cost, m.verdicts, m.limited, m.providers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

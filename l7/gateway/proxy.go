@@ -16,6 +16,7 @@ import (
 
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
+	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // upstreamReadBuffer sizes the reader over a streamed response.
@@ -65,6 +66,11 @@ func (proxyStage) serve(x *exchange) *openai.Error { return x.proxy() }
 func (x *exchange) proxy() *openai.Error {
 	retries := x.model.Policy.Retries
 	x.plan = x.model.Plan(x.plan, retries)
+	if n := x.model.Policy.SpillOverInFlight; n > 0 && len(x.plan) > 1 && x.plan[0].Pool != nil && x.plan[0].Pool.Saturated(int64(n)) {
+		// The pool is saturated: start at the fallback (spill-over), the
+		// pool after it.
+		x.plan[0], x.plan[1] = x.plan[1], x.plan[0]
+	}
 	// Upstream is always asked for usage on streams so billing is exact.
 	if x.req.Stream && !x.req.WantsUsage() && x.ep != openai.Embeddings {
 		x.rewrite.IncludeUsage = true
@@ -99,6 +105,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	var base string
 	var release func()
 	backend := x.pickBackend(rt)
+	x.provider, x.providerPrice, x.meter = genAIOpenAI, nil, outbound.Meter{}
 	if b := backend; b != nil {
 		base = b.BaseURL
 		x.backend = b.Label
@@ -106,6 +113,8 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	} else {
 		base = rt.Provider.BaseURL
 		x.backend = rt.Provider.Label
+		x.provider = rt.Provider.GenAIName
+		x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
 	}
 	if release != nil {
 		defer release()
@@ -152,6 +161,10 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		// Only the transport's dialer reads the connect timeout from the
 		// context; the pool is given it directly.
 		upCtx := context.WithValue(ctx, connectTimeoutKey{}, connect)
+		if rt.Provider != nil && rt.Provider.GenAIName != genAIOpenAI {
+			// The translation reports cache reads for the price (providerkind.go).
+			upCtx = outbound.WithMeter(upCtx, &x.meter)
+		}
 		up, rerr := http.NewRequestWithContext(upCtx, http.MethodPost, base+x.ep.Path(), bytes.NewReader(body))
 		if rerr != nil {
 			return attemptRetry, upstreamError(http.StatusBadGateway, "upstream_unavailable", "invalid upstream URL")

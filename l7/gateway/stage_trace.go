@@ -46,7 +46,7 @@ func (s traceStage) finish(x *exchange) {
 	if x.span == nil {
 		return
 	}
-	o := trace.Outcome{Operation: operation(x.ep), RequestModel: x.req.Model, Provider: "openai",
+	o := trace.Outcome{Operation: operation(x.ep), RequestModel: x.req.Model, Provider: x.providerName(),
 		Status: x.status, ErrorType: x.errMsg, Stream: x.req.Stream, Tenant: x.principal.Tenant,
 		Backend: x.backend, TTFT: x.ttft, FinishReason: x.finishReason, Start: x.start, End: time.Now()}
 	if x.usage != nil {

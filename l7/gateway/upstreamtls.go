@@ -36,12 +36,23 @@ type caKey struct {
 // providerTransports loads the CA bundles c's providers name and returns
 // the transport of each such provider, by name.
 func (g *Gateway) providerTransports(c *policy.Compiled) (map[string]http.RoundTripper, error) {
+	g.labelProviders(c)
 	var out map[string]http.RoundTripper
 	for _, p := range c.Gateway.Providers {
-		if p.CAFile == "" {
+		if p.CAFile == "" && p.ProviderKind() == policy.ProviderOpenAI {
 			continue
 		}
-		t, err := g.caTransports.get(p.CAFile)
+		var t http.RoundTripper = gatewayRT{g}
+		if p.CAFile != "" {
+			ct, err := g.caTransports.get(p.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", p.Name, err)
+			}
+			t = ct
+		}
+		// Kinds other than openai translate in front of the transport
+		// (providerkind.go).
+		t, err := kindTransport(p, t, g.opts.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: %w", p.Name, err)
 		}

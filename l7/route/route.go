@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/infergate/infergate/l7/translate/outbound"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -62,11 +63,28 @@ type Provider struct {
 	BaseURL string // e.g. https://api.openai.com/v1
 	// Label is "provider/name", as metrics and the audit log name it.
 	Label string
-	key   string
+	// GenAIName is the provider's gen_ai.provider.name (from its kind).
+	GenAIName string
+	// Prices is the provider's price table by upstream model.
+	Prices map[string]*policy.ProviderModel
+	key    string
+	// secret is the key file, read again when it changes (nil: key is
+	// from the environment, or there is none).
+	secret *outbound.Secret
 }
 
 // Key is the credential the gateway sends to the provider.
-func (p *Provider) Key() string { return p.key }
+// A key from a file is read again when the file changes (a rotated key
+// is used without a restart); if it stops reading, the last good key is
+// kept.
+func (p *Provider) Key() string {
+	if p.secret != nil {
+		if k, err := p.secret.String(); err == nil {
+			return k
+		}
+	}
+	return p.key
+}
 
 // Picker chooses a backend of a pool by GPU load. It returns an index into
 // backends, or -1 to leave the choice to power of two choices.
@@ -173,7 +191,13 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name, key: key}
+		var secret *outbound.Secret
+		if pv.APIKeyFile != "" {
+			secret = &outbound.Secret{ReadFile: opts.ReadFile}
+			secret.SetFile(pv.APIKeyFile, key)
+		}
+		providers[i] = &Provider{Name: pv.Name, BaseURL: strings.TrimRight(pv.BaseURL, "/"), Label: "provider/" + pv.Name,
+			GenAIName: policy.GenAIProviderName(pv.ProviderKind()), Prices: prices(pv.Models), key: key, secret: secret}
 	}
 	t := &Table{models: map[string]*Model{}, picker: opts.Picker}
 	conv := func(rs []policy.CompiledRoute, model string) ([]Route, error) {
@@ -395,4 +419,46 @@ func scheme(p *policy.CompiledPool) string {
 		return "https://"
 	}
 	return "http://"
+}
+
+// prices indexes a provider's price table (nil when it has none).
+func prices(ms []policy.ProviderModel) map[string]*policy.ProviderModel {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make(map[string]*policy.ProviderModel, len(ms))
+	for i := range ms {
+		out[ms[i].Name] = &ms[i]
+	}
+	return out
+}
+
+// Price is the provider's price for the upstream model (or, with no
+// upstream model, the gateway's model name); nil when it has none.
+func (p *Provider) Price(upstreamModel, model string) *policy.ProviderModel {
+	if p.Prices == nil {
+		return nil
+	}
+	if upstreamModel == "" {
+		upstreamModel = model
+	}
+	return p.Prices[upstreamModel]
+}
+
+// Saturated reports whether every backend that can take new requests has
+// at least n in flight from this gateway (the spill-over signal): the
+// pool's own queue would hold a new request, where a fallback provider
+// can answer it now.
+func (p *Pool) Saturated(n int64) bool {
+	some := false
+	for _, b := range p.Backends {
+		if !eligible(b) {
+			continue
+		}
+		some = true
+		if b.InFlight() < n {
+			return false
+		}
+	}
+	return some
 }

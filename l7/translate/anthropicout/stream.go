@@ -1,0 +1,157 @@
+package anthropicout
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/outbound"
+)
+
+// Stream implements outbound.Translator.
+func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
+	return &decoder{er: openai.NewEventReader(bufio.NewReaderSize(body, 16<<10)), tools: map[int]int{}}
+}
+
+// decoder turns Messages stream events into chunks: text_delta to content,
+// thinking_delta to reasoning_content, a tool_use block's start to a tool
+// call's id and name and its input_json_delta to its arguments;
+// message_delta's stop_reason to finish_reason and its usage (with
+// message_start's input usage) to the usage chunk; message_stop ends.
+type decoder struct {
+	er    *openai.EventReader
+	id    string
+	usage usage
+	// tools maps a content block index to its tool call index.
+	tools    map[int]int
+	nTools   int
+	finished bool
+	ev       event
+	chunk    outbound.Chunk
+	choice   [1]outbound.ChunkChoice
+	call     [1]outbound.ChunkToolCall
+}
+
+type event struct {
+	Type    string `json:"type"`
+	Message *struct {
+		ID    string `json:"id"`
+		Model string `json:"model"`
+		Usage usage  `json:"usage"`
+	} `json:"message"`
+	Index        int `json:"index"`
+	ContentBlock *struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+		Text string `json:"text"`
+	} `json:"content_block"`
+	Delta *struct {
+		Type        string `json:"type"`
+		Text        string `json:"text"`
+		Thinking    string `json:"thinking"`
+		PartialJSON string `json:"partial_json"`
+		StopReason  string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage *usage `json:"usage"`
+	Error *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// ErrStreamError is a provider error event in the middle of a stream.
+var ErrStreamError = errors.New("provider sent an error event")
+
+func (d *decoder) Next(emit func(*outbound.Chunk)) error {
+	if d.finished {
+		return io.EOF
+	}
+	_, data, err := d.er.Next()
+	if err != nil {
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF // ended without message_stop
+		}
+		return err
+	}
+	if data == nil {
+		return nil
+	}
+	d.ev = event{}
+	if err := json.Unmarshal(data, &d.ev); err != nil {
+		return fmt.Errorf("provider stream event: %w", err)
+	}
+	ev := &d.ev
+	switch ev.Type {
+	case "message_start":
+		if ev.Message != nil {
+			d.id = ev.Message.ID
+			d.usage = ev.Message.Usage
+		}
+		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
+	case "content_block_start":
+		if cb := ev.ContentBlock; cb != nil && cb.Type == "tool_use" {
+			i := d.nTools
+			d.nTools++
+			d.tools[ev.Index] = i
+			d.call[0] = outbound.ChunkToolCall{Index: i, ID: cb.ID, Type: "function", Function: outbound.ChunkFunctionCall{Name: cb.Name}}
+			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+		} else if cb != nil && cb.Type == "text" && cb.Text != "" {
+			s := cb.Text
+			d.emitDelta(emit, outbound.Delta{Content: &s})
+		}
+	case "content_block_delta":
+		if ev.Delta == nil {
+			return nil
+		}
+		switch ev.Delta.Type {
+		case "text_delta":
+			d.emitDelta(emit, outbound.Delta{Content: &ev.Delta.Text})
+		case "thinking_delta":
+			d.emitDelta(emit, outbound.Delta{ReasoningContent: ev.Delta.Thinking})
+		case "input_json_delta":
+			i, ok := d.tools[ev.Index]
+			if !ok || ev.Delta.PartialJSON == "" {
+				return nil
+			}
+			d.call[0] = outbound.ChunkToolCall{Index: i, Function: outbound.ChunkFunctionCall{Arguments: ev.Delta.PartialJSON}}
+			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+		}
+	case "message_delta":
+		if ev.Usage != nil {
+			// message_delta's usage is cumulative.
+			d.usage.OutputTokens = ev.Usage.OutputTokens
+			if ev.Usage.InputTokens > 0 {
+				d.usage.InputTokens = ev.Usage.InputTokens
+			}
+		}
+		if ev.Delta != nil && ev.Delta.StopReason != "" {
+			fr := FinishReason(ev.Delta.StopReason)
+			d.chunk = outbound.Chunk{ID: d.id}
+			d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
+			d.chunk.Choices = d.choice[:]
+			emit(&d.chunk)
+		}
+	case "message_stop":
+		d.finished = true
+		d.chunk = outbound.Chunk{ID: d.id, Usage: d.usage.chat()}
+		emit(&d.chunk)
+		return io.EOF
+	case "error":
+		if ev.Error != nil {
+			return fmt.Errorf("%w: %s", ErrStreamError, truncate(ev.Error.Type))
+		}
+		return ErrStreamError
+	}
+	return nil // ping and unknown events
+}
+
+func (d *decoder) emitDelta(emit func(*outbound.Chunk), delta outbound.Delta) {
+	d.chunk = outbound.Chunk{ID: d.id}
+	d.choice[0] = outbound.ChunkChoice{Delta: delta}
+	d.chunk.Choices = d.choice[:]
+	emit(&d.chunk)
+}

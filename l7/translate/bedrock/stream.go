@@ -1,0 +1,142 @@
+package bedrock
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/infergate/infergate/l7/translate/outbound"
+)
+
+// Stream implements outbound.Translator.
+func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
+	return &decoder{es: NewDecoder(body), tools: map[int]int{}}
+}
+
+// ErrException is an exception message in the stream (throttling, a
+// validation or model error after the stream began).
+var ErrException = errors.New("provider stream exception")
+
+// decoder maps ConverseStream events (messageStart, contentBlockStart,
+// contentBlockDelta, contentBlockStop, messageStop, metadata) to chunks.
+// The stream's end is metadata (usage) after messageStop; the framing's
+// end before messageStop is a broken stream.
+type decoder struct {
+	es       *Decoder
+	tools    map[int]int
+	nTools   int
+	stopped  bool
+	usage    *outbound.Usage
+	ev       streamEvent
+	chunk    outbound.Chunk
+	choice   [1]outbound.ChunkChoice
+	call     [1]outbound.ChunkToolCall
+	finished bool
+}
+
+type streamEvent struct {
+	Role              string `json:"role"`
+	ContentBlockIndex int    `json:"contentBlockIndex"`
+	Start             *struct {
+		ToolUse *struct {
+			ToolUseID string `json:"toolUseId"`
+			Name      string `json:"name"`
+		} `json:"toolUse"`
+	} `json:"start"`
+	Delta *struct {
+		Text    *string `json:"text"`
+		ToolUse *struct {
+			Input string `json:"input"`
+		} `json:"toolUse"`
+		ReasoningContent *struct {
+			Text string `json:"text"`
+		} `json:"reasoningContent"`
+	} `json:"delta"`
+	StopReason string `json:"stopReason"`
+	Usage      *usage `json:"usage"`
+	Message    string `json:"message"`
+}
+
+func (d *decoder) Next(emit func(*outbound.Chunk)) error {
+	if d.finished {
+		return io.EOF
+	}
+	m, err := d.es.Read()
+	if err == io.EOF {
+		if d.stopped {
+			d.finish(emit)
+			return io.EOF
+		}
+		return io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return err
+	}
+	if mt := m.Get(":message-type"); mt != "event" {
+		return fmt.Errorf("%w: %s", ErrException, truncate(m.Get(":exception-type")+m.Get(":error-code")))
+	}
+	d.ev = streamEvent{}
+	if err := json.Unmarshal(m.Payload, &d.ev); err != nil {
+		return fmt.Errorf("provider stream event: %w", err)
+	}
+	ev := &d.ev
+	switch m.Get(":event-type") {
+	case "messageStart":
+		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
+	case "contentBlockStart":
+		if ev.Start != nil && ev.Start.ToolUse != nil {
+			i := d.nTools
+			d.nTools++
+			d.tools[ev.ContentBlockIndex] = i
+			d.call[0] = outbound.ChunkToolCall{Index: i, ID: ev.Start.ToolUse.ToolUseID, Type: "function",
+				Function: outbound.ChunkFunctionCall{Name: ev.Start.ToolUse.Name}}
+			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+		}
+	case "contentBlockDelta":
+		switch dl := ev.Delta; {
+		case dl == nil:
+		case dl.Text != nil:
+			d.emitDelta(emit, outbound.Delta{Content: dl.Text})
+		case dl.ToolUse != nil:
+			i, ok := d.tools[ev.ContentBlockIndex]
+			if ok && dl.ToolUse.Input != "" {
+				d.call[0] = outbound.ChunkToolCall{Index: i, Function: outbound.ChunkFunctionCall{Arguments: dl.ToolUse.Input}}
+				d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+			}
+		case dl.ReasoningContent != nil && dl.ReasoningContent.Text != "":
+			d.emitDelta(emit, outbound.Delta{ReasoningContent: dl.ReasoningContent.Text})
+		}
+	case "messageStop":
+		d.stopped = true
+		fr := FinishReason(ev.StopReason)
+		d.chunk = outbound.Chunk{}
+		d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
+		d.chunk.Choices = d.choice[:]
+		emit(&d.chunk)
+	case "metadata":
+		if ev.Usage != nil {
+			d.usage = ev.Usage.chat()
+		}
+		if d.stopped {
+			d.finish(emit)
+			return io.EOF
+		}
+	}
+	return nil
+}
+
+func (d *decoder) finish(emit func(*outbound.Chunk)) {
+	d.finished = true
+	if d.usage != nil {
+		d.chunk = outbound.Chunk{Usage: d.usage}
+		emit(&d.chunk)
+	}
+}
+
+func (d *decoder) emitDelta(emit func(*outbound.Chunk), delta outbound.Delta) {
+	d.chunk = outbound.Chunk{}
+	d.choice[0] = outbound.ChunkChoice{Delta: delta}
+	d.chunk.Choices = d.choice[:]
+	emit(&d.chunk)
+}

@@ -1,0 +1,156 @@
+package outbound
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// appendChunk writes c as JSON, as json.Marshal would (field order and
+// omissions included), without its reflection and allocations: a stream
+// writes one per provider event. Usage, once per stream, goes through
+// json.Marshal.
+func appendChunk(b []byte, c *Chunk) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, c.ID)
+	b = append(b, `,"object":`...)
+	b = appendString(b, c.Object)
+	b = append(b, `,"created":`...)
+	b = strconv.AppendInt(b, c.Created, 10)
+	b = append(b, `,"model":`...)
+	b = appendString(b, c.Model)
+	b = append(b, `,"choices":[`...)
+	for i := range c.Choices {
+		ch := &c.Choices[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(ch.Index), 10)
+		b = append(b, `,"delta":{`...)
+		d := &ch.Delta
+		sep := false
+		field := func(name string) {
+			if sep {
+				b = append(b, ',')
+			}
+			sep = true
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, `":`...)
+		}
+		if d.Role != "" {
+			field("role")
+			b = appendString(b, d.Role)
+		}
+		if d.Content != nil {
+			field("content")
+			b = appendString(b, *d.Content)
+		}
+		if d.ReasoningContent != "" {
+			field("reasoning_content")
+			b = appendString(b, d.ReasoningContent)
+		}
+		if len(d.ToolCalls) > 0 {
+			field("tool_calls")
+			b = append(b, '[')
+			for j := range d.ToolCalls {
+				tc := &d.ToolCalls[j]
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"index":`...)
+				b = strconv.AppendInt(b, int64(tc.Index), 10)
+				if tc.ID != "" {
+					b = append(b, `,"id":`...)
+					b = appendString(b, tc.ID)
+				}
+				if tc.Type != "" {
+					b = append(b, `,"type":`...)
+					b = appendString(b, tc.Type)
+				}
+				b = append(b, `,"function":{`...)
+				if tc.Function.Name != "" {
+					b = append(b, `"name":`...)
+					b = appendString(b, tc.Function.Name)
+					b = append(b, ',')
+				}
+				b = append(b, `"arguments":`...)
+				b = appendString(b, tc.Function.Arguments)
+				b = append(b, `}}`...)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, `},"finish_reason":`...)
+		if ch.FinishReason == nil {
+			b = append(b, "null"...)
+		} else {
+			b = appendString(b, *ch.FinishReason)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if c.Usage != nil {
+		u, _ := json.Marshal(c.Usage)
+		b = append(b, `,"usage":`...)
+		b = append(b, u...)
+	}
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 as U+FFFD, and U+2028/U+2029 escaped
+// (as encoding/json does, for JavaScript readers).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,95 @@
+package providers
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Azure is an Azure OpenAI deployments stand-in.
+type Azure struct {
+	recorder
+	Key         string
+	Bearer      bool
+	Deployments []string
+}
+
+// NewAzure serves deployments, authenticated by key (api-key header, or a
+// bearer token when bearer).
+func NewAzure(key string, bearer bool, deployments ...string) *Azure {
+	return &Azure{Key: key, Bearer: bearer, Deployments: deployments}
+}
+
+// ServeHTTP implements http.Handler.
+func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("apim-request-id", "standin-azure-request")
+	azErr := func(status int, code, msg string) {
+		writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": msg}})
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/openai/deployments/")
+	dep, op, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || op != "chat/completions" {
+		azErr(404, "404", "Resource not found")
+		return
+	}
+	if r.URL.Query().Get("api-version") == "" {
+		azErr(404, "404", "Resource not found (api-version is required)")
+		return
+	}
+	authed := r.Header.Get("api-key") == a.Key && !a.Bearer || a.Bearer && r.Header.Get("Authorization") == "Bearer "+a.Key
+	if !authed {
+		azErr(401, "401", "Access denied due to invalid subscription key or wrong API endpoint.")
+		return
+	}
+	found := false
+	for _, d := range a.Deployments {
+		found = found || d == dep
+	}
+	if !found {
+		azErr(404, "DeploymentNotFound", "The API deployment for this resource does not exist.")
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	var req struct {
+		Messages []json.RawMessage `json:"messages"`
+		Stream   bool              `json:"stream"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || len(req.Messages) == 0 {
+		azErr(400, "BadRequest", "messages is required")
+		return
+	}
+	rep := a.accept(r, body)
+	if rep.Status != 0 && rep.Status != 200 {
+		azErr(rep.Status, fmt.Sprint(rep.Status), rep.ErrorMessage)
+		return
+	}
+	usage := map[string]any{"prompt_tokens": rep.Usage.Input, "completion_tokens": rep.Usage.Output, "total_tokens": rep.Usage.Input + rep.Usage.Output}
+	if !req.Stream {
+		msg := map[string]any{"role": "assistant", "content": rep.Text}
+		finish := "stop"
+		if len(rep.Calls) > 0 {
+			var calls []any
+			for _, c := range rep.Calls {
+				calls = append(calls, map[string]any{"id": c.ID, "type": "function", "function": map[string]string{"name": c.Name, "arguments": c.Args}})
+			}
+			msg["content"], msg["tool_calls"], finish = nil, calls, "tool_calls"
+		}
+		writeJSON(w, 200, map[string]any{"id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": dep,
+			"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": finish}}, "usage": usage})
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(200)
+	for _, p := range pieces(rep.Text, rep.Pieces) {
+		b, _ := json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep,
+			"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": p}, "finish_reason": nil}}})
+		fmt.Fprintf(w, "data: %s\n\n", b)
+	}
+	b, _ := json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep,
+		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"}}})
+	fmt.Fprintf(w, "data: %s\n\n", b)
+	b, _ = json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep, "choices": []any{}, "usage": usage})
+	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", b)
+}
