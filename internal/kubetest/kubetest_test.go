@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-
 )
 
 func clientset(t *testing.T, c *rest.Config) *kubernetes.Clientset {
@@ -134,4 +133,3 @@ func TestMissingBinary(t *testing.T) {
 		t.Fatal("Binary accepted a file that is not executable")
 	}
 }
-
