@@ -75,7 +75,6 @@ buildah "${store[@]}" config \
 	--label org.opencontainers.image.description="infergate node agent: XDP balancer, decapsulator and L7 AI gateway" \
 	--label org.opencontainers.image.source=https://github.com/infergate/infergate \
 	--label org.opencontainers.image.version="$version" \
-	--label org.opencontainers.image.licenses=Apache-2.0 \
 	"$ctr"
 archive="$out/infergate.oci.tar"
 rm -f "$archive"
