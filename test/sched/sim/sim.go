@@ -192,7 +192,7 @@ func Run(cfg Config, p Policy) (Result, error) {
 	names := BackendNames(cfg.Specs)
 	for i, sp := range cfg.Specs {
 		e := NewEngine(sp, i, cfg.PrefixCaching)
-		e.oracle = cfg.OracleCache
+		e.Oracle = cfg.OracleCache
 		s.engines = append(s.engines, e)
 	}
 	s.view = View{
