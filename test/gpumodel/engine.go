@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // BlockTokens is the KV-cache block size in tokens: vLLM's default, and
@@ -639,4 +640,19 @@ func (e *Engine[C]) CheckIndex() error {
 		}
 	}
 	return nil
+}
+
+// Adapters lists the adapters of the running and waiting requests (vLLM's
+// lora_requests_info: running_lora_adapters and waiting_lora_adapters),
+// each once.
+func (e *Engine[C]) Adapters() []int {
+	var out []int
+	for _, q := range [][]*Request[C]{e.running, e.waiting} {
+		for _, r := range q {
+			if r.Adapter != 0 && !slices.Contains(out, r.Adapter) {
+				out = append(out, r.Adapter)
+			}
+		}
+	}
+	return out
 }
