@@ -186,7 +186,38 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	matches := c.matched(hashes)
+	return c.choose(hashes, cands, c.matched(hashes), totalW, totalL, home)
+}
+
+// ChooseMatched is Choose with the cached prefix lengths given instead of
+// guessed: matches[name] is how many leading blocks of hashes backend name
+// holds (from an index the engines' KV-cache events feed). The choice is
+// still recorded, so the guess stands in when events stop.
+func (c *Chooser) ChooseMatched(hashes []uint64, cands []Candidate, matches map[string]int) (Choice, error) {
+	if len(hashes) > c.cfg.MaxBlocks {
+		hashes = hashes[:c.cfg.MaxBlocks]
+	}
+	var totalW, totalL float64
+	for _, cd := range cands {
+		if cd.Weight > 0 && !math.IsInf(cd.Weight, 0) {
+			totalW += cd.Weight
+			totalL += max(cd.Load, 0)
+		}
+	}
+	if totalW == 0 {
+		return Choice{}, ErrNoCandidate
+	}
+	var home uint64
+	if len(hashes) > 0 {
+		home = hashes[0]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.choose(hashes, cands, matches, totalW, totalL, home)
+}
+
+// choose is Choose's rule over given matches; c.mu is held.
+func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]int, totalW, totalL float64, home uint64) (Choice, error) {
 	best, bestMatch, bestRank := -1, -1, math.Inf(-1)
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {

@@ -240,7 +240,12 @@ type GPUPrefix struct {
 	// Blind hashes only the request's own identity instead of its prompt:
 	// the same per-request L7 routing and load bound without prefix
 	// affinity, to separate the two effects (policy "gpu-l7").
-	Blind    bool
+	Blind bool
+	// Precise, when set, gives the picker the cached prefix lengths from
+	// an event-fed index (Config.Shadow) instead of its own guess
+	// (pick.Picker.PickMatched; policy "infergate-kv").
+	Precise  *PreciseIndex
+	labels   []string
 	weighter *score.Weighter
 	picker   *pick.Picker
 	backends []*route.Backend
@@ -272,7 +277,7 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names))}, nil
+	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names)), labels: keys}, nil
 }
 
 // routeBackends builds a route table with one pool of the named backends
@@ -297,6 +302,9 @@ func routeBackends(names []string) ([]*route.Backend, error) {
 func (g *GPUPrefix) Name() string {
 	if g.Blind {
 		return "gpu-l7"
+	}
+	if g.Precise != nil {
+		return "infergate-kv"
 	}
 	return "gpu-prefix"
 }
@@ -324,6 +332,18 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 		hashes = []uint64{affinity.Chain(0, []byte("r"+strconv.Itoa(r.ID)))}
 	} else {
 		hashes = v.PrefixBlock(r)
+	}
+	if g.Precise != nil && !g.Blind {
+		m := g.Precise.Match(r, len(g.backends))
+		matched := func(label string) int {
+			for i, l := range g.labels {
+				if l == label {
+					return m[i]
+				}
+			}
+			return 0
+		}
+		return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickMatched(simPool, bs, hashes, matched) })
 	}
 	return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickBlocks(simPool, bs, hashes) })
 }

@@ -104,8 +104,11 @@ func Scenarios() []Scenario {
 }
 
 // ScenarioPolicies are the policies every scenario runs, infergate's
-// first.
-var ScenarioPolicies = []string{"infergate", "gpu-l4", "static-maglev", "static-wrr", "ie-epp", "llmd-precise",
+// first: "infergate" is the production picker (l7/pick) on its own
+// approximate prefix index, "infergate-kv" the same picker given the
+// event-fed index that llmd-precise reads (pick.Picker.PickMatched), as
+// the gateway's KV-event path would feed it.
+var ScenarioPolicies = []string{"infergate", "infergate-kv", "gpu-l4", "static-maglev", "static-wrr", "ie-epp", "llmd-precise",
 	"least-queue", "round-robin", "least-conn"}
 
 // NewScenarioPolicy returns the named policy for sc; precise is the
@@ -115,6 +118,12 @@ func NewScenarioPolicy(name string, sc Scenario, seed uint64, precise *PreciseIn
 	switch name {
 	case "infergate":
 		return NewGPUPrefix(names, score.Config{})
+	case "infergate-kv":
+		g, err := NewGPUPrefix(names, score.Config{})
+		if err == nil {
+			g.Precise = precise
+		}
+		return g, err
 	case "gpu-l4":
 		return NewGPU(names, score.Config{})
 	case "static-maglev":
@@ -151,7 +160,7 @@ func RunScenario(sc Scenario, policy string, seed uint64, capacity, measure floa
 		measure = ScenarioMeasure
 	}
 	var precise *PreciseIndex
-	if policy == "llmd-precise" {
+	if policy == "llmd-precise" || policy == "infergate-kv" {
 		precise = NewPreciseIndex()
 		if err := precise.checkBackends(len(sc.Fleet)); err != nil {
 			return ScenarioResult{}, err

@@ -215,11 +215,11 @@ type runner struct {
 	windowToks int
 	// down is each engine's true state; gen counts its failures, so a
 	// step event of a failed engine is dropped.
-	down     []bool
-	gen      []int
-	timedOut map[*Request]bool
-	retried  map[*Request]bool
-	failed   map[*Request]bool
+	down       []bool
+	gen        []int
+	timedOut   map[*Request]bool
+	retried    map[*Request]bool
+	failed     map[*Request]bool
 	lastBusy   []float64
 	windowBusy []float64 // busy time in the window, per engine
 }
