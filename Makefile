@@ -46,6 +46,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
 bench-sched:
+	$(GO) run ./test/sched -scenarios -seeds 1,2,3
 	$(GO) run ./test/sched -seed 1
 
 # As root: a namespace lab with the real agents, real traffic and a bounded

@@ -384,3 +384,32 @@ func mix(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
+
+// Cold reports whether no backend is known to hold the first block of
+// hashes: the prompt's prefix is new to the index, so there is no cache to
+// be near and the caller may place it by load alone (then Record it).
+func (c *Chooser) Cold(hashes []uint64) bool {
+	if len(hashes) == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.index[hashes[0]]
+	return !ok || len(el.Value.(*entry).backends) == 0
+}
+
+// Record notes that backend name now holds every block in hashes (the
+// caller chose it without Choose).
+func (c *Chooser) Record(hashes []uint64, name string) {
+	if len(hashes) > c.cfg.MaxBlocks {
+		hashes = hashes[:c.cfg.MaxBlocks]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.record(hashes, name)
+}
+
+// Rank is the weighted rendezvous score of backend name for a prefix
+// whose first block hash is key: the highest-ranked backend is the
+// prefix's home, the one Choose gives a prefix nobody holds.
+func Rank(key uint64, name string, weight float64) float64 { return rendezvous(key, name, weight) }

@@ -23,6 +23,11 @@ func (p *Picker) PickMatched(pool string, backends []*route.Backend, hashes []ui
 			m[name] = n
 		}
 	}
+	if len(m) == 0 {
+		// No engine holds even the first block: placed by load alone,
+		// as PickBlocks places a cold prefix.
+		return p.pickCold(pool, backends, ws, hashes)
+	}
 	ch, err := p.chooser.ChooseMatched(hashes, cands, m)
 	if err != nil {
 		return -1

@@ -123,9 +123,10 @@ func main() {
 	scenarios := flag.Bool("scenarios", false, "run the scenario comparison against the baselines instead (sim.Scenarios)")
 	seeds := flag.String("seeds", "1,2,3", "with -scenarios: comma-separated seeds")
 	scenario := flag.String("scenario", "", "with -scenarios: run only this scenario")
+	policies := flag.String("policies", "", "with -scenarios: comma-separated policies (default all)")
 	flag.Parse()
 	if *scenarios {
-		if err := scenarioMain(*seeds, *scenario); err != nil {
+		if err := scenarioMain(*seeds, *scenario, *policies); err != nil {
 			fmt.Fprintln(os.Stderr, "sched:", err)
 			os.Exit(1)
 		}

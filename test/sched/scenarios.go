@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,7 +148,17 @@ func maxOf(xs []float64) float64 {
 }
 
 // scenarioMain is the -scenarios mode.
-func scenarioMain(seedList, only string) error {
+func scenarioMain(seedList, only, policyList string) error {
+	policies := sim.ScenarioPolicies
+	if policyList != "" {
+		policies = nil
+		for _, f := range strings.Split(policyList, ",") {
+			if !slices.Contains(sim.ScenarioPolicies, f) {
+				return fmt.Errorf("-policies: unknown policy %q", f)
+			}
+			policies = append(policies, f)
+		}
+	}
 	var seeds []uint64
 	for _, f := range strings.Split(seedList, ",") {
 		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
@@ -168,7 +179,7 @@ func scenarioMain(seedList, only string) error {
 	if len(scs) == 0 {
 		return fmt.Errorf("-scenario %q: no such scenario", only)
 	}
-	jobs, err := runScenarios(scs, sim.ScenarioPolicies, seeds, sim.ScenarioMeasure, calibrationRequests)
+	jobs, err := runScenarios(scs, policies, seeds, sim.ScenarioMeasure, calibrationRequests)
 	if err != nil {
 		return err
 	}
