@@ -61,6 +61,7 @@ bench-inbound:
 	./scripts/bench/inbound.sh
 
 bench-sched:
+	$(GO) run ./test/sched -scenarios -seeds 1,2,3
 	$(GO) run ./test/sched -seed 1
 
 bench-translate:

@@ -186,7 +186,38 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	matches := c.matched(hashes)
+	return c.choose(hashes, cands, c.matched(hashes), totalW, totalL, home)
+}
+
+// ChooseMatched is Choose with the cached prefix lengths given instead of
+// guessed: matches[name] is how many leading blocks of hashes backend name
+// holds (from an index the engines' KV-cache events feed). The choice is
+// still recorded, so the guess stands in when events stop.
+func (c *Chooser) ChooseMatched(hashes []uint64, cands []Candidate, matches map[string]int) (Choice, error) {
+	if len(hashes) > c.cfg.MaxBlocks {
+		hashes = hashes[:c.cfg.MaxBlocks]
+	}
+	var totalW, totalL float64
+	for _, cd := range cands {
+		if cd.Weight > 0 && !math.IsInf(cd.Weight, 0) {
+			totalW += cd.Weight
+			totalL += max(cd.Load, 0)
+		}
+	}
+	if totalW == 0 {
+		return Choice{}, ErrNoCandidate
+	}
+	var home uint64
+	if len(hashes) > 0 {
+		home = hashes[0]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.choose(hashes, cands, matches, totalW, totalL, home)
+}
+
+// choose is Choose's rule over given matches; c.mu is held.
+func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]int, totalW, totalL float64, home uint64) (Choice, error) {
 	best, bestMatch, bestRank := -1, -1, math.Inf(-1)
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
@@ -353,3 +384,32 @@ func mix(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
+
+// Cold reports whether no backend is known to hold the first block of
+// hashes: the prompt's prefix is new to the index, so there is no cache to
+// be near and the caller may place it by load alone (then Record it).
+func (c *Chooser) Cold(hashes []uint64) bool {
+	if len(hashes) == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.index[hashes[0]]
+	return !ok || len(el.Value.(*entry).backends) == 0
+}
+
+// Record notes that backend name now holds every block in hashes (the
+// caller chose it without Choose).
+func (c *Chooser) Record(hashes []uint64, name string) {
+	if len(hashes) > c.cfg.MaxBlocks {
+		hashes = hashes[:c.cfg.MaxBlocks]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.record(hashes, name)
+}
+
+// Rank is the weighted rendezvous score of backend name for a prefix
+// whose first block hash is key: the highest-ranked backend is the
+// prefix's home, the one Choose gives a prefix nobody holds.
+func Rank(key uint64, name string, weight float64) float64 { return rendezvous(key, name, weight) }

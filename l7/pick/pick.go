@@ -256,6 +256,9 @@ func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uin
 		return -1
 	}
 	ws := p.weights()
+	if p.chooser.Cold(hashes) {
+		return p.pickCold(pool, backends, ws, hashes)
+	}
 	cands := make([]affinity.Candidate, len(backends))
 	for i, b := range backends {
 		name := label(pool, b)

@@ -7,17 +7,6 @@ import (
 	"time"
 )
 
-// SetSpeed makes the simulated GPUs run at factor times their configured
-// speed (0.6: a GPU throttled to 60%): every time to first token and
-// token interval is divided by it, so a slow GPU holds its batch slots
-// longer and its queue grows under the same load.
-func (s *Server) SetSpeed(factor float64) {
-	if !(factor > 0) || math.IsInf(factor, 0) {
-		factor = 1
-	}
-	s.ext.speed.Store(math.Float64bits(factor))
-}
-
 // Speed is the current speed factor.
 func (s *Server) Speed() float64 {
 	if b := s.ext.speed.Load(); b != 0 {
@@ -35,7 +24,7 @@ func (s *Server) scaled(d time.Duration) time.Duration {
 }
 
 // maxSpeed bounds the control endpoint's factor.
-const maxSpeed = 100
+const maxSpeed = 10
 
 // EnableControl serves POST /control/speed {"factor": 0.6} and GET
 // /control/speed on the mock's handler, for tests that change a GPU's
@@ -65,10 +54,13 @@ func (s *Server) EnableControl() {
 			return
 		}
 		if !(body.Factor > 0 && body.Factor <= maxSpeed) {
-			writeError(w, http.StatusBadRequest, "invalid_request_error", "factor must be in (0, 100]")
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "factor must be in (0, 10]")
 			return
 		}
-		s.SetSpeed(body.Factor)
+		if err := s.SetSpeed(body.Factor); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

@@ -1,9 +1,13 @@
 // Package mockllm is an OpenAI-compatible mock inference server for tests,
-// demos and benchmarks. It simulates GPUs with a bounded batch and a queue
-// (so time to first token grows with load), streams deterministic text at a
-// configured rate, serves vLLM-style /metrics, can be told to fail, and
-// remembers the last request bodies it received so tests can see exactly
-// what a proxy forwarded.
+// demos and benchmarks. Its GPU is test/gpumodel's engine, the same model
+// the scheduling simulation steps in virtual time, run here in real time
+// (gpumodel.Live): continuous batching with a bounded batch and a queue,
+// so time to first token grows with load. By default the GPU has fixed
+// timings (Config.TTFT per prefill step, 1/TokensPerSecond per decode
+// step); Config.GPU gives it the roofline of a real card instead. It
+// streams deterministic text, serves vLLM-style /metrics, can be told to
+// fail or slowed down (SetSpeed), and remembers the last request bodies it
+// received so tests can see exactly what a proxy forwarded.
 package mockllm
 
 import (
@@ -23,6 +27,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/infergate/infergate/test/gpumodel"
 )
 
 // Defaults and bounds.
@@ -69,6 +75,10 @@ type Config struct {
 	// KeepRequests is how many recent requests Requests() remembers.
 	KeepRequests int
 	MaxBodyBytes int64
+	// GPU, when set, is the simulated card (gpumodel.H100, A10, ...),
+	// whose roofline replaces TTFT, TokensPerSecond, GPUs and Batch; its
+	// prefix cache is on.
+	GPU *gpumodel.Spec
 }
 
 // Failure makes the server misbehave; see SetFailure.
@@ -95,11 +105,10 @@ type Recorded struct {
 
 // Server is the mock. Create it with New and serve Handler().
 type Server struct {
-	cfg   Config
-	slots chan struct{}
-	mux   *http.ServeMux
+	cfg Config
+	gpu *gpumodel.Live
+	mux *http.ServeMux
 
-	queued, running atomic.Int64
 	total, canceled atomic.Int64
 	completed       atomic.Int64
 	seq             atomic.Uint64
@@ -136,7 +145,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	s := &Server{cfg: cfg, slots: make(chan struct{}, cfg.GPUs*cfg.Batch), mux: http.NewServeMux()}
+	spec, caching := gpumodel.FixedTiming(cfg.TTFT.Seconds(), 0, cfg.GPUs*cfg.Batch), false
+	if cfg.TokensPerSecond > 0 {
+		spec.FixedDecode = 1 / cfg.TokensPerSecond
+	}
+	if cfg.GPU != nil {
+		spec, caching = *cfg.GPU, true
+	}
+	s := &Server{cfg: cfg, gpu: gpumodel.NewLive(spec, caching), mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.generate(kindChat))
 	s.mux.HandleFunc("POST /v1/completions", s.generate(kindCompletion))
 	s.mux.HandleFunc("POST /v1/embeddings", s.generate(kindEmbedding))
@@ -146,6 +162,21 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /debug/requests", s.debugRequests)
 	s.mux.HandleFunc("GET /debug/stats", s.debugStats)
 	return s
+}
+
+// Close stops the simulated GPU; requests in it never finish.
+func (s *Server) Close() { s.gpu.Close() }
+
+// SetSpeed runs the simulated GPU at fraction f of its speed (thermal
+// throttling, a noisy neighbour), from its next step.
+// The factor also scales the mock's own waits outside the GPU model (a
+// prefill of uncached prefix blocks, a tool call's first token).
+func (s *Server) SetSpeed(f float64) error {
+	if err := s.gpu.SetSpeed(f); err != nil {
+		return err
+	}
+	s.ext.speed.Store(math.Float64bits(f))
+	return nil
 }
 
 // Config returns the effective configuration.
@@ -209,8 +240,9 @@ type Stats struct {
 // Stats returns the counters; Canceled counts requests whose client went away
 // before the response was complete.
 func (s *Server) Stats() Stats {
+	running, waiting, _ := s.gpu.Load()
 	return Stats{Total: s.total.Load(), Completed: s.completed.Load(), Canceled: s.canceled.Load(),
-		Running: s.running.Load(), Waiting: s.queued.Load()}
+		Running: int64(running), Waiting: int64(waiting)}
 }
 
 func (s *Server) record(r *http.Request, body []byte) {
@@ -363,21 +395,6 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 			s.canceled.Add(1)
 			return
 		}
-		release, ok := s.admit(ctx)
-		if !ok {
-			if ctx.Err() != nil {
-				s.canceled.Add(1)
-				return
-			}
-			writeError(w, http.StatusServiceUnavailable, "server_error", "mock queue full")
-			return
-		}
-		defer release()
-		if d := s.observeKV(&req); d > 0 && !s.sleep(ctx, d) { // kvevents.go: prefill of uncached blocks
-			s.canceled.Add(1)
-			return
-		}
-
 		model := req.Model
 		if model == "" {
 			model = s.cfg.Name
@@ -387,7 +404,12 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 			prompt += approxTokens(m.Content) + 1
 		}
 		if k == kindEmbedding {
-			if !s.sleep(ctx, s.cfg.TTFT) {
+			t, ok := s.admit(gpumodel.Job{Prompt: prompt, Output: 1, Prefix: -1})
+			if !ok {
+				writeError(w, http.StatusServiceUnavailable, "server_error", "mock queue full")
+				return
+			}
+			if _, ok := s.await(ctx, t, 1); !ok {
 				s.canceled.Add(1)
 				return
 			}
@@ -403,15 +425,27 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 		}
 		n = max(0, min(n, maxGenerateTokens))
 		id := fmt.Sprintf("cmpl-mock-%d", s.seq.Add(1))
+		// The GPU always samples at least one token; a request for none
+		// is answered with none once it has.
+		t, ok := s.admit(gpumodel.Job{Prompt: prompt, Output: max(n, 1), Prefix: -1})
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "server_error", "mock queue full")
+			return
+		}
+		if d := s.observeKV(&req); d > 0 && !s.sleep(ctx, d) { // kvevents.go: prefill of uncached blocks
+			s.gpu.Abort(t)
+			s.canceled.Add(1)
+			return
+		}
 		var done bool
 		if name := toolToCall(&req); k == kindChat && name != "" {
 			includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.cfg.OmitUsage
 			done = s.toolCall(ctx, w, req.Stream, id, model, name, prompt, includeUsage)
 		} else if req.Stream {
 			includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.cfg.OmitUsage
-			done = s.stream(ctx, w, k, id, model, prompt, n, includeUsage, f.BreakAfter)
+			done = s.stream(ctx, w, t, k, id, model, prompt, n, includeUsage, f.BreakAfter)
 		} else {
-			done = s.whole(ctx, w, k, id, model, prompt, n)
+			done = s.whole(ctx, w, t, k, id, model, prompt, n)
 		}
 		if done {
 			s.completed.Add(1)
@@ -421,29 +455,35 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 	}
 }
 
-// admit waits for a batch slot, bounded by the queue length.
-func (s *Server) admit(ctx context.Context) (func(), bool) {
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		if s.queued.Add(1) > int64(s.cfg.Queue) {
-			s.queued.Add(-1)
-			return nil, false
-		}
-		select {
-		case s.slots <- struct{}{}:
-			s.queued.Add(-1)
-		case <-ctx.Done():
-			s.queued.Add(-1)
-			return nil, false
-		}
+// admit submits a job to the GPU unless Queue requests already wait.
+func (s *Server) admit(j gpumodel.Job) (*gpumodel.Ticket, bool) {
+	if _, waiting, _ := s.gpu.Load(); waiting >= s.cfg.Queue {
+		return nil, false
 	}
-	s.running.Add(1)
-	return func() { s.running.Add(-1); <-s.slots }, true
+	return s.gpu.Submit(j), true
 }
 
+// await waits until t's job has produced at least n tokens (or is
+// complete) and returns how many it has; false if ctx ended first, and
+// then the job is aborted.
+func (s *Server) await(ctx context.Context, t *gpumodel.Ticket, n int) (int, bool) {
+	for {
+		got, done := s.gpu.Progress(t)
+		if got >= n || done {
+			return got, true
+		}
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			s.gpu.Abort(t)
+			return got, false
+		}
+	}
+}
+
+// sleep waits d at the GPU's current speed (control.go), or until ctx ends.
 func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
-	d = s.scaled(d) // control.go
+	d = s.scaled(d)
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -457,14 +497,6 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// tokenInterval is the pause between generated tokens.
-func (s *Server) tokenInterval() time.Duration {
-	if s.cfg.TokensPerSecond <= 0 {
-		return 0
-	}
-	return time.Duration(float64(time.Second) / s.cfg.TokensPerSecond)
-}
-
 // Text returns the deterministic completion of n tokens.
 func Text(n int) string {
 	var b strings.Builder
@@ -474,8 +506,8 @@ func Text(n int) string {
 	return b.String()
 }
 
-func (s *Server) whole(ctx context.Context, w http.ResponseWriter, k kind, id, model string, prompt, n int) bool {
-	if !s.sleep(ctx, s.cfg.TTFT+time.Duration(n)*s.tokenInterval()) {
+func (s *Server) whole(ctx context.Context, w http.ResponseWriter, t *gpumodel.Ticket, k kind, id, model string, prompt, n int) bool {
+	if _, ok := s.await(ctx, t, max(n, 1)); !ok {
 		return false
 	}
 	text := Text(n)
@@ -498,8 +530,10 @@ func (s *Server) whole(ctx context.Context, w http.ResponseWriter, k kind, id, m
 	return err == nil
 }
 
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, k kind, id, model string, prompt, n int, includeUsage bool, breakAfter int) bool {
-	if !s.sleep(ctx, s.cfg.TTFT) {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, t *gpumodel.Ticket, k kind, id, model string, prompt, n int, includeUsage bool, breakAfter int) bool {
+	defer s.gpu.Abort(t) // a stream cut short frees its sequence
+	have, ok := s.await(ctx, t, 1)
+	if !ok {
 		return false
 	}
 	rc := http.NewResponseController(w)
@@ -530,10 +564,11 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, k kind, id, 
 			return false
 		}
 	}
-	interval := s.tokenInterval()
 	for i := 0; i < n; i++ {
-		if i > 0 && !s.sleep(ctx, interval) {
-			return false
+		if i >= have {
+			if have, ok = s.await(ctx, t, i+1); !ok {
+				return false
+			}
 		}
 		if breakAfter > 0 && i == breakAfter {
 			// Cut the connection mid-stream, the way a crashed backend does.
@@ -633,11 +668,11 @@ func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// metrics writes vLLM's gauge names in the Prometheus text format. KV-cache
-// usage is modelled as the share of batch slots in use.
+// metrics writes vLLM's gauge names in the Prometheus text format, from the
+// GPU model (a GPU with fixed timings reports its batch's occupancy as
+// KV-cache usage).
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
-	running, waiting := s.running.Load(), s.queued.Load()
-	kv := float64(running) / float64(cap(s.slots))
+	running, waiting, kv := s.gpu.Load()
 	label := strconv.Quote(s.cfg.Name)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	fmt.Fprintf(w, "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=%s} %d\n", label, running)

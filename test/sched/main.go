@@ -120,7 +120,18 @@ func main() {
 	prefixes := flag.Int("prefixes", 0, "distinct system prompts in the shared-prefix workload, for sensitivity runs (0: the workload's own)")
 	prefixTokens := flag.Int("prefix-tokens", 0, "median system-prompt length of the shared-prefix workload, for sensitivity runs; its clamps scale with it (0: the workload's own)")
 	only := flag.String("workload", "", "run only this workload: chat, shared-prefix, trace-b or gie-high-cache (default all)")
+	scenarios := flag.Bool("scenarios", false, "run the scenario comparison against the baselines instead (sim.Scenarios)")
+	seeds := flag.String("seeds", "1,2,3", "with -scenarios: comma-separated seeds")
+	scenario := flag.String("scenario", "", "with -scenarios: run only this scenario")
+	policies := flag.String("policies", "", "with -scenarios: comma-separated policies (default all)")
 	flag.Parse()
+	if *scenarios {
+		if err := scenarioMain(*seeds, *scenario, *policies); err != nil {
+			fmt.Fprintln(os.Stderr, "sched:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *prefixes < 0 || *prefixes > maxPrefixesFlag {
 		fmt.Fprintf(os.Stderr, "sched: -prefixes must be in [0, %d]\n", maxPrefixesFlag)
 		os.Exit(2)

@@ -23,7 +23,15 @@ type View struct {
 	OpenConns   []int
 	InFlight    []int
 	PrefixBlock func(r *Request) []uint64
+	// Healthy is the balancer's health check: false from HealthDelay
+	// after a GPU fails until HealthDelay after it returns. Every policy
+	// leaves unhealthy backends out.
+	Healthy []bool
 }
+
+// healthy reports whether backend i passes the health check (a View
+// without health state has every backend healthy).
+func (v *View) healthy(i int) bool { return v.Healthy == nil || v.Healthy[i] }
 
 // Policy places traffic. L4 policies place connections (every request of a
 // connection follows it); L7 policies place each request.
@@ -47,9 +55,14 @@ func (*RoundRobin) PerRequest() bool                { return false }
 func (*RoundRobin) Report(*View, int, score.Report) {}
 func (*RoundRobin) Tick(*View)                      {}
 func (p *RoundRobin) Pick(v *View, _ *Conn, _ *Request) int {
-	b := p.next % len(v.Backends)
-	p.next++
-	return b
+	for range len(v.Backends) {
+		b := p.next % len(v.Backends)
+		p.next++
+		if v.healthy(b) {
+			return b
+		}
+	}
+	return 0
 }
 
 // LeastConn places a connection on the backend with the fewest open
@@ -65,12 +78,12 @@ func (p *LeastConn) Pick(v *View, _ *Conn, _ *Request) int {
 	best := -1
 	for k := 0; k < n; k++ {
 		i := (p.next + k) % n
-		if best < 0 || v.OpenConns[i] < v.OpenConns[best] {
+		if v.healthy(i) && (best < 0 || v.OpenConns[i] < v.OpenConns[best]) {
 			best = i
 		}
 	}
 	p.next++
-	return best
+	return max(best, 0)
 }
 
 // LeastWork is an idealised per-request router for controls: it sends
@@ -93,7 +106,7 @@ func (p *LeastWork) Pick(v *View, _ *Conn, _ *Request) int {
 	best, bestCost := -1, 0.0
 	for k := 0; k < n; k++ {
 		i := (p.next + k) % n
-		if !(p.Capacity[i] > 0) {
+		if !(p.Capacity[i] > 0) || !v.healthy(i) {
 			continue
 		}
 		if c := float64(v.InFlight[i]+1) / p.Capacity[i]; best < 0 || c < bestCost {
@@ -112,6 +125,7 @@ type GPU struct {
 	weighter *score.Weighter
 	table    []uint32
 	size     uint64
+	health   []bool // as of the last build
 	// Rebuilds counts table rebuilds.
 	Rebuilds int
 }
@@ -168,6 +182,28 @@ func (g *GPU) Pick(_ *View, c *Conn, _ *Request) int {
 	return int(g.table[c.Hash%g.size])
 }
 
+// healthOf copies v's health state.
+func healthOf(v *View) []bool {
+	out := make([]bool, len(v.Backends))
+	for i := range out {
+		out[i] = v.healthy(i)
+	}
+	return out
+}
+
+// healthChanged reports whether v's health differs from was.
+func healthChanged(was []bool, v *View) bool {
+	if was == nil {
+		return v.Healthy != nil
+	}
+	for i, h := range was {
+		if h != v.healthy(i) {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *GPU) Report(v *View, b int, rep score.Report) {
 	// Errors mean a stale report, which the weighter already ignores.
 	_ = g.weighter.Observe(v.Backends[b], rep, simTime(v.Now))
@@ -176,12 +212,17 @@ func (g *GPU) Report(v *View, b int, rep score.Report) {
 func (g *GPU) Tick(v *View) {
 	g.weighter.Tick(simTime(v.Now))
 	ws, changed := g.weighter.Next()
-	if !changed {
+	if !changed && !healthChanged(g.health, v) {
 		return
 	}
+	g.health = healthOf(v)
 	bs := make([]maglev.Backend, len(v.Backends))
 	for i, n := range v.Backends {
-		bs[i] = maglev.Backend{ID: uint32(i), Weight: ws[n].Weight, Key: n}
+		w := ws[n].Weight
+		if !v.healthy(i) {
+			w = 0 // the agent takes a backend that fails its check out
+		}
+		bs[i] = maglev.Backend{ID: uint32(i), Weight: w, Key: n}
 	}
 	if t, err := maglev.Build(bs, g.size); err == nil {
 		// With every host drained Build fails; keep the old table, as
@@ -199,7 +240,12 @@ type GPUPrefix struct {
 	// Blind hashes only the request's own identity instead of its prompt:
 	// the same per-request L7 routing and load bound without prefix
 	// affinity, to separate the two effects (policy "gpu-l7").
-	Blind    bool
+	Blind bool
+	// Precise, when set, gives the picker the cached prefix lengths from
+	// an event-fed index (Config.Shadow) instead of its own guess
+	// (pick.Picker.PickMatched; policy "infergate-kv").
+	Precise  *PreciseIndex
+	labels   []string
 	weighter *score.Weighter
 	picker   *pick.Picker
 	backends []*route.Backend
@@ -231,7 +277,7 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names))}, nil
+	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names)), labels: keys}, nil
 }
 
 // routeBackends builds a route table with one pool of the named backends
@@ -256,6 +302,9 @@ func routeBackends(names []string) ([]*route.Backend, error) {
 func (g *GPUPrefix) Name() string {
 	if g.Blind {
 		return "gpu-l7"
+	}
+	if g.Precise != nil {
+		return "infergate-kv"
 	}
 	return "gpu-prefix"
 }
@@ -284,10 +333,19 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 	} else {
 		hashes = v.PrefixBlock(r)
 	}
-	if i := g.picker.PickBlocks(simPool, g.backends, hashes); i >= 0 {
-		return i
+	if g.Precise != nil && !g.Blind {
+		m := g.Precise.Match(r, len(g.backends))
+		matched := func(label string) int {
+			for i, l := range g.labels {
+				if l == label {
+					return m[i]
+				}
+			}
+			return 0
+		}
+		return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickMatched(simPool, bs, hashes, matched) })
 	}
-	return 0
+	return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickBlocks(simPool, bs, hashes) })
 }
 
 // epoch anchors simulated seconds on the wall clock the weighter expects.
@@ -315,4 +373,25 @@ func prefixBlocks(r *Request) []uint64 {
 		out = append(out, prev)
 	}
 	return out
+}
+
+// pickHealthy runs pick over the healthy backends (the gateway's health
+// check leaves the others out of the candidates) and maps its answer back
+// to an index of all; 0 if it finds none.
+func pickHealthy(v *View, all []*route.Backend, pick func([]*route.Backend) int) int {
+	var stack [16]*route.Backend
+	bs, idx := stack[:0], make([]int, 0, len(all))
+	for i, b := range all {
+		if v.healthy(i) {
+			bs = append(bs, b)
+			idx = append(idx, i)
+		}
+	}
+	if len(bs) == 0 {
+		return 0
+	}
+	if i := pick(bs); i >= 0 {
+		return idx[i]
+	}
+	return idx[0]
 }

@@ -49,7 +49,47 @@ type Config struct {
 
 	ReportInterval, ReportDelay float64
 	Warmup, Measure             float64
+
+	// Changes are what happens to the fleet during the run (a GPU slows
+	// down, fails, returns), in time order.
+	Changes []Change
+	// TTFTTimeout, when positive, is the gateway's time-to-first-token
+	// limit: a request without a first token by then is cancelled (the
+	// engine aborts it) and counts as a timeout, with that TTFT.
+	TTFTTimeout float64
+	// Shadow, when set, receives every engine's KV-cache events (an
+	// event-fed prefix index, as llm-d's precise scorer keeps one).
+	Shadow KVListener
 }
+
+// KVListener hears KV-cache events: block k stored on or removed from
+// backend b.
+type KVListener interface {
+	Stored(b int, k BlockKey)
+	Removed(b int, k BlockKey)
+}
+
+// Change is something happening to GPU GPU at time At: its speed becomes
+// Speed (> 0), or it fails (Fail) or comes back (Recover, empty and with
+// a cold cache).
+type Change struct {
+	At            float64
+	GPU           int
+	Speed         float64
+	Fail, Recover bool
+}
+
+// Delays of the failure model, the same for every policy.
+const (
+	// HealthDelay: from a GPU failing or returning to the balancer's
+	// health check seeing it (three failed 1 s probes; one good probe
+	// after a second).
+	HealthDelay = 3.0
+	// RetryDelay: a client whose request was refused or lost retries it
+	// after this long, on a new connection; its TTFT counts from the
+	// first try.
+	RetryDelay = 1.0
+)
 
 func (c Config) withDefaults() (Config, error) {
 	c.ReportInterval = cmp.Or(c.ReportInterval, DefaultReportInterval)
@@ -67,6 +107,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("sim: bad report interval or delay")
 	case c.OracleCache && !c.PrefixCaching:
 		return c, errors.New("sim: an oracle cache needs prefix caching")
+	case c.TTFTTimeout < 0:
+		return c, errors.New("sim: negative TTFT timeout")
+	}
+	for _, ch := range c.Changes {
+		if ch.GPU < 0 || ch.GPU >= len(c.Specs) || !(ch.At >= 0) || !ch.Fail && !ch.Recover && !(ch.Speed > 0 && ch.Speed <= 10) {
+			return c, fmt.Errorf("sim: bad fleet change %+v", ch)
+		}
 	}
 	return c, c.Workload.validate(c.Specs)
 }
@@ -94,6 +141,13 @@ type Result struct {
 	// Share of the window's requests per backend, and each backend's p99.
 	Share    []float64
 	P99ByGPU []float64
+	// P90TTFT, and P99 of the lighter tenant (Workload's own clients,
+	// when the workload has an Also).
+	P90TTFT, P99Light float64
+	// Timeouts: fraction of the window's requests cut by TTFTTimeout;
+	// Retried: fraction refused by a failed GPU or lost with it and sent
+	// again; Failed: fraction lost mid-answer.
+	Timeouts, Retried, Failed float64
 
 	Requests []*Request // every request sent, for tests
 	Engines  []*Engine
@@ -112,6 +166,10 @@ const (
 	// engine's busy time in it.
 	evOpen
 	evClose
+	evChange
+	evHealth
+	evTimeout
+	evScrape
 )
 
 type event struct {
@@ -121,6 +179,9 @@ type event struct {
 	idx  int // engine
 	conn *Conn
 	rep  score.Report
+	req  *Request
+	gen  int // engine generation (evStep), health state (evHealth)
+	ch   Change
 }
 
 type eventQueue []*event
@@ -152,6 +213,13 @@ type runner struct {
 
 	sent       []*Request
 	windowToks int
+	// down is each engine's true state; gen counts its failures, so a
+	// step event of a failed engine is dropped.
+	down       []bool
+	gen        []int
+	timedOut   map[*Request]bool
+	retried    map[*Request]bool
+	failed     map[*Request]bool
 	lastBusy   []float64
 	windowBusy []float64 // busy time in the window, per engine
 }
@@ -192,12 +260,29 @@ func Run(cfg Config, p Policy) (Result, error) {
 	names := BackendNames(cfg.Specs)
 	for i, sp := range cfg.Specs {
 		e := NewEngine(sp, i, cfg.PrefixCaching)
-		e.oracle = cfg.OracleCache
+		e.Oracle = cfg.OracleCache
 		s.engines = append(s.engines, e)
 	}
 	s.view = View{
 		Backends: names, OpenConns: make([]int, len(names)), InFlight: make([]int, len(names)),
-		PrefixBlock: prefixBlocks,
+		PrefixBlock: prefixBlocks, Healthy: make([]bool, len(names)),
+	}
+	for i := range s.view.Healthy {
+		s.view.Healthy[i] = true
+	}
+	s.down, s.gen = make([]bool, len(names)), make([]int, len(names))
+	s.timedOut, s.retried, s.failed = map[*Request]bool{}, map[*Request]bool{}, map[*Request]bool{}
+	if l := cfg.Shadow; l != nil {
+		for i, e := range s.engines {
+			e.OnStored = func(k BlockKey) { l.Stored(i, k) }
+			e.OnRemoved = func(k BlockKey) { l.Removed(i, k) }
+		}
+	}
+	for _, ch := range cfg.Changes {
+		s.push(&event{t: ch.At, kind: evChange, ch: ch})
+	}
+	if _, ok := p.(Scraper); ok {
+		s.push(&event{t: 0, kind: evScrape})
 	}
 	s.lastBusy = make([]float64, len(names))
 	nextID := 0
@@ -222,19 +307,38 @@ func Run(cfg Config, p Policy) (Result, error) {
 		e := heap.Pop(&s.q).(*event)
 		s.view.Now = e.t
 		switch e.kind {
-		case evConn:
-			c := e.conn
-			if !p.PerRequest() {
-				c.Backend = p.Pick(&s.view, c, nil)
-				s.view.OpenConns[c.Backend]++
-			}
-			s.send(c, e.t)
-		case evSend:
+		case evConn, evSend:
 			s.send(e.conn, e.t)
 		case evStep:
+			if e.gen != s.gen[e.idx] {
+				continue // the engine failed during the step
+			}
 			s.finishStep(e.idx, e.t)
+		case evChange:
+			s.change(e.ch, e.t)
+		case evHealth:
+			s.view.Healthy[e.idx] = e.gen == 1
+		case evTimeout:
+			s.timeout(e.req, e.t)
+		case evScrape:
+			if e.t > s.end {
+				continue
+			}
+			sc := p.(Scraper)
+			for i, en := range s.engines {
+				if !s.down[i] {
+					sc.Scrape(&s.view, i, Metrics{Waiting: en.Waiting(), Running: en.Running(), KVUsage: en.KVUsage(),
+						Adapters: en.Adapters(), MaxLoras: en.Spec.MaxLoras})
+				}
+			}
+			s.push(&event{t: e.t + sc.ScrapeInterval(), kind: evScrape})
 		case evSnap:
 			if e.t > s.end {
+				continue
+			}
+			if s.down[e.idx] {
+				// A failed host's agent reports nothing.
+				s.push(&event{t: e.t + cfg.ReportInterval, kind: evSnap, idx: e.idx})
 				continue
 			}
 			s.push(&event{t: e.t + cfg.ReportDelay, kind: evDeliver, idx: e.idx, rep: s.report(e.idx, e.t)})
@@ -258,7 +362,7 @@ func Run(cfg Config, p Policy) (Result, error) {
 		}
 	}
 	for _, r := range s.sent {
-		if r.Done < 0 {
+		if r.Done < 0 && !s.timedOut[r] && !s.failed[r] {
 			// Cannot happen for a validated workload; never report a
 			// percentile that silently left requests out.
 			return Result{}, fmt.Errorf("sim: request %d never completed", r.ID)
@@ -270,21 +374,121 @@ func Run(cfg Config, p Policy) (Result, error) {
 func (s *runner) send(c *Conn, now float64) {
 	r := c.Reqs[c.next]
 	r.Arrive = now
+	if c.retryOf >= 0 {
+		r.Arrive, c.retryOf = c.retryOf, -1
+	}
+	if !s.pol.PerRequest() && c.Backend < 0 {
+		c.Backend = s.pol.Pick(&s.view, c, nil)
+		s.view.OpenConns[c.Backend]++
+	}
 	b := c.Backend
 	if s.pol.PerRequest() {
 		b = s.pol.Pick(&s.view, c, r)
 	}
 	r.Backend = b
+	if !s.retried[r] {
+		s.sent = append(s.sent, r)
+	}
+	if s.down[b] {
+		// Connection refused: the client tries again on a new connection.
+		s.retry(c, r, now)
+		return
+	}
 	s.view.InFlight[b]++
-	s.sent = append(s.sent, r)
+	if s.cfg.TTFTTimeout > 0 {
+		s.push(&event{t: now + s.cfg.TTFTTimeout - (now - r.Arrive), kind: evTimeout, req: r, gen: s.gen[b]})
+	}
 	e := s.engines[b]
 	e.Enqueue(r)
 	s.kick(e, now)
 }
 
+// retry sends r again after RetryDelay on a new connection, keeping its
+// first send time.
+func (s *runner) retry(c *Conn, r *Request, now float64) {
+	s.retried[r] = true
+	if c.Backend >= 0 {
+		s.view.OpenConns[c.Backend]--
+		c.Backend = -1
+	}
+	c.retryOf = r.Arrive
+	s.push(&event{t: now + RetryDelay, kind: evSend, conn: c})
+}
+
+// next moves c on after its current request ended (answered, timed out
+// or failed): the next request after the think time, or close.
+func (s *runner) next(c *Conn, now float64) {
+	c.next++
+	if c.next < len(c.Reqs) && now < s.end {
+		s.push(&event{t: now + c.Thinks[c.next-1], kind: evSend, conn: c})
+		return
+	}
+	if c.Backend >= 0 {
+		s.view.OpenConns[c.Backend]--
+		c.Backend = -1
+	}
+}
+
+// timeout cancels r if it has no first token yet: the gateway answers
+// 504, the engine aborts it, the client moves on.
+func (s *runner) timeout(r *Request, now float64) {
+	if r.FirstToken >= 0 || r.Done >= 0 || s.timedOut[r] || s.failed[r] || r.Backend < 0 || s.down[r.Backend] {
+		return
+	}
+	e := s.engines[r.Backend]
+	if !e.Abort(r) {
+		return
+	}
+	s.timedOut[r] = true
+	s.view.InFlight[r.Backend]--
+	s.next(r.Conn, now)
+	s.kick(e, now)
+}
+
+// change applies a fleet change.
+func (s *runner) change(ch Change, now float64) {
+	e := s.engines[ch.GPU]
+	switch {
+	case ch.Fail:
+		if s.down[ch.GPU] {
+			return
+		}
+		s.down[ch.GPU] = true
+		s.gen[ch.GPU]++
+		for _, r := range e.Fail(now) {
+			s.view.InFlight[ch.GPU]--
+			c := r.Conn
+			if r.FirstToken >= 0 {
+				// Cut mid-answer: the client has its first token and an
+				// error; it moves on.
+				s.failed[r] = true
+				if c.Backend >= 0 {
+					s.view.OpenConns[c.Backend]--
+					c.Backend = -1
+				}
+				c.retryOf = -1
+				s.next(c, now)
+				continue
+			}
+			s.retry(c, r, now)
+		}
+		// Connections idle between requests find out at their next
+		// request (refused, retried).
+		s.push(&event{t: now + HealthDelay, kind: evHealth, idx: ch.GPU, gen: 0})
+	case ch.Recover:
+		if !s.down[ch.GPU] {
+			return
+		}
+		s.down[ch.GPU] = false
+		s.push(&event{t: now + HealthDelay, kind: evHealth, idx: ch.GPU, gen: 1})
+	default:
+		_ = e.SetSpeed(ch.Speed)
+	}
+}
+
 func (s *runner) kick(e *Engine, now float64) {
 	if dur, ok := e.Start(now); ok {
-		s.push(&event{t: now + dur, kind: evStep, idx: e.Index})
+		s.push(&event{t: now + dur, kind: evStep, idx: e.Index, gen: s.gen[e.Index]})
 	}
 }
 
@@ -296,15 +500,7 @@ func (s *runner) finishStep(i int, now float64) {
 	}
 	for _, r := range done {
 		s.view.InFlight[r.Backend]--
-		c := r.Conn
-		c.next++
-		if c.next < len(c.Reqs) && now < s.end {
-			s.push(&event{t: now + c.Thinks[c.next-1], kind: evSend, conn: c})
-			continue
-		}
-		if c.Backend >= 0 {
-			s.view.OpenConns[c.Backend]--
-		}
+		s.next(r.Conn, now)
 	}
 	s.kick(e, now)
 }
@@ -336,16 +532,31 @@ func (s *runner) report(i int, now float64) score.Report {
 
 func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}
-	var ttft, floor []float64
+	var ttft, floor, light []float64
+	var timeouts, retried, failed float64
 	per := make([][]float64, len(s.engines))
 	var promptToks, cachedToks, sharedToks, sharedHit float64
 	for _, r := range s.sent {
 		if r.Arrive < s.cfg.Warmup || r.Arrive >= s.end {
 			continue
 		}
-		ttft = append(ttft, r.FirstToken-r.Arrive)
+		t := r.FirstToken - r.Arrive
+		if s.timedOut[r] {
+			t = s.cfg.TTFTTimeout
+			timeouts++
+		}
+		if s.retried[r] {
+			retried++
+		}
+		if s.failed[r] {
+			failed++
+		}
+		ttft = append(ttft, t)
+		if r.Conn.Tenant == 0 {
+			light = append(light, t)
+		}
 		floor = append(floor, FloorTTFT(s.cfg.Specs, r))
-		per[r.Backend] = append(per[r.Backend], r.FirstToken-r.Arrive)
+		per[r.Backend] = append(per[r.Backend], t)
 		res.Share[r.Backend]++
 		promptToks += float64(r.Prompt)
 		cachedToks += float64(r.CachedTokens)
@@ -362,7 +573,13 @@ func (s *runner) result() Result {
 		res.P99ByGPU = append(res.P99ByGPU, quantile(xs, 0.99))
 	}
 	res.P50TTFT = quantile(ttft, 0.50)
+	res.P90TTFT = quantile(ttft, 0.90)
 	res.P99TTFT = quantile(ttft, 0.99)
+	slices.Sort(light)
+	res.P99Light = quantile(light, 0.99)
+	if n := float64(len(ttft)); n > 0 {
+		res.Timeouts, res.Retried, res.Failed = timeouts/n, retried/n, failed/n
+	}
 	slices.Sort(floor)
 	res.P50FloorTTFT = quantile(floor, 0.50)
 	res.TokensPerSec = float64(s.windowToks) / s.cfg.Measure

@@ -40,8 +40,8 @@ func checkRun(t *testing.T, res Result) {
 		if r.Done < 0 || r.FirstToken < 0 {
 			t.Fatalf("%s: request %d never completed", res.Policy, r.ID)
 		}
-		if r.generated != r.Output {
-			t.Fatalf("%s: request %d generated %d of %d tokens", res.Policy, r.ID, r.generated, r.Output)
+		if r.Generated() != r.Output {
+			t.Fatalf("%s: request %d generated %d of %d tokens", res.Policy, r.ID, r.Generated(), r.Output)
 		}
 		if r.Done < r.FirstToken || r.FirstToken < r.Arrive {
 			t.Fatalf("%s: request %d times out of order: %v %v %v", res.Policy, r.ID, r.Arrive, r.FirstToken, r.Done)
@@ -61,19 +61,17 @@ func checkRun(t *testing.T, res Result) {
 		if e.MaxKVUsed > e.KVCapacity() {
 			t.Fatalf("%s: engine %d used %d KV tokens of %d", res.Policy, e.Index, e.MaxKVUsed, e.KVCapacity())
 		}
-		if !e.Idle() || e.usedBlocks() != 0 || e.empty+e.lru.Len() != e.blocks {
+		if !e.Idle() || e.UsedBlocks() != 0 || e.EmptyBlocks()+e.FreeCachedBlocks() != e.TotalBlocks() {
 			t.Fatalf("%s: engine %d not drained: %d waiting, %d running, %d blocks used, %d empty + %d cached of %d",
-				res.Policy, e.Index, e.Waiting(), e.Running(), e.usedBlocks(), e.empty, e.lru.Len(), e.blocks)
+				res.Policy, e.Index, e.Waiting(), e.Running(), e.UsedBlocks(), e.EmptyBlocks(), e.FreeCachedBlocks(), e.TotalBlocks())
 		}
 		// Every cached block is indexed under its own key and
 		// unreferenced once drained.
-		if len(e.index) != e.lru.Len() {
-			t.Fatalf("%s: engine %d: %d indexed blocks, %d in the LRU", res.Policy, e.Index, len(e.index), e.lru.Len())
+		if e.CachedBlocks() != e.FreeCachedBlocks() {
+			t.Fatalf("%s: engine %d: %d indexed blocks, %d in the LRU", res.Policy, e.Index, e.CachedBlocks(), e.FreeCachedBlocks())
 		}
-		for k, b := range e.index {
-			if b.key != k || !b.hashed || b.refs != 0 {
-				t.Fatalf("%s: engine %d: index entry %+v holds %+v", res.Policy, e.Index, k, b)
-			}
+		if err := e.CheckIndex(); err != nil {
+			t.Fatalf("%s: engine %d: %v", res.Policy, e.Index, err)
 		}
 	}
 }
@@ -250,7 +248,7 @@ func TestPrefixCacheHit(t *testing.T) {
 		t.Fatalf("after completion: usage %v; cached blocks must count as free", e.KVUsage())
 	}
 	for i := range 187 {
-		if _, ok := e.index[blockKey{owner: -1 - 7, idx: i}]; !ok {
+		if !e.Cached(BlockKey{Owner: -1 - 7, Idx: i}) {
 			t.Fatalf("prefix block %d not cached after completion", i)
 		}
 	}
@@ -378,8 +376,8 @@ func TestPrefixCacheCompetesWithRunningRequests(t *testing.T) {
 	small := A10
 	small.ReservedBytes = A10.MemoryBytes*GPUMemoryUtilization - WeightBytes - 8000*KVBytesPerToken // 8000 tokens, 500 blocks
 	e := NewEngine(small, 0, true)
-	if e.blocks != 500 {
-		t.Fatalf("%d blocks, want 500", e.blocks)
+	if e.TotalBlocks() != 500 {
+		t.Fatalf("%d blocks, want 500", e.TotalBlocks())
 	}
 	req := func(id, prefix, prefixLen, prompt, output int) *Request {
 		return &Request{ID: id, Prompt: prompt, Prefix: prefix, PrefixLen: prefixLen, Output: output, FirstToken: -1, Done: -1}
@@ -427,8 +425,8 @@ func TestPrefixCacheCompetesWithRunningRequests(t *testing.T) {
 		e.Enqueue(req(100+i, -1, 0, 1500, 50))
 	}
 	drain(t, e, 0)
-	if long.Done < 0 || e.usedBlocks() != 0 {
-		t.Fatalf("long request done=%v, %d blocks still used", long.Done, e.usedBlocks())
+	if long.Done < 0 || e.UsedBlocks() != 0 {
+		t.Fatalf("long request done=%v, %d blocks still used", long.Done, e.UsedBlocks())
 	}
 }
 
@@ -549,7 +547,7 @@ func TestGIEHighCacheShape(t *testing.T) {
 // FloorTTFT exactly, and its KV use is its own part only.
 func TestOracleCacheEngine(t *testing.T) {
 	e := NewEngine(H100, 0, true)
-	e.oracle = true
+	e.Oracle = true
 	r := &Request{ID: 1, Prompt: 3100, PrefixLen: 3000, Prefix: 7, Output: 40, FirstToken: -1, Done: -1}
 	e.Enqueue(r)
 	drain(t, e, 0)
@@ -568,8 +566,8 @@ func TestOracleCacheEngine(t *testing.T) {
 	if e.MaxKVUsed != 10*BlockTokens {
 		t.Fatalf("%d KV tokens used, want the 10 blocks of the request's own part", e.MaxKVUsed)
 	}
-	for k := range e.index {
-		if k.owner < 0 {
+	for _, k := range e.IndexedKeys() {
+		if k.Owner < 0 {
 			t.Fatalf("prefix block %+v took cache room", k)
 		}
 	}
@@ -634,8 +632,8 @@ func TestOracleCacheRun(t *testing.T) {
 		t.Fatalf("shared-prefix hit rate: oracle %v (want 1), plain %v (want in (0, 1))", oracle.SharedHitRate, plain.SharedHitRate)
 	}
 	for _, e := range oracle.Engines {
-		for k := range e.index {
-			if k.owner < 0 {
+		for _, k := range e.IndexedKeys() {
+			if k.Owner < 0 {
 				t.Fatalf("oracle run: prefix block %+v took cache room", k)
 			}
 		}

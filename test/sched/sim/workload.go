@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Workload shapes traffic. Lengths are log-normal, the usual fit to
@@ -44,6 +46,19 @@ type Workload struct {
 	PrefixSigma  float64
 	MinPrefix    int
 	MaxPrefix    int
+
+	// Adapters: each connection names one of Adapters LoRA adapters
+	// (Zipf popularity with exponent AdapterZipf) for all its requests;
+	// 0 serves the base model only.
+	Adapters    int
+	AdapterZipf float64
+
+	// Also is a second population of clients with a shape of its own (a
+	// heavy tenant, bursts of long-context requests) that sends AlsoShare
+	// of the requests, on its own burst process; the connections of both
+	// are merged by start time. Also may not have an Also.
+	Also      *Workload
+	AlsoShare float64
 }
 
 // minPrefixTokens is the shortest system prompt drawn when a workload sets
@@ -81,6 +96,17 @@ func (w Workload) validate(specs []Spec) error {
 		return fmt.Errorf("sim: bad prefix settings")
 	case w.Prefixes > 0 && (!(w.PrefixMedian >= 1) || w.PrefixSigma < 0 || w.MinPrefix < 0 || w.minPrefix() > w.MaxPrefix || w.MaxPrefix > maxTokens):
 		return fmt.Errorf("sim: bad prefix length distribution")
+	}
+	if w.Adapters < 0 || w.Adapters > maxPrefixes || w.AdapterZipf < 0 {
+		return fmt.Errorf("sim: bad adapter settings")
+	}
+	if w.Also != nil {
+		if w.Also.Also != nil || !(w.AlsoShare > 0 && w.AlsoShare < 1) {
+			return fmt.Errorf("sim: bad second client population")
+		}
+		if err := w.Also.validate(specs); err != nil {
+			return err
+		}
 	}
 	largest := w.MaxPrompt + w.MaxOutput
 	if w.Prefixes > 0 {
@@ -253,6 +279,11 @@ type Conn struct {
 	next   int
 	// Backend is the connection's backend under an L4 policy, -1 if none.
 	Backend int
+	// Tenant is the client population (0: Workload's own, 1: its Also).
+	Tenant int
+	// retryOf is when the request being retried was first sent (a
+	// refusal or a failed GPU lost it), -1 if none.
+	retryOf float64
 }
 
 // lognormal draws a log-normal value with the given median, clamped to
@@ -286,6 +317,20 @@ func newPrefixTable(w Workload, seed uint64) prefixTable {
 	return t
 }
 
+// zipfTable is a popularity table over n items (Zipf with exponent z).
+func zipfTable(n int, z float64) prefixTable {
+	var t prefixTable
+	var sum float64
+	for i := 0; i < n; i++ {
+		sum += 1 / math.Pow(float64(i+1), z)
+		t.cum = append(t.cum, sum)
+	}
+	for i := range t.cum {
+		t.cum[i] /= sum
+	}
+	return t
+}
+
 func (t prefixTable) pick(r *rand.Rand) int {
 	u := r.Float64()
 	for i, c := range t.cum {
@@ -298,9 +343,28 @@ func (t prefixTable) pick(r *rand.Rand) int {
 
 // arrivals generates connections with mean request rate reqRate over
 // [0, until), deterministically from seed, stopping early once maxReqs
-// requests are drawn (0: no limit).
+// requests are drawn (0: no limit). With w.Also, the two populations are
+// drawn apart (the second from a derived seed) and merged by start.
 func arrivals(w Workload, seed uint64, reqRate, until float64, firstID *int, maxReqs int) []*Conn {
+	if w.Also == nil {
+		return arrivalsOf(w, seed, reqRate, until, firstID, maxReqs, 0)
+	}
+	main := w
+	main.Also = nil
+	a := arrivalsOf(main, seed, reqRate*(1-w.AlsoShare), until, firstID, maxReqs, 0)
+	b := arrivalsOf(*w.Also, seed^0x7e4a47, reqRate*w.AlsoShare, until, firstID, maxReqs, 1)
+	all := append(a, b...)
+	slices.SortStableFunc(all, func(x, y *Conn) int { return cmp.Compare(x.Start, y.Start) })
+	for i, c := range all {
+		c.ID = i
+	}
+	return all
+}
+
+// arrivalsOf is arrivals for one population of clients (tenant).
+func arrivalsOf(w Workload, seed uint64, reqRate, until float64, firstID *int, maxReqs, tenant int) []*Conn {
 	r := rand.New(rand.NewPCG(seed, 1))
+	adapters := zipfTable(w.Adapters, w.AdapterZipf)
 	prefixes := newPrefixTable(w, seed)
 	connRate := reqRate / w.RequestsPerConn
 	startID := *firstID
@@ -326,7 +390,7 @@ func arrivals(w Workload, seed uint64, reqRate, until float64, firstID *int, max
 		if t >= until || maxReqs > 0 && *firstID-startID >= maxReqs {
 			return conns
 		}
-		c := &Conn{ID: len(conns), Start: t, Backend: -1}
+		c := &Conn{ID: len(conns), Start: t, Backend: -1, Tenant: tenant, retryOf: -1}
 		cr := rand.New(rand.NewPCG(seed, uint64(c.ID)+2))
 		c.Hash = cr.Uint64()
 		n := 1
@@ -338,11 +402,15 @@ func arrivals(w Workload, seed uint64, reqRate, until float64, firstID *int, max
 			prefix = prefixes.pick(cr)
 			prefixLen = prefixes.lens[prefix]
 		}
+		adapter := 0
+		if w.Adapters > 0 {
+			adapter = 1 + adapters.pick(cr)
+		}
 		for i := 0; i < n; i++ {
 			user := lognormal(cr, w.PromptMedian, w.PromptSigma, 4, w.MaxPrompt)
 			req := &Request{
 				ID: *firstID, Conn: c,
-				Prompt: prefixLen + user, Prefix: prefix, PrefixLen: prefixLen,
+				Prompt: prefixLen + user, Prefix: prefix, PrefixLen: prefixLen, Adapter: adapter,
 				Output:  lognormal(cr, w.OutputMedian, w.OutputSigma, 1, w.MaxOutput),
 				Backend: -1, FirstToken: -1, Done: -1,
 			}

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/infergate/infergate/test/gpumodel"
 	"github.com/infergate/infergate/test/mockllm"
 )
 
@@ -33,10 +34,24 @@ func main() {
 	kvSeed := flag.String("kv-hash-seed", "", "block hash seed (vLLM's PYTHONHASHSEED)")
 	kvPrefill := flag.Duration("kv-prefill-per-block", 0, "prefill time of each prompt block not cached")
 	control := flag.Bool("control", false, "serve POST /control/speed to change the simulated GPU speed")
+	gpu := flag.String("gpu", "", "simulate this card's roofline (h100, a100, a10) instead of -ttft/-tokens-per-s/-gpus/-batch")
 	flag.Parse()
+	var spec *gpumodel.Spec
+	switch *gpu {
+	case "":
+	case "h100":
+		spec = &gpumodel.H100
+	case "a100":
+		spec = &gpumodel.A100
+	case "a10":
+		spec = &gpumodel.A10
+	default:
+		fmt.Fprintln(os.Stderr, "mockllm: -gpu must be h100, a100 or a10")
+		os.Exit(2)
+	}
 
 	s := mockllm.New(mockllm.Config{Name: *name, TTFT: *ttft, TokensPerSecond: *tps, GPUs: *gpus, Batch: *batch,
-		Queue: *queue, MaxTokens: *maxTokens, OmitUsage: *omitUsage})
+		Queue: *queue, MaxTokens: *maxTokens, OmitUsage: *omitUsage, GPU: spec})
 	if *failStatus != 0 {
 		s.SetFailure(mockllm.Failure{Status: *failStatus})
 	}

@@ -1,15 +1,22 @@
-package sim
+package gpumodel
 
-import "container/list"
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"slices"
+)
 
 // BlockTokens is the KV-cache block size in tokens: vLLM's default, and
 // about the 64-byte block the router hashes.
 const BlockTokens = 16
 
-// Request is one inference request.
-type Request struct {
+// Request is one inference request. C is the caller's handle for whoever
+// sent it (the simulation's client connection, the mock server's HTTP
+// exchange); the engine never looks at it.
+type Request[C any] struct {
 	ID     int
-	Conn   *Conn
+	Conn   C
 	Arrive float64 // when the client sent it (the balancer adds no delay)
 	Prompt int     // prompt tokens, shared prefix included
 	Output int     // tokens to generate, >= 1
@@ -17,6 +24,8 @@ type Request struct {
 	// tokens, the leading part of Prompt.
 	Prefix    int
 	PrefixLen int
+	// Adapter is the LoRA adapter the request names (0: the base model).
+	Adapter int
 
 	Backend    int
 	FirstToken float64 // -1 until the first token
@@ -36,32 +45,46 @@ type Request struct {
 	decoding    bool     // decodes a token in the step under way
 	Preempted   int      // times evicted for lack of KV cache
 	// virtual is how many leading blocks of the sequence an oracle cache
-	// (Engine.oracle) serves without holding them; held starts after them.
+	// (Engine.Oracle) serves without holding them; held starts after them.
 	virtual int
 }
 
-// blockKey names a full block's content. Tokens of a shared prefix are
+// Generated is how many output tokens r has produced so far.
+func (r *Request[C]) Generated() int { return r.generated }
+
+// BlockKey names a full block's content. Tokens of a shared prefix are
 // the same in every request that carries it; every token after the first
 // request-specific one makes the rest of the sequence unique (block
-// hashes chain), so a block is either block idx of prefix p (owner -1-p)
-// or block idx of request owner.
-type blockKey struct {
-	owner int
-	idx   int
+// hashes chain), so a block is either block Idx of prefix p (Owner -1-p)
+// or block Idx of request Owner. It stands for the block hash vLLM puts
+// in its KV-cache events.
+type BlockKey struct {
+	Owner int
+	Idx   int
 }
 
-func keyOf(r *Request, idx int) blockKey {
+// Hash is a 64-bit name of k, as a router's event-fed index keys blocks.
+func (k BlockKey) Hash() uint64 {
+	x := uint64(int64(k.Owner))*0x9e3779b97f4a7c15 ^ uint64(int64(k.Idx))*0xc2b2ae3d27d4eb4f
+	x ^= x >> 31
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 29
+	return x
+}
+
+// KeyOf is the key of block idx of r's sequence.
+func KeyOf[C any](r *Request[C], idx int) BlockKey {
 	if r.Prefix >= 0 && (idx+1)*BlockTokens <= r.PrefixLen {
-		return blockKey{owner: -1 - r.Prefix, idx: idx}
+		return BlockKey{Owner: -1 - r.Prefix, Idx: idx}
 	}
-	return blockKey{owner: r.ID, idx: idx}
+	return BlockKey{Owner: r.ID, Idx: idx}
 }
 
 // block is one KV-cache block. A block whose content is complete and
 // whose key no other block holds is in the cache index (hashed); when no
 // request references it, it stays there, evictable, in the LRU list.
 type block struct {
-	key    blockKey
+	key    BlockKey
 	hashed bool
 	refs   int
 	el     *list.Element // in lru while hashed and refs == 0
@@ -87,17 +110,39 @@ type block struct {
 // charge, on every GPU. No real engine works so; it is the control that
 // bounds what prefix affinity can buy (Config.OracleCache). Decode steps
 // still read the prefix's KV, as attention over a cached prefix does.
-type Engine struct {
-	Spec    Spec
-	Index   int
+//
+// LoRA: at most Spec.MaxLoras distinct adapters run in one batch (vLLM's
+// --max-loras); a waiting request whose adapter would exceed that is
+// passed over, and the ones behind it may start (vLLM V1's scheduler
+// skips it the same way). The engine keeps MaxLoras adapters loaded,
+// least recently used out; a step that starts a request whose adapter is
+// not loaded pays Spec.AdapterLoad.
+//
+// Speed scales every step's duration (SetSpeed): a throttled GPU (clocks
+// lowered by heat or power capping, a noisy neighbour) does the same
+// work slower.
+//
+// Hooks: OnStored and OnRemoved, when set, are told every block the
+// prefix cache indexes and every block it drops, as vLLM publishes
+// BlockStored and BlockRemoved KV-cache events.
+type Engine[C any] struct {
+	Spec  Spec
+	Index int
+	// Oracle: see above; only with prefix caching.
+	Oracle bool
+	// OnStored and OnRemoved receive the cache's KV events.
+	OnStored, OnRemoved func(BlockKey)
+
 	blocks  int // total KV blocks
 	caching bool
-	oracle  bool
-	waiting []*Request
-	running []*Request
+	speed   float64
+	waiting []*Request[C]
+	running []*Request[C]
+	// loras are the loaded adapters, most recently used first.
+	loras []int
 
 	empty int                 // free blocks holding nothing reusable
-	index map[blockKey]*block // hashed blocks, referenced or not
+	index map[BlockKey]*block // hashed blocks, referenced or not
 	lru   *list.List          // hashed unreferenced blocks, most recent at front
 	spare []*block            // recycled block structs
 
@@ -107,53 +152,76 @@ type Engine struct {
 	// MaxKVUsed is the high-water mark of referenced KV, in tokens
 	// (blocks x BlockTokens), for tests.
 	MaxKVUsed int
-	// Steps counts engine steps; Evictions counts cached blocks dropped.
-	Steps, Evictions int
+	// Steps counts engine steps; Evictions counts cached blocks dropped;
+	// AdapterLoads counts adapters loaded.
+	Steps, Evictions, AdapterLoads int
 }
 
 // NewEngine returns an idle engine.
-func NewEngine(spec Spec, index int, prefixCaching bool) *Engine {
+func NewEngine[C any](spec Spec, index int, prefixCaching bool) *Engine[C] {
 	n := spec.KVTokens() / BlockTokens
-	return &Engine{
-		Spec: spec, Index: index, blocks: n, empty: n, caching: prefixCaching,
-		index: map[blockKey]*block{}, lru: list.New(),
+	return &Engine[C]{
+		Spec: spec, Index: index, blocks: n, empty: n, caching: prefixCaching, speed: 1,
+		index: map[BlockKey]*block{}, lru: list.New(),
 	}
 }
 
+// SetSpeed sets the fraction of its nominal speed the GPU runs at (1:
+// nominal; 0.6: every step takes 1/0.6 as long). It applies from the next
+// step.
+func (e *Engine[C]) SetSpeed(f float64) error {
+	if !(f > 0 && f <= 10) {
+		return errors.New("gpumodel: speed outside (0, 10]")
+	}
+	e.speed = f
+	return nil
+}
+
+// Speed is the fraction of nominal speed the GPU runs at.
+func (e *Engine[C]) Speed() float64 { return e.speed }
+
 // KVCapacity is the engine's KV-cache size in tokens.
-func (e *Engine) KVCapacity() int { return e.blocks * BlockTokens }
+func (e *Engine[C]) KVCapacity() int { return e.blocks * BlockTokens }
 
 // Enqueue adds a request to the waiting queue.
-func (e *Engine) Enqueue(r *Request) { e.waiting = append(e.waiting, r) }
+func (e *Engine[C]) Enqueue(r *Request[C]) { e.waiting = append(e.waiting, r) }
 
 // Idle reports whether the engine has nothing to do.
-func (e *Engine) Idle() bool { return len(e.waiting) == 0 && len(e.running) == 0 }
+func (e *Engine[C]) Idle() bool { return len(e.waiting) == 0 && len(e.running) == 0 }
 
 // Busy reports whether a step is under way.
-func (e *Engine) Busy() bool { return e.busy }
+func (e *Engine[C]) Busy() bool { return e.busy }
 
 // Waiting and Running are the queue lengths an inference server exports.
-func (e *Engine) Waiting() int { return len(e.waiting) }
+func (e *Engine[C]) Waiting() int { return len(e.waiting) }
 
 // Running is the number of sequences in the batch.
-func (e *Engine) Running() int { return len(e.running) }
+func (e *Engine[C]) Running() int { return len(e.running) }
 
 // free is the blocks a request may take: empty ones and evictable cached
 // ones.
-func (e *Engine) free() int { return e.empty + e.lru.Len() }
+func (e *Engine[C]) free() int { return e.empty + e.lru.Len() }
 
 // usedBlocks are the blocks running requests reference.
-func (e *Engine) usedBlocks() int { return e.blocks - e.free() }
+func (e *Engine[C]) usedBlocks() int { return e.blocks - e.free() }
 
 // CachedBlocks is the number of indexed blocks (referenced or not).
-func (e *Engine) CachedBlocks() int { return len(e.index) }
+func (e *Engine[C]) CachedBlocks() int { return len(e.index) }
 
 // KVUsage is the fraction of the cache held by running requests (vLLM's
 // kv_cache_usage_perc: evictable cached blocks count as free).
-func (e *Engine) KVUsage() float64 { return float64(e.usedBlocks()) / float64(e.blocks) }
+//
+// A GPU with fixed timings (Spec.Fixed) has no memory model: its cache is
+// as full as its batch.
+func (e *Engine[C]) KVUsage() float64 {
+	if e.Spec.Fixed() {
+		return float64(len(e.running)) / float64(e.Spec.maxSeqs())
+	}
+	return float64(e.usedBlocks()) / float64(e.blocks)
+}
 
 // BusyTime is the total time spent in steps up to now.
-func (e *Engine) BusyTime(now float64) float64 {
+func (e *Engine[C]) BusyTime(now float64) float64 {
 	if e.busy {
 		return e.busyTime + (now - e.stepStart)
 	}
@@ -162,7 +230,7 @@ func (e *Engine) BusyTime(now float64) float64 {
 
 // take returns a block for a request: an empty one if any, else the least
 // recently used cached one, evicted. The caller has checked free() > 0.
-func (e *Engine) take() *block {
+func (e *Engine[C]) take() *block {
 	var b *block
 	if e.empty > 0 {
 		e.empty--
@@ -178,6 +246,9 @@ func (e *Engine) take() *block {
 		e.lru.Remove(el)
 		delete(e.index, b.key)
 		e.Evictions++
+		if e.OnRemoved != nil {
+			e.OnRemoved(b.key)
+		}
 	}
 	*b = block{refs: 1}
 	return b
@@ -186,7 +257,7 @@ func (e *Engine) take() *block {
 // release drops r's references, last block first so that, among equally
 // old blocks, a sequence's tail is evicted before its head (vLLM frees in
 // reverse order for the same reason: heads are what other requests share).
-func (e *Engine) release(r *Request) {
+func (e *Engine[C]) release(r *Request[C]) {
 	for i := len(r.held) - 1; i >= 0; i-- {
 		b := r.held[i]
 		b.refs--
@@ -207,12 +278,12 @@ func (e *Engine) release(r *Request) {
 
 // covered is how many tokens of r's sequence have a KV slot: its virtual
 // blocks and those it holds.
-func (r *Request) covered() int { return (r.virtual + len(r.held)) * BlockTokens }
+func (r *Request[C]) covered() int { return (r.virtual + len(r.held)) * BlockTokens }
 
 // register indexes r's blocks that are now complete (computed), up to
 // tokens of its sequence. A block whose content is already indexed (two
 // requests computed the same prefix at once) stays private, as in vLLM.
-func (e *Engine) register(r *Request, tokens int) {
+func (e *Engine[C]) register(r *Request[C], tokens int) {
 	if !e.caching {
 		return
 	}
@@ -222,43 +293,46 @@ func (e *Engine) register(r *Request, tokens int) {
 		if b.hashed {
 			continue
 		}
-		k := keyOf(r, r.virtual+r.registered)
+		k := KeyOf(r, r.virtual+r.registered)
 		if _, dup := e.index[k]; dup {
 			continue
 		}
 		b.key, b.hashed = k, true
 		e.index[k] = b
+		if e.OnStored != nil {
+			e.OnStored(k)
+		}
 	}
 }
 
 // preempt evicts the newest running request back to the head of the queue;
 // its blocks are freed (cached ones stay reusable) and it is recomputed on
 // readmission.
-func (e *Engine) preempt() {
+func (e *Engine[C]) preempt() {
 	victim := e.running[len(e.running)-1]
 	e.running = e.running[:len(e.running)-1]
 	e.release(victim)
 	victim.prefillNeed, victim.prefillDone, victim.matched = 0, 0, 0
 	victim.Preempted++
-	e.waiting = append([]*Request{victim}, e.waiting...)
+	e.waiting = append([]*Request[C]{victim}, e.waiting...)
 }
 
 func blocksFor(tokens int) int { return (tokens + BlockTokens - 1) / BlockTokens }
 
-// admit tries to start the head of the queue; false if it does not fit.
-func (e *Engine) admit() bool {
-	r := e.waiting[0]
+// admit tries to start waiting request i; false if it does not fit.
+func (e *Engine[C]) admit(i int) bool {
+	r := e.waiting[i]
 	tokens := r.Prompt + r.generated // a preempted request recomputes its output too
 	// Longest run of cached leading blocks; the last token is always
 	// computed (it yields the next token's logits), as in vLLM.
 	var hit []*block
 	virtual := 0
-	if e.caching && e.oracle && r.Prefix >= 0 {
+	if e.caching && e.Oracle && r.Prefix >= 0 {
 		virtual = min(r.PrefixLen/BlockTokens, (tokens-1)/BlockTokens)
 	}
 	if e.caching {
 		for i := virtual; i < (tokens-1)/BlockTokens; i++ {
-			b, ok := e.index[keyOf(r, i)]
+			b, ok := e.index[KeyOf(r, i)]
 			if !ok {
 				break
 			}
@@ -275,7 +349,7 @@ func (e *Engine) admit() bool {
 	if e.free()-reusedFree < need {
 		return false
 	}
-	e.waiting = e.waiting[1:]
+	e.waiting = append(e.waiting[:i], e.waiting[i+1:]...)
 	for _, b := range hit {
 		if b.refs == 0 {
 			e.lru.Remove(b.el)
@@ -302,7 +376,7 @@ func (e *Engine) admit() bool {
 
 // Start begins a step at now if there is work and none under way, and
 // returns its duration (ok false if the engine stays idle).
-func (e *Engine) Start(now float64) (dur float64, ok bool) {
+func (e *Engine[C]) Start(now float64) (dur float64, ok bool) {
 	if e.busy || e.Idle() {
 		return 0, false
 	}
@@ -348,11 +422,19 @@ func (e *Engine) Start(now float64) (dur float64, ok bool) {
 			budget -= c
 		}
 	}
-	for budget > 0 && len(e.waiting) > 0 && len(e.running) < MaxSeqs {
-		if !e.admit() {
+	loads := 0
+	for i := 0; budget > 0 && i < len(e.waiting) && len(e.running) < e.Spec.maxSeqs(); {
+		if !e.adapterFits(e.waiting[i].Adapter) {
+			i++ // passed over; FCFS resumes behind it
+			continue
+		}
+		if !e.admit(i) {
 			break
 		}
 		r := e.running[len(e.running)-1]
+		if e.useAdapter(r.Adapter) {
+			loads++
+		}
 		c := min(r.prefillNeed, budget)
 		r.scheduled = c
 		prefill += c
@@ -367,12 +449,12 @@ func (e *Engine) Start(now float64) (dur float64, ok bool) {
 	e.busy = true
 	e.stepStart = now
 	e.Steps++
-	return e.Spec.StepTime(decodeSeqs, kvRead, prefill), true
+	return (e.Spec.StepTime(decodeSeqs, kvRead, prefill) + float64(loads)*e.Spec.AdapterLoad) / e.speed, true
 }
 
 // Finish ends the step under way at now; it returns the output tokens the
 // step produced and the requests it completed.
-func (e *Engine) Finish(now float64) (tokens int, done []*Request) {
+func (e *Engine[C]) Finish(now float64) (tokens int, done []*Request[C]) {
 	e.busy = false
 	e.busyTime += now - e.stepStart
 	kept := e.running[:0]
@@ -410,4 +492,167 @@ func (e *Engine) Finish(now float64) (tokens int, done []*Request) {
 	}
 	e.running = kept
 	return tokens, done
+}
+
+// adapterFits reports whether a request of adapter a may join the batch:
+// the base model always may; an adapter may while the running requests
+// use fewer than MaxLoras adapters, or already use it.
+func (e *Engine[C]) adapterFits(a int) bool {
+	if a == 0 || e.Spec.MaxLoras <= 0 {
+		return true
+	}
+	n := 0
+	var seen [64]int
+	distinct := seen[:0]
+	for _, r := range e.running {
+		if r.Adapter == 0 {
+			continue
+		}
+		if r.Adapter == a {
+			return true
+		}
+		found := false
+		for _, d := range distinct {
+			if d == r.Adapter {
+				found = true
+				break
+			}
+		}
+		if !found {
+			distinct = append(distinct, r.Adapter)
+			n++
+		}
+	}
+	return n < e.Spec.MaxLoras
+}
+
+// useAdapter marks a as most recently used among the loaded adapters and
+// reports whether it had to be loaded.
+func (e *Engine[C]) useAdapter(a int) bool {
+	if a == 0 || e.Spec.MaxLoras <= 0 {
+		return false
+	}
+	for i, x := range e.loras {
+		if x == a {
+			copy(e.loras[1:i+1], e.loras[:i])
+			e.loras[0] = a
+			return false
+		}
+	}
+	if len(e.loras) < e.Spec.MaxLoras {
+		e.loras = append(e.loras, 0)
+	}
+	copy(e.loras[1:], e.loras[:len(e.loras)-1])
+	e.loras[0] = a
+	e.AdapterLoads++
+	return true
+}
+
+// Loaded reports whether adapter a is loaded (what vLLM's
+// lora_requests_info metric shows as running or waiting adapters).
+func (e *Engine[C]) Loaded(a int) bool {
+	for _, x := range e.loras {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Abort removes r, waiting or running, and frees its blocks (the client
+// went away). It reports whether r was there.
+func (e *Engine[C]) Abort(r *Request[C]) bool {
+	for i, x := range e.waiting {
+		if x == r {
+			e.waiting = append(e.waiting[:i], e.waiting[i+1:]...)
+			return true
+		}
+	}
+	for i, x := range e.running {
+		if x == r {
+			e.running = append(e.running[:i], e.running[i+1:]...)
+			e.release(r)
+			r.decoding, r.scheduled = false, 0
+			return true
+		}
+	}
+	return false
+}
+
+// Fail is the GPU failing: every request, waiting or running, is dropped
+// and returned, the step under way is lost, and the prefix cache is
+// emptied (OnRemoved hears of every block, as vLLM's AllBlocksCleared
+// says at once).
+func (e *Engine[C]) Fail(now float64) []*Request[C] {
+	if e.busy {
+		e.busyTime += now - e.stepStart
+		e.busy = false
+	}
+	lost := append(append([]*Request[C](nil), e.running...), e.waiting...)
+	for _, r := range e.running {
+		e.release(r)
+		r.decoding, r.scheduled = false, 0
+	}
+	e.running, e.waiting = nil, nil
+	for el := e.lru.Front(); el != nil; el = el.Next() {
+		b := el.Value.(*block)
+		delete(e.index, b.key)
+		if e.OnRemoved != nil {
+			e.OnRemoved(b.key)
+		}
+		e.empty++
+	}
+	e.lru.Init()
+	e.loras = e.loras[:0]
+	return lost
+}
+
+// UsedBlocks are the blocks running requests reference; EmptyBlocks those
+// holding nothing; FreeCachedBlocks the indexed ones nobody references;
+// TotalBlocks all of them. Drained, Used is 0 and Empty + FreeCached is
+// Total.
+func (e *Engine[C]) UsedBlocks() int       { return e.usedBlocks() }
+func (e *Engine[C]) EmptyBlocks() int      { return e.empty }
+func (e *Engine[C]) FreeCachedBlocks() int { return e.lru.Len() }
+func (e *Engine[C]) TotalBlocks() int      { return e.blocks }
+
+// Cached reports whether block k is in the prefix-cache index.
+func (e *Engine[C]) Cached(k BlockKey) bool {
+	_, ok := e.index[k]
+	return ok
+}
+
+// IndexedKeys lists the keys in the prefix-cache index.
+func (e *Engine[C]) IndexedKeys() []BlockKey {
+	out := make([]BlockKey, 0, len(e.index))
+	for k := range e.index {
+		out = append(out, k)
+	}
+	return out
+}
+
+// CheckIndex checks that every indexed block is stored under its own key,
+// marked hashed, and (on a drained engine) referenced by nobody.
+func (e *Engine[C]) CheckIndex() error {
+	for k, b := range e.index {
+		if b.key != k || !b.hashed || b.refs != 0 {
+			return fmt.Errorf("index entry %+v holds %+v", k, *b)
+		}
+	}
+	return nil
+}
+
+// Adapters lists the adapters of the running and waiting requests (vLLM's
+// lora_requests_info: running_lora_adapters and waiting_lora_adapters),
+// each once.
+func (e *Engine[C]) Adapters() []int {
+	var out []int
+	for _, q := range [][]*Request[C]{e.running, e.waiting} {
+		for _, r := range q {
+			if r.Adapter != 0 && !slices.Contains(out, r.Adapter) {
+				out = append(out, r.Adapter)
+			}
+		}
+	}
+	return out
 }

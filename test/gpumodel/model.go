@@ -1,16 +1,16 @@
-// Package sim is a discrete-event simulation of a heterogeneous GPU
-// inference fleet behind a load balancer, for the scheduling-quality
-// benchmark: it runs the real weighting code (gpu/score), the real Maglev
-// builder (maglev) and the real prefix-affinity chooser (l7/affinity)
-// against round robin and least connections on identical arrivals.
+// Package gpumodel is the one model of a GPU serving an LLM that the
+// tests use: the scheduling simulation (test/sched/sim) steps it in
+// virtual time, and the mock inference server (test/mockllm) runs it in
+// real time behind real HTTP, so the live lab and the simulation see the
+// same queueing, batching, KV-cache and prefix-cache behaviour.
 //
-// The fleet model is a roofline model of vLLM-style continuous batching:
+// The model is a roofline model of vLLM-style continuous batching:
 // every engine step reads the model weights once plus the KV cache of every
 // decoding sequence (memory-bandwidth bound), and prefills a chunk of prompt
 // tokens (compute bound); a step takes the larger of the two plus a fixed
 // scheduling overhead. Numbers come from data sheets and the model's shape;
 // see the constants below and BENCHMARKS.md.
-package sim
+package gpumodel
 
 import "math"
 
@@ -65,6 +65,45 @@ type Spec struct {
 	ReservedBytes float64
 	// MaxBatchedTokens is the chunked-prefill token budget per step.
 	MaxBatchedTokens int
+	// MaxSeqs bounds the batch (0: vLLM's default, MaxSeqs).
+	MaxSeqs int
+	// MaxLoras is how many LoRA adapters one batch may use (vLLM's
+	// --max-loras; 0: adapters are not modelled) and AdapterLoad the
+	// seconds a step spends loading one that is not loaded.
+	MaxLoras    int
+	AdapterLoad float64
+
+	// FixedPrefill and FixedDecode, when either is set, replace the
+	// roofline: a step that prefills takes FixedPrefill (the whole prompt
+	// in one step, whatever its length), a step that only decodes takes
+	// FixedDecode, and there is no memory model (the KV cache never runs
+	// out; its usage is the batch's occupancy). The mock server's
+	// -ttft and -tokens-per-s are such a GPU; both 0 with the other
+	// fields empty is an instant one (Fixed).
+	FixedPrefill, FixedDecode float64
+}
+
+// fixedKVTokens is the cache of a GPU with fixed timings: larger than any
+// prompt the mock accepts, so it never limits admission.
+const fixedKVTokens = 1 << 34
+
+// Fixed reports whether s has fixed timings instead of a roofline (no
+// memory bandwidth given).
+func (s Spec) Fixed() bool { return s.BandwidthBytesPerSec == 0 }
+
+// FixedTiming is a GPU with fixed timings: ttft seconds for a step that
+// prefills, perToken seconds for one that only decodes, and a batch of
+// seqs sequences.
+func FixedTiming(ttft, perToken float64, seqs int) Spec {
+	return Spec{Name: "fixed", FixedPrefill: ttft, FixedDecode: perToken, MaxSeqs: seqs, MaxBatchedTokens: fixedKVTokens}
+}
+
+// maxSeqs is the batch bound.
+func (s Spec) maxSeqs() int {
+	if s.MaxSeqs > 0 {
+		return s.MaxSeqs
+	}
+	return MaxSeqs
 }
 
 // H100 is an H100 SXM 80GB: 3.35 TB/s HBM3, 989 TFLOPS dense bf16
@@ -107,6 +146,9 @@ var A10 = Spec{
 // gpu_memory_utilization x memory minus weights and reserved memory.
 // H100: ~403k tokens; A10: ~31k tokens.
 func (s Spec) KVTokens() int {
+	if s.Fixed() {
+		return fixedKVTokens
+	}
 	free := s.MemoryBytes*GPUMemoryUtilization - WeightBytes - s.ReservedBytes
 	return int(math.Max(free, 0) / KVBytesPerToken)
 }
@@ -115,6 +157,16 @@ func (s Spec) KVTokens() int {
 // token for each of decodeSeqs sequences whose contexts total kvTokens, and
 // prefills prefillTokens prompt tokens.
 func (s Spec) StepTime(decodeSeqs, kvTokens, prefillTokens int) float64 {
+	if s.Fixed() {
+		t := 0.0
+		if decodeSeqs > 0 {
+			t = s.FixedDecode
+		}
+		if prefillTokens > 0 {
+			t = max(t, s.FixedPrefill)
+		}
+		return t
+	}
 	mem := (WeightBytes + float64(kvTokens)*KVBytesPerToken) / (s.BandwidthBytesPerSec * MemEfficiency)
 	compute := float64(decodeSeqs+prefillTokens) * FLOPsPerToken / (s.PeakFLOPS * ComputeEfficiency)
 	return StepOverhead + math.Max(mem, compute)

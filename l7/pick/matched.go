@@ -1,0 +1,36 @@
+package pick
+
+import (
+	"github.com/infergate/infergate/l7/affinity"
+	"github.com/infergate/infergate/l7/route"
+)
+
+// PickMatched is PickBlocks with the cached prefix lengths known instead
+// of guessed: matched(label) is how many leading blocks of hashes the
+// backend labelled "pool/backend" holds, as an index fed by the engines'
+// KV-cache events says. The same load bound and weights apply.
+func (p *Picker) PickMatched(pool string, backends []*route.Backend, hashes []uint64, matched func(label string) int) int {
+	if !p.steers(pool) {
+		return -1
+	}
+	ws := p.weights()
+	cands := make([]affinity.Candidate, len(backends))
+	m := make(map[string]int, len(backends))
+	for i, b := range backends {
+		name := label(pool, b)
+		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
+		if n := matched(name); n > 0 {
+			m[name] = n
+		}
+	}
+	if len(m) == 0 {
+		// No engine holds even the first block: placed by load alone,
+		// as PickBlocks places a cold prefix.
+		return p.pickCold(pool, backends, ws, hashes)
+	}
+	ch, err := p.chooser.ChooseMatched(hashes, cands, m)
+	if err != nil {
+		return -1
+	}
+	return ch.Index
+}
