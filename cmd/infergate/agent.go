@@ -28,6 +28,7 @@ func newAgentCmd() *cobra.Command {
 		maxFlows6          uint32
 		maxEst, maxBackend uint32
 		maxVIPs, maxRules  uint32
+		clusterF           clusterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -93,6 +94,13 @@ Roles:
 			}
 			cfg.Version = version
 			cfg.Logger = log
+			src, err := clusterF.build(cfg.Role, log)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			if src != nil {
+				cfg.Source = src
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -125,6 +133,7 @@ Roles:
 	f.Uint32Var(&maxRules, "max-rules", loader.DefaultMaxRules, "firewall rules")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFmt, "log-format", "text", "text or json (to stderr)")
+	clusterF.register(f)
 	cmd.AddCommand(newAgentUninstallCmd())
 	return cmd
 }
