@@ -29,7 +29,7 @@ func lbService(ns, name string, vip string, ports ...int32) *corev1.Service {
 }
 
 type ep struct {
-	addr, pod, node            string
+	addr, pod, node             string
 	ready, serving, terminating bool
 }
 

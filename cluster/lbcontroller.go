@@ -29,7 +29,7 @@ const LeaseName = "infergate-vip-allocator"
 type LeaderConfig struct {
 	Namespace string
 	// Identity is this agent's name in the Lease (the node name).
-	Identity                                 string
+	Identity                                  string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
