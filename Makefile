@@ -35,6 +35,7 @@ build:
 # output, and at the end every skipped test with its reason and a count.
 test:
 	./scripts/deps.sh test
+	./scripts/kube-apiserver.sh >/dev/null || echo "kube-apiserver not built: the tests that need it skip (or fail under INFERGATE_REQUIRE_PRIVILEGED=1)" >&2
 	$(GO) vet ./...
 	mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/testreport ./test/testreport

@@ -20,6 +20,9 @@ pkgs_demo=(iproute2 util-linux procps ethtool iputils-ping)
 pkgs_generate=(clang-14 llvm-14 libbpf-dev bpftool)
 pkgs_test=("${pkgs_demo[@]}" redis-server tmux hping3 curl xdp-tools libxdp1 ca-certificates prometheus nodejs)
 pkgs_bench=(wrk nginx haproxy)
+# The real Kubernetes API server's store (internal/kubetest; the server itself
+# is built by scripts/kube-apiserver.sh) and the image builder (scripts/image.sh).
+pkgs_test+=(etcd-server buildah)
 
 # The OpenAI SDK the conformance test drives, installed into a folder the
 # tests own (ignored by git). The exact version is pinned for repeatable runs.
@@ -102,6 +105,10 @@ if ((${#missing[@]} > 0)); then
 	# tests run their own, so stop the packaged one where it started.
 	if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
 		systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+	fi
+	# Likewise etcd-server's packaged service: internal/kubetest runs its own.
+	if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
+		systemctl disable --now etcd >/dev/null 2>&1 || true
 	fi
 fi
 
