@@ -239,7 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Source != nil {
 		go func() {
-			if err := cfg.Source.Run(ctx, a.applyFromSource); err != nil && !errors.Is(err, context.Canceled) {
+			if err := cfg.Source.Run(ctx, a.ApplyFromSource); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("desired-state source stopped; the data plane keeps what it runs", "err", err)
 			}
 		}()

@@ -22,8 +22,9 @@ type Source interface {
 	Run(ctx context.Context, apply func(ctx context.Context, doc []byte) (version string, err error)) error
 }
 
-// applyFromSource is the apply a Source is given.
-func (a *Agent) applyFromSource(ctx context.Context, doc []byte) (string, error) {
+// ApplyFromSource is the apply a Source is given (Run hands it over; tests
+// and benchmarks that drive a Source themselves use it too).
+func (a *Agent) ApplyFromSource(ctx context.Context, doc []byte) (string, error) {
 	res, err := a.Apply(ctx, doc, false)
 	var ie *InvalidError
 	if errors.As(err, &ie) {
