@@ -191,7 +191,7 @@ func TestClusterAgainstAPIServer(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	src, err := NewSource(Config{Client: cs, Dynamic: dyn, NodeName: "lb-1", Role: "balancer", Debounce: 10 * time.Millisecond, Log: log,
 		LoadBalancer: &LeaderConfig{Namespace: "infergate", Identity: "lb-1", LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond},
-		OnApplied: func(string, *policy.Document, time.Time) { mu.Lock(); applies++; mu.Unlock() }})
+		OnApplied:    func(string, *policy.Document, time.Time) { mu.Lock(); applies++; mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}

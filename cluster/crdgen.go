@@ -121,9 +121,9 @@ func CRDFiles() (map[string][]byte, error) {
 			"kind":       "CustomResourceDefinition",
 			"metadata":   map[string]any{"name": c.plural + "." + PolicyGVR.Group},
 			"spec": map[string]any{
-				"group": PolicyGVR.Group,
-				"scope": "Cluster",
-				"names": map[string]any{"kind": c.kind, "plural": c.plural, "singular": c.singular, "listKind": c.kind + "List"},
+				"group":    PolicyGVR.Group,
+				"scope":    "Cluster",
+				"names":    map[string]any{"kind": c.kind, "plural": c.plural, "singular": c.singular, "listKind": c.kind + "List"},
 				"versions": []any{version},
 			},
 		}
