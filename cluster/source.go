@@ -241,10 +241,10 @@ func (s *Source) once(ctx context.Context, apply func(context.Context, []byte) (
 		st.report(ctx, pobj, "", annotatePaths(err, doc))
 		return last
 	}
-	st.report(ctx, pobj, version, nil)
 	if s.cfg.OnApplied != nil {
 		s.cfg.OnApplied(version, doc, first)
 	}
+	st.report(ctx, pobj, version, nil)
 	return b
 }
 
