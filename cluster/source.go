@@ -226,7 +226,7 @@ func (s *Source) once(ctx context.Context, apply func(context.Context, []byte) (
 	for _, w := range warnings {
 		s.log.Warn("cluster object left out of the policy", "why", w)
 	}
-	b, err := policy.Marshal(doc)
+	b, err := marshalDocument(doc)
 	if err != nil {
 		st.report(ctx, pobj, "", err)
 		return last
