@@ -78,7 +78,7 @@ func encodeJSON(b *bytes.Buffer, v reflect.Value) error {
 				continue
 			}
 			fv := v.Field(i)
-			if omitEmpty && fv.IsZero() {
+			if omitEmpty && fv.IsZero() && f.Tag.Get("default") == "" {
 				continue
 			}
 			if omitEmpty && (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
