@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 25m
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all generate build test bench bench-sched demo fuzz clean check-generated
+.PHONY: all generate build test bench bench-sched demo fuzz clean check-generated image
 
 all: build
 
@@ -40,6 +40,11 @@ test:
 	mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/testreport ./test/testreport
 	set -o pipefail; $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) ./... | $(BIN)/testreport
+
+# The agent's OCI image (root, buildah, no base image pulled): an archive
+# under build/image and its digest pinned in deploy/kustomization.yaml.
+image: build
+	./scripts/image.sh
 
 # Benchmarks and long runs; figures go to BENCHMARKS.md.
 bench:

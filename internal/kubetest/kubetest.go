@@ -398,7 +398,7 @@ func (s *Server) Ready(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Do(req)
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
 		return false
 	}
