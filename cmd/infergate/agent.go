@@ -59,6 +59,13 @@ Roles:
 			if cfg.Role != agent.RoleBalancer && cfg.Role != agent.RoleGPUHost {
 				return withCode(exitUsage, fmt.Errorf("--role %q: want balancer or gpu-host", cfg.Role))
 			}
+			src, err := clusterF.build(cfg.Role, log)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			if src != nil {
+				cfg.Source = src
+			}
 			for _, p := range []struct {
 				flag string
 				s    string
@@ -94,13 +101,6 @@ Roles:
 			}
 			cfg.Version = version
 			cfg.Logger = log
-			src, err := clusterF.build(cfg.Role, log)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			if src != nil {
-				cfg.Source = src
-			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
