@@ -28,6 +28,7 @@ import (
 
 	"github.com/infergate/infergate/agent"
 	"github.com/infergate/infergate/internal/kubetest"
+	"github.com/infergate/infergate/loader"
 	"github.com/infergate/infergate/policy"
 )
 
@@ -135,7 +136,7 @@ func endpointSlice(ns, svc, name string, port int32, eps ...ep) *discoveryv1.End
 // EndpointSlice changes reaching the agent, per-node status, problems
 // reported, InferencePools honoured, and an API server restart survived.
 func TestClusterAgainstAPIServer(t *testing.T) {
-	a := realAgent(t, 0)
+	a, lb := realAgent(t, 0)
 	srv := kubetest.Start(t)
 	cs, dyn := clients(t, srv.Config())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -279,6 +280,14 @@ func TestClusterAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		wait("scale up to three", map[string]string{"198.18.1.1": "active", "198.18.1.2": "active", "198.18.1.3": "active"})
+		// In the kernel: the VIP, and the three backends taking new flows.
+		vips, err := lb.VIPs()
+		if err != nil || len(vips) != 1 || vips[0].Addr.String() != "198.18.100.1" || vips[0].Port != 8000 {
+			t.Fatalf("kernel VIPs %+v %v", vips, err)
+		}
+		if kb := kernelBackends(t, lb); kb["198.18.1.1"] || kb["198.18.1.2"] || kb["198.18.1.3"] || len(kb) != 3 {
+			t.Fatalf("kernel backends (address: draining) %v", kb)
+		}
 		// Terminating: llm-b drains (no new flows, its flows finish).
 		f, tr := false, true
 		es.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: &f, Serving: &tr, Terminating: &tr}
@@ -286,6 +295,9 @@ func TestClusterAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		wait("a terminating endpoint drains", map[string]string{"198.18.1.1": "active", "198.18.1.2": "draining", "198.18.1.3": "active"})
+		if kb := kernelBackends(t, lb); !kb["198.18.1.2"] || kb["198.18.1.1"] || kb["198.18.1.3"] {
+			t.Fatalf("kernel backends (address: draining) %v: the terminating one should drain", kb)
+		}
 		// Scale down: llm-b gone.
 		es.Endpoints = es.Endpoints[:1]
 		if _, err = cs.DiscoveryV1().EndpointSlices("ml").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
@@ -443,6 +455,21 @@ func TestClusterAgainstAPIServer(t *testing.T) {
 			t.Errorf("the VIP moved across the restart: %v", s.Status.LoadBalancer.Ingress)
 		}
 	})
+}
+
+// kernelBackends reads the balancer's backend table back from the kernel:
+// address -> draining.
+func kernelBackends(t *testing.T, lb *loader.Balancer) map[string]bool {
+	t.Helper()
+	bs, err := lb.Backends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, b := range bs {
+		out[b.Addr.String()] = b.Draining
+	}
+	return out
 }
 
 func mapsEqual(a, b map[string]string) bool {

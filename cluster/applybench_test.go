@@ -47,7 +47,7 @@ func BenchmarkComposeApply(b *testing.B) {
 			}
 		})
 		b.Run("apply/endpoints="+strconv.Itoa(n), func(b *testing.B) {
-			a := realAgent(b, 16384)
+			a, _ := realAgent(b, 16384)
 			ctx := context.Background()
 			for i := 0; i < b.N; i++ {
 				flip(i)

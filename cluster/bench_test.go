@@ -143,7 +143,7 @@ func benchScale(b *testing.B, n int) {
 
 	// Cold: a fresh agent and source, timed until the agent runs every
 	// endpoint.
-	a := realAgent(b, 16384)
+	a, _ := realAgent(b, 16384)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type applied struct {

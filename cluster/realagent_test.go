@@ -36,9 +36,9 @@ func (staticResolver) NextHop(_ context.Context, a netip.Addr) (agent.Hop, error
 }
 
 // realAgent is a balancer agent over the real XDP objects' maps (loaded,
-// not attached), with its store in a temporary directory: what the cluster
+// not attached; returned to read back), with its store in a temporary directory: what the cluster
 // source applies goes through the agent's Apply into kernel maps.
-func realAgent(t testing.TB, maxBackends uint32) *agent.Agent {
+func realAgent(t testing.TB, maxBackends uint32) (*agent.Agent, *loader.Balancer) {
 	t.Helper()
 	privtest.Root(t)
 	cfg := loader.Config{MaxBackends: maxBackends, MaxVIPs: 512}
@@ -64,5 +64,5 @@ func realAgent(t testing.TB, maxBackends uint32) *agent.Agent {
 	if err := a.Start(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	return a
+	return a, b
 }
