@@ -15,6 +15,8 @@
 //	    [--gateway-listen 127.0.0.1:8080] [--load-report-addr 127.0.0.1:9400]
 //	    [--load-report-token-file /etc/infergate/load-report-token]
 //	    [--inference-metrics-url http://127.0.0.1:8000/metrics]
+//	    [--source cluster --node-name $NODE_NAME --lease-namespace $POD_NAMESPACE]
+//	        # desired state from the cluster too (package cluster, agent.Source)
 //	infergate agent uninstall --pin-dir /sys/fs/bpf/infergate
 //
 // Listeners bind to what the operator names and to loopback otherwise:

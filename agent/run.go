@@ -76,6 +76,9 @@ type Config struct {
 	// PollLoadReports polls the load reports of pools with loadReports on
 	// (balancer).
 	PollLoadReports bool
+	// Source, when set, feeds desired state from outside the node (the
+	// cluster) once the stored policy is back in force.
+	Source Source
 
 	Logger *slog.Logger
 	// Ready, when set, is called once the socket is up.
@@ -246,6 +249,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if loads != nil {
 		go loads.Run(ctx)
+	}
+	if cfg.Source != nil {
+		go func() {
+			if err := cfg.Source.Run(ctx, a.ApplyFromSource); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("desired-state source stopped; the data plane keeps what it runs", "err", err)
+			}
+		}()
 	}
 
 	var wg sync.WaitGroup

@@ -28,6 +28,7 @@ func newAgentCmd() *cobra.Command {
 		maxFlows6          uint32
 		maxEst, maxBackend uint32
 		maxVIPs, maxRules  uint32
+		clusterF           clusterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -57,6 +58,13 @@ Roles:
 			}
 			if cfg.Role != agent.RoleBalancer && cfg.Role != agent.RoleGPUHost {
 				return withCode(exitUsage, fmt.Errorf("--role %q: want balancer or gpu-host", cfg.Role))
+			}
+			src, err := clusterF.build(cfg.Role, log)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			if src != nil {
+				cfg.Source = src
 			}
 			for _, p := range []struct {
 				flag string
@@ -125,6 +133,7 @@ Roles:
 	f.Uint32Var(&maxRules, "max-rules", loader.DefaultMaxRules, "firewall rules")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFmt, "log-format", "text", "text or json (to stderr)")
+	clusterF.register(f)
 	cmd.AddCommand(newAgentUninstallCmd())
 	return cmd
 }
