@@ -12,12 +12,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// shippedManifest reads deploy/daemonset.yaml and returns the agent
+// shippedDaemonSets are the agent's DaemonSets, one per node role.
+var shippedDaemonSets = []string{"../deploy/agent-balancer.yaml", "../deploy/agent-gpu-host.yaml"}
+
+// shippedManifest reads one of the shipped DaemonSets and returns the agent
 // container's args and the content the pod sees at its --policy-file
 // (the ConfigMap key mounted there).
-func shippedManifest(t *testing.T) (args []string, policyFile []byte) {
+func shippedManifest(t *testing.T, manifest string) (args []string, policyFile []byte) {
 	t.Helper()
-	b, err := os.ReadFile("../deploy/daemonset.yaml")
+	b, err := os.ReadFile(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +58,7 @@ func shippedManifest(t *testing.T) (args []string, policyFile []byte) {
 		if err := dec.Decode(&o); err == io.EOF {
 			break
 		} else if err != nil {
-			t.Fatalf("deploy/daemonset.yaml: %v", err)
+			t.Fatalf("%s: %v", manifest, err)
 		}
 		switch o.Kind {
 		case "ConfigMap":
@@ -65,7 +68,7 @@ func shippedManifest(t *testing.T) (args []string, policyFile []byte) {
 		}
 	}
 	if ds == nil || len(ds.Spec.Template.Spec.Containers) != 1 {
-		t.Fatal("no DaemonSet with one container in deploy/daemonset.yaml")
+		t.Fatalf("no DaemonSet with one container in %s", manifest)
 	}
 	c := ds.Spec.Template.Spec.Containers[0]
 	path := ""
@@ -126,7 +129,13 @@ func currentVersion(t *testing.T, a *Agent) string {
 // The DaemonSet as shipped: a pod restart does not erase the operator's
 // policy, an empty ConfigMap is never applied, and an edited ConfigMap is.
 func TestShippedDaemonSetKeepsAppliedPolicyAcrossRestarts(t *testing.T) {
-	args, file := shippedManifest(t)
+	for _, m := range shippedDaemonSets {
+		t.Run(m, func(t *testing.T) { testShippedDaemonSetKeepsPolicy(t, m) })
+	}
+}
+
+func testShippedDaemonSetKeepsPolicy(t *testing.T, manifest string) {
+	args, file := shippedManifest(t, manifest)
 	t.Logf("agent args: %v", args)
 	store := newMemStore()
 
