@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/l7/tokens"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -76,6 +77,12 @@ func TestKVEventsRouteToHolder(t *testing.T) {
 		t.Fatal("a kvEvents pool is not picked by the load picker")
 	}
 	idx := s.Loads().KVIndex()
+	// The engines and the gateway hash prompts with the cl100k tables,
+	// built on first use: tens of seconds on a loaded 2-core machine,
+	// which the waits below are not meant to time.
+	if _, err := tokens.Get("cl100k_base"); err != nil {
+		t.Fatal(err)
+	}
 	// A subscription takes a moment to reach the publisher; until then
 	// its events are dropped (ZeroMQ's slow joiner). Warm up until each
 	// engine's stream is live.
