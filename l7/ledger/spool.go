@@ -1,0 +1,197 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultMaxEntries bounds a spool when the policy names no bound: about
+// 300 MB of entries, days of a busy gateway's traffic with PostgreSQL away.
+const DefaultMaxEntries = 1_000_000
+
+// openTimeout: another process holding the spool (a second gateway on the
+// same state directory) is an error, not a hang.
+const openTimeout = 5 * time.Second
+
+var entriesBucket = []byte("entries")
+
+// ErrSpoolFull is returned by Append when the spool holds MaxEntries.
+var ErrSpoolFull = errors.New("ledger spool is full")
+
+// Spool is the durable local spool (see the package doc).
+type Spool struct {
+	db      *bolt.DB
+	path    string
+	max     int64
+	node    string
+	entries atomic.Int64 // entries held
+	dropped atomic.Uint64
+	shipped atomic.Uint64
+}
+
+// OpenSpool opens (creating) the spool at path, bounded to max entries
+// (DefaultMaxEntries when max <= 0); node names this gateway in its entries.
+func OpenSpool(path string, max int64, node string) (*Spool, error) {
+	if max <= 0 {
+		max = DefaultMaxEntries
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ledger spool directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger spool %s: %w", path, err)
+	}
+	s := &Spool{db: db, path: path, max: max, node: node}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(entriesBucket)
+		if err != nil {
+			return err
+		}
+		s.entries.Store(int64(b.Stats().KeyN))
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open ledger spool %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenSpoolReadOnly opens a spool no gateway holds, for reading.
+func OpenSpoolReadOnly(path string) (*Spool, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("ledger spool: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger spool %s (is a gateway running on it?): %w", path, err)
+	}
+	return &Spool{db: db, path: path}, nil
+}
+
+// Path is the spool's file.
+func (s *Spool) Path() string { return s.path }
+
+// Close closes the file.
+func (s *Spool) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close ledger spool: %w", err)
+	}
+	return nil
+}
+
+// Append writes e durably (see the package doc for the group commit); it
+// returns when the entry is on disk. It sets e.EntryID and e.Node.
+func (s *Spool) Append(e *Entry) error {
+	if s.entries.Load() >= s.max {
+		s.dropped.Add(1)
+		return ErrSpoolFull
+	}
+	id, err := newEntryID()
+	if err != nil {
+		return err
+	}
+	e.EntryID, e.Node = id, s.node
+	v, err := e.marshal()
+	if err != nil {
+		return err
+	}
+	err = s.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(entriesBucket)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		return b.Put(k[:], v)
+	})
+	if err != nil {
+		return fmt.Errorf("append to ledger spool: %w", err)
+	}
+	s.entries.Add(1)
+	return nil
+}
+
+// spooled is one entry read back with its spool key.
+type spooled struct {
+	key   []byte
+	entry Entry
+}
+
+// head reads up to n entries in append order.
+func (s *Spool) head(n int) ([]spooled, error) {
+	var out []spooled
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(entriesBucket).Cursor()
+		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+			e, err := unmarshalEntry(v)
+			if err != nil {
+				return fmt.Errorf("spool key %x: %w", k, err)
+			}
+			out = append(out, spooled{key: append([]byte(nil), k...), entry: e})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read ledger spool: %w", err)
+	}
+	return out, nil
+}
+
+// remove deletes shipped entries.
+func (s *Spool) remove(batch []spooled) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(entriesBucket)
+		for _, sp := range batch {
+			if err := b.Delete(sp.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim ledger spool: %w", err)
+	}
+	s.entries.Add(-int64(len(batch)))
+	s.shipped.Add(uint64(len(batch)))
+	return nil
+}
+
+// Each calls f for every entry held, in append order.
+func (s *Spool) Each(f func(*Entry) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(entriesBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			e, err := unmarshalEntry(v)
+			if err != nil {
+				return fmt.Errorf("spool key %x: %w", k, err)
+			}
+			return f(&e)
+		})
+	})
+}
+
+// Stats are the spool's counters.
+type Stats struct {
+	Entries int64  // held now
+	Max     int64  // bound
+	Dropped uint64 // refused because the spool was full
+	Shipped uint64 // moved to PostgreSQL and trimmed
+}
+
+// Stats reads the counters.
+func (s *Spool) Stats() Stats {
+	return Stats{Entries: s.entries.Load(), Max: s.max, Dropped: s.dropped.Load(), Shipped: s.shipped.Load()}
+}
