@@ -290,6 +290,7 @@ func build(d *Document) *Compiled {
 	cg.LimitStore = g.Limits
 	cg.Audit = g.Audit
 	cg.Tracing = g.Tracing
+	cg.Ledger = g.Ledger
 	cg.Timeouts = compileTimeouts(g.Timeouts)
 	return c
 }

@@ -23,6 +23,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	v.inspection(p+".inspection", &g.Inspection)
 	v.stores(p, g)
 	v.tracing(p+".tracing", g.Tracing)
+	v.ledger(p+".ledger", g.Ledger)
 }
 
 // listener checks where the gateway listens and what it reads per request.

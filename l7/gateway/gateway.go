@@ -95,6 +95,10 @@ type Options struct {
 	Limiter limit.Limiter
 	// Audit overrides the policy's audit log path.
 	Audit io.Writer
+	// Ledger receives every finished request's record after the audit
+	// log, before the handler returns (l7/ledger's spool); the caller owns
+	// it and closes it after Shutdown.
+	Ledger Ledger
 	// Transport overrides the upstream transport.
 	Transport http.RoundTripper
 	// NewInspector builds the inspector for a policy's inspection rules
@@ -109,6 +113,12 @@ type Options struct {
 	ReadFile func(string) ([]byte, error)
 }
 
+// Ledger takes finished requests' records for billing (l7/ledger). Append
+// returns once the record is durable.
+type Ledger interface {
+	Append(*audit.Record) error
+}
+
 // Gateway serves the OpenAI-compatible API.
 type Gateway struct {
 	opts     Options
@@ -117,6 +127,7 @@ type Gateway struct {
 	limiter  limit.Limiter
 	ownLimit bool
 	audit    *audit.Logger
+	ledger   Ledger
 	metrics  *metrics
 	rt       http.RoundTripper
 	pool     *connPool // self-hosted backends; nil when Options.Transport is set
@@ -197,6 +208,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	g.ledger = opts.Ledger
 	switch {
 	case opts.Audit != nil:
 		g.audit = audit.New(opts.Audit)

@@ -50,26 +50,39 @@ func (l *Ledger) Close(ctx context.Context) error {
 	return l.Spool.Close()
 }
 
-// Collectors are the ledger's metrics.
-func (l *Ledger) Collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{
+// SetMaxEntries changes the spool's bound.
+func (l *Ledger) SetMaxEntries(max int64) { l.Spool.setMax(max) }
+
+// Collectors are the ledger's metrics, read from whatever ledger current
+// returns (nil: none, all zero), so they are registered once however often
+// the ledger is replaced.
+func Collectors(current func() *Ledger) []prometheus.Collector {
+	stats := func() Stats {
+		if l := current(); l != nil {
+			return l.Spool.Stats()
+		}
+		return Stats{}
+	}
+	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infergate_ledger_spool_entries",
 			Help: "Ledger entries in the local spool not yet shipped to PostgreSQL."},
-			func() float64 { return float64(l.Spool.Stats().Entries) }),
+			func() float64 { return float64(stats().Entries) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "infergate_ledger_spool_max_entries",
 			Help: "Bound on the local ledger spool; at it, new entries are dropped."},
-			func() float64 { return float64(l.Spool.Stats().Max) }),
+			func() float64 { return float64(stats().Max) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "infergate_ledger_spool_dropped_total",
-			Help: "Ledger entries dropped because the spool was full."},
-			func() float64 { return float64(l.Spool.Stats().Dropped) }),
+			Help: "Ledger entries dropped because the spool was full (since the spool was opened)."},
+			func() float64 { return float64(stats().Dropped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "infergate_ledger_shipped_total",
-			Help: "Ledger entries committed to PostgreSQL and trimmed from the spool."},
-			func() float64 { return float64(l.Spool.Stats().Shipped) }),
-	}
-	if l.Shipper != nil {
-		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "infergate_ledger_ship_failures_total",
+			Help: "Ledger entries committed to PostgreSQL and trimmed from the spool (since the spool was opened)."},
+			func() float64 { return float64(stats().Shipped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "infergate_ledger_ship_failures_total",
 			Help: "Attempts to ship ledger entries to PostgreSQL that failed (retried with backoff)."},
-			func() float64 { return float64(l.Shipper.Failures()) }))
+			func() float64 {
+				if l := current(); l != nil && l.Shipper != nil {
+					return float64(l.Shipper.Failures())
+				}
+				return 0
+			}),
 	}
-	return cs
 }

@@ -28,6 +28,15 @@ type Shipper struct {
 	done   chan struct{}
 }
 
+// CheckDSN reports whether dsn parses, without echoing it (it may hold a
+// password).
+func CheckDSN(dsn string) error {
+	if _, err := pgxpool.ParseConfig(dsn); err != nil {
+		return errBadDSN
+	}
+	return nil
+}
+
 // StartShipper connects to dsn lazily (the database may be down at start)
 // and ships until Stop.
 func StartShipper(spool *Spool, dsn string, log *slog.Logger) (*Shipper, error) {
@@ -49,6 +58,13 @@ func StartShipper(spool *Spool, dsn string, log *slog.Logger) (*Shipper, error) 
 
 // Failures counts failed shipping attempts.
 func (sh *Shipper) Failures() uint64 { return sh.failed.Load() }
+
+// Halt stops shipping at once (another shipper takes over the spool).
+func (sh *Shipper) Halt() {
+	sh.cancel()
+	<-sh.done
+	sh.db.Close()
+}
 
 // Stop ships what it can within ctx, then stops.
 func (sh *Shipper) Stop(ctx context.Context) {

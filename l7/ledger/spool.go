@@ -29,7 +29,7 @@ var ErrSpoolFull = errors.New("ledger spool is full")
 type Spool struct {
 	db      *bolt.DB
 	path    string
-	max     int64
+	max     atomic.Int64
 	node    string
 	entries atomic.Int64 // entries held
 	dropped atomic.Uint64
@@ -49,7 +49,8 @@ func OpenSpool(path string, max int64, node string) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger spool %s: %w", path, err)
 	}
-	s := &Spool{db: db, path: path, max: max, node: node}
+	s := &Spool{db: db, path: path, node: node}
+	s.max.Store(max)
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(entriesBucket)
 		if err != nil {
@@ -91,7 +92,7 @@ func (s *Spool) Close() error {
 // Append writes e durably (see the package doc for the group commit); it
 // returns when the entry is on disk. It sets e.EntryID and e.Node.
 func (s *Spool) Append(e *Entry) error {
-	if s.entries.Load() >= s.max {
+	if s.entries.Load() >= s.max.Load() {
 		s.dropped.Add(1)
 		return ErrSpoolFull
 	}
@@ -149,20 +150,26 @@ func (s *Spool) head(n int) ([]spooled, error) {
 
 // remove deletes shipped entries.
 func (s *Spool) remove(batch []spooled) error {
+	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
 		b := tx.Bucket(entriesBucket)
 		for _, sp := range batch {
+			if b.Get(sp.key) == nil {
+				continue // trimmed already (by a shipper being replaced)
+			}
 			if err := b.Delete(sp.key); err != nil {
 				return err
 			}
+			n++
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("trim ledger spool: %w", err)
 	}
-	s.entries.Add(-int64(len(batch)))
-	s.shipped.Add(uint64(len(batch)))
+	s.entries.Add(-int64(n))
+	s.shipped.Add(uint64(n))
 	return nil
 }
 
@@ -193,5 +200,12 @@ type Stats struct {
 
 // Stats reads the counters.
 func (s *Spool) Stats() Stats {
-	return Stats{Entries: s.entries.Load(), Max: s.max, Dropped: s.dropped.Load(), Shipped: s.shipped.Load()}
+	return Stats{Entries: s.entries.Load(), Max: s.max.Load(), Dropped: s.dropped.Load(), Shipped: s.shipped.Load()}
+}
+
+func (s *Spool) setMax(max int64) {
+	if max <= 0 {
+		max = DefaultMaxEntries
+	}
+	s.max.Store(max)
 }
