@@ -165,9 +165,9 @@ spec:
 	// the rest, if any, and stop it.
 	db := pg.Pool(t)
 	type row struct {
-		n          int
-		p, c       int64
-		cost       float64
+		n    int
+		p, c int64
+		cost float64
 	}
 	ledger := map[string]*row{}
 	deadline := time.Now().Add(60 * time.Second)
