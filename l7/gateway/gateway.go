@@ -99,6 +99,9 @@ type Options struct {
 	// log, before the handler returns (l7/ledger's spool); the caller owns
 	// it and closes it after Shutdown.
 	Ledger Ledger
+	// Feedback stores POST /v1/feedback (l7/ledger); without it the
+	// endpoint answers 501.
+	Feedback FeedbackStore
 	// Transport overrides the upstream transport.
 	Transport http.RoundTripper
 	// NewInspector builds the inspector for a policy's inspection rules
@@ -231,6 +234,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	g.mux.Handle("POST /v1/embeddings", g.embeddings)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
 	g.mux.HandleFunc("GET /v1/models/{id...}", g.retrieveModel)
+	g.mux.HandleFunc("POST /v1/feedback", g.feedback)
 	g.mux.HandleFunc("GET /healthz", g.healthz)
 	g.mux.HandleFunc("GET /readyz", g.readyz)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

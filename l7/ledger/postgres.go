@@ -38,14 +38,14 @@ CREATE OR REPLACE VIEW infergate_usage_hourly AS
 		sum(cost_usd) AS cost_usd
 	FROM infergate_usage GROUP BY 1, 2, 3, 4;
 CREATE TABLE IF NOT EXISTS infergate_feedback (
+	entry_id   text PRIMARY KEY REFERENCES infergate_usage (entry_id),
 	tenant     text NOT NULL,
 	request_id text NOT NULL,
 	model      text NOT NULL,
 	score      double precision NOT NULL,
 	label      text NOT NULL,
 	comment    text NOT NULL,
-	time       timestamptz NOT NULL,
-	PRIMARY KEY (tenant, request_id)
+	time       timestamptz NOT NULL
 );
 `
 

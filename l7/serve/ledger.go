@@ -32,6 +32,17 @@ func (s *ledgerSlot) Append(r *audit.Record) error {
 	return s.l.Append(r)
 }
 
+// Feedback stores feedback in the ledger in force.
+// It does not hold the lock over the query, which would hold up a swap and
+// with it every Append behind the swap.
+func (s *ledgerSlot) Feedback(ctx context.Context, f ledger.Feedback) error {
+	l := s.current()
+	if l == nil {
+		return ledger.ErrNoDatabase
+	}
+	return l.Feedback(ctx, f)
+}
+
 func (s *ledgerSlot) current() *ledger.Ledger {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

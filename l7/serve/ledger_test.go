@@ -18,6 +18,8 @@ import (
 
 	"github.com/infergate/infergate/internal/pgtest"
 	"github.com/infergate/infergate/l7/audit"
+	"github.com/infergate/infergate/l7/auth"
+	"github.com/infergate/infergate/l7/ledger"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
@@ -253,5 +255,77 @@ func TestTwoGatewaysOneLedger(t *testing.T) {
 	}
 	if hourly != got.Requests {
 		t.Fatalf("hourly rollup counts %d requests, the ledger %d", hourly, got.Requests)
+	}
+}
+
+const otherKey = "ig-serve-test-other-0123456789abcdef0123456789abcdef"
+
+// postFeedback posts body with key and returns the status.
+func postFeedback(t *testing.T, addr, key, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/feedback", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Feedback is stored joined to the request, only by the request's own
+// tenant (another tenant's id is 404 like an unknown one), bounded, and
+// totalled per model.
+func TestFeedback(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := pg.Pool(t)
+	b := newBackend(t, mockllm.Config{})
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	c := ledgerPolicy(t, b, addr, "", filepath.Join(dir, "ledger.db"), writeDSN(t, pg))
+	c.Gateway.Tenants = append(c.Gateway.Tenants, policy.Tenant{Name: "globex"})
+	c.Gateway.Keys = append(c.Gateway.Keys, policy.CompiledKey{Name: "g", Tenant: 1, Hash: auth.HashKey(otherKey)})
+	s := newServer(t, Options{})
+	if err := s.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	send(addr, "acme-req-1", `{"model":"m","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`, false)
+	// The entry reaches PostgreSQL within a shipping interval.
+	deadline := time.Now().Add(30 * time.Second)
+	for postFeedback(t, addr, testKey, `{"request_id":"acme-req-1","score":1,"label":"good","comment":"secret words"}`) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("feedback on the tenant's own request was never accepted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name, key, body string
+		want            int
+	}{
+		{"another tenant's request", otherKey, `{"request_id":"acme-req-1","score":-1}`, http.StatusNotFound},
+		{"unknown request", testKey, `{"request_id":"nope","score":1}`, http.StatusNotFound},
+		{"no score", testKey, `{"request_id":"acme-req-1"}`, http.StatusBadRequest},
+		{"comment too long", testKey, `{"request_id":"acme-req-1","score":1,"comment":"` + strings.Repeat("x", 4097) + `"}`, http.StatusBadRequest},
+		{"not authenticated", "wrong", `{"request_id":"acme-req-1","score":1}`, http.StatusUnauthorized},
+	} {
+		if got := postFeedback(t, addr, tc.key, tc.body); got != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	var score float64
+	var label, comment string
+	if err := db.QueryRow(context.Background(), `SELECT f.score, f.label, f.comment FROM infergate_feedback f
+		JOIN infergate_usage u USING (entry_id) WHERE u.request_id = 'acme-req-1' AND u.tenant = 'acme'`).Scan(&score, &label, &comment); err != nil {
+		t.Fatal(err)
+	}
+	if score != 1 || label != "good" || comment != "secret words" {
+		t.Fatalf("stored %v %q %q", score, label, comment)
+	}
+	rows, err := ledger.UsagePostgres(context.Background(), db, time.Now().Add(-time.Hour), []string{"model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Group[0] != "m" || rows[0].Feedback != 1 || rows[0].FeedbackScore != 1 || rows[0].Requests != 1 {
+		t.Fatalf("usage by model %+v", rows)
 	}
 }

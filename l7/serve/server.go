@@ -279,7 +279,7 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 		rec = &recorder{reg: s.reg}
 		opts := s.o.Gateway
 		opts.Registry, opts.Logger, opts.Limiter, opts.Picker, opts.Audit = rec, s.log, lim, nil, nil
-		opts.Ledger = &s.ledger
+		opts.Ledger, opts.Feedback = &s.ledger, &s.ledger
 		if picked {
 			opts.Picker = loads.Picker()
 		}
