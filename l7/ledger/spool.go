@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,15 +26,31 @@ var entriesBucket = []byte("entries")
 // ErrSpoolFull is returned by Append when the spool holds MaxEntries.
 var ErrSpoolFull = errors.New("ledger spool is full")
 
+// maxCommit bounds the entries one group commit writes.
+const maxCommit = 1024
+
+// appendReq is one Append waiting for its group commit.
+type appendReq struct {
+	v    []byte
+	done chan error
+}
+
+var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
 // Spool is the durable local spool (see the package doc).
 type Spool struct {
-	db      *bolt.DB
-	path    string
-	max     atomic.Int64
-	node    string
-	entries atomic.Int64 // entries held
-	dropped atomic.Uint64
-	shipped atomic.Uint64
+	db *bolt.DB
+	// queue feeds the committer; mu guards closing it.
+	queue     chan appendReq
+	mu        sync.RWMutex
+	closed    bool
+	committed chan struct{}
+	path      string
+	max       atomic.Int64
+	node      string
+	entries   atomic.Int64 // entries held
+	dropped   atomic.Uint64
+	shipped   atomic.Uint64
 }
 
 // OpenSpool opens (creating) the spool at path, bounded to max entries
@@ -63,7 +80,54 @@ func OpenSpool(path string, max int64, node string) (*Spool, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open ledger spool %s: %w", path, err)
 	}
+	s.queue, s.committed = make(chan appendReq, maxCommit), make(chan struct{})
+	go s.commitLoop()
 	return s, nil
+}
+
+// commitLoop writes what is queued in one transaction (one fsync), then
+// what queued meanwhile, and so on: requests finishing together share a
+// commit, and a lone request waits for no timer (bbolt's Batch would hold
+// it for MaxBatchDelay, 10 ms).
+func (s *Spool) commitLoop() {
+	defer close(s.committed)
+	batch := make([]appendReq, 0, maxCommit)
+	for r := range s.queue {
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < maxCommit {
+			select {
+			case q, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(entriesBucket)
+			for _, q := range batch {
+				seq, err := b.NextSequence()
+				if err != nil {
+					return err
+				}
+				var k [8]byte
+				binary.BigEndian.PutUint64(k[:], seq)
+				if err := b.Put(k[:], q.v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			s.entries.Add(int64(len(batch)))
+		}
+		for _, q := range batch {
+			q.done <- err
+		}
+	}
 }
 
 // OpenSpoolReadOnly opens a spool no gateway holds, for reading.
@@ -81,8 +145,15 @@ func OpenSpoolReadOnly(path string) (*Spool, error) {
 // Path is the spool's file.
 func (s *Spool) Path() string { return s.path }
 
-// Close closes the file.
+// Close waits for the appends queued and closes the file.
 func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.queue != nil && !s.closed {
+		s.closed = true
+		close(s.queue)
+		<-s.committed
+	}
+	s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close ledger spool: %w", err)
 	}
@@ -105,20 +176,20 @@ func (s *Spool) Append(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(entriesBucket)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], seq)
-		return b.Put(k[:], v)
-	})
+	done := donePool.Get().(chan error)
+	s.mu.RLock()
+	if s.closed || s.queue == nil {
+		s.mu.RUnlock()
+		donePool.Put(done)
+		return errors.New("append to ledger spool: closed")
+	}
+	s.queue <- appendReq{v: v, done: done}
+	s.mu.RUnlock()
+	err = <-done
+	donePool.Put(done)
 	if err != nil {
 		return fmt.Errorf("append to ledger spool: %w", err)
 	}
-	s.entries.Add(1)
 	return nil
 }
 
