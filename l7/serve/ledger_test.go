@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infergate/infergate/internal/pgtest"
 	"github.com/infergate/infergate/l7/audit"
@@ -327,5 +328,43 @@ func TestFeedback(t *testing.T) {
 	}
 	if len(rows) != 1 || rows[0].Group[0] != "m" || rows[0].Feedback != 1 || rows[0].FeedbackScore != 1 || rows[0].Requests != 1 {
 		t.Fatalf("usage by model %+v", rows)
+	}
+}
+
+// A reload that adds the database to a spool in force keeps the spool
+// (bbolt locks the file: it cannot be opened twice) and ships what it held.
+func TestLedgerReloadAddsDatabase(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := pg.Pool(t)
+	b := newBackend(t, mockllm.Config{})
+	dir := t.TempDir()
+	auditPath, spool := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "ledger.db")
+	addr := freeAddr(t)
+	reg := prometheus.NewRegistry()
+	s := newServer(t, Options{Registry: reg})
+	if err := s.Apply(ledgerPolicy(t, b, addr, auditPath, spool, "")); err != nil {
+		t.Fatal(err)
+	}
+	mixedLoad(t, addr, b, 2)
+	if n := s.ledger.current().Spool.Stats().Entries; n != 8 {
+		t.Fatalf("%d entries spooled with no database, want 8", n)
+	}
+	if err := s.Apply(ledgerPolicy(t, b, addr, auditPath, spool, writeDSN(t, pg))); err != nil {
+		t.Fatal(err)
+	}
+	mixedLoad(t, addr, b, 2)
+	waitLedger(t, db, auditPath)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "infergate_ledger_shipped_total" {
+			found = mf.GetMetric()[0].GetCounter().GetValue() == 16
+		}
+	}
+	if !found {
+		t.Fatal("infergate_ledger_shipped_total is not 16")
 	}
 }
