@@ -293,6 +293,7 @@ func build(d *Document) *Compiled {
 	cg.Audit = g.Audit
 	cg.Tracing = g.Tracing
 	cg.Cache = g.Cache.clone()
+	cg.Ledger = g.Ledger
 	cg.Timeouts = compileTimeouts(g.Timeouts)
 	return c
 }

@@ -147,6 +147,7 @@ type CompiledGateway struct {
 	Audit        Audit
 	Timeouts     CompiledTimeouts
 	Tracing      Tracing
+	Ledger       Ledger
 
 	// TLS is nil for a plain HTTP listener.
 	TLS *GatewayTLS

@@ -176,6 +176,8 @@ type Gateway struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes,omitempty" json:"maxBodyBytes,omitempty"`
 	// Tracing exports request spans (off by default).
 	Tracing Tracing `yaml:"tracing,omitempty" json:"tracing,omitzero"`
+	// Ledger records usage for billing (off by default).
+	Ledger Ledger `yaml:"ledger,omitempty" json:"ledger,omitzero"`
 	// TLS terminates TLS (HTTP/2 and HTTP/1.1) on the listener; absent
 	// serves plain HTTP/1.1.
 	TLS *GatewayTLS `yaml:"tls,omitempty" json:"tls,omitempty"`

@@ -24,6 +24,7 @@ func (v *validator) gateway(g *Gateway, poolList []Pool, pools map[string]int) {
 	v.stores(p, g)
 	v.tracing(p+".tracing", g.Tracing)
 	v.cache(p+".cache", g)
+	v.ledger(p+".ledger", g.Ledger)
 }
 
 // listener checks where the gateway listens and what it reads per request.

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 # committed eBPF objects byte for byte.
 pkgs_demo=(iproute2 util-linux procps ethtool iputils-ping)
 pkgs_generate=(clang-14 llvm-14 libbpf-dev bpftool)
-pkgs_test=("${pkgs_demo[@]}" redis-server tmux hping3 curl xdp-tools libxdp1 ca-certificates prometheus nodejs)
+pkgs_test=("${pkgs_demo[@]}" redis-server postgresql tmux hping3 curl xdp-tools libxdp1 ca-certificates prometheus nodejs)
 pkgs_test+=(bird2) # the BGP router of the multi-balancer lab (test/e2e/bgp_test.go)
 pkgs_bench=(wrk nginx haproxy)
 # The real Kubernetes API server's store (internal/kubetest; the server itself

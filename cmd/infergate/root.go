@@ -60,6 +60,7 @@ model routing).`,
 	}
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newGatewayCmd())
+	root.AddCommand(newUsageCmd())
 	root.AddCommand(newAgentCmd())
 	addCLICommands(root)
 	return root

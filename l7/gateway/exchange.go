@@ -336,7 +336,7 @@ func (x *exchange) finish() {
 			}
 		}
 	}
-	if x.g.audit == nil {
+	if x.g.audit == nil && x.g.ledger == nil {
 		return
 	}
 	rec := &audit.Record{ID: x.id, Time: x.start.UTC(), Tenant: x.principal.Tenant, Key: x.principal.KeyName,
@@ -347,14 +347,21 @@ func (x *exchange) finish() {
 	for _, v := range x.inspected.Matches {
 		rec.Verdicts = append(rec.Verdicts, v.Rule)
 	}
-	if x.cfg.c.Gateway.Audit.LogPrompts && len(x.req.Texts) > 0 {
+	if x.g.audit != nil && x.cfg.c.Gateway.Audit.LogPrompts && len(x.req.Texts) > 0 {
 		rec.Prompt = make([]string, len(x.req.Texts))
 		for i := range x.req.Texts {
 			rec.Prompt[i] = x.req.Texts[i].Value
 		}
 	}
-	if err := x.g.audit.Log(rec); err != nil {
-		x.g.log.Error("audit log", "err", err)
+	if x.g.audit != nil {
+		if err := x.g.audit.Log(rec); err != nil {
+			x.g.log.Error("audit log", "err", err)
+		}
+	}
+	if x.g.ledger != nil {
+		if err := x.g.ledger.Append(rec); err != nil {
+			x.g.log.Error("usage ledger: request not recorded", "request", x.id, "err", err)
+		}
 	}
 }
 

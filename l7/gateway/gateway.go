@@ -95,6 +95,13 @@ type Options struct {
 	Limiter limit.Limiter
 	// Audit overrides the policy's audit log path.
 	Audit io.Writer
+	// Ledger receives every finished request's record after the audit
+	// log, before the handler returns (l7/ledger's spool); the caller owns
+	// it and closes it after Shutdown.
+	Ledger Ledger
+	// Feedback stores POST /v1/feedback (l7/ledger); without it the
+	// endpoint answers 501.
+	Feedback FeedbackStore
 	// Transport overrides the upstream transport.
 	Transport http.RoundTripper
 	// NewInspector builds the inspector for a policy's inspection rules
@@ -109,6 +116,12 @@ type Options struct {
 	ReadFile func(string) ([]byte, error)
 }
 
+// Ledger takes finished requests' records for billing (l7/ledger). Append
+// returns once the record is durable.
+type Ledger interface {
+	Append(*audit.Record) error
+}
+
 // Gateway serves the OpenAI-compatible API.
 type Gateway struct {
 	opts     Options
@@ -117,6 +130,7 @@ type Gateway struct {
 	limiter  limit.Limiter
 	ownLimit bool
 	audit    *audit.Logger
+	ledger   Ledger
 	metrics  *metrics
 	// apiMetrics counts requests by inbound API (inbound.go).
 	apiMetrics *apiMetrics
@@ -205,6 +219,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 		}
 		return nil, err
 	}
+	g.ledger = opts.Ledger
 	switch {
 	case opts.Audit != nil:
 		g.audit = audit.New(opts.Audit)
@@ -233,6 +248,7 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	g.mux.Handle("POST /v1/responses", g.responses)
 	g.mux.HandleFunc("GET /v1/models", g.listModels)
 	g.mux.HandleFunc("GET /v1/models/{id...}", g.retrieveModel)
+	g.mux.HandleFunc("POST /v1/feedback", g.feedback)
 	g.mux.HandleFunc("GET /healthz", g.healthz)
 	g.mux.HandleFunc("GET /readyz", g.readyz)
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

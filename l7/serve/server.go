@@ -81,6 +81,10 @@ type Server struct {
 	gl        *gateway.Listener // plain (l7/h1) or TLS server of ln
 	listen    string
 	retirings sync.WaitGroup
+	// ledger is handed to every gateway; it forwards to the ledger in
+	// force (ledger.go).
+	ledger        ledgerSlot
+	ledgerMetrics sync.Once
 }
 
 // New returns a Server that starts serving with its first Apply.
@@ -249,6 +253,12 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 		}
 	}
 
+	lch, err := s.prepareLedger(c.Gateway.Ledger)
+	if err != nil {
+		return err
+	}
+	undo = append(undo, lch.abort)
+
 	loads := s.loads
 	var newLoads *Loads
 	if loads == nil && s.o.PollLoadReports != nil && usesLoadReports(c) {
@@ -269,6 +279,7 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 		rec = &recorder{reg: s.reg}
 		opts := s.o.Gateway
 		opts.Registry, opts.Logger, opts.Limiter, opts.Picker, opts.Audit = rec, s.log, lim, nil, nil
+		opts.Ledger, opts.Feedback = &s.ledger, &s.ledger
 		if picked {
 			opts.Picker = loads.Picker()
 		}
@@ -311,6 +322,7 @@ func (s *Server) Apply(c *policy.Compiled) (err error) {
 		s.g, s.metrics = g, rec
 	}
 	s.c, s.picked = c, picked
+	lch.commit(s)
 	if newLoads != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.loads, s.stopLoads = newLoads, cancel
@@ -417,6 +429,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if af != nil {
 		err = errors.Join(err, af.release())
 	}
+	// After the gateway: its last requests are in the spool.
+	err = errors.Join(err, s.closeLedger(ctx))
 	done := make(chan struct{})
 	go func() { s.retirings.Wait(); close(done) }()
 	select {
