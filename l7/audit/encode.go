@@ -1,12 +1,11 @@
 package audit
 
 import (
-	"bytes"
-	"encoding/json"
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/infergate/infergate/internal/jsonstr"
 )
 
 // AppendJSON appends r as one JSON object, byte for byte what
@@ -86,22 +85,8 @@ func appendStrings(b []byte, vs []string) []byte {
 	return append(b, ']')
 }
 
-// appendString writes plain printable ASCII directly and leaves anything
-// that needs escaping to encoding/json.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			_ = enc.Encode(s)
-			return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
+// appendString writes s as encoding/json does without HTML escaping.
+func appendString(b []byte, s string) []byte { return jsonstr.Append(b, s, false) }
 
 // appendFloat formats like encoding/json.
 func appendFloat(b []byte, f float64) []byte {

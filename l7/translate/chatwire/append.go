@@ -1,49 +1,8 @@
 package chatwire
 
-import "unicode/utf8"
+import "github.com/infergate/infergate/internal/jsonstr"
 
-const hexDigits = "0123456789abcdef"
-
-// AppendString appends s to dst as a JSON string. Invalid UTF-8 becomes
-// U+FFFD, as encoding/json writes it, so the output is always valid JSON;
-// it runs once per streamed event and does not allocate.
-func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// AppendString appends s to dst as a JSON string, as encoding/json writes
+// it without HTML escaping (internal/jsonstr): always valid JSON, and no
+// allocation, once per streamed event.
+func AppendString(dst []byte, s string) []byte { return jsonstr.Append(dst, s, false) }
