@@ -53,14 +53,29 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 	var req struct {
-		Messages []json.RawMessage `json:"messages"`
-		Stream   bool              `json:"stream"`
+		Messages []struct {
+			Role string `json:"role"`
+		} `json:"messages"`
+		Stream bool `json:"stream"`
+		Tools  []struct {
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		} `json:"tools"`
+		ToolChoice json.RawMessage `json:"tool_choice"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil || len(req.Messages) == 0 {
 		azErr(400, "BadRequest", "messages is required")
 		return
 	}
-	rep := a.accept(r, body)
+	first, answered := "", false
+	if len(req.Tools) > 0 && string(req.ToolChoice) != `"none"` {
+		first = req.Tools[0].Function.Name
+	}
+	for _, m := range req.Messages {
+		answered = answered || m.Role == "tool"
+	}
+	rep := a.accept(r, body, realistic("azure-openai", first, answered, body))
 	if rep.Status != 0 && rep.Status != 200 {
 		azErr(rep.Status, fmt.Sprint(rep.Status), rep.ErrorMessage)
 		return
@@ -87,8 +102,23 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": p}, "finish_reason": nil}}})
 		fmt.Fprintf(w, "data: %s\n\n", b)
 	}
+	finish := "stop"
+	for i, c := range rep.Calls {
+		// Azure streams a call as OpenAI does: id and name first, then
+		// the arguments in fragments.
+		deltas := []map[string]any{{"index": i, "id": c.ID, "type": "function", "function": map[string]string{"name": c.Name, "arguments": ""}}}
+		for _, p := range pieces(c.Args, 2) {
+			deltas = append(deltas, map[string]any{"index": i, "function": map[string]string{"arguments": p}})
+		}
+		for _, d := range deltas {
+			b, _ := json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep,
+				"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"tool_calls": []any{d}}, "finish_reason": nil}}})
+			fmt.Fprintf(w, "data: %s\n\n", b)
+		}
+		finish = "tool_calls"
+	}
 	b, _ := json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep,
-		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "stop"}}})
+		"choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": finish}}})
 	fmt.Fprintf(w, "data: %s\n\n", b)
 	b, _ = json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep, "choices": []any{}, "usage": usage})
 	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", b)
