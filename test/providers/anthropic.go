@@ -301,11 +301,14 @@ func (a *Anthropic) stream(w http.ResponseWriter, req *aRequest, rep Reply) {
 	send("message_stop", map[string]any{})
 }
 
-// anthropicFirstTool is the tool an unscripted model calls: the first
-// offered, unless tool_choice is none.
+// anthropicFirstTool is the tool an unscripted model calls: the one
+// tool_choice names, else the first offered, unless tool_choice is none.
 func anthropicFirstTool(req *aRequest) string {
 	if len(req.Tools) == 0 || req.ToolChoice != nil && req.ToolChoice.Type == "none" {
 		return ""
+	}
+	if req.ToolChoice != nil && req.ToolChoice.Type == "tool" {
+		return req.ToolChoice.Name
 	}
 	return req.Tools[0].Name
 }
