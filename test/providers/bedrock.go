@@ -351,10 +351,19 @@ func EncodeEvent(headers [][2]string, payload []byte) []byte {
 	return binary.BigEndian.AppendUint32(m, crc32.ChecksumIEEE(m))
 }
 
-// bedrockFirstTool is the tool an unscripted model calls: the first offered.
+// bedrockFirstTool is the tool an unscripted model calls: the one
+// toolChoice names, else the first offered.
 func bedrockFirstTool(req *bRequest) string {
 	if req.ToolConfig == nil || len(req.ToolConfig.Tools) == 0 {
 		return ""
+	}
+	var choice struct {
+		Tool *struct {
+			Name string `json:"name"`
+		} `json:"tool"`
+	}
+	if json.Unmarshal(req.ToolConfig.ToolChoice, &choice) == nil && choice.Tool != nil {
+		return choice.Tool.Name
 	}
 	return req.ToolConfig.Tools[0].ToolSpec.Name
 }
