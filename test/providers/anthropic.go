@@ -96,7 +96,7 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
 		return
 	}
-	rep := a.accept(r, body, realistic("anthropic", anthropicFirstTool(&req), anthropicAnswered(&req), body))
+	rep := a.accept(r, body, realistic("anthropic", anthropicFirstTool(&req), anthropicAnswered(&req), false, body))
 	if rep.Status != 0 && rep.Status != 200 {
 		typ := map[int]string{429: "rate_limit_error", 529: "overloaded_error", 500: "api_error", 400: "invalid_request_error", 404: "not_found_error"}[rep.Status]
 		anthropicError(w, rep.Status, typ, rep.ErrorMessage)

@@ -62,7 +62,10 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Name string `json:"name"`
 			} `json:"function"`
 		} `json:"tools"`
-		ToolChoice json.RawMessage `json:"tool_choice"`
+		ToolChoice     json.RawMessage `json:"tool_choice"`
+		ResponseFormat *struct {
+			Type string `json:"type"`
+		} `json:"response_format"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil || len(req.Messages) == 0 {
 		azErr(400, "BadRequest", "messages is required")
@@ -75,7 +78,7 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, m := range req.Messages {
 		answered = answered || m.Role == "tool"
 	}
-	rep := a.accept(r, body, realistic("azure-openai", first, answered, body))
+	rep := a.accept(r, body, realistic("azure-openai", first, answered, req.ResponseFormat != nil && req.ResponseFormat.Type != "text", body))
 	if rep.Status != 0 && rep.Status != 200 {
 		azErr(rep.Status, fmt.Sprint(rep.Status), rep.ErrorMessage)
 		return

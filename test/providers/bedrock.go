@@ -248,7 +248,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bedrockError(w, http.StatusBadRequest, "ValidationException", err.Error())
 		return
 	}
-	rep := b.accept(r, body, realistic("bedrock", bedrockFirstTool(&req), bedrockAnswered(&req), body))
+	rep := b.accept(r, body, realistic("bedrock", bedrockFirstTool(&req), bedrockAnswered(&req), false, body))
 	if rep.Status != 0 && rep.Status != 200 {
 		typ := map[int]string{429: "ThrottlingException", 400: "ValidationException", 500: "InternalServerException", 503: "ServiceUnavailableException", 404: "ResourceNotFoundException"}[rep.Status]
 		bedrockError(w, rep.Status, typ, rep.ErrorMessage)

@@ -155,7 +155,7 @@ func (g *Gemini) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		geminiError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 		return
 	}
-	rep := g.accept(r, body, realistic("gemini", geminiFirstTool(&req), geminiAnswered(&req), body))
+	rep := g.accept(r, body, realistic("gemini", geminiFirstTool(&req), geminiAnswered(&req), req.GenerationConfig != nil && req.GenerationConfig.ResponseMimeType == "application/json", body))
 	if rep.Status != 0 && rep.Status != 200 {
 		st := map[int]string{429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 500: "INTERNAL", 503: "UNAVAILABLE", 404: "NOT_FOUND", 403: "PERMISSION_DENIED"}[rep.Status]
 		geminiError(w, rep.Status, st, rep.ErrorMessage)

@@ -25,10 +25,15 @@ const ToolAnswerText = "The tool answered, so here is the summary."
 // AnswerText is an unscripted stand-in's text to a plain request.
 func AnswerText(kind string) string { return "Hello from the " + kind + " stand-in." }
 
+// JSONText is an unscripted stand-in's text when the request asks for JSON
+// (a response format or JSON mime type, where the provider has one).
+func JSONText(kind string) string { return `{"answer":` + strconv.Quote(AnswerText(kind)) + `}` }
+
 // realistic is the reply to an unscripted request of kind whose first
 // offered tool is firstTool ("" for none or when tools are forbidden);
-// answered says the conversation already holds a tool result.
-func realistic(kind, firstTool string, answered bool, body []byte) Reply {
+// answered says the conversation already holds a tool result, wantJSON
+// that the request asked for a JSON answer.
+func realistic(kind, firstTool string, answered, wantJSON bool, body []byte) Reply {
 	in := int64(len(body)/4 + 1)
 	if firstTool != "" && !answered {
 		return Reply{Calls: []Call{{ID: "call_" + kind + "_1", Name: firstTool, Args: ToolArguments(firstTool)}},
@@ -37,6 +42,9 @@ func realistic(kind, firstTool string, answered bool, body []byte) Reply {
 	text := AnswerText(kind)
 	if answered {
 		text = ToolAnswerText
+	}
+	if wantJSON {
+		text = JSONText(kind)
 	}
 	return Reply{Text: text, Pieces: 3, Usage: Usage{Input: in, Output: int64(len(strings.Fields(text)))}}
 }

@@ -4,7 +4,7 @@
 // error class) and the usage the SDK reported. OpenAI's client runs chat
 // completions and responses, Anthropic's the Messages API: a whole answer,
 // a stream, a tool call with its round trip (the tool's result sent back)
-// and a streamed tool call. matrix_test.go judges it, comparing each
+// and a streamed tool call; OpenAI's also ask for structured output. matrix_test.go judges it, comparing each
 // call's usage with what the provider stand-in reported, in order.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -20,6 +20,7 @@ const openai = new OpenAI({ baseURL: root + '/v1', apiKey, maxRetries: 0, timeou
 const anthropic = new Anthropic({ baseURL: root, apiKey, maxRetries: 0, timeout: 20000 });
 
 const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+const greeting = { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'] };
 const chatTools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city', parameters: schema } }];
 const respTools = [{ type: 'function', name: 'get_weather', description: 'Weather of a city', parameters: schema, strict: false }];
 const msgTools = [{ name: 'get_weather', description: 'Weather of a city', input_schema: schema }];
@@ -90,6 +91,13 @@ for (const model of process.env.IG_MODELS.split(',')) {
     return { value: { name, args, finish }, usages: [chatUsage(usage)] };
   });
 
+  await check('chat.structured', async () => {
+    const r = await openai.chat.completions.create({ model, max_tokens: 64, messages: [{ role: 'user', content: 'Greet me' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'greeting', schema: greeting } } });
+    return { value: { text: r.choices[0].message.content, finish: r.choices[0].finish_reason, name: String(r.choices[0].message.tool_calls?.length ?? 0) },
+      usages: [chatUsage(r.usage)] };
+  });
+
   // OpenAI Responses.
   await check('responses', async () => {
     const r = await openai.responses.create({ model, instructions: 'Be brief.', input: 'Say hi', max_output_tokens: 64 });
@@ -122,6 +130,13 @@ for (const model of process.env.IG_MODELS.split(',')) {
       if (ev.type === 'response.completed' || ev.type === 'response.incomplete') final = ev.response;
     }
     return { value: { name, args, finish: final?.status }, usages: [inOut(final?.usage)] };
+  });
+
+  await check('responses.structured', async () => {
+    const r = await openai.responses.create({ model, input: 'Greet me', max_output_tokens: 64,
+      text: { format: { type: 'json_schema', name: 'greeting', schema: greeting, strict: false } } });
+    return { value: { text: r.output_text, finish: r.status, name: String(r.output.filter((o) => o.type === 'function_call').length) },
+      usages: [inOut(r.usage)] };
   });
 
   // Anthropic Messages.

@@ -63,7 +63,10 @@ func (u *usageTap) Reported() []providers.Usage {
 // shipped binary to every provider kind (an OpenAI-compatible server,
 // azure-openai, anthropic, bedrock, gemini), whose stand-ins answer
 // unscripted as the real services would (calling the first offered tool
-// until a tool result comes back, reporting real usage). Every call must
+// until a tool result comes back, answering JSON when asked, reporting
+// real usage). OpenAI's clients also ask for structured output, which
+// must come back as JSON text whatever the provider (Anthropic and
+// Bedrock have no response format: a forced tool carries it). Every call must
 // come back as that SDK's result, and the usage each client saw and each
 // audit line's tokens and cost must equal what the provider reported.
 func TestSDKMatrixEveryProviderKind(t *testing.T) {
@@ -231,8 +234,8 @@ spec:
 		toolFinish := map[string]string{"chat": "tool_calls", "responses": "completed", "messages": "tool_use"}
 		var seen [][2]int64
 		calls := res[model]
-		if len(calls) != 12 {
-			t.Errorf("%s: %d calls, want 12", model, len(calls))
+		if len(calls) != 14 {
+			t.Errorf("%s: %d calls, want 14", model, len(calls))
 		}
 		for _, c := range calls {
 			api, kind, _ := strings.Cut(c.Name, ".")
@@ -250,6 +253,15 @@ spec:
 			case "tools":
 				if v.Name != "get_weather" || v.Args != args || v.Finish != toolFinish[api] || v.Text != toolText || v.Finish2 != finish[api] {
 					t.Errorf("%s %s: %+v", model, c.Name, v)
+				}
+			case "structured":
+				// The answer is JSON text, never a tool call, whichever way
+				// the provider produces it (a response format, a JSON mime
+				// type, a forced tool). The mock OpenAI-compatible server
+				// does not honour response formats.
+				var obj map[string]any
+				if k.kind != "openai" && (json.Unmarshal([]byte(v.Text), &obj) != nil || v.Finish != finish[api] || v.Name != "0") {
+					t.Errorf("%s %s: %+v, want a JSON object ending %s", model, c.Name, v, finish[api])
 				}
 			case "tools.stream":
 				if v.Name != "get_weather" || v.Args != args || v.Finish != toolFinish[api] {

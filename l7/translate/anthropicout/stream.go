@@ -33,10 +33,10 @@ type decoder struct {
 	// whose block (jsonBlock, -1 before it starts) streams as content.
 	structured bool
 	jsonBlock  int
-	ev       event
-	chunk    outbound.Chunk
-	choice   [1]outbound.ChunkChoice
-	call     [1]outbound.ChunkToolCall
+	ev         event
+	chunk      outbound.Chunk
+	choice     [1]outbound.ChunkChoice
+	call       [1]outbound.ChunkToolCall
 }
 
 type event struct {
