@@ -170,5 +170,16 @@ for (const model of process.env.IG_MODELS.split(',')) {
     const use = final.content.find((b) => b.type === 'tool_use');
     return { value: { name: use?.name, args: JSON.stringify(use?.input), finish: final.stop_reason }, usages: [inOut(final.usage)] };
   });
+
+  // Endpoints only OpenAI-compatible servers have: the SDK's own error.
+  if (!process.env.IG_CHAT_ONLY.split(',').includes(model)) continue;
+  await check('completions.unsupported', async () => {
+    const r = await openai.completions.create({ model, prompt: 'Say hi', max_tokens: 8 });
+    return { value: { text: r.choices[0].text }, usages: [chatUsage(r.usage)] };
+  });
+  await check('embeddings.unsupported', async () => {
+    const r = await openai.embeddings.create({ model, input: 'Say hi' });
+    return { value: { text: String(r.data[0].embedding.length) }, usages: [] };
+  });
 }
 process.stdout.write(JSON.stringify(results));

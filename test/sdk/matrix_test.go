@@ -167,7 +167,8 @@ spec:
 	waitPort(t, listen, &gwLog)
 
 	node := exec.Command("node", filepath.Join(root, "test", "sdk", "matrix.mjs"))
-	node.Env = append(os.Environ(), "IG_ROOT_URL=http://"+listen, "IG_KEY="+key, "IG_MODELS="+strings.Join(names, ","), "IG_NODE_MODULES="+modules)
+	node.Env = append(os.Environ(), "IG_ROOT_URL=http://"+listen, "IG_KEY="+key, "IG_MODELS="+strings.Join(names, ","),
+		"IG_CHAT_ONLY=mx-claude,mx-bedrock,mx-gemini", "IG_NODE_MODULES="+modules)
 	var stderr bytes.Buffer
 	node.Stderr = &stderr
 	out, err := node.Output()
@@ -234,11 +235,24 @@ spec:
 		toolFinish := map[string]string{"chat": "tool_calls", "responses": "completed", "messages": "tool_use"}
 		var seen [][2]int64
 		calls := res[model]
-		if len(calls) != 14 {
-			t.Errorf("%s: %d calls, want 14", model, len(calls))
+		// Anthropic, Bedrock and Gemini serve chat only: completions and
+		// embeddings must be refused as the OpenAI SDK's NotFoundError.
+		chatOnly := k.kind == "anthropic" || k.kind == "bedrock" || k.kind == "gemini"
+		want := 14
+		if chatOnly {
+			want += 2
+		}
+		if len(calls) != want {
+			t.Errorf("%s: %d calls, want %d", model, len(calls), want)
 		}
 		for _, c := range calls {
 			api, kind, _ := strings.Cut(c.Name, ".")
+			if kind == "unsupported" {
+				if c.OK || c.Error != "NotFoundError" || deref(c.Status) != 404 || !strings.Contains(c.Message, "serves chat completions only, not /v1/"+api) {
+					t.Errorf("%s %s: ok=%v %s %v %q, want the SDK's NotFoundError naming the endpoint", model, c.Name, c.OK, c.Error, deref(c.Status), c.Message)
+				}
+				continue
+			}
 			if !c.OK {
 				t.Errorf("%s %s: %s %v %s", model, c.Name, c.Error, deref(c.Status), c.Message)
 				continue
@@ -279,7 +293,23 @@ spec:
 				t.Errorf("%s request %d: the SDK saw usage %v, the provider reported %d/%d", model, j, seen[j], r.Input, r.Output)
 			}
 		}
-		lines := audits[model]
+		var lines []struct {
+			PromptTokens     int64   `json:"prompt_tokens"`
+			CompletionTokens int64   `json:"completion_tokens"`
+			CostUSD          float64 `json:"cost_usd"`
+			Status           int     `json:"status"`
+		}
+		refused := 0
+		for _, a := range audits[model] {
+			if a.Status == http.StatusNotFound {
+				refused++
+				continue
+			}
+			lines = append(lines, a)
+		}
+		if chatOnly && refused != 2 || !chatOnly && refused != 0 {
+			t.Errorf("%s: %d audit lines of refused endpoints", model, refused)
+		}
 		if len(lines) != len(reported) {
 			t.Errorf("%s: %d audit lines for %d provider answers", model, len(lines), len(reported))
 		}
