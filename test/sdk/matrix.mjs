@@ -182,4 +182,14 @@ for (const model of process.env.IG_MODELS.split(',')) {
     return { value: { text: String(r.data[0].embedding.length) }, usages: [] };
   });
 }
+
+// Anthropic's client lists the gateway's models in its own shape.
+calls = [];
+results['anthropic.models'] = calls;
+await check('models.list', async () => {
+  const ids = [];
+  for await (const m of anthropic.models.list()) ids.push(`${m.type}:${m.id}:${m.display_name}`);
+  const one = await anthropic.models.retrieve(ids[0].split(':')[1]);
+  return { value: { text: ids.join(','), name: `${one.type}:${one.id}` }, usages: [] };
+});
 process.stdout.write(JSON.stringify(results));

@@ -321,6 +321,13 @@ spec:
 			}
 		}
 	}
+	var wantIDs []string
+	for _, n := range names {
+		wantIDs = append(wantIDs, "model:"+n+":"+n)
+	}
+	if ms := res["anthropic.models"]; len(ms) != 1 || !ms[0].OK || ms[0].Value.Text != strings.Join(wantIDs, ",") || ms[0].Value.Name != "model:"+names[0] {
+		t.Errorf("Anthropic's models.list and retrieve: %+v", ms)
+	}
 	if t.Failed() {
 		t.Logf("gateway log:\n%s", gwLog.String())
 	}
