@@ -22,7 +22,10 @@
 //     an api-version query and the api-key header or a bearer token.
 //
 // A stand-in answers what the test scripts (Reply) in the provider's own
-// shape, and keeps the last request it accepted for assertions.
+// shape, or, unscripted, as the real service would (realistic.go: the
+// forced or first offered tool until a tool result comes back, JSON when
+// asked, non-zero usage); it keeps the last request it accepted and the
+// usage of every answer (Reported) for assertions.
 package providers
 
 import (
