@@ -83,7 +83,11 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		azErr(rep.Status, fmt.Sprint(rep.Status), rep.ErrorMessage)
 		return
 	}
-	usage := map[string]any{"prompt_tokens": rep.Usage.Input, "completion_tokens": rep.Usage.Output, "total_tokens": rep.Usage.Input + rep.Usage.Output}
+	prompt := rep.Usage.Input + rep.Usage.CacheRead
+	usage := map[string]any{"prompt_tokens": prompt, "completion_tokens": rep.Usage.Output, "total_tokens": prompt + rep.Usage.Output}
+	if rep.Usage.CacheRead > 0 {
+		usage["prompt_tokens_details"] = map[string]int64{"cached_tokens": rep.Usage.CacheRead}
+	}
 	if !req.Stream {
 		msg := map[string]any{"role": "assistant", "content": rep.Text}
 		finish := "stop"

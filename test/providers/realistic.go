@@ -11,6 +11,7 @@ import (
 // otherwise it answers in text. Usage is never zero: input counts a token
 // per four bytes of the request body, output one per word answered (eight
 // for a call), so a gateway that drops or invents usage is caught, and
+// a request answering a tool call reports half its prompt as cache reads;
 // the numbers each stand-in reported are kept (Reported) for a test to
 // compare with what clients and the audit log saw.
 
@@ -46,5 +47,13 @@ func realistic(kind, firstTool string, answered, wantJSON bool, body []byte) Rep
 	if wantJSON {
 		text = JSONText(kind)
 	}
-	return Reply{Text: text, Pieces: 3, Usage: Usage{Input: in, Output: int64(len(strings.Fields(text)))}}
+	u := Usage{Input: in, Output: int64(len(strings.Fields(text)))}
+	if answered {
+		// The turn after a tool call repeats the conversation so far,
+		// which a provider's prompt cache serves: half the prompt is
+		// reported as cache reads (Input stays the uncached part).
+		u.CacheRead = in / 2
+		u.Input = in - u.CacheRead
+	}
+	return Reply{Text: text, Pieces: 3, Usage: u}
 }

@@ -37,8 +37,12 @@ async function check(name, fn) {
     calls.push({ name, ok: false, error: e.constructor.name, status: e.status ?? null, message: String(e.message) });
   }
 }
-const chatUsage = (u) => [u?.prompt_tokens ?? -1, u?.completion_tokens ?? -1];
-const inOut = (u) => [u?.input_tokens ?? -1, u?.output_tokens ?? -1];
+// Each usage is [prompt tokens in all, output tokens, cached prompt tokens].
+const chatUsage = (u) => [u?.prompt_tokens ?? -1, u?.completion_tokens ?? -1, u?.prompt_tokens_details?.cached_tokens ?? 0];
+const inOut = (u) => [u?.input_tokens ?? -1, u?.output_tokens ?? -1, u?.input_tokens_details?.cached_tokens ?? 0];
+// Anthropic's input_tokens leaves out cache reads and writes.
+const msgUsage = (u) => [(u?.input_tokens ?? -1) + (u?.cache_read_input_tokens ?? 0) + (u?.cache_creation_input_tokens ?? 0),
+  u?.output_tokens ?? -1, u?.cache_read_input_tokens ?? 0];
 
 for (const model of process.env.IG_MODELS.split(',')) {
   calls = [];
@@ -142,7 +146,7 @@ for (const model of process.env.IG_MODELS.split(',')) {
   // Anthropic Messages.
   await check('messages', async () => {
     const m = await anthropic.messages.create({ model, max_tokens: 64, system: 'Be brief.', messages: [{ role: 'user', content: 'Say hi' }] });
-    return { value: { text: m.content[0]?.text, finish: m.stop_reason }, usages: [inOut(m.usage)] };
+    return { value: { text: m.content[0]?.text, finish: m.stop_reason }, usages: [msgUsage(m.usage)] };
   });
   await check('messages.stream', async () => {
     const s = anthropic.messages.stream({ model, max_tokens: 64, messages: [{ role: 'user', content: 'Say hi' }] });
@@ -151,7 +155,7 @@ for (const model of process.env.IG_MODELS.split(',')) {
       if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
     }
     const final = await s.finalMessage();
-    return { value: { text, finish: final.stop_reason }, usages: [inOut(final.usage)] };
+    return { value: { text, finish: final.stop_reason }, usages: [msgUsage(final.usage)] };
   });
   await check('messages.tools', async () => {
     const messages = [{ role: 'user', content: 'Weather in Oslo?' }];
@@ -162,13 +166,13 @@ for (const model of process.env.IG_MODELS.split(',')) {
     const second = await anthropic.messages.create({ model, max_tokens: 64, tools: msgTools, messages });
     return { value: { finish: first.stop_reason, name: use.name, args: JSON.stringify(use.input),
       text: second.content.find((b) => b.type === 'text')?.text, finish2: second.stop_reason },
-    usages: [inOut(first.usage), inOut(second.usage)] };
+    usages: [msgUsage(first.usage), msgUsage(second.usage)] };
   });
   await check('messages.tools.stream', async () => {
     const s = anthropic.messages.stream({ model, max_tokens: 64, tools: msgTools, messages: [{ role: 'user', content: 'Weather in Oslo?' }] });
     const final = await s.finalMessage();
     const use = final.content.find((b) => b.type === 'tool_use');
-    return { value: { name: use?.name, args: JSON.stringify(use?.input), finish: final.stop_reason }, usages: [inOut(final.usage)] };
+    return { value: { name: use?.name, args: JSON.stringify(use?.input), finish: final.stop_reason }, usages: [msgUsage(final.usage)] };
   });
 
   // Endpoints only OpenAI-compatible servers have: the SDK's own error.

@@ -107,7 +107,7 @@ func TestSDKMatrixEveryProviderKind(t *testing.T) {
 		t.Cleanup(ts.Close)
 		// Each provider has its own prices, so a cost computed at another
 		// provider's prices is caught.
-		price := fmt.Sprintf("models: [{name: %q, inputPerMTok: %d, outputPerMTok: %d}]", upstream[k.name], i+1, 10*(i+1))
+		price := fmt.Sprintf("models: [{name: %q, inputPerMTok: %d, cachedInputPerMTok: %g, outputPerMTok: %d}]", upstream[k.name], i+1, float64(i+1)/10, 10*(i+1))
 		switch k.kind {
 		case "openai":
 			fmt.Fprintf(&provs, "      - {name: %s, kind: openai, baseURL: %q, apiKeyEnv: MX_OPENAI_KEY, %s}\n", k.name, ts.URL+"/v1", price)
@@ -179,7 +179,7 @@ spec:
 		Name    string
 		OK      bool
 		Value   struct{ Text, Finish, Name, Args, Finish2 string }
-		Usages  [][2]int64
+		Usages  [][3]int64
 		Error   string
 		Status  *int
 		Message string
@@ -233,7 +233,7 @@ spec:
 			finish = map[string]string{"chat": "length", "responses": "incomplete", "messages": "max_tokens"}
 		}
 		toolFinish := map[string]string{"chat": "tool_calls", "responses": "completed", "messages": "tool_use"}
-		var seen [][2]int64
+		var seen [][3]int64
 		calls := res[model]
 		// Anthropic, Bedrock and Gemini serve chat only: completions and
 		// embeddings must be refused as the OpenAI SDK's NotFoundError.
@@ -289,8 +289,8 @@ spec:
 		}
 		for j := range min(len(reported), len(seen)) {
 			r := reported[j]
-			if r.Input == 0 || r.Output == 0 || seen[j] != [2]int64{r.Input, r.Output} {
-				t.Errorf("%s request %d: the SDK saw usage %v, the provider reported %d/%d", model, j, seen[j], r.Input, r.Output)
+			if r.Input == 0 || r.Output == 0 || seen[j] != [3]int64{r.Input + r.CacheRead, r.Output, r.CacheRead} {
+				t.Errorf("%s request %d: the SDK saw usage %v (prompt, output, cached), the provider reported %+v", model, j, seen[j], r)
 			}
 		}
 		var lines []struct {
@@ -315,9 +315,9 @@ spec:
 		}
 		for j := range min(len(reported), len(lines)) {
 			r, a := reported[j], lines[j]
-			cost := (float64(r.Input)*float64(i+1) + float64(r.Output)*float64(10*(i+1))) / 1e6
-			if a.Status != 200 || a.PromptTokens != r.Input || a.CompletionTokens != r.Output || math.Abs(a.CostUSD-cost) > 1e-12 {
-				t.Errorf("%s request %d: audit %+v, the provider reported %d/%d (cost %g)", model, j, a, r.Input, r.Output, cost)
+			cost := (float64(r.Input)*float64(i+1) + float64(r.CacheRead)*float64(i+1)/10 + float64(r.Output)*float64(10*(i+1))) / 1e6
+			if a.Status != 200 || a.PromptTokens != r.Input+r.CacheRead || a.CompletionTokens != r.Output || math.Abs(a.CostUSD-cost) > 1e-12 {
+				t.Errorf("%s request %d: audit %+v, the provider reported %+v (cost %g)", model, j, a, r, cost)
 			}
 		}
 	}
