@@ -1,9 +1,12 @@
 package providers
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 )
@@ -30,7 +33,7 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/openai/deployments/")
 	dep, op, ok2 := strings.Cut(rest, "/")
-	if !ok || !ok2 || op != "chat/completions" {
+	if !ok || !ok2 || op != "chat/completions" && op != "embeddings" {
 		azErr(404, "404", "Resource not found")
 		return
 	}
@@ -52,6 +55,10 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	if op == "embeddings" {
+		a.embeddings(w, r, dep, body)
+		return
+	}
 	var req struct {
 		Messages []struct {
 			Role string `json:"role"`
@@ -129,4 +136,48 @@ func (a *Azure) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "data: %s\n\n", b)
 	b, _ = json.Marshal(map[string]any{"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, "model": dep, "choices": []any{}, "usage": usage})
 	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", b)
+}
+
+// embeddings answers a deployment's embeddings: input a string or an
+// array of strings, one 8-dimension vector each, usage in OpenAI's shape.
+func (a *Azure) embeddings(w http.ResponseWriter, r *http.Request, dep string, body []byte) {
+	var req struct {
+		Input          json.RawMessage `json:"input"`
+		EncodingFormat string          `json:"encoding_format"`
+	}
+	var inputs []string
+	if json.Unmarshal(body, &req) != nil || len(req.Input) == 0 {
+		writeJSON(w, 400, map[string]any{"error": map[string]any{"code": "BadRequest", "message": "input is required"}})
+		return
+	}
+	if json.Unmarshal(req.Input, &inputs) != nil {
+		var one string
+		if json.Unmarshal(req.Input, &one) != nil || one == "" {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"code": "BadRequest", "message": "input must be a string or an array of strings"}})
+			return
+		}
+		inputs = []string{one}
+	}
+	in := int64(len(body)/4 + 1)
+	rep := a.accept(r, body, Reply{Usage: Usage{Input: in}})
+	if rep.Status != 0 && rep.Status != 200 {
+		writeJSON(w, rep.Status, map[string]any{"error": map[string]any{"code": fmt.Sprint(rep.Status), "message": rep.ErrorMessage}})
+		return
+	}
+	var data []any
+	for i := range inputs {
+		vec := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, float32(i)}
+		var emb any = vec
+		if req.EncodingFormat == "base64" {
+			// Little-endian float32s, base64-encoded, as the service sends them.
+			b := make([]byte, 0, 4*len(vec))
+			for _, f := range vec {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+			}
+			emb = base64.StdEncoding.EncodeToString(b)
+		}
+		data = append(data, map[string]any{"object": "embedding", "index": i, "embedding": emb})
+	}
+	writeJSON(w, 200, map[string]any{"object": "list", "model": dep, "data": data,
+		"usage": map[string]int64{"prompt_tokens": rep.Usage.Input, "total_tokens": rep.Usage.Input}})
 }

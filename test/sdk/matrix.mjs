@@ -175,6 +175,12 @@ for (const model of process.env.IG_MODELS.split(',')) {
     return { value: { name: use?.name, args: JSON.stringify(use?.input), finish: final.stop_reason }, usages: [msgUsage(final.usage)] };
   });
 
+  if (process.env.IG_EMBEDS.split(',').includes(model)) {
+    await check('embeddings', async () => {
+      const r = await openai.embeddings.create({ model, input: ['Say hi', 'Say bye'] });
+      return { value: { text: r.data.map((d) => d.embedding.length).join(',') }, usages: [[r.usage.prompt_tokens, 0, 0]] };
+    });
+  }
   // Endpoints only OpenAI-compatible servers have: the SDK's own error.
   if (!process.env.IG_CHAT_ONLY.split(',').includes(model)) continue;
   await check('completions.unsupported', async () => {

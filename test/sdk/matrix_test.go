@@ -168,7 +168,7 @@ spec:
 
 	node := exec.Command("node", filepath.Join(root, "test", "sdk", "matrix.mjs"))
 	node.Env = append(os.Environ(), "IG_ROOT_URL=http://"+listen, "IG_KEY="+key, "IG_MODELS="+strings.Join(names, ","),
-		"IG_CHAT_ONLY=mx-claude,mx-bedrock,mx-gemini", "IG_NODE_MODULES="+modules)
+		"IG_CHAT_ONLY=mx-claude,mx-bedrock,mx-gemini", "IG_EMBEDS=mx-azure", "IG_NODE_MODULES="+modules)
 	var stderr bytes.Buffer
 	node.Stderr = &stderr
 	out, err := node.Output()
@@ -242,6 +242,9 @@ spec:
 		if chatOnly {
 			want += 2
 		}
+		if k.kind == "azure-openai" {
+			want++ // embeddings through a deployment
+		}
 		if len(calls) != want {
 			t.Errorf("%s: %d calls, want %d", model, len(calls), want)
 		}
@@ -261,6 +264,12 @@ spec:
 			v := c.Value
 			switch kind {
 			case "", "stream":
+				if api == "embeddings" {
+					if v.Text != "8,8" {
+						t.Errorf("%s %s: %+v, want two 8-dimension vectors", model, c.Name, v)
+					}
+					continue
+				}
 				if v.Text != text || v.Finish != finish[api] {
 					t.Errorf("%s %s: %+v, want %q ending %s", model, c.Name, v, text, finish[api])
 				}
@@ -289,7 +298,7 @@ spec:
 		}
 		for j := range min(len(reported), len(seen)) {
 			r := reported[j]
-			if r.Input == 0 || r.Output == 0 || seen[j] != [3]int64{r.Input + r.CacheRead, r.Output, r.CacheRead} {
+			if r.Input == 0 || seen[j] != [3]int64{r.Input + r.CacheRead, r.Output, r.CacheRead} {
 				t.Errorf("%s request %d: the SDK saw usage %v (prompt, output, cached), the provider reported %+v", model, j, seen[j], r)
 			}
 		}
