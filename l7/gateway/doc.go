@@ -103,7 +103,10 @@
 // error event. count_tokens is answered by the tokencount stage with the
 // count stage's figure, without going upstream or touching limits. The
 // audit log records the client's endpoint and infergate_api_requests_total
-// counts requests per inbound API.
+// counts requests per inbound API. GET /v1/models and /v1/models/{id}
+// answer Anthropic's model page and objects (and its error shape) to a
+// request carrying anthropic-version, as Anthropic's SDKs always send;
+// every other client gets OpenAI's list (models_anthropic.go).
 //
 // Request bodies may be gzip-compressed (decoded within the body limit);
 // other content codings are refused 415. /healthz and /readyz answer on the

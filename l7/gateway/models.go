@@ -14,15 +14,18 @@ func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) {
 	cfg := g.cfg.Load()
 	p, err := cfg.auth.Authenticate(r)
 	if err != nil {
-		authError(err).Write(w)
+		writeAPIError(w, modelsAPI(r), authError(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if !cfg.auth.Restricted(&p) {
-		_, _ = w.Write(cfg.models)
-		return
+	body := cfg.models
+	if cfg.auth.Restricted(&p) {
+		body = allowedModelsBody(cfg, &p)
 	}
-	_, _ = w.Write(allowedModelsBody(cfg, &p))
+	if wantsAnthropicShape(r) {
+		body = anthropicModelsBody(body)
+	}
+	_, _ = w.Write(body)
 }
 
 // allowedModelsBody is the /v1/models body of a principal whose tenant,
@@ -46,7 +49,7 @@ func (g *Gateway) retrieveModel(w http.ResponseWriter, r *http.Request) {
 	cfg := g.cfg.Load()
 	p, err := cfg.auth.Authenticate(r)
 	if err != nil {
-		authError(err).Write(w)
+		writeAPIError(w, modelsAPI(r), authError(err))
 		return
 	}
 	id := r.PathValue("id")
@@ -58,11 +61,14 @@ func (g *Gateway) retrieveModel(w http.ResponseWriter, r *http.Request) {
 		ok = m != nil && cfg.auth.AuthorizeModel(&p, m.Name, id) == nil
 	}
 	if !ok {
-		(&openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "model_not_found",
-			Message: "the model `" + truncate(id, 128) + "` does not exist or you do not have access to it", Param: "model"}).Write(w)
+		writeAPIError(w, modelsAPI(r), &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "model_not_found",
+			Message: "the model `" + truncate(id, 128) + "` does not exist or you do not have access to it", Param: "model"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if wantsAnthropicShape(r) {
+		b = anthropicModelBody(b)
+	}
 	_, _ = w.Write(b)
 }
 

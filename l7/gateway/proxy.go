@@ -310,6 +310,7 @@ func (x *exchange) relayWhole(resp *http.Response, ttftExpired *atomic.Bool) (at
 	if u, ok := openai.FindUsage(out); ok {
 		x.usageStore = u
 		x.usage = &x.usageStore
+		x.meterCached(out)
 	} else {
 		if x.ep != openai.Embeddings {
 			var parsed openai.Response
@@ -446,6 +447,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 				if x.chunk.Usage != nil {
 					x.usageStore = *x.chunk.Usage
 					x.usage = &x.usageStore
+					x.meterCached(data)
 					if len(x.chunk.Choices) == 0 && !wantUsage && x.in == nil {
 						continue // the usage chunk only the gateway asked for
 					}

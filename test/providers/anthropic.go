@@ -96,7 +96,7 @@ func (a *Anthropic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", err.Error())
 		return
 	}
-	rep := a.accept(r, body)
+	rep := a.accept(r, body, realistic("anthropic", anthropicFirstTool(&req), anthropicAnswered(&req), false, body))
 	if rep.Status != 0 && rep.Status != 200 {
 		typ := map[int]string{429: "rate_limit_error", 529: "overloaded_error", 500: "api_error", 400: "invalid_request_error", 404: "not_found_error"}[rep.Status]
 		anthropicError(w, rep.Status, typ, rep.ErrorMessage)
@@ -299,4 +299,34 @@ func (a *Anthropic) stream(w http.ResponseWriter, req *aRequest, rep Reply) {
 		return
 	}
 	send("message_stop", map[string]any{})
+}
+
+// anthropicFirstTool is the tool an unscripted model calls: the one
+// tool_choice names, else the first offered, unless tool_choice is none.
+func anthropicFirstTool(req *aRequest) string {
+	if len(req.Tools) == 0 || req.ToolChoice != nil && req.ToolChoice.Type == "none" {
+		return ""
+	}
+	if req.ToolChoice != nil && req.ToolChoice.Type == "tool" {
+		return req.ToolChoice.Name
+	}
+	return req.Tools[0].Name
+}
+
+// anthropicAnswered says the conversation holds a tool_result.
+func anthropicAnswered(req *aRequest) bool {
+	for _, m := range req.Messages {
+		var blocks []struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(m.Content, &blocks) != nil {
+			continue
+		}
+		for _, b := range blocks {
+			if b.Type == "tool_result" {
+				return true
+			}
+		}
+	}
+	return false
 }

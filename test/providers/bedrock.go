@@ -248,7 +248,7 @@ func (b *Bedrock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bedrockError(w, http.StatusBadRequest, "ValidationException", err.Error())
 		return
 	}
-	rep := b.accept(r, body)
+	rep := b.accept(r, body, realistic("bedrock", bedrockFirstTool(&req), bedrockAnswered(&req), false, body))
 	if rep.Status != 0 && rep.Status != 200 {
 		typ := map[int]string{429: "ThrottlingException", 400: "ValidationException", 500: "InternalServerException", 503: "ServiceUnavailableException", 404: "ResourceNotFoundException"}[rep.Status]
 		bedrockError(w, rep.Status, typ, rep.ErrorMessage)
@@ -349,4 +349,33 @@ func EncodeEvent(headers [][2]string, payload []byte) []byte {
 	m = append(m, hb...)
 	m = append(m, payload...)
 	return binary.BigEndian.AppendUint32(m, crc32.ChecksumIEEE(m))
+}
+
+// bedrockFirstTool is the tool an unscripted model calls: the one
+// toolChoice names, else the first offered.
+func bedrockFirstTool(req *bRequest) string {
+	if req.ToolConfig == nil || len(req.ToolConfig.Tools) == 0 {
+		return ""
+	}
+	var choice struct {
+		Tool *struct {
+			Name string `json:"name"`
+		} `json:"tool"`
+	}
+	if json.Unmarshal(req.ToolConfig.ToolChoice, &choice) == nil && choice.Tool != nil {
+		return choice.Tool.Name
+	}
+	return req.ToolConfig.Tools[0].ToolSpec.Name
+}
+
+// bedrockAnswered says the conversation holds a toolResult.
+func bedrockAnswered(req *bRequest) bool {
+	for _, m := range req.Messages {
+		for _, b := range m.Content {
+			if b.ToolResult != nil {
+				return true
+			}
+		}
+	}
+	return false
 }

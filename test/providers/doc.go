@@ -22,7 +22,10 @@
 //     an api-version query and the api-key header or a bearer token.
 //
 // A stand-in answers what the test scripts (Reply) in the provider's own
-// shape, and keeps the last request it accepted for assertions.
+// shape, or, unscripted, as the real service would (realistic.go: the
+// forced or first offered tool until a tool result comes back, JSON when
+// asked, non-zero usage); it keeps the last request it accepted and the
+// usage of every answer (Reported) for assertions.
 package providers
 
 import (
@@ -91,6 +94,8 @@ type recorder struct {
 	header http.Header
 	path   string
 	count  int
+	// reported is the usage of every successful answer, in order.
+	reported []Usage
 }
 
 // Script sets the reply function.
@@ -117,17 +122,30 @@ func (r *recorder) Count() int {
 	return r.count
 }
 
-func (r *recorder) accept(req *http.Request, body []byte) Reply {
+// Reported is the usage of every successful answer so far, in order.
+func (r *recorder) Reported() []Usage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Usage(nil), r.reported...)
+}
+
+// accept records an accepted request and says what to answer: the
+// script's reply, or def when no test scripted one.
+func (r *recorder) accept(req *http.Request, body []byte, def Reply) Reply {
 	var m map[string]any
 	_ = json.Unmarshal(body, &m)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last, r.header, r.path = m, req.Header.Clone(), req.URL.RequestURI()
 	r.count++
-	if r.reply == nil {
-		return Reply{Text: "ok", Stop: ""}
+	rep := def
+	if r.reply != nil {
+		rep = r.reply(m)
 	}
-	return r.reply(m)
+	if rep.Status == 0 || rep.Status == 200 {
+		r.reported = append(r.reported, rep.Usage)
+	}
+	return rep
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -155,7 +155,7 @@ func (g *Gemini) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		geminiError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 		return
 	}
-	rep := g.accept(r, body)
+	rep := g.accept(r, body, realistic("gemini", geminiFirstTool(&req), geminiAnswered(&req), req.GenerationConfig != nil && req.GenerationConfig.ResponseMimeType == "application/json", body))
 	if rep.Status != 0 && rep.Status != 200 {
 		st := map[int]string{429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 500: "INTERNAL", 503: "UNAVAILABLE", 404: "NOT_FOUND", 403: "PERMISSION_DENIED"}[rep.Status]
 		geminiError(w, rep.Status, st, rep.ErrorMessage)
@@ -220,4 +220,35 @@ func (g *Gemini) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fl.Flush()
 		}
 	}
+}
+
+// geminiFirstTool is the function an unscripted model calls: the first
+// declared, unless the calling mode is NONE.
+func geminiFirstTool(req *gRequest) string {
+	if req.ToolConfig != nil && req.ToolConfig.FunctionCallingConfig.Mode == "NONE" {
+		return ""
+	}
+	for _, raw := range req.Tools {
+		var t struct {
+			FunctionDeclarations []struct {
+				Name string `json:"name"`
+			} `json:"functionDeclarations"`
+		}
+		if json.Unmarshal(raw, &t) == nil && len(t.FunctionDeclarations) > 0 {
+			return t.FunctionDeclarations[0].Name
+		}
+	}
+	return ""
+}
+
+// geminiAnswered says the conversation holds a functionResponse.
+func geminiAnswered(req *gRequest) bool {
+	for _, c := range req.Contents {
+		for _, p := range c.Parts {
+			if p.FunctionResponse != nil {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -7,6 +7,9 @@
 // merged into one turn, as Anthropic wants results together); assistant
 // tool_calls become tool_use blocks. max_tokens is mandatory in the Messages
 // API: the client's bound, else the provider's configured default.
+// response_format json_schema or json_object becomes one forced tool with
+// the client's schema, whose input comes back as the JSON message text
+// (structured.go).
 package anthropicout
 
 import (
@@ -190,6 +193,9 @@ func (t *Translator) Body(r *outbound.Request) ([]byte, error) {
 			ar.ToolChoice = &toolChoice{Type: "tool", Name: tc.Name}
 		}
 	}
+	if err := applyStructured(&ar, r); err != nil {
+		return nil, err
+	}
 	return json.Marshal(&ar)
 }
 
@@ -294,7 +300,17 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 	}
 	msg := outbound.ResponseMessage{Role: "assistant"}
 	var text, thinking strings.Builder
+	structured := isStructured(r)
+	finish := FinishReason(ar.StopReason)
 	for _, b := range ar.Content {
+		if structured && b.Type == "tool_use" && b.Name == StructuredTool {
+			// The forced schema tool's input is the JSON answer.
+			text.Write(b.Input)
+			if finish == outbound.FinishToolCalls {
+				finish = outbound.FinishStop
+			}
+			continue
+		}
 		switch b.Type {
 		case "text":
 			text.WriteString(b.Text)
@@ -313,7 +329,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 		msg.Content = &s
 	}
 	msg.ReasoningContent = thinking.String()
-	return &outbound.Response{ID: ar.ID, Model: ar.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: FinishReason(ar.StopReason)}},
+	return &outbound.Response{ID: ar.ID, Model: ar.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: finish}},
 		Usage: ar.Usage.chat()}, nil
 }
 

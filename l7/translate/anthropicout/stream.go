@@ -13,7 +13,7 @@ import (
 
 // Stream implements outbound.Translator.
 func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
-	return &decoder{er: openai.NewEventReader(bufio.NewReaderSize(body, 16<<10)), tools: map[int]int{}}
+	return &decoder{er: openai.NewEventReader(bufio.NewReaderSize(body, 16<<10)), tools: map[int]int{}, structured: isStructured(r), jsonBlock: -1}
 }
 
 // decoder turns Messages stream events into chunks: text_delta to content,
@@ -29,10 +29,14 @@ type decoder struct {
 	tools    map[int]int
 	nTools   int
 	finished bool
-	ev       event
-	chunk    outbound.Chunk
-	choice   [1]outbound.ChunkChoice
-	call     [1]outbound.ChunkToolCall
+	// structured: the request asked for JSON through StructuredTool,
+	// whose block (jsonBlock, -1 before it starts) streams as content.
+	structured bool
+	jsonBlock  int
+	ev         event
+	chunk      outbound.Chunk
+	choice     [1]outbound.ChunkChoice
+	call       [1]outbound.ChunkToolCall
 }
 
 type event struct {
@@ -93,7 +97,9 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		}
 		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
 	case "content_block_start":
-		if cb := ev.ContentBlock; cb != nil && cb.Type == "tool_use" {
+		if cb := ev.ContentBlock; cb != nil && cb.Type == "tool_use" && d.structured && cb.Name == StructuredTool {
+			d.jsonBlock = ev.Index
+		} else if cb != nil && cb.Type == "tool_use" {
 			i := d.nTools
 			d.nTools++
 			d.tools[ev.Index] = i
@@ -113,6 +119,12 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		case "thinking_delta":
 			d.emitDelta(emit, outbound.Delta{ReasoningContent: ev.Delta.Thinking})
 		case "input_json_delta":
+			if ev.Index == d.jsonBlock {
+				if ev.Delta.PartialJSON != "" {
+					d.emitDelta(emit, outbound.Delta{Content: &ev.Delta.PartialJSON})
+				}
+				return nil
+			}
 			i, ok := d.tools[ev.Index]
 			if !ok || ev.Delta.PartialJSON == "" {
 				return nil
@@ -130,6 +142,9 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		}
 		if ev.Delta != nil && ev.Delta.StopReason != "" {
 			fr := FinishReason(ev.Delta.StopReason)
+			if fr == outbound.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
+				fr = outbound.FinishStop
+			}
 			d.chunk = outbound.Chunk{ID: d.id}
 			d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
 			d.chunk.Choices = d.choice[:]

@@ -236,6 +236,9 @@ func Body(r *outbound.Request) ([]byte, error) {
 			cr.ToolConfig.ToolChoice = b
 		}
 	}
+	if err := applyStructured(&cr, r); err != nil {
+		return nil, err
+	}
 	return json.Marshal(&cr)
 }
 
@@ -366,9 +369,17 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 	}
 	msg := outbound.ResponseMessage{Role: "assistant"}
 	var text, reasoning strings.Builder
+	structured := r.Structured()
+	finish := FinishReason(cr.StopReason)
 	if cr.Output.Message != nil {
 		for _, b := range cr.Output.Message.Content {
 			switch {
+			case structured && b.ToolUse != nil && b.ToolUse.Name == outbound.StructuredTool:
+				// The forced schema tool's input is the JSON answer.
+				text.Write(b.ToolUse.Input)
+				if finish == outbound.FinishToolCalls {
+					finish = outbound.FinishStop
+				}
 			case b.Text != nil:
 				text.WriteString(*b.Text)
 			case b.ToolUse != nil:
@@ -388,7 +399,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 		msg.Content = &s
 	}
 	msg.ReasoningContent = reasoning.String()
-	return &outbound.Response{ID: "chatcmpl-bedrock", Model: r.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: FinishReason(cr.StopReason)}},
+	return &outbound.Response{ID: "chatcmpl-bedrock", Model: r.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: finish}},
 		Usage: cr.Usage.chat()}, nil
 }
 

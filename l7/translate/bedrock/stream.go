@@ -11,7 +11,7 @@ import (
 
 // Stream implements outbound.Translator.
 func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
-	return &decoder{es: NewDecoder(body), tools: map[int]int{}}
+	return &decoder{es: NewDecoder(body), tools: map[int]int{}, structured: r.Structured(), jsonBlock: -1}
 }
 
 // ErrException is an exception message in the stream (throttling, a
@@ -33,6 +33,10 @@ type decoder struct {
 	choice   [1]outbound.ChunkChoice
 	call     [1]outbound.ChunkToolCall
 	finished bool
+	// structured: the request asked for JSON through the forced schema
+	// tool, whose block (jsonBlock, -1 before it starts) streams as content.
+	structured bool
+	jsonBlock  int
 }
 
 type streamEvent struct {
@@ -85,7 +89,9 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 	case "messageStart":
 		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
 	case "contentBlockStart":
-		if ev.Start != nil && ev.Start.ToolUse != nil {
+		if ev.Start != nil && ev.Start.ToolUse != nil && d.structured && ev.Start.ToolUse.Name == outbound.StructuredTool {
+			d.jsonBlock = ev.ContentBlockIndex
+		} else if ev.Start != nil && ev.Start.ToolUse != nil {
 			i := d.nTools
 			d.nTools++
 			d.tools[ev.ContentBlockIndex] = i
@@ -98,6 +104,10 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		case dl == nil:
 		case dl.Text != nil:
 			d.emitDelta(emit, outbound.Delta{Content: dl.Text})
+		case dl.ToolUse != nil && ev.ContentBlockIndex == d.jsonBlock:
+			if dl.ToolUse.Input != "" {
+				d.emitDelta(emit, outbound.Delta{Content: &dl.ToolUse.Input})
+			}
 		case dl.ToolUse != nil:
 			i, ok := d.tools[ev.ContentBlockIndex]
 			if ok && dl.ToolUse.Input != "" {
@@ -110,6 +120,9 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 	case "messageStop":
 		d.stopped = true
 		fr := FinishReason(ev.StopReason)
+		if fr == outbound.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
+			fr = outbound.FinishStop
+		}
 		d.chunk = outbound.Chunk{}
 		d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
 		d.chunk.Choices = d.choice[:]

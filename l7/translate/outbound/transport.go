@@ -67,7 +67,7 @@ func (t *Transport) RoundTrip(in *http.Request) (*http.Response, error) {
 	}
 	if !strings.HasSuffix(in.URL.Path, "/chat/completions") {
 		return errorResponse(in, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unsupported_endpoint",
-			Message: "provider kind " + t.T.ProviderName() + " serves chat completions only"}), nil
+			Message: "this model's provider (" + t.T.ProviderName() + ") serves chat completions only, not " + endpointName(in.URL.Path)}), nil
 	}
 	var body []byte
 	if in.Body != nil {
@@ -233,3 +233,14 @@ func (s *streamBody) emit(c *Chunk) {
 }
 
 func (s *streamBody) Close() error { return s.src.Close() }
+
+// endpointName names the OpenAI endpoint of path (the provider's base
+// path joined with the client's endpoint) for an error message.
+func endpointName(path string) string {
+	for _, ep := range []string{"/completions", "/embeddings", "/moderations", "/responses", "/models"} {
+		if strings.HasSuffix(path, ep) {
+			return "/v1" + ep
+		}
+	}
+	return "this endpoint"
+}
