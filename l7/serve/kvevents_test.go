@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/l7/kvindex"
 	"github.com/infergate/infergate/l7/tokens"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
@@ -56,6 +57,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// warmUp sends prompts straight to b until the gateway's stream of its
+// events is live. A subscription takes a moment to reach the publisher,
+// and until then its events are dropped (ZeroMQ's slow joiner). Each try
+// is a prompt the engine has not seen: an engine publishes only what
+// changes its cache, so a repeated prompt, a full prefix hit, publishes
+// nothing, and a stream whose first event was dropped would stay silent.
+func warmUp(t *testing.T, idx *kvindex.Index, b backend, name string) {
+	t.Helper()
+	try := 0
+	waitFor(t, name+"'s event stream", func() bool {
+		try++
+		direct(t, b, fmt.Sprintf("warm-up %s try %d ", name, try)+strings.Repeat("w ", 40))
+		return idx.Live(name)
+	})
+}
+
 func prompt(i int) string {
 	return fmt.Sprintf("Conversation %d. ", i) + strings.Repeat(fmt.Sprintf("Context sentence number %d about topic %d. ", i, i*7), 12)
 }
@@ -83,15 +100,8 @@ func TestKVEventsRouteToHolder(t *testing.T) {
 	if _, err := tokens.Get("cl100k_base"); err != nil {
 		t.Fatal(err)
 	}
-	// A subscription takes a moment to reach the publisher; until then
-	// its events are dropped (ZeroMQ's slow joiner). Warm up until each
-	// engine's stream is live.
 	for i, b := range bs {
-		name := fmt.Sprintf("p/b%d", i)
-		waitFor(t, name+"'s event stream", func() bool {
-			direct(t, b, fmt.Sprintf("warm-up %d ", i)+strings.Repeat("w ", 40))
-			return idx.Live(name)
-		})
+		warmUp(t, idx, b, fmt.Sprintf("p/b%d", i))
 	}
 	for i := range 8 {
 		holder := bs[i%2]
@@ -111,6 +121,21 @@ func TestKVEventsRouteToHolder(t *testing.T) {
 	if hits, _ := s.Loads().Picker().PreciseStats(); hits < 8 {
 		t.Fatalf("%d precise decisions, want 8", hits)
 	}
+}
+
+// The warm-up's race made certain: the engine computes the warm-up's first
+// prompt before the gateway subscribes, so that event is dropped, as it is
+// when the prompt wins the race with the subscription. The stream still
+// goes live, on a later, fresh prompt: a warm-up repeating one prompt
+// (a full prefix hit, so nothing more published) would wait forever.
+func TestKVEventsWarmUpAfterDroppedEvent(t *testing.T) {
+	b, ep := kvBackend(t)
+	direct(t, b, "warm-up p/b0 try 1 "+strings.Repeat("w ", 40))
+	s := newServer(t, Options{PollLoadReports: &LoadsConfig{}})
+	if err := s.Apply(kvPolicy([]backend{b}, []string{ep})); err != nil {
+		t.Fatal(err)
+	}
+	warmUp(t, s.Loads().KVIndex(), b, "p/b0")
 }
 
 // With kvEvents configured but no engine publishing, the gateway serves
