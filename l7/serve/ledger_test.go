@@ -467,3 +467,62 @@ func TestLedgerReloadAddsDatabase(t *testing.T) {
 		t.Fatal("infergate_ledger_shipped_total is not 16")
 	}
 }
+
+// PostgreSQL stopped for a full minute in the middle of a steady load and
+// started again: every request answered meanwhile waits in the spool, and
+// then the ledger equals the audit log, each request once.
+func TestLedgerAcrossMinuteOutage(t *testing.T) {
+	const outage = time.Minute
+	pg := pgtest.Start(t)
+	db := pg.Pool(t)
+	b := newBackend(t, mockllm.Config{TokensPerSecond: 400})
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	addr := freeAddr(t)
+	s := newServer(t, Options{})
+	if err := s.Apply(cachedLedgerPolicy(t, b, addr, auditPath, filepath.Join(dir, "ledger.db"), writeDSN(t, pg))); err != nil {
+		t.Fatal(err)
+	}
+	fullMixedLoad(t, addr, b, 2)
+	before := waitLedger(t, db, auditPath)
+
+	// The load: two rounds every two seconds, from before the stop to after
+	// the start (bounded: about 40 bursts of 18 requests).
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			fullMixedLoad(t, addr, b, 2)
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	time.Sleep(3 * time.Second)
+	pg.Stop()
+	stopped := time.Now()
+	l := s.ledger.current()
+	failures := l.Shipper.Failures()
+	time.Sleep(outage)
+	// Nothing answered during the outage reached the database: the spool
+	// holds what the audit log gained since the last shipment.
+	if got := l.Spool.Stats().Entries; got == 0 {
+		t.Fatal("nothing spooled during a minute's outage under load")
+	}
+	if l.Shipper.Failures() == failures {
+		t.Fatal("no failed shipping attempt counted during the outage")
+	}
+	spooled := l.Spool.Stats().Entries
+	pg.Start(t)
+	restarted := time.Now()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-loadDone
+	got := waitLedger(t, db, auditPath)
+	wantKinds(t, got, 2)
+	t.Logf("PostgreSQL down %v, %d entries spooled when it came back, ledger = audit log %v after its start: %v (%d before the outage)",
+		restarted.Sub(stopped).Round(time.Second), spooled, time.Since(restarted).Round(100*time.Millisecond), got, before.Requests)
+}
