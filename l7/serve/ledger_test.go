@@ -27,19 +27,24 @@ import (
 
 // totals are what a ledger or an audit log adds up to.
 type totals struct {
-	Requests, Prompt, Completion int64
-	Cost                         float64
-	IDs                          map[string]int // request id -> rows
+	Requests, Prompt, Completion, Cached int64
+	// Hits are entries answered from the response cache (cached tokens
+	// carried), Gone those the client left or cancelled (status 499).
+	Hits, Gone int64
+	Cost       float64
+	IDs        map[string]int // request id -> rows
 }
 
 func (a totals) equal(b totals) bool {
 	// Costs are summed in a different order on each side: equal to far
 	// below a cent (a nano-dollar).
-	return a.Requests == b.Requests && a.Prompt == b.Prompt && a.Completion == b.Completion && math.Abs(a.Cost-b.Cost) < 1e-9
+	return a.Requests == b.Requests && a.Prompt == b.Prompt && a.Completion == b.Completion && a.Cached == b.Cached &&
+		a.Hits == b.Hits && a.Gone == b.Gone && math.Abs(a.Cost-b.Cost) < 1e-9
 }
 
 func (a totals) String() string {
-	return fmt.Sprintf("%d requests, %d prompt and %d completion tokens, $%.9f", a.Requests, a.Prompt, a.Completion, a.Cost)
+	return fmt.Sprintf("%d requests (%d cache hits, %d client gone or cancelled), %d prompt, %d completion and %d cached tokens, $%.9f",
+		a.Requests, a.Hits, a.Gone, a.Prompt, a.Completion, a.Cached, a.Cost)
 }
 
 // auditTotals sums audit logs' records.
@@ -60,6 +65,8 @@ func auditTotals(t *testing.T, paths ...string) totals {
 			tot.Requests++
 			tot.Prompt += r.PromptTokens
 			tot.Completion += r.CompletionTokens
+			tot.Cached += r.CachedTokens
+			tot.add(r.CachedTokens, r.Status)
 			tot.Cost += r.CostUSD
 			tot.IDs[r.ID]++
 		}
@@ -68,26 +75,39 @@ func auditTotals(t *testing.T, paths ...string) totals {
 	return tot
 }
 
+// add counts an entry's kind.
+func (a *totals) add(cached int64, status int) {
+	if cached > 0 {
+		a.Hits++
+	}
+	if status == 499 {
+		a.Gone++
+	}
+}
+
 // ledgerTotals sums the ledger's rows; an error (the database restarting)
 // is returned for the caller to retry.
 func ledgerTotals(db *pgxpool.Pool) (totals, error) {
 	tot := totals{IDs: map[string]int{}}
 	ctx := context.Background()
-	rows, err := db.Query(ctx, "SELECT request_id, prompt_tokens, completion_tokens, cost_usd FROM infergate_usage")
+	rows, err := db.Query(ctx, "SELECT request_id, status, prompt_tokens, completion_tokens, cached_tokens, cost_usd FROM infergate_usage")
 	if err != nil {
 		return tot, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id string
-		var p, c int64
+		var status int
+		var p, c, cached int64
 		var cost float64
-		if err := rows.Scan(&id, &p, &c, &cost); err != nil {
+		if err := rows.Scan(&id, &status, &p, &c, &cached, &cost); err != nil {
 			return tot, err
 		}
 		tot.Requests++
 		tot.Prompt += p
 		tot.Completion += c
+		tot.Cached += cached
+		tot.add(cached, status)
 		tot.Cost += cost
 		tot.IDs[id]++
 	}
@@ -95,14 +115,23 @@ func ledgerTotals(db *pgxpool.Pool) (totals, error) {
 }
 
 // waitLedger waits until the ledger equals the audit logs (the audit log
-// is flushed and the spool shipped on timers).
+// is flushed and the spool shipped on timers) and both stay so for a second
+// (a request the client left is recorded when the gateway notices).
 func waitLedger(t *testing.T, db *pgxpool.Pool, audits ...string) totals {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
+	var equalSince time.Time
+	var last totals
 	for {
 		want := auditTotals(t, audits...)
 		got, err := ledgerTotals(db)
-		if err == nil && got.equal(want) && want.Requests > 0 {
+		if err != nil || !got.equal(want) || !got.equal(last) {
+			equalSince = time.Time{}
+		} else if equalSince.IsZero() {
+			equalSince = time.Now()
+		}
+		last = got
+		if !equalSince.IsZero() && time.Since(equalSince) >= time.Second && want.Requests > 0 {
 			for id, n := range want.IDs {
 				if got.IDs[id] != n {
 					t.Fatalf("request %s: %d ledger rows, %d audit records", id, got.IDs[id], n)
@@ -158,6 +187,77 @@ func mixedLoad(t *testing.T, addr string, b backend, n int) {
 	b.SetFailure(mockllm.Failure{})
 }
 
+// cachedLedgerPolicy is ledgerPolicy with the response cache on.
+func cachedLedgerPolicy(t *testing.T, b backend, addr, auditPath, spool, dsnFile string) *policy.Compiled {
+	c := ledgerPolicy(t, b, addr, auditPath, spool, dsnFile)
+	c.Gateway.Cache = &policy.ResponseCache{}
+	return c
+}
+
+// fullMixedLoad is mixedLoad plus, in each of n rounds, a repeated
+// temperature-0 request plain and streamed (the response cache answers all
+// but the first of each) and two requests the client cancels: one before
+// the answer, one after the stream's first event.
+func fullMixedLoad(t *testing.T, addr string, b backend, n int) {
+	t.Helper()
+	mixedLoad(t, addr, b, n)
+	const (
+		cached         = `{"model":"m","temperature":0,"max_tokens":5,"messages":[{"role":"user","content":"ask me again"}]}`
+		cachedStreamed = `{"model":"m","temperature":0,"max_tokens":6,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"ask me again, streamed"}]}`
+	)
+	// Concurrent misses are all sent upstream: one answer first, so that
+	// the rest are hits.
+	send(addr, "", cached, false)
+	send(addr, "", cachedStreamed, false)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			send(addr, fmt.Sprintf("client-id-%d", i%3), cached, false)
+			send(addr, "", cachedStreamed, false)
+			// 200 tokens at the mock's 400/s: the answer is half a second away.
+			sendCancel(addr, `{"model":"m","max_tokens":200,"messages":[{"role":"user","content":"cancelled before the answer"}]}`, false)
+			sendCancel(addr, `{"model":"m","max_tokens":200,"stream":true,"messages":[{"role":"user","content":"cancelled mid-stream"}]}`, true)
+		}()
+	}
+	wg.Wait()
+}
+
+// sendCancel posts body and cancels the request: after the stream's first
+// event (midStream) or 100 ms after sending, before any answer.
+func sendCancel(addr, body string, midStream bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	if !midStream {
+		timer := time.AfterFunc(100*time.Millisecond, cancel)
+		defer timer.Stop()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if midStream {
+		_, _ = bufio.NewReader(resp.Body).ReadString('\n')
+		cancel()
+	}
+	_, _ = bufio.NewReader(resp.Body).WriteTo(discard{})
+}
+
+// wantKinds fails the test when fullMixedLoad's n rounds did not give
+// 2n cache hits and 3n requests the client left: the equality would prove
+// nothing about them.
+func wantKinds(t *testing.T, got totals, n int64) {
+	t.Helper()
+	if got.Hits < 2*n || got.Cached == 0 || got.Gone < 3*n || got.Cost == 0 || got.Completion == 0 {
+		t.Fatalf("the load lacks a kind (%v): the test proves nothing", got)
+	}
+}
+
 // send posts body; leave reads one line of the response and hangs up.
 func send(addr, id, body string, leave bool) {
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions", strings.NewReader(body))
@@ -193,18 +293,17 @@ func TestLedgerEqualsAuditLog(t *testing.T) {
 	auditPath, spool, dsn := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "ledger.db"), writeDSN(t, pg)
 	addr := freeAddr(t)
 	s := New(Options{ShutdownGrace: 5 * time.Second})
-	if err := s.Apply(ledgerPolicy(t, b, addr, auditPath, spool, dsn)); err != nil {
+	if err := s.Apply(cachedLedgerPolicy(t, b, addr, auditPath, spool, dsn)); err != nil {
 		t.Fatal(err)
 	}
-	mixedLoad(t, addr, b, 8)
+	fullMixedLoad(t, addr, b, 8)
 	first := waitLedger(t, db, auditPath)
-	if first.Cost == 0 || first.Completion == 0 {
-		t.Fatalf("the load cost nothing (%v): the test proves nothing", first)
-	}
+	wantKinds(t, first, 8)
+	t.Logf("after the first load: %v", first)
 
 	// PostgreSQL stopped mid-load, started again.
 	pg.Stop()
-	mixedLoad(t, addr, b, 6)
+	fullMixedLoad(t, addr, b, 6)
 	time.Sleep(500 * time.Millisecond)
 	pg.Start(t)
 	waitLedger(t, db, auditPath)
@@ -212,17 +311,17 @@ func TestLedgerEqualsAuditLog(t *testing.T) {
 	// A graceful restart of the gateway, the database away meanwhile: what
 	// the old one spooled is shipped by the new one.
 	pg.Stop()
-	mixedLoad(t, addr, b, 4)
+	fullMixedLoad(t, addr, b, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
 	s = newServer(t, Options{})
-	if err := s.Apply(ledgerPolicy(t, b, addr, auditPath, spool, dsn)); err != nil {
+	if err := s.Apply(cachedLedgerPolicy(t, b, addr, auditPath, spool, dsn)); err != nil {
 		t.Fatal(err)
 	}
-	mixedLoad(t, addr, b, 4)
+	fullMixedLoad(t, addr, b, 4)
 	pg.Start(t)
 	got := waitLedger(t, db, auditPath)
 	t.Logf("ledger = audit log: %v", got)
@@ -367,4 +466,63 @@ func TestLedgerReloadAddsDatabase(t *testing.T) {
 	if !found {
 		t.Fatal("infergate_ledger_shipped_total is not 16")
 	}
+}
+
+// PostgreSQL stopped for a full minute in the middle of a steady load and
+// started again: every request answered meanwhile waits in the spool, and
+// then the ledger equals the audit log, each request once.
+func TestLedgerAcrossMinuteOutage(t *testing.T) {
+	const outage = time.Minute
+	pg := pgtest.Start(t)
+	db := pg.Pool(t)
+	b := newBackend(t, mockllm.Config{TokensPerSecond: 400})
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	addr := freeAddr(t)
+	s := newServer(t, Options{})
+	if err := s.Apply(cachedLedgerPolicy(t, b, addr, auditPath, filepath.Join(dir, "ledger.db"), writeDSN(t, pg))); err != nil {
+		t.Fatal(err)
+	}
+	fullMixedLoad(t, addr, b, 2)
+	before := waitLedger(t, db, auditPath)
+
+	// The load: two rounds every two seconds, from before the stop to after
+	// the start (bounded: about 40 bursts of 18 requests).
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			fullMixedLoad(t, addr, b, 2)
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	time.Sleep(3 * time.Second)
+	pg.Stop()
+	stopped := time.Now()
+	l := s.ledger.current()
+	failures := l.Shipper.Failures()
+	time.Sleep(outage)
+	// Nothing answered during the outage reached the database: the spool
+	// holds what the audit log gained since the last shipment.
+	if got := l.Spool.Stats().Entries; got == 0 {
+		t.Fatal("nothing spooled during a minute's outage under load")
+	}
+	if l.Shipper.Failures() == failures {
+		t.Fatal("no failed shipping attempt counted during the outage")
+	}
+	spooled := l.Spool.Stats().Entries
+	pg.Start(t)
+	restarted := time.Now()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-loadDone
+	got := waitLedger(t, db, auditPath)
+	wantKinds(t, got, 2)
+	t.Logf("PostgreSQL down %v, %d entries spooled when it came back, ledger = audit log %v after its start: %v (%d before the outage)",
+		restarted.Sub(stopped).Round(time.Second), spooled, time.Since(restarted).Round(100*time.Millisecond), got, before.Requests)
 }
