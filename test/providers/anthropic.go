@@ -50,11 +50,19 @@ type aRequest struct {
 		Name        string          `json:"name"`
 		Description string          `json:"description,omitempty"`
 		InputSchema json.RawMessage `json:"input_schema"`
+		// CacheControl marks a prompt-caching breakpoint (documented on
+		// tools, system and content blocks).
+		CacheControl json.RawMessage `json:"cache_control,omitempty"`
 	} `json:"tools,omitempty"`
 	ToolChoice *struct {
-		Type string `json:"type"`
-		Name string `json:"name,omitempty"`
+		Type                   string `json:"type"`
+		Name                   string `json:"name,omitempty"`
+		DisableParallelToolUse bool   `json:"disable_parallel_tool_use,omitempty"`
 	} `json:"tool_choice,omitempty"`
+	Thinking *struct {
+		Type         string `json:"type"`
+		BudgetTokens int64  `json:"budget_tokens,omitempty"`
+	} `json:"thinking,omitempty"`
 	StopSequences []string        `json:"stop_sequences,omitempty"`
 	Temperature   *float64        `json:"temperature,omitempty"`
 	TopP          *float64        `json:"top_p,omitempty"`
@@ -151,6 +159,17 @@ func checkAnthropic(req *aRequest) error {
 	}
 	if len(req.Messages) == 0 {
 		return fmt.Errorf("messages: at least one message is required")
+	}
+	if th := req.Thinking; th != nil {
+		switch {
+		case th.Type == "disabled":
+		case th.Type != "enabled":
+			return fmt.Errorf("thinking.type: must be enabled or disabled")
+		case th.BudgetTokens < 1024:
+			return fmt.Errorf("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+		case th.BudgetTokens >= *req.MaxTokens:
+			return fmt.Errorf("`max_tokens` must be greater than `thinking.budget_tokens`")
+		}
 	}
 	toolNames := map[string]bool{}
 	for _, t := range req.Tools {

@@ -8,14 +8,17 @@
 //   - Anthropic: POST /v1/messages with x-api-key and anthropic-version;
 //     model, max_tokens (mandatory) and messages required; unknown fields
 //     refused; turns must start with user and alternate; every tool_result
-//     must answer a tool_use of the turn before; image sources base64 or url.
+//     must answer a tool_use of the turn before; image sources base64 or url;
+//     thinking (budget_tokens at least 1024 and below max_tokens), a tool's
+//     cache_control and tool_choice's disable_parallel_tool_use accepted.
 //   - Bedrock: a SigV4 signature recomputed with the known secret by the
 //     same algorithm (the AWS SDK's signer) and compared, the date within
 //     five minutes and x-amz-content-sha256 the body's hash; a content
 //     block holds exactly one member; ConverseStream answers in the AWS
 //     event-stream framing with both CRC32s, written here independently of
 //     the gateway's decoder.
-//   - Gemini: x-goog-api-key; roles only user and model; a part holds
+//   - Gemini: x-goog-api-key; roles only user and model (unset reads as
+//     user, as the reference's single-turn examples send); a part holds
 //     exactly one datum; a functionResponse must name a function called in
 //     the turn before; streamGenerateContent needs alt=sse.
 //   - Azure OpenAI: /openai/deployments/{deployment}/chat/completions with
@@ -26,6 +29,10 @@
 // forced or first offered tool until a tool result comes back, JSON when
 // asked, non-zero usage); it keeps the last request it accepted and the
 // usage of every answer (Reported) for assertions.
+//
+// The providers' own example payloads (testdata, sources in its README)
+// keep the stand-ins honest: a documented request must pass them, a
+// documented answer must decode through the translators.
 package providers
 
 import (

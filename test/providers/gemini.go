@@ -63,6 +63,7 @@ type gRequest struct {
 		MaxOutputTokens    *int64          `json:"maxOutputTokens,omitempty"`
 		Temperature        *float64        `json:"temperature,omitempty"`
 		TopP               *float64        `json:"topP,omitempty"`
+		TopK               *int64          `json:"topK,omitempty"`
 		StopSequences      []string        `json:"stopSequences,omitempty"`
 		ResponseMimeType   string          `json:"responseMimeType,omitempty"`
 		ResponseJSONSchema json.RawMessage `json:"responseJsonSchema,omitempty"`
@@ -82,6 +83,11 @@ func checkGemini(req *gRequest) error {
 	}
 	var prevCalls map[string]bool
 	for i, c := range req.Contents {
+		if c.Role == "" {
+			// The reference lets a single-turn request leave the role
+			// unset; the service reads it as the user's.
+			c.Role = "user"
+		}
 		if c.Role != "user" && c.Role != "model" {
 			return fmt.Errorf("Please use a valid role: user, model. (contents[%d].role %q)", i, c.Role)
 		}
