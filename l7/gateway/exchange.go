@@ -336,7 +336,11 @@ func (x *exchange) finish() {
 			}
 		}
 	}
-	if x.g.audit == nil && x.g.ledger == nil {
+	// The record is built only for a reader: the ledger slot is always
+	// installed, so it is asked for by the policy in force, not by its
+	// presence (a record per request is an allocation on the hot path).
+	ledger := x.g.ledger != nil && x.cfg.c.Gateway.Ledger.Spool != ""
+	if x.g.audit == nil && !ledger {
 		return
 	}
 	rec := &audit.Record{ID: x.id, Time: x.start.UTC(), Tenant: x.principal.Tenant, Key: x.principal.KeyName,
@@ -358,7 +362,7 @@ func (x *exchange) finish() {
 			x.g.log.Error("audit log", "err", err)
 		}
 	}
-	if x.g.ledger != nil {
+	if ledger {
 		if err := x.g.ledger.Append(rec); err != nil {
 			x.g.log.Error("usage ledger: request not recorded", "request", x.id, "err", err)
 		}
