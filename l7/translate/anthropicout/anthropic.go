@@ -162,7 +162,7 @@ func (t *Translator) Body(r *outbound.Request) ([]byte, error) {
 			}
 			ar.Messages = appendTurn(ar.Messages, "user", block{Type: "tool_result", ToolUseID: m.ToolCallID, Content: m.Content.JoinedText()})
 		default:
-			return nil, outbound.Invalid("unknown message role " + truncate(m.Role))
+			return nil, outbound.Invalid("unknown message role " + outbound.Clip(m.Role))
 		}
 	}
 	if len(ar.Messages) == 0 {
@@ -232,20 +232,13 @@ func contentBlocks(c *outbound.Content) ([]block, error) {
 				bs = append(bs, block{Type: "image", Source: &imageSource{Type: "base64", MediaType: img.MediaType, Data: img.Data}})
 			}
 		default:
-			return nil, outbound.Invalid("content part type " + truncate(p.Type) + " cannot be sent to this provider")
+			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
 		}
 	}
 	if len(bs) == 0 {
 		return nil, outbound.Invalid("a message has no content")
 	}
 	return bs, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40]
-	}
-	return s
 }
 
 // NewRequest implements outbound.Translator.

@@ -157,7 +157,7 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		return io.EOF
 	case "error":
 		if ev.Error != nil {
-			return fmt.Errorf("%w: %s", ErrStreamError, truncate(ev.Error.Type))
+			return fmt.Errorf("%w: %s", ErrStreamError, outbound.Clip(ev.Error.Type))
 		}
 		return ErrStreamError
 	}

@@ -199,7 +199,7 @@ func Body(r *outbound.Request) ([]byte, error) {
 			s := m.Content.JoinedText()
 			cr.Messages = appendTurn(cr.Messages, "user", contentBlock{ToolResult: &toolResult{ToolUseID: m.ToolCallID, Content: []contentBlock{{Text: &s}}}})
 		default:
-			return nil, outbound.Invalid("unknown message role " + truncate(m.Role))
+			return nil, outbound.Invalid("unknown message role " + outbound.Clip(m.Role))
 		}
 	}
 	if len(cr.Messages) == 0 {
@@ -287,20 +287,13 @@ func userBlocks(c *outbound.Content) ([]contentBlock, error) {
 			ib.Source.Bytes = img.Data
 			bs = append(bs, contentBlock{Image: ib})
 		default:
-			return nil, outbound.Invalid("content part type " + truncate(p.Type) + " cannot be sent to this provider")
+			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
 		}
 	}
 	if len(bs) == 0 {
 		return nil, outbound.Invalid("a message has no content")
 	}
 	return bs, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40]
-	}
-	return s
 }
 
 // NewRequest implements outbound.Translator: the Converse (or
@@ -422,5 +415,5 @@ func (t *Translator) Error(status int, body []byte) *openai.Error {
 	if i := strings.IndexByte(code, ':'); i >= 0 {
 		code = code[:i]
 	}
-	return outbound.MapError(status, e.Message, truncate(code))
+	return outbound.MapError(status, e.Message, outbound.Clip(code))
 }

@@ -78,7 +78,7 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		return err
 	}
 	if mt := m.Get(":message-type"); mt != "event" {
-		return fmt.Errorf("%w: %s", ErrException, truncate(m.Get(":exception-type")+m.Get(":error-code")))
+		return fmt.Errorf("%w: %s", ErrException, outbound.Clip(m.Get(":exception-type")+m.Get(":error-code")))
 	}
 	d.ev = streamEvent{}
 	if err := json.Unmarshal(m.Payload, &d.ev); err != nil {

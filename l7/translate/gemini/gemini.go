@@ -178,7 +178,7 @@ func Body(r *outbound.Request) ([]byte, error) {
 			}
 			gr.Contents = appendTurn(gr.Contents, "user", part{FunctionResponse: &functionResponse{Name: name, Response: resp}})
 		default:
-			return nil, outbound.Invalid("unknown message role " + truncate(m.Role))
+			return nil, outbound.Invalid("unknown message role " + outbound.Clip(m.Role))
 		}
 	}
 	if len(gr.Contents) == 0 {
@@ -263,20 +263,13 @@ func userParts(c *outbound.Content) ([]part, error) {
 				ps = append(ps, part{InlineData: &blob{MimeType: img.MediaType, Data: img.Data}})
 			}
 		default:
-			return nil, outbound.Invalid("content part type " + truncate(p.Type) + " cannot be sent to this provider")
+			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
 		}
 	}
 	if len(ps) == 0 {
 		return nil, outbound.Invalid("a message has no content")
 	}
 	return ps, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40]
-	}
-	return s
 }
 
 // NewRequest implements outbound.Translator.
@@ -389,5 +382,5 @@ func (t *Translator) Error(status int, body []byte) *openai.Error {
 	if len(e) == 0 {
 		return outbound.MapError(status, "", "")
 	}
-	return outbound.MapError(status, e[0].Error.Message, truncate(e[0].Error.Status))
+	return outbound.MapError(status, e[0].Error.Message, outbound.Clip(e[0].Error.Status))
 }

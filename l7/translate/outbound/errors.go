@@ -40,3 +40,15 @@ func MapError(status int, msg, code string) *openai.Error {
 	}
 	return e
 }
+
+// maxEchoed bounds how much of a provider's or client's value (a role, a
+// part type, an error code) an error message repeats.
+const maxEchoed = 40
+
+// Clip is s cut to maxEchoed bytes, for echoing it in an error.
+func Clip(s string) string {
+	if len(s) > maxEchoed {
+		return s[:maxEchoed]
+	}
+	return s
+}
