@@ -136,18 +136,21 @@ func pivotUsage(u *openai.Usage) *chatwire.Usage {
 // response (some servers ignore stream): the answer goes through the
 // stream translator as one chunk, so the client still gets its events.
 func wholeAsStream(in inbound, chat []byte, dst []byte) ([]byte, error) {
-	c, err := chatwire.ParseCompletion(chat)
+	c, err := chatwire.ParseResponse(chat)
 	if err != nil {
 		return dst, err
 	}
 	ch := c.Choices[0]
 	finish := ch.FinishReason
-	chunk := chatwire.Chunk{ID: c.ID, Model: c.Model, Created: c.Created,
-		Choices: []chatwire.ChunkChoice{{Delta: ch.Message, FinishReason: &finish, StopReason: ch.StopReason}}, Usage: c.Usage}
-	for i := range chunk.Choices[0].Delta.ToolCalls {
+	m := &ch.Message
+	delta := chatwire.Delta{Role: m.Role, Content: m.Content, Refusal: m.Refusal, ReasoningContent: m.ReasoningContent}
+	for i, tc := range m.ToolCalls {
 		j := i
-		chunk.Choices[0].Delta.ToolCalls[i].Index = &j
+		delta.ToolCalls = append(delta.ToolCalls, chatwire.ChunkToolCall{Index: &j, ID: tc.ID, Type: tc.Type,
+			Function: chatwire.ChunkFunctionCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
 	}
+	chunk := chatwire.Chunk{ID: c.ID, Model: c.Model, Created: c.Created,
+		Choices: []chatwire.ChunkChoice{{Delta: delta, FinishReason: &finish, StopReason: ch.StopReason}}, Usage: c.Usage}
 	b, err := json.Marshal(&chunk)
 	if err != nil {
 		return dst, err

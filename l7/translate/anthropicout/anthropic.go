@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
@@ -112,7 +113,7 @@ type usage struct {
 var emptySchema = json.RawMessage(`{"type":"object","properties":{}}`)
 
 // Body is the Messages request for r (exported for tests and fuzzing).
-func (t *Translator) Body(r *outbound.Request) ([]byte, error) {
+func (t *Translator) Body(r *chatwire.Request) ([]byte, error) {
 	ar := request{Model: r.Model, MaxTokens: r.Limit(), StopSequences: r.Stop, Temperature: r.Temperature, TopP: r.TopP, Stream: r.Stream}
 	if ar.MaxTokens <= 0 {
 		ar.MaxTokens = t.MaxTokens
@@ -209,7 +210,7 @@ func appendTurn(ms []message, role string, bs ...block) []message {
 	return append(ms, message{Role: role, Content: bs})
 }
 
-func contentBlocks(c *outbound.Content) ([]block, error) {
+func contentBlocks(c *chatwire.Content) ([]block, error) {
 	if !c.IsParts {
 		return []block{{Type: "text", Text: c.Text}}, nil
 	}
@@ -242,7 +243,7 @@ func contentBlocks(c *outbound.Content) ([]block, error) {
 }
 
 // NewRequest implements outbound.Translator.
-func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http.Request, error) {
+func (t *Translator) NewRequest(ctx context.Context, r *chatwire.Request) (*http.Request, error) {
 	b, err := t.Body(r)
 	if err != nil {
 		return nil, err
@@ -272,26 +273,26 @@ func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http
 func FinishReason(s string) string {
 	switch s {
 	case "max_tokens", "model_context_window_exceeded":
-		return outbound.FinishLength
+		return chatwire.FinishLength
 	case "tool_use":
-		return outbound.FinishToolCalls
+		return chatwire.FinishToolCalls
 	case "refusal":
-		return outbound.FinishContentFilter
+		return chatwire.FinishContentFilter
 	}
-	return outbound.FinishStop // end_turn, stop_sequence, pause_turn
+	return chatwire.FinishStop // end_turn, stop_sequence, pause_turn
 }
 
-func (u *usage) chat() *outbound.Usage {
-	return outbound.NewUsage(u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens, u.CacheReadInputTokens, 0)
+func (u *usage) chat() *chatwire.Usage {
+	return chatwire.NewUsage(u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens, u.CacheReadInputTokens, 0)
 }
 
 // Response implements outbound.Translator.
-func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Response, error) {
+func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Response, error) {
 	var ar response
 	if err := json.Unmarshal(body, &ar); err != nil {
 		return nil, err
 	}
-	msg := outbound.ResponseMessage{Role: "assistant"}
+	msg := chatwire.ResponseMessage{Role: "assistant"}
 	var text, thinking strings.Builder
 	structured := isStructured(r)
 	finish := FinishReason(ar.StopReason)
@@ -299,8 +300,8 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 		if structured && b.Type == "tool_use" && b.Name == StructuredTool {
 			// The forced schema tool's input is the JSON answer.
 			text.Write(b.Input)
-			if finish == outbound.FinishToolCalls {
-				finish = outbound.FinishStop
+			if finish == chatwire.FinishToolCalls {
+				finish = chatwire.FinishStop
 			}
 			continue
 		}
@@ -314,7 +315,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 			if args == "" {
 				args = "{}"
 			}
-			msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall{ID: b.ID, Type: "function", Function: outbound.FunctionCall{Name: b.Name, Arguments: args}})
+			msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: b.ID, Type: "function", Function: chatwire.FunctionCall{Name: b.Name, Arguments: args}})
 		}
 	}
 	if text.Len() > 0 || len(msg.ToolCalls) == 0 {
@@ -322,7 +323,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 		msg.Content = &s
 	}
 	msg.ReasoningContent = thinking.String()
-	return &outbound.Response{ID: ar.ID, Model: ar.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: finish}},
+	return &chatwire.Response{ID: ar.ID, Model: ar.Model, Choices: []chatwire.Choice{{Message: msg, FinishReason: finish}},
 		Usage: ar.Usage.chat()}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 	"github.com/infergate/infergate/test/providers"
 )
@@ -72,7 +73,7 @@ func FuzzBody(f *testing.F) {
 	f.Add(`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}`)
 	tr := &Translator{}
 	f.Fuzz(func(t *testing.T, in string) {
-		var r outbound.Request
+		var r chatwire.Request
 		if json.Unmarshal([]byte(in), &r) != nil {
 			return
 		}
@@ -102,9 +103,9 @@ func FuzzStream(f *testing.F) {
 	f.Add([]byte("data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\"}}\n\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n"))
 	tr := &Translator{}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := tr.Stream(bytesReader(in), &outbound.Request{})
+		d := tr.Stream(bytesReader(in), &chatwire.Request{})
 		for i := 0; i < len(in)+2; i++ {
-			if err := d.Next(func(c *outbound.Chunk) {
+			if err := d.Next(func(c *chatwire.Chunk) {
 				if _, err := json.Marshal(c); err != nil {
 					t.Fatal(err)
 				}

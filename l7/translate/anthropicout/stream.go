@@ -8,11 +8,12 @@ import (
 	"io"
 
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // Stream implements outbound.Translator.
-func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
+func (t *Translator) Stream(body io.Reader, r *chatwire.Request) outbound.StreamDecoder {
 	return &decoder{er: openai.NewEventReader(bufio.NewReaderSize(body, 16<<10)), tools: map[int]int{}, structured: isStructured(r), jsonBlock: -1}
 }
 
@@ -23,7 +24,6 @@ func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.Stream
 // message_start's input usage) to the usage chunk; message_stop ends.
 type decoder struct {
 	er    *openai.EventReader
-	id    string
 	usage usage
 	// tools maps a content block index to its tool call index.
 	tools    map[int]int
@@ -34,9 +34,7 @@ type decoder struct {
 	structured bool
 	jsonBlock  int
 	ev         event
-	chunk      outbound.Chunk
-	choice     [1]outbound.ChunkChoice
-	call       [1]outbound.ChunkToolCall
+	out        outbound.Chunker
 }
 
 type event struct {
@@ -70,7 +68,7 @@ type event struct {
 // ErrStreamError is a provider error event in the middle of a stream.
 var ErrStreamError = errors.New("provider sent an error event")
 
-func (d *decoder) Next(emit func(*outbound.Chunk)) error {
+func (d *decoder) Next(emit func(*chatwire.Chunk)) error {
 	if d.finished {
 		return io.EOF
 	}
@@ -92,10 +90,10 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 	switch ev.Type {
 	case "message_start":
 		if ev.Message != nil {
-			d.id = ev.Message.ID
+			d.out.ID = ev.Message.ID
 			d.usage = ev.Message.Usage
 		}
-		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
+		d.out.Delta(emit, chatwire.Delta{Role: "assistant", Content: new(string)})
 	case "content_block_start":
 		if cb := ev.ContentBlock; cb != nil && cb.Type == "tool_use" && d.structured && cb.Name == StructuredTool {
 			d.jsonBlock = ev.Index
@@ -103,11 +101,10 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 			i := d.nTools
 			d.nTools++
 			d.tools[ev.Index] = i
-			d.call[0] = outbound.ChunkToolCall{Index: i, ID: cb.ID, Type: "function", Function: outbound.ChunkFunctionCall{Name: cb.Name}}
-			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+			d.out.Call(emit, i, chatwire.ChunkToolCall{ID: cb.ID, Type: "function", Function: chatwire.ChunkFunctionCall{Name: cb.Name}})
 		} else if cb != nil && cb.Type == "text" && cb.Text != "" {
 			s := cb.Text
-			d.emitDelta(emit, outbound.Delta{Content: &s})
+			d.out.Delta(emit, chatwire.Delta{Content: &s})
 		}
 	case "content_block_delta":
 		if ev.Delta == nil {
@@ -115,13 +112,13 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		}
 		switch ev.Delta.Type {
 		case "text_delta":
-			d.emitDelta(emit, outbound.Delta{Content: &ev.Delta.Text})
+			d.out.Delta(emit, chatwire.Delta{Content: &ev.Delta.Text})
 		case "thinking_delta":
-			d.emitDelta(emit, outbound.Delta{ReasoningContent: ev.Delta.Thinking})
+			d.out.Delta(emit, chatwire.Delta{ReasoningContent: ev.Delta.Thinking})
 		case "input_json_delta":
 			if ev.Index == d.jsonBlock {
 				if ev.Delta.PartialJSON != "" {
-					d.emitDelta(emit, outbound.Delta{Content: &ev.Delta.PartialJSON})
+					d.out.Delta(emit, chatwire.Delta{Content: &ev.Delta.PartialJSON})
 				}
 				return nil
 			}
@@ -129,8 +126,7 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 			if !ok || ev.Delta.PartialJSON == "" {
 				return nil
 			}
-			d.call[0] = outbound.ChunkToolCall{Index: i, Function: outbound.ChunkFunctionCall{Arguments: ev.Delta.PartialJSON}}
-			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+			d.out.Call(emit, i, chatwire.ChunkToolCall{Function: chatwire.ChunkFunctionCall{Arguments: ev.Delta.PartialJSON}})
 		}
 	case "message_delta":
 		if ev.Usage != nil {
@@ -142,18 +138,14 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		}
 		if ev.Delta != nil && ev.Delta.StopReason != "" {
 			fr := FinishReason(ev.Delta.StopReason)
-			if fr == outbound.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
-				fr = outbound.FinishStop
+			if fr == chatwire.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
+				fr = chatwire.FinishStop
 			}
-			d.chunk = outbound.Chunk{ID: d.id}
-			d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
-			d.chunk.Choices = d.choice[:]
-			emit(&d.chunk)
+			d.out.Finish(emit, fr)
 		}
 	case "message_stop":
 		d.finished = true
-		d.chunk = outbound.Chunk{ID: d.id, Usage: d.usage.chat()}
-		emit(&d.chunk)
+		d.out.Usage(emit, d.usage.chat())
 		return io.EOF
 	case "error":
 		if ev.Error != nil {
@@ -162,11 +154,4 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		return ErrStreamError
 	}
 	return nil // ping and unknown events
-}
-
-func (d *decoder) emitDelta(emit func(*outbound.Chunk), delta outbound.Delta) {
-	d.chunk = outbound.Chunk{ID: d.id}
-	d.choice[0] = outbound.ChunkChoice{Delta: delta}
-	d.chunk.Choices = d.choice[:]
-	emit(&d.chunk)
 }

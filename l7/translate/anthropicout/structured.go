@@ -1,6 +1,7 @@
 package anthropicout
 
 import (
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
@@ -9,11 +10,11 @@ import (
 const StructuredTool = outbound.StructuredTool
 
 // isStructured says r's answer comes back through StructuredTool.
-func isStructured(r *outbound.Request) bool { return r.Structured() }
+func isStructured(r *chatwire.Request) bool { return outbound.Structured(r) }
 
 // applyStructured adds the forced schema tool to ar when r asks for JSON.
-func applyStructured(ar *request, r *outbound.Request) error {
-	schema, ok, err := r.StructuredSchema()
+func applyStructured(ar *request, r *chatwire.Request) error {
+	schema, ok, err := outbound.StructuredSchema(r)
 	if err != nil || !ok {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
@@ -153,14 +154,14 @@ type usage struct {
 	CacheWriteInputTokens int64 `json:"cacheWriteInputTokens"`
 }
 
-func (u *usage) chat() *outbound.Usage {
-	return outbound.NewUsage(u.InputTokens+u.CacheReadInputTokens+u.CacheWriteInputTokens, u.OutputTokens, u.CacheReadInputTokens, 0)
+func (u *usage) chat() *chatwire.Usage {
+	return chatwire.NewUsage(u.InputTokens+u.CacheReadInputTokens+u.CacheWriteInputTokens, u.OutputTokens, u.CacheReadInputTokens, 0)
 }
 
 var emptySchema = json.RawMessage(`{"type":"object","properties":{}}`)
 
 // Body is the Converse request body for r (exported for tests and fuzzing).
-func Body(r *outbound.Request) ([]byte, error) {
+func Body(r *chatwire.Request) ([]byte, error) {
 	var cr converseRequest
 	for i := range r.Messages {
 		m := &r.Messages[i]
@@ -261,7 +262,7 @@ func appendTurn(ms []message, role string, bs ...contentBlock) []message {
 	return append(ms, message{Role: role, Content: bs})
 }
 
-func userBlocks(c *outbound.Content) ([]contentBlock, error) {
+func userBlocks(c *chatwire.Content) ([]contentBlock, error) {
 	if !c.IsParts {
 		s := c.Text
 		return []contentBlock{{Text: &s}}, nil
@@ -298,7 +299,7 @@ func userBlocks(c *outbound.Content) ([]contentBlock, error) {
 
 // NewRequest implements outbound.Translator: the Converse (or
 // ConverseStream) request, SigV4-signed.
-func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http.Request, error) {
+func (t *Translator) NewRequest(ctx context.Context, r *chatwire.Request) (*http.Request, error) {
 	b, err := Body(r)
 	if err != nil {
 		return nil, err
@@ -345,24 +346,24 @@ func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http
 func FinishReason(s string) string {
 	switch s {
 	case "max_tokens", "model_context_window_exceeded":
-		return outbound.FinishLength
+		return chatwire.FinishLength
 	case "tool_use":
-		return outbound.FinishToolCalls
+		return chatwire.FinishToolCalls
 	case "guardrail_intervened", "content_filtered":
-		return outbound.FinishContentFilter
+		return chatwire.FinishContentFilter
 	}
-	return outbound.FinishStop
+	return chatwire.FinishStop
 }
 
 // Response implements outbound.Translator.
-func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Response, error) {
+func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Response, error) {
 	var cr converseResponse
 	if err := json.Unmarshal(body, &cr); err != nil {
 		return nil, err
 	}
-	msg := outbound.ResponseMessage{Role: "assistant"}
+	msg := chatwire.ResponseMessage{Role: "assistant"}
 	var text, reasoning strings.Builder
-	structured := r.Structured()
+	structured := outbound.Structured(r)
 	finish := FinishReason(cr.StopReason)
 	if cr.Output.Message != nil {
 		for _, b := range cr.Output.Message.Content {
@@ -370,8 +371,8 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 			case structured && b.ToolUse != nil && b.ToolUse.Name == outbound.StructuredTool:
 				// The forced schema tool's input is the JSON answer.
 				text.Write(b.ToolUse.Input)
-				if finish == outbound.FinishToolCalls {
-					finish = outbound.FinishStop
+				if finish == chatwire.FinishToolCalls {
+					finish = chatwire.FinishStop
 				}
 			case b.Text != nil:
 				text.WriteString(*b.Text)
@@ -380,8 +381,8 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 				if args == "" {
 					args = "{}"
 				}
-				msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall{ID: b.ToolUse.ToolUseID, Type: "function",
-					Function: outbound.FunctionCall{Name: b.ToolUse.Name, Arguments: args}})
+				msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: b.ToolUse.ToolUseID, Type: "function",
+					Function: chatwire.FunctionCall{Name: b.ToolUse.Name, Arguments: args}})
 			case b.ReasoningContent != nil && b.ReasoningContent.ReasoningText != nil:
 				reasoning.WriteString(b.ReasoningContent.ReasoningText.Text)
 			}
@@ -392,7 +393,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 		msg.Content = &s
 	}
 	msg.ReasoningContent = reasoning.String()
-	return &outbound.Response{ID: "chatcmpl-bedrock", Model: r.Model, Choices: []outbound.Choice{{Message: msg, FinishReason: finish}},
+	return &chatwire.Response{ID: "chatcmpl-bedrock", Model: r.Model, Choices: []chatwire.Choice{{Message: msg, FinishReason: finish}},
 		Usage: cr.Usage.chat()}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 	"github.com/infergate/infergate/test/providers"
 )
@@ -117,9 +118,9 @@ func TestStreamException(t *testing.T) {
 	var in bytes.Buffer
 	in.Write(providers.EncodeEvent([][2]string{{":event-type", "messageStart"}, {":message-type", "event"}}, []byte(`{"role":"assistant"}`)))
 	in.Write(providers.EncodeEvent([][2]string{{":exception-type", "throttlingException"}, {":message-type", "exception"}}, []byte(`{"message":"slow"}`)))
-	d := (&Translator{}).Stream(&in, &outbound.Request{})
+	d := (&Translator{}).Stream(&in, &chatwire.Request{})
 	n := 0
-	emit := func(*outbound.Chunk) { n++ }
+	emit := func(*chatwire.Chunk) { n++ }
 	if err := d.Next(emit); err != nil || n != 1 {
 		t.Fatal(err, n)
 	}
@@ -134,7 +135,7 @@ func FuzzBody(f *testing.F) {
 	f.Add(`{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"max_tokens":5}`)
 	f.Add(`{"model":"m","messages":[{"role":"user","content":"w?"},{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"1"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}`)
 	f.Fuzz(func(t *testing.T, in string) {
-		var r outbound.Request
+		var r chatwire.Request
 		if json.Unmarshal([]byte(in), &r) != nil {
 			return
 		}
@@ -161,9 +162,9 @@ func FuzzStream(f *testing.F) {
 	f.Add(append(providers.EncodeEvent([][2]string{{":event-type", "messageStop"}, {":message-type", "event"}}, []byte(`{"stopReason":"tool_use"}`)),
 		providers.EncodeEvent([][2]string{{":event-type", "metadata"}, {":message-type", "event"}}, []byte(`{"usage":{"inputTokens":1}}`))...))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := (&Translator{}).Stream(bytes.NewReader(in), &outbound.Request{})
+		d := (&Translator{}).Stream(bytes.NewReader(in), &chatwire.Request{})
 		for i := 0; i < len(in)+2; i++ {
-			if err := d.Next(func(c *outbound.Chunk) {
+			if err := d.Next(func(c *chatwire.Chunk) {
 				if _, err := json.Marshal(c); err != nil {
 					t.Fatal(err)
 				}

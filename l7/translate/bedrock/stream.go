@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // Stream implements outbound.Translator.
-func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
-	return &decoder{es: NewDecoder(body), tools: map[int]int{}, structured: r.Structured(), jsonBlock: -1}
+func (t *Translator) Stream(body io.Reader, r *chatwire.Request) outbound.StreamDecoder {
+	return &decoder{es: NewDecoder(body), tools: map[int]int{}, structured: outbound.Structured(r), jsonBlock: -1}
 }
 
 // ErrException is an exception message in the stream (throttling, a
@@ -27,11 +28,9 @@ type decoder struct {
 	tools    map[int]int
 	nTools   int
 	stopped  bool
-	usage    *outbound.Usage
+	usage    *chatwire.Usage
 	ev       streamEvent
-	chunk    outbound.Chunk
-	choice   [1]outbound.ChunkChoice
-	call     [1]outbound.ChunkToolCall
+	out      outbound.Chunker
 	finished bool
 	// structured: the request asked for JSON through the forced schema
 	// tool, whose block (jsonBlock, -1 before it starts) streams as content.
@@ -62,7 +61,7 @@ type streamEvent struct {
 	Message    string `json:"message"`
 }
 
-func (d *decoder) Next(emit func(*outbound.Chunk)) error {
+func (d *decoder) Next(emit func(*chatwire.Chunk)) error {
 	if d.finished {
 		return io.EOF
 	}
@@ -87,7 +86,7 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 	ev := &d.ev
 	switch m.Get(":event-type") {
 	case "messageStart":
-		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
+		d.out.Delta(emit, chatwire.Delta{Role: "assistant", Content: new(string)})
 	case "contentBlockStart":
 		if ev.Start != nil && ev.Start.ToolUse != nil && d.structured && ev.Start.ToolUse.Name == outbound.StructuredTool {
 			d.jsonBlock = ev.ContentBlockIndex
@@ -95,38 +94,33 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 			i := d.nTools
 			d.nTools++
 			d.tools[ev.ContentBlockIndex] = i
-			d.call[0] = outbound.ChunkToolCall{Index: i, ID: ev.Start.ToolUse.ToolUseID, Type: "function",
-				Function: outbound.ChunkFunctionCall{Name: ev.Start.ToolUse.Name}}
-			d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+			d.out.Call(emit, i, chatwire.ChunkToolCall{ID: ev.Start.ToolUse.ToolUseID, Type: "function",
+				Function: chatwire.ChunkFunctionCall{Name: ev.Start.ToolUse.Name}})
 		}
 	case "contentBlockDelta":
 		switch dl := ev.Delta; {
 		case dl == nil:
 		case dl.Text != nil:
-			d.emitDelta(emit, outbound.Delta{Content: dl.Text})
+			d.out.Delta(emit, chatwire.Delta{Content: dl.Text})
 		case dl.ToolUse != nil && ev.ContentBlockIndex == d.jsonBlock:
 			if dl.ToolUse.Input != "" {
-				d.emitDelta(emit, outbound.Delta{Content: &dl.ToolUse.Input})
+				d.out.Delta(emit, chatwire.Delta{Content: &dl.ToolUse.Input})
 			}
 		case dl.ToolUse != nil:
 			i, ok := d.tools[ev.ContentBlockIndex]
 			if ok && dl.ToolUse.Input != "" {
-				d.call[0] = outbound.ChunkToolCall{Index: i, Function: outbound.ChunkFunctionCall{Arguments: dl.ToolUse.Input}}
-				d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
+				d.out.Call(emit, i, chatwire.ChunkToolCall{Function: chatwire.ChunkFunctionCall{Arguments: dl.ToolUse.Input}})
 			}
 		case dl.ReasoningContent != nil && dl.ReasoningContent.Text != "":
-			d.emitDelta(emit, outbound.Delta{ReasoningContent: dl.ReasoningContent.Text})
+			d.out.Delta(emit, chatwire.Delta{ReasoningContent: dl.ReasoningContent.Text})
 		}
 	case "messageStop":
 		d.stopped = true
 		fr := FinishReason(ev.StopReason)
-		if fr == outbound.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
-			fr = outbound.FinishStop
+		if fr == chatwire.FinishToolCalls && d.jsonBlock >= 0 && d.nTools == 0 {
+			fr = chatwire.FinishStop
 		}
-		d.chunk = outbound.Chunk{}
-		d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
-		d.chunk.Choices = d.choice[:]
-		emit(&d.chunk)
+		d.out.Finish(emit, fr)
 	case "metadata":
 		if ev.Usage != nil {
 			d.usage = ev.Usage.chat()
@@ -139,17 +133,9 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 	return nil
 }
 
-func (d *decoder) finish(emit func(*outbound.Chunk)) {
+func (d *decoder) finish(emit func(*chatwire.Chunk)) {
 	d.finished = true
 	if d.usage != nil {
-		d.chunk = outbound.Chunk{Usage: d.usage}
-		emit(&d.chunk)
+		d.out.Usage(emit, d.usage)
 	}
-}
-
-func (d *decoder) emitDelta(emit func(*outbound.Chunk), delta outbound.Delta) {
-	d.chunk = outbound.Chunk{}
-	d.choice[0] = outbound.ChunkChoice{Delta: delta}
-	d.chunk.Choices = d.choice[:]
-	emit(&d.chunk)
 }

@@ -3,13 +3,14 @@ package bedrock
 import (
 	"encoding/json"
 
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // applyStructured adds the forced schema tool to cr when r asks for JSON
 // (Converse has no response format; see outbound.StructuredSchema).
-func applyStructured(cr *converseRequest, r *outbound.Request) error {
-	schema, ok, err := r.StructuredSchema()
+func applyStructured(cr *converseRequest, r *chatwire.Request) error {
+	schema, ok, err := outbound.StructuredSchema(r)
 	if err != nil || !ok {
 		return err
 	}

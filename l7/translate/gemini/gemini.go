@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
@@ -124,12 +125,12 @@ type usageMetadata struct {
 
 // chat: promptTokenCount already includes cached content; completion
 // counts thoughts as OpenAI counts reasoning tokens.
-func (u *usageMetadata) chat() *outbound.Usage {
-	return outbound.NewUsage(u.PromptTokenCount, u.CandidatesTokenCount+u.ThoughtsTokenCount, u.CachedContentTokenCount, u.ThoughtsTokenCount)
+func (u *usageMetadata) chat() *chatwire.Usage {
+	return chatwire.NewUsage(u.PromptTokenCount, u.CandidatesTokenCount+u.ThoughtsTokenCount, u.CachedContentTokenCount, u.ThoughtsTokenCount)
 }
 
 // Body is the generateContent body for r (exported for tests and fuzzing).
-func Body(r *outbound.Request) ([]byte, error) {
+func Body(r *chatwire.Request) ([]byte, error) {
 	var gr generateRequest
 	names := map[string]string{} // tool call id -> function name
 	var system []part
@@ -240,7 +241,7 @@ func appendTurn(cs []content, role string, ps ...part) []content {
 	return append(cs, content{Role: role, Parts: ps})
 }
 
-func userParts(c *outbound.Content) ([]part, error) {
+func userParts(c *chatwire.Content) ([]part, error) {
 	if !c.IsParts {
 		return []part{{Text: c.Text}}, nil
 	}
@@ -273,7 +274,7 @@ func userParts(c *outbound.Content) ([]part, error) {
 }
 
 // NewRequest implements outbound.Translator.
-func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http.Request, error) {
+func (t *Translator) NewRequest(ctx context.Context, r *chatwire.Request) (*http.Request, error) {
 	b, err := Body(r)
 	if err != nil {
 		return nil, err
@@ -306,26 +307,26 @@ func (t *Translator) NewRequest(ctx context.Context, r *outbound.Request) (*http
 func FinishReason(s string, calls bool) string {
 	switch s {
 	case "MAX_TOKENS":
-		return outbound.FinishLength
+		return chatwire.FinishLength
 	case "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY":
-		return outbound.FinishContentFilter
+		return chatwire.FinishContentFilter
 	}
 	if calls {
-		return outbound.FinishToolCalls
+		return chatwire.FinishToolCalls
 	}
-	return outbound.FinishStop
+	return chatwire.FinishStop
 }
 
 // Response implements outbound.Translator.
-func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Response, error) {
+func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Response, error) {
 	var gr generateResponse
 	if err := json.Unmarshal(body, &gr); err != nil {
 		return nil, err
 	}
-	out := &outbound.Response{ID: "chatcmpl-" + gr.ResponseID, Model: gr.ModelVersion}
+	out := &chatwire.Response{ID: "chatcmpl-" + gr.ResponseID, Model: gr.ModelVersion}
 	n := 0
 	for _, c := range gr.Candidates {
-		msg := outbound.ResponseMessage{Role: "assistant"}
+		msg := chatwire.ResponseMessage{Role: "assistant"}
 		var text, thought strings.Builder
 		if c.Content != nil {
 			for _, p := range c.Content.Parts {
@@ -340,7 +341,7 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 						id = "call_" + strconv.Itoa(n)
 					}
 					n++
-					msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall{ID: id, Type: "function", Function: outbound.FunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
+					msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: id, Type: "function", Function: chatwire.FunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
 				case p.Thought:
 					thought.WriteString(p.Text)
 				default:
@@ -353,12 +354,12 @@ func (t *Translator) Response(body []byte, r *outbound.Request) (*outbound.Respo
 			msg.Content = &s
 		}
 		msg.ReasoningContent = thought.String()
-		out.Choices = append(out.Choices, outbound.Choice{Index: c.Index, Message: msg, FinishReason: FinishReason(c.FinishReason, len(msg.ToolCalls) > 0)})
+		out.Choices = append(out.Choices, chatwire.Choice{Index: c.Index, Message: msg, FinishReason: FinishReason(c.FinishReason, len(msg.ToolCalls) > 0)})
 	}
 	if len(out.Choices) == 0 {
 		// A prompt blocked by safety has no candidates.
 		empty := ""
-		out.Choices = []outbound.Choice{{Message: outbound.ResponseMessage{Role: "assistant", Content: &empty}, FinishReason: outbound.FinishContentFilter}}
+		out.Choices = []chatwire.Choice{{Message: chatwire.ResponseMessage{Role: "assistant", Content: &empty}, FinishReason: chatwire.FinishContentFilter}}
 	}
 	if gr.UsageMetadata != nil {
 		out.Usage = gr.UsageMetadata.chat()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 	"github.com/infergate/infergate/test/providers"
 )
@@ -59,7 +60,7 @@ func FuzzBody(f *testing.F) {
 	f.Add(`{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"max_tokens":5}`)
 	f.Add(`{"model":"m","messages":[{"role":"user","content":"w?"},{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"a","content":"1"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"none"}`)
 	f.Fuzz(func(t *testing.T, in string) {
-		var r outbound.Request
+		var r chatwire.Request
 		if json.Unmarshal([]byte(in), &r) != nil {
 			return
 		}
@@ -83,9 +84,9 @@ func FuzzBody(f *testing.F) {
 func FuzzStream(f *testing.F) {
 	f.Add([]byte("data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"hi\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3}}\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		d := (&Translator{}).Stream(bytes.NewReader(in), &outbound.Request{})
+		d := (&Translator{}).Stream(bytes.NewReader(in), &chatwire.Request{})
 		for i := 0; i < len(in)+2; i++ {
-			if err := d.Next(func(c *outbound.Chunk) {
+			if err := d.Next(func(c *chatwire.Chunk) {
 				if _, err := json.Marshal(c); err != nil {
 					t.Fatal(err)
 				}

@@ -8,11 +8,12 @@ import (
 	"strconv"
 
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 	"github.com/infergate/infergate/l7/translate/outbound"
 )
 
 // Stream implements outbound.Translator.
-func (t *Translator) Stream(body io.Reader, r *outbound.Request) outbound.StreamDecoder {
+func (t *Translator) Stream(body io.Reader, r *chatwire.Request) outbound.StreamDecoder {
 	return &decoder{er: openai.NewEventReader(bufio.NewReaderSize(body, 16<<10))}
 }
 
@@ -26,22 +27,18 @@ type decoder struct {
 	started  bool
 	finished bool
 	nCalls   int
-	usage    *outbound.Usage
-	id       string
-	chunk    outbound.Chunk
-	choice   [1]outbound.ChunkChoice
-	call     [1]outbound.ChunkToolCall
+	usage    *chatwire.Usage
+	out      outbound.Chunker
 }
 
-func (d *decoder) Next(emit func(*outbound.Chunk)) error {
+func (d *decoder) Next(emit func(*chatwire.Chunk)) error {
 	_, data, err := d.er.Next()
 	if err == io.EOF {
 		if !d.finished {
 			return io.ErrUnexpectedEOF
 		}
 		if d.usage != nil {
-			d.chunk = outbound.Chunk{ID: d.id, Usage: d.usage}
-			emit(&d.chunk)
+			d.out.Usage(emit, d.usage)
 		}
 		return io.EOF
 	}
@@ -56,14 +53,14 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 		return fmt.Errorf("provider stream event: %w", err)
 	}
 	if gr.ResponseID != "" {
-		d.id = "chatcmpl-" + gr.ResponseID
+		d.out.ID = "chatcmpl-" + gr.ResponseID
 	}
 	if gr.UsageMetadata != nil {
 		d.usage = gr.UsageMetadata.chat()
 	}
 	if !d.started {
 		d.started = true
-		d.emitDelta(emit, outbound.Delta{Role: "assistant", Content: new(string)})
+		d.out.Delta(emit, chatwire.Delta{Role: "assistant", Content: new(string)})
 	}
 	for _, c := range gr.Candidates {
 		if c.Index != 0 {
@@ -81,32 +78,21 @@ func (d *decoder) Next(emit func(*outbound.Chunk)) error {
 					if id == "" {
 						id = "call_" + strconv.Itoa(d.nCalls)
 					}
-					d.call[0] = outbound.ChunkToolCall{Index: d.nCalls, ID: id, Type: "function", Function: outbound.ChunkFunctionCall{Name: p.FunctionCall.Name, Arguments: args}}
+					d.out.Call(emit, d.nCalls, chatwire.ChunkToolCall{ID: id, Type: "function", Function: chatwire.ChunkFunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
 					d.nCalls++
-					d.emitDelta(emit, outbound.Delta{ToolCalls: d.call[:]})
 				case p.Thought:
-					d.emitDelta(emit, outbound.Delta{ReasoningContent: p.Text})
+					d.out.Delta(emit, chatwire.Delta{ReasoningContent: p.Text})
 				case p.Text != "":
 					s := p.Text
-					d.emitDelta(emit, outbound.Delta{Content: &s})
+					d.out.Delta(emit, chatwire.Delta{Content: &s})
 				}
 			}
 		}
 		if c.FinishReason != "" && !d.finished {
 			d.finished = true
 			fr := FinishReason(c.FinishReason, d.nCalls > 0)
-			d.chunk = outbound.Chunk{ID: d.id}
-			d.choice[0] = outbound.ChunkChoice{FinishReason: &fr}
-			d.chunk.Choices = d.choice[:]
-			emit(&d.chunk)
+			d.out.Finish(emit, fr)
 		}
 	}
 	return nil
-}
-
-func (d *decoder) emitDelta(emit func(*outbound.Chunk), delta outbound.Delta) {
-	d.chunk = outbound.Chunk{ID: d.id}
-	d.choice[0] = outbound.ChunkChoice{Delta: delta}
-	d.chunk.Choices = d.choice[:]
-	emit(&d.chunk)
 }

@@ -214,9 +214,9 @@ func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
 		if f.Type != "json_schema" || len(f.Schema) == 0 || f.Schema[0] != '{' {
 			return nil, Info{}, chatwire.Bad(fparam, "only type json_schema with an object schema is supported")
 		}
-		rf, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": map[string]any{
-			"name": "output", "schema": f.Schema, "strict": true}})
-		out.ResponseFormat = rf
+		strict := true
+		out.ResponseFormat = &chatwire.ResponseFormat{Type: "json_schema",
+			JSONSchema: &chatwire.JSONSchema{Name: "output", Schema: f.Schema, Strict: &strict}}
 	}
 	b, err := json.Marshal(&out)
 	if err != nil {
@@ -272,7 +272,7 @@ func addSystem(out *chatwire.Request, raw json.RawMessage) error {
 		}
 		s = strings.Join(parts, "\n\n")
 	}
-	out.Messages = append(out.Messages, chatwire.Message{Role: "system", Content: s})
+	out.Messages = append(out.Messages, chatwire.Message{Role: "system", Content: chatwire.TextContent(s)})
 	return nil
 }
 
@@ -301,7 +301,7 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 		// A string goes on as the JSON text it came as (already checked
 		// by the decoder): decoding and encoding the largest value of the
 		// request again would cost more than the rest of the translation.
-		out.Messages = append(out.Messages, chatwire.Message{Role: m.Role, Content: m.Content})
+		out.Messages = append(out.Messages, chatwire.Message{Role: m.Role, Content: chatwire.RawText(m.Content)})
 		return nil
 	}
 	var blocks []block
@@ -343,7 +343,7 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 				}
 				args = string(in)
 			}
-			calls = append(calls, chatwire.ToolCall{ID: b.ID, Type: "function", Function: chatwire.CallFunction{Name: b.Name, Arguments: args}})
+			calls = append(calls, chatwire.ToolCall{ID: b.ID, Type: "function", Function: chatwire.FunctionCall{Name: b.Name, Arguments: args}})
 		case "tool_result":
 			if m.Role != "user" {
 				return chatwire.Bad(p, "tool_result blocks are only allowed in user messages")
@@ -361,7 +361,7 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 				text = "Error: " + text
 			}
 			// Tool results go before the rest of the user's content.
-			out.Messages = append(out.Messages, chatwire.Message{Role: "tool", ToolCallID: b.ToolUseID, Content: text})
+			out.Messages = append(out.Messages, chatwire.Message{Role: "tool", ToolCallID: b.ToolUseID, Content: chatwire.TextContent(text)})
 		case "thinking", "redacted_thinking":
 			// An earlier turn's reasoning: chat has no field for it and
 			// an upstream would not read it.
@@ -373,11 +373,11 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 	case m.Role == "assistant":
 		msg := chatwire.Message{Role: "assistant", ToolCalls: calls}
 		if text := joinText(parts); text != "" || len(calls) == 0 {
-			msg.Content = text
+			msg.Content = chatwire.TextContent(text)
 		}
 		out.Messages = append(out.Messages, msg)
 	case len(parts) > 0:
-		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: parts})
+		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: chatwire.PartsContent(parts)})
 	}
 	return nil
 }

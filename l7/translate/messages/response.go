@@ -83,7 +83,7 @@ func messageID(id string) string {
 // FromChat translates a whole chat-completions response into a Message
 // body. Tool arguments that are not a JSON object are an upstream fault.
 func FromChat(body []byte, info Info) ([]byte, error) {
-	c, err := chatwire.ParseCompletion(body)
+	c, err := chatwire.ParseResponse(body)
 	if err != nil {
 		return nil, err
 	}

@@ -148,7 +148,7 @@ func (s *Stream) openText(dst []byte) []byte {
 	return append(dst, `,"content_block":{"type":"text","text":""}}`+"\n\n"...)
 }
 
-func (s *Stream) openTool(dst []byte, idx int, tc *chatwire.ToolCall) []byte {
+func (s *Stream) openTool(dst []byte, idx int, tc *chatwire.ChunkToolCall) []byte {
 	s.open, s.tool, s.sawTool = blockTool, idx, true
 	dst = event(dst, "content_block_start")
 	dst = append(dst, `{"type":"content_block_start","index":`...)

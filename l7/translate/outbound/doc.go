@@ -10,7 +10,9 @@
 // gemini, azure): it builds the provider request (URL, headers, body,
 // credentials or signature), decodes a whole answer into a Response, reads
 // a stream one provider event at a time into zero or more Chunks, and maps
-// an error body to the OpenAI error shape. Streams are translated as the
+// an error body to the OpenAI error shape; the chat types are
+// l7/translate/chatwire's, the same the inbound translators write and read,
+// and Chunker builds a stream's chunks. Streams are translated as the
 // client reads them (Transport's body pulls one provider event per read
 // that needs one): nothing is buffered beyond the event in hand.
 //

@@ -5,13 +5,14 @@ import (
 	"strconv"
 
 	"github.com/infergate/infergate/internal/jsonstr"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
 // appendChunk writes c as JSON, as json.Marshal would (field order and
 // omissions included), without its reflection and allocations: a stream
-// writes one per provider event. Usage, once per stream, goes through
-// json.Marshal.
-func appendChunk(b []byte, c *Chunk) []byte {
+// writes one per provider event. Usage, once per stream, and the fields
+// the providers' streams never set go through json.Marshal.
+func appendChunk(b []byte, c *chatwire.Chunk) []byte {
 	b = append(b, `{"id":`...)
 	b = appendString(b, c.ID)
 	b = append(b, `,"object":`...)
@@ -48,6 +49,10 @@ func appendChunk(b []byte, c *Chunk) []byte {
 			field("content")
 			b = appendString(b, *d.Content)
 		}
+		if d.Refusal != nil {
+			field("refusal")
+			b = appendString(b, *d.Refusal)
+		}
 		if d.ReasoningContent != "" {
 			field("reasoning_content")
 			b = appendString(b, d.ReasoningContent)
@@ -60,17 +65,23 @@ func appendChunk(b []byte, c *Chunk) []byte {
 				if j > 0 {
 					b = append(b, ',')
 				}
-				b = append(b, `{"index":`...)
-				b = strconv.AppendInt(b, int64(tc.Index), 10)
+				b = append(b, '{')
+				if tc.Index != nil {
+					b = append(b, `"index":`...)
+					b = strconv.AppendInt(b, int64(*tc.Index), 10)
+					b = append(b, ',')
+				}
 				if tc.ID != "" {
-					b = append(b, `,"id":`...)
+					b = append(b, `"id":`...)
 					b = appendString(b, tc.ID)
+					b = append(b, ',')
 				}
 				if tc.Type != "" {
-					b = append(b, `,"type":`...)
+					b = append(b, `"type":`...)
 					b = appendString(b, tc.Type)
+					b = append(b, ',')
 				}
-				b = append(b, `,"function":{`...)
+				b = append(b, `"function":{`...)
 				if tc.Function.Name != "" {
 					b = append(b, `"name":`...)
 					b = appendString(b, tc.Function.Name)
@@ -88,15 +99,27 @@ func appendChunk(b []byte, c *Chunk) []byte {
 		} else {
 			b = appendString(b, *ch.FinishReason)
 		}
+		if len(ch.StopReason) > 0 {
+			b = appendMarshaled(b, `,"stop_reason":`, ch.StopReason)
+		}
 		b = append(b, '}')
 	}
 	b = append(b, ']')
 	if c.Usage != nil {
-		u, _ := json.Marshal(c.Usage)
-		b = append(b, `,"usage":`...)
-		b = append(b, u...)
+		b = appendMarshaled(b, `,"usage":`, c.Usage)
+	}
+	if c.Error != nil {
+		b = appendMarshaled(b, `,"error":`, c.Error)
 	}
 	return append(b, '}')
+}
+
+// appendMarshaled writes a field that json.Marshal writes: one the
+// providers' streams send once (usage) or never (stop_reason, error).
+func appendMarshaled(b []byte, field string, v any) []byte {
+	j, _ := json.Marshal(v)
+	b = append(b, field...)
+	return append(b, j...)
 }
 
 // appendString writes s as json.Marshal does (HTML-escaped), so the

@@ -1,6 +1,10 @@
 package outbound
 
-import "context"
+import (
+	"context"
+
+	"github.com/infergate/infergate/l7/translate/chatwire"
+)
 
 // Meter receives the usage details that chat-completions usage carries
 // but the gateway's usage parser does not read (cache reads, reasoning),
@@ -23,7 +27,7 @@ func meterFrom(ctx context.Context) *Meter {
 	return m
 }
 
-func (m *Meter) record(u *Usage) {
+func (m *Meter) record(u *chatwire.Usage) {
 	if m == nil || u == nil {
 		return
 	}

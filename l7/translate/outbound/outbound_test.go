@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
 // TestSecretReload: a changed file is read after the recheck interval, not
@@ -84,12 +86,19 @@ func FuzzAppendChunk(f *testing.F) {
 	f.Add("chatcmpl-1", "hello \"world\"\n<&>", "tool", `{"a":1}`, "stop", true)
 	f.Add("", "\u2028\x01\xff", "", "", "", false)
 	f.Fuzz(func(t *testing.T, id, text, name, args, finish string, usage bool) {
-		c := &Chunk{ID: id, Object: "chat.completion.chunk", Created: 7, Model: name, Choices: []ChunkChoice{
-			{Delta: Delta{Role: "assistant", Content: &text, ReasoningContent: finish}},
-			{Index: 1, Delta: Delta{ToolCalls: []ChunkToolCall{{Index: 2, ID: id, Type: "function", Function: ChunkFunctionCall{Name: name, Arguments: args}}}}, FinishReason: &finish},
+		two := 2
+		stop, _ := json.Marshal(finish)
+		c := &chatwire.Chunk{ID: id, Object: "chat.completion.chunk", Created: 7, Model: name, Choices: []chatwire.ChunkChoice{
+			{Delta: chatwire.Delta{Role: "assistant", Content: &text, ReasoningContent: finish}},
+			{Index: 1, Delta: chatwire.Delta{ToolCalls: []chatwire.ChunkToolCall{{Index: &two, ID: id, Type: "function", Function: chatwire.ChunkFunctionCall{Name: name, Arguments: args}}}}, FinishReason: &finish},
+			// Fields only an inbound reader meets: refusal, a piece without
+			// its index, vLLM's stop_reason, an error event.
+			{Index: 2, Delta: chatwire.Delta{Refusal: &text, ToolCalls: []chatwire.ChunkToolCall{{Function: chatwire.ChunkFunctionCall{Arguments: args}}}}, StopReason: stop},
 		}}
 		if usage {
-			c.Usage = NewUsage(5, 6, 1, 2)
+			c.Usage = chatwire.NewUsage(5, 6, 1, 2)
+		} else {
+			c.Error = &chatwire.ChunkError{Message: text}
 		}
 		want, err := json.Marshal(c)
 		if err != nil {

@@ -3,6 +3,8 @@ package outbound
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
 // Structured output for providers without response_format (Anthropic's
@@ -22,7 +24,7 @@ var objectSchema = json.RawMessage(`{"type":"object"}`)
 
 // StructuredSchema is the JSON schema r's response_format asks for; ok is
 // false when r asks for plain text. An error is the client's (400).
-func (r *Request) StructuredSchema() (schema json.RawMessage, ok bool, err error) {
+func StructuredSchema(r *chatwire.Request) (schema json.RawMessage, ok bool, err error) {
 	rf := r.ResponseFormat
 	if rf == nil {
 		return nil, false, nil
@@ -49,13 +51,13 @@ func (r *Request) StructuredSchema() (schema json.RawMessage, ok bool, err error
 }
 
 // Structured says r's answer comes back through StructuredTool.
-func (r *Request) Structured() bool {
-	_, ok, err := r.StructuredSchema()
+func Structured(r *chatwire.Request) bool {
+	_, ok, err := StructuredSchema(r)
 	return ok && err == nil
 }
 
 // StructuredWithTools is the error for a response format beside client
 // tools, sent to provider kind.
-func StructuredWithTools(r *Request, kind string) error {
+func StructuredWithTools(r *chatwire.Request, kind string) error {
 	return Invalid("response_format " + r.ResponseFormat.Type + " cannot be combined with tools for provider kind " + kind)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/l7/openai"
+	"github.com/infergate/infergate/l7/translate/chatwire"
 )
 
 // Bounds on what is read from a client request and a provider answer.
@@ -31,11 +32,11 @@ type Translator interface {
 	ProviderName() string
 	// NewRequest builds the provider request for r, credentials and
 	// signature included.
-	NewRequest(ctx context.Context, r *Request) (*http.Request, error)
+	NewRequest(ctx context.Context, r *chatwire.Request) (*http.Request, error)
 	// Response decodes a whole successful answer.
-	Response(body []byte, r *Request) (*Response, error)
+	Response(body []byte, r *chatwire.Request) (*chatwire.Response, error)
 	// Stream reads a successful streamed answer.
-	Stream(body io.Reader, r *Request) StreamDecoder
+	Stream(body io.Reader, r *chatwire.Request) StreamDecoder
 	// Error maps a failed answer to an OpenAI error with its status.
 	Error(status int, body []byte) *openai.Error
 }
@@ -46,7 +47,7 @@ type StreamDecoder interface {
 	// makes (the chunk may be reused after emit returns). It returns
 	// io.EOF after the provider's own end of stream, any other error for
 	// a stream that broke or ended without its end.
-	Next(emit func(*Chunk)) error
+	Next(emit func(*chatwire.Chunk)) error
 }
 
 // Transport translates chat-completions requests for one provider.
@@ -80,7 +81,7 @@ func (t *Transport) RoundTrip(in *http.Request) (*http.Response, error) {
 		}
 		body = b
 	}
-	var r Request
+	var r chatwire.Request
 	if err := json.Unmarshal(body, &r); err != nil {
 		return errorResponse(in, openai.BadRequest("invalid_request", "the request could not be translated: "+err.Error(), "")), nil
 	}
@@ -210,7 +211,7 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *streamBody) emit(c *Chunk) {
+func (s *streamBody) emit(c *chatwire.Chunk) {
 	s.meter.record(c.Usage)
 	if c.Usage != nil && len(c.Choices) == 0 && !s.usage {
 		return
@@ -225,7 +226,7 @@ func (s *streamBody) emit(c *Chunk) {
 	}
 	c.Object, c.Created = "chat.completion.chunk", s.created
 	if c.Choices == nil {
-		c.Choices = []ChunkChoice{}
+		c.Choices = []chatwire.ChunkChoice{}
 	}
 	s.buf = append(s.buf, "data: "...)
 	s.buf = appendChunk(s.buf, c)

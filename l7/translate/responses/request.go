@@ -205,7 +205,7 @@ func ToChat(body []byte) ([]byte, Info, error) {
 		out.ReasoningEffort = *r.Reasoning.Effort
 	}
 	if r.Instructions != nil && *r.Instructions != "" {
-		out.Messages = append(out.Messages, chatwire.Message{Role: "system", Content: *r.Instructions})
+		out.Messages = append(out.Messages, chatwire.Message{Role: "system", Content: chatwire.TextContent(*r.Instructions)})
 	}
 	if err := addInput(&out, r.Input); err != nil {
 		return nil, Info{}, err
@@ -264,7 +264,7 @@ func addInput(out *chatwire.Request, raw json.RawMessage) error {
 	raw = bytes.TrimSpace(raw)
 	if raw[0] == '"' {
 		// Passed on as the JSON text it came as (see messages.addMessage).
-		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: raw})
+		out.Messages = append(out.Messages, chatwire.Message{Role: "user", Content: chatwire.RawText(raw)})
 		return nil
 	}
 	var items []item
@@ -292,7 +292,7 @@ func addInput(out *chatwire.Request, raw json.RawMessage) error {
 			if it.Arguments != nil && *it.Arguments != "" {
 				args = *it.Arguments
 			}
-			call := chatwire.ToolCall{ID: it.CallID, Type: "function", Function: chatwire.CallFunction{Name: it.Name, Arguments: args}}
+			call := chatwire.ToolCall{ID: it.CallID, Type: "function", Function: chatwire.FunctionCall{Name: it.Name, Arguments: args}}
 			// Consecutive calls are one assistant turn that called several
 			// tools, as chat writes it.
 			if n := len(out.Messages); n > 0 && out.Messages[n-1].Role == "assistant" && len(out.Messages[n-1].ToolCalls) > 0 {
@@ -308,7 +308,7 @@ func addInput(out *chatwire.Request, raw json.RawMessage) error {
 			if err != nil {
 				return err
 			}
-			out.Messages = append(out.Messages, chatwire.Message{Role: "tool", ToolCallID: it.CallID, Content: text})
+			out.Messages = append(out.Messages, chatwire.Message{Role: "tool", ToolCallID: it.CallID, Content: chatwire.TextContent(text)})
 		case "reasoning":
 			// An earlier turn's reasoning: no chat field carries it.
 		case "item_reference":
@@ -334,7 +334,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 	}
 	c := bytes.TrimSpace(it.Content)
 	if c[0] == '"' {
-		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: json.RawMessage(c)})
+		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: chatwire.RawText(c)})
 		return nil
 	}
 	var parts []part
@@ -370,7 +370,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 		}
 	}
 	if role == "user" {
-		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: cps})
+		out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: chatwire.PartsContent(cps)})
 		return nil
 	}
 	// Assistant and system contents are text in every chat server.
@@ -378,7 +378,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 	for _, p := range cps {
 		sb.WriteString(p.Text)
 	}
-	out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: sb.String()})
+	out.Messages = append(out.Messages, chatwire.Message{Role: role, Content: chatwire.TextContent(sb.String())})
 	return nil
 }
 
@@ -465,7 +465,7 @@ func addFormat(out *chatwire.Request, t *textConfig) error {
 	switch f.Type {
 	case "text", "":
 	case "json_object":
-		out.ResponseFormat = json.RawMessage(`{"type":"json_object"}`)
+		out.ResponseFormat = &chatwire.ResponseFormat{Type: "json_object"}
 	case "json_schema":
 		s := bytes.TrimSpace(f.Schema)
 		if len(s) == 0 || s[0] != '{' {
@@ -474,15 +474,8 @@ func addFormat(out *chatwire.Request, t *textConfig) error {
 		if f.Name == "" {
 			return chatwire.Bad("text.format.name", "Missing required parameter")
 		}
-		js := map[string]any{"name": f.Name, "schema": json.RawMessage(s)}
-		if f.Description != "" {
-			js["description"] = f.Description
-		}
-		if f.Strict != nil {
-			js["strict"] = *f.Strict
-		}
-		b, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": js})
-		out.ResponseFormat = b
+		out.ResponseFormat = &chatwire.ResponseFormat{Type: "json_schema",
+			JSONSchema: &chatwire.JSONSchema{Name: f.Name, Description: f.Description, Schema: s, Strict: f.Strict}}
 	default:
 		return chatwire.Bad("text.format.type", "must be text, json_object or json_schema")
 	}

@@ -141,7 +141,7 @@ var errNotJSON = errors.New("the upstream returned tool arguments that are not v
 // FromChat translates a whole chat-completions response into a Response
 // body.
 func FromChat(body []byte, info Info) ([]byte, error) {
-	c, err := chatwire.ParseCompletion(body)
+	c, err := chatwire.ParseResponse(body)
 	if err != nil {
 		return nil, err
 	}

@@ -169,7 +169,7 @@ func (s *Stream) openMessage(dst []byte) []byte {
 		`,"item_id":`+quote(id)+s.outputIndex()+`,"content_index":0`)
 }
 
-func (s *Stream) openCall(dst []byte, idx int, tc *chatwire.ToolCall) []byte {
+func (s *Stream) openCall(dst []byte, idx int, tc *chatwire.ChunkToolCall) []byte {
 	callID := tc.ID
 	if callID == "" {
 		callID = "call_gateway_" + strconv.Itoa(idx)
