@@ -144,12 +144,9 @@ func (t *Translator) Body(r *chatwire.Request) ([]byte, error) {
 			var bs []block
 			m.Content.Texts(func(s string) { bs = append(bs, block{Type: "text", Text: s}) })
 			for _, tc := range m.ToolCalls {
-				in := json.RawMessage(tc.Function.Arguments)
-				if len(bytes.TrimSpace(in)) == 0 {
-					in = json.RawMessage("{}")
-				}
-				if !json.Valid(in) || bytes.TrimSpace(in)[0] != '{' {
-					return nil, outbound.Invalid("tool call arguments must be a JSON object")
+				in, err := outbound.CallInput(tc.Function.Arguments)
+				if err != nil {
+					return nil, err
 				}
 				bs = append(bs, block{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: in})
 			}
@@ -211,35 +208,16 @@ func appendTurn(ms []message, role string, bs ...block) []message {
 }
 
 func contentBlocks(c *chatwire.Content) ([]block, error) {
-	if !c.IsParts {
-		return []block{{Type: "text", Text: c.Text}}, nil
-	}
 	var bs []block
-	for _, p := range c.Parts {
-		switch p.Type {
-		case "text":
-			bs = append(bs, block{Type: "text", Text: p.Text})
-		case "image_url":
-			if p.ImageURL == nil {
-				return nil, outbound.Invalid("image_url part without image_url")
-			}
-			img, err := outbound.ParseImage(p.ImageURL.URL)
-			if err != nil {
-				return nil, outbound.Invalid(err.Error())
-			}
-			if img.URL != "" {
-				bs = append(bs, block{Type: "image", Source: &imageSource{Type: "url", URL: img.URL}})
-			} else {
-				bs = append(bs, block{Type: "image", Source: &imageSource{Type: "base64", MediaType: img.MediaType, Data: img.Data}})
-			}
-		default:
-			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
+	err := outbound.UserParts(c, func(s string) { bs = append(bs, block{Type: "text", Text: s}) }, func(img outbound.Image) error {
+		if img.URL != "" {
+			bs = append(bs, block{Type: "image", Source: &imageSource{Type: "url", URL: img.URL}})
+		} else {
+			bs = append(bs, block{Type: "image", Source: &imageSource{Type: "base64", MediaType: img.MediaType, Data: img.Data}})
 		}
-	}
-	if len(bs) == 0 {
-		return nil, outbound.Invalid("a message has no content")
-	}
-	return bs, nil
+		return nil
+	})
+	return bs, err
 }
 
 // NewRequest implements outbound.Translator.
@@ -311,11 +289,7 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 		case "thinking":
 			thinking.WriteString(b.Thinking)
 		case "tool_use":
-			args := string(b.Input)
-			if args == "" {
-				args = "{}"
-			}
-			msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: b.ID, Type: "function", Function: chatwire.FunctionCall{Name: b.Name, Arguments: args}})
+			msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(b.ID, b.Name, b.Input))
 		}
 	}
 	if text.Len() > 0 || len(msg.ToolCalls) == 0 {

@@ -180,12 +180,9 @@ func Body(r *chatwire.Request) ([]byte, error) {
 			var bs []contentBlock
 			m.Content.Texts(func(s string) { bs = append(bs, contentBlock{Text: &s}) })
 			for _, tc := range m.ToolCalls {
-				in := json.RawMessage(tc.Function.Arguments)
-				if len(bytes.TrimSpace(in)) == 0 {
-					in = json.RawMessage("{}")
-				}
-				if !json.Valid(in) || bytes.TrimSpace(in)[0] != '{' {
-					return nil, outbound.Invalid("tool call arguments must be a JSON object")
+				in, err := outbound.CallInput(tc.Function.Arguments)
+				if err != nil {
+					return nil, err
 				}
 				bs = append(bs, contentBlock{ToolUse: &toolUse{ToolUseID: tc.ID, Name: tc.Function.Name, Input: in}})
 			}
@@ -263,38 +260,17 @@ func appendTurn(ms []message, role string, bs ...contentBlock) []message {
 }
 
 func userBlocks(c *chatwire.Content) ([]contentBlock, error) {
-	if !c.IsParts {
-		s := c.Text
-		return []contentBlock{{Text: &s}}, nil
-	}
 	var bs []contentBlock
-	for _, p := range c.Parts {
-		switch p.Type {
-		case "text":
-			s := p.Text
-			bs = append(bs, contentBlock{Text: &s})
-		case "image_url":
-			if p.ImageURL == nil {
-				return nil, outbound.Invalid("image_url part without image_url")
-			}
-			img, err := outbound.ParseImage(p.ImageURL.URL)
-			if err != nil {
-				return nil, outbound.Invalid(err.Error())
-			}
-			if img.URL != "" {
-				return nil, outbound.Invalid("this provider takes images as base64 data: URLs only")
-			}
-			ib := &imageBlock{Format: img.Format()}
-			ib.Source.Bytes = img.Data
-			bs = append(bs, contentBlock{Image: ib})
-		default:
-			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
+	err := outbound.UserParts(c, func(s string) { bs = append(bs, contentBlock{Text: &s}) }, func(img outbound.Image) error {
+		if img.URL != "" {
+			return outbound.Invalid("this provider takes images as base64 data: URLs only")
 		}
-	}
-	if len(bs) == 0 {
-		return nil, outbound.Invalid("a message has no content")
-	}
-	return bs, nil
+		ib := &imageBlock{Format: img.Format()}
+		ib.Source.Bytes = img.Data
+		bs = append(bs, contentBlock{Image: ib})
+		return nil
+	})
+	return bs, err
 }
 
 // NewRequest implements outbound.Translator: the Converse (or
@@ -377,12 +353,7 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 			case b.Text != nil:
 				text.WriteString(*b.Text)
 			case b.ToolUse != nil:
-				args := string(b.ToolUse.Input)
-				if args == "" {
-					args = "{}"
-				}
-				msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: b.ToolUse.ToolUseID, Type: "function",
-					Function: chatwire.FunctionCall{Name: b.ToolUse.Name, Arguments: args}})
+				msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(b.ToolUse.ToolUseID, b.ToolUse.Name, b.ToolUse.Input))
 			case b.ReasoningContent != nil && b.ReasoningContent.ReasoningText != nil:
 				reasoning.WriteString(b.ReasoningContent.ReasoningText.Text)
 			}

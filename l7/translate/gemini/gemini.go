@@ -72,6 +72,15 @@ type functionCall struct {
 	Args json.RawMessage `json:"args,omitempty"`
 }
 
+// callID is the chat id of the message's call n: Gemini's own, where it
+// gives one.
+func (fc *functionCall) callID(n int) string {
+	if fc.ID != "" {
+		return fc.ID
+	}
+	return "call_" + strconv.Itoa(n)
+}
+
 type functionResponse struct {
 	ID       string          `json:"id,omitempty"`
 	Name     string          `json:"name"`
@@ -151,12 +160,9 @@ func Body(r *chatwire.Request) ([]byte, error) {
 			var ps []part
 			m.Content.Texts(func(s string) { ps = append(ps, part{Text: s}) })
 			for _, tc := range m.ToolCalls {
-				args := json.RawMessage(tc.Function.Arguments)
-				if len(bytes.TrimSpace(args)) == 0 {
-					args = json.RawMessage("{}")
-				}
-				if !json.Valid(args) || bytes.TrimSpace(args)[0] != '{' {
-					return nil, outbound.Invalid("tool call arguments must be a JSON object")
+				args, err := outbound.CallInput(tc.Function.Arguments)
+				if err != nil {
+					return nil, err
 				}
 				names[tc.ID] = tc.Function.Name
 				ps = append(ps, part{FunctionCall: &functionCall{Name: tc.Function.Name, Args: args}})
@@ -242,35 +248,16 @@ func appendTurn(cs []content, role string, ps ...part) []content {
 }
 
 func userParts(c *chatwire.Content) ([]part, error) {
-	if !c.IsParts {
-		return []part{{Text: c.Text}}, nil
-	}
 	var ps []part
-	for _, p := range c.Parts {
-		switch p.Type {
-		case "text":
-			ps = append(ps, part{Text: p.Text})
-		case "image_url":
-			if p.ImageURL == nil {
-				return nil, outbound.Invalid("image_url part without image_url")
-			}
-			img, err := outbound.ParseImage(p.ImageURL.URL)
-			if err != nil {
-				return nil, outbound.Invalid(err.Error())
-			}
-			if img.URL != "" {
-				ps = append(ps, part{FileData: &fileData{MimeType: img.MediaType, FileURI: img.URL}})
-			} else {
-				ps = append(ps, part{InlineData: &blob{MimeType: img.MediaType, Data: img.Data}})
-			}
-		default:
-			return nil, outbound.Invalid("content part type " + outbound.Clip(p.Type) + " cannot be sent to this provider")
+	err := outbound.UserParts(c, func(s string) { ps = append(ps, part{Text: s}) }, func(img outbound.Image) error {
+		if img.URL != "" {
+			ps = append(ps, part{FileData: &fileData{MimeType: img.MediaType, FileURI: img.URL}})
+		} else {
+			ps = append(ps, part{InlineData: &blob{MimeType: img.MediaType, Data: img.Data}})
 		}
-	}
-	if len(ps) == 0 {
-		return nil, outbound.Invalid("a message has no content")
-	}
-	return ps, nil
+		return nil
+	})
+	return ps, err
 }
 
 // NewRequest implements outbound.Translator.
@@ -332,16 +319,8 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 			for _, p := range c.Content.Parts {
 				switch {
 				case p.FunctionCall != nil:
-					args := string(p.FunctionCall.Args)
-					if args == "" {
-						args = "{}"
-					}
-					id := p.FunctionCall.ID
-					if id == "" {
-						id = "call_" + strconv.Itoa(n)
-					}
+					msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(p.FunctionCall.callID(n), p.FunctionCall.Name, p.FunctionCall.Args))
 					n++
-					msg.ToolCalls = append(msg.ToolCalls, chatwire.ToolCall{ID: id, Type: "function", Function: chatwire.FunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
 				case p.Thought:
 					thought.WriteString(p.Text)
 				default:

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/translate/chatwire"
@@ -70,15 +69,9 @@ func (d *decoder) Next(emit func(*chatwire.Chunk)) error {
 			for _, p := range c.Content.Parts {
 				switch {
 				case p.FunctionCall != nil:
-					args := string(p.FunctionCall.Args)
-					if args == "" {
-						args = "{}"
-					}
-					id := p.FunctionCall.ID
-					if id == "" {
-						id = "call_" + strconv.Itoa(d.nCalls)
-					}
-					d.out.Call(emit, d.nCalls, chatwire.ChunkToolCall{ID: id, Type: "function", Function: chatwire.ChunkFunctionCall{Name: p.FunctionCall.Name, Arguments: args}})
+					fc := p.FunctionCall
+					d.out.Call(emit, d.nCalls, chatwire.ChunkToolCall{ID: fc.callID(d.nCalls), Type: "function",
+						Function: chatwire.ChunkFunctionCall{Name: fc.Name, Arguments: outbound.CallArguments(fc.Args)}})
 					d.nCalls++
 				case p.Thought:
 					d.out.Delta(emit, chatwire.Delta{ReasoningContent: p.Text})
