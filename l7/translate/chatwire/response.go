@@ -9,11 +9,41 @@ import (
 // and what an inbound translator reads.
 type Response struct {
 	ID      string   `json:"id"`
-	Object  string   `json:"object"`
+	Object  Object   `json:"object"`
 	Created int64    `json:"created"`
 	Model   string   `json:"model"`
 	Choices []Choice `json:"choices"`
 	Usage   *Usage   `json:"usage,omitempty"`
+}
+
+// Object is a response's or chunk's "object": chat.completion or
+// chat.completion.chunk. It is read without allocating, since every
+// streamed chunk names it and a reader has no use for it.
+type Object string
+
+// The objects of chat completions.
+const (
+	ObjectCompletion Object = "chat.completion"
+	ObjectChunk      Object = "chat.completion.chunk"
+)
+
+// UnmarshalJSON takes a JSON string (or null), sharing the storage of the
+// two names chat completions use.
+func (o *Object) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"chat.completion.chunk"`:
+		*o = ObjectChunk
+		return nil
+	case `"chat.completion"`:
+		*o = ObjectCompletion
+		return nil
+	case "null":
+		return nil
+	}
+	var s string
+	err := json.Unmarshal(b, &s)
+	*o = Object(s)
+	return err
 }
 
 // Choice is one answer. StopReason is vLLM's and SGLang's extension
@@ -86,7 +116,7 @@ func (u *Usage) Reasoning() int64 {
 // Chunk is one streamed chat-completion chunk.
 type Chunk struct {
 	ID      string        `json:"id"`
-	Object  string        `json:"object"`
+	Object  Object        `json:"object"`
 	Created int64         `json:"created"`
 	Model   string        `json:"model"`
 	Choices []ChunkChoice `json:"choices"`

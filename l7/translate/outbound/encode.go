@@ -16,7 +16,7 @@ func appendChunk(b []byte, c *chatwire.Chunk) []byte {
 	b = append(b, `{"id":`...)
 	b = appendString(b, c.ID)
 	b = append(b, `,"object":`...)
-	b = appendString(b, c.Object)
+	b = appendString(b, string(c.Object))
 	b = append(b, `,"created":`...)
 	b = strconv.AppendInt(b, c.Created, 10)
 	b = append(b, `,"model":`...)

@@ -140,7 +140,7 @@ func (t *Transport) RoundTrip(in *http.Request) (*http.Response, error) {
 	}
 	meterFrom(in.Context()).record(cr.Usage)
 	if cr.Object == "" {
-		cr.Object = "chat.completion"
+		cr.Object = chatwire.ObjectCompletion
 	}
 	if cr.Created == 0 {
 		cr.Created = t.now().Unix()
@@ -224,7 +224,7 @@ func (s *streamBody) emit(c *chatwire.Chunk) {
 	if c.Model == "" {
 		c.Model = s.model
 	}
-	c.Object, c.Created = "chat.completion.chunk", s.created
+	c.Object, c.Created = chatwire.ObjectChunk, s.created
 	if c.Choices == nil {
 		c.Choices = []chatwire.ChunkChoice{}
 	}
