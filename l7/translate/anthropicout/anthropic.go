@@ -270,7 +270,7 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 	if err := json.Unmarshal(body, &ar); err != nil {
 		return nil, err
 	}
-	msg := chatwire.ResponseMessage{Role: "assistant"}
+	var calls []chatwire.ToolCall
 	var text, thinking strings.Builder
 	structured := isStructured(r)
 	finish := FinishReason(ar.StopReason)
@@ -289,14 +289,10 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 		case "thinking":
 			thinking.WriteString(b.Thinking)
 		case "tool_use":
-			msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(b.ID, b.Name, b.Input))
+			calls = append(calls, outbound.ToolCall(b.ID, b.Name, b.Input))
 		}
 	}
-	if text.Len() > 0 || len(msg.ToolCalls) == 0 {
-		s := text.String()
-		msg.Content = &s
-	}
-	msg.ReasoningContent = thinking.String()
+	msg := outbound.Answer(text.String(), thinking.String(), calls)
 	return &chatwire.Response{ID: ar.ID, Model: ar.Model, Choices: []chatwire.Choice{{Message: msg, FinishReason: finish}},
 		Usage: ar.Usage.chat()}, nil
 }

@@ -337,7 +337,7 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 	if err := json.Unmarshal(body, &cr); err != nil {
 		return nil, err
 	}
-	msg := chatwire.ResponseMessage{Role: "assistant"}
+	var calls []chatwire.ToolCall
 	var text, reasoning strings.Builder
 	structured := outbound.Structured(r)
 	finish := FinishReason(cr.StopReason)
@@ -353,17 +353,13 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 			case b.Text != nil:
 				text.WriteString(*b.Text)
 			case b.ToolUse != nil:
-				msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(b.ToolUse.ToolUseID, b.ToolUse.Name, b.ToolUse.Input))
+				calls = append(calls, outbound.ToolCall(b.ToolUse.ToolUseID, b.ToolUse.Name, b.ToolUse.Input))
 			case b.ReasoningContent != nil && b.ReasoningContent.ReasoningText != nil:
 				reasoning.WriteString(b.ReasoningContent.ReasoningText.Text)
 			}
 		}
 	}
-	if text.Len() > 0 || len(msg.ToolCalls) == 0 {
-		s := text.String()
-		msg.Content = &s
-	}
-	msg.ReasoningContent = reasoning.String()
+	msg := outbound.Answer(text.String(), reasoning.String(), calls)
 	return &chatwire.Response{ID: "chatcmpl-bedrock", Model: r.Model, Choices: []chatwire.Choice{{Message: msg, FinishReason: finish}},
 		Usage: cr.Usage.chat()}, nil
 }

@@ -313,13 +313,13 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 	out := &chatwire.Response{ID: "chatcmpl-" + gr.ResponseID, Model: gr.ModelVersion}
 	n := 0
 	for _, c := range gr.Candidates {
-		msg := chatwire.ResponseMessage{Role: "assistant"}
+		var calls []chatwire.ToolCall
 		var text, thought strings.Builder
 		if c.Content != nil {
 			for _, p := range c.Content.Parts {
 				switch {
 				case p.FunctionCall != nil:
-					msg.ToolCalls = append(msg.ToolCalls, outbound.ToolCall(p.FunctionCall.callID(n), p.FunctionCall.Name, p.FunctionCall.Args))
+					calls = append(calls, outbound.ToolCall(p.FunctionCall.callID(n), p.FunctionCall.Name, p.FunctionCall.Args))
 					n++
 				case p.Thought:
 					thought.WriteString(p.Text)
@@ -328,11 +328,7 @@ func (t *Translator) Response(body []byte, r *chatwire.Request) (*chatwire.Respo
 				}
 			}
 		}
-		if text.Len() > 0 || len(msg.ToolCalls) == 0 {
-			s := text.String()
-			msg.Content = &s
-		}
-		msg.ReasoningContent = thought.String()
+		msg := outbound.Answer(text.String(), thought.String(), calls)
 		out.Choices = append(out.Choices, chatwire.Choice{Index: c.Index, Message: msg, FinishReason: FinishReason(c.FinishReason, len(msg.ToolCalls) > 0)})
 	}
 	if len(out.Choices) == 0 {

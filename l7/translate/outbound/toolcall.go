@@ -39,3 +39,14 @@ func CallArguments(input json.RawMessage) string {
 	}
 	return string(input)
 }
+
+// Answer is the assistant's message of a whole answer: its text (null
+// when the message only calls tools, as chat completions has it), its
+// reasoning and its tool calls.
+func Answer(text, reasoning string, calls []chatwire.ToolCall) chatwire.ResponseMessage {
+	m := chatwire.ResponseMessage{Role: "assistant", ToolCalls: calls, ReasoningContent: reasoning}
+	if text != "" || len(calls) == 0 {
+		m.Content = chatwire.Text(text)
+	}
+	return m
+}
