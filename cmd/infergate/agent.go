@@ -101,6 +101,7 @@ Roles:
 			}
 			cfg.Version = version
 			cfg.Logger = log
+			tuneGC() // a GPU host's agent runs the same L7 gateway
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -33,15 +32,6 @@ const (
 	// maxKeysFileEntries bounds --keys-file.
 	maxKeysFileEntries = 2_000_000
 	maxKeysFileLine    = 512
-	// The gateway's live heap is small (a few MB: the token counters'
-	// tables live off the heap) and its garbage per request high: a
-	// larger GC target trades some memory for CPU (at 200 the collector
-	// ran often enough to cost 4% more CPU per 4 KB request than at 400),
-	// and the soft memory limit pulls collection forward again before RSS
-	// grows large, whatever the policy's size. Both apply only when GOGC
-	// / GOMEMLIMIT are not set.
-	gatewayGCPercent   = 400
-	gatewayMemoryLimit = 256 << 20
 )
 
 func newGatewayCmd() *cobra.Command {
@@ -80,12 +70,7 @@ SIGINT/SIGTERM stop taking requests and finish open streams.`,
 			if err != nil {
 				return err
 			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(gatewayGCPercent)
-			}
-			if os.Getenv("GOMEMLIMIT") == "" {
-				debug.SetMemoryLimit(gatewayMemoryLimit)
-			}
+			tuneGC()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
