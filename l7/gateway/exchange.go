@@ -174,7 +174,7 @@ type rawHeaderer interface{ RawHeader() *[]byte }
 // setHeader sets a response field, as a raw header line where the writer
 // takes them. name must be canonical and not a framing field.
 func (x *exchange) setHeader(name, value string) {
-	if x.raw == nil || strings.ContainsAny(value, "\r\n") {
+	if x.raw == nil || strings.IndexByte(value, '\r') >= 0 || strings.IndexByte(value, '\n') >= 0 {
 		x.w.Header()[name] = []string{value} // the map path sanitises
 		return
 	}

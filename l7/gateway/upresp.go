@@ -135,10 +135,10 @@ func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
 			break
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || name[0] == ' ' || name[0] == '\t' || strings.ContainsAny(name, " \t") {
+		if !ok || name == "" || name[0] == ' ' || name[0] == '\t' || strings.IndexByte(name, ' ') >= 0 || strings.IndexByte(name, '\t') >= 0 {
 			return errUpstreamHead
 		}
-		value = strings.Trim(value, " \t")
+		value = h1.TrimOWS(value)
 		switch {
 		case strings.EqualFold(name, "Content-Length"):
 			n, ok := h1.ParseLength(value)
@@ -154,7 +154,7 @@ func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
 			h.chunked = true
 		case strings.EqualFold(name, "Connection"):
 			for tok := range strings.SplitSeq(value, ",") {
-				tok = strings.Trim(tok, " \t")
+				tok = h1.TrimOWS(tok)
 				h.close = h.close || strings.EqualFold(tok, "close")
 				h.keepAlive = h.keepAlive || strings.EqualFold(tok, "keep-alive")
 			}

@@ -150,7 +150,7 @@ func parseHead(text string, h *head) error {
 		if !validName(name) {
 			return errBadHeaderName
 		}
-		value := trimOWS(line[colon+1:])
+		value := TrimOWS(line[colon+1:])
 		if !validValue(value) {
 			return errBadHeaderValue
 		}
@@ -213,7 +213,7 @@ func (h *head) special(key, value string) error {
 		h.chunked = true
 	case "Connection":
 		for tok := range strings.SplitSeq(value, ",") {
-			tok = trimOWS(tok)
+			tok = TrimOWS(tok)
 			switch {
 			case strings.EqualFold(tok, "close"):
 				h.close = true
@@ -289,7 +289,10 @@ func parseURL(target, method string, u *url.URL) error {
 	return nil
 }
 
-func trimOWS(s string) string {
+// TrimOWS trims the optional whitespace (spaces and tabs, RFC 9110 5.6.3)
+// around a field value or list element, without strings.Trim's cutset
+// set-up.
+func TrimOWS(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
 	}

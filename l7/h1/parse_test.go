@@ -170,7 +170,7 @@ func FuzzReadHead(f *testing.F) {
 				t.Fatalf("bad key %q", k)
 			}
 			for _, v := range vv {
-				if !validValue(v) || v != trimOWS(v) {
+				if !validValue(v) || v != TrimOWS(v) {
 					t.Fatalf("bad value %q", v)
 				}
 			}

@@ -347,7 +347,7 @@ func (w *response) writeFields(framing bool) {
 			if hasCRLF(v) {
 				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 			}
-			_, _ = bw.WriteString(trimOWS(v))
+			_, _ = bw.WriteString(TrimOWS(v))
 			_, _ = bw.WriteString("\r\n")
 		}
 	}
@@ -384,7 +384,7 @@ func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 // hasToken reports whether a comma-separated header value lists tok.
 func hasToken(v, tok string) bool {
 	for t := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(trimOWS(t), tok) {
+		if strings.EqualFold(TrimOWS(t), tok) {
 			return true
 		}
 	}
