@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,30 @@ type Fleet struct {
 	birdDir   string
 	// rxPinned: balancer nodes whose receive thread is pinned already.
 	rxPinned map[string]bool
+	// NodeArgs, when set, gives each node's agent flags of its own
+	// (--node-name for --source=cluster), after the role's.
+	NodeArgs func(Node) []string
+	relays   []*relay
+}
+
+// Close stops the relays, then the lab (Lab.Close).
+func (f *Fleet) Close() error {
+	var errs []error
+	for _, r := range f.relays {
+		if err := r.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	f.relays = nil
+	return errors.Join(append(errs, f.Lab.Close())...)
+}
+
+// nodeArgs is NodeArgs(n), or nothing.
+func (f *Fleet) nodeArgs(n Node) []string {
+	if f.NodeArgs == nil {
+		return nil
+	}
+	return f.NodeArgs(n)
 }
 
 // NewFleet creates the fleet's namespaces, links and addresses for n
@@ -257,7 +282,11 @@ func (f *Fleet) RouterLog() string { return filepath.Join(f.birdDir, "bird.log")
 // NextHops lists the next hops of the router's kernel route to vip (none
 // when it has no route), sorted.
 func (f *Fleet) NextHops(vip netip.Addr) ([]netip.Addr, error) {
-	out, err := f.Topo.Output(f.Router.NS, "ip", "-4", "-j", "route", "show", "exact", vip.String()+"/32")
+	fam := "-4"
+	if vip.Is6() {
+		fam = "-6"
+	}
+	out, err := f.Topo.Output(f.Router.NS, "ip", fam, "-j", "route", "show", "exact", netip.PrefixFrom(vip, vip.BitLen()).String())
 	if err != nil {
 		return nil, err
 	}
@@ -334,6 +363,7 @@ func (f *Fleet) StartGPUs(policyFile string) error {
 	}
 	for _, n := range f.GPUs {
 		extra := append([]string{"--inference-metrics-url", fmt.Sprintf("http://127.0.0.1:%d/metrics", ServicePort)}, f.Cfg.GPUAgentArgs...)
+		extra = append(extra, f.nodeArgs(n)...)
 		if err := f.StartAgent(n, "gpu-host", policyFile, extra...); err != nil {
 			return err
 		}
@@ -342,13 +372,18 @@ func (f *Fleet) StartGPUs(policyFile string) error {
 }
 
 // StartBalancer starts one balancer node's agent (again, after a stop: it
-// adopts its pinned state).
+// adopts its pinned state). With no policyFile (--source=cluster) it waits
+// until the agent has attached its XDP program, which it does once the
+// cluster's policy is applied.
 func (f *Fleet) StartBalancer(b Node, policyFile string) error {
-	if err := f.StartAgent(b, "balancer", policyFile, f.Cfg.BalancerAgentArgs...); err != nil {
+	if err := f.StartAgent(b, "balancer", policyFile, append(slices.Clone(f.Cfg.BalancerAgentArgs), f.nodeArgs(b)...)...); err != nil {
 		return err
 	}
 	if f.rxPinned[b.Name] {
 		return nil
+	}
+	if err := f.WaitAttached(b); err != nil {
+		return err
 	}
 	keep := f.Balancer
 	f.Balancer = b
@@ -358,4 +393,31 @@ func (f *Fleet) StartBalancer(b Node, policyFile string) error {
 	}
 	f.rxPinned[b.Name] = true
 	return nil
+}
+
+// attachWait bounds how long an agent fed by the cluster takes to apply
+// its first policy: the API server's answers on a loaded machine included.
+const attachWait = 60 * time.Second
+
+// WaitAttached polls a node's agent until an XDP program is attached to
+// one of its interfaces.
+func (f *Fleet) WaitAttached(n Node) error {
+	deadline := time.Now().Add(attachWait)
+	c := f.Client(n.Name)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err == nil {
+			for _, i := range st.Interfaces {
+				if i.Attached {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent on %s attached no XDP program within %s (status %+v, %v); log:\n%s", n.Name, attachWait, st, err, tail(f.AgentLog(n.Name)))
+		}
+		time.Sleep(pollEvery)
+	}
 }

@@ -1,0 +1,501 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/infergate/infergate/cluster"
+	"github.com/infergate/infergate/internal/kubetest"
+	"github.com/infergate/infergate/internal/privtest"
+	"github.com/infergate/infergate/policy"
+	"github.com/infergate/infergate/test/e2e/lab"
+)
+
+// Cluster fleet settings.
+const (
+	// apiPort is where the API server is relayed on the store node.
+	apiPort = 6443
+	// svcNS/svcName is the LoadBalancer Service of the GPU hosts.
+	svcNS, svcName = "ml", "inference"
+	// agentNS holds the VIP allocator's Lease.
+	agentNS = "infergate"
+	// clusterWait bounds a change made through the API server reaching
+	// every agent, the machine's load included.
+	clusterWait = 30 * time.Second
+	// Long streams on the host whose endpoint turns terminating: at
+	// longTPS tokens per second each lasts longTokens/longTPS (8 s),
+	// far longer than the change takes to reach the balancers.
+	longTPS     = 50
+	longTokens  = 400
+	streamsOpened = 18
+	// afterDrain new connections must all avoid the terminating host.
+	afterDrain = 30
+)
+
+// TestClusterFleet: the fleet of TestBGPFleet (two balancer nodes behind a
+// bird2 router with ECMP, three GPU hosts, redis) with every agent, the
+// shipped binary, fed by ONE real API server (--source=cluster) instead of
+// a policy file. The desired state is what an operator creates through the
+// API server: the Policy object (the fleet's gateway, limits and BGP), a
+// VIPPool, and a LoadBalancer Service of class infergate.dev/xdp with
+// EndpointSlices naming the GPU hosts.
+//   - The VIP: the allocator (bal-1's agent) writes the pool's address into
+//     the Service's status; every node composes the VIP and its backends
+//     from the Service and its slices, and every node reports the version
+//     it applied in the Policy's status.
+//   - Routes appear at the router as the balancer agents come up.
+//   - Traffic from the client through the router's ECMP reaches every GPU
+//     host, over both balancer nodes.
+//   - A tenant's requests-per-minute limit, shared through Redis, admits
+//     within 5% of the limit and never more than GCRA allows.
+//   - Connections survive a flow moving between balancer nodes (bal-2
+//     drains) and bal-1's agent being replaced, each kept on its backend:
+//     both nodes compose the same tables from the cluster.
+//   - A GPU host whose endpoint turns terminating (ready=false,
+//     terminating=true, set through the API server) takes no new
+//     connection and finishes every stream it had in flight.
+func TestClusterFleet(t *testing.T) {
+	privtest.Root(t)
+	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset", "chrt", "bird", "birdc", "redis-server", "redis-cli", "etcd")
+	start := time.Now()
+	srv := kubetest.Start(t)
+	t.Logf("API server ready after %s", time.Since(start).Round(time.Millisecond))
+	inf, iglab := binaries(t)
+	gpus := make([]lab.GPU, 3)
+	for i := range gpus {
+		gpus[i].TokensPerSecond = longTPS
+	}
+	f, err := lab.NewFleet(lab.Config{Prefix: "igk", Infergate: inf, Iglab: iglab, Dir: t.TempDir(), GPUs: gpus,
+		GPUAgentArgs: []string{"--gateway=true", "--gateway-listen", fmt.Sprintf(":%d", lab.GatewayPort)}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpFleetLogs(t, f)
+			if b, err := os.ReadFile(srv.LogFile); err == nil {
+				t.Logf("--- kube-apiserver log (end) ---\n%s", b[max(0, len(b)-3000):])
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	if err := f.StartRouter(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.StartStore(); err != nil {
+		t.Fatal(err)
+	}
+	// The agents reach the API server as a service on their segment.
+	apiAddr := netip.AddrPortFrom(lab.StoreAddr4, apiPort)
+	if err := f.RelayToHost(apiAddr, strings.TrimPrefix(srv.URL, "https://")); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(f.Cfg.Dir, "kubeconfig")
+	if err := srv.WriteKubeconfig(kubeconfig, "https://"+apiAddr.String(), "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	f.NodeArgs = func(n lab.Node) []string {
+		args := []string{"--source=cluster", "--kubeconfig", kubeconfig, "--node-name", n.Name,
+			"--lease-namespace", agentNS, "--cluster-load-report-port=0"}
+		if strings.HasPrefix(n.Name, "gpu-") {
+			args = append(args, "--allocate-vips=false")
+		}
+		return args
+	}
+
+	srv.InstallCRDs(t, filepath.Join("..", "..", "deploy", "crds", "policy.yaml"), filepath.Join("..", "..", "deploy", "crds", "vippool.yaml"))
+	rc := srv.Config()
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	createClusterState(t, f, cs, dyn, key)
+
+	bal1, bal2 := f.Balancers[0], f.Balancers[1]
+	if hops, err := f.NextHops(lab.VIP4); err != nil || len(hops) != 0 {
+		t.Fatalf("before any balancer: next hops %v (%v)", hops, err)
+	}
+	if err := f.StartBalancer(bal1, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitServiceVIP(t, cs, lab.VIP4)
+	waitHops(t, f, lab.VIP4, "bal-1 joined", bal1.V4)
+	if err := f.StartBalancer(bal2, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitHops(t, f, lab.VIP4, "bal-2 joined", bal1.V4, bal2.V4)
+	if err := f.StartGPUs(""); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range f.GPUs {
+		if err := f.WaitAttached(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPolicyStatus(t, dyn, f)
+	t.Logf("fleet up, fed by the API server, %s after the start", time.Since(start).Round(time.Millisecond))
+
+	d := dialer(t, f.Clients[0].NS)
+	t.Run("traffic", func(t *testing.T) { clusterTraffic(t, f, d) })
+	t.Run("fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) })
+	t.Run("flows move", func(t *testing.T) {
+		moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, "") })
+	})
+	t.Run("terminating endpoint", func(t *testing.T) { terminatingEndpoint(t, f, cs, d) })
+	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
+}
+
+// createClusterState creates, through the API server, what an operator
+// would: the Policy (the fleet's document without VIPs, their pools and
+// local VIPs, which the cluster gives), a VIPPool holding VIP4, and the
+// LoadBalancer Service with one EndpointSlice of the three GPU hosts.
+func createClusterState(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, dyn dynamic.Interface, key string) {
+	t.Helper()
+	ctx := ctxT(t, time.Minute)
+	doc := f.FleetPolicy(lab.PolicyOptions{Name: cluster.DefaultPolicyName, Gateway: lab.AIGateway(lab.AITenant{Name: "acme", Key: key})})
+	doc.Spec.Gateway.Tenants[0].Limits.RequestsPerMinute = fleetRPM
+	doc.Spec.Gateway.Limits = policy.LimitStore{Redis: netip.AddrPortFrom(lab.StoreAddr4, lab.RedisPort).String()}
+	doc.Spec.Dataplane.VIPs = nil
+	doc.Spec.Dataplane.LocalVIPs = nil
+	// The gateways' upstream: each GPU host's inference server.
+	doc.Spec.Pools = slices.DeleteFunc(doc.Spec.Pools, func(p policy.Pool) bool { return p.Name != "gpu-v4" })
+	b, err := policy.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj unstructured.Unstructured
+	if err := yaml.Unmarshal(b, &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	obj.Object["metadata"] = map[string]any{"name": cluster.DefaultPolicyName}
+	if _, err := dyn.Resource(cluster.PolicyGVR).Create(ctx, &obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+		t.Fatalf("create the Policy: %v", err)
+	}
+	pool := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "infergate.dev/v1alpha1", "kind": "VIPPool",
+		"metadata": map[string]any{"name": "lab"}, "spec": map[string]any{"cidrs": []any{netip.PrefixFrom(lab.VIP4, 32).String()}}}}
+	if _, err := dyn.Resource(cluster.VIPPoolGVR).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the VIPPool: %v", err)
+	}
+	for _, ns := range []string{svcNS, agentNS} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	class := cluster.LoadBalancerClass
+	noNodePorts := false
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName, Namespace: svcNS},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class, AllocateLoadBalancerNodePorts: &noNodePorts,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: lab.ServicePort, TargetPort: intstr.FromInt32(lab.ServicePort)},
+				{Name: "gateway", Protocol: corev1.ProtocolTCP, Port: lab.GatewayPort, TargetPort: intstr.FromInt32(lab.GatewayPort)},
+			}}}
+	if _, err := cs.CoreV1().Services(svcNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the Service: %v", err)
+	}
+	port := func(name string, p int32) discoveryv1.EndpointPort {
+		tcp := corev1.ProtocolTCP
+		return discoveryv1.EndpointPort{Name: &name, Port: &p, Protocol: &tcp}
+	}
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: svcName + "-v4", Namespace: svcNS,
+			Labels: map[string]string{discoveryv1.LabelServiceName: svcName, discoveryv1.LabelManagedBy: "infergate-e2e"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{port("http", lab.ServicePort), port("gateway", lab.GatewayPort)},
+	}
+	for _, g := range f.GPUs {
+		yes, no := true, false
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{g.V4.String()}, NodeName: &g.Name,
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: svcNS, Name: g.Name},
+			Conditions: discoveryv1.EndpointConditions{Ready: &yes, Serving: &yes, Terminating: &no}})
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices(svcNS).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the EndpointSlice: %v", err)
+	}
+}
+
+// waitServiceVIP polls the Service until its status names vip.
+func waitServiceVIP(t *testing.T, cs kubernetes.Interface, vip netip.Addr) {
+	t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		svc, err := cs.CoreV1().Services(svcNS).Get(ctxT(t, 5*time.Second), svcName, metav1.GetOptions{})
+		if err == nil && slices.Equal(cluster.IngressVIPs(svc), []netip.Addr{vip}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			var st any = err
+			if svc != nil {
+				st = svc.Status.LoadBalancer
+			}
+			t.Fatalf("the Service's status never named %s: %v", vip, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitPolicyStatus polls the Policy until every node's entry says it
+// accepted and applied it.
+func waitPolicyStatus(t *testing.T, dyn dynamic.Interface, f *lab.Fleet) {
+	t.Helper()
+	want := []string{}
+	for _, n := range append(slices.Clone(f.Balancers), f.GPUs...) {
+		want = append(want, n.Name)
+	}
+	slices.Sort(want)
+	deadline := time.Now().Add(clusterWait)
+	for {
+		var got []string
+		u, err := dyn.Resource(cluster.PolicyGVR).Get(ctxT(t, 5*time.Second), cluster.DefaultPolicyName, metav1.GetOptions{})
+		if err == nil {
+			nodes, _, _ := unstructured.NestedSlice(u.Object, "status", "nodes")
+			for _, n := range nodes {
+				m, _ := n.(map[string]any)
+				if m["accepted"] == true && m["appliedVersion"] != nil {
+					got = append(got, fmt.Sprint(m["node"]))
+				}
+			}
+		}
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			var st any
+			if u != nil {
+				st = u.Object["status"]
+			}
+			t.Fatalf("the Policy's status: nodes that applied it %v, want %v (%v)\n%v", got, want, err, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clusterTraffic: new connections from the client through the router to
+// the Service's VIP reach every GPU host, over both balancer nodes.
+func clusterTraffic(t *testing.T, f *lab.Fleet, d *lab.Dialer) {
+	const n = 30
+	before := newFlowsPerNode(t, f)
+	tally := lab.Requests(ctxT(t, time.Minute), d.HTTPClient(false, 20*time.Second), []netip.Addr{lab.VIP4}, n, 6)
+	after := newFlowsPerNode(t, f)
+	t.Logf("%d requests: %d ok, %d failed (%v), by backend %v; new flows per balancer %v -> %v",
+		n, tally.OK, tally.Failed, tally.FirstErr, tally.ByBackend, before, after)
+	if tally.Failed > 0 {
+		t.Fatalf("%d of %d requests to the Service's VIP failed: %v", tally.Failed, n, tally.FirstErr)
+	}
+	for _, g := range f.GPUs {
+		if tally.ByBackend[g.Name] == 0 {
+			t.Fatalf("%s answered none of %d requests: %v", g.Name, n, tally.ByBackend)
+		}
+	}
+	for i := range after {
+		if after[i] == before[i] {
+			t.Fatalf("balancer %d carried none of the requests: ECMP did not spread them", i+1)
+		}
+	}
+}
+
+// streamResult is one long stream: who answered and what arrived.
+type streamResult struct {
+	backend string
+	events  int
+	done    bool
+	err     error
+}
+
+// terminatingEndpoint opens long streams through the VIP, turns the
+// endpoint of the host holding the most of them terminating through the
+// API server, and checks that the change reaches both balancer nodes while
+// the streams run, that new connections all go to the other hosts, and
+// that every stream ends in full.
+func terminatingEndpoint(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d *lab.Dialer) {
+	hc := d.HTTPClient(false, 2*time.Minute)
+	ctx := ctxT(t, 2*time.Minute)
+	started := make(chan string, streamsOpened)
+	results := make(chan streamResult, streamsOpened)
+	var mu sync.Mutex
+	finished := map[string]int{}
+	for i := 0; i < streamsOpened; i++ {
+		go func() {
+			r := longStream(ctx, hc, started)
+			if r.done {
+				mu.Lock()
+				finished[r.backend]++
+				mu.Unlock()
+			}
+			results <- r
+		}()
+	}
+	byHost := map[string]int{}
+	for range streamsOpened {
+		select {
+		case b := <-started:
+			byHost[b]++
+		case r := <-results:
+			t.Fatalf("a stream ended before its answer started: %v", r.err)
+		case <-time.After(clusterWait):
+			t.Fatalf("streams not started within %s: %v", clusterWait, byHost)
+		}
+	}
+	host := ""
+	for _, g := range f.GPUs {
+		if host == "" || byHost[g.Name] > byHost[host] {
+			host = g.Name
+		}
+	}
+	t.Logf("%d streams in flight by host %v; %s's endpoint turns terminating", streamsOpened, byHost, host)
+	if byHost[host] < 2 {
+		t.Fatalf("no host holds two streams: %v", byHost)
+	}
+
+	setTerminating(t, cs, host)
+	changed := time.Now()
+	pool := cluster.ServicePoolName(svcNS, svcName, "http")
+	for _, b := range f.Balancers {
+		waitBackendState(t, f, b.Name, pool, host, policy.StateDraining)
+	}
+	t.Logf("%s draining on both balancer nodes %s after the change", host, time.Since(changed).Round(time.Millisecond))
+	mu.Lock()
+	early := finished[host]
+	mu.Unlock()
+	if early > 0 {
+		t.Fatalf("%d of %s's streams ended before the change reached the balancers: the test shows nothing", early, host)
+	}
+
+	tally := lab.Requests(ctx, d.HTTPClient(false, 20*time.Second), []netip.Addr{lab.VIP4}, afterDrain, 6)
+	t.Logf("%d new connections after the change: by backend %v, %d failed (%v)", afterDrain, tally.ByBackend, tally.Failed, tally.FirstErr)
+	if tally.Failed > 0 {
+		t.Fatalf("%d new connections failed: %v", tally.Failed, tally.FirstErr)
+	}
+	if tally.ByBackend[host] > 0 {
+		t.Fatalf("terminating %s took %d of %d new connections", host, tally.ByBackend[host], afterDrain)
+	}
+	if len(tally.ByBackend) < 2 {
+		t.Fatalf("new connections went to %v only: want both remaining hosts", tally.ByBackend)
+	}
+
+	full := map[string]int{}
+	for range streamsOpened {
+		r := <-results
+		if r.err != nil || !r.done || r.events != longTokens+2 {
+			t.Fatalf("a stream from %s ended after %d of %d events (done %v): %v", r.backend, r.events, longTokens+2, r.done, r.err)
+		}
+		full[r.backend]++
+	}
+	if !maps.Equal(full, byHost) {
+		t.Fatalf("streams completed by host %v, started %v", full, byHost)
+	}
+	t.Logf("every stream completed in full (%d tokens each), %d of them on terminating %s", longTokens, full[host], host)
+}
+
+// longStream posts a streaming chat request for longTokens tokens to
+// VIP4's service port, sends the answering host on started once the
+// answer begins, and reads the event stream to its end.
+func longStream(ctx context.Context, hc *http.Client, started chan<- string) streamResult {
+	body := fmt.Sprintf(`{"model":%q,"stream":true,"messages":[{"role":"user","content":"hello"}],"max_tokens":%d}`, lab.AIModel, longTokens)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, lab.URL(lab.VIP4, "/v1/chat/completions"), strings.NewReader(body))
+	if err != nil {
+		return streamResult{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return streamResult{err: err}
+	}
+	defer resp.Body.Close()
+	r := streamResult{backend: resp.Header.Get(lab.BackendHeader)}
+	if resp.StatusCode != http.StatusOK {
+		r.err = fmt.Errorf("status %d from %s", resp.StatusCode, r.backend)
+		return r
+	}
+	started <- r.backend
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "data: ") {
+			continue
+		}
+		if line == "data: [DONE]" {
+			r.done = true
+			return r
+		}
+		r.events++
+	}
+	r.err = sc.Err()
+	if r.err == nil {
+		r.err = fmt.Errorf("stream from %s ended without [DONE]", r.backend)
+	}
+	return r
+}
+
+// setTerminating marks host's endpoint as a terminating pod's: not ready,
+// still serving.
+func setTerminating(t *testing.T, cs kubernetes.Interface, host string) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	es, err := cs.DiscoveryV1().EndpointSlices(svcNS).Get(ctx, svcName+"-v4", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for i := range es.Endpoints {
+		if ep := &es.Endpoints[i]; ep.TargetRef != nil && ep.TargetRef.Name == host {
+			yes, no := true, false
+			ep.Conditions = discoveryv1.EndpointConditions{Ready: &no, Serving: &yes, Terminating: &yes}
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no endpoint of %s in the slice", host)
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices(svcNS).Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitBackendState polls a node's agent until backend name of pool is in
+// state.
+func waitBackendState(t *testing.T, f *lab.Fleet, node, pool, name, state string) {
+	t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		bs, err := f.Client(node).Backends(ctxT(t, 5*time.Second))
+		if err == nil {
+			for _, b := range bs {
+				if b.Pool == pool && b.Name == name && b.State == state {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: backend %s of pool %s never %s: %+v (%v)", node, name, pool, state, bs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
