@@ -45,8 +45,8 @@ const (
 	// Long streams on the host whose endpoint turns terminating: at
 	// longTPS tokens per second each lasts longTokens/longTPS (8 s),
 	// far longer than the change takes to reach the balancers.
-	longTPS     = 50
-	longTokens  = 400
+	longTPS       = 50
+	longTokens    = 400
 	streamsOpened = 18
 	// afterDrain new connections must all avoid the terminating host.
 	afterDrain = 30
