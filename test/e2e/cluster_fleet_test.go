@@ -377,10 +377,11 @@ func terminatingEndpoint(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d 
 	setTerminating(t, cs, host)
 	changed := time.Now()
 	pool := cluster.ServicePoolName(svcNS, svcName, "http")
+	states := map[string]string{}
 	for _, b := range f.Balancers {
-		waitBackendState(t, f, b.Name, pool, host, policy.StateDraining)
+		states[b.Name] = waitBackendInactive(t, f, b.Name, pool, host)
 	}
-	t.Logf("%s draining on both balancer nodes %s after the change", host, time.Since(changed).Round(time.Millisecond))
+	t.Logf("%s no longer active on the balancer nodes %s after the change: %v", host, time.Since(changed).Round(time.Millisecond), states)
 	mu.Lock()
 	early := finished[host]
 	mu.Unlock()
@@ -479,22 +480,27 @@ func setTerminating(t *testing.T, cs kubernetes.Interface, host string) {
 	}
 }
 
-// waitBackendState polls a node's agent until backend name of pool is in
-// state.
-func waitBackendState(t *testing.T, f *lab.Fleet, node, pool, name, state string) {
+// waitBackendInactive polls a node's agent until backend name of pool
+// takes no new flows (draining, or gone from the pool: which one is for
+// the traffic to judge) and returns its state.
+func waitBackendInactive(t *testing.T, f *lab.Fleet, node, pool, name string) string {
 	t.Helper()
 	deadline := time.Now().Add(clusterWait)
 	for {
 		bs, err := f.Client(node).Backends(ctxT(t, 5*time.Second))
 		if err == nil {
+			state := "gone"
 			for _, b := range bs {
-				if b.Pool == pool && b.Name == name && b.State == state {
-					return
+				if b.Pool == pool && b.Name == name {
+					state = b.State
 				}
+			}
+			if state != policy.StateActive {
+				return state
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: backend %s of pool %s never %s: %+v (%v)", node, name, pool, state, bs, err)
+			t.Fatalf("%s: backend %s of pool %s still takes new flows %s after its endpoint turned terminating: %+v (%v)", node, name, pool, clusterWait, bs, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
