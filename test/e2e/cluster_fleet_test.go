@@ -78,7 +78,9 @@ func TestClusterFleet(t *testing.T) {
 	privtest.Root(t)
 	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset", "chrt", "bird", "birdc", "redis-server", "redis-cli", "etcd")
 	start := time.Now()
-	srv := kubetest.Start(t)
+	// Dual-stack Service addresses (allocated, never sent to), so that a
+	// Service can be IPv6.
+	srv := kubetest.StartWith(t, kubetest.Options{ExtraArgs: []string{"--service-cluster-ip-range=10.96.0.0/16,2001:db8:96::/112"}})
 	t.Logf("API server ready after %s", time.Since(start).Round(time.Millisecond))
 	inf, iglab := binaries(t)
 	gpus := make([]lab.GPU, 3)
@@ -145,7 +147,7 @@ func TestClusterFleet(t *testing.T) {
 	if err := f.StartBalancer(bal1, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitServiceVIP(t, cs, lab.VIP4)
+	waitServiceVIP(t, cs, svcName, lab.VIP4)
 	waitHops(t, f, lab.VIP4, "bal-1 joined", bal1.V4)
 	if err := f.StartBalancer(bal2, ""); err != nil {
 		t.Fatal(err)
@@ -163,12 +165,13 @@ func TestClusterFleet(t *testing.T) {
 	t.Logf("fleet up, fed by the API server, %s after the start", time.Since(start).Round(time.Millisecond))
 
 	d := dialer(t, f.Clients[0].NS)
-	t.Run("traffic", func(t *testing.T) { clusterTraffic(t, f, d) })
+	t.Run("traffic", func(t *testing.T) { clusterTraffic(t, f, d, lab.VIP4) })
 	t.Run("fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) })
 	t.Run("flows move", func(t *testing.T) {
 		moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, "") })
 	})
 	t.Run("terminating endpoint", func(t *testing.T) { terminatingEndpoint(t, f, cs, d) })
+	t.Run("ipv6", func(t *testing.T) { clusterIPv6(t, f, cs, d) })
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -199,7 +202,8 @@ func createClusterState(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, dyn
 		t.Fatalf("create the Policy: %v", err)
 	}
 	pool := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "infergate.dev/v1alpha1", "kind": "VIPPool",
-		"metadata": map[string]any{"name": "lab"}, "spec": map[string]any{"cidrs": []any{netip.PrefixFrom(lab.VIP4, 32).String()}}}}
+		"metadata": map[string]any{"name": "lab"}, "spec": map[string]any{"cidrs": []any{
+			netip.PrefixFrom(lab.VIP4, 32).String(), netip.PrefixFrom(lab.VIP6, 128).String()}}}}
 	if _, err := dyn.Resource(cluster.VIPPoolGVR).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create the VIPPool: %v", err)
 	}
@@ -208,44 +212,63 @@ func createClusterState(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, dyn
 			t.Fatal(err)
 		}
 	}
+	createService(t, f, cs, svcName, corev1.IPv4Protocol)
+}
+
+// createService creates a LoadBalancer Service of class
+// infergate.dev/xdp in one address family, with the service port and the
+// gateway port, and one EndpointSlice naming every GPU host, ready.
+func createService(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, name string, family corev1.IPFamily) {
+	t.Helper()
+	ctx := ctxT(t, time.Minute)
 	class := cluster.LoadBalancerClass
 	noNodePorts := false
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName, Namespace: svcNS},
+	single := corev1.IPFamilyPolicySingleStack
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: svcNS},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: &class, AllocateLoadBalancerNodePorts: &noNodePorts,
+			IPFamilyPolicy: &single, IPFamilies: []corev1.IPFamily{family},
 			Ports: []corev1.ServicePort{
 				{Name: "http", Protocol: corev1.ProtocolTCP, Port: lab.ServicePort, TargetPort: intstr.FromInt32(lab.ServicePort)},
 				{Name: "gateway", Protocol: corev1.ProtocolTCP, Port: lab.GatewayPort, TargetPort: intstr.FromInt32(lab.GatewayPort)},
 			}}}
 	if _, err := cs.CoreV1().Services(svcNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create the Service: %v", err)
+		t.Fatalf("create the Service %s: %v", name, err)
 	}
 	port := func(name string, p int32) discoveryv1.EndpointPort {
 		tcp := corev1.ProtocolTCP
 		return discoveryv1.EndpointPort{Name: &name, Port: &p, Protocol: &tcp}
 	}
+	at, suffix := discoveryv1.AddressTypeIPv4, "-v4"
+	if family == corev1.IPv6Protocol {
+		at, suffix = discoveryv1.AddressTypeIPv6, "-v6"
+	}
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: svcName + "-v4", Namespace: svcNS,
-			Labels: map[string]string{discoveryv1.LabelServiceName: svcName, discoveryv1.LabelManagedBy: "infergate-e2e"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+		ObjectMeta: metav1.ObjectMeta{Name: name + suffix, Namespace: svcNS,
+			Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "infergate-e2e"}},
+		AddressType: at,
 		Ports:       []discoveryv1.EndpointPort{port("http", lab.ServicePort), port("gateway", lab.GatewayPort)},
 	}
 	for _, g := range f.GPUs {
 		yes, no := true, false
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{g.V4.String()}, NodeName: &g.Name,
+		addr := g.V4
+		if family == corev1.IPv6Protocol {
+			addr = g.V6
+		}
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{addr.String()}, NodeName: &g.Name,
 			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: svcNS, Name: g.Name},
 			Conditions: discoveryv1.EndpointConditions{Ready: &yes, Serving: &yes, Terminating: &no}})
 	}
 	if _, err := cs.DiscoveryV1().EndpointSlices(svcNS).Create(ctx, es, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create the EndpointSlice: %v", err)
+		t.Fatalf("create the EndpointSlice of %s: %v", name, err)
 	}
 }
 
 // waitServiceVIP polls the Service until its status names vip.
-func waitServiceVIP(t *testing.T, cs kubernetes.Interface, vip netip.Addr) {
+func waitServiceVIP(t *testing.T, cs kubernetes.Interface, name string, vip netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(clusterWait)
 	for {
-		svc, err := cs.CoreV1().Services(svcNS).Get(ctxT(t, 5*time.Second), svcName, metav1.GetOptions{})
+		svc, err := cs.CoreV1().Services(svcNS).Get(ctxT(t, 5*time.Second), name, metav1.GetOptions{})
 		if err == nil && slices.Equal(cluster.IngressVIPs(svc), []netip.Addr{vip}) {
 			return
 		}
@@ -254,7 +277,7 @@ func waitServiceVIP(t *testing.T, cs kubernetes.Interface, vip netip.Addr) {
 			if svc != nil {
 				st = svc.Status.LoadBalancer
 			}
-			t.Fatalf("the Service's status never named %s: %v", vip, st)
+			t.Fatalf("the status of Service %s never named %s: %v", name, vip, st)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -298,14 +321,14 @@ func waitPolicyStatus(t *testing.T, dyn dynamic.Interface, f *lab.Fleet) {
 }
 
 // clusterTraffic: new connections from the client through the router to
-// the Service's VIP reach every GPU host, over both balancer nodes.
-func clusterTraffic(t *testing.T, f *lab.Fleet, d *lab.Dialer) {
+// a Service's VIP reach every GPU host, over both balancer nodes.
+func clusterTraffic(t *testing.T, f *lab.Fleet, d *lab.Dialer, vip netip.Addr) {
 	const n = 30
 	before := newFlowsPerNode(t, f)
-	tally := lab.Requests(ctxT(t, time.Minute), d.HTTPClient(false, 20*time.Second), []netip.Addr{lab.VIP4}, n, 6)
+	tally := lab.Requests(ctxT(t, time.Minute), d.HTTPClient(false, 20*time.Second), []netip.Addr{vip}, n, 6)
 	after := newFlowsPerNode(t, f)
-	t.Logf("%d requests: %d ok, %d failed (%v), by backend %v; new flows per balancer %v -> %v",
-		n, tally.OK, tally.Failed, tally.FirstErr, tally.ByBackend, before, after)
+	t.Logf("%s: %d requests: %d ok, %d failed (%v), by backend %v; new flows per balancer %v -> %v",
+		vip, n, tally.OK, tally.Failed, tally.FirstErr, tally.ByBackend, before, after)
 	if tally.Failed > 0 {
 		t.Fatalf("%d of %d requests to the Service's VIP failed: %v", tally.Failed, n, tally.FirstErr)
 	}
@@ -504,4 +527,19 @@ func waitBackendInactive(t *testing.T, f *lab.Fleet, node, pool, name string) st
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// clusterIPv6: an IPv6 LoadBalancer Service gets its VIP from the pool's
+// IPv6 prefix; both balancer nodes announce it on their IPv6 sessions,
+// the router spreads connections over them by ECMP, and they reach every
+// GPU host (IPv6-in-IPv6 to the hosts, answered directly).
+func clusterIPv6(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d *lab.Dialer) {
+	const name = svcName + "6"
+	if hops, err := f.NextHops(lab.VIP6); err != nil || len(hops) != 0 {
+		t.Fatalf("before the IPv6 Service: next hops %v (%v)", hops, err)
+	}
+	createService(t, f, cs, name, corev1.IPv6Protocol)
+	waitServiceVIP(t, cs, name, lab.VIP6)
+	waitHops(t, f, lab.VIP6, "the IPv6 Service's VIP announced", f.Balancers[0].V6, f.Balancers[1].V6)
+	clusterTraffic(t, f, d, lab.VIP6)
 }

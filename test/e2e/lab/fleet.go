@@ -39,6 +39,7 @@ const (
 // Addresses of the fleet's router and store.
 var (
 	RouterAddr4 = netip.MustParseAddr("198.18.1.254")
+	RouterAddr6 = hostAddr6(254)
 	StoreAddr4  = netip.MustParseAddr("198.18.1.31")
 )
 
@@ -140,7 +141,7 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 		}
 		return n, nil
 	}
-	if f.Router, err = add("rtr", RouterAddr4, hostAddr6(254)); err != nil {
+	if f.Router, err = add("rtr", RouterAddr4, RouterAddr6); err != nil {
 		return nil, err
 	}
 	// The router forwards back out of the interface packets came in on:
@@ -149,7 +150,8 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 	// spread over the balancer nodes.
 	if err := t.Exec(f.Router.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1",
 		"net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0",
-		"net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		"net.ipv4.fib_multipath_hash_policy=1",
+		"net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=1"); err != nil {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
@@ -191,7 +193,11 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 	if err := t.Exec(c.NS, "ip", "route", "add", VIPNet4.String(), "via", RouterAddr4.String()); err != nil {
 		return nil, err
 	}
-	if err := t.Exec(c.NS, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
+	if err := t.Exec(c.NS, "ip", "-6", "route", "add", VIPNet6.String(), "via", RouterAddr6.String()); err != nil {
+		return nil, err
+	}
+	if err := t.Exec(c.NS, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0",
+		"net.ipv6.conf.all.accept_redirects=0", "net.ipv6.conf.eth0.accept_redirects=0"); err != nil {
 		return nil, err
 	}
 	l.Clients = []Node{c}
@@ -213,9 +219,10 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 // BirdSocket is the router's bird control socket.
 func (f *Fleet) BirdSocket() string { return filepath.Join(f.birdDir, "bird.ctl") }
 
-// birdConfig peers passively with every balancer node and exports the
-// learnt routes to the kernel, merging equal ones into one multipath
-// route.
+// birdConfig peers passively with every balancer node, once per address
+// family (the agents announce each VIP on the session of its family), and
+// exports the learnt routes to the kernel, merging equal ones into one
+// multipath route.
 func (f *Fleet) birdConfig() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `router id %s;
@@ -225,6 +232,10 @@ protocol kernel {
 	ipv4 { import none; export all; };
 	merge paths on;
 }
+protocol kernel {
+	ipv6 { import none; export all; };
+	merge paths on;
+}
 template bgp balancer {
 	local %s as %d;
 	passive on;
@@ -232,9 +243,17 @@ template bgp balancer {
 	connect retry time 1;
 	ipv4 { import all; export none; };
 }
-`, RouterAddr4, filepath.Join(f.birdDir, "bird.log"), RouterAddr4, RouterASN)
+template bgp balancer6 {
+	local %s as %d;
+	passive on;
+	hold time 9;
+	connect retry time 1;
+	ipv6 { import all; export none; };
+}
+`, RouterAddr4, filepath.Join(f.birdDir, "bird.log"), RouterAddr4, RouterASN, RouterAddr6, RouterASN)
 	for i, n := range f.Balancers {
 		fmt.Fprintf(&b, "protocol bgp bal%d from balancer { neighbor %s as %d; }\n", i+1, n.V4, BalancerASN)
+		fmt.Fprintf(&b, "protocol bgp bal%dv6 from balancer6 { neighbor %s as %d; }\n", i+1, n.V6, BalancerASN)
 	}
 	return b.String()
 }
@@ -340,7 +359,8 @@ func (f *Fleet) StartStore() error {
 }
 
 // FleetPolicy is the lab's policy for the fleet: every balancer node is a
-// decapsulation source, and the VIPs are announced to the router.
+// decapsulation source, and the VIPs are announced to the router, each on
+// the BGP session of its address family.
 func (f *Fleet) FleetPolicy(o PolicyOptions) *policy.Document {
 	d := f.Policy(o)
 	dp := &d.Spec.Dataplane
@@ -349,7 +369,10 @@ func (f *Fleet) FleetPolicy(o PolicyOptions) *policy.Document {
 		dp.DecapSources = append(dp.DecapSources, b.V4.String(), b.V6.String())
 	}
 	dp.BGP = &policy.BGP{LocalASN: BalancerASN,
-		Peers: []policy.BGPPeer{{Address: RouterAddr4.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)}}}
+		Peers: []policy.BGPPeer{
+			{Address: RouterAddr4.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)},
+			{Address: RouterAddr6.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)},
+		}}
 	return d
 }
 
