@@ -19,6 +19,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -161,7 +162,7 @@ func TestClusterFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitPolicyStatus(t, dyn, f)
+	versions := waitPolicyStatus(t, dyn, f, nil)
 	t.Logf("fleet up, fed by the API server, %s after the start", time.Since(start).Round(time.Millisecond))
 
 	d := dialer(t, f.Clients[0].NS)
@@ -170,6 +171,7 @@ func TestClusterFleet(t *testing.T) {
 	t.Run("flows move", func(t *testing.T) {
 		moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, "") })
 	})
+	t.Run("API server away", func(t *testing.T) { apiServerAway(t, f, srv, dyn, d, versions) })
 	t.Run("terminating endpoint", func(t *testing.T) { terminatingEndpoint(t, f, cs, d) })
 	t.Run("ipv6", func(t *testing.T) { clusterIPv6(t, f, cs, d) })
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
@@ -284,8 +286,9 @@ func waitServiceVIP(t *testing.T, cs kubernetes.Interface, name string, vip neti
 }
 
 // waitPolicyStatus polls the Policy until every node's entry says it
-// accepted and applied it.
-func waitPolicyStatus(t *testing.T, dyn dynamic.Interface, f *lab.Fleet) {
+// accepted and applied it, in a version other than the one in old, and
+// returns each node's version.
+func waitPolicyStatus(t *testing.T, dyn dynamic.Interface, f *lab.Fleet, old map[string]string) map[string]string {
 	t.Helper()
 	want := []string{}
 	for _, n := range append(slices.Clone(f.Balancers), f.GPUs...) {
@@ -295,19 +298,23 @@ func waitPolicyStatus(t *testing.T, dyn dynamic.Interface, f *lab.Fleet) {
 	deadline := time.Now().Add(clusterWait)
 	for {
 		var got []string
+		versions := map[string]string{}
 		u, err := dyn.Resource(cluster.PolicyGVR).Get(ctxT(t, 5*time.Second), cluster.DefaultPolicyName, metav1.GetOptions{})
 		if err == nil {
 			nodes, _, _ := unstructured.NestedSlice(u.Object, "status", "nodes")
 			for _, n := range nodes {
 				m, _ := n.(map[string]any)
-				if m["accepted"] == true && m["appliedVersion"] != nil {
-					got = append(got, fmt.Sprint(m["node"]))
+				node, _ := m["node"].(string)
+				v, _ := m["appliedVersion"].(string)
+				if m["accepted"] == true && v != "" && v != old[node] {
+					got = append(got, node)
+					versions[node] = v
 				}
 			}
 		}
 		slices.Sort(got)
 		if slices.Equal(got, want) {
-			return
+			return versions
 		}
 		if time.Now().After(deadline) {
 			var st any
@@ -542,4 +549,24 @@ func clusterIPv6(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d *lab.Dia
 	waitServiceVIP(t, cs, name, lab.VIP6)
 	waitHops(t, f, lab.VIP6, "the IPv6 Service's VIP announced", f.Balancers[0].V6, f.Balancers[1].V6)
 	clusterTraffic(t, f, d, lab.VIP6)
+}
+
+// apiServerAway stops the API server: routes and traffic stay as they
+// were. Once it is back, a change to the Policy (a label: a new document
+// version, the same data plane) reaches every node, so each agent's
+// watches resumed on their own.
+func apiServerAway(t *testing.T, f *lab.Fleet, srv *kubetest.Server, dyn dynamic.Interface, d *lab.Dialer, versions map[string]string) {
+	srv.StopAPIServer()
+	stopped := time.Now()
+	clusterTraffic(t, f, d, lab.VIP4)
+	waitHops(t, f, lab.VIP4, "the API server away", f.Balancers[0].V4, f.Balancers[1].V4)
+	srv.StartAPIServer(t)
+	t.Logf("API server back %s after it stopped", time.Since(stopped).Round(time.Millisecond))
+	patch := []byte(`{"metadata":{"labels":{"infergate.dev/e2e":"after-restart"}}}`)
+	if _, err := dyn.Resource(cluster.PolicyGVR).Patch(ctxT(t, 30*time.Second), cluster.DefaultPolicyName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	waitPolicyStatus(t, dyn, f, versions)
+	t.Logf("every node applied the Policy changed after the restart, %s after the change", time.Since(changed).Round(time.Millisecond))
 }
