@@ -29,6 +29,13 @@ import (
 // bird2) over BGP; the router installs one route per VIP with a next hop
 // per announcing node (ECMP, hashed on the 5-tuple) and the client routes
 // the VIPs through the router. The GPU hosts answer the client directly.
+// Each family has its own BGP sessions, IPv4 and IPv6.
+//
+// Fed by a cluster (agents with --source=cluster), the fleet reaches the
+// test's API server through RelayToHost: a listener on the store node that
+// carries connections to the server on the test's loopback, so the agents
+// reach it as a cluster's nodes reach theirs, at an address on their
+// segment, and NodeArgs gives each agent its --node-name.
 
 // AS numbers of the fleet.
 const (
