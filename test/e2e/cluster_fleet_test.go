@@ -88,7 +88,7 @@ func TestClusterFleet(t *testing.T) {
 	for i := range gpus {
 		gpus[i].TokensPerSecond = longTPS
 	}
-	f, err := lab.NewFleet(lab.Config{Prefix: "igk", Infergate: inf, Iglab: iglab, Dir: t.TempDir(), GPUs: gpus,
+	f, err := lab.NewFleet(lab.Config{Prefix: "igc", Infergate: inf, Iglab: iglab, Dir: t.TempDir(), GPUs: gpus,
 		GPUAgentArgs: []string{"--gateway=true", "--gateway-listen", fmt.Sprintf(":%d", lab.GatewayPort)}}, 2)
 	if err != nil {
 		t.Fatal(err)
