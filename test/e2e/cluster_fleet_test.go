@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -552,14 +553,32 @@ func clusterIPv6(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d *lab.Dia
 }
 
 // apiServerAway stops the API server: routes and traffic stay as they
-// were. Once it is back, a change to the Policy (a label: a new document
+// were, and bal-1's agent, replaced meanwhile, comes back with the version
+// it stored and announces again without having seen the server. Once it is
+// back, a change to the Policy (a label: a new document
 // version, the same data plane) reaches every node, so each agent's
 // watches resumed on their own.
 func apiServerAway(t *testing.T, f *lab.Fleet, srv *kubetest.Server, dyn dynamic.Interface, d *lab.Dialer, versions map[string]string) {
 	srv.StopAPIServer()
 	stopped := time.Now()
+	bal1, bal2 := f.Balancers[0], f.Balancers[1]
+	waitHops(t, f, lab.VIP4, "the API server away", bal1.V4, bal2.V4)
+	if err := f.KillAgent(bal1.Name, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitHops(t, f, lab.VIP4, "bal-1's agent stopped, the API server away", bal2.V4)
+	if err := f.StartBalancer(bal1, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitHops(t, f, lab.VIP4, "bal-1's agent back, the API server away", bal1.V4, bal2.V4)
+	st, err := f.Client(bal1.Name).Status(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Policy.Version != versions[bal1.Name] {
+		t.Fatalf("bal-1's agent came back without the API server running version %q, want the one it applied before, %q", st.Policy.Version, versions[bal1.Name])
+	}
 	clusterTraffic(t, f, d, lab.VIP4)
-	waitHops(t, f, lab.VIP4, "the API server away", f.Balancers[0].V4, f.Balancers[1].V4)
 	srv.StartAPIServer(t)
 	t.Logf("API server back %s after it stopped", time.Since(stopped).Round(time.Millisecond))
 	patch := []byte(`{"metadata":{"labels":{"infergate.dev/e2e":"after-restart"}}}`)
