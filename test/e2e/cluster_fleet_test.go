@@ -167,14 +167,22 @@ func TestClusterFleet(t *testing.T) {
 	t.Logf("fleet up, fed by the API server, %s after the start", time.Since(start).Round(time.Millisecond))
 
 	d := dialer(t, f.Clients[0].NS)
-	t.Run("traffic", func(t *testing.T) { clusterTraffic(t, f, d, lab.VIP4) })
-	t.Run("fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) })
-	t.Run("flows move", func(t *testing.T) {
-		moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, "") })
-	})
-	t.Run("API server away", func(t *testing.T) { apiServerAway(t, f, srv, dyn, d, versions) })
-	t.Run("terminating endpoint", func(t *testing.T) { terminatingEndpoint(t, f, cs, d) })
-	t.Run("ipv6", func(t *testing.T) { clusterIPv6(t, f, cs, d) })
+	// Each step starts from where the one before left the fleet.
+	for _, step := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"traffic", func(t *testing.T) { clusterTraffic(t, f, d, lab.VIP4) }},
+		{"fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) }},
+		{"flows move", func(t *testing.T) { moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, "") }) }},
+		{"API server away", func(t *testing.T) { apiServerAway(t, f, srv, dyn, d, versions) }},
+		{"terminating endpoint", func(t *testing.T) { terminatingEndpoint(t, f, cs, d) }},
+		{"ipv6", func(t *testing.T) { clusterIPv6(t, f, cs, d) }},
+	} {
+		if !t.Run(step.name, step.run) {
+			t.FailNow()
+		}
+	}
 	t.Logf("whole test %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -560,6 +568,12 @@ func clusterIPv6(t *testing.T, f *lab.Fleet, cs kubernetes.Interface, d *lab.Dia
 // watches resumed on their own.
 func apiServerAway(t *testing.T, f *lab.Fleet, srv *kubetest.Server, dyn dynamic.Interface, d *lab.Dialer, versions map[string]string) {
 	srv.StopAPIServer()
+	back := false
+	defer func() {
+		if !back {
+			srv.StartAPIServer(t)
+		}
+	}()
 	stopped := time.Now()
 	bal1, bal2 := f.Balancers[0], f.Balancers[1]
 	waitHops(t, f, lab.VIP4, "the API server away", bal1.V4, bal2.V4)
@@ -580,6 +594,7 @@ func apiServerAway(t *testing.T, f *lab.Fleet, srv *kubetest.Server, dyn dynamic
 	}
 	clusterTraffic(t, f, d, lab.VIP4)
 	srv.StartAPIServer(t)
+	back = true
 	t.Logf("API server back %s after it stopped", time.Since(stopped).Round(time.Millisecond))
 	patch := []byte(`{"metadata":{"labels":{"infergate.dev/e2e":"after-restart"}}}`)
 	if _, err := dyn.Resource(cluster.PolicyGVR).Patch(ctxT(t, 30*time.Second), cluster.DefaultPolicyName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
