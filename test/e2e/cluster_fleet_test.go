@@ -73,9 +73,14 @@ const (
 //   - Connections survive a flow moving between balancer nodes (bal-2
 //     drains) and bal-1's agent being replaced, each kept on its backend:
 //     both nodes compose the same tables from the cluster.
+//   - With the API server away, routes and traffic stay, and a balancer
+//     agent replaced meanwhile comes back with its stored version; once
+//     the server is back, every agent's watches resume by themselves.
 //   - A GPU host whose endpoint turns terminating (ready=false,
 //     terminating=true, set through the API server) takes no new
 //     connection and finishes every stream it had in flight.
+//   - An IPv6 Service's VIP is announced over the IPv6 sessions and
+//     reached through ECMP, as the IPv4 one.
 func TestClusterFleet(t *testing.T) {
 	privtest.Root(t)
 	privtest.Tools(t, "ip", "nsenter", "sysctl", "ethtool", "taskset", "chrt", "bird", "birdc", "redis-server", "redis-cli", "etcd")
