@@ -20,5 +20,13 @@
 // The test authenticates with a bearer token of a user in system:masters.
 // Authorization is AlwaysAllow by default; Options.RBAC turns on the RBAC
 // authorizer so a test can check what a ServiceAccount's rules allow, by
-// impersonating it (Server.As).
+// impersonating it (Server.As). WriteKubeconfig hands the same credentials
+// to a program the test runs as a process (the agent with
+// --source=cluster), at whatever URL that program reaches the server by.
+//
+// Both servers die with the test binary (Pdeathsig). The kernel sends that
+// signal when the forking *thread* ends, and the Go runtime ends a thread
+// whenever a goroutine that locked it returns locked, as tests entering a
+// network namespace do; so the harness forks each server from a thread of
+// its own, kept until the server exits.
 package kubetest

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -68,9 +69,10 @@ type Server struct {
 	args  []string
 	bin   string
 	etcd  *exec.Cmd
+	etcdD <-chan struct{}
 	mu    sync.Mutex
 	api   *exec.Cmd
-	apiDn chan struct{}
+	apiDn <-chan struct{}
 }
 
 // Binary returns the kube-apiserver to run: $INFERGATE_KUBE_APISERVER, else
@@ -220,7 +222,7 @@ func (s *Server) Stop() {
 	s.StopAPIServer()
 	if s.etcd != nil && s.etcd.Process != nil {
 		_ = s.etcd.Process.Kill()
-		_ = s.etcd.Wait()
+		<-s.etcdD
 		s.etcd = nil
 	}
 }
@@ -239,12 +241,12 @@ func (s *Server) startAPI() error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Killed with the test binary rather than left holding the port.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	done, err := startPinned(cmd)
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("starting %s: %w", s.bin, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	go func() { <-done; logf.Close() }()
 	s.api, s.apiDn = cmd, done
 	if err := s.waitReady(done); err != nil {
 		_ = cmd.Process.Kill()
@@ -309,11 +311,12 @@ func (s *Server) startEtcd(t testing.TB) string {
 		"--log-level=warn", "--logger=zap")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	done, err := startPinned(cmd)
+	if err != nil {
 		logf.Close()
 		t.Fatalf("starting etcd: %v", err)
 	}
-	s.etcd = cmd
+	s.etcd, s.etcdD = cmd, done
 	t.Cleanup(func() { logf.Close() })
 	c := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(StartTimeout)
@@ -330,6 +333,33 @@ func (s *Server) startEtcd(t testing.TB) string {
 		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// startPinned starts cmd from an OS thread of its own, kept until the
+// child exits, and returns a channel closed once it has been waited for.
+// Pdeathsig fires when the *thread* that forked the child ends, not the
+// process: forked from an ordinary thread, the child is killed whenever
+// the Go runtime ends that thread, which it does when any goroutine that
+// locked it (a test entering a network namespace) returns locked.
+func startPinned(cmd *exec.Cmd) (<-chan struct{}, error) {
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, after the
+		// child is gone.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // writeServiceAccountKeys writes an ECDSA P-256 key pair (ES256 tokens) as

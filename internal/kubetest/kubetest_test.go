@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,5 +133,45 @@ func TestMissingBinary(t *testing.T) {
 	t.Setenv(BinaryEnv, noexec)
 	if _, err := Binary(); err == nil {
 		t.Fatal("Binary accepted a file that is not executable")
+	}
+}
+
+// TestServerOutlivesStartingThread: the servers are started from a
+// goroutine that locked its OS thread and returns locked, so the Go
+// runtime ends that thread (as it does after a test enters a network
+// namespace on a thread of its own). They must keep running: their
+// Pdeathsig is tied to the thread that forked them, which the harness
+// keeps for their lifetime.
+func TestServerOutlivesStartingThread(t *testing.T) {
+	var s *Server
+	for s == nil && !t.Failed() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread()
+			// The main thread is never ended (it is parked instead): try
+			// again on another.
+			if syscall.Gettid() == syscall.Getpid() {
+				runtime.UnlockOSThread()
+				return
+			}
+			// Never unlocked: the thread ends with the goroutine.
+			s = Start(t)
+		}()
+		<-done
+	}
+	if t.Failed() || s == nil {
+		t.FailNow()
+	}
+	// The thread's end and the signal it brings are asynchronous: ask a
+	// few times over two seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if !s.Ready(ctx) {
+			t.Fatalf("the API server stopped answering once the thread that started it ended; its log ends:\n%s", tail(s.LogFile, 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -91,22 +91,6 @@ func TestBGPFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	bal1, bal2 := f.Balancers[0], f.Balancers[1]
-	waitHops := func(what string, want ...netip.Addr) {
-		t.Helper()
-		deadline := time.Now().Add(routeWait)
-		for {
-			got, err := f.NextHops(lab.VIP4)
-			if err == nil && slices.Equal(got, want) {
-				t.Logf("router: %s via %v", lab.VIP4, got)
-				return
-			}
-			if time.Now().After(deadline) {
-				out, _ := f.Birdc("show", "protocols")
-				t.Fatalf("%s: the router's next hops for %s are %v (%v), want %v\n%s", what, lab.VIP4, got, err, want, out)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 
 	// Joining: no route, then one next hop, then two.
 	if hops, err := f.NextHops(lab.VIP4); err != nil || len(hops) != 0 {
@@ -115,18 +99,50 @@ func TestBGPFleet(t *testing.T) {
 	if err := f.StartBalancer(bal1, pf); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-1 joined", bal1.V4)
+	waitHops(t, f, lab.VIP4, "bal-1 joined", bal1.V4)
 	if err := f.StartBalancer(bal2, pf); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-2 joined", bal1.V4, bal2.V4)
+	waitHops(t, f, lab.VIP4, "bal-2 joined", bal1.V4, bal2.V4)
 	if out, err := f.Topo.Output(f.Router.NS, "ip", "route", "show", lab.VIP4.String()); err == nil {
 		t.Logf("router's kernel table:\n%s", out)
 	}
 
 	d := dialer(t, f.Clients[0].NS)
 	t.Run("fleet-wide limit", func(t *testing.T) { fleetLimit(t, f, d, key) })
+	moveFlows(t, f, d, func() error { return f.StartBalancer(bal1, pf) })
+}
 
+// waitHops polls the router's kernel route to vip until its next hops are
+// want.
+func waitHops(t *testing.T, f *lab.Fleet, vip netip.Addr, what string, want ...netip.Addr) {
+	t.Helper()
+	slices.SortFunc(want, netip.Addr.Compare)
+	deadline := time.Now().Add(routeWait)
+	for {
+		got, err := f.NextHops(vip)
+		if err == nil && slices.Equal(got, want) {
+			t.Logf("router: %s via %v", vip, got)
+			return
+		}
+		if time.Now().After(deadline) {
+			out, _ := f.Birdc("show", "protocols")
+			t.Fatalf("%s: the router's next hops for %s are %v (%v), want %v\n%s", what, vip, got, err, want, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// moveFlows holds heldConns connections to VIP4's service port, spread by
+// the router over both balancer nodes, while bal-2 drains and comes back
+// (its flows move to bal-1, which has no connection entry for them) and
+// while bal-1's agent is replaced (stopped: its sessions close and the
+// router moves the flows; restarted by restart: it adopts its pinned state
+// and announces again). Every connection must keep answering, each always
+// from the same backend.
+func moveFlows(t *testing.T, f *lab.Fleet, d *lab.Dialer, restart func() error) {
+	t.Helper()
+	bal1, bal2 := f.Balancers[0], f.Balancers[1]
 	held := holdConnections(t, d)
 	defer held.stop()
 	held.wait(t, "every held connection answered once", func() bool { return held.answered() == heldConns })
@@ -139,12 +155,12 @@ func TestBGPFleet(t *testing.T) {
 	if _, err := f.Client(bal2.Name).Drain(ctxT(t, 5*time.Second), true); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-2 drained", bal1.V4)
+	waitHops(t, f, lab.VIP4, "bal-2 drained", bal1.V4)
 	held.wait(t, "every connection answered after the drain", held.progressed())
 	if _, err := f.Client(bal2.Name).Drain(ctxT(t, 5*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-2 undrained", bal1.V4, bal2.V4)
+	waitHops(t, f, lab.VIP4, "bal-2 undrained", bal1.V4, bal2.V4)
 	held.wait(t, "every connection answered after the undrain", held.progressed())
 
 	// Replacing bal-1's agent: stopped, its session closes and the router
@@ -152,12 +168,12 @@ func TestBGPFleet(t *testing.T) {
 	if err := f.KillAgent(bal1.Name, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-1's agent stopped", bal2.V4)
+	waitHops(t, f, lab.VIP4, "bal-1's agent stopped", bal2.V4)
 	held.wait(t, "every connection answered with bal-1's agent away", held.progressed())
-	if err := f.StartBalancer(bal1, pf); err != nil {
+	if err := restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitHops("bal-1's agent back", bal1.V4, bal2.V4)
+	waitHops(t, f, lab.VIP4, "bal-1's agent back", bal1.V4, bal2.V4)
 	held.wait(t, "every connection answered after bal-1's agent came back", held.progressed())
 
 	held.stop()

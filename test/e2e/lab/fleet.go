@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,13 @@ import (
 // bird2) over BGP; the router installs one route per VIP with a next hop
 // per announcing node (ECMP, hashed on the 5-tuple) and the client routes
 // the VIPs through the router. The GPU hosts answer the client directly.
+// Each family has its own BGP sessions, IPv4 and IPv6.
+//
+// Fed by a cluster (agents with --source=cluster), the fleet reaches the
+// test's API server through RelayToHost: a listener on the store node that
+// carries connections to the server on the test's loopback, so the agents
+// reach it as a cluster's nodes reach theirs, at an address on their
+// segment, and NodeArgs gives each agent its --node-name.
 
 // AS numbers of the fleet.
 const (
@@ -38,6 +46,7 @@ const (
 // Addresses of the fleet's router and store.
 var (
 	RouterAddr4 = netip.MustParseAddr("198.18.1.254")
+	RouterAddr6 = hostAddr6(254)
 	StoreAddr4  = netip.MustParseAddr("198.18.1.31")
 )
 
@@ -53,6 +62,30 @@ type Fleet struct {
 	birdDir   string
 	// rxPinned: balancer nodes whose receive thread is pinned already.
 	rxPinned map[string]bool
+	// NodeArgs, when set, gives each node's agent flags of its own
+	// (--node-name for --source=cluster), after the role's.
+	NodeArgs func(Node) []string
+	relays   []*relay
+}
+
+// Close stops the relays, then the lab (Lab.Close).
+func (f *Fleet) Close() error {
+	var errs []error
+	for _, r := range f.relays {
+		if err := r.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	f.relays = nil
+	return errors.Join(append(errs, f.Lab.Close())...)
+}
+
+// nodeArgs is NodeArgs(n), or nothing.
+func (f *Fleet) nodeArgs(n Node) []string {
+	if f.NodeArgs == nil {
+		return nil
+	}
+	return f.NodeArgs(n)
 }
 
 // NewFleet creates the fleet's namespaces, links and addresses for n
@@ -115,7 +148,7 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 		}
 		return n, nil
 	}
-	if f.Router, err = add("rtr", RouterAddr4, hostAddr6(254)); err != nil {
+	if f.Router, err = add("rtr", RouterAddr4, RouterAddr6); err != nil {
 		return nil, err
 	}
 	// The router forwards back out of the interface packets came in on:
@@ -124,7 +157,8 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 	// spread over the balancer nodes.
 	if err := t.Exec(f.Router.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1",
 		"net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0",
-		"net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		"net.ipv4.fib_multipath_hash_policy=1",
+		"net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=1"); err != nil {
 		return nil, err
 	}
 	for i := 0; i < n; i++ {
@@ -166,7 +200,11 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 	if err := t.Exec(c.NS, "ip", "route", "add", VIPNet4.String(), "via", RouterAddr4.String()); err != nil {
 		return nil, err
 	}
-	if err := t.Exec(c.NS, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0"); err != nil {
+	if err := t.Exec(c.NS, "ip", "-6", "route", "add", VIPNet6.String(), "via", RouterAddr6.String()); err != nil {
+		return nil, err
+	}
+	if err := t.Exec(c.NS, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0",
+		"net.ipv6.conf.all.accept_redirects=0", "net.ipv6.conf.eth0.accept_redirects=0"); err != nil {
 		return nil, err
 	}
 	l.Clients = []Node{c}
@@ -188,9 +226,10 @@ func NewFleet(cfg Config, n int) (f *Fleet, err error) {
 // BirdSocket is the router's bird control socket.
 func (f *Fleet) BirdSocket() string { return filepath.Join(f.birdDir, "bird.ctl") }
 
-// birdConfig peers passively with every balancer node and exports the
-// learnt routes to the kernel, merging equal ones into one multipath
-// route.
+// birdConfig peers passively with every balancer node, once per address
+// family (the agents announce each VIP on the session of its family), and
+// exports the learnt routes to the kernel, merging equal ones into one
+// multipath route.
 func (f *Fleet) birdConfig() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `router id %s;
@@ -200,6 +239,10 @@ protocol kernel {
 	ipv4 { import none; export all; };
 	merge paths on;
 }
+protocol kernel {
+	ipv6 { import none; export all; };
+	merge paths on;
+}
 template bgp balancer {
 	local %s as %d;
 	passive on;
@@ -207,9 +250,17 @@ template bgp balancer {
 	connect retry time 1;
 	ipv4 { import all; export none; };
 }
-`, RouterAddr4, filepath.Join(f.birdDir, "bird.log"), RouterAddr4, RouterASN)
+template bgp balancer6 {
+	local %s as %d;
+	passive on;
+	hold time 9;
+	connect retry time 1;
+	ipv6 { import all; export none; };
+}
+`, RouterAddr4, filepath.Join(f.birdDir, "bird.log"), RouterAddr4, RouterASN, RouterAddr6, RouterASN)
 	for i, n := range f.Balancers {
 		fmt.Fprintf(&b, "protocol bgp bal%d from balancer { neighbor %s as %d; }\n", i+1, n.V4, BalancerASN)
+		fmt.Fprintf(&b, "protocol bgp bal%dv6 from balancer6 { neighbor %s as %d; }\n", i+1, n.V6, BalancerASN)
 	}
 	return b.String()
 }
@@ -257,7 +308,11 @@ func (f *Fleet) RouterLog() string { return filepath.Join(f.birdDir, "bird.log")
 // NextHops lists the next hops of the router's kernel route to vip (none
 // when it has no route), sorted.
 func (f *Fleet) NextHops(vip netip.Addr) ([]netip.Addr, error) {
-	out, err := f.Topo.Output(f.Router.NS, "ip", "-4", "-j", "route", "show", "exact", vip.String()+"/32")
+	fam := "-4"
+	if vip.Is6() {
+		fam = "-6"
+	}
+	out, err := f.Topo.Output(f.Router.NS, "ip", fam, "-j", "route", "show", "exact", netip.PrefixFrom(vip, vip.BitLen()).String())
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +366,8 @@ func (f *Fleet) StartStore() error {
 }
 
 // FleetPolicy is the lab's policy for the fleet: every balancer node is a
-// decapsulation source, and the VIPs are announced to the router.
+// decapsulation source, and the VIPs are announced to the router, each on
+// the BGP session of its address family.
 func (f *Fleet) FleetPolicy(o PolicyOptions) *policy.Document {
 	d := f.Policy(o)
 	dp := &d.Spec.Dataplane
@@ -320,7 +376,10 @@ func (f *Fleet) FleetPolicy(o PolicyOptions) *policy.Document {
 		dp.DecapSources = append(dp.DecapSources, b.V4.String(), b.V6.String())
 	}
 	dp.BGP = &policy.BGP{LocalASN: BalancerASN,
-		Peers: []policy.BGPPeer{{Address: RouterAddr4.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)}}}
+		Peers: []policy.BGPPeer{
+			{Address: RouterAddr4.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)},
+			{Address: RouterAddr6.String(), ASN: RouterASN, HoldTime: policy.Duration(9 * time.Second)},
+		}}
 	return d
 }
 
@@ -334,6 +393,7 @@ func (f *Fleet) StartGPUs(policyFile string) error {
 	}
 	for _, n := range f.GPUs {
 		extra := append([]string{"--inference-metrics-url", fmt.Sprintf("http://127.0.0.1:%d/metrics", ServicePort)}, f.Cfg.GPUAgentArgs...)
+		extra = append(extra, f.nodeArgs(n)...)
 		if err := f.StartAgent(n, "gpu-host", policyFile, extra...); err != nil {
 			return err
 		}
@@ -342,13 +402,18 @@ func (f *Fleet) StartGPUs(policyFile string) error {
 }
 
 // StartBalancer starts one balancer node's agent (again, after a stop: it
-// adopts its pinned state).
+// adopts its pinned state). With no policyFile (--source=cluster) it waits
+// until the agent has attached its XDP program, which it does once the
+// cluster's policy is applied.
 func (f *Fleet) StartBalancer(b Node, policyFile string) error {
-	if err := f.StartAgent(b, "balancer", policyFile, f.Cfg.BalancerAgentArgs...); err != nil {
+	if err := f.StartAgent(b, "balancer", policyFile, append(slices.Clone(f.Cfg.BalancerAgentArgs), f.nodeArgs(b)...)...); err != nil {
 		return err
 	}
 	if f.rxPinned[b.Name] {
 		return nil
+	}
+	if err := f.WaitAttached(b); err != nil {
+		return err
 	}
 	keep := f.Balancer
 	f.Balancer = b
@@ -358,4 +423,31 @@ func (f *Fleet) StartBalancer(b Node, policyFile string) error {
 	}
 	f.rxPinned[b.Name] = true
 	return nil
+}
+
+// attachWait bounds how long an agent fed by the cluster takes to apply
+// its first policy: the API server's answers on a loaded machine included.
+const attachWait = 60 * time.Second
+
+// WaitAttached polls a node's agent until an XDP program is attached to
+// one of its interfaces.
+func (f *Fleet) WaitAttached(n Node) error {
+	deadline := time.Now().Add(attachWait)
+	c := f.Client(n.Name)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err == nil {
+			for _, i := range st.Interfaces {
+				if i.Attached {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent on %s attached no XDP program within %s (status %+v, %v); log:\n%s", n.Name, attachWait, st, err, tail(f.AgentLog(n.Name)))
+		}
+		time.Sleep(pollEvery)
+	}
 }
