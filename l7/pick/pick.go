@@ -152,9 +152,10 @@ func (p *Picker) weights() score.Weights {
 // weightOf is b's effective weight (score.EffectiveFloat of its static
 // weight and its load weight): 0 when the policy or its report drains it,
 // its static weight scaled by the neutral load weight when nothing has been
-// heard from it.
+// heard from it. A backend marked out for failing (route's outlier
+// marking) weighs 0 as a drained one does.
 func (p *Picker) weightOf(ws score.Weights, b *route.Backend, name string) float64 {
-	if b.Draining {
+	if b.Draining || b.Ejected() {
 		return 0
 	}
 	w, ok := ws[name]

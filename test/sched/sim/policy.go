@@ -252,6 +252,9 @@ type GPUPrefix struct {
 	// held mirrors View.InFlight onto the route backends' in-flight
 	// counters: one release func per request the picker should see open.
 	held [][]func()
+	// now is the simulated time of the current event, the clock of the
+	// route table's outlier marking.
+	now float64
 }
 
 // simPool names the simulated pool; the weighter's names are
@@ -273,16 +276,22 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	bs, err := routeBackends(names)
+	g := &GPUPrefix{weighter: w, picker: pk, held: make([][]func(), len(names)), labels: keys}
+	// The gateway's passive failure marking at its defaults, on
+	// simulated time.
+	ol, err := route.NewOutliers(route.OutlierConfig{Now: func() time.Time { return simTime(g.now) }})
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names)), labels: keys}, nil
+	if g.backends, err = routeBackends(names, ol); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // routeBackends builds a route table with one pool of the named backends
 // (each at the policy's default static weight) and returns its backends.
-func routeBackends(names []string) ([]*route.Backend, error) {
+func routeBackends(names []string, ol *route.Outliers) ([]*route.Backend, error) {
 	c := &policy.Compiled{}
 	p := policy.CompiledPool{Name: simPool, LoadReports: true}
 	for i, n := range names {
@@ -291,7 +300,7 @@ func routeBackends(names []string) ([]*route.Backend, error) {
 	}
 	c.Pools = []policy.CompiledPool{p}
 	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 1}}}}
-	tb, err := route.New(c, route.Options{})
+	tb, err := route.New(c, route.Options{Outliers: ol})
 	if err != nil {
 		return nil, fmt.Errorf("gpu-prefix policy: %w", err)
 	}
@@ -316,7 +325,19 @@ func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
 
 func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
 
+// Attempt reports an attempt's outcome to the route table's outlier
+// marking, as the gateway's exchange does.
+func (g *GPUPrefix) Attempt(v *View, b int, ok bool) {
+	g.now = v.Now
+	o := route.OutcomeFailure
+	if ok {
+		o = route.OutcomeSuccess
+	}
+	g.backends[b].Observe(o)
+}
+
 func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
+	g.now = v.Now
 	for i, b := range g.backends {
 		for len(g.held[i]) < v.InFlight[i] {
 			g.held[i] = append(g.held[i], b.Acquire())

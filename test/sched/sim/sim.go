@@ -390,7 +390,9 @@ func (s *runner) send(c *Conn, now float64) {
 		s.sent = append(s.sent, r)
 	}
 	if s.down[b] {
-		// Connection refused: the client tries again on a new connection.
+		// Connection refused: the gateway's attempt fails at once and it
+		// answers 502; the client tries again on a new connection.
+		s.attempt(b, false)
 		s.retry(c, r, now)
 		return
 	}
@@ -457,6 +459,9 @@ func (s *runner) change(ch Change, now float64) {
 		s.gen[ch.GPU]++
 		for _, r := range e.Fail(now) {
 			s.view.InFlight[ch.GPU]--
+			// The gateway sees the connection reset (or the stream break
+			// off) on each attempt open there.
+			s.attempt(ch.GPU, false)
 			c := r.Conn
 			if r.FirstToken >= 0 {
 				// Cut mid-answer: the client has its first token and an
@@ -486,6 +491,19 @@ func (s *runner) change(ch Change, now float64) {
 	}
 }
 
+// AttemptObserver is a Policy that hears each upstream attempt's outcome
+// as the gateway would see it: ok when the backend answered, not ok when
+// the connection was refused or reset. TTFT timeouts are neither.
+type AttemptObserver interface {
+	Attempt(v *View, backend int, ok bool)
+}
+
+func (s *runner) attempt(b int, ok bool) {
+	if o, is := s.pol.(AttemptObserver); is {
+		o.Attempt(&s.view, b, ok)
+	}
+}
+
 func (s *runner) kick(e *Engine, now float64) {
 	if dur, ok := e.Start(now); ok {
 		s.push(&event{t: now + dur, kind: evStep, idx: e.Index, gen: s.gen[e.Index]})
@@ -499,6 +517,7 @@ func (s *runner) finishStep(i int, now float64) {
 		s.windowToks += tokens
 	}
 	for _, r := range done {
+		s.attempt(r.Backend, true)
 		s.view.InFlight[r.Backend]--
 		s.next(r.Conn, now)
 	}
