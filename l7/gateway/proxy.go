@@ -94,7 +94,7 @@ func (x *exchange) proxy() *openai.Error {
 }
 
 // attempt sends the request along one route.
-func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
+func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Error) {
 	x.attempts++
 	rw := x.rewrite
 	rw.Model = rt.UpstreamModel
@@ -118,6 +118,7 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	}
 	if release != nil {
 		defer release()
+		defer func() { backend.Observe(x.outcome(oerr)) }()
 	}
 	connect, ttft, total := x.timeouts()
 	// For streams, the time-to-first-token limit cancels the attempt
