@@ -117,8 +117,9 @@ func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Err
 		x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
 	}
 	if release != nil {
+		x.startPending(backend)
 		defer release()
-		defer func() { backend.Observe(x.outcome(oerr)) }()
+		defer func() { x.endPending(); backend.Observe(x.outcome(oerr)) }()
 	}
 	connect, ttft, total := x.timeouts()
 	// For streams, the time-to-first-token limit cancels the attempt
@@ -397,6 +398,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			return attemptDone, nil
 		}
 		if first {
+			x.endPending()
 			if timer != nil {
 				timer.Stop()
 			}

@@ -206,8 +206,8 @@ func twoChoices(backends []*route.Backend, weights []float64, total float64) int
 	if b < 0 {
 		return a
 	}
-	la := float64(backends[a].InFlight()+1) / weights[a]
-	lb := float64(backends[b].InFlight()+1) / weights[b]
+	la := (loadOf(backends[a]) + 1) / weights[a]
+	lb := (loadOf(backends[b]) + 1) / weights[b]
 	if lb < la {
 		return b
 	}
@@ -263,7 +263,7 @@ func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uin
 	cands := make([]affinity.Candidate, len(backends))
 	for i, b := range backends {
 		name := label(pool, b)
-		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
+		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: loadOf(b)}
 	}
 	ch, err := p.chooser.Choose(hashes, cands)
 	if err != nil {

@@ -39,6 +39,8 @@ type Backend struct {
 	// backend gets when loads are equal.
 	Weight   uint32
 	inflight *atomic.Int64
+	// pending is the prompt tokens awaiting prefill (pending.go).
+	pending *atomic.Int64
 	// outlier is the backend's passive failure marking (outlier.go); nil
 	// when the table has none.
 	outlier  *outlier
@@ -156,7 +158,7 @@ type Options struct {
 }
 
 // InFlight holds one counter per backend address.
-type InFlight struct{ m sync.Map }
+type InFlight struct{ m, pending sync.Map }
 
 func (f *InFlight) counter(a netip.AddrPort) *atomic.Int64 {
 	if v, ok := f.m.Load(a); ok {
@@ -189,7 +191,7 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 			hp := ap.String()
 			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap, HostPort: hp,
 				BaseURL: scheme(cp) + hp + "/v1", TLS: cp.TLS != nil, Label: cp.Name + "/" + b.Name, Draining: b.Draining, Weight: b.Weight,
-				inflight: opts.InFlight.counter(ap), pool: p})
+				inflight: opts.InFlight.counter(ap), pending: opts.InFlight.pendingCounter(ap), pool: p})
 			if o := opts.Outliers; o != nil && !o.cfg.Disabled {
 				b := p.Backends[len(p.Backends)-1]
 				b.outlier, b.outliers = o.state(ap), o

@@ -255,6 +255,10 @@ type GPUPrefix struct {
 	// now is the simulated time of the current event, the clock of the
 	// route table's outlier marking.
 	now float64
+	// pending are the requests whose prompt tokens count against their
+	// backend (route.Backend.AddPending) until their first token or end,
+	// as the gateway counts them.
+	pending map[*Request]int
 }
 
 // simPool names the simulated pool; the weighter's names are
@@ -276,7 +280,7 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &GPUPrefix{weighter: w, picker: pk, held: make([][]func(), len(names)), labels: keys}
+	g := &GPUPrefix{weighter: w, picker: pk, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]int{}}
 	// The gateway's passive failure marking at its defaults, on
 	// simulated time.
 	ol, err := route.NewOutliers(route.OutlierConfig{Now: func() time.Time { return simTime(g.now) }})
@@ -326,14 +330,20 @@ func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
 func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
 
 // Attempt reports an attempt's outcome to the route table's outlier
-// marking, as the gateway's exchange does.
-func (g *GPUPrefix) Attempt(v *View, b int, ok bool) {
+// marking and ends its pending prompt tokens, as the gateway's exchange
+// does.
+func (g *GPUPrefix) Attempt(v *View, r *Request, b int, o route.Outcome) {
 	g.now = v.Now
-	o := route.OutcomeFailure
-	if ok {
-		o = route.OutcomeSuccess
-	}
 	g.backends[b].Observe(o)
+	g.unpend(r)
+}
+
+// unpend takes r's prompt tokens back from its backend.
+func (g *GPUPrefix) unpend(r *Request) {
+	if b, ok := g.pending[r]; ok {
+		g.backends[b].AddPending(-int64(r.Prompt))
+		delete(g.pending, r)
+	}
 }
 
 func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
@@ -348,6 +358,19 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 			g.held[i] = g.held[i][:n]
 		}
 	}
+	for pr := range g.pending {
+		// The gateway saw its first token: prefill is over.
+		if pr.FirstToken >= 0 {
+			g.unpend(pr)
+		}
+	}
+	i := g.pick(v, r)
+	g.backends[i].AddPending(int64(r.Prompt))
+	g.pending[r] = i
+	return i
+}
+
+func (g *GPUPrefix) pick(v *View, r *Request) int {
 	var hashes []uint64
 	if g.Blind {
 		hashes = []uint64{affinity.Chain(0, []byte("r"+strconv.Itoa(r.ID)))}
