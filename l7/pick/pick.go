@@ -22,6 +22,10 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
+// A backend's load is its in-flight count plus the prompt tokens it still
+// has to prefill for this gateway (load.go), and a backend the route
+// table has marked out for failing (route's outlier marking) weighs 0.
+//
 // Wiring: l7/serve builds it with the weighter and report poller as one
 // Loads and hands it to every gateway it builds; test/sched drives it in
 // simulation.
