@@ -138,6 +138,14 @@
 // bills what it serves, cache reads at the cached-input price that its
 // translated usage reports (outbound.Meter).
 //
+// Every attempt on a pool backend reports its outcome to the route
+// table's passive failure marking (outlier.go, l7/route's outlier.go): a
+// backend whose connections are refused or reset, or that answers 5xx,
+// several times in a row gets no new requests for a back-off, so a GPU
+// host that dies stops taking requests at its first failures instead of at
+// the next health check. It is on by default (Options.Outliers tunes it);
+// timeouts and 429s, a busy engine's signs, never mark a backend out.
+//
 // Apply swaps the compiled configuration atomically; a request keeps the
 // snapshot it started with until it ends.
 package gateway

@@ -98,6 +98,11 @@ type exchange struct {
 	scratch stageScratch
 	// at is the index in cfg.chain of the stage running.
 	at int
+
+	// pendBackend holds pendTokens of this request's prompt as awaiting
+	// prefill until its first token (pending.go).
+	pendBackend *route.Backend
+	pendTokens  int64
 	// cacheHit is "exact" or "semantic" when the cache stage answered;
 	// cacheBilled: the policy bills such hits as upstream answers.
 	cacheHit    string

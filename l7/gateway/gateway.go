@@ -91,6 +91,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Picker chooses backends by GPU load (optional).
 	Picker route.Picker
+	// Outliers tunes passive failure marking (route.Outliers): on by
+	// default, fed by every attempt's outcome (outlier.go).
+	Outliers route.OutlierConfig
 	// Limiter overrides the limiter the policy's LimitStore selects.
 	Limiter limit.Limiter
 	// Audit overrides the policy's audit log path.
@@ -137,6 +140,7 @@ type Gateway struct {
 	rt         http.RoundTripper
 	pool       *connPool // self-hosted backends; nil when Options.Transport is set
 	inflight   *route.InFlight
+	outliers   *route.Outliers
 	mux        *http.ServeMux
 	// chat, completions and embeddings are the POST endpoints' handlers,
 	// also reached through mux; Handler dispatches them directly.
@@ -198,6 +202,9 @@ func New(c *policy.Compiled, opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: opts, log: opts.Logger, inflight: &route.InFlight{}, closed: make(chan struct{})}
 	var err error
+	if g.outliers, err = route.NewOutliers(opts.Outliers); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	if g.metrics, err = newMetrics(opts.Registry); err != nil {
 		return nil, fmt.Errorf("register gateway metrics: %w", err)
 	}
@@ -291,7 +298,7 @@ func (g *Gateway) build(c *policy.Compiled) (*config, error) {
 		cfg.maxBody = DefaultMaxBodyBytes
 	}
 	var err error
-	if cfg.routes, err = route.New(c, route.Options{Picker: g.opts.Picker, InFlight: g.inflight,
+	if cfg.routes, err = route.New(c, route.Options{Picker: g.opts.Picker, InFlight: g.inflight, Outliers: g.outliers,
 		Getenv: g.opts.Getenv, ReadFile: g.opts.ReadFile}); err != nil {
 		return nil, fmt.Errorf("gateway routes: %w", err)
 	}

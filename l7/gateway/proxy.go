@@ -94,7 +94,7 @@ func (x *exchange) proxy() *openai.Error {
 }
 
 // attempt sends the request along one route.
-func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
+func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Error) {
 	x.attempts++
 	rw := x.rewrite
 	rw.Model = rt.UpstreamModel
@@ -117,7 +117,9 @@ func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 		x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
 	}
 	if release != nil {
+		x.startPending(backend)
 		defer release()
+		defer func() { x.endPending(); backend.Observe(x.outcome(oerr)) }()
 	}
 	connect, ttft, total := x.timeouts()
 	// For streams, the time-to-first-token limit cancels the attempt
@@ -396,6 +398,7 @@ func (x *exchange) relayStream(resp *http.Response, timer *time.Timer, ttftExpir
 			return attemptDone, nil
 		}
 		if first {
+			x.endPending()
 			if timer != nil {
 				timer.Stop()
 			}

@@ -31,7 +31,7 @@ func (p *Picker) pickCold(pool string, backends []*route.Backend, ws score.Weigh
 		if !(w > 0) || math.IsInf(w, 0) {
 			continue
 		}
-		cost := float64(b.InFlight()+1) / w
+		cost := (loadOf(b) + 1) / w
 		if cost > bestCost {
 			continue
 		}

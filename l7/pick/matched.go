@@ -18,7 +18,7 @@ func (p *Picker) PickMatched(pool string, backends []*route.Backend, hashes []ui
 	m := make(map[string]int, len(backends))
 	for i, b := range backends {
 		name := label(pool, b)
-		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
+		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: loadOf(b)}
 		if n := matched(name); n > 0 {
 			m[name] = n
 		}

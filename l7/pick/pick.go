@@ -22,6 +22,10 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
+// A backend's load is its in-flight count plus the prompt tokens it still
+// has to prefill for this gateway (load.go), and a backend the route
+// table has marked out for failing (route's outlier marking) weighs 0.
+//
 // Wiring: l7/serve builds it with the weighter and report poller as one
 // Loads and hands it to every gateway it builds; test/sched drives it in
 // simulation.
@@ -152,9 +156,10 @@ func (p *Picker) weights() score.Weights {
 // weightOf is b's effective weight (score.EffectiveFloat of its static
 // weight and its load weight): 0 when the policy or its report drains it,
 // its static weight scaled by the neutral load weight when nothing has been
-// heard from it.
+// heard from it. A backend marked out for failing (route's outlier
+// marking) weighs 0 as a drained one does.
 func (p *Picker) weightOf(ws score.Weights, b *route.Backend, name string) float64 {
-	if b.Draining {
+	if b.Draining || b.Ejected() {
 		return 0
 	}
 	w, ok := ws[name]
@@ -205,8 +210,8 @@ func twoChoices(backends []*route.Backend, weights []float64, total float64) int
 	if b < 0 {
 		return a
 	}
-	la := float64(backends[a].InFlight()+1) / weights[a]
-	lb := float64(backends[b].InFlight()+1) / weights[b]
+	la := (loadOf(backends[a]) + 1) / weights[a]
+	lb := (loadOf(backends[b]) + 1) / weights[b]
 	if lb < la {
 		return b
 	}
@@ -262,7 +267,7 @@ func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uin
 	cands := make([]affinity.Candidate, len(backends))
 	for i, b := range backends {
 		name := label(pool, b)
-		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: float64(b.InFlight())}
+		cands[i] = affinity.Candidate{Name: name, Weight: p.weightOf(ws, b, name), Load: loadOf(b)}
 	}
 	ch, err := p.chooser.Choose(hashes, cands)
 	if err != nil {

@@ -17,6 +17,12 @@ import (
 // p-1, ...) so in-flight counters behave as in the gateway.
 func backends(t *testing.T, n int, draining ...int) []*route.Backend {
 	t.Helper()
+	return backendsWith(t, n, route.Options{}, draining...)
+}
+
+// backendsWith is backends with the route table's options.
+func backendsWith(t *testing.T, n int, opts route.Options, draining ...int) []*route.Backend {
+	t.Helper()
 	c := &policy.Compiled{}
 	p := policy.CompiledPool{Name: "p"}
 	for i := range n {
@@ -29,7 +35,7 @@ func backends(t *testing.T, n int, draining ...int) []*route.Backend {
 	}
 	c.Pools = []policy.CompiledPool{p}
 	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 1}}}}
-	tb, err := route.New(c, route.Options{})
+	tb, err := route.New(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 		weights = append(weights, w)
 		if w > 0 && !math.IsInf(w, 0) {
 			totalW += w
-			totalL += float64(b.InFlight())
+			totalL += loadOf(b)
 		}
 	}
 	if !(totalW > 0) {
@@ -89,7 +89,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 		if !(w > 0) || math.IsInf(w, 0) || out[i] <= 0 {
 			continue
 		}
-		load := float64(b.InFlight())
+		load := loadOf(b)
 		if load+1 > math.Ceil(bound*(totalL+1)*w/totalW) {
 			continue
 		}

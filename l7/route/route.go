@@ -39,6 +39,13 @@ type Backend struct {
 	// backend gets when loads are equal.
 	Weight   uint32
 	inflight *atomic.Int64
+	// pending is the prompt tokens awaiting prefill (pending.go).
+	pending *atomic.Int64
+	// outlier is the backend's passive failure marking (outlier.go); nil
+	// when the table has none.
+	outlier  *outlier
+	outliers *Outliers
+	pool     *Pool
 }
 
 // InFlight is the number of requests this gateway has open to the backend.
@@ -142,13 +149,16 @@ type Options struct {
 	// InFlight shares in-flight counters across tables so a policy change
 	// keeps counting requests still open on the old table. Nil: private.
 	InFlight *InFlight
+	// Outliers marks out backends whose attempts keep failing (outlier.go),
+	// shared across tables like InFlight. Nil: no marking.
+	Outliers *Outliers
 	// Getenv and ReadFile read provider keys (defaults os.Getenv, os.ReadFile).
 	Getenv   func(string) string
 	ReadFile func(string) ([]byte, error)
 }
 
 // InFlight holds one counter per backend address.
-type InFlight struct{ m sync.Map }
+type InFlight struct{ m, pending sync.Map }
 
 func (f *InFlight) counter(a netip.AddrPort) *atomic.Int64 {
 	if v, ok := f.m.Load(a); ok {
@@ -181,7 +191,11 @@ func New(c *policy.Compiled, opts Options) (*Table, error) {
 			hp := ap.String()
 			p.Backends = append(p.Backends, &Backend{Name: b.Name, Pool: cp.Name, Addr: ap, HostPort: hp,
 				BaseURL: scheme(cp) + hp + "/v1", TLS: cp.TLS != nil, Label: cp.Name + "/" + b.Name, Draining: b.Draining, Weight: b.Weight,
-				inflight: opts.InFlight.counter(ap)})
+				inflight: opts.InFlight.counter(ap), pending: opts.InFlight.pendingCounter(ap), pool: p})
+			if o := opts.Outliers; o != nil && !o.cfg.Disabled {
+				b := p.Backends[len(p.Backends)-1]
+				b.outlier, b.outliers = o.state(ap), o
+			}
 		}
 		pools[i] = p
 	}
@@ -341,8 +355,9 @@ func (t *Table) BackendPrompt(r *Route, prompt []byte) *Backend {
 
 // PowerOfTwo is weighted power of two choices: it draws two distinct
 // backends with probability proportional to their policy weights and returns
-// the one with fewer requests in flight per unit of weight. Draining and
-// zero-weight backends are skipped while any other can serve; when none can,
+// the one with fewer requests in flight per unit of weight. Draining,
+// zero-weight and marked-out (outlier.go) backends are skipped while any
+// other can serve; when none can,
 // draining ones are still used (an all-draining pool is a policy change in
 // progress, not a reason to fail the request).
 func PowerOfTwo(bs []*Backend) *Backend {
@@ -358,10 +373,18 @@ func PowerOfTwo(bs []*Backend) *Backend {
 		return unweightedPair(bs)
 	}
 	a := weightedNth(bs, rand.Uint64N(total), nil)
-	if n == 1 {
+	if a == nil {
+		// Every backend was marked out since the count above.
+		return unweightedPair(bs)
+	}
+	rest := total - min(uint64(a.Weight), total)
+	if n == 1 || rest == 0 {
 		return a
 	}
-	b := weightedNth(bs, rand.Uint64N(total-uint64(a.Weight)), a)
+	b := weightedNth(bs, rand.Uint64N(rest), a)
+	if b == nil {
+		return a
+	}
 	// Compare inflight/weight without division.
 	if b.InFlight()*int64(a.Weight) < a.InFlight()*int64(b.Weight) {
 		return b
@@ -369,7 +392,7 @@ func PowerOfTwo(bs []*Backend) *Backend {
 	return a
 }
 
-func eligible(b *Backend) bool { return !b.Draining && b.Weight > 0 }
+func eligible(b *Backend) bool { return !b.Draining && b.Weight > 0 && !b.Ejected() }
 
 // weightedNth returns the eligible backend that point r falls into on the
 // line of cumulative weights, leaving out skip.

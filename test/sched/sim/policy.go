@@ -252,6 +252,13 @@ type GPUPrefix struct {
 	// held mirrors View.InFlight onto the route backends' in-flight
 	// counters: one release func per request the picker should see open.
 	held [][]func()
+	// now is the simulated time of the current event, the clock of the
+	// route table's outlier marking.
+	now float64
+	// pending are the requests whose prompt tokens count against their
+	// backend (route.Backend.AddPending) until their first token or end,
+	// as the gateway counts them.
+	pending map[*Request]int
 }
 
 // simPool names the simulated pool; the weighter's names are
@@ -273,16 +280,22 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	bs, err := routeBackends(names)
+	g := &GPUPrefix{weighter: w, picker: pk, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]int{}}
+	// The gateway's passive failure marking at its defaults, on
+	// simulated time.
+	ol, err := route.NewOutliers(route.OutlierConfig{Now: func() time.Time { return simTime(g.now) }})
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names)), labels: keys}, nil
+	if g.backends, err = routeBackends(names, ol); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // routeBackends builds a route table with one pool of the named backends
 // (each at the policy's default static weight) and returns its backends.
-func routeBackends(names []string) ([]*route.Backend, error) {
+func routeBackends(names []string, ol *route.Outliers) ([]*route.Backend, error) {
 	c := &policy.Compiled{}
 	p := policy.CompiledPool{Name: simPool, LoadReports: true}
 	for i, n := range names {
@@ -291,7 +304,7 @@ func routeBackends(names []string) ([]*route.Backend, error) {
 	}
 	c.Pools = []policy.CompiledPool{p}
 	c.Gateway.Models = []policy.CompiledModel{{Name: "m", Routes: []policy.CompiledRoute{{Pool: 0, Provider: -1, Weight: 1}}}}
-	tb, err := route.New(c, route.Options{})
+	tb, err := route.New(c, route.Options{Outliers: ol})
 	if err != nil {
 		return nil, fmt.Errorf("gpu-prefix policy: %w", err)
 	}
@@ -316,7 +329,25 @@ func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
 
 func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
 
+// Attempt reports an attempt's outcome to the route table's outlier
+// marking and ends its pending prompt tokens, as the gateway's exchange
+// does.
+func (g *GPUPrefix) Attempt(v *View, r *Request, b int, o route.Outcome) {
+	g.now = v.Now
+	g.backends[b].Observe(o)
+	g.unpend(r)
+}
+
+// unpend takes r's prompt tokens back from its backend.
+func (g *GPUPrefix) unpend(r *Request) {
+	if b, ok := g.pending[r]; ok {
+		g.backends[b].AddPending(-int64(r.Prompt))
+		delete(g.pending, r)
+	}
+}
+
 func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
+	g.now = v.Now
 	for i, b := range g.backends {
 		for len(g.held[i]) < v.InFlight[i] {
 			g.held[i] = append(g.held[i], b.Acquire())
@@ -327,6 +358,19 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 			g.held[i] = g.held[i][:n]
 		}
 	}
+	for pr := range g.pending {
+		// The gateway saw its first token: prefill is over.
+		if pr.FirstToken >= 0 {
+			g.unpend(pr)
+		}
+	}
+	i := g.pick(v, r)
+	g.backends[i].AddPending(int64(r.Prompt))
+	g.pending[r] = i
+	return i
+}
+
+func (g *GPUPrefix) pick(v *View, r *Request) int {
 	var hashes []uint64
 	if g.Blind {
 		hashes = []uint64{affinity.Chain(0, []byte("r"+strconv.Itoa(r.ID)))}

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/route"
 )
 
 // Defaults for Config's zero fields.
@@ -390,7 +391,9 @@ func (s *runner) send(c *Conn, now float64) {
 		s.sent = append(s.sent, r)
 	}
 	if s.down[b] {
-		// Connection refused: the client tries again on a new connection.
+		// Connection refused: the gateway's attempt fails at once and it
+		// answers 502; the client tries again on a new connection.
+		s.attempt(r, b, route.OutcomeFailure)
 		s.retry(c, r, now)
 		return
 	}
@@ -440,6 +443,7 @@ func (s *runner) timeout(r *Request, now float64) {
 		return
 	}
 	s.timedOut[r] = true
+	s.attempt(r, r.Backend, route.OutcomeNeutral)
 	s.view.InFlight[r.Backend]--
 	s.next(r.Conn, now)
 	s.kick(e, now)
@@ -457,6 +461,9 @@ func (s *runner) change(ch Change, now float64) {
 		s.gen[ch.GPU]++
 		for _, r := range e.Fail(now) {
 			s.view.InFlight[ch.GPU]--
+			// The gateway sees the connection reset (or the stream break
+			// off) on each attempt open there.
+			s.attempt(r, ch.GPU, route.OutcomeFailure)
 			c := r.Conn
 			if r.FirstToken >= 0 {
 				// Cut mid-answer: the client has its first token and an
@@ -486,6 +493,21 @@ func (s *runner) change(ch Change, now float64) {
 	}
 }
 
+// AttemptObserver is a Policy that hears how each of its requests'
+// attempts on a backend ended, as the gateway sees it: success when the
+// backend answered, failure when the connection was refused or reset,
+// neutral when the gateway's TTFT timeout cut it. (The gateway also sees
+// each streamed request's first token, Request.FirstToken.)
+type AttemptObserver interface {
+	Attempt(v *View, r *Request, backend int, o route.Outcome)
+}
+
+func (s *runner) attempt(r *Request, b int, o route.Outcome) {
+	if ob, is := s.pol.(AttemptObserver); is {
+		ob.Attempt(&s.view, r, b, o)
+	}
+}
+
 func (s *runner) kick(e *Engine, now float64) {
 	if dur, ok := e.Start(now); ok {
 		s.push(&event{t: now + dur, kind: evStep, idx: e.Index, gen: s.gen[e.Index]})
@@ -499,6 +521,7 @@ func (s *runner) finishStep(i int, now float64) {
 		s.windowToks += tokens
 	}
 	for _, r := range done {
+		s.attempt(r, r.Backend, route.OutcomeSuccess)
 		s.view.InFlight[r.Backend]--
 		s.next(r.Conn, now)
 	}
