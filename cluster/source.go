@@ -29,7 +29,7 @@ const (
 	DefaultPolicyName = "default"
 	DefaultResync     = 10 * time.Minute
 	// DefaultDebounce gathers a burst of events (a rollout touches many
-	// slices) into few applies, at most one per DefaultDebounce, well
+	// slices) into few applies, started at least DefaultDebounce apart, well
 	// inside the one second a change may take to reach the kernel; a lone
 	// change is applied at once.
 	DefaultDebounce = 50 * time.Millisecond
@@ -186,7 +186,7 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 	}
 	st := newStatusWriter(s.cfg.Dynamic, s.cfg.NodeName, s.log)
 	var last []byte
-	var lastDone time.Time
+	var lastStart time.Time
 	s.kick()
 	for {
 		select {
@@ -194,13 +194,13 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 			return ctx.Err()
 		case <-s.kickc:
 		}
-		// A change after a quiet spell is composed at once; while changes
-		// keep coming (a rollout touches many slices) they are gathered,
-		// one compose at most every Debounce after the last one ended, and
-		// events that arrive while one runs wait for the next. So a lone
-		// change pays no debounce, and a burst's last change waits at most
-		// Debounce plus two composes.
-		if wait := s.cfg.Debounce - time.Since(lastDone); wait > 0 {
+		// Composes start at least Debounce apart, and events that arrive
+		// while one runs are gathered into the next: a change is composed
+		// at once unless the last compose started less than Debounce ago,
+		// a burst (a rollout touches many slices) costs one compose per
+		// Debounce or per compose time, whichever is longer, and its last
+		// change waits at most Debounce plus two composes.
+		if wait := s.cfg.Debounce - time.Since(lastStart); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -215,8 +215,8 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 		first := s.firstEvent
 		s.firstEvent = time.Time{}
 		s.mu.Unlock()
+		lastStart = time.Now()
 		last = s.once(ctx, apply, st, last, first)
-		lastDone = time.Now()
 	}
 }
 
