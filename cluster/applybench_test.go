@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -41,6 +42,39 @@ func BenchmarkComposeApply(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				flip(i)
 				d, _ := Compose(snap, ComposeOptions{Role: "balancer"})
+				if _, err := marshalDocument(d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// As the source composes: objects carry versions, a change
+		// replaces one slice with a new version, and the composer
+		// rebuilds only that Service's part.
+		b.Run("compose-incremental/endpoints="+strconv.Itoa(n), func(b *testing.B) {
+			var v versioned
+			vs := snap
+			vs.Services = slices.Clone(snap.Services)
+			vs.Slices = slices.Clone(snap.Slices)
+			for i := range vs.Services {
+				vs.Services[i] = vs.Services[i].DeepCopy()
+				v.stamp(vs.Services[i])
+			}
+			for i := range vs.Slices {
+				vs.Slices[i] = vs.Slices[i].DeepCopy()
+				v.stamp(vs.Slices[i])
+			}
+			var c composer
+			c.compose(vs, ComposeOptions{Role: "balancer"})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := i % len(vs.Slices)
+				es := vs.Slices[k].DeepCopy()
+				cond := &es.Endpoints[0].Conditions
+				r := !*cond.Ready
+				cond.Ready = &r
+				v.stamp(es)
+				vs.Slices[k] = es
+				d, _ := c.compose(vs, ComposeOptions{Role: "balancer"})
 				if _, err := marshalDocument(d); err != nil {
 					b.Fatal(err)
 				}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -57,6 +58,31 @@ type ComposeOptions struct {
 // gives the same bytes after policy.Marshal, so an unchanged cluster is
 // never applied twice. Warnings are things left out, for the log.
 func Compose(s Snapshot, o ComposeOptions) (doc *policy.Document, warnings []string) {
+	return (&composer{}).compose(s, o)
+}
+
+// composer is Compose with a memory: each Service's pools and VIPs are
+// kept with the resource versions they were built from (the Service's and
+// its EndpointSlices'), so composing after one endpoint changed rebuilds
+// one Service's pools, not every Service's. Objects without a resource
+// version (built in memory, not read from the API server) are never
+// remembered. The document is the same as Compose's for the same snapshot.
+type composer struct {
+	nodes string // fingerprint of the node addresses the cache was built with
+	opts  ComposeOptions
+	svcs  map[string]servicePart // by namespace/name
+}
+
+// servicePart is what one Service adds to the document.
+type servicePart struct {
+	key      string // resource versions it was built from
+	pools    []policy.Pool
+	vips     []policy.VIP
+	local    []netip.Addr
+	warnings []string
+}
+
+func (c *composer) compose(s Snapshot, o ComposeOptions) (doc *policy.Document, warnings []string) {
 	d := &policy.Document{APIVersion: policy.APIVersion, Kind: policy.Kind, Metadata: policy.Metadata{Name: "cluster"}}
 	if s.Policy != nil {
 		cp := *s.Policy
@@ -66,10 +92,18 @@ func Compose(s Snapshot, o ComposeOptions) (doc *policy.Document, warnings []str
 		d = &cp
 	}
 	nodeAddr := map[string]netip.Addr{}
+	var nodeKey strings.Builder
 	for _, n := range s.Nodes {
 		if a, ok := nodeInternalIP(n); ok {
 			nodeAddr[n.Name] = a
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(nodeAddr)) {
+		nodeKey.WriteString(name + "=" + nodeAddr[name].String() + ",")
+	}
+	if c.svcs == nil || c.nodes != nodeKey.String() || c.opts != o {
+		c.svcs = map[string]servicePart{}
+		c.nodes, c.opts = nodeKey.String(), o
 	}
 	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
 	for _, es := range s.Slices {
@@ -90,42 +124,35 @@ func Compose(s Snapshot, o ComposeOptions) (doc *policy.Document, warnings []str
 			local[p] = true
 		}
 	}
+	seen := make(map[string]bool, len(svcs))
 	for _, svc := range svcs {
 		if !Ours(svc) {
 			continue
 		}
-		vips := IngressVIPs(svc)
-		if len(vips) == 0 {
-			continue // no VIP allocated yet
+		id := svc.Namespace + "/" + svc.Name
+		seen[id] = true
+		ess := slicesOf[id]
+		key, cacheable := versionKey(svc, ess)
+		part, ok := c.svcs[id]
+		if !ok || !cacheable || part.key != key {
+			part = servicePart{key: key}
+			part.pools, part.vips, part.local, part.warnings = composeService(svc, ess, nodeAddr, o)
+			if cacheable {
+				c.svcs[id] = part
+			} else {
+				delete(c.svcs, id)
+			}
 		}
-		fwd := svc.Annotations[ForwardingAnnotation]
-		for _, sp := range svc.Spec.Ports {
-			proto := strings.ToLower(string(cmp.Or(sp.Protocol, corev1.ProtocolTCP)))
-			if proto != "tcp" && proto != "udp" {
-				warnings = append(warnings, fmt.Sprintf("service %s/%s port %d: protocol %s is not steered", svc.Namespace, svc.Name, sp.Port, sp.Protocol))
-				continue
-			}
-			for _, vip := range vips {
-				name := ServicePoolName(svc.Namespace, svc.Name, sp.Name)
-				if len(vips) > 1 {
-					name = policyName(name, familyOf(vip))
-				}
-				pool, onNode := servicePool(name, sp, vip, slicesOf[svc.Namespace+"/"+svc.Name], nodeAddr, o)
-				if onNode[o.NodeName] {
-					local[vip] = true
-				}
-				if len(pool.Backends) == 0 {
-					continue // nothing to steer to: the VIP is left out
-				}
-				if sp.TargetPort.IntValue() != 0 && sp.TargetPort.IntValue() != int(sp.Port) {
-					warnings = append(warnings, fmt.Sprintf("service %s/%s port %d: targetPort %d differs; direct server return keeps the destination port, so backends must listen on %d too",
-						svc.Namespace, svc.Name, sp.Port, sp.TargetPort.IntValue(), sp.Port))
-				}
-				d.Spec.Pools = append(d.Spec.Pools, pool)
-				d.Spec.Dataplane.VIPs = append(d.Spec.Dataplane.VIPs, policy.VIP{
-					Name: name, Address: vip.String(), Port: int(sp.Port), Protocol: proto, Pool: name, Forwarding: fwd,
-				})
-			}
+		for _, a := range part.local {
+			local[a] = true
+		}
+		d.Spec.Pools = append(d.Spec.Pools, part.pools...)
+		d.Spec.Dataplane.VIPs = append(d.Spec.Dataplane.VIPs, part.vips...)
+		warnings = append(warnings, part.warnings...)
+	}
+	for id := range c.svcs {
+		if !seen[id] {
+			delete(c.svcs, id)
 		}
 	}
 	pools, w := inferencePools(s.Pools, s.Pods)
@@ -146,6 +173,65 @@ func Compose(s Snapshot, o ComposeOptions) (doc *policy.Document, warnings []str
 		d.Spec.Dataplane.LocalVIPs = append(d.Spec.Dataplane.LocalVIPs, add...)
 	}
 	return d, warnings
+}
+
+// versionKey names the versions of a Service and its EndpointSlices, the
+// slices sorted (the informer's cache lists them in no fixed order). It is
+// not cacheable when an object has no resource version or UID, as objects
+// built in memory do.
+func versionKey(svc *corev1.Service, ess []*discoveryv1.EndpointSlice) (string, bool) {
+	if svc.ResourceVersion == "" || svc.UID == "" {
+		return "", false
+	}
+	vs := make([]string, 0, len(ess))
+	for _, es := range ess {
+		if es.ResourceVersion == "" || es.UID == "" {
+			return "", false
+		}
+		vs = append(vs, string(es.UID)+"@"+es.ResourceVersion)
+	}
+	slices.Sort(vs)
+	return string(svc.UID) + "@" + svc.ResourceVersion + "," + strings.Join(vs, ","), true
+}
+
+// composeService is one LoadBalancer Service's pools and VIPs, the VIPs
+// it has an endpoint for on this node, and what it leaves out.
+func composeService(svc *corev1.Service, ess []*discoveryv1.EndpointSlice, nodeAddr map[string]netip.Addr,
+	o ComposeOptions) (pools []policy.Pool, vips []policy.VIP, local []netip.Addr, warnings []string) {
+	addrs := IngressVIPs(svc)
+	if len(addrs) == 0 {
+		return nil, nil, nil, nil // no VIP allocated yet
+	}
+	fwd := svc.Annotations[ForwardingAnnotation]
+	for _, sp := range svc.Spec.Ports {
+		proto := strings.ToLower(string(cmp.Or(sp.Protocol, corev1.ProtocolTCP)))
+		if proto != "tcp" && proto != "udp" {
+			warnings = append(warnings, fmt.Sprintf("service %s/%s port %d: protocol %s is not steered", svc.Namespace, svc.Name, sp.Port, sp.Protocol))
+			continue
+		}
+		for _, vip := range addrs {
+			name := ServicePoolName(svc.Namespace, svc.Name, sp.Name)
+			if len(addrs) > 1 {
+				name = policyName(name, familyOf(vip))
+			}
+			pool, onNode := servicePool(name, sp, vip, ess, nodeAddr, o)
+			if onNode[o.NodeName] {
+				local = append(local, vip)
+			}
+			if len(pool.Backends) == 0 {
+				continue // nothing to steer to: the VIP is left out
+			}
+			if sp.TargetPort.IntValue() != 0 && sp.TargetPort.IntValue() != int(sp.Port) {
+				warnings = append(warnings, fmt.Sprintf("service %s/%s port %d: targetPort %d differs; direct server return keeps the destination port, so backends must listen on %d too",
+					svc.Namespace, svc.Name, sp.Port, sp.TargetPort.IntValue(), sp.Port))
+			}
+			pools = append(pools, pool)
+			vips = append(vips, policy.VIP{
+				Name: name, Address: vip.String(), Port: int(sp.Port), Protocol: proto, Pool: name, Forwarding: fwd,
+			})
+		}
+	}
+	return pools, vips, local, warnings
 }
 
 // Ours reports whether infergate serves a Service: type LoadBalancer and

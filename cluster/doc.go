@@ -34,6 +34,19 @@
 // version, so a restarted agent runs the last one before it has seen the
 // API server.
 //
+// # Cost of a change
+//
+// The source's composer keeps each Service's pools and VIPs with the
+// resource versions of the Service and its EndpointSlices they were built
+// from, so an endpoint change rebuilds one Service's part; the encoder
+// caches struct fields and copies plain strings. Composes start at least
+// Config.Debounce apart and events that arrive during one are gathered
+// into the next, so a lone change is composed at once and a rollout costs
+// one compose per Debounce or per compose, whichever is longer. The
+// agent's Apply then decodes, validates and compiles the whole document;
+// its reconciler rebuilds and writes only the Maglev tables whose inputs
+// changed.
+//
 // # When the API server is away
 //
 // Informers keep their caches and relist by themselves when a watch is

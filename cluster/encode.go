@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/infergate/infergate/policy"
 )
@@ -67,28 +68,19 @@ func encodeJSON(b *bytes.Buffer, v reflect.Value) error {
 	case reflect.Struct:
 		b.WriteByte('{')
 		first := true
-		t := v.Type()
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			if f.omitEmpty && fv.IsZero() && !f.hasDefault {
 				continue
 			}
-			name, omitEmpty := yamlField(f)
-			if name == "-" {
-				continue
-			}
-			fv := v.Field(i)
-			if omitEmpty && fv.IsZero() && f.Tag.Get("default") == "" {
-				continue
-			}
-			if omitEmpty && (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
+			if f.omitEmpty && (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
 				continue
 			}
 			if !first {
 				b.WriteByte(',')
 			}
 			first = false
-			writeString(b, name)
+			b.WriteString(f.quoted)
 			b.WriteByte(':')
 			if err := encodeJSON(b, fv); err != nil {
 				return err
@@ -130,6 +122,40 @@ func encodeJSON(b *bytes.Buffer, v reflect.Value) error {
 	return nil
 }
 
+// encField is one struct field as the encoder writes it.
+type encField struct {
+	index      int
+	quoted     string // the yaml name, as a JSON string
+	omitEmpty  bool
+	hasDefault bool
+}
+
+// fields caches each struct type's encFields: reading the tags of every
+// field of every backend was most of the encoder's time.
+var fields sync.Map // reflect.Type -> []encField
+
+func fieldsOf(t reflect.Type) []encField {
+	if fs, ok := fields.Load(t); ok {
+		return fs.([]encField)
+	}
+	var fs []encField
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, omitEmpty := yamlField(f)
+		if name == "-" {
+			continue
+		}
+		var q bytes.Buffer
+		writeString(&q, name)
+		fs = append(fs, encField{index: i, quoted: q.String(), omitEmpty: omitEmpty, hasDefault: f.Tag.Get("default") != ""})
+	}
+	fields.Store(t, fs)
+	return fs
+}
+
 func yamlField(f reflect.StructField) (string, bool) {
 	tag := f.Tag.Get("yaml")
 	name, opts, _ := strings.Cut(tag, ",")
@@ -139,7 +165,17 @@ func yamlField(f reflect.StructField) (string, bool) {
 	return name, slices.Contains(strings.Split(opts, ","), "omitempty")
 }
 
+// writeString writes s as encoding/json does. Most strings (names,
+// addresses) need no escaping and are written as they are.
 func writeString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s) // a string always marshals
-	b.Write(q)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			b.Write(q)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }

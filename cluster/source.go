@@ -29,8 +29,9 @@ const (
 	DefaultPolicyName = "default"
 	DefaultResync     = 10 * time.Minute
 	// DefaultDebounce gathers a burst of events (a rollout touches many
-	// slices) into one apply, well inside the one second a change may
-	// take to reach the kernel.
+	// slices) into few applies, started at least DefaultDebounce apart, well
+	// inside the one second a change may take to reach the kernel; a lone
+	// change is applied at once.
 	DefaultDebounce = 50 * time.Millisecond
 )
 
@@ -75,6 +76,9 @@ type Source struct {
 	kickc      chan struct{}
 	mu         sync.Mutex
 	firstEvent time.Time
+	// composer remembers each Service's part of the last document, so an
+	// endpoint change recomposes one Service (used by Run's loop only).
+	composer composer
 }
 
 // NewSource sets up the informers; Run starts them.
@@ -182,6 +186,7 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 	}
 	st := newStatusWriter(s.cfg.Dynamic, s.cfg.NodeName, s.log)
 	var last []byte
+	var lastStart time.Time
 	s.kick()
 	for {
 		select {
@@ -189,11 +194,18 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 			return ctx.Err()
 		case <-s.kickc:
 		}
-		// Gather the rest of a burst.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(s.cfg.Debounce):
+		// Composes start at least Debounce apart, and events that arrive
+		// while one runs are gathered into the next: a change is composed
+		// at once unless the last compose started less than Debounce ago,
+		// a burst (a rollout touches many slices) costs one compose per
+		// Debounce or per compose time, whichever is longer, and its last
+		// change waits at most Debounce plus two composes.
+		if wait := s.cfg.Debounce - time.Since(lastStart); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
 		}
 		select {
 		case <-s.kickc:
@@ -203,6 +215,7 @@ func (s *Source) Run(ctx context.Context, apply func(ctx context.Context, doc []
 		first := s.firstEvent
 		s.firstEvent = time.Time{}
 		s.mu.Unlock()
+		lastStart = time.Now()
 		last = s.once(ctx, apply, st, last, first)
 	}
 }
@@ -222,7 +235,7 @@ func (s *Source) once(ctx context.Context, apply func(context.Context, []byte) (
 	}
 	snap := s.snapshot()
 	snap.Policy = base
-	doc, warnings := Compose(snap, ComposeOptions{Role: s.cfg.Role, NodeName: s.cfg.NodeName, LoadReportPort: s.cfg.LoadReportPort})
+	doc, warnings := s.composer.compose(snap, ComposeOptions{Role: s.cfg.Role, NodeName: s.cfg.NodeName, LoadReportPort: s.cfg.LoadReportPort})
 	for _, w := range warnings {
 		s.log.Warn("cluster object left out of the policy", "why", w)
 	}

@@ -149,8 +149,10 @@ func unpack(t *testing.T, layer []byte, root string) {
 //     (`version`): the binary and the libraries ldd named are enough;
 //   - the agent started from the image in private mount and network
 //     namespaces, with only the capabilities the DaemonSet adds (plus
-//     SYS_CHROOT for the chroot itself), loads its XDP objects, pins them
-//     on a bpffs and answers the DaemonSet's probe command run in the image;
+//     SYS_CHROOT for the chroot itself), after the DaemonSet's init
+//     container run from the image with SYS_ADMIN mounted bpffs, loads its
+//     XDP objects, pins them there and answers the DaemonSet's probe
+//     command run in the image;
 //   - without CAP_BPF it fails, so the capability limit is real.
 func TestImageBuildsAndStarts(t *testing.T) {
 	privtest.Root(t)
@@ -235,6 +237,9 @@ func TestImageBuildsAndStarts(t *testing.T) {
 		bounding = append(bounding, "+"+strings.ToLower(string(c)))
 	}
 	probe := dss["balancer"].Spec.Template.Spec.Containers[0].ReadinessProbe.Exec.Command
+	// The init container, run from the image with SYS_ADMIN, mounts the
+	// bpffs the agent (without SYS_ADMIN) then pins on.
+	initArgs := append([]string{ep[0]}, dss["balancer"].Spec.Template.Spec.InitContainers[0].Args...)
 
 	t.Run("without CAP_BPF", func(t *testing.T) {
 		var less []string
@@ -243,7 +248,7 @@ func TestImageBuildsAndStarts(t *testing.T) {
 				less = append(less, c)
 			}
 		}
-		agent, logs := startAgent(t, root, ep[0], cfg.Config.Env, less)
+		agent, logs := startAgent(t, root, ep[0], cfg.Config.Env, less, nil)
 		done := make(chan error, 1)
 		go func() { done <- agent.Wait() }()
 		select {
@@ -257,7 +262,7 @@ func TestImageBuildsAndStarts(t *testing.T) {
 	})
 
 	t.Run("with the DaemonSet's capabilities", func(t *testing.T) {
-		agent, logs := startAgent(t, root, ep[0], cfg.Config.Env, bounding)
+		agent, logs := startAgent(t, root, ep[0], cfg.Config.Env, bounding, initArgs)
 		done := make(chan error, 1)
 		go func() { done <- agent.Wait() }()
 		t.Cleanup(func() {
@@ -288,6 +293,9 @@ func TestImageBuildsAndStarts(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		if !strings.Contains(logs.String(), "mounted bpffs at /sys/fs/bpf") {
+			t.Errorf("the init container did not mount bpffs:\n%s", logs)
+		}
 		if !strings.Contains(logs.String(), "agent ready") {
 			t.Errorf("the probe answered but the agent never logged ready:\n%s", logs)
 		}
@@ -298,22 +306,27 @@ func TestImageBuildsAndStarts(t *testing.T) {
 // new mount and network namespaces, chrooted into root, with the bounding
 // capability set limited to caps (setpriv syntax, "+bpf") plus sys_chroot,
 // as a container runtime would set it. The host's /sys is bound in (the
-// kernel's BTF) without its submounts, and a fresh bpffs is mounted at
-// /sys/fs/bpf as a node's host would have it; all of it goes with the
-// namespace.
-func startAgent(t *testing.T, root, entry string, env, caps []string) (*exec.Cmd, *syncbuf.Buffer) {
+// kernel's BTF) without its submounts, so /sys/fs/bpf is an empty
+// directory; init, when given, runs first in the image with SYS_ADMIN (the
+// init container), else a fresh bpffs is mounted there as a node's host
+// would have it; all of it goes with the namespace.
+func startAgent(t *testing.T, root, entry string, env, caps, init []string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	script := `set -e
 R=$1; shift
 mount --bind /sys "$R/sys"
-mount -t bpf bpf "$R/sys/fs/bpf"
+if [ -n "$INIT" ]; then
+	setpriv --bounding-set=-all,+sys_admin,+sys_chroot --inh-caps=-all chroot "$R" $INIT
+else
+	mount -t bpf bpf "$R/sys/fs/bpf"
+fi
 mount -t proc proc "$R/proc"
 ip link set lo up
 exec setpriv --bounding-set=-all,"$BOUNDING",+sys_chroot --inh-caps=-all chroot "$R" "$@"`
 	cmd := exec.Command("unshare", "--mount", "--net", "--fork", "--kill-child", "--propagation", "private",
 		"sh", "-c", script, "sh", root, entry, "agent", "--role=balancer", "--state-dir=/var/lib/infergate",
 		"--socket=/run/infergate/agent.sock", "--metrics-addr=")
-	cmd.Env = append(env, "BOUNDING="+strings.Join(caps, ","), "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+	cmd.Env = append(env, "BOUNDING="+strings.Join(caps, ","), "INIT="+strings.Join(init, " "), "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
 	logs := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -21,27 +21,33 @@ func IsBPFFS(path string) (bool, error) {
 	return uint32(st.Type) == unix.BPF_FS_MAGIC, nil
 }
 
-// EnsureBPFFS mounts a BPF filesystem at mountPoint unless one is there, and
-// checks that pinDir lies on it. It reports whether it mounted.
-func EnsureBPFFS(mountPoint, pinDir string) (bool, error) {
+// MountBPFFS mounts a BPF filesystem at mountPoint unless one is there
+// (so it is idempotent), and reports whether it mounted.
+func MountBPFFS(mountPoint string) (bool, error) {
 	if err := os.MkdirAll(mountPoint, bpffsMode); err != nil {
 		return false, fmt.Errorf("bpffs mount point: %w", err)
 	}
 	ok, err := IsBPFFS(mountPoint)
-	if err != nil {
+	if err != nil || ok {
 		return false, err
 	}
-	mounted := false
-	if !ok {
-		// Mounting over files would hide them; bpffs belongs on an empty
-		// directory such as /sys/fs/bpf.
-		if ents, err := os.ReadDir(mountPoint); err != nil || len(ents) > 0 {
-			return false, fmt.Errorf("%s is not a bpffs and not an empty directory; refusing to mount bpffs over it", mountPoint)
-		}
-		if err := unix.Mount("bpf", mountPoint, "bpf", 0, fmt.Sprintf("mode=%o", bpffsMode)); err != nil {
-			return false, fmt.Errorf("mount bpffs at %s: %w", mountPoint, err)
-		}
-		mounted = true
+	// Mounting over files would hide them; bpffs belongs on an empty
+	// directory such as /sys/fs/bpf.
+	if ents, err := os.ReadDir(mountPoint); err != nil || len(ents) > 0 {
+		return false, fmt.Errorf("%s is not a bpffs and not an empty directory; refusing to mount bpffs over it", mountPoint)
+	}
+	if err := unix.Mount("bpf", mountPoint, "bpf", 0, fmt.Sprintf("mode=%o", bpffsMode)); err != nil {
+		return false, fmt.Errorf("mount bpffs at %s: %w", mountPoint, err)
+	}
+	return true, nil
+}
+
+// EnsureBPFFS mounts a BPF filesystem at mountPoint unless one is there, and
+// checks that pinDir lies on it. It reports whether it mounted.
+func EnsureBPFFS(mountPoint, pinDir string) (bool, error) {
+	mounted, err := MountBPFFS(mountPoint)
+	if err != nil {
+		return false, err
 	}
 	rel, err := filepath.Rel(mountPoint, pinDir)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {

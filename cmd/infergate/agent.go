@@ -136,6 +136,7 @@ Roles:
 	f.StringVar(&logFmt, "log-format", "text", "text or json (to stderr)")
 	clusterF.register(f)
 	cmd.AddCommand(newAgentUninstallCmd())
+	cmd.AddCommand(newAgentMountBPFFSCmd())
 	return cmd
 }
 
