@@ -252,6 +252,8 @@ type GPUPrefix struct {
 	// held mirrors View.InFlight onto the route backends' in-flight
 	// counters: one release func per request the picker should see open.
 	held [][]func()
+	// now is the simulated time of the pick under way (the picker's clock).
+	now float64
 }
 
 // simPool names the simulated pool; the weighter's names are
@@ -269,7 +271,8 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 		return nil, err
 	}
 	// Simulated time: every pick reads the weighter afresh.
-	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1})
+	g := &GPUPrefix{weighter: w, held: make([][]func(), len(names)), labels: keys}
+	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1, Now: func() time.Time { return simTime(g.now) }})
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +280,8 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &GPUPrefix{weighter: w, picker: pk, backends: bs, held: make([][]func(), len(names)), labels: keys}, nil
+	g.picker, g.backends = pk, bs
+	return g, nil
 }
 
 // routeBackends builds a route table with one pool of the named backends
@@ -317,6 +321,7 @@ func (g *GPUPrefix) Report(v *View, b int, rep score.Report) {
 func (g *GPUPrefix) Tick(v *View) { g.weighter.Tick(simTime(v.Now)) }
 
 func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
+	g.now = v.Now
 	for i, b := range g.backends {
 		for len(g.held[i]) < v.InFlight[i] {
 			g.held[i] = append(g.held[i], b.Acquire())
