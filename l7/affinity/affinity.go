@@ -13,6 +13,15 @@
 // times its weighted fair share; among those, the longest cached prefix
 // wins, and a prefix nobody has cached goes to its weighted rendezvous
 // (highest random weight) home, so router replicas agree without talking.
+//
+// The bound is widened for a backend that holds part of the prompt
+// (Allowed, Config.Gain): a cache hit saves the prefill of what it holds,
+// which on a long shared prompt is worth far more than a few more requests
+// in flight on a batching engine, so the holder keeps the prompt until its
+// load per unit of weight is Bound+Gain*saved times the other backends'.
+// llm-d's precise scheduler makes the same trade by scoring (prefix match
+// weight 3 against queue and KV-cache weights 2 each); a bound keeps ours
+// a rule a reader can check, and one that still spreads a hot prefix.
 package affinity
 
 import (
