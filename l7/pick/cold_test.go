@@ -55,7 +55,7 @@ func TestColdPrefixGoesToLeastLoaded(t *testing.T) {
 // weight (a burst filled its KV cache) does not send the prompt to a
 // backend with more in flight, since the in-flight count already says the
 // backend is busy; a weight that stays low for a minute (a throttled GPU)
-// does.
+// does, and a fall to less than half counts at once.
 func TestColdDividesBySteadyWeight(t *testing.T) {
 	bs := backends(t, 2)
 	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
@@ -81,15 +81,15 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	if got := cold(); got != 0 {
 		t.Fatalf("equal weights: picked %d, want 0 (3 in flight against 4)", got)
 	}
-	// One second later p-0 reports weight 20: its average is still about
-	// 92, so 4/92 < 5/100 and it keeps the prompt (the last report alone
-	// gives 4/20 > 5/100).
+	// One second later p-0 reports weight 60: its average is still about
+	// 93, so 4/93 < 5/100 and it keeps the prompt (the last report alone
+	// gives 4/60 > 5/100).
 	now = now.Add(time.Second)
-	ws = score.Weights{"p/p-0": {Weight: 20}, "p/p-1": {Weight: 100}}
+	ws = score.Weights{"p/p-0": {Weight: 60}, "p/p-1": {Weight: 100}}
 	if got := cold(); got != 0 {
 		t.Fatalf("after a one-second dip: picked %d, want 0", got)
 	}
-	// A minute of it: the average is near 20 and p-1 takes the prompt.
+	// A minute of it: the average is near 60 and p-1 takes the prompt.
 	for range 60 {
 		now = now.Add(time.Second)
 		cold()
@@ -97,7 +97,22 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	if got := cold(); got != 1 {
 		t.Fatalf("after a minute at weight 20: picked %d, want 1", got)
 	}
-	if a := p.steadyWeight("p/p-0", 20); a < 20 || a > 21 {
-		t.Fatalf("p-0's average after a minute at 20: %v", a)
+	if a := p.steadyWeight("p/p-0", 60); a < 60 || a > 61 {
+		t.Fatalf("p-0's average after a minute at 60: %v", a)
+	}
+	// A fall of more than half (another kind of backend, not a busy
+	// second) counts at once: back to 100 for a minute, then 20.
+	ws = score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}}
+	for range 60 {
+		now = now.Add(time.Second)
+		cold()
+	}
+	if got := cold(); got != 0 {
+		t.Fatalf("after a minute back at 100: picked %d, want 0", got)
+	}
+	now = now.Add(time.Second)
+	ws = score.Weights{"p/p-0": {Weight: 20}, "p/p-1": {Weight: 100}}
+	if got := cold(); got != 1 {
+		t.Fatalf("at once after a fall to 20: picked %d, want 1", got)
 	}
 }
