@@ -13,6 +13,15 @@
 // times its weighted fair share; among those, the longest cached prefix
 // wins, and a prefix nobody has cached goes to its weighted rendezvous
 // (highest random weight) home, so router replicas agree without talking.
+//
+// The bound is widened for a backend that holds part of the prompt
+// (Allowed, Config.Gain): a cache hit saves the prefill of what it holds,
+// which on a long shared prompt is worth far more than a few more requests
+// in flight on a batching engine, so the holder keeps the prompt until its
+// load per unit of weight is Bound+Gain*saved times the other backends'.
+// llm-d's precise scheduler makes the same trade by scoring (prefix match
+// weight 3 against queue and KV-cache weights 2 each); a bound keeps ours
+// a rule a reader can check, and one that still spreads a hot prefix.
 package affinity
 
 import (
@@ -52,6 +61,9 @@ type Config struct {
 	MaxBlocks   int
 	Bound       float64
 	IndexBlocks int
+	// Gain widens the bound for a backend that holds part of the prompt
+	// (Allowed; default DefaultGain; negative: none, the plain bound).
+	Gain float64
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -60,6 +72,14 @@ func (c Config) withDefaults() (Config, error) {
 	c.Bound = cmp.Or(c.Bound, DefaultBound)
 	c.IndexBlocks = cmp.Or(c.IndexBlocks, DefaultIndexBlocks)
 	switch {
+	case c.Gain == 0:
+		c.Gain = DefaultGain
+	case c.Gain < 0:
+		c.Gain = 0
+	}
+	switch {
+	case !(c.Gain <= 100):
+		return c, fmt.Errorf("affinity: gain %v above 100", c.Gain)
 	case c.BlockBytes < 1 || c.BlockBytes > 1<<20:
 		return c, fmt.Errorf("affinity: block size %d outside [1, 1Mi]", c.BlockBytes)
 	case c.MaxBlocks < 1 || c.MaxBlocks > 1<<20:
@@ -218,19 +238,22 @@ func (c *Chooser) ChooseMatched(hashes []uint64, cands []Candidate, matches map[
 
 // choose is Choose's rule over given matches; c.mu is held.
 func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]int, totalW, totalL float64, home uint64) (Choice, error) {
-	best, bestMatch, bestRank := -1, -1, math.Inf(-1)
+	best, bestMatch, bestRank, bestRel := -1, -1, math.Inf(-1), math.Inf(1)
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
 			continue
 		}
-		allowed := math.Ceil(c.cfg.Bound * (totalL + 1) * cd.Weight / totalW)
-		if max(cd.Load, 0)+1 > allowed {
+		m := matches[cd.Name]
+		if !Allowed(cd.Load, cd.Weight, totalL, totalW, c.cfg.Bound, c.cfg.Gain, savedFraction(m, len(hashes))) {
 			continue
 		}
-		m := matches[cd.Name]
 		rank := rendezvous(home, cd.Name, cd.Weight)
-		if m > bestMatch || (m == bestMatch && rank > bestRank) {
-			best, bestMatch, bestRank = i, m, rank
+		rel := (max(cd.Load, 0) + 1) / cd.Weight
+		// Among holders of equally long prefixes the less loaded wins (a
+		// prefix spilled to a second backend shares its load); among
+		// backends holding none, the prefix's rendezvous home.
+		if m > bestMatch || (m == bestMatch && (m > 0 && rel < bestRel || (m == 0 || rel == bestRel) && rank > bestRank)) {
+			best, bestMatch, bestRank, bestRel = i, m, rank, rel
 		}
 	}
 	if best < 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/gpu/score"
 )
@@ -46,5 +47,72 @@ func TestColdPrefixGoesToLeastLoaded(t *testing.T) {
 	// placed by load too, and nothing panics.
 	if got := p.PickBlocks("p", bs, nil); got != 2 {
 		t.Fatalf("no blocks: %d", got)
+	}
+}
+
+// A cold prompt divides by the backend's weight averaged over steadyTau,
+// not by the last report's: a one-second dip in a backend's reported
+// weight (a burst filled its KV cache) does not send the prompt to a
+// backend with more in flight, since the in-flight count already says the
+// backend is busy; a weight that stays low for a minute (a throttled GPU)
+// does, and a fall to less than half counts at once.
+func TestColdDividesBySteadyWeight(t *testing.T) {
+	bs := backends(t, 2)
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	ws := score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}}
+	p := newPicker(t, Config{Weights: func() score.Weights { return ws }, WeightsTTL: -1,
+		Now: func() time.Time { return now }})
+	k := 0
+	cold := func() int {
+		k++
+		return p.PickBlocks("p", bs, []uint64{uint64(k) * 7919})
+	}
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	for i, n := range []int{3, 4} {
+		for range n {
+			release = append(release, bs[i].Acquire())
+		}
+	}
+	if got := cold(); got != 0 {
+		t.Fatalf("equal weights: picked %d, want 0 (3 in flight against 4)", got)
+	}
+	// One second later p-0 reports weight 60: its average is still about
+	// 93, so 4/93 < 5/100 and it keeps the prompt (the last report alone
+	// gives 4/60 > 5/100).
+	now = now.Add(time.Second)
+	ws = score.Weights{"p/p-0": {Weight: 60}, "p/p-1": {Weight: 100}}
+	if got := cold(); got != 0 {
+		t.Fatalf("after a one-second dip: picked %d, want 0", got)
+	}
+	// A minute of it: the average is near 60 and p-1 takes the prompt.
+	for range 60 {
+		now = now.Add(time.Second)
+		cold()
+	}
+	if got := cold(); got != 1 {
+		t.Fatalf("after a minute at weight 20: picked %d, want 1", got)
+	}
+	if a := p.steadyWeight("p/p-0", 60); a < 60 || a > 61 {
+		t.Fatalf("p-0's average after a minute at 60: %v", a)
+	}
+	// A fall of more than half (another kind of backend, not a busy
+	// second) counts at once: back to 100 for a minute, then 20.
+	ws = score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}}
+	for range 60 {
+		now = now.Add(time.Second)
+		cold()
+	}
+	if got := cold(); got != 0 {
+		t.Fatalf("after a minute back at 100: picked %d, want 0", got)
+	}
+	now = now.Add(time.Second)
+	ws = score.Weights{"p/p-0": {Weight: 20}, "p/p-1": {Weight: 100}}
+	if got := cold(); got != 1 {
+		t.Fatalf("at once after a fall to 20: picked %d, want 1", got)
 	}
 }

@@ -72,6 +72,8 @@ type Config struct {
 	WeightsTTL time.Duration
 	// Affinity tunes the prefix chooser (block size, load bound, index).
 	Affinity affinity.Config
+	// Now is the clock (default time.Now); a simulation runs its own.
+	Now func() time.Time
 }
 
 // Picker implements route.PrefixPicker. It is safe for concurrent use.
@@ -85,6 +87,7 @@ type Picker struct {
 	// pools is the set of pools steered by load; nil steers every pool.
 	pools        atomic.Pointer[map[string]bool]
 	preciseState // precise.go
+	coldState    // cold.go
 }
 
 type snapshot struct {
@@ -115,7 +118,11 @@ func New(cfg Config) (*Picker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pick: %w", err)
 	}
-	return &Picker{cfg: cfg, chooser: ch, now: time.Now}, nil
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Picker{cfg: cfg, chooser: ch, now: now}, nil
 }
 
 // SetPools restricts the picker to c's pools with loadReports or kvEvents on; the

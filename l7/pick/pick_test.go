@@ -127,53 +127,56 @@ func TestPickUnreportedIsNeutral(t *testing.T) {
 }
 
 func TestPickPrefixAffinityWithinBound(t *testing.T) {
-	bs := backends(t, 4)
-	p := newPicker(t, Config{Weights: fixed(score.Weights{
-		"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100},
-	})})
-	sys := []byte(strings.Repeat("You are a support agent for ACME. ", 40))
-	first := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: hello"...))
-	for i := range 20 {
-		prompt := append(append([]byte{}, sys...), fmt.Sprintf("user: question %d", i)...)
-		if got := p.PickPrefix("p", bs, prompt); got != first {
-			t.Fatalf("request %d with the same system prompt went to %d, first to %d", i, got, first)
+	// Total 32+k in flight, 8 on each of the three others. With the plain
+	// bound (Gain < 0) the home takes requests while 8+k+1 <=
+	// ceil(1.25*(33+k)/4): k = 3 is the last taken, so it moves with 12
+	// in flight. The prompt is all system prompt, all held by the home, so
+	// by default it may carry up to (1.25+4) times the others' 8+1/3 per
+	// backend: 43.75, so it moves with 43.
+	for _, tc := range []struct {
+		gain float64
+		want int64
+	}{{0, 43}, {-1, 12}} {
+		bs := backends(t, 4)
+		p := newPicker(t, Config{Weights: fixed(score.Weights{
+			"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100},
+		}), Affinity: affinity.Config{Gain: tc.gain}})
+		sys := []byte(strings.Repeat("You are a support agent for ACME. ", 40))
+		first := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: hello"...))
+		for i := range 20 {
+			prompt := append(append([]byte{}, sys...), fmt.Sprintf("user: question %d", i)...)
+			if got := p.PickPrefix("p", bs, prompt); got != first {
+				t.Fatalf("gain %v: request %d with the same system prompt went to %d, first to %d", tc.gain, i, got, first)
+			}
 		}
-	}
-	// Under load the prefix's home gives way: with 8 requests in flight
-	// on every backend, hold more on the home until it passes its bound
-	// (1.25 x its share), and the next one goes elsewhere.
-	var release []func()
-	defer func() {
+		var release []func()
+		for _, b := range bs {
+			for range 8 {
+				release = append(release, b.Acquire())
+			}
+		}
+		moved := -1
+		for range 100 {
+			got := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: more"...))
+			if got != first {
+				moved = got
+				break
+			}
+			release = append(release, bs[got].Acquire())
+		}
+		if moved < 0 {
+			t.Fatalf("gain %v: 100 requests in flight on backend %d and the prefix never moved", tc.gain, first)
+		}
+		if n := bs[first].InFlight(); n != tc.want {
+			t.Fatalf("gain %v: moved with %d in flight on the home, want %d (the bound)", tc.gain, n, tc.want)
+		}
+		// A prompt shorter than one block is power of two choices.
+		if got := p.PickPrefix("p", bs, []byte("hi")); got < 0 || got == first {
+			t.Fatalf("gain %v: short prompt: %d", tc.gain, got)
+		}
 		for _, r := range release {
 			r()
 		}
-	}()
-	for _, b := range bs {
-		for range 8 {
-			release = append(release, b.Acquire())
-		}
-	}
-	moved := -1
-	for range 50 {
-		got := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: more"...))
-		if got != first {
-			moved = got
-			break
-		}
-		release = append(release, bs[got].Acquire())
-	}
-	if moved < 0 {
-		t.Fatalf("50 requests in flight on backend %d and the prefix never moved", first)
-	}
-	// Total 32+k in flight, share 1/4: the home takes requests while
-	// 8+k+1 <= ceil(1.25*(33+k)/4): k = 3 is the last taken (12 <= 12),
-	// so it moves with 12 in flight.
-	if n := bs[first].InFlight(); n != 12 {
-		t.Fatalf("moved with %d in flight on the home, want 12 (the bound)", n)
-	}
-	// A prompt shorter than one block is power of two choices.
-	if got := p.PickPrefix("p", bs, []byte("hi")); got < 0 || got == first && bs[first].InFlight() > 10 {
-		t.Fatalf("short prompt: %d", got)
 	}
 }
 

@@ -76,13 +76,21 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	if !(totalW > 0) {
 		return -1
 	}
-	bound := p.cfg.Affinity.Bound
+	bound, gain := p.cfg.Affinity.Bound, p.cfg.Affinity.Gain
 	if bound == 0 {
 		bound = affinity.DefaultBound
 	}
-	// The same bounded-loads rule as l7/affinity: a backend may take the
-	// request while its in-flight count stays within bound times its
-	// weighted share, so a hot prefix cannot pile onto one GPU.
+	switch {
+	case gain == 0:
+		gain = affinity.DefaultGain
+	case gain < 0:
+		gain = 0
+	}
+	// The same rule as l7/affinity: a backend may take the request while
+	// its in-flight count stays within bound times its weighted share,
+	// widened by the part of the prompt it holds (a hit saves that
+	// prefill), so a hot prefix cannot pile onto one GPU yet a long one is
+	// not moved off its holder by a passing burst.
 	best, bestMatch, bestLoad := -1, 0, math.Inf(1)
 	for i, b := range backends {
 		w := weights[i]
@@ -90,10 +98,10 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 			continue
 		}
 		load := loadOf(b)
-		if load+1 > math.Ceil(bound*(totalL+1)*w/totalW) {
+		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedFraction(out[i], len(hashes))) {
 			continue
 		}
-		rel := load / w
+		rel := (load + 1) / w
 		if out[i] > bestMatch || (out[i] == bestMatch && rel < bestLoad) {
 			best, bestMatch, bestLoad = i, out[i], rel
 		}

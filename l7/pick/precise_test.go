@@ -87,3 +87,38 @@ func TestPreciseKeepsLoadBound(t *testing.T) {
 		t.Fatalf("p-0 at 10 in flight against 0: picked %d, want 1", got)
 	}
 }
+
+// A backend whose engine reports most of the prompt keeps it past the
+// plain bound (1.25 shares: 15 of 45 here) while within (1.25+4*saved)
+// times the others' load: the prefill it saves is worth more than the
+// queue. The one holding a quarter gets it only once the holder is past
+// that.
+func TestPreciseHolderKeepsPrefixPastBound(t *testing.T) {
+	bs := backends(t, 4)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{})})
+	p.SetPrecise(&fakePrecise{hashes: []uint64{1, 2, 3, 4}, live: true, held: map[string]int{"p/p-0": 4, "p/p-1": 1}})
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	for i, b := range bs {
+		n := 8
+		if i == 0 {
+			n = 20
+		}
+		for range n {
+			release = append(release, b.Acquire())
+		}
+	}
+	if got := p.PickPrefix("p", bs, longPrompt); got != 0 {
+		t.Fatalf("holder of 4 blocks at 20 in flight against 8: picked %d, want 0", got)
+	}
+	for range 23 { // 43 in flight: 44 > 5.25*(24+1)/3
+		release = append(release, bs[0].Acquire())
+	}
+	if got := p.PickPrefix("p", bs, longPrompt); got != 1 {
+		t.Fatalf("holder at 43 in flight: picked %d, want 1 (the next longest)", got)
+	}
+}

@@ -252,8 +252,8 @@ type GPUPrefix struct {
 	// held mirrors View.InFlight onto the route backends' in-flight
 	// counters: one release func per request the picker should see open.
 	held [][]func()
-	// now is the simulated time of the current event, the clock of the
-	// route table's outlier marking.
+	// now is the simulated time of the current event: the clock of the
+	// picker and of the route table's outlier marking.
 	now float64
 	// pending are the requests whose prompt tokens count against their
 	// backend (route.Backend.AddPending) until their first token or end,
@@ -276,11 +276,12 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 		return nil, err
 	}
 	// Simulated time: every pick reads the weighter afresh.
-	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1})
+	g := &GPUPrefix{weighter: w, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]int{}}
+	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1, Now: func() time.Time { return simTime(g.now) }})
 	if err != nil {
 		return nil, err
 	}
-	g := &GPUPrefix{weighter: w, picker: pk, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]int{}}
+	g.picker = pk
 	// The gateway's passive failure marking at its defaults, on
 	// simulated time.
 	ol, err := route.NewOutliers(route.OutlierConfig{Now: func() time.Time { return simTime(g.now) }})
