@@ -58,38 +58,7 @@ func installCRDs(t testing.TB, dyn dynamic.Interface) {
 		t.Fatalf("find the inference extension module: %v", err)
 	}
 	files = append(files, filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "bases", "inference.networking.k8s.io_inferencepools.yaml"))
-	ctx := context.Background()
-	var names []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var u unstructured.Unstructured
-		if err := yaml.Unmarshal(b, &u.Object); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if _, err := dyn.Resource(crdGVR).Create(ctx, &u, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("install %s: %v", f, err)
-		}
-		names = append(names, u.GetName())
-	}
-	for _, n := range names {
-		eventually(t, 30*time.Second, "CRD "+n+" established", func() bool {
-			u, err := dyn.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
-			if err != nil {
-				return false
-			}
-			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-			for _, c := range conds {
-				m := c.(map[string]any)
-				if m["type"] == "Established" && m["status"] == "True" {
-					return true
-				}
-			}
-			return false
-		})
-	}
+	kubetest.InstallCRDs(t, dyn, files...)
 }
 
 func eventually(t testing.TB, d time.Duration, what string, f func() bool) {

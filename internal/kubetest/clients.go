@@ -48,6 +48,13 @@ func (s *Server) InstallCRDs(t testing.TB, files ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	InstallCRDs(t, dyn, files...)
+}
+
+// InstallCRDs is Server.InstallCRDs through a client the test already
+// has.
+func InstallCRDs(t testing.TB, dyn dynamic.Interface, files ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), crdWait)
 	defer cancel()
 	var names []string
