@@ -4,32 +4,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/internal/fakeclock"
 	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/policy"
 	"github.com/infergate/infergate/test/mockllm"
 )
-
-// testClock is a settable clock for the gateway's outlier marking.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // A backend that refuses connections gets no new requests once
 // DefaultConsecutiveFailures attempts in a row failed on it, and gets
@@ -45,8 +27,8 @@ func TestRefusingBackendMarkedOutThenBack(t *testing.T) {
 	_ = ln.Close()
 	p := pool("p", good)
 	p.Backends = append(p.Backends, policy.CompiledBackend{Name: "p-dead", Address: dead.Addr(), Port: dead.Port(), Weight: 100})
-	clk := &testClock{t: time.Unix(1_000_000, 0)}
-	h := newHarness(t, basePolicy(p), Options{Outliers: route.OutlierConfig{Now: clk.now}})
+	clk := fakeclock.New(time.Unix(1_000_000, 0))
+	h := newHarness(t, basePolicy(p), Options{Outliers: route.OutlierConfig{Now: clk.Now}})
 
 	refused := 0
 	for range 60 {
@@ -83,7 +65,7 @@ func TestRefusingBackendMarkedOutThenBack(t *testing.T) {
 	if n := back.Stats().Total; n != 0 {
 		t.Fatalf("the marked-out backend got %d requests during its back-off", n)
 	}
-	clk.add(route.DefaultBaseEjection)
+	clk.Add(route.DefaultBaseEjection)
 	for range 40 {
 		if code, _, _ := h.call(testKey, "/v1/chat/completions", chatBody("x", "")); code != http.StatusOK {
 			t.Fatalf("status %d after recovery", code)
