@@ -32,14 +32,10 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
 	"strings"
 
 	"github.com/infergate/infergate/l7/translate/chatwire"
 )
-
-// maxNamed bounds how many unknown fields an error names.
-const maxNamed = 8
 
 // Bounds on what a request may hold (the body is already bounded by the
 // gateway's size limit; these bound the work per element).
@@ -135,24 +131,8 @@ type toolChoice struct {
 // max_tokens. A refused request's error is a *chatwire.RequestError.
 func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
 	var r request
-	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
-		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object")
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, Info{}, chatwire.Bad("", "invalid request: "+jsonReason(err))
-	}
-	var unknown []string
-	chatwire.TopLevelKeys(body, func(k []byte) {
-		if !knownKeys[string(k)] {
-			unknown = append(unknown, string(k))
-		}
-	})
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		if len(unknown) > maxNamed {
-			unknown = append(unknown[:maxNamed], "…")
-		}
-		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported field: the gateway cannot translate "+strings.Join(unknown, ", "))
+	if err := chatwire.DecodeRequest(body, &r, knownKeys, "field"); err != nil {
+		return nil, Info{}, err
 	}
 	if r.Model == "" {
 		return nil, Info{}, chatwire.Bad("model", "Field required")
@@ -225,32 +205,9 @@ func ToChat(body []byte, countOnly bool) ([]byte, Info, error) {
 	return b, Info{Model: r.Model, Stream: out.Stream, StopSequences: r.StopSequences}, nil
 }
 
-func jsonReason(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case asErr(err, &se):
-		return "malformed JSON"
-	case asErr(err, &te):
-		if te.Field != "" {
-			return te.Field + ": expected " + te.Type.String() + ", got " + te.Value
-		}
-		return "expected " + te.Type.String() + ", got " + te.Value
-	}
-	return err.Error()
-}
-
-func asErr[T error](err error, dst *T) bool {
-	e, ok := err.(T)
-	if ok {
-		*dst = e
-	}
-	return ok
-}
-
 // addSystem puts the system prompt (a string or text blocks) first.
 func addSystem(out *chatwire.Request, raw json.RawMessage) error {
-	if isNull(raw) {
+	if chatwire.IsNull(raw) {
 		return nil
 	}
 	var s string
@@ -276,11 +233,6 @@ func addSystem(out *chatwire.Request, raw json.RawMessage) error {
 	return nil
 }
 
-func isNull(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) == 0 || string(raw) == "null"
-}
-
 func param(i int, rest string) string { return "messages." + itoa(i) + rest }
 
 func itoa(i int) string {
@@ -294,7 +246,7 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 	if m.Role != "user" && m.Role != "assistant" {
 		return chatwire.Bad(param(i, ".role"), "must be user or assistant")
 	}
-	if isNull(m.Content) {
+	if chatwire.IsNull(m.Content) {
 		return chatwire.Bad(param(i, ".content"), "Field required")
 	}
 	if m.Content[0] == '"' {
@@ -336,7 +288,7 @@ func addMessage(out *chatwire.Request, m *message, i int) error {
 				return chatwire.Bad(p, "tool_use needs id and name")
 			}
 			args := "{}"
-			if !isNull(b.Input) {
+			if !chatwire.IsNull(b.Input) {
 				in := bytes.TrimSpace(b.Input)
 				if in[0] != '{' {
 					return chatwire.Bad(p+".input", "must be an object")
@@ -424,7 +376,7 @@ func imageURL(b *block, p string) (string, error) {
 // blocks joined. An image in a tool result has no place in a chat tool
 // message and is refused.
 func resultText(raw json.RawMessage, p string) (string, error) {
-	if isNull(raw) {
+	if chatwire.IsNull(raw) {
 		return "", nil
 	}
 	if raw[0] == '"' {

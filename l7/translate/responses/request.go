@@ -30,15 +30,11 @@ package responses
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/infergate/infergate/l7/translate/chatwire"
 )
-
-// maxNamed bounds how many unknown fields an error names.
-const maxNamed = 8
 
 // Bounds on what a request may hold.
 const (
@@ -150,41 +146,25 @@ type part struct {
 // request body. A refused request's error is a *chatwire.RequestError.
 func ToChat(body []byte) ([]byte, Info, error) {
 	var r request
-	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
-		return nil, Info{}, chatwire.Bad("", "the request body is not a JSON object")
+	if err := chatwire.DecodeRequest(body, &r, knownKeys, "parameter"); err != nil {
+		return nil, Info{}, err
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, Info{}, chatwire.Bad("", "invalid request: "+reason(err))
-	}
-	var unknown []string
-	chatwire.TopLevelKeys(body, func(k []byte) {
-		if !knownKeys[string(k)] {
-			unknown = append(unknown, string(k))
-		}
-	})
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		if len(unknown) > maxNamed {
-			unknown = append(unknown[:maxNamed], "…")
-		}
-		return nil, Info{}, chatwire.Bad(unknown[0], "unsupported parameter: the gateway cannot translate "+strings.Join(unknown, ", "))
-	}
-	if !isNull(r.Conversation) {
+	if !chatwire.IsNull(r.Conversation) {
 		return nil, Info{}, chatwire.Bad("conversation", "not supported by this gateway: "+stateful["conversation"])
 	}
-	if !isNull(r.Prompt) {
+	if !chatwire.IsNull(r.Prompt) {
 		return nil, Info{}, chatwire.Bad("prompt", "not supported by this gateway: "+stateful["prompt"])
 	}
 	var tools []tool
-	if !isNull(r.Tools) {
+	if !chatwire.IsNull(r.Tools) {
 		if err := json.Unmarshal(r.Tools, &tools); err != nil {
-			return nil, Info{}, chatwire.Bad("tools", "must be a list of tools: "+reason(err))
+			return nil, Info{}, chatwire.Bad("tools", "must be a list of tools: "+chatwire.JSONReason(err))
 		}
 	}
 	var text *textConfig
-	if !isNull(r.Text) {
+	if !chatwire.IsNull(r.Text) {
 		if err := json.Unmarshal(r.Text, &text); err != nil {
-			return nil, Info{}, chatwire.Bad("text", "invalid: "+reason(err))
+			return nil, Info{}, chatwire.Bad("text", "invalid: "+chatwire.JSONReason(err))
 		}
 	}
 	if r.PreviousResponseID != nil && *r.PreviousResponseID != "" {
@@ -227,7 +207,7 @@ func ToChat(body []byte) ([]byte, Info, error) {
 }
 
 func compact(raw json.RawMessage) json.RawMessage {
-	if isNull(raw) {
+	if chatwire.IsNull(raw) {
 		return nil
 	}
 	var b bytes.Buffer
@@ -237,28 +217,10 @@ func compact(raw json.RawMessage) json.RawMessage {
 	return b.Bytes()
 }
 
-func reason(err error) string {
-	if te, ok := err.(*json.UnmarshalTypeError); ok {
-		if te.Field != "" {
-			return te.Field + ": expected " + te.Type.String() + ", got " + te.Value
-		}
-		return "expected " + te.Type.String() + ", got " + te.Value
-	}
-	if _, ok := err.(*json.SyntaxError); ok {
-		return "malformed JSON"
-	}
-	return err.Error()
-}
-
-func isNull(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) == 0 || string(raw) == "null"
-}
-
 func at(i int, rest string) string { return "input[" + strconv.Itoa(i) + "]" + rest }
 
 func addInput(out *chatwire.Request, raw json.RawMessage) error {
-	if isNull(raw) {
+	if chatwire.IsNull(raw) {
 		return chatwire.Bad("input", "Missing required parameter: 'input'.")
 	}
 	raw = bytes.TrimSpace(raw)
@@ -269,7 +231,7 @@ func addInput(out *chatwire.Request, raw json.RawMessage) error {
 	}
 	var items []item
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return chatwire.Bad("input", "must be a string or a list of input items: "+reason(err))
+		return chatwire.Bad("input", "must be a string or a list of input items: "+chatwire.JSONReason(err))
 	}
 	if len(items) == 0 {
 		return chatwire.Bad("input", "at least one input item is required")
@@ -329,7 +291,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 	default:
 		return chatwire.Bad(at(i, ".role"), "must be user, assistant, system or developer")
 	}
-	if isNull(it.Content) {
+	if chatwire.IsNull(it.Content) {
 		return chatwire.Bad(at(i, ".content"), "Missing required parameter")
 	}
 	c := bytes.TrimSpace(it.Content)
@@ -385,7 +347,7 @@ func addMessage(out *chatwire.Request, it *item, i int) error {
 // outputText is a function_call_output's output: a string, or its text
 // parts joined.
 func outputText(raw json.RawMessage, where string) (string, error) {
-	if isNull(raw) {
+	if chatwire.IsNull(raw) {
 		return "", chatwire.Bad(where, "Missing required parameter")
 	}
 	raw = bytes.TrimSpace(raw)
@@ -433,7 +395,7 @@ func addTools(out *chatwire.Request, tools []tool, choice json.RawMessage) error
 			Name: t.Name, Description: t.Description, Parameters: params, Strict: t.Strict}})
 	}
 	tc := bytes.TrimSpace(choice)
-	if isNull(tc) {
+	if chatwire.IsNull(tc) {
 		return nil
 	}
 	if tc[0] == '"' {
