@@ -148,6 +148,18 @@ type Delta struct {
 	ToolCalls        []ChunkToolCall `json:"tool_calls,omitempty"`
 }
 
+// Text is the text a delta adds to the answer: its content, or a refusal
+// where it has none (the inbound APIs carry both as text).
+func (d *Delta) Text() string {
+	switch {
+	case d.Content != nil:
+		return *d.Content
+	case d.Refusal != nil:
+		return *d.Refusal
+	}
+	return ""
+}
+
 // ChunkToolCall is a tool call's first (id, name) or later (arguments)
 // piece. Index says which of the message's calls it continues; it is a
 // pointer because some servers leave it out, and a reader then takes the

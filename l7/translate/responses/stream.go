@@ -67,12 +67,7 @@ func (s *Stream) Chunk(data []byte, dst []byte) ([]byte, error) {
 			continue
 		}
 		d := &ch.Delta
-		text := ""
-		if d.Content != nil {
-			text = *d.Content
-		} else if d.Refusal != nil {
-			text = *d.Refusal
-		}
+		text := d.Text()
 		if text != "" {
 			if s.open < 0 || s.resp.Output[s.open].Type != "message" {
 				dst = s.closeItem(dst)
