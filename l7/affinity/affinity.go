@@ -186,6 +186,21 @@ type Choice struct {
 // (including "nobody has it") go to the highest weighted rendezvous score
 // of the first block, so a prefix has a stable, weight-proportional home.
 func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
+	return c.chooseWith(hashes, cands, nil, false)
+}
+
+// ChooseMatched is Choose with the cached prefix lengths given instead of
+// guessed: matches[name] is how many leading blocks of hashes backend name
+// holds (from an index the engines' KV-cache events feed). The choice is
+// still recorded, so the guess stands in when events stop.
+func (c *Chooser) ChooseMatched(hashes []uint64, cands []Candidate, matches map[string]int) (Choice, error) {
+	return c.chooseWith(hashes, cands, matches, true)
+}
+
+// chooseWith is Choose (given false: the prefix lengths are guessed from
+// the chooser's own records) and ChooseMatched (given: matches are the
+// engines' own).
+func (c *Chooser) chooseWith(hashes []uint64, cands []Candidate, matches map[string]int, given bool) (Choice, error) {
 	if len(hashes) > c.cfg.MaxBlocks {
 		hashes = hashes[:c.cfg.MaxBlocks]
 	}
@@ -203,36 +218,11 @@ func (c *Chooser) Choose(hashes []uint64, cands []Candidate) (Choice, error) {
 	if len(hashes) > 0 {
 		home = hashes[0]
 	}
-
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.choose(hashes, cands, c.matched(hashes), totalW, totalL, home)
-}
-
-// ChooseMatched is Choose with the cached prefix lengths given instead of
-// guessed: matches[name] is how many leading blocks of hashes backend name
-// holds (from an index the engines' KV-cache events feed). The choice is
-// still recorded, so the guess stands in when events stop.
-func (c *Chooser) ChooseMatched(hashes []uint64, cands []Candidate, matches map[string]int) (Choice, error) {
-	if len(hashes) > c.cfg.MaxBlocks {
-		hashes = hashes[:c.cfg.MaxBlocks]
+	if !given {
+		matches = c.matched(hashes)
 	}
-	var totalW, totalL float64
-	for _, cd := range cands {
-		if cd.Weight > 0 && !math.IsInf(cd.Weight, 0) {
-			totalW += cd.Weight
-			totalL += max(cd.Load, 0)
-		}
-	}
-	if totalW == 0 {
-		return Choice{}, ErrNoCandidate
-	}
-	var home uint64
-	if len(hashes) > 0 {
-		home = hashes[0]
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.choose(hashes, cands, matches, totalW, totalL, home)
 }
 
