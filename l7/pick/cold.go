@@ -39,13 +39,14 @@ func (p *Picker) pickCold(pool string, backends []*route.Backend, ws score.Weigh
 		home = hashes[0]
 	}
 	best, bestCost, bestRank := -1, math.Inf(1), math.Inf(-1)
+	now := p.now()
 	for i, b := range backends {
 		name := label(pool, b)
 		w := p.weightOf(ws, b, name)
 		if !(w > 0) || math.IsInf(w, 0) {
 			continue
 		}
-		cost := (loadOf(b) + 1) / p.steadyWeight(name, w)
+		cost := (loadOf(b) + 1) / p.steadyWeight(name, w, now)
 		if cost > bestCost {
 			continue
 		}
@@ -93,10 +94,9 @@ const maxSteady = 4096
 const steadyJump = 2.0
 
 // steadyWeight returns name's weight w averaged exponentially over
-// steadyTau of the picker's clock; the first call, and one whose w is
+// steadyTau of the picker's clock, read once per pick (now); the first call, and one whose w is
 // steadyJump times above or below the average, returns w.
-func (p *Picker) steadyWeight(name string, w float64) float64 {
-	now := p.now()
+func (p *Picker) steadyWeight(name string, w float64, now time.Time) float64 {
 	p.steadyMu.Lock()
 	defer p.steadyMu.Unlock()
 	s, ok := p.steady[name]

@@ -97,7 +97,7 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	if got := cold(); got != 1 {
 		t.Fatalf("after a minute at weight 20: picked %d, want 1", got)
 	}
-	if a := p.steadyWeight("p/p-0", 60); a < 60 || a > 61 {
+	if a := p.steadyWeight("p/p-0", 60, p.now()); a < 60 || a > 61 {
 		t.Fatalf("p-0's average after a minute at 60: %v", a)
 	}
 	// A fall of more than half (another kind of backend, not a busy
