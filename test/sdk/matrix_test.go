@@ -3,7 +3,6 @@ package sdk_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/infergate/infergate/internal/privtest"
@@ -140,31 +138,9 @@ spec:
     providers:
 %s    models:
 %s`, auditPath, keyHash(key), provs.String(), models.String())
-	polPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polPath, []byte(pol), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "infergate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/infergate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the gateway: %v\n%s", err, out)
-	}
-	listen := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gw := exec.CommandContext(ctx, bin, "gateway", "-f", polPath, "--listen", listen)
-	// SIGTERM, so the gateway stops gracefully and flushes its audit log.
-	gw.Cancel = func() error { return gw.Process.Signal(syscall.SIGTERM) }
-	gw.Env = append(os.Environ(), "MX_OPENAI_KEY=sk-mx", "MX_GEMINI_KEY=AIza-mx", "MX_AZURE_KEY=az-mx",
+	gw := startGateway(t, root, dir, pol, "MX_OPENAI_KEY=sk-mx", "MX_GEMINI_KEY=AIza-mx", "MX_AZURE_KEY=az-mx",
 		"AWS_ACCESS_KEY_ID=AKIDMX", "AWS_SECRET_ACCESS_KEY=mx/secret")
-	var gwLog bytes.Buffer
-	gw.Stdout, gw.Stderr = &gwLog, &gwLog
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = gw.Wait() }()
-	waitPort(t, listen, &gwLog)
+	listen := gw.listen
 
 	node := exec.Command("node", filepath.Join(root, "test", "sdk", "matrix.mjs"))
 	node.Env = append(os.Environ(), "IG_ROOT_URL=http://"+listen, "IG_KEY="+key, "IG_MODELS="+strings.Join(names, ","),
@@ -173,7 +149,7 @@ spec:
 	node.Stderr = &stderr
 	out, err := node.Output()
 	if err != nil {
-		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gwLog.String())
+		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gw.log.String())
 	}
 	type call struct {
 		Name    string
@@ -189,8 +165,7 @@ spec:
 		t.Fatalf("node printed %q: %v", out, err)
 	}
 	// The audit log is written in batches: stop the gateway so it flushes.
-	cancel()
-	if err := gw.Wait(); err != nil {
+	if err := gw.stop(); err != nil {
 		t.Logf("gateway stopped: %v", err)
 	}
 	audits := map[string][]struct {
@@ -338,6 +313,6 @@ spec:
 		t.Errorf("Anthropic's models.list and retrieve: %+v", ms)
 	}
 	if t.Failed() {
-		t.Logf("gateway log:\n%s", gwLog.String())
+		t.Logf("gateway log:\n%s", gw.log.String())
 	}
 }

@@ -2,7 +2,6 @@ package sdk_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -80,28 +79,8 @@ spec:
       - {name: via-gemini, routes: [{provider: gemini, upstreamModel: gemini-2.5-flash}]}
       - {name: via-azure, routes: [{provider: azure, upstreamModel: gpt4o}]}
 `, hex.EncodeToString(sum[:]), urls["claude"], keyFile, urls["bedrock"], urls["gemini"], urls["azure"])
-	polPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polPath, []byte(pol), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "infergate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/infergate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the gateway: %v\n%s", err, out)
-	}
-	listen := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gw := exec.CommandContext(ctx, bin, "gateway", "-f", polPath, "--listen", listen)
-	gw.Env = append(os.Environ(), "SDK_GEMINI_KEY=AIza-sdk", "SDK_AZURE_KEY=az-sdk", "AWS_ACCESS_KEY_ID=AKIDSDK", "AWS_SECRET_ACCESS_KEY=sdk/secret")
-	var gwLog bytes.Buffer
-	gw.Stdout, gw.Stderr = &gwLog, &gwLog
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = gw.Wait() }()
-	waitPort(t, listen, &gwLog)
+	gw := startGateway(t, root, dir, pol, "SDK_GEMINI_KEY=AIza-sdk", "SDK_AZURE_KEY=az-sdk", "AWS_ACCESS_KEY_ID=AKIDSDK", "AWS_SECRET_ACCESS_KEY=sdk/secret")
+	listen := gw.listen
 
 	models := []string{"via-claude", "via-bedrock", "via-gemini", "via-azure"}
 	node := exec.Command("node", filepath.Join(root, "test", "sdk", "providers.mjs"))
@@ -110,7 +89,7 @@ spec:
 	node.Stderr = &stderr
 	out, err := node.Output()
 	if err != nil {
-		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gwLog.String())
+		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gw.log.String())
 	}
 	var res map[string]result
 	if err := json.Unmarshal(out, &res); err != nil {
@@ -142,6 +121,6 @@ spec:
 		}
 	}
 	if t.Failed() {
-		t.Logf("gateway log:\n%s", gwLog.String())
+		t.Logf("gateway log:\n%s", gw.log.String())
 	}
 }

@@ -6,7 +6,6 @@ package sdk_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -102,28 +101,8 @@ spec:
     cache:
       ttl: 5m
 `, host, port, hex.EncodeToString(sum[:]), model)
-	polPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(polPath, []byte(pol), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	bin := filepath.Join(dir, "infergate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/infergate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the gateway: %v\n%s", err, out)
-	}
-	listen := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	gw := exec.CommandContext(ctx, bin, "gateway", "-f", polPath, "--listen", listen)
-	var gwLog bytes.Buffer
-	gw.Stdout, gw.Stderr = &gwLog, &gwLog
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = gw.Wait() }()
-	waitPort(t, listen, &gwLog)
+	gw := startGateway(t, root, dir, pol)
+	listen := gw.listen
 
 	node := exec.Command("node", filepath.Join(root, "test", "sdk", "conformance.mjs"))
 	node.Env = append(os.Environ(), "IG_BASE_URL=http://"+listen+"/v1", "IG_KEY="+key, "IG_MODEL="+model,
@@ -132,7 +111,7 @@ spec:
 	node.Stderr = &stderr
 	out, err := node.Output()
 	if err != nil {
-		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gwLog.String())
+		t.Fatalf("node: %v\n%s\ngateway log:\n%s", err, stderr.String(), gw.log.String())
 	}
 	var res map[string]result
 	if err := json.Unmarshal(out, &res); err != nil {
