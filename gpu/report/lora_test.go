@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/internal/fakeclock"
@@ -28,12 +29,13 @@ func TestLoRAAdaptersReachTheWeights(t *testing.T) {
 		t.Fatal(st.Error)
 	}
 	w := p.Current()["p/a"]
-	want := []string{"chat-de", "sql-lora", "summarize-v2", "tool-call"}
-	if w.Adapters == nil || !slices.Equal(w.Adapters.Names, want) || w.Adapters.Max != 4 || !w.Adapters.At.Equal(clk.Now()) {
-		t.Fatalf("adapters %+v, want %q max 4 at %v", w.Adapters, want, clk.Now())
+	run, wait := []string{"chat-de", "sql-lora", "summarize-v2"}, []string{"sql-lora", "tool-call"}
+	a := w.Adapters
+	if a == nil || !slices.Equal(a.Running, run) || !slices.Equal(a.Waiting, wait) || a.Max != 4 || a.At.After(clk.Now()) || clk.Now().Sub(a.At) > time.Second {
+		t.Fatalf("adapters %+v, want running %q waiting %q max 4 measured just before %v (its age rebased on the poller's clock)", a, run, wait, clk.Now())
 	}
-	if !w.Adapters.Has("tool-call") || w.Adapters.Has("tool") {
-		t.Fatal("Has")
+	if !a.Has("tool-call") || a.IsRunning("tool-call") || a.Has("tool") || a.InUse() != 4 {
+		t.Fatalf("Has/IsRunning/InUse wrong on %+v", a)
 	}
 	if w.Weight == 0 {
 		t.Fatal("no weight")
@@ -69,14 +71,14 @@ func TestLoRAWireCompatibility(t *testing.T) {
 		t.Fatalf("signals %s", plain["signals"])
 	}
 	lora := get(&HostSource{Host: "gpu-a", Scraper: newScraper(t, vllmServer(t, "vllm_lora.txt"))})
-	if string(lora["lora"]) != `{"adapters":["chat-de","sql-lora","summarize-v2","tool-call"],"max":4}` {
+	if string(lora["lora"]) != `{"running":["chat-de","sql-lora","summarize-v2"],"waiting":["sql-lora","tool-call"],"max":4}` {
 		t.Fatalf("served %s", lora["lora"])
 	}
 
 	for _, c := range []struct{ name, body string }{
 		{"older host", `{"healthy":true,"signals":["kvCache","waiting"],"kvCacheUsage":0.5,"requestsWaiting":0,"ageMillis":10}`},
-		{"no limit", `{"healthy":true,"signals":["kvCache"],"kvCacheUsage":0.5,"lora":{"adapters":["x"]},"ageMillis":10}`},
-		{"empty adapter name", `{"healthy":true,"signals":["kvCache"],"kvCacheUsage":0.5,"lora":{"adapters":[""],"max":2},"ageMillis":10}`},
+		{"no limit", `{"healthy":true,"signals":["kvCache"],"kvCacheUsage":0.5,"lora":{"running":["x"]},"ageMillis":10}`},
+		{"empty adapter name", `{"healthy":true,"signals":["kvCache"],"kvCacheUsage":0.5,"lora":{"running":[""],"waiting":[],"max":2},"ageMillis":10}`},
 		{"newer signal names", `{"healthy":true,"signals":["kvCache","fromTheFuture"],"kvCacheUsage":0.5,"fromTheFuture":[1],"ageMillis":10}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -16,15 +16,16 @@ func TestWeighterAdapters(t *testing.T) {
 	}
 	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	rep := Report{Healthy: true, Time: now, Signals: HasKVCache, KVCacheUsage: 0.2,
-		LoRA: &LoRA{Adapters: []string{"b", "a", "b"}, Max: 4}}
+		LoRA: &LoRA{Running: []string{"b", "a", "b"}, Waiting: []string{"c", "a"}, Max: 4}}
 	if err := w.Observe("h", rep, now); err != nil {
 		t.Fatal(err)
 	}
 	a := w.Current()["h"].Adapters
-	if a == nil || !slices.Equal(a.Names, []string{"a", "b"}) || a.Max != 4 || !a.At.Equal(now) || !a.Has("a") || a.Has("c") {
+	if a == nil || !slices.Equal(a.Running, []string{"a", "b"}) || !slices.Equal(a.Waiting, []string{"a", "c"}) || a.Max != 4 || !a.At.Equal(now) ||
+		!a.Has("c") || a.IsRunning("c") || a.Has("d") || a.InUse() != 3 {
 		t.Fatalf("adapters %+v", a)
 	}
-	if rep.LoRA.Adapters[0] != "b" {
+	if rep.LoRA.Running[0] != "b" {
 		t.Fatal("the report's own list was sorted in place")
 	}
 	w.Tick(now.Add(10 * time.Second))
@@ -33,8 +34,9 @@ func TestWeighterAdapters(t *testing.T) {
 	}
 	for _, r := range []Report{
 		{Healthy: true, Time: now, Signals: HasKVCache},
-		{Healthy: false, Time: now, LoRA: &LoRA{Adapters: []string{"a"}, Max: 4}},
-		{Healthy: true, Time: now, LoRA: &LoRA{Adapters: []string{"a"}}},
+		{Healthy: false, Time: now, LoRA: &LoRA{Running: []string{"a"}, Max: 4}},
+		{Healthy: true, Time: now, LoRA: &LoRA{Running: []string{"a"}}},
+		{Healthy: true, Time: now, LoRA: &LoRA{Waiting: []string{""}, Max: 4}},
 	} {
 		_ = w.Observe("h", rep, now)
 		if err := w.Observe("h", r, now); err != nil {

@@ -29,17 +29,17 @@ const (
 )
 
 // loraInfo reads the current series of a lora_requests_info family: the
-// adapters of the running and waiting requests (each once, sorted) and
-// max_lora. A current series that is malformed (a label missing or too
+// adapters of the running and of the waiting requests (each list sorted,
+// each name once) and max_lora. A current series that is malformed (a label missing or too
 // long, max_lora not a positive integer, too many names) makes the family
 // count as absent: a partial list would say an adapter is not there when
 // it is.
-func loraInfo(f *dto.MetricFamily) (adapters []string, maxLoRAs int, ok bool) {
+func loraInfo(f *dto.MetricFamily) (running, waiting []string, maxLoRAs int, ok bool) {
 	if f == nil || len(f.GetMetric()) == 0 {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
 	if t := f.GetType(); t != dto.MetricType_GAUGE && t != dto.MetricType_UNTYPED {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
 	var cur *dto.Metric
 	latest := math.Inf(-1)
@@ -58,41 +58,52 @@ func loraInfo(f *dto.MetricFamily) (adapters []string, maxLoRAs int, ok bool) {
 		}
 	}
 	if cur == nil {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
-	var running, waiting, limit string
+	var runList, waitList, limit string
 	var haveR, haveW, haveM bool
 	for _, l := range cur.GetLabel() {
 		switch l.GetName() {
 		case vllmLoRARunning:
-			running, haveR = l.GetValue(), true
+			runList, haveR = l.GetValue(), true
 		case vllmLoRAWaiting:
-			waiting, haveW = l.GetValue(), true
+			waitList, haveW = l.GetValue(), true
 		case vllmLoRAMax:
 			limit, haveM = l.GetValue(), true
 		}
 	}
-	if !haveR || !haveW || !haveM || len(running) > maxLoRALabelBytes || len(waiting) > maxLoRALabelBytes || len(limit) > maxLoRALimitLabelSz {
-		return nil, 0, false
+	if !haveR || !haveW || !haveM || len(runList) > maxLoRALabelBytes || len(waitList) > maxLoRALabelBytes || len(limit) > maxLoRALimitLabelSz {
+		return nil, nil, 0, false
 	}
 	// max_lora 0 is an engine without LoRA serving (vLLM V0 prints the
 	// gauge then too): nothing to steer by.
 	n, err := strconv.Atoi(limit)
 	if err != nil || n <= 0 || n > maxLoRALimit {
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
-	for _, list := range []string{running, waiting} {
-		for name := range strings.SplitSeq(list, ",") {
-			name = strings.TrimSpace(name)
-			if name == "" || slices.Contains(adapters, name) {
-				continue
-			}
-			if len(name) > maxLoRANameBytes || len(adapters) >= maxLoRAAdapters {
-				return nil, 0, false
-			}
-			adapters = append(adapters, name)
+	if running, ok = names(runList); !ok {
+		return nil, nil, 0, false
+	}
+	if waiting, ok = names(waitList); !ok {
+		return nil, nil, 0, false
+	}
+	return running, waiting, n, true
+}
+
+// names splits a comma-separated list of adapter names, each once, sorted;
+// false past the bounds.
+func names(list string) ([]string, bool) {
+	var out []string
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" || slices.Contains(out, name) {
+			continue
 		}
+		if len(name) > maxLoRANameBytes || len(out) >= maxLoRAAdapters {
+			return nil, false
+		}
+		out = append(out, name)
 	}
-	slices.Sort(adapters)
-	return adapters, n, true
+	slices.Sort(out)
+	return out, true
 }

@@ -24,8 +24,9 @@ func TestParseVLLMLoRAInfo(t *testing.T) {
 		if m.Signals != want {
 			t.Fatalf("signals %v, want %v", m.Signals, want)
 		}
-		if got := []string{"chat-de", "sql-lora", "summarize-v2", "tool-call"}; m.LoRA == nil || !slices.Equal(m.LoRA.Adapters, got) || m.LoRA.Max != 4 {
-			t.Fatalf("LoRA %+v, want %q max 4", m.LoRA, got)
+		run, wait := []string{"chat-de", "sql-lora", "summarize-v2"}, []string{"sql-lora", "tool-call"}
+		if m.LoRA == nil || !slices.Equal(m.LoRA.Running, run) || !slices.Equal(m.LoRA.Waiting, wait) || m.LoRA.Max != 4 {
+			t.Fatalf("LoRA %+v, want running %q waiting %q max 4", m.LoRA, run, wait)
 		}
 		if m.Running != 12 || m.Waiting != 3 || m.KVCacheTokens != 27051*16 {
 			t.Fatalf("running %v waiting %v cache %v", m.Running, m.Waiting, m.KVCacheTokens)
@@ -53,11 +54,11 @@ func TestParseVLLMLoRAInfoBad(t *testing.T) {
 	cases := []struct {
 		name, payload string
 		ok            bool
-		adapters      []string
+		adapters      []string // running
 		max           int
 	}{
 		{"empty lists", series("2", "", "", 10), true, nil, 2},
-		{"spaces and repeats", series("2", "x, y,x", "y", 10), true, []string{"x", "y"}, 2},
+		{"spaces and repeats", series("2", "y, x,y", "z", 10), true, []string{"x", "y"}, 2},
 		{"latest printed first", series("3", "y", "", 10) + series("3", "x", "", 5), true, []string{"y"}, 3},
 		{"old series malformed", series("bad", "z", "", 5) + series("3", "x", "", 10), true, []string{"x"}, 3},
 		{"current max_lora not a number", series("3", "x", "", 5) + series("four", "y", "", 10), false, nil, 0},
@@ -74,7 +75,7 @@ func TestParseVLLMLoRAInfoBad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (m.LoRA != nil) != c.ok || m.LoRA != nil && (!slices.Equal(m.LoRA.Adapters, c.adapters) || m.LoRA.Max != c.max) {
+			if (m.LoRA != nil) != c.ok || m.LoRA != nil && (!slices.Equal(m.LoRA.Running, c.adapters) || m.LoRA.Max != c.max) {
 				t.Fatalf("LoRA %+v, want ok=%v %q %d", m.LoRA, c.ok, c.adapters, c.max)
 			}
 		})

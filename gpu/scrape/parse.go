@@ -97,8 +97,8 @@ type Metrics struct {
 	// server's engines (vLLM's cache_config_info); valid when Signals has
 	// score.HasKVTokens. It goes to score.Report.KVCacheTokens.
 	KVCacheTokens float64 `json:"kvCacheTokens,omitempty"`
-	// LoRA: the adapters of the running and waiting requests, sorted,
-	// and the engine's max_lora (vLLM's lora_requests_info, lora.go);
+	// LoRA: the adapters of the running and of the waiting requests,
+	// sorted, and the engine's max_lora (vLLM's lora_requests_info, lora.go);
 	// nil when the payload has none.
 	LoRA *score.LoRA `json:"lora,omitempty"`
 	// Models are the model names seen in labels, sorted.
@@ -151,8 +151,8 @@ func FromFamilies(fams map[string]*dto.MetricFamily, kind Kind) (Metrics, error)
 			m.KVCacheTokens = tokens
 			m.Signals |= score.HasKVTokens
 		}
-		if names, n, ok := loraInfo(fams[vllmLoRAInfo]); ok {
-			m.LoRA = &score.LoRA{Adapters: names, Max: n}
+		if running, waiting, n, ok := loraInfo(fams[vllmLoRAInfo]); ok {
+			m.LoRA = &score.LoRA{Running: running, Waiting: waiting, Max: n}
 		}
 	case TGI:
 		m.setSum(fams, tgiBatch, score.HasRunning, &m.Running, models)

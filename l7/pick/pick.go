@@ -88,6 +88,7 @@ type Picker struct {
 	pools        atomic.Pointer[map[string]bool]
 	preciseState // precise.go
 	coldState    // cold.go
+	adapterState // adapter.go
 }
 
 type snapshot struct {
@@ -95,7 +96,7 @@ type snapshot struct {
 	ws score.Weights
 }
 
-var _ route.PrefixPicker = (*Picker)(nil)
+var _ route.ModelPicker = (*Picker)(nil)
 
 // New returns a Picker for cfg.
 func New(cfg Config) (*Picker, error) {
