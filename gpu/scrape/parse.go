@@ -1,7 +1,7 @@
 // Package scrape reads the load signals that predict queueing from a local
 // inference server's Prometheus endpoint: requests running and waiting, and
-// KV-cache usage, for vLLM, TGI, Triton and SGLang, and vLLM's KV-cache
-// size. Parsing uses the Prometheus text parser
+// KV-cache usage, for vLLM, TGI, Triton and SGLang, vLLM's KV-cache size,
+// and the LoRA adapters vLLM has in use (lora.go). Parsing uses the Prometheus text parser
 // (github.com/prometheus/common/expfmt).
 package scrape
 

@@ -22,6 +22,10 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
+// A request for a LoRA adapter (PickModel, PickAdapter; adapter.go) is
+// first narrowed to the backends whose reports have the adapter in use,
+// else to those with an adapter slot free, each within the load bound.
+//
 // A backend's load is its in-flight count plus the prompt tokens it still
 // has to prefill for this gateway (load.go), and a backend the route
 // table has marked out for failing (route's outlier marking) weighs 0.
