@@ -160,13 +160,15 @@ func applySnapshot(r *score.Report, s collector.Snapshot) {
 	}
 }
 
-// applyMetrics adds the inference server's queue and KV-cache signals, and
-// the KV cache's size, which lets the scorer derate a host whose small cache
-// limits it more than its memory bandwidth does.
+// applyMetrics adds the inference server's queue and KV-cache signals, the
+// KV cache's size, which lets the scorer derate a host whose small cache
+// limits it more than its memory bandwidth does, and the LoRA adapters in
+// use, which the L7 picker steers adapter requests by.
 func applyMetrics(r *score.Report, m scrape.Metrics) {
 	r.Signals |= m.Signals & (score.HasKVCache | score.HasRunning | score.HasWaiting | score.HasKVTokens)
 	r.KVCacheUsage = m.KVCacheUsage
 	r.KVCacheTokens = m.KVCacheTokens
+	r.LoRA = m.LoRA
 	r.RequestsRunning = m.Running
 	r.RequestsWaiting = m.Waiting
 }

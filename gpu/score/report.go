@@ -130,6 +130,13 @@ type Report struct {
 	// what its memory bandwidth alone suggests (see EffectiveCapacity).
 	KVCacheTokens float64 `json:"kvCacheTokens,omitempty"`
 
+	// LoRA is what the inference server says about its LoRA adapters
+	// (vLLM's lora_requests_info); nil when it says nothing. The L7
+	// picker sends a request for an adapter where it is already in use,
+	// else where a batch has room for it (see Adapters). A host that
+	// predates it sends none, and a balancer that predates it skips it.
+	LoRA *LoRA `json:"lora,omitempty"`
+
 	// Capacity is the host's relative throughput (1 = one H100 SXM); zero
 	// means unknown and counts as 1. See CapacityForModel.
 	Capacity float64 `json:"capacity,omitempty"`

@@ -21,6 +21,9 @@ type Weight struct {
 	// Stale: no fresh report within Config.Staleness; Weight is decaying
 	// towards the neutral weight.
 	Stale bool `json:"stale,omitempty"`
+	// Adapters are the LoRA adapters the host's last report named (nil:
+	// it named none, or it is stale or draining).
+	Adapters *Adapters `json:"adapters,omitempty"`
 }
 
 // Weights maps backend names to weights.
@@ -40,6 +43,8 @@ type hostState struct {
 	// override is the operator's capacity for the host (0: none); it
 	// replaces what reports say.
 	override float64
+	// adapters are the last healthy report's (nil: none).
+	adapters *Adapters
 }
 
 // Weighter smooths per-host scores into weights and decides when they have
@@ -154,6 +159,7 @@ func (w *Weighter) Observe(name string, r Report, now time.Time) error {
 	}
 	h.lastSeen = now
 	h.stale = false
+	h.adapters = nil
 	if !r.Healthy {
 		h.draining = true
 		h.seeded = false
@@ -164,6 +170,7 @@ func (w *Weighter) Observe(name string, r Report, now time.Time) error {
 		r.Signals &^= HasKVTokens
 	}
 	h.capacity = EffectiveCapacity(r, w.cfg)
+	h.adapters = adaptersOf(r)
 	target := Score(r, w.cfg)
 	if h.draining || !h.seeded {
 		h.draining = false
@@ -212,7 +219,11 @@ func (w *Weighter) weightOf(h *hostState) Weight {
 	v := math.Round(h.smoothed)
 	v = math.Max(v, w.floor(h.capacity))
 	v = math.Min(v, float64(w.cfg.MaxWeight))
-	return Weight{Weight: uint32(v), Stale: h.stale}
+	out := Weight{Weight: uint32(v), Stale: h.stale}
+	if !h.stale {
+		out.Adapters = h.adapters
+	}
+	return out
 }
 
 // floor is the least weight of a healthy host of the given capacity:

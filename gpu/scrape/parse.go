@@ -1,7 +1,7 @@
 // Package scrape reads the load signals that predict queueing from a local
 // inference server's Prometheus endpoint: requests running and waiting, and
-// KV-cache usage, for vLLM, TGI, Triton and SGLang, and vLLM's KV-cache
-// size. Parsing uses the Prometheus text parser
+// KV-cache usage, for vLLM, TGI, Triton and SGLang, vLLM's KV-cache size,
+// and the LoRA adapters vLLM has in use (lora.go). Parsing uses the Prometheus text parser
 // (github.com/prometheus/common/expfmt).
 package scrape
 
@@ -97,6 +97,10 @@ type Metrics struct {
 	// server's engines (vLLM's cache_config_info); valid when Signals has
 	// score.HasKVTokens. It goes to score.Report.KVCacheTokens.
 	KVCacheTokens float64 `json:"kvCacheTokens,omitempty"`
+	// LoRA: the adapters of the running and of the waiting requests,
+	// sorted, and the engine's max_lora (vLLM's lora_requests_info, lora.go);
+	// nil when the payload has none.
+	LoRA *score.LoRA `json:"lora,omitempty"`
 	// Models are the model names seen in labels, sorted.
 	Models []string `json:"models,omitempty"`
 
@@ -147,6 +151,9 @@ func FromFamilies(fams map[string]*dto.MetricFamily, kind Kind) (Metrics, error)
 			m.KVCacheTokens = tokens
 			m.Signals |= score.HasKVTokens
 		}
+		if running, waiting, n, ok := loraInfo(fams[vllmLoRAInfo]); ok {
+			m.LoRA = &score.LoRA{Running: running, Waiting: waiting, Max: n}
+		}
 	case TGI:
 		m.setSum(fams, tgiBatch, score.HasRunning, &m.Running, models)
 		m.setSum(fams, tgiQueue, score.HasWaiting, &m.Waiting, models)
@@ -167,7 +174,8 @@ func FromFamilies(fams map[string]*dto.MetricFamily, kind Kind) (Metrics, error)
 		return Metrics{}, fmt.Errorf("scrape: unknown server kind %q", kind)
 	}
 	// The cache's size is configuration, not load: a payload with
-	// nothing else says nothing about queueing.
+	// nothing else says nothing about queueing (nor do the adapters in
+	// use).
 	if m.Signals&^score.HasKVTokens == 0 {
 		return m, ErrNoSignals
 	}

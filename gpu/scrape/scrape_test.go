@@ -376,7 +376,7 @@ func BenchmarkParseVLLM(b *testing.B) {
 // FuzzParse: no payload makes Parse panic, and whatever it accepts holds
 // only finite, non-negative signals with KV usage in [0,1].
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"vllm_v0.txt", "vllm_v1.txt", "tgi.txt", "triton.txt", "sglang.txt"} {
+	for _, name := range []string{"vllm_v0.txt", "vllm_v1.txt", "vllm_lora.txt", "tgi.txt", "triton.txt", "sglang.txt"} {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
 			f.Fatal(err)

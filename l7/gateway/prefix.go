@@ -17,7 +17,8 @@ var promptBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return 
 // pickBackend chooses the backend for one attempt along rt. A prefix-aware
 // picker gets the prompt's text in order (system prompt, earlier turns,
 // then the new turn), so requests continuing a conversation or sharing a
-// system prompt can go where that prefix's KV cache is.
+// system prompt can go where that prefix's KV cache is, and requests for a
+// LoRA adapter where that adapter is in use (route.ModelPicker).
 func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
 	t := x.cfg.routes
 	if rt.Pool == nil || !t.WantsPrompt() {
@@ -25,7 +26,11 @@ func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
 	}
 	bp := promptBufs.Get().(*[]byte)
 	p := appendPrompt((*bp)[:0], &x.req)
-	b := t.BackendPrompt(rt, p)
+	model := rt.UpstreamModel // the name the upstream is asked for
+	if model == "" {
+		model = x.req.Model
+	}
+	b := t.BackendModel(rt, model, p)
 	*bp = p[:0]
 	promptBufs.Put(bp)
 	return b

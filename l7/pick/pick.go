@@ -22,6 +22,10 @@
 // l7/affinity's consistent hashing with bounded loads over the same
 // weights and in-flight counts.
 //
+// A request for a LoRA adapter (PickModel, PickAdapter; adapter.go) is
+// first narrowed to the backends whose reports have the adapter in use,
+// else to those with an adapter slot free, each within the load bound.
+//
 // A backend's load is its in-flight count plus the prompt tokens it still
 // has to prefill for this gateway (load.go), and a backend the route
 // table has marked out for failing (route's outlier marking) weighs 0.
@@ -88,6 +92,7 @@ type Picker struct {
 	pools        atomic.Pointer[map[string]bool]
 	preciseState // precise.go
 	coldState    // cold.go
+	adapterState // adapter.go
 }
 
 type snapshot struct {
@@ -95,7 +100,7 @@ type snapshot struct {
 	ws score.Weights
 }
 
-var _ route.PrefixPicker = (*Picker)(nil)
+var _ route.ModelPicker = (*Picker)(nil)
 
 // New returns a Picker for cfg.
 func New(cfg Config) (*Picker, error) {

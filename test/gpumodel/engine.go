@@ -656,3 +656,21 @@ func (e *Engine[C]) Adapters() []int {
 	}
 	return out
 }
+
+// RunningAdapters and WaitingAdapters list the adapters of the running and
+// of the waiting requests, each once (lora_requests_info's
+// running_lora_adapters and waiting_lora_adapters).
+func (e *Engine[C]) RunningAdapters() []int { return adaptersIn(e.running) }
+
+// WaitingAdapters: see RunningAdapters.
+func (e *Engine[C]) WaitingAdapters() []int { return adaptersIn(e.waiting) }
+
+func adaptersIn[C any](q []*Request[C]) []int {
+	var out []int
+	for _, r := range q {
+		if r.Adapter != 0 && !slices.Contains(out, r.Adapter) {
+			out = append(out, r.Adapter)
+		}
+	}
+	return out
+}

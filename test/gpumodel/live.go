@@ -99,6 +99,14 @@ func (l *Live) Load() (running, waiting int, kvUsage float64) {
 	return l.e.Running(), l.e.Waiting(), l.e.KVUsage()
 }
 
+// Adapters are the adapters of the running and of the waiting requests
+// (what vLLM's lora_requests_info shows).
+func (l *Live) Adapters() (running, waiting []int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.e.RunningAdapters(), l.e.WaitingAdapters()
+}
+
 // SetSpeed sets the fraction of nominal speed the GPU runs at from its
 // next step (Engine.SetSpeed).
 func (l *Live) SetSpeed(f float64) error {

@@ -79,6 +79,12 @@ type Config struct {
 	// whose roofline replaces TTFT, TokensPerSecond, GPUs and Batch; its
 	// prefix cache is on.
 	GPU *gpumodel.Spec
+	// LoRAs are the LoRA adapters served as model names (vLLM's
+	// --lora-modules), MaxLoRAs how many one batch may use (--max-loras,
+	// default 1); with adapters, /metrics has vllm:lora_requests_info
+	// (lora.go).
+	LoRAs    []string
+	MaxLoRAs int
 }
 
 // Failure makes the server misbehave; see SetFailure.
@@ -151,6 +157,10 @@ func New(cfg Config) *Server {
 	}
 	if cfg.GPU != nil {
 		spec, caching = *cfg.GPU, true
+	}
+	if len(cfg.LoRAs) > 0 {
+		cfg.MaxLoRAs = max(cfg.MaxLoRAs, 1)
+		spec.MaxLoras = cfg.MaxLoRAs
 	}
 	s := &Server{cfg: cfg, gpu: gpumodel.NewLive(spec, caching), mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.generate(kindChat))
@@ -427,7 +437,7 @@ func (s *Server) generate(k kind) http.HandlerFunc {
 		id := fmt.Sprintf("cmpl-mock-%d", s.seq.Add(1))
 		// The GPU always samples at least one token; a request for none
 		// is answered with none once it has.
-		t, ok := s.admit(gpumodel.Job{Prompt: prompt, Output: max(n, 1), Prefix: -1})
+		t, ok := s.admit(gpumodel.Job{Prompt: prompt, Output: max(n, 1), Prefix: -1, Adapter: s.adapterOf(model)})
 		if !ok {
 			writeError(w, http.StatusServiceUnavailable, "server_error", "mock queue full")
 			return
@@ -679,6 +689,7 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=%s} %d\n", label, waiting)
 	fmt.Fprintf(w, "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=%s} %g\n", label, kv)
 	fmt.Fprintf(w, "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\nvllm:request_success_total{model_name=%s} %d\n", label, s.completed.Load())
+	s.writeLoRAInfo(w)
 }
 
 func (s *Server) debugRequests(w http.ResponseWriter, _ *http.Request) {

@@ -378,6 +378,7 @@ func (g *GPUPrefix) pick(v *View, r *Request) int {
 	} else {
 		hashes = v.PrefixBlock(r)
 	}
+	pick := func(bs []*route.Backend) int { return g.picker.PickBlocks(simPool, bs, hashes) }
 	if g.Precise != nil && !g.Blind {
 		m := g.Precise.Match(r, len(g.backends))
 		matched := func(label string) int {
@@ -388,9 +389,16 @@ func (g *GPUPrefix) pick(v *View, r *Request) int {
 			}
 			return 0
 		}
-		return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickMatched(simPool, bs, hashes, matched) })
+		pick = func(bs []*route.Backend) int { return g.picker.PickMatched(simPool, bs, hashes, matched) }
 	}
-	return pickHealthy(v, g.backends, func(bs []*route.Backend) int { return g.picker.PickBlocks(simPool, bs, hashes) })
+	if r.Adapter != 0 {
+		// The gateway asks the upstream for the adapter by its name
+		// (route.Table.BackendModel); the picker narrows the backends
+		// by the adapters the reports name.
+		inner, name := pick, AdapterName(r.Adapter)
+		pick = func(bs []*route.Backend) int { return g.picker.PickAdapter(simPool, name, bs, inner) }
+	}
+	return pickHealthy(v, g.backends, pick)
 }
 
 // epoch anchors simulated seconds on the wall clock the weighter expects.

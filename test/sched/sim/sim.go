@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/infergate/infergate/gpu/score"
 	"github.com/infergate/infergate/l7/route"
@@ -550,8 +551,31 @@ func (s *runner) report(i int, now float64) score.Report {
 		Capacity:        score.CapacityForModel(e.Spec.Name),
 		GPUModel:        e.Spec.Name,
 		GPUs:            1,
+		LoRA:            loraOf(e),
 	}
 }
+
+// loraOf is what e's lora_requests_info says, as the agent reports it:
+// the adapters of its running and of its waiting requests and its
+// max-loras; nil
+// for an engine without adapters.
+func loraOf(e *Engine) *score.LoRA {
+	if e.Spec.MaxLoras <= 0 {
+		return nil
+	}
+	l := &score.LoRA{Max: e.Spec.MaxLoras, Running: []string{}, Waiting: []string{}}
+	for _, a := range e.RunningAdapters() {
+		l.Running = append(l.Running, AdapterName(a))
+	}
+	for _, a := range e.WaitingAdapters() {
+		l.Waiting = append(l.Waiting, AdapterName(a))
+	}
+	return l
+}
+
+// AdapterName is the model name under which the engines serve adapter a
+// (vLLM serves each LoRA adapter as a model name).
+func AdapterName(a int) string { return "lora-" + strconv.Itoa(a) }
 
 func (s *runner) result() Result {
 	res := Result{Policy: s.pol.Name(), Requests: s.sent, Engines: s.engines, Share: make([]float64, len(s.engines))}

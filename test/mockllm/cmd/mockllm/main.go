@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/infergate/infergate/test/gpumodel"
@@ -35,6 +36,8 @@ func main() {
 	kvPrefill := flag.Duration("kv-prefill-per-block", 0, "prefill time of each prompt block not cached")
 	control := flag.Bool("control", false, "serve POST /control/speed to change the simulated GPU speed")
 	gpu := flag.String("gpu", "", "simulate this card's roofline (h100, a100, a10) instead of -ttft/-tokens-per-s/-gpus/-batch")
+	loras := flag.String("lora-modules", "", "LoRA adapters served as model names, comma-separated (vLLM's --lora-modules); /metrics then has vllm:lora_requests_info")
+	maxLoras := flag.Int("max-loras", 1, "adapters one batch may use (vLLM's --max-loras)")
 	flag.Parse()
 	var spec *gpumodel.Spec
 	switch *gpu {
@@ -50,8 +53,12 @@ func main() {
 		os.Exit(2)
 	}
 
-	s := mockllm.New(mockllm.Config{Name: *name, TTFT: *ttft, TokensPerSecond: *tps, GPUs: *gpus, Batch: *batch,
-		Queue: *queue, MaxTokens: *maxTokens, OmitUsage: *omitUsage, GPU: spec})
+	cfg := mockllm.Config{Name: *name, TTFT: *ttft, TokensPerSecond: *tps, GPUs: *gpus, Batch: *batch,
+		Queue: *queue, MaxTokens: *maxTokens, OmitUsage: *omitUsage, GPU: spec, MaxLoRAs: *maxLoras}
+	if *loras != "" {
+		cfg.LoRAs = strings.Split(*loras, ",")
+	}
+	s := mockllm.New(cfg)
 	if *failStatus != 0 {
 		s.SetFailure(mockllm.Failure{Status: *failStatus})
 	}

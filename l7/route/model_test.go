@@ -1,0 +1,43 @@
+package route
+
+import "testing"
+
+type modelPicker struct {
+	promptPicker
+	model string
+}
+
+func (p *modelPicker) PickModel(_, model string, bs []*Backend, prompt []byte) int {
+	p.model = model
+	p.got = append(p.got[:0], prompt...)
+	return 0
+}
+
+// A ModelPicker gets the model the upstream is asked for with the prompt;
+// an empty model, or a picker that is only a PrefixPicker, goes the
+// BackendPrompt way.
+func TestModelPickerGetsTheModel(t *testing.T) {
+	mp := &modelPicker{}
+	tb, err := New(compiled(), Options{Getenv: env, Picker: mp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := tb.Lookup("m")
+	r := &m.Routes[0]
+	if b := tb.BackendModel(r, "sql-lora", []byte("p")); b != r.Pool.Backends[0] || mp.model != "sql-lora" || string(mp.got) != "p" {
+		t.Fatalf("BackendModel chose %v, model %q prompt %q", b, mp.model, mp.got)
+	}
+	mp.model = ""
+	if b := tb.BackendModel(r, "", []byte("q")); b != r.Pool.Backends[len(r.Pool.Backends)-1] || mp.model != "" {
+		t.Fatalf("empty model: chose %v, PickModel saw %q", b, mp.model)
+	}
+	if tb.BackendModel(&m.Fallback[0], "x", nil) != nil {
+		t.Fatal("provider route got a backend")
+	}
+	pp := &promptPicker{}
+	tb2, _ := New(compiled(), Options{Getenv: env, Picker: pp})
+	m2, _ := tb2.Lookup("m")
+	if b := tb2.BackendModel(&m2.Routes[0], "sql-lora", []byte("r")); b != m2.Routes[0].Pool.Backends[len(m2.Routes[0].Pool.Backends)-1] || string(pp.got) != "r" {
+		t.Fatalf("PrefixPicker: chose %v with prompt %q", b, pp.got)
+	}
+}
