@@ -17,6 +17,10 @@ type Precise interface {
 	// Match sets out[i] to the leading blocks backend names[i] holds (-1:
 	// no live event stream) and reports whether any stream is live.
 	Match(hashes []uint64, names []string, out []int) bool
+	// BlockTokens is the tokens per block of pool's engines (what a
+	// matched block saves in prefill); 0 when the pool publishes no
+	// events.
+	BlockTokens(pool string) int
 }
 
 // SetPrecise makes PickPrefix prefer, within the load bound, the backend
@@ -76,6 +80,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	if !(totalW > 0) {
 		return -1
 	}
+	blockTokens := pr.BlockTokens(pool)
 	bound, gain := p.cfg.Affinity.Bound, p.cfg.Affinity.Gain
 	if bound == 0 {
 		bound = affinity.DefaultBound
@@ -88,9 +93,11 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	// The same rule as l7/affinity: a backend may take the request while
 	// its in-flight count stays within bound times its weighted share,
-	// widened by the part of the prompt it holds (a hit saves that
-	// prefill), so a hot prefix cannot pile onto one GPU yet a long one is
-	// not moved off its holder by a passing burst.
+	// widened by a credit for the tokens of the prompt it holds (a hit
+	// saves their prefill), so a hot prefix cannot pile onto one GPU, a
+	// slowed holder of a short prompt gives it up once its queue outgrows
+	// the prefill saved, yet a long one is not moved off its holder by a
+	// passing burst.
 	best, bestMatch, bestLoad := -1, 0, math.Inf(1)
 	for i, b := range backends {
 		w := weights[i]
@@ -98,7 +105,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 			continue
 		}
 		load := loadOf(b)
-		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedFraction(out[i], len(hashes))) {
+		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedTokens(out[i], blockTokens)) {
 			continue
 		}
 		rel := (load + 1) / w
