@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/route"
 )
 
 // A prompt whose prefix no backend holds goes to the backend with the
@@ -97,7 +98,7 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	if got := cold(); got != 1 {
 		t.Fatalf("after a minute at weight 20: picked %d, want 1", got)
 	}
-	if a := p.steadyWeight("p/p-0", 60, p.now()); a < 60 || a > 61 {
+	if a := p.steadyWeights("p", bs, []float64{60, 100}, p.now(), nil)[0]; a < 60 || a > 61 {
 		t.Fatalf("p-0's average after a minute at 60: %v", a)
 	}
 	// A fall of more than half (another kind of backend, not a busy
@@ -114,5 +115,58 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	ws = score.Weights{"p/p-0": {Weight: 20}, "p/p-1": {Weight: 100}}
 	if got := cold(); got != 1 {
 		t.Fatalf("at once after a fall to 20: picked %d, want 1", got)
+	}
+}
+
+// A backend back after an absence (failed, marked out, drained) starts
+// from the mean average weight of the backends that stayed, not from its
+// own first report: an idle GPU's report beside busy ones' would make
+// every cold prompt its own until its in-flight count were that ratio
+// times theirs. Here three equal backends run 30 requests each at a
+// reported weight of 5 for a minute while p-1 is away; p-1 returns at
+// weight 100 and empty, and takes the cold prompts until it too has 30 in
+// flight (31/5 per weight, as the others), not until 619 (620/100).
+func TestColdSlowStartAfterAbsence(t *testing.T) {
+	bs := backends(t, 4)
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	ws := score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100}}
+	p := newPicker(t, Config{Weights: func() score.Weights { return ws }, WeightsTTL: -1,
+		Now: func() time.Time { return now }})
+	k := 0
+	cold := func(cands []*route.Backend) int {
+		k++
+		return p.PickBlocks("p", cands, []uint64{uint64(k) * 7919})
+	}
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	all := bs
+	stayed := []*route.Backend{bs[0], bs[2], bs[3]}
+	cold(all) // every backend seen once
+	for _, b := range stayed {
+		for range 30 {
+			release = append(release, b.Acquire())
+		}
+	}
+	ws = score.Weights{"p/p-0": {Weight: 5}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 5}, "p/p-3": {Weight: 5}}
+	for range 60 {
+		now = now.Add(time.Second)
+		cold(stayed)
+	}
+	now = now.Add(time.Second)
+	took := 0
+	for range 1000 {
+		i := cold(all)
+		release = append(release, all[i].Acquire())
+		if i != 1 {
+			break
+		}
+		took++
+	}
+	if took < 25 || took > 31 {
+		t.Fatalf("p-1, back and empty, took %d cold prompts in a row; want it to fill to the others' 30", took)
 	}
 }
