@@ -368,6 +368,9 @@ func (c *Chooser) Forget(name string) {
 	}
 }
 
+// BlockBytes is the prompt bytes per block Hashes cuts.
+func (c *Chooser) BlockBytes() int { return c.cfg.BlockBytes }
+
 // IndexLen is the number of blocks the index holds.
 func (c *Chooser) IndexLen() int {
 	c.mu.Lock()

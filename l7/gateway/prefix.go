@@ -18,14 +18,20 @@ var promptBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return 
 // picker gets the prompt's text in order (system prompt, earlier turns,
 // then the new turn), so requests continuing a conversation or sharing a
 // system prompt can go where that prefix's KV cache is.
+//
+// It also notes the fraction of the prompt the chosen backend holds, as
+// far as the picker knows (route.HitPicker), so that only the rest counts
+// as that backend's prefill to come (pending.go).
 func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
 	t := x.cfg.routes
+	x.pickHit = 0
 	if rt.Pool == nil || !t.WantsPrompt() {
 		return t.Backend(rt)
 	}
 	bp := promptBufs.Get().(*[]byte)
 	p := appendPrompt((*bp)[:0], &x.req)
-	b := t.BackendPrompt(rt, p)
+	b, hit := t.BackendPromptHit(rt, p)
+	x.pickHit = hit
 	*bp = p[:0]
 	promptBufs.Put(bp)
 	return b

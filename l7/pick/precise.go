@@ -43,16 +43,17 @@ type preciseState struct {
 	preciseMiss atomic.Uint64
 }
 
-// pickPrecise returns the backend chosen by the engines' events, or -1.
-func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []byte) int {
+// pickPrecise returns the backend chosen by the engines' events, or -1,
+// with the blocks it holds of the prompt's blocks.
+func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []byte) (i, matched, blocks int) {
 	pp := p.precise.Load()
 	if pp == nil || len(backends) == 0 {
-		return -1
+		return -1, 0, 0
 	}
 	pr := *pp
 	hashes := pr.PromptHashes(pool, prompt)
 	if len(hashes) == 0 {
-		return -1
+		return -1, 0, 0
 	}
 	var nameStack [16]string
 	var outStack [16]int
@@ -63,7 +64,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	if !pr.Match(hashes, names, out) {
 		p.preciseMiss.Add(1)
-		return -1
+		return -1, 0, 0
 	}
 	ws := p.weights()
 	var wStack [16]float64
@@ -78,7 +79,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 		}
 	}
 	if !(totalW > 0) {
-		return -1
+		return -1, 0, 0
 	}
 	blockTokens := pr.BlockTokens(pool)
 	bound, gain := p.cfg.Affinity.Bound, p.cfg.Affinity.Gain
@@ -115,8 +116,8 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	if best < 0 {
 		p.preciseMiss.Add(1)
-		return -1
+		return -1, 0, 0
 	}
 	p.preciseHits.Add(1)
-	return best
+	return best, bestMatch, len(hashes)
 }

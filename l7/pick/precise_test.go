@@ -176,3 +176,24 @@ func TestPreciseSlowHolderGivesUpShortPrompt(t *testing.T) {
 		}
 	}
 }
+
+// PickPrefixHit says how much of the prompt the chosen backend holds, so
+// the gateway counts only the rest as its pending prefill: the engine's
+// blocks on the precise path, the approximate index's on the other, none
+// for a prompt new to every backend.
+func TestPickPrefixHitFraction(t *testing.T) {
+	bs := backends(t, 3)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{})})
+	prompt := []byte(strings.Repeat("x", 640)) // 10 blocks of 64 bytes
+	if i, hit := p.PickPrefixHit("p", bs, prompt); i < 0 || hit != 0 {
+		t.Fatalf("cold prompt: picked %d with hit %v, want 0", i, hit)
+	}
+	longer := append(append([]byte{}, prompt...), strings.Repeat("y", 640)...)
+	if _, hit := p.PickPrefixHit("p", bs, longer); hit != 0.5 {
+		t.Fatalf("approximate index, half the prompt sent before: hit %v, want 0.5", hit)
+	}
+	p.SetPrecise(&fakePrecise{hashes: []uint64{1, 2, 3, 4}, live: true, held: map[string]int{"p/p-2": 3}})
+	if i, hit := p.PickPrefixHit("p", bs, longer); i != 2 || hit != 0.75 {
+		t.Fatalf("precise, 3 of 4 blocks on p-2: picked %d with hit %v", i, hit)
+	}
+}
