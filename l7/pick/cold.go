@@ -82,7 +82,25 @@ type coldState struct {
 type steadyAvg struct {
 	at  time.Time
 	avg float64
+	// back is when the backend came back after an absence while others
+	// stayed (zero: not slow-starting).
+	back time.Time
 }
+
+// Slow start for a backend back after an absence: its weight counts at
+// slowStartFloor of its average at first, rising linearly to all of it
+// over slowStartWindow (Envoy's slow start, with its default 10% floor).
+// Its in-flight count is what the cold path compares, and a backend back
+// empty has none, so even at the others' mean weight it would take every
+// new request until it had as many in flight as each of them (on a busy
+// chat fleet some hundred, all to prefill at once, where theirs are
+// mostly decoding): in test/sched's fail scenario the returned GPU took
+// all 121 requests of its first second, TTFT up to 1.8 s. The ramp lets
+// it fill over the window instead.
+const (
+	slowStartWindow = 10 * time.Second
+	slowStartFloor  = 0.1
+)
 
 // maxSteady bounds coldState's map: backends come and go with policies,
 // and a name not seen for a while is reset rather than kept.
@@ -102,10 +120,12 @@ const steadyJump = 2.0
 // exponentially over steadyTau of the picker's clock (now, read once per
 // pick), for each backend of positive weight, and returns out.
 //
-// A backend that was not among the candidates for steadyTau or longer (it
-// failed, was marked out, was drained, or is new) starts again from its
-// weight, but no higher than the mean average of the backends that were
-// (a slow start, as Envoy's and HAProxy's for a returning host). Its first
+// A backend that was not among the candidates for steadyTau or longer
+// while others were (it failed, was marked out, was drained, or is new)
+// starts again from its
+// weight, but no higher than the mean average of the backends that were,
+// and counts at a part of that rising over slowStartWindow (a slow start,
+// as Envoy's and HAProxy's for a returning host). Its first
 // report compares an idle host with loaded ones: after a GPU of an equal
 // fleet came back from a 90-second failure, its idle weight was many
 // times the busy GPUs', so it took that many times their requests in
@@ -120,7 +140,18 @@ func (p *Picker) steadyWeights(pool string, backends []*route.Backend, weights [
 	if p.steady == nil || len(p.steady) >= maxSteady {
 		p.steady = make(map[string]*steadyAvg)
 	}
-	fresh := func(s *steadyAvg) bool { return now.Sub(s.at) < steadyTau }
+	// Absent is measured against the latest cold pick that saw any of
+	// these backends, not against now: a pool with no cold prompt for a
+	// while has nobody absent.
+	var latest time.Time
+	for i, b := range backends {
+		if w := weights[i]; w > 0 && !math.IsInf(w, 0) {
+			if s, ok := p.steady[label(pool, b)]; ok && s.at.After(latest) {
+				latest = s.at
+			}
+		}
+	}
+	fresh := func(s *steadyAvg) bool { return latest.Sub(s.at) < steadyTau }
 	var sum float64
 	n := 0
 	for i, b := range backends {
@@ -145,9 +176,9 @@ func (p *Picker) steadyWeights(pool string, backends []*route.Backend, weights [
 				s = &steadyAvg{}
 				p.steady[name] = s
 			}
-			s.at, s.avg = now, w
+			s.at, s.avg, s.back = now, w, time.Time{}
 			if n > 0 {
-				s.avg = min(w, sum/float64(n))
+				s.avg, s.back = min(w, sum/float64(n)), now
 			}
 		}
 		if w*steadyJump < s.avg {
@@ -161,6 +192,13 @@ func (p *Picker) steadyWeights(pool string, backends []*route.Backend, weights [
 			s.avg = w
 		}
 		out[i] = s.avg
+		if !s.back.IsZero() {
+			if f := float64(now.Sub(s.back)) / float64(slowStartWindow); f < 1 {
+				out[i] *= max(f, slowStartFloor)
+			} else {
+				s.back = time.Time{}
+			}
+		}
 	}
 	return out
 }

@@ -120,12 +120,17 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 
 // A backend back after an absence (failed, marked out, drained) starts
 // from the mean average weight of the backends that stayed, not from its
-// own first report: an idle GPU's report beside busy ones' would make
-// every cold prompt its own until its in-flight count were that ratio
-// times theirs. Here three equal backends run 30 requests each at a
-// reported weight of 5 for a minute while p-1 is away; p-1 returns at
-// weight 100 and empty, and takes the cold prompts until it too has 30 in
-// flight (31/5 per weight, as the others), not until 619 (620/100).
+// own first report, and at first counts a tenth of it, rising to all of
+// it over slowStartWindow: an idle GPU's report beside busy ones' would
+// make every cold prompt its own until its in-flight count were that
+// ratio times theirs, and even at their weight until it had as many in
+// flight as each of them, all to prefill at once. Here three equal
+// backends run 30 requests each at a reported weight of 5 for a minute
+// while p-1 is away; p-1 returns at weight 100 and empty and takes cold
+// prompts until it has 3 in flight (4/0.5 > 31/5), not 619 (620/100) as
+// by its report or 30 as at the others' weight; half the window later
+// (its reports down to theirs as it fills) it fills to about half theirs,
+// and after the window to theirs.
 func TestColdSlowStartAfterAbsence(t *testing.T) {
 	bs := backends(t, 4)
 	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
@@ -156,17 +161,30 @@ func TestColdSlowStartAfterAbsence(t *testing.T) {
 		now = now.Add(time.Second)
 		cold(stayed)
 	}
-	now = now.Add(time.Second)
-	took := 0
-	for range 1000 {
-		i := cold(all)
-		release = append(release, all[i].Acquire())
-		if i != 1 {
-			break
+	// fill sends cold prompts, holding each, until one goes elsewhere,
+	// and returns p-1's in-flight count then.
+	fill := func() int64 {
+		for range 1000 {
+			i := cold(all)
+			if i != 1 {
+				break
+			}
+			release = append(release, all[i].Acquire())
 		}
-		took++
+		return bs[1].InFlight()
 	}
-	if took < 25 || took > 31 {
-		t.Fatalf("p-1, back and empty, took %d cold prompts in a row; want it to fill to the others' 30", took)
+	now = now.Add(time.Second)
+	if n := fill(); n < 2 || n > 4 {
+		t.Fatalf("p-1, back and empty, filled to %d in flight at once; want about 3 (a tenth of the others' share)", n)
+	}
+	// Its reports fall as it fills, as the others' did.
+	ws = score.Weights{"p/p-0": {Weight: 5}, "p/p-1": {Weight: 5}, "p/p-2": {Weight: 5}, "p/p-3": {Weight: 5}}
+	now = now.Add(slowStartWindow / 2)
+	if n := fill(); n < 12 || n > 18 {
+		t.Fatalf("p-1 half the window after its return filled to %d in flight; want about 15", n)
+	}
+	now = now.Add(slowStartWindow)
+	if n := fill(); n < 25 || n > 31 {
+		t.Fatalf("p-1 after the window filled to %d in flight; want the others' 30", n)
 	}
 }
