@@ -3,7 +3,7 @@ package affinity
 import "math"
 
 // DefaultGain is Config.Gain's default: a backend holding part of a prompt
-// may carry, beyond its bounded share, 8 more requests in flight per
+// may carry, beyond its bounded share, 4 more requests in flight per
 // PrefillTokensPerRequest prompt tokens it holds (see Allowed).
 //
 // Why a hit is worth more than the prefill it saves this one request: the
@@ -14,13 +14,7 @@ import "math"
 // question) a miss costs six times the prefill of a hit, and the plain
 // bound of 1.25 shares moved requests off the holder at every burst: p90
 // TTFT 241 ms against 76 ms for llm-d's precise scorer in test/sched.
-// With the credit in requests, llm-d's shape is indifferent between 4 and
-// 8 (p90 75.3 ms either way, seeds 1-3) but the Inference Extension's
-// (2,048-token prompts on a mixed fleet) is not: at 4 the approximate
-// index's holders gave prompts up early, p50/p99 TTFT 17.1/114 ms against
-// 16.7/102 at 8 (the IE scorer set: 17.1/157). A slowed holder of a
-// 368-token prompt still gives it up past 3 requests more than the others.
-const DefaultGain = 8.0
+const DefaultGain = 4.0
 
 // PrefillTokensPerRequest is the exchange rate between prompt tokens to
 // prefill and requests in flight that the pickers' load figure uses
@@ -52,8 +46,8 @@ const PrefillTokensPerRequest = 1024
 // of 813 ms against static weights' 186 (a 370-token system prompt whose
 // hit saves 2% of the request's time held a backend slowed to 0.3x). A
 // credit in requests stops a slow holder once its queue outgrows what the
-// hit is worth, and still keeps a 6,000-token prompt on its holder through
-// a burst (47 requests of credit).
+// hit saves, and still keeps a 6,000-token prompt on its holder through a
+// burst (23 requests of credit).
 func Allowed(load, w, totalL, totalW, bound, gain, savedTokens float64) bool {
 	load = max(load, 0)
 	if load+1 <= math.Ceil(bound*(totalL+1)*w/totalW) {

@@ -20,10 +20,10 @@ func holdAndLoad(t *testing.T, cfg Config, sys []byte, aLoad float64) (*Chooser,
 // A backend holding a long prompt keeps it past the plain bound: the
 // prefill a hit saves is worth more than a few more requests in flight on
 // a batching engine. The system prompt is 400 blocks of 64 bytes (6400
-// tokens at 4 bytes a token), so its holder has a credit of 8*6400/1024 =
-// 50 requests: with 8 in flight on each other backend it is past 1.25
-// shares (15) at 20 yet keeps the prompt up to 59 in flight (60-50 <=
-// 1.25*25/3). A prompt of which it holds a tenth (credit 5) moves, as
+// tokens at 4 bytes a token), so its holder has a credit of 4*6400/1024 =
+// 25 requests: with 8 in flight on each other backend it is past 1.25
+// shares (15) at 20 yet keeps the prompt up to 34 in flight (35-25 <=
+// 1.25*25/3). A prompt of which it holds a tenth (credit 2.5) moves, as
 // does one whose holder is past even the credit, and with Gain < 0 the
 // plain bound rules.
 func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
@@ -38,8 +38,8 @@ func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
 		stay   bool
 	}{
 		{"long prefix held", Config{}, long, 20, true},
-		{"long prefix, holder at 59", Config{}, long, 59, true},
-		{"long prefix, holder past the credit", Config{}, long, 60, false},
+		{"long prefix, holder at 34", Config{}, long, 34, true},
+		{"long prefix, holder past the credit", Config{}, long, 35, false},
 		{"a tenth held", Config{}, short, 20, false},
 		{"no gain", Config{Gain: -1}, long, 20, false},
 	} {
@@ -56,8 +56,8 @@ func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
 
 // With two backends a hot prefix still spreads: the holder is compared
 // with the other backend, not with a share that grows with its own load.
-// A 4096-token prompt (credit 32) stays on its holder at 6 in flight
-// against 1 and moves at 34 (35-32 > 1.25*2).
+// A 4096-token prompt (credit 16) stays on its holder at 6 in flight
+// against 1 and moves at 18 (19-16 > 1.25*2).
 func TestHotPrefixSpreadsOverTwo(t *testing.T) {
 	c := newChooser(t, Config{})
 	sys := []byte(fmt.Sprintf("%016384d", 5))
@@ -66,13 +66,9 @@ func TestHotPrefixSpreadsOverTwo(t *testing.T) {
 	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 0 {
 		t.Fatalf("holder at 6 against 1 passed over")
 	}
-	cands[0].Load = 33
-	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 0 {
-		t.Fatalf("holder at 33 against 1 passed over")
-	}
-	cands[0].Load = 34
+	cands[0].Load = 18
 	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 1 {
-		t.Fatalf("holder at 34 against 1 still chosen")
+		t.Fatalf("holder at 18 against 1 still chosen")
 	}
 	// Both hold it now; the less loaded of equal holders wins.
 	cands[0].Load, cands[1].Load = 3, 4
@@ -89,13 +85,13 @@ func TestAllowedEdges(t *testing.T) {
 		{0, 1, 0, 1, 0, true},            // alone and idle
 		{50, 1, 50, 1, 1024, true},       // alone: nobody else to go to
 		{10, 1, 10, 2, 0, false},         // plain bound: 11 > ceil(1.25*11/2)
-		{10, 1, 10, 2, 1024, false},      // credit 8: 11-8 > 1.25 * 1
-		{4, 1, 4, 2, 1024, true},         // 5-8 <= 1.25 * 1
+		{10, 1, 10, 2, 1024, false},      // credit 4: 11-4 > 1.25 * 1
+		{4, 1, 4, 2, 1024, true},         // 5-4 <= 1.25 * 1
 		{4, 1, 4, 2, -3000, false},       // negative tokens count as none
-		{40, 1, 40, 2, 5120, true},       // credit 40: 41-40 <= 1.25
+		{20, 1, 20, 2, 5120, true},       // credit 20: 21-20 <= 1.25
 		{-5, 1, 0, 2, 0, true},           // negative load counts as 0
 		{3, 1, 4, 2, 512, true},          // plain bound: 4 <= ceil(1.25*5/2)
-		{4, 1, 4, 2, 256, false},         // credit 2: 5-2 > 1.25
+		{4, 1, 4, 2, 512, false},         // credit 2: 5-2 > 1.25
 		{4, 1, 4, 2, math.Inf(1), false}, // no credit from nonsense
 	} {
 		if got := Allowed(tc.load, tc.w, tc.L, tc.W, DefaultBound, DefaultGain, tc.saved); got != tc.want {
