@@ -17,8 +17,9 @@
 // The bound is widened for a backend that holds part of the prompt
 // (Allowed, Config.Gain): a cache hit saves the prefill of what it holds,
 // which on a long shared prompt is worth far more than a few more requests
-// in flight on a batching engine, so the holder keeps the prompt until its
-// load per unit of weight is Bound+Gain*saved times the other backends'.
+// in flight on a batching engine, so the holder keeps the prompt while its
+// load, less a credit of Gain requests per 1,024 tokens it holds, is within
+// Bound times the other backends' per unit of weight.
 // llm-d's precise scheduler makes the same trade by scoring (prefix match
 // weight 3 against queue and KV-cache weights 2 each); a bound keeps ours
 // a rule a reader can check, and one that still spreads a hot prefix.
@@ -229,12 +230,13 @@ func (c *Chooser) chooseWith(hashes []uint64, cands []Candidate, matches map[str
 // choose is Choose's rule over given matches; c.mu is held.
 func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]int, totalW, totalL float64, home uint64) (Choice, error) {
 	best, bestMatch, bestRank, bestRel := -1, -1, math.Inf(-1), math.Inf(1)
+	blockTokens := max(c.cfg.BlockBytes/bytesPerToken, 1)
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
 			continue
 		}
 		m := matches[cd.Name]
-		if !Allowed(cd.Load, cd.Weight, totalL, totalW, c.cfg.Bound, c.cfg.Gain, savedFraction(m, len(hashes))) {
+		if !Allowed(cd.Load, cd.Weight, totalL, totalW, c.cfg.Bound, c.cfg.Gain, savedTokens(m, blockTokens)) {
 			continue
 		}
 		rank := rendezvous(home, cd.Name, cd.Weight)
@@ -365,6 +367,9 @@ func (c *Chooser) Forget(name string) {
 		e.backends = out
 	}
 }
+
+// BlockBytes is the prompt bytes per block Hashes cuts.
+func (c *Chooser) BlockBytes() int { return c.cfg.BlockBytes }
 
 // IndexLen is the number of blocks the index holds.
 func (c *Chooser) IndexLen() int {

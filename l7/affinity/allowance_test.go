@@ -2,6 +2,7 @@ package affinity
 
 import (
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -16,17 +17,19 @@ func holdAndLoad(t *testing.T, cfg Config, sys []byte, aLoad float64) (*Chooser,
 		{Name: "c", Weight: 100, Load: 8}, {Name: "d", Weight: 100, Load: 8}}
 }
 
-// A backend holding most of a prompt keeps it past the plain bound: the
+// A backend holding a long prompt keeps it past the plain bound: the
 // prefill a hit saves is worth more than a few more requests in flight on
-// a batching engine. With 20 in flight against 8 on each other backend
-// the holder is past 1.25 shares (15) but within (1.25+4*saved) times the
-// others' 8+1/3. A prompt of which it holds a tenth moves, as does one
-// whose holder is past even the widened bound, and with Gain < 0 the
+// a batching engine. The system prompt is 400 blocks of 64 bytes (6400
+// tokens at 4 bytes a token), so its holder has a credit of 4*6400/1024 =
+// 25 requests: with 8 in flight on each other backend it is past 1.25
+// shares (15) at 20 yet keeps the prompt up to 34 in flight (35-25 <=
+// 1.25*25/3). A prompt of which it holds a tenth (credit 2.5) moves, as
+// does one whose holder is past even the credit, and with Gain < 0 the
 // plain bound rules.
 func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
-	sys := []byte(fmt.Sprintf("%06400d", 1)) // 100 blocks
+	sys := []byte(fmt.Sprintf("%025600d", 1)) // 400 blocks
 	long := append(append([]byte{}, sys...), fmt.Sprintf("%064d", 2)...)
-	short := append(append([]byte{}, sys[:640]...), string(make([]byte, 5760))...) // holds 10 of 100
+	short := append(append([]byte{}, sys[:2560]...), string(make([]byte, 23040))...) // holds 40 of 400
 	for _, tc := range []struct {
 		name   string
 		cfg    Config
@@ -35,8 +38,8 @@ func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
 		stay   bool
 	}{
 		{"long prefix held", Config{}, long, 20, true},
-		{"long prefix, holder at 43", Config{}, long, 42, true},
-		{"long prefix, holder past the widened bound", Config{}, long, 43, false},
+		{"long prefix, holder at 34", Config{}, long, 34, true},
+		{"long prefix, holder past the credit", Config{}, long, 35, false},
 		{"a tenth held", Config{}, short, 20, false},
 		{"no gain", Config{Gain: -1}, long, 20, false},
 	} {
@@ -52,24 +55,25 @@ func TestHolderKeepsLongPrefixPastBound(t *testing.T) {
 }
 
 // With two backends a hot prefix still spreads: the holder is compared
-// with the other backend, not with a share that grows with its own load
-// (1.25+4 times the fair share of two is never reached).
+// with the other backend, not with a share that grows with its own load.
+// A 4096-token prompt (credit 16) stays on its holder at 6 in flight
+// against 1 and moves at 18 (19-16 > 1.25*2).
 func TestHotPrefixSpreadsOverTwo(t *testing.T) {
 	c := newChooser(t, Config{})
-	sys := []byte(fmt.Sprintf("%02048d", 5))
+	sys := []byte(fmt.Sprintf("%016384d", 5))
 	c.Record(c.Hashes(sys), "a")
 	cands := []Candidate{{Name: "a", Weight: 100, Load: 6}, {Name: "b", Weight: 100, Load: 1}}
 	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 0 {
 		t.Fatalf("holder at 6 against 1 passed over")
 	}
-	cands[0].Load = 11 // 12 > 5.25*2
+	cands[0].Load = 18
 	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 1 {
-		t.Fatalf("holder at 11 against 1 still chosen")
+		t.Fatalf("holder at 18 against 1 still chosen")
 	}
 	// Both hold it now; the less loaded of equal holders wins.
 	cands[0].Load, cands[1].Load = 3, 4
-	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 0 || got.Matched != 32 {
-		t.Fatalf("equal holders: chose %d matched %d, want the less loaded 0 with 32 blocks", got.Index, got.Matched)
+	if got, _ := c.Choose(c.Hashes(sys), cands); got.Index != 0 || got.Matched != 256 {
+		t.Fatalf("equal holders: chose %d matched %d, want the less loaded 0 with 256 blocks", got.Index, got.Matched)
 	}
 }
 
@@ -78,22 +82,23 @@ func TestAllowedEdges(t *testing.T) {
 		load, w, L, W, saved float64
 		want                 bool
 	}{
-		{0, 1, 0, 1, 0, true},    // alone and idle
-		{50, 1, 50, 1, 1, true},  // alone: nobody else to go to
-		{10, 1, 10, 2, 0, false}, // plain bound: 11 > ceil(1.25*11/2)
-		{10, 1, 10, 2, 1, false}, // 11 > 5.25 * 1
-		{4, 1, 4, 2, 1, true},    // 5 <= 5.25 * 1
-		{4, 1, 4, 2, -3, false},  // saved clamped to 0
-		{4, 1, 4, 2, 7, true},    // saved clamped to 1
-		{-5, 1, 0, 2, 0, true},   // negative load counts as 0
-		{3, 1, 4, 2, 0.5, true},  // 4 <= 3.25 * 2
-		{4, 1, 4, 2, 0.5, false}, // 5 > 3.25 and > ceil(1.25*5/2)
+		{0, 1, 0, 1, 0, true},            // alone and idle
+		{50, 1, 50, 1, 1024, true},       // alone: nobody else to go to
+		{10, 1, 10, 2, 0, false},         // plain bound: 11 > ceil(1.25*11/2)
+		{10, 1, 10, 2, 1024, false},      // credit 4: 11-4 > 1.25 * 1
+		{4, 1, 4, 2, 1024, true},         // 5-4 <= 1.25 * 1
+		{4, 1, 4, 2, -3000, false},       // negative tokens count as none
+		{20, 1, 20, 2, 5120, true},       // credit 20: 21-20 <= 1.25
+		{-5, 1, 0, 2, 0, true},           // negative load counts as 0
+		{3, 1, 4, 2, 512, true},          // plain bound: 4 <= ceil(1.25*5/2)
+		{4, 1, 4, 2, 512, false},         // credit 2: 5-2 > 1.25
+		{4, 1, 4, 2, math.Inf(1), false}, // no credit from nonsense
 	} {
 		if got := Allowed(tc.load, tc.w, tc.L, tc.W, DefaultBound, DefaultGain, tc.saved); got != tc.want {
-			t.Errorf("Allowed(%v, %v, %v, %v, saved %v) = %v", tc.load, tc.w, tc.L, tc.W, tc.saved, got)
+			t.Errorf("Allowed(%v, %v, %v, %v, saved %v tokens) = %v", tc.load, tc.w, tc.L, tc.W, tc.saved, got)
 		}
 	}
-	if Allowed(4, 1, 4, 2, DefaultBound, 0, 1) {
+	if Allowed(4, 1, 4, 2, DefaultBound, 0, 1024) {
 		t.Error("gain 0 widened the bound")
 	}
 }

@@ -103,6 +103,9 @@ type exchange struct {
 	// prefill until its first token (pending.go).
 	pendBackend *route.Backend
 	pendTokens  int64
+	// pickHit is the fraction of the prompt the picked backend holds in
+	// its prefix cache, as the picker knows it (prefix.go).
+	pickHit float64
 	// cacheHit is "exact" or "semantic" when the cache stage answered;
 	// cacheBilled: the policy bills such hits as upstream answers.
 	cacheHit    string

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infergate/infergate/l7/route"
 	"github.com/infergate/infergate/test/mockllm"
 )
 
@@ -15,8 +16,32 @@ import (
 // not after: the picker's load sees a long prompt the backend is still
 // prefilling.
 func TestPendingPromptTokensUntilFirstToken(t *testing.T) {
+	pendingUntilFirstToken(t, Options{}, 500, 600)
+}
+
+// hitPicker picks backend 0 and says it holds fraction hit of the prompt.
+type hitPicker struct{ hit float64 }
+
+func (hitPicker) Pick(string, []*route.Backend) int               { return 0 }
+func (hitPicker) PickPrefix(string, []*route.Backend, []byte) int { return 0 }
+func (p hitPicker) PickPrefixHit(string, []*route.Backend, []byte) (int, float64) {
+	return 0, p.hit
+}
+
+// The part of the prompt the picker knows its backend holds cached is not
+// counted as pending: the backend will not prefill it. With three
+// quarters held, a 500-word prompt (some 500 tokens) counts about 125.
+func TestPendingLeavesOutTheCachedPart(t *testing.T) {
+	pendingUntilFirstToken(t, Options{Picker: hitPicker{hit: 0.75}}, 100, 160)
+}
+
+// pendingUntilFirstToken streams a 500-word prompt through a gateway
+// built with opts and checks that its backend's pending prompt tokens are
+// within [lo, hi] before the first token and 0 after.
+func pendingUntilFirstToken(t *testing.T, opts Options, lo, hi int64) {
+	t.Helper()
 	m := newMock(t, mockllm.Config{TTFT: 400 * time.Millisecond, TokensPerSecond: 20})
-	h := newHarness(t, basePolicy(pool("p", m)), Options{})
+	h := newHarness(t, basePolicy(pool("p", m)), opts)
 	model, _ := h.g.cfg.Load().routes.Lookup(testModel)
 	b := model.Routes[0].Pool.Backends[0]
 	req, _ := http.NewRequest(http.MethodPost, h.ts.URL+"/v1/chat/completions",
@@ -35,8 +60,8 @@ func TestPendingPromptTokensUntilFirstToken(t *testing.T) {
 	for b.PendingTokens() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if n := b.PendingTokens(); n < 500 {
-		t.Fatalf("pending prompt tokens %d while prefilling a 500-word prompt", n)
+	if n := b.PendingTokens(); n < lo || n > hi {
+		t.Fatalf("pending prompt tokens %d while prefilling a 500-word prompt, want %d to %d", n, lo, hi)
 	}
 	r := <-done
 	if r.err != nil {

@@ -19,8 +19,13 @@ var promptBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return 
 // then the new turn), so requests continuing a conversation or sharing a
 // system prompt can go where that prefix's KV cache is, and requests for a
 // LoRA adapter where that adapter is in use (route.ModelPicker).
+//
+// It also notes the fraction of the prompt the chosen backend holds, as
+// far as the picker knows (route.HitPicker), so that only the rest counts
+// as that backend's prefill to come (pending.go).
 func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
 	t := x.cfg.routes
+	x.pickHit = 0
 	if rt.Pool == nil || !t.WantsPrompt() {
 		return t.Backend(rt)
 	}
@@ -30,7 +35,8 @@ func (x *exchange) pickBackend(rt *route.Route) *route.Backend {
 	if model == "" {
 		model = x.req.Model
 	}
-	b := t.BackendModel(rt, model, p)
+	b, hit := t.BackendModel(rt, model, p)
+	x.pickHit = hit
 	*bp = p[:0]
 	promptBufs.Put(bp)
 	return b

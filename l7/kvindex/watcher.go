@@ -101,6 +101,15 @@ func (w *Watcher) PromptHashes(pool string, prompt []byte) []uint64 {
 	return h.Hashes(string(prompt))
 }
 
+// BlockTokens is the tokens per block of pool's engines, 0 when pool has
+// no kvEvents.
+func (w *Watcher) BlockTokens(pool string) int {
+	if h := (*w.hashers.Load())[pool]; h != nil {
+		return h.BlockSize()
+	}
+	return 0
+}
+
 // Match is Index.Match.
 func (w *Watcher) Match(hashes []uint64, names []string, out []int) bool {
 	return w.index.Match(hashes, names, out)

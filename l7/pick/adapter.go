@@ -22,8 +22,7 @@ import (
 // free; the picker the request would otherwise get (prefix affinity, a
 // cold pick) chooses among them. A backend using the adapter may load up
 // to the bound plus adapterGain times the other backends' load (per unit
-// of weight, as l7/affinity lets a backend holding a prompt's prefix go
-// further, affinity.Allowed), so a hot adapter spreads to a second
+// of weight, adapterAllowed), so a hot adapter spreads to a second
 // backend, with a free slot, once its holder is that far ahead; not
 // sooner, since the second backend then spends one of its slots on it.
 //
@@ -38,8 +37,7 @@ import (
 // carries adapters, or the model is no adapter, the pick is unchanged.
 
 // adapterGain is how far beyond the load bound a backend using the
-// request's adapter may go (affinity.Allowed's gain, the whole request
-// "saved"). In test/sched's lora scenario (seeds 1-3, median timeouts)
+// request's adapter may go (adapterAllowed). In test/sched's lora scenario (seeds 1-3, median timeouts)
 // gain 0 timed out 5.3% of requests, 0.5 4.8%, 1 4.0%, and 2 3.5%, as
 // did 4 and 8: moving an adapter to another backend costs a slot there,
 // which the adapters already on it wanted. 2 is the least of the best.
@@ -72,10 +70,23 @@ const (
 )
 
 // PickModel is PickPrefix for a request whose upstream is asked for
-// model (route.ModelPicker): a LoRA adapter goes where it is in use or
-// has room (PickAdapter).
+// model: a LoRA adapter goes where it is in use or has room
+// (PickAdapter).
 func (p *Picker) PickModel(pool, model string, backends []*route.Backend, prompt []byte) int {
-	return p.PickAdapter(pool, model, backends, func(bs []*route.Backend) int { return p.PickPrefix(pool, bs, prompt) })
+	i, _ := p.PickModelHit(pool, model, backends, prompt)
+	return i
+}
+
+// PickModelHit is PickModel that also returns the fraction of the prompt
+// the chosen backend holds (PickPrefixHit; route.ModelPicker).
+func (p *Picker) PickModelHit(pool, model string, backends []*route.Backend, prompt []byte) (int, float64) {
+	hit := 0.0
+	i := p.PickAdapter(pool, model, backends, func(bs []*route.Backend) int {
+		j, h := p.PickPrefixHit(pool, bs, prompt)
+		hit = h
+		return j
+	})
+	return i, hit
 }
 
 // PickAdapter narrows backends to those where adapter is in use, else to
@@ -133,12 +144,12 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 	var idxStack [16]int
 	sub, idx := subStack[:0], idxStack[:0]
 	for _, want := range []int8{adapterInUse, adapterRoom} {
-		gain, saved := 0.0, 0.0
+		gain := 0.0
 		if want == adapterInUse {
-			gain, saved = adapterGain, 1
+			gain = adapterGain
 		}
 		for i, b := range backends {
-			if cls[i] == want && affinity.Allowed(loadOf(b), weights[i], totalL, totalW, bound, gain, saved) {
+			if cls[i] == want && adapterAllowed(loadOf(b), weights[i], totalL, totalW, bound, gain) {
 				sub = append(sub, b)
 				idx = append(idx, i)
 			}
@@ -152,6 +163,12 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 	case len(sub) == 0 || len(sub) == len(backends):
 		i = pick(backends)
 	default:
+		// The backends left out are here, only busy with other
+		// adapters: the cold path's steady weights must not take them
+		// for absent and slow-start them when they are candidates again
+		// (cold.go), so they are seen now as if offered.
+		var outStack [16]float64
+		p.steadyWeights(pool, backends, weights, now, outStack[:0])
 		if j := pick(sub); j >= 0 && j < len(sub) {
 			i = idx[j]
 		}
@@ -160,6 +177,31 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 		p.adapterSent(label(pool, backends[i]), adapter, now)
 	}
 	return i
+}
+
+// adapterAllowed reports whether a backend with load requests in flight
+// and weight w may take one more adapter request, where the candidates'
+// loads and weights total totalL and totalW: within bound times its
+// weighted share (affinity.Allowed's bounded loads), or, for a backend
+// using the adapter (gain > 0), while its in-flight count per unit of
+// weight stays within bound+gain times the other backends'. The
+// allowance is a factor on the others' load, not affinity.Allowed's
+// credit of requests for the prefill a prefix hit saves: what an adapter
+// in use saves is a batch slot on another backend, which the adapters
+// there want whatever the queue, not prefill time.
+func adapterAllowed(load, w, totalL, totalW, bound, gain float64) bool {
+	load = max(load, 0)
+	if affinity.Allowed(load, w, totalL, totalW, bound, 0, 0) {
+		return true
+	}
+	if !(gain > 0) {
+		return false
+	}
+	otherL, otherW := max(totalL-load, 0), totalW-w
+	if !(otherW > 0) {
+		return true // the only backend
+	}
+	return (load+1)/w <= (bound+gain)*(otherL+1)/otherW
 }
 
 // isAdapter reports whether model is an adapter: reported now by some

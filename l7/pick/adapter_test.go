@@ -1,6 +1,7 @@
 package pick
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -142,5 +143,35 @@ func TestAdapterSendsGiveWayToNewerReports(t *testing.T) {
 	ws["p/p-1"] = score.Weight{Weight: 100, Adapters: &score.Adapters{Max: 1, At: now.Add(time.Millisecond)}}
 	if cls := p.adapterClass(ws["p/p-1"].Adapters, "p/p-1", "other", now.Add(2*time.Millisecond)); cls != adapterRoom {
 		t.Fatalf("p-1 class %d after a newer report, want room", cls)
+	}
+}
+
+// Backends an adapter's requests leave out (busy with other adapters)
+// are not absent: when a later request offers them again, the cold
+// path's steady weights have them at their own weight, not slow-starting
+// from a tenth of it as for a backend back from a failure.
+func TestAdapterNarrowingIsNoAbsence(t *testing.T) {
+	bs := backends(t, 4)
+	now := adapterT0.Add(100 * time.Millisecond)
+	ws := score.Weights{
+		"p/p-0": {Weight: 100, Adapters: &score.Adapters{Running: []string{"x"}, Max: 1, At: now}},
+		"p/p-1": {Weight: 100, Adapters: &score.Adapters{Running: []string{"y"}, Max: 1, At: now}},
+		"p/p-2": {Weight: 100, Adapters: &score.Adapters{Running: []string{"y"}, Max: 1, At: now}},
+		"p/p-3": {Weight: 100, Adapters: &score.Adapters{Running: []string{"y"}, Max: 1, At: now}},
+	}
+	p := newPicker(t, Config{Weights: fixed(ws), WeightsTTL: -1, Now: func() time.Time { return now }})
+	for k := range 60 {
+		// A cold prompt each second for adapter x, which only p-0 has.
+		if i := p.PickModel("p", "x", bs, []byte(fmt.Sprintf("cold prompt %d that fills at least one block of sixty-four bytes", k))); i != 0 {
+			t.Fatalf("request %d for x went to %d, want its holder 0", k, i)
+		}
+		now = now.Add(time.Second)
+	}
+	weights := []float64{100, 100, 100, 100}
+	steady := p.steadyWeights("p", bs, weights, now, nil)
+	for i, w := range steady {
+		if w < 90 {
+			t.Errorf("p-%d's steady weight after a minute left out by adapter x is %.1f, want its weight 100 (no slow start)", i, w)
+		}
 	}
 }

@@ -38,19 +38,23 @@ func (p *Picker) pickCold(pool string, backends []*route.Backend, ws score.Weigh
 	if len(hashes) > 0 {
 		home = hashes[0]
 	}
+	var wStack, sStack [16]float64
+	weights, steady := wStack[:0], sStack[:0]
+	for _, b := range backends {
+		weights = append(weights, p.weightOf(ws, b, label(pool, b)))
+	}
+	steady = p.steadyWeights(pool, backends, weights, p.now(), steady)
 	best, bestCost, bestRank := -1, math.Inf(1), math.Inf(-1)
-	now := p.now()
 	for i, b := range backends {
-		name := label(pool, b)
-		w := p.weightOf(ws, b, name)
+		w := weights[i]
 		if !(w > 0) || math.IsInf(w, 0) {
 			continue
 		}
-		cost := (loadOf(b) + 1) / p.steadyWeight(name, w, now)
+		cost := (loadOf(b) + 1) / steady[i]
 		if cost > bestCost {
 			continue
 		}
-		rank := affinity.Rank(home, name, w)
+		rank := affinity.Rank(home, label(pool, b), w)
 		if cost < bestCost || rank > bestRank {
 			best, bestCost, bestRank = i, cost, rank
 		}
@@ -78,44 +82,123 @@ type coldState struct {
 type steadyAvg struct {
 	at  time.Time
 	avg float64
+	// back is when the backend came back after an absence while others
+	// stayed (zero: not slow-starting).
+	back time.Time
 }
+
+// Slow start for a backend back after an absence: its weight counts at
+// slowStartFloor of its average at first, rising linearly to all of it
+// over slowStartWindow (Envoy's slow start, with its default 10% floor).
+// Its in-flight count is what the cold path compares, and a backend back
+// empty has none, so even at the others' mean weight it would take every
+// new request until it had as many in flight as each of them (on a busy
+// chat fleet some hundred, all to prefill at once, where theirs are
+// mostly decoding): in test/sched's fail scenario the returned GPU took
+// all 121 requests of its first second, TTFT up to 1.8 s. The ramp lets
+// it fill over the window instead.
+const (
+	slowStartWindow = 10 * time.Second
+	slowStartFloor  = 0.1
+)
 
 // maxSteady bounds coldState's map: backends come and go with policies,
 // and a name not seen for a while is reset rather than kept.
 const maxSteady = 4096
 
-// steadyJump: a weight more than this factor above or below the average
-// replaces it at once. Reports vary by less; a factor of two is a
-// different kind of backend (an A10's first report after the neutral
-// weight every host starts with, a GPU back from a failure). Averaging
-// those in placed cold prefixes on the A10s of a mixed fleet for the
-// first seconds, and the prefixes stayed there: in test/sched ie-prefix's
-// p99 TTFT went from 97 to 131 ms without this rule.
+// steadyJump: a weight under 1/steadyJump of the average replaces it at
+// once. Reports vary by less; a fall by half is a different kind of
+// backend (an A10's first report after the neutral weight every host
+// starts with). Averaging those in placed cold prefixes on the A10s of a
+// mixed fleet for the first seconds, and the prefixes stayed there: in
+// test/sched ie-prefix's p99 TTFT went from 97 to 131 ms without this
+// rule. A rise is averaged in like any change: a falling weight errs
+// towards sending less, a rising one would err towards a flood.
 const steadyJump = 2.0
 
-// steadyWeight returns name's weight w averaged exponentially over
-// steadyTau of the picker's clock, read once per pick (now); the first call, and one whose w is
-// steadyJump times above or below the average, returns w.
-func (p *Picker) steadyWeight(name string, w float64, now time.Time) float64 {
+// steadyWeights sets out[i] to backends[i]'s weight weights[i] averaged
+// exponentially over steadyTau of the picker's clock (now, read once per
+// pick), for each backend of positive weight, and returns out.
+//
+// A backend that was not among the candidates for steadyTau or longer
+// while others were (it failed, was marked out, was drained, or is new)
+// starts again from its
+// weight, but no higher than the mean average of the backends that were,
+// and counts at a part of that rising over slowStartWindow (a slow start,
+// as Envoy's and HAProxy's for a returning host). Its first
+// report compares an idle host with loaded ones: after a GPU of an equal
+// fleet came back from a 90-second failure, its idle weight was many
+// times the busy GPUs', so it took that many times their requests in
+// flight before its cost caught up, and in test/sched the requests sent
+// in the ten seconds after its return made most of the fail scenario's
+// p99 TTFT (seed 1: 244 of the slowest 1%, TTFT p99 2.4 s in that
+// window). From the others' mean it fills up as they are filled, and its
+// average rises to its own over steadyTau as it proves it can take more.
+func (p *Picker) steadyWeights(pool string, backends []*route.Backend, weights []float64, now time.Time, out []float64) []float64 {
 	p.steadyMu.Lock()
 	defer p.steadyMu.Unlock()
-	s, ok := p.steady[name]
-	if !ok {
-		if p.steady == nil || len(p.steady) >= maxSteady {
-			p.steady = make(map[string]*steadyAvg)
+	if p.steady == nil || len(p.steady) >= maxSteady {
+		p.steady = make(map[string]*steadyAvg)
+	}
+	// Absent is measured against the latest cold pick that saw any of
+	// these backends, not against now: a pool with no cold prompt for a
+	// while has nobody absent.
+	var latest time.Time
+	for i, b := range backends {
+		if w := weights[i]; w > 0 && !math.IsInf(w, 0) {
+			if s, ok := p.steady[label(pool, b)]; ok && s.at.After(latest) {
+				latest = s.at
+			}
 		}
-		s = &steadyAvg{at: now, avg: w}
-		p.steady[name] = s
 	}
-	if w > steadyJump*s.avg || w*steadyJump < s.avg {
-		s.avg = w
+	fresh := func(s *steadyAvg) bool { return latest.Sub(s.at) < steadyTau }
+	var sum float64
+	n := 0
+	for i, b := range backends {
+		if w := weights[i]; !(w > 0) || math.IsInf(w, 0) {
+			continue
+		}
+		if s, ok := p.steady[label(pool, b)]; ok && fresh(s) {
+			sum += s.avg
+			n++
+		}
 	}
-	if dt := now.Sub(s.at); dt > 0 {
-		s.avg += (w - s.avg) * -math.Expm1(-dt.Seconds()/steadyTau.Seconds())
-		s.at = now
+	for i, b := range backends {
+		w := weights[i]
+		out = append(out, 0)
+		if !(w > 0) || math.IsInf(w, 0) {
+			continue
+		}
+		name := label(pool, b)
+		s, ok := p.steady[name]
+		if !ok || !fresh(s) {
+			if !ok {
+				s = &steadyAvg{}
+				p.steady[name] = s
+			}
+			s.at, s.avg, s.back = now, w, time.Time{}
+			if n > 0 {
+				s.avg, s.back = min(w, sum/float64(n)), now
+			}
+		}
+		if w*steadyJump < s.avg {
+			s.avg = w
+		}
+		if dt := now.Sub(s.at); dt > 0 {
+			s.avg += (w - s.avg) * -math.Expm1(-dt.Seconds()/steadyTau.Seconds())
+			s.at = now
+		}
+		if !(s.avg > 0) || math.IsInf(s.avg, 0) {
+			s.avg = w
+		}
+		out[i] = s.avg
+		if !s.back.IsZero() {
+			if f := float64(now.Sub(s.back)) / float64(slowStartWindow); f < 1 {
+				out[i] *= max(f, slowStartFloor)
+			} else {
+				s.back = time.Time{}
+			}
+		}
 	}
-	if !(s.avg > 0) || math.IsInf(s.avg, 0) {
-		s.avg = w
-	}
-	return s.avg
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/route"
 )
 
 // A prompt whose prefix no backend holds goes to the backend with the
@@ -97,7 +98,7 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	if got := cold(); got != 1 {
 		t.Fatalf("after a minute at weight 20: picked %d, want 1", got)
 	}
-	if a := p.steadyWeight("p/p-0", 60, p.now()); a < 60 || a > 61 {
+	if a := p.steadyWeights("p", bs, []float64{60, 100}, p.now(), nil)[0]; a < 60 || a > 61 {
 		t.Fatalf("p-0's average after a minute at 60: %v", a)
 	}
 	// A fall of more than half (another kind of backend, not a busy
@@ -114,5 +115,76 @@ func TestColdDividesBySteadyWeight(t *testing.T) {
 	ws = score.Weights{"p/p-0": {Weight: 20}, "p/p-1": {Weight: 100}}
 	if got := cold(); got != 1 {
 		t.Fatalf("at once after a fall to 20: picked %d, want 1", got)
+	}
+}
+
+// A backend back after an absence (failed, marked out, drained) starts
+// from the mean average weight of the backends that stayed, not from its
+// own first report, and at first counts a tenth of it, rising to all of
+// it over slowStartWindow: an idle GPU's report beside busy ones' would
+// make every cold prompt its own until its in-flight count were that
+// ratio times theirs, and even at their weight until it had as many in
+// flight as each of them, all to prefill at once. Here three equal
+// backends run 30 requests each at a reported weight of 5 for a minute
+// while p-1 is away; p-1 returns at weight 100 and empty and takes cold
+// prompts until it has 3 in flight (4/0.5 > 31/5), not 619 (620/100) as
+// by its report or 30 as at the others' weight; half the window later
+// (its reports down to theirs as it fills) it fills to about half theirs,
+// and after the window to theirs.
+func TestColdSlowStartAfterAbsence(t *testing.T) {
+	bs := backends(t, 4)
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	ws := score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100}}
+	p := newPicker(t, Config{Weights: func() score.Weights { return ws }, WeightsTTL: -1,
+		Now: func() time.Time { return now }})
+	k := 0
+	cold := func(cands []*route.Backend) int {
+		k++
+		return p.PickBlocks("p", cands, []uint64{uint64(k) * 7919})
+	}
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	all := bs
+	stayed := []*route.Backend{bs[0], bs[2], bs[3]}
+	cold(all) // every backend seen once
+	for _, b := range stayed {
+		for range 30 {
+			release = append(release, b.Acquire())
+		}
+	}
+	ws = score.Weights{"p/p-0": {Weight: 5}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 5}, "p/p-3": {Weight: 5}}
+	for range 60 {
+		now = now.Add(time.Second)
+		cold(stayed)
+	}
+	// fill sends cold prompts, holding each, until one goes elsewhere,
+	// and returns p-1's in-flight count then.
+	fill := func() int64 {
+		for range 1000 {
+			i := cold(all)
+			if i != 1 {
+				break
+			}
+			release = append(release, all[i].Acquire())
+		}
+		return bs[1].InFlight()
+	}
+	now = now.Add(time.Second)
+	if n := fill(); n < 2 || n > 4 {
+		t.Fatalf("p-1, back and empty, filled to %d in flight at once; want about 3 (a tenth of the others' share)", n)
+	}
+	// Its reports fall as it fills, as the others' did.
+	ws = score.Weights{"p/p-0": {Weight: 5}, "p/p-1": {Weight: 5}, "p/p-2": {Weight: 5}, "p/p-3": {Weight: 5}}
+	now = now.Add(slowStartWindow / 2)
+	if n := fill(); n < 12 || n > 18 {
+		t.Fatalf("p-1 half the window after its return filled to %d in flight; want about 15", n)
+	}
+	now = now.Add(slowStartWindow)
+	if n := fill(); n < 25 || n > 31 {
+		t.Fatalf("p-1 after the window filled to %d in flight; want the others' 30", n)
 	}
 }

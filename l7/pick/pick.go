@@ -27,8 +27,10 @@
 // else to those with an adapter slot free, each within the load bound.
 //
 // A backend's load is its in-flight count plus the prompt tokens it still
-// has to prefill for this gateway (load.go), and a backend the route
-// table has marked out for failing (route's outlier marking) weighs 0.
+// has to prefill for this gateway (load.go; the gateway leaves out the
+// part PickPrefixHit says the backend holds cached), and a backend the
+// route table has marked out for failing (route's outlier marking) weighs
+// 0.
 //
 // Wiring: l7/serve builds it with the weighter and report poller as one
 // Loads and hands it to every gateway it builds; test/sched drives it in
@@ -253,28 +255,51 @@ func draw(weights []float64, total float64, skip int) int {
 // weights and in-flight counts; a prompt without a full block falls back
 // to Pick. It returns -1 only when no backend has a positive weight.
 func (p *Picker) PickPrefix(pool string, backends []*route.Backend, prompt []byte) int {
+	i, _ := p.PickPrefixHit(pool, backends, prompt)
+	return i
+}
+
+// PickPrefixHit is PickPrefix that also returns the fraction of the
+// prompt (0..1) the chosen backend holds as far as the picker knows: its
+// engine's own account on the precise path (whole blocks, so at most one
+// block over), the blocks the approximate index saw it served otherwise,
+// 0 for a cold prompt. The gateway counts only the rest as the backend's
+// prefill to come (route.HitPicker).
+func (p *Picker) PickPrefixHit(pool string, backends []*route.Backend, prompt []byte) (int, float64) {
 	if !p.steers(pool) {
-		return -1
+		return -1, 0
 	}
-	if i := p.pickPrecise(pool, backends, prompt); i >= 0 {
-		return i
+	if i, matched, blocks := p.pickPrecise(pool, backends, prompt); i >= 0 {
+		return i, min(float64(matched)/float64(blocks), 1)
 	}
 	hashes := p.chooser.Hashes(prompt)
 	if len(hashes) == 0 {
-		return p.Pick(pool, backends)
+		return p.Pick(pool, backends), 0
 	}
-	return p.PickBlocks(pool, backends, hashes)
+	i, matched := p.PickBlocksHit(pool, backends, hashes)
+	if i < 0 || len(prompt) == 0 {
+		return i, 0
+	}
+	return i, min(float64(matched)*float64(p.chooser.BlockBytes())/float64(len(prompt)), 1)
 }
 
 // PickBlocks is PickPrefix for a prompt already hashed into chained block
 // hashes (affinity.Chooser.Hashes, or a simulation's stand-in for them).
 func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uint64) int {
+	i, _ := p.PickBlocksHit(pool, backends, hashes)
+	return i
+}
+
+// PickBlocksHit is PickBlocks that also returns how many leading blocks
+// of hashes the chosen backend served recently (0: a cold prefix, or
+// affinity gave way to the bound).
+func (p *Picker) PickBlocksHit(pool string, backends []*route.Backend, hashes []uint64) (int, int) {
 	if !p.steers(pool) {
-		return -1
+		return -1, 0
 	}
 	ws := p.weights()
 	if p.chooser.Cold(hashes) {
-		return p.pickCold(pool, backends, ws, hashes)
+		return p.pickCold(pool, backends, ws, hashes), 0
 	}
 	cands := make([]affinity.Candidate, len(backends))
 	for i, b := range backends {
@@ -283,9 +308,9 @@ func (p *Picker) PickBlocks(pool string, backends []*route.Backend, hashes []uin
 	}
 	ch, err := p.chooser.Choose(hashes, cands)
 	if err != nil {
-		return -1
+		return -1, 0
 	}
-	return ch.Index
+	return ch.Index, ch.Matched
 }
 
 // label is b's "pool/backend" name, the key of its load weight; the route

@@ -130,18 +130,19 @@ func TestPickPrefixAffinityWithinBound(t *testing.T) {
 	// Total 32+k in flight, 8 on each of the three others. With the plain
 	// bound (Gain < 0) the home takes requests while 8+k+1 <=
 	// ceil(1.25*(33+k)/4): k = 3 is the last taken, so it moves with 12
-	// in flight. The prompt is all system prompt, all held by the home, so
-	// by default it may carry up to (1.25+4) times the others' 8+1/3 per
-	// backend: 43.75, so it moves with 43.
+	// in flight. The system prompt is 255 blocks of 64 bytes (4080 tokens
+	// at 4 bytes a token), all held by the home, so by default it may
+	// carry a credit of 4*4080/1024 = 15.9 requests beyond 1.25 times the
+	// others' 8+1/3 per backend: n+1-15.9 <= 10.4, so it moves with 26.
 	for _, tc := range []struct {
 		gain float64
 		want int64
-	}{{0, 43}, {-1, 12}} {
+	}{{0, 26}, {-1, 12}} {
 		bs := backends(t, 4)
 		p := newPicker(t, Config{Weights: fixed(score.Weights{
 			"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100},
 		}), Affinity: affinity.Config{Gain: tc.gain}})
-		sys := []byte(strings.Repeat("You are a support agent for ACME. ", 40))
+		sys := []byte(strings.Repeat("You are a support agent for ACME. ", 480))
 		first := p.PickPrefix("p", bs, append(append([]byte{}, sys...), "user: hello"...))
 		for i := range 20 {
 			prompt := append(append([]byte{}, sys...), fmt.Sprintf("user: question %d", i)...)

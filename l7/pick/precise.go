@@ -17,6 +17,10 @@ type Precise interface {
 	// Match sets out[i] to the leading blocks backend names[i] holds (-1:
 	// no live event stream) and reports whether any stream is live.
 	Match(hashes []uint64, names []string, out []int) bool
+	// BlockTokens is the tokens per block of pool's engines (what a
+	// matched block saves in prefill); 0 when the pool publishes no
+	// events.
+	BlockTokens(pool string) int
 }
 
 // SetPrecise makes PickPrefix prefer, within the load bound, the backend
@@ -39,16 +43,17 @@ type preciseState struct {
 	preciseMiss atomic.Uint64
 }
 
-// pickPrecise returns the backend chosen by the engines' events, or -1.
-func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []byte) int {
+// pickPrecise returns the backend chosen by the engines' events, or -1,
+// with the blocks it holds of the prompt's blocks.
+func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []byte) (i, matched, blocks int) {
 	pp := p.precise.Load()
 	if pp == nil || len(backends) == 0 {
-		return -1
+		return -1, 0, 0
 	}
 	pr := *pp
 	hashes := pr.PromptHashes(pool, prompt)
 	if len(hashes) == 0 {
-		return -1
+		return -1, 0, 0
 	}
 	var nameStack [16]string
 	var outStack [16]int
@@ -59,7 +64,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	if !pr.Match(hashes, names, out) {
 		p.preciseMiss.Add(1)
-		return -1
+		return -1, 0, 0
 	}
 	ws := p.weights()
 	var wStack [16]float64
@@ -74,8 +79,9 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 		}
 	}
 	if !(totalW > 0) {
-		return -1
+		return -1, 0, 0
 	}
+	blockTokens := pr.BlockTokens(pool)
 	bound, gain := p.cfg.Affinity.Bound, p.cfg.Affinity.Gain
 	if bound == 0 {
 		bound = affinity.DefaultBound
@@ -88,9 +94,11 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	// The same rule as l7/affinity: a backend may take the request while
 	// its in-flight count stays within bound times its weighted share,
-	// widened by the part of the prompt it holds (a hit saves that
-	// prefill), so a hot prefix cannot pile onto one GPU yet a long one is
-	// not moved off its holder by a passing burst.
+	// widened by a credit for the tokens of the prompt it holds (a hit
+	// saves their prefill), so a hot prefix cannot pile onto one GPU, a
+	// slowed holder of a short prompt gives it up once its queue outgrows
+	// the prefill saved, yet a long one is not moved off its holder by a
+	// passing burst.
 	best, bestMatch, bestLoad := -1, 0, math.Inf(1)
 	for i, b := range backends {
 		w := weights[i]
@@ -98,7 +106,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 			continue
 		}
 		load := loadOf(b)
-		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedFraction(out[i], len(hashes))) {
+		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedTokens(out[i], blockTokens)) {
 			continue
 		}
 		rel := (load + 1) / w
@@ -108,8 +116,8 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 	}
 	if best < 0 {
 		p.preciseMiss.Add(1)
-		return -1
+		return -1, 0, 0
 	}
 	p.preciseHits.Add(1)
-	return best
+	return best, bestMatch, len(hashes)
 }

@@ -42,3 +42,30 @@ func (b *Backend) AddPending(n int64) {
 		b.pending.Add(n)
 	}
 }
+
+// HitPicker is a PrefixPicker that also says what fraction of the prompt
+// (0..1) the backend it chose holds in its prefix cache, as far as it
+// knows: that part costs the backend no prefill, so the caller counts
+// only the rest as pending.
+type HitPicker interface {
+	PrefixPicker
+	PickPrefixHit(pool string, backends []*Backend, prompt []byte) (int, float64)
+}
+
+// BackendPromptHit is BackendPrompt that also returns the fraction of the
+// prompt the chosen backend holds, from a HitPicker (0 from any other
+// picker, and when the route's power of two choices decides).
+func (t *Table) BackendPromptHit(r *Route, prompt []byte) (*Backend, float64) {
+	hp, ok := t.picker.(HitPicker)
+	if r.Pool == nil || !ok {
+		return t.BackendPrompt(r, prompt), 0
+	}
+	bs := r.Pool.Backends
+	if i, hit := hp.PickPrefixHit(r.Pool.Name, bs, prompt); i >= 0 && i < len(bs) {
+		if !(hit > 0) {
+			hit = 0
+		}
+		return bs[i], min(hit, 1)
+	}
+	return PowerOfTwo(bs), 0
+}

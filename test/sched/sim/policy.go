@@ -257,9 +257,12 @@ type GPUPrefix struct {
 	now float64
 	// pending are the requests whose prompt tokens count against their
 	// backend (route.Backend.AddPending) until their first token or end,
-	// as the gateway counts them.
-	pending map[*Request]int
+	// as the gateway counts them: the part the picker did not know cached.
+	pending map[*Request]pend
 }
+
+// pend is one request's pending prompt tokens on a backend.
+type pend struct{ backend, tokens int }
 
 // simPool names the simulated pool; the weighter's names are
 // simPool/backend, as the report poller names targets.
@@ -276,7 +279,7 @@ func NewGPUPrefix(names []string, cfg score.Config) (*GPUPrefix, error) {
 		return nil, err
 	}
 	// Simulated time: every pick reads the weighter afresh.
-	g := &GPUPrefix{weighter: w, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]int{}}
+	g := &GPUPrefix{weighter: w, held: make([][]func(), len(names)), labels: keys, pending: map[*Request]pend{}}
 	pk, err := pick.New(pick.Config{Weights: w.Current, WeightsTTL: -1, Now: func() time.Time { return simTime(g.now) }})
 	if err != nil {
 		return nil, err
@@ -341,8 +344,8 @@ func (g *GPUPrefix) Attempt(v *View, r *Request, b int, o route.Outcome) {
 
 // unpend takes r's prompt tokens back from its backend.
 func (g *GPUPrefix) unpend(r *Request) {
-	if b, ok := g.pending[r]; ok {
-		g.backends[b].AddPending(-int64(r.Prompt))
+	if pd, ok := g.pending[r]; ok {
+		g.backends[pd.backend].AddPending(-int64(pd.tokens))
 		delete(g.pending, r)
 	}
 }
@@ -365,20 +368,29 @@ func (g *GPUPrefix) Pick(v *View, _ *Conn, r *Request) int {
 			g.unpend(pr)
 		}
 	}
-	i := g.pick(v, r)
-	g.backends[i].AddPending(int64(r.Prompt))
-	g.pending[r] = i
+	i, matched := g.pick(v, r)
+	// The gateway leaves out the part of the prompt the picker knows the
+	// backend holds (route.HitPicker).
+	n := max(r.Prompt-matched*BlockTokens, 0)
+	g.backends[i].AddPending(int64(n))
+	g.pending[r] = pend{backend: i, tokens: n}
 	return i
 }
 
-func (g *GPUPrefix) pick(v *View, r *Request) int {
+// pick returns the backend for r and the blocks of r's prompt the picker
+// knows it holds.
+func (g *GPUPrefix) pick(v *View, r *Request) (int, int) {
 	var hashes []uint64
 	if g.Blind {
 		hashes = []uint64{affinity.Chain(0, []byte("r"+strconv.Itoa(r.ID)))}
 	} else {
 		hashes = v.PrefixBlock(r)
 	}
-	pick := func(bs []*route.Backend) int { return g.picker.PickBlocks(simPool, bs, hashes) }
+	hit := func(bs []*route.Backend) (int, int) { return g.picker.PickBlocksHit(simPool, bs, hashes) }
+	if g.Blind {
+		// The request's own identity hashed: no prefix is held.
+		hit = func(bs []*route.Backend) (int, int) { return g.picker.PickBlocks(simPool, bs, hashes), 0 }
+	}
 	if g.Precise != nil && !g.Blind {
 		m := g.Precise.Match(r, len(g.backends))
 		matched := func(label string) int {
@@ -389,16 +401,24 @@ func (g *GPUPrefix) pick(v *View, r *Request) int {
 			}
 			return 0
 		}
-		pick = func(bs []*route.Backend) int { return g.picker.PickMatched(simPool, bs, hashes, matched) }
+		hit = func(bs []*route.Backend) (int, int) { return g.picker.PickMatchedHit(simPool, bs, hashes, matched) }
 	}
 	if r.Adapter != 0 {
 		// The gateway asks the upstream for the adapter by its name
 		// (route.Table.BackendModel); the picker narrows the backends
 		// by the adapters the reports name.
-		inner, name := pick, AdapterName(r.Adapter)
-		pick = func(bs []*route.Backend) int { return g.picker.PickAdapter(simPool, name, bs, inner) }
+		inner, name := hit, AdapterName(r.Adapter)
+		hit = func(bs []*route.Backend) (int, int) {
+			held := 0
+			i := g.picker.PickAdapter(simPool, name, bs, func(sub []*route.Backend) int {
+				j, m := inner(sub)
+				held = m
+				return j
+			})
+			return i, held
+		}
 	}
-	return pickHealthy(v, g.backends, pick)
+	return pickHealthyHit(v, g.backends, hit)
 }
 
 // epoch anchors simulated seconds on the wall clock the weighter expects.
@@ -426,6 +446,20 @@ func prefixBlocks(r *Request) []uint64 {
 		out = append(out, prev)
 	}
 	return out
+}
+
+// pickHealthyHit is pickHealthy for a pick that also returns the blocks
+// the chosen backend holds (0 when it falls back to the first healthy).
+func pickHealthyHit(v *View, all []*route.Backend, pick func([]*route.Backend) (int, int)) (int, int) {
+	matched := 0
+	i := pickHealthy(v, all, func(bs []*route.Backend) int {
+		j, m := pick(bs)
+		if j >= 0 {
+			matched = m
+		}
+		return j
+	})
+	return i, matched
 }
 
 // pickHealthy runs pick over the healthy backends (the gateway's health
