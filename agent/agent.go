@@ -81,6 +81,13 @@ type GatewayServing interface {
 	ServeErr() error
 }
 
+// GatewayReinstater is what a Gateway may also implement to end its
+// passive failure marking of a backend whose active health check has just
+// passed, so a backend that recovered does not wait out the marking.
+type GatewayReinstater interface {
+	ReinstateBackend(addr netip.AddrPort)
+}
+
 // Attacher keeps an XDP program attached to the interfaces a policy names.
 type Attacher interface {
 	// Attach makes the program attached to exactly names in mode (a
@@ -321,7 +328,32 @@ func (a *Agent) onHealth(id string, healthy bool) {
 	ov.Unhealthy = !healthy
 	a.overrides[id] = ov
 	a.mu.Unlock()
+	if healthy {
+		a.reinstate(id)
+	}
 	a.kick()
+}
+
+// reinstate tells the gateway, if it marks backends out by their failures,
+// that backend id (a BackendID of the policy in force) passed its health
+// checks.
+func (a *Agent) reinstate(id string) {
+	r, ok := a.o.Gateway.(GatewayReinstater)
+	if !ok {
+		return
+	}
+	_, c, ok := a.Current()
+	if !ok {
+		return
+	}
+	for _, p := range c.Pools {
+		for _, b := range p.Backends {
+			if BackendID(p.Name, b.Name) == id {
+				r.ReinstateBackend(netip.AddrPortFrom(b.Address, b.Port))
+				return
+			}
+		}
+	}
 }
 
 // SetLoad records what a backend's load report says (weight, drain) and

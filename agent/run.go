@@ -388,6 +388,7 @@ func newL7Gateway(o serve.Options) *l7Gateway { return &l7Gateway{serve.New(o)} 
 var (
 	_ GatewayBackendStats = (*l7Gateway)(nil)
 	_ GatewayServing      = (*l7Gateway)(nil)
+	_ GatewayReinstater   = (*l7Gateway)(nil)
 )
 
 // ServeErr reports why the gateway's listener stopped (nil before the

@@ -144,7 +144,9 @@
 // several times in a row gets no new requests for a back-off, so a GPU
 // host that dies stops taking requests at its first failures instead of at
 // the next health check. It is on by default (Options.Outliers tunes it);
-// timeouts and 429s, a busy engine's signs, never mark a backend out.
+// timeouts and 429s, a busy engine's signs, never mark a backend out. An
+// active health check that passes again ends the marking at once
+// (Gateway.Reinstate, called by the agent through l7/serve).
 //
 // Apply swaps the compiled configuration atomically; a request keeps the
 // snapshot it started with until it ends.

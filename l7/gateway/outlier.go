@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
 
 	"github.com/infergate/infergate/l7/openai"
 	"github.com/infergate/infergate/l7/route"
@@ -26,4 +27,13 @@ func (x *exchange) outcome(err *openai.Error) route.Outcome {
 		return route.OutcomeFailure
 	}
 	return route.OutcomeNeutral
+}
+
+// Reinstate ends the passive marking of the backend at addr, if any: an
+// active health check of it has just passed, which says more than the
+// failures that marked it (Envoy unmarks a host on a passing check alike).
+func (g *Gateway) Reinstate(addr netip.AddrPort) {
+	if g.outliers != nil {
+		g.outliers.Reinstate(addr)
+	}
 }

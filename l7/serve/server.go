@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,18 @@ func (s *Server) BackendStats() map[string]gateway.BackendStats {
 		return nil
 	}
 	return g.BackendStats()
+}
+
+// ReinstateBackend ends the running gateway's passive marking of the
+// backend at addr (an active health check of it passed); nothing before
+// the first Apply.
+func (s *Server) ReinstateBackend(addr netip.AddrPort) {
+	s.mu.Lock()
+	g := s.g
+	s.mu.Unlock()
+	if g != nil {
+		g.Reinstate(addr)
+	}
 }
 
 func (s *Server) listenAddr(c *policy.Compiled) string {
