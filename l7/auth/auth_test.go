@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -708,4 +709,34 @@ func TestJWKSCacheKeptAcrossApplies(t *testing.T) {
 	a2.Close()
 	a3.Close()
 	a3.Close() // twice is harmless
+}
+
+// The first request, arriving before the refresh loop's first fetch (one
+// processor: the loop is only queued when New returns), fetches the key
+// set itself; the loop then counts that fetch instead of asking the
+// provider again.
+func TestJWKSFirstRequestFetchesOnce(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newJWKSServer(t)
+	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
+	const iss, aud = "https://sso.example", "gw"
+	g, _ := gatewayWithKeys(t, 1)
+	g.JWT = []policy.JWTIssuer{{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org"}}
+	tok := sign(t, jwt.SigningMethodES256, key, "k1", claims(iss, aud, "acme", time.Now().Add(time.Hour)))
+	a, err := New(g, Options{JWKSMinRefresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Authenticate(req("Authorization", "Bearer "+tok)); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the loop has run
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches of the key set, want 1", n)
+	}
 }

@@ -227,8 +227,10 @@ type jwksCache struct {
 
 	keys atomic.Pointer[map[string]jwk]
 
-	mu          sync.Mutex // serialises fetches; guards lastAttempt
+	mu          sync.Mutex // serialises fetches; guards the three below
 	lastAttempt time.Time
+	lastErr     error  // the outcome of the fetch at lastAttempt
+	attempts    uint64 // fetches so far, the loop's and lookups'
 
 	// refs counts the issuers sharing the cache (one per Authenticator
 	// that kept it across an apply); the last close stops it.
@@ -310,10 +312,19 @@ func (c *jwksCache) loop() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-c.stop; cancel() }()
+	var seen uint64
 	for {
 		c.mu.Lock()
-		c.lastAttempt = c.now()
-		err := c.fetch(ctx)
+		// A lookup of an unknown kid may have fetched while the loop
+		// waited (the first requests race the loop's first fetch): that
+		// fetch counts, so the provider is not asked twice.
+		if c.attempts == seen {
+			c.lastAttempt = c.now()
+			c.lastErr = c.fetch(ctx)
+			c.attempts++
+		}
+		seen = c.attempts
+		err := c.lastErr
 		c.mu.Unlock()
 		wait := c.refresh
 		if err != nil {
@@ -375,8 +386,10 @@ func (c *jwksCache) refreshIfStale(ctx context.Context) {
 		return
 	}
 	c.lastAttempt = now
-	if err := c.fetch(ctx); err != nil {
-		c.log.Warn("JWKS refresh for an unknown kid failed; keeping cached keys", "err", err)
+	c.lastErr = c.fetch(ctx)
+	c.attempts++
+	if c.lastErr != nil {
+		c.log.Warn("JWKS refresh for an unknown kid failed; keeping cached keys", "err", c.lastErr)
 	}
 }
 
