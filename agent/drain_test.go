@@ -17,6 +17,38 @@ import (
 // the dataplane.
 const testHealthWait = 5 * time.Second
 
+// startHealthAgent starts a balancer agent with health checks on the fake
+// dataplane dp, resolving addrs on link, with gw as its L7 gateway (nil:
+// none); it stops when the test ends.
+func startHealthAgent(t *testing.T, dp *fakeDataplane, gw Gateway, addrs ...string) (*Agent, context.Context) {
+	t.Helper()
+	a, err := New(Options{Role: RoleBalancer, Dataplane: dp, Resolver: onLinkResolver(addrs...), Store: newMemStore(),
+		HealthChecks: true, Gateway: gw, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		a.Close()
+	})
+	if err := a.Start(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	return a, ctx
+}
+
+// waitHealth waits up to testHealthWait for cond, failing the test with
+// what it waited for.
+func waitHealth(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(testHealthWait); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
 // TestHealthDrainsInDataplane: a backend whose listener goes away is
 // drained by the agent (kept in the backend table for established flows,
 // out of the Maglev table), comes back when the listener returns, and a
@@ -47,18 +79,7 @@ func TestHealthDrainsInDataplane(t *testing.T) {
 	}()
 
 	dp := newFakeDataplane()
-	res := onLinkResolver(addrs...)
-	a, err := New(Options{Role: RoleBalancer, Dataplane: dp, Resolver: res, Store: newMemStore(),
-		HealthChecks: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := a.Start(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	a, ctx := startHealthAgent(t, dp, nil, addrs...)
 	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
 kind: Policy
 metadata: {name: hc}
@@ -90,16 +111,7 @@ spec:
 		}
 		return false
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(testHealthWait)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitHealth(t, what, cond) }
 	if !inTable() {
 		t.Fatal("healthy backend b not in the table")
 	}

@@ -1,16 +1,12 @@
 package agent
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/infergate/infergate/policy"
 )
@@ -50,17 +46,7 @@ func TestHealthyBackendReinstatedInGateway(t *testing.T) {
 	go acceptAll(lnB)
 
 	gw := &reinstateGateway{}
-	a, err := New(Options{Role: RoleBalancer, Dataplane: newFakeDataplane(), Resolver: onLinkResolver(addrs...),
-		Store: newMemStore(), HealthChecks: true, Gateway: gw, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := a.Start(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	a, ctx := startHealthAgent(t, newFakeDataplane(), gw, addrs...)
 	doc := fmt.Sprintf(`apiVersion: infergate.dev/v1alpha1
 kind: Policy
 metadata: {name: hc}
@@ -79,14 +65,6 @@ spec:
 	if _, err := a.Apply(ctx, []byte(doc), false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(testHealthWait); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-		}
-	}
 	unhealthy := func(name string) bool {
 		for _, b := range a.Backends() {
 			if b.Name == name {
@@ -96,7 +74,7 @@ spec:
 		return false
 	}
 	lnB.Close()
-	waitFor("b fails its health checks", func() bool { return unhealthy("b") })
+	waitHealth(t, "b fails its health checks", func() bool { return unhealthy("b") })
 	gw.mu.Lock()
 	if len(gw.got) != 0 {
 		t.Fatalf("reinstated %v before any backend came back", gw.got)
@@ -109,7 +87,7 @@ spec:
 	defer lnB2.Close()
 	go acceptAll(lnB2)
 	want := netip.MustParseAddrPort(addrs[1] + ":8001")
-	waitFor("b is reinstated in the gateway", func() bool {
+	waitHealth(t, "b is reinstated in the gateway", func() bool {
 		gw.mu.Lock()
 		defer gw.mu.Unlock()
 		return slices.Contains(gw.got, want)
