@@ -236,7 +236,7 @@ func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]
 			continue
 		}
 		m := matches[cd.Name]
-		if !Allowed(cd.Load, cd.Weight, totalL, totalW, c.cfg.Bound, c.cfg.Gain, savedTokens(m, blockTokens)) {
+		if !c.Allowed(cd.Load, cd.Weight, totalL, totalW, m, blockTokens) {
 			continue
 		}
 		rank := rendezvous(home, cd.Name, cd.Weight)

@@ -78,5 +78,13 @@ func savedTokens(matched, blockTokens int) float64 {
 	return float64(matched) * float64(blockTokens)
 }
 
-// SavedTokens is savedTokens for callers outside the package.
-func SavedTokens(matched, blockTokens int) float64 { return savedTokens(matched, blockTokens) }
+// Allowed is the package's Allowed under the chooser's bound and gain, for
+// a backend holding matched blocks of blockTokens tokens of the prompt:
+// the one rule the approximate index (Choose) and the pickers that know
+// the engines' own blocks apply.
+func (c *Chooser) Allowed(load, w, totalL, totalW float64, matched, blockTokens int) bool {
+	return Allowed(load, w, totalL, totalW, c.cfg.Bound, c.cfg.Gain, savedTokens(matched, blockTokens))
+}
+
+// Bound is the chooser's load bound (Config.Bound, else DefaultBound).
+func (c *Chooser) Bound() float64 { return c.cfg.Bound }

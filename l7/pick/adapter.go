@@ -136,10 +136,7 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 	if !(totalW > 0) {
 		return pick(backends)
 	}
-	bound := p.cfg.Affinity.Bound
-	if bound == 0 {
-		bound = affinity.DefaultBound
-	}
+	bound := p.chooser.Bound()
 	var subStack [16]*route.Backend
 	var idxStack [16]int
 	sub, idx := subStack[:0], idxStack[:0]

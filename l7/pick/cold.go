@@ -23,7 +23,7 @@ import (
 // changes (a throttled GPU kept its hash share until its bound bit).
 //
 // The weight divided by is the backend's load weight averaged over
-// steadyTau (steadyWeight), not the last report's: the in-flight count
+// steadyTau (steadyWeights), not the last report's: the in-flight count
 // already says how loaded a backend is now, and the report's weight says
 // it again a second late (a busy engine reports a fuller KV cache and a
 // lower weight), so the two together over-steered, away from a backend
@@ -65,7 +65,7 @@ func (p *Picker) pickCold(pool string, backends []*route.Backend, ws score.Weigh
 	return best
 }
 
-// steadyTau is the time constant of steadyWeight's average: long against
+// steadyTau is the time constant of steadyWeights' average: long against
 // the one-second reports (so a burst's report does not steer), short
 // against a throttled GPU's minutes. In test/sched 10 s and 20 s did about
 // as well on throttle and steady, 10 s worse on heavy-tenant (p99 351

@@ -4,7 +4,6 @@ import (
 	"math"
 	"sync/atomic"
 
-	"github.com/infergate/infergate/l7/affinity"
 	"github.com/infergate/infergate/l7/route"
 )
 
@@ -82,16 +81,6 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 		return -1, 0, 0
 	}
 	blockTokens := pr.BlockTokens(pool)
-	bound, gain := p.cfg.Affinity.Bound, p.cfg.Affinity.Gain
-	if bound == 0 {
-		bound = affinity.DefaultBound
-	}
-	switch {
-	case gain == 0:
-		gain = affinity.DefaultGain
-	case gain < 0:
-		gain = 0
-	}
 	// The same rule as l7/affinity: a backend may take the request while
 	// its in-flight count stays within bound times its weighted share,
 	// widened by a credit for the tokens of the prompt it holds (a hit
@@ -106,7 +95,7 @@ func (p *Picker) pickPrecise(pool string, backends []*route.Backend, prompt []by
 			continue
 		}
 		load := loadOf(b)
-		if !affinity.Allowed(load, w, totalL, totalW, bound, gain, affinity.SavedTokens(out[i], blockTokens)) {
+		if !p.chooser.Allowed(load, w, totalL, totalW, out[i], blockTokens) {
 			continue
 		}
 		rel := (load + 1) / w
