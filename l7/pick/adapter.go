@@ -98,7 +98,11 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 	if adapter == "" || len(backends) < 2 || !p.steers(pool) {
 		return pick(backends)
 	}
-	ws := p.weights()
+	snap := p.snapshot()
+	if !snap.adapters {
+		return pick(backends) // a fleet without LoRA pays no more than this
+	}
+	ws := snap.ws
 	now := p.now()
 	var clsStack [16]int8
 	var wStack [16]float64

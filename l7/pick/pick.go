@@ -100,6 +100,9 @@ type Picker struct {
 type snapshot struct {
 	at time.Time
 	ws score.Weights
+	// adapters: some weight carries its engine's LoRA adapters, so
+	// PickAdapter has something to steer by (adapter.go).
+	adapters bool
 }
 
 var _ route.ModelPicker = (*Picker)(nil)
@@ -152,19 +155,29 @@ func (p *Picker) steers(pool string) bool {
 }
 
 // weights returns a snapshot no older than WeightsTTL.
-func (p *Picker) weights() score.Weights {
+func (p *Picker) weights() score.Weights { return p.snapshot().ws }
+
+// snapshot returns the weights snapshot in force, taking a new one when
+// it is older than WeightsTTL.
+func (p *Picker) snapshot() *snapshot {
 	now := p.now()
 	if s := p.snap.Load(); s != nil && p.cfg.WeightsTTL > 0 && now.Sub(s.at) < p.cfg.WeightsTTL {
-		return s.ws
+		return s
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s := p.snap.Load(); s != nil && p.cfg.WeightsTTL > 0 && now.Sub(s.at) < p.cfg.WeightsTTL {
-		return s.ws
+		return s
 	}
 	s := &snapshot{at: now, ws: p.cfg.Weights()}
+	for _, w := range s.ws {
+		if w.Adapters != nil {
+			s.adapters = true
+			break
+		}
+	}
 	p.snap.Store(s)
-	return s.ws
+	return s
 }
 
 // weightOf is b's effective weight (score.EffectiveFloat of its static
