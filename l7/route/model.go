@@ -20,12 +20,6 @@ func (t *Table) BackendModel(r *Route, model string, prompt []byte) (*Backend, f
 	if !ok || model == "" || r.Pool == nil {
 		return t.BackendPromptHit(r, prompt)
 	}
-	bs := r.Pool.Backends
-	if i, hit := mp.PickModelHit(r.Pool.Name, model, bs, prompt); i >= 0 && i < len(bs) {
-		if !(hit > 0) {
-			hit = 0
-		}
-		return bs[i], min(hit, 1)
-	}
-	return PowerOfTwo(bs), 0
+	i, hit := mp.PickModelHit(r.Pool.Name, model, r.Pool.Backends, prompt)
+	return pickedHit(r.Pool.Backends, i, hit)
 }

@@ -60,12 +60,19 @@ func (t *Table) BackendPromptHit(r *Route, prompt []byte) (*Backend, float64) {
 	if r.Pool == nil || !ok {
 		return t.BackendPrompt(r, prompt), 0
 	}
-	bs := r.Pool.Backends
-	if i, hit := hp.PickPrefixHit(r.Pool.Name, bs, prompt); i >= 0 && i < len(bs) {
-		if !(hit > 0) {
-			hit = 0
-		}
-		return bs[i], min(hit, 1)
+	i, hit := hp.PickPrefixHit(r.Pool.Name, r.Pool.Backends, prompt)
+	return pickedHit(r.Pool.Backends, i, hit)
+}
+
+// pickedHit is a hit picker's answer as a backend: bs[i] with hit kept
+// within 0..1, or the power of two choices' backend (holding nothing, as
+// far as anyone knows) when i is no index of bs.
+func pickedHit(bs []*Backend, i int, hit float64) (*Backend, float64) {
+	if i < 0 || i >= len(bs) {
+		return PowerOfTwo(bs), 0
 	}
-	return PowerOfTwo(bs), 0
+	if !(hit > 0) {
+		hit = 0
+	}
+	return bs[i], min(hit, 1)
 }
