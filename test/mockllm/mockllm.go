@@ -13,8 +13,6 @@ package mockllm
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -619,56 +617,6 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, t *gpumodel.
 		return false
 	}
 	return rc.Flush() == nil
-}
-
-func (s *Server) writeEmbeddings(w http.ResponseWriter, req *request, model string, prompt int) {
-	var inputs []json.RawMessage
-	if len(req.Input) > 0 && req.Input[0] == '[' {
-		if err := json.Unmarshal(req.Input, &inputs); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request_error", "input must be a string or an array")
-			return
-		}
-	} else {
-		inputs = []json.RawMessage{req.Input}
-	}
-	if len(inputs) > maxEmbeddingInputs {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "too many inputs")
-		return
-	}
-	if req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "encoding_format must be float or base64")
-		return
-	}
-	data := make([]any, len(inputs))
-	for i, in := range inputs {
-		var text string
-		if err := json.Unmarshal(in, &text); err != nil {
-			text = string(in) // token arrays: embedded by their JSON
-		}
-		vec := Embed(text)
-		var emb any = vec
-		if req.EncodingFormat == "base64" {
-			emb = base64Embedding(vec)
-		}
-		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
-	}
-	resp := map[string]any{"object": "list", "data": data, "model": model}
-	if !s.cfg.OmitUsage {
-		resp["usage"] = map[string]int{"prompt_tokens": prompt, "total_tokens": prompt}
-	}
-	b, _ := json.Marshal(resp)
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
-}
-
-// base64Embedding is OpenAI's base64 form of an embedding: the vector as
-// little-endian float32s, base64-encoded.
-func base64Embedding(vec []float64) string {
-	b := make([]byte, 4*len(vec))
-	for i, v := range vec {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(v)))
-	}
-	return base64.StdEncoding.EncodeToString(b)
 }
 
 func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
