@@ -643,21 +643,15 @@ func FuzzAuthenticate(f *testing.F) {
 // unchanged: no fetch at the apply, and tokens keep verifying while the
 // identity provider is down. A changed issuer gets a fresh cache.
 func TestJWKSCacheKeptAcrossApplies(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := newJWKSServer(t)
-	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
-	const iss, aud = "https://sso.example", "gw"
+	key, srv, issuer, tok := ecIssuer(t)
+	iss, aud := issuer.Issuer, issuer.Audience
 	g1, _ := gatewayWithKeys(t, 1)
-	g1.JWT = []policy.JWTIssuer{{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org"}}
+	g1.JWT = []policy.JWTIssuer{issuer}
 	opts := Options{JWKSMinRefresh: time.Hour}
 	a1, err := New(g1, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := sign(t, jwt.SigningMethodES256, key, "k1", claims(iss, aud, "acme", time.Now().Add(time.Hour)))
 	authWith := func(a *Authenticator) error {
 		_, err := a.Authenticate(req("Authorization", "Bearer "+tok))
 		return err
@@ -717,16 +711,9 @@ func TestJWKSCacheKeptAcrossApplies(t *testing.T) {
 // provider again.
 func TestJWKSFirstRequestFetchesOnce(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := newJWKSServer(t)
-	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
-	const iss, aud = "https://sso.example", "gw"
+	_, srv, issuer, tok := ecIssuer(t)
 	g, _ := gatewayWithKeys(t, 1)
-	g.JWT = []policy.JWTIssuer{{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org"}}
-	tok := sign(t, jwt.SigningMethodES256, key, "k1", claims(iss, aud, "acme", time.Now().Add(time.Hour)))
+	g.JWT = []policy.JWTIssuer{issuer}
 	a, err := New(g, Options{JWKSMinRefresh: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -739,4 +726,20 @@ func TestJWKSFirstRequestFetchesOnce(t *testing.T) {
 	if n := srv.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches of the key set, want 1", n)
 	}
+}
+
+// ecIssuer is an identity provider with one P-256 key (kid k1) served from
+// a JWKS endpoint: the key, the server, the issuer's configuration and a
+// token it signed for tenant acme, valid for an hour.
+func ecIssuer(t *testing.T) (*ecdsa.PrivateKey, *jwksServer, policy.JWTIssuer, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newJWKSServer(t)
+	srv.set(http.StatusOK, ecJWK("k1", &key.PublicKey))
+	const iss, aud = "https://sso.example", "gw"
+	issuer := policy.JWTIssuer{Issuer: iss, Audience: aud, JWKSURL: srv.URL, TenantClaim: "org"}
+	return key, srv, issuer, sign(t, jwt.SigningMethodES256, key, "k1", claims(iss, aud, "acme", time.Now().Add(time.Hour)))
 }
