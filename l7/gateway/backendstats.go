@@ -84,11 +84,16 @@ func (t *backendStatsTable) forConfig(cfg *config) *backendStatsSnap {
 // label; provider labels and requests that never reached a backend match
 // nothing). It always counts against the policy now applied, so a request
 // that began under an older policy cannot bring its table back.
-func (g *Gateway) recordBackend(backend string, status int, prompt, completion int64, ttft time.Duration) {
+func (g *Gateway) recordBackend(last *lastRecorded, backend string, status int, prompt, completion int64, ttft time.Duration) {
 	if backend == "" {
 		return
 	}
-	c := g.backendStats.forConfig(g.cfg.Load()).m[backend]
+	snap := g.backendStats.forConfig(g.cfg.Load())
+	c := last.counters
+	if last.stats != snap || last.backend != backend {
+		c = snap.m[backend]
+		last.stats, last.backend, last.counters = snap, backend, c
+	}
 	if c == nil {
 		return
 	}

@@ -114,10 +114,46 @@ func TestBackendStatsMatchAudit(t *testing.T) {
 func BenchmarkRecordBackend(b *testing.B) {
 	m := newMock(b, mockllm.Config{})
 	h := newHarness(b, basePolicy(pool("p", m, m, m)), Options{})
-	h.g.recordBackend("p/p-b", 200, 100, 20, 0)
+	var last lastRecorded
+	h.g.recordBackend(&last, "p/p-b", 200, 100, 20, 0)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h.g.recordBackend("p/p-b", 200, 100, 20, 0)
+		h.g.recordBackend(&last, "p/p-b", 200, 100, 20, 0)
+	}
+}
+
+// One exchange's remembered counters follow the backend it records for
+// and the policy in force: each count lands on its own backend.
+func TestRecordBackendRemembersOnlyItsKey(t *testing.T) {
+	m := newMock(t, mockllm.Config{})
+	h := newHarness(t, basePolicy(pool("p", m, m, m)), Options{})
+	var last lastRecorded
+	for _, b := range []string{"p/p-a", "p/p-b", "p/p-b", "p/p-a", "p/p-c", "p/p-b"} {
+		h.g.recordBackend(&last, b, 200, 1, 0, 0)
+	}
+	got := h.g.BackendStats()
+	for b, want := range map[string]uint64{"p/p-a": 2, "p/p-b": 3, "p/p-c": 1} {
+		if got[b].Requests != want {
+			t.Errorf("%s: %d requests, want %d", b, got[b].Requests, want)
+		}
+	}
+	// p-b dropped and added again starts from zero: counts after that go
+	// to the new counters, not to those remembered from before.
+	if err := h.g.Apply(basePolicy(pool("p", m))); err != nil {
+		t.Fatal(err)
+	}
+	h.g.recordBackend(&last, "p/p-b", 200, 1, 0, 0) // dropped: not counted
+	if err := h.g.Apply(basePolicy(pool("p", m, m))); err != nil {
+		t.Fatal(err)
+	}
+	h.g.recordBackend(&last, "p/p-b", 200, 1, 0, 0)
+	h.g.recordBackend(&last, "p/p-a", 200, 1, 0, 0)
+	after := h.g.BackendStats()
+	if n := after["p/p-b"].Requests; n != 1 {
+		t.Errorf("p/p-b: %d requests after it came back, want 1", n)
+	}
+	if n := after["p/p-a"].Requests; n != 3 {
+		t.Errorf("p/p-a: %d requests after the applies, want 3 (kept across them)", n)
 	}
 }

@@ -28,10 +28,32 @@ import (
 const statusClientClosed = 499
 
 // exchange is one request's state as it moves through the stages: what
-// the stages hand each other (the fields below, each written by the stage
-// named and read by the later ones), the outcome that finish records, and
-// the stages' own scratch. They are pooled: every field is reset in reset.
+// the stages hand each other (the fields of exchangeState, each written by
+// the stage named and read by the later ones), the outcome that finish
+// records, and the stages' own scratch. Exchanges are pooled: reset zeroes
+// exchangeState whole and keeps exchangeKept's storage for the next
+// request, so neither is copied.
 type exchange struct {
+	exchangeKept
+	exchangeState
+}
+
+// exchangeKept is what a pooled exchange keeps across requests: buffers
+// whose storage is reused (each emptied by reset), and the last metric
+// series and backend counters it recorded into (metrics.go).
+type exchangeKept struct {
+	bodyBuf    bytes.Buffer   // parse: body's storage
+	req        openai.Request // parse or translate (inspect rewrites redacted Texts)
+	completion []byte
+	plan       []*route.Route
+	chunk      openai.Chunk
+	// scratch is the stages' own per-request scratch (stage.go).
+	scratch stageScratch
+	last    lastRecorded
+}
+
+// exchangeState is one request's state; reset zeroes it.
+type exchangeState struct {
 	// Set before the chain runs; read-only for stages.
 	g   *Gateway
 	cfg *config
@@ -56,8 +78,6 @@ type exchange struct {
 
 	principal auth.Principal // auth
 	body      []byte         // parse: the body as received
-	bodyBuf   bytes.Buffer   // parse: body's storage, kept across requests
-	req       openai.Request // parse or translate (inspect rewrites redacted Texts)
 	in        inbound        // translate: the answer's way back to the client's API
 	model     *route.Model   // model
 	counter   *tokens.Counter
@@ -86,16 +106,11 @@ type exchange struct {
 	usageStore    openai.Usage
 	usageCounted  bool // usage is the gateway's count (usage.go)
 	answered      bool // a 200 head went to the client
-	completion    []byte
 	completionCC  *tokens.CompletionCounter
 	clientGone    bool
-	plan          []*route.Route
-	chunk         openai.Chunk
 	// limited bounds the request and response body reads; it lives in
 	// the pooled exchange so each read does not allocate one.
 	limited io.LimitedReader
-	// scratch is the stages' own per-request scratch (stage.go).
-	scratch stageScratch
 	// at is the index in cfg.chain of the stage running.
 	at int
 
@@ -118,18 +133,16 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 const maxPooledBody = 256 << 10
 
 func (x *exchange) reset() {
-	body := x.bodyBuf
-	body.Reset()
-	if body.Cap() > maxPooledBody {
-		body = bytes.Buffer{} // a rare large body does not stay in the pool
+	k := &x.exchangeKept
+	k.bodyBuf.Reset()
+	if k.bodyBuf.Cap() > maxPooledBody {
+		k.bodyBuf = bytes.Buffer{} // a rare large body does not stay in the pool
 	}
-	req := x.req
-	comp := x.completion[:0]
-	plan := x.plan[:0]
-	chunk := x.chunk
-	scratch := x.scratch
-	scratch.reset()
-	*x = exchange{bodyBuf: body, req: req, completion: comp, plan: plan, chunk: chunk, scratch: scratch}
+	k.completion = k.completion[:0]
+	clear(k.plan)
+	k.plan = k.plan[:0]
+	k.scratch.reset()
+	x.exchangeState = exchangeState{}
 }
 
 func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler { return g.endpointAPI(ep, apiOpenAI) }
@@ -318,7 +331,7 @@ func (x *exchange) finish() {
 	if x.clientGone {
 		status = statusClientClosed
 	}
-	x.g.recordBackend(x.backend, status, prompt, completion, x.ttft)
+	x.g.recordBackend(&x.last, x.backend, status, prompt, completion, x.ttft)
 	x.g.apiMetrics.observe(x.api, status)
 	modelName := ""
 	if x.model != nil {
@@ -326,7 +339,7 @@ func (x *exchange) finish() {
 	}
 	m := x.g.metrics
 	if x.model != nil {
-		s := m.series(seriesKey{tenant: x.principal.Tenant, model: modelName, backend: x.backend, status: status})
+		s := x.last.seriesFor(m, seriesKey{tenant: x.principal.Tenant, model: modelName, backend: x.backend, status: status})
 		s.observeDuration(m, elapsed.Seconds())
 		if x.attempts > 0 {
 			s.observeTokens(m, tokenTypeInput, float64(prompt))

@@ -127,6 +127,28 @@ func (m *metrics) series(k seriesKey) *series {
 	return actual.(*series)
 }
 
+// lastRecorded is what one pooled exchange recorded into last (its metric
+// series and backend counters) and what they were found by: the next
+// request on the exchange most likely records into the same ones, and
+// comparing keys costs less than hashing them.
+type lastRecorded struct {
+	m      *metrics
+	key    seriesKey
+	series *series
+
+	stats    *backendStatsSnap
+	backend  string
+	counters *backendCounters
+}
+
+// seriesFor is m.series(k), by way of last.
+func (last *lastRecorded) seriesFor(m *metrics, k seriesKey) *series {
+	if last.series == nil || last.m != m || last.key != k {
+		last.m, last.key, last.series = m, k, m.series(k)
+	}
+	return last.series
+}
+
 func (s *series) observeDuration(m *metrics, v float64) {
 	s.duration.get(m.duration, s.labels[:]...).Observe(v)
 }

@@ -68,3 +68,29 @@ func TestSeriesCacheBound(t *testing.T) {
 		t.Fatalf("duration has %d series, want 1", n)
 	}
 }
+
+// An exchange's remembered series is the one m.series gives for the key
+// asked, whatever it recorded into before, and belongs to the metrics
+// asked for.
+func TestSeriesForFollowsKeyAndMetrics(t *testing.T) {
+	m1, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := seriesKey{tenant: "t", model: "m", backend: "p/a", status: 200}
+	b := a
+	b.status = 500
+	var last lastRecorded
+	for _, c := range []struct {
+		m *metrics
+		k seriesKey
+	}{{m1, a}, {m1, a}, {m1, b}, {m1, a}, {m2, a}, {m1, a}} {
+		if got, want := last.seriesFor(c.m, c.k), c.m.series(c.k); got != want {
+			t.Fatalf("seriesFor(%v) = %p (labels %v), want %p", c.k, got, got.labels, want)
+		}
+	}
+}

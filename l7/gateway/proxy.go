@@ -94,7 +94,7 @@ func (x *exchange) proxy() *openai.Error {
 }
 
 // attempt sends the request along one route.
-func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Error) {
+func (x *exchange) attempt(rt *route.Route) (attemptResult, *openai.Error) {
 	x.attempts++
 	rw := x.rewrite
 	rw.Model = rt.UpstreamModel
@@ -102,25 +102,38 @@ func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Err
 	if err != nil {
 		return attemptDone, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_request", Message: "the request could not be rewritten"}
 	}
-	var base string
-	var release func()
 	backend := x.pickBackend(rt)
 	x.provider, x.providerPrice, x.meter = genAIOpenAI, nil, outbound.Meter{}
-	if b := backend; b != nil {
-		base = b.BaseURL
-		x.backend = b.Label
-		release = b.Acquire()
-	} else {
-		base = rt.Provider.BaseURL
-		x.backend = rt.Provider.Label
-		x.provider = rt.Provider.GenAIName
-		x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
+	if backend != nil {
+		x.backend = backend.Label
+		return x.sendToBackend(rt, backend, body)
 	}
-	if release != nil {
-		x.startPending(backend)
-		defer release()
-		defer func() { x.endPending(); backend.Observe(x.outcome(oerr)) }()
-	}
+	x.backend = rt.Provider.Label
+	x.provider = rt.Provider.GenAIName
+	x.providerPrice = rt.Provider.Price(rt.UpstreamModel, x.model.Name)
+	return x.send(rt, nil, rt.Provider.BaseURL, body)
+}
+
+// sendToBackend is send to a pool backend, counted in its requests in
+// flight and its pending prompt tokens while it runs, its outcome observed
+// for outlier detection. (One deferred call and one return: the defer is
+// open-coded, where send's many returns would make each of its defers a
+// record on the stack.)
+func (x *exchange) sendToBackend(rt *route.Route, b *route.Backend, body []byte) (res attemptResult, oerr *openai.Error) {
+	release := b.Acquire()
+	x.startPending(b)
+	defer func() {
+		x.endPending()
+		b.Observe(x.outcome(oerr))
+		release()
+	}()
+	res, oerr = x.send(rt, b, b.BaseURL, body)
+	return res, oerr
+}
+
+// send makes the request to backend (nil for a provider) at base and
+// relays its answer.
+func (x *exchange) send(rt *route.Route, backend *route.Backend, base string, body []byte) (attemptResult, *openai.Error) {
 	connect, ttft, total := x.timeouts()
 	// For streams, the time-to-first-token limit cancels the attempt
 	// unless the first event arrives in time; a whole response only has
@@ -131,6 +144,7 @@ func (x *exchange) attempt(rt *route.Route) (res attemptResult, oerr *openai.Err
 	// once the first event of a stream arrived (zero otherwise).
 	var totalEnd time.Time
 	var resp *http.Response
+	var err error
 	if backend != nil && x.g.pool != nil && !backend.TLS {
 		// The pooled connection's own deadline carries the total and
 		// first-token timeouts, and the client leaving expires it: no

@@ -139,38 +139,40 @@ func (h *upHead) read(br *bufio.Reader, u *upResponse) error {
 			return errUpstreamHead
 		}
 		value = h1.TrimOWS(value)
+		// The length first: most fields are none of these, and
+		// EqualFold does not compare lengths before the bytes.
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
+		case len(name) == len("Content-Length") && strings.EqualFold(name, "Content-Length"):
 			n, ok := h1.ParseLength(value)
 			if !ok || h.nLength > 0 && n != h.length {
 				return errUpstreamFraming
 			}
 			h.nLength++
 			h.length = n
-		case strings.EqualFold(name, "Transfer-Encoding"):
+		case len(name) == len("Transfer-Encoding") && strings.EqualFold(name, "Transfer-Encoding"):
 			if h.chunked || !strings.EqualFold(value, "chunked") {
 				return errUpstreamFraming
 			}
 			h.chunked = true
-		case strings.EqualFold(name, "Connection"):
+		case len(name) == len("Connection") && strings.EqualFold(name, "Connection"):
 			for tok := range strings.SplitSeq(value, ",") {
 				tok = h1.TrimOWS(tok)
 				h.close = h.close || strings.EqualFold(tok, "close")
 				h.keepAlive = h.keepAlive || strings.EqualFold(tok, "keep-alive")
 			}
-		case strings.EqualFold(name, "Content-Type"):
+		case len(name) == len("Content-Type") && strings.EqualFold(name, "Content-Type"):
 			if nvals < len(u.vals) {
 				u.vals[nvals] = internContentType(value)
 				u.header["Content-Type"] = u.vals[nvals : nvals+1 : nvals+1]
 				nvals++
 			}
-		case strings.EqualFold(name, "X-Request-Id"):
+		case len(name) == len("X-Request-Id") && strings.EqualFold(name, "X-Request-Id"):
 			if nvals < len(u.vals) && validRequestID(value) {
 				u.vals[nvals] = strings.Clone(value)
 				u.header["X-Request-Id"] = u.vals[nvals : nvals+1 : nvals+1]
 				nvals++
 			}
-		case strings.EqualFold(name, "Retry-After"):
+		case len(name) == len("Retry-After") && strings.EqualFold(name, "Retry-After"):
 			if nvals < len(u.vals) {
 				u.vals[nvals] = strings.Clone(value)
 				u.header["Retry-After"] = u.vals[nvals : nvals+1 : nvals+1]
