@@ -151,13 +151,13 @@ func (g *Gateway) endpoint(ep openai.Endpoint) http.Handler { return g.endpointA
 // is what goes upstream (chat completions for a translated API).
 func (g *Gateway) endpointAPI(ep openai.Endpoint, api apiKind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.enter() {
+		if !g.admission.enter() {
 			w.Header().Set("Connection", "close")
 			writeAPIError(w, api, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "shutting_down",
 				Message: "the gateway is shutting down"})
 			return
 		}
-		defer g.active.Done()
+		defer g.admission.leave()
 		x := exchangePool.Get().(*exchange)
 		x.g, x.cfg, x.w, x.r, x.ep, x.api, x.start = g, g.cfg.Load(), w, r, ep, api, time.Now()
 		if rh, ok := w.(rawHeaderer); ok {

@@ -153,10 +153,8 @@ type Gateway struct {
 	// caTransports reach providers that have their own CA (upstreamtls.go).
 	caTransports caTransports
 
-	mu       sync.Mutex // guards closing+active transitions
-	closing  bool
-	active   sync.WaitGroup
-	closed   chan struct{}
+	admission admission // requests in flight; refused once shutting down
+	closed    chan struct{}
 	shutOnce sync.Once
 }
 
@@ -393,26 +391,11 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mux.ServeHTTP(w, r)
 }
 
-// enter registers a request unless the gateway is shutting down.
-func (g *Gateway) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closing {
-		return false
-	}
-	g.active.Add(1)
-	return true
-}
-
 // Shutdown stops taking requests, waits for those in flight (streams
 // included) until ctx ends, then flushes the audit log and closes what the
 // gateway owns.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.mu.Lock()
-	g.closing = true
-	g.mu.Unlock()
-	done := make(chan struct{})
-	go func() { g.active.Wait(); close(done) }()
+	done := g.admission.shut()
 	var err error
 	select {
 	case <-done:

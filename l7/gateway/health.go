@@ -13,9 +13,7 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 // 503 once it is shutting down, so a load balancer stops sending new
 // requests while those in flight finish.
 func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
-	g.mu.Lock()
-	closing := g.closing
-	g.mu.Unlock()
+	closing := g.admission.closing()
 	w.Header().Set("Content-Type", "application/json")
 	if closing || g.cfg.Load() == nil {
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -147,18 +147,14 @@ func TestHealthAndReadiness(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, status, body)
 		}
 	}
-	h.g.mu.Lock()
-	h.g.closing = true
-	h.g.mu.Unlock()
+	h.g.admission.n.Or(closingBit) // shutting down, without Shutdown's closing of the rest
 	if status, _, _ := h.get("", "/readyz"); status != http.StatusServiceUnavailable {
 		t.Fatalf("readyz while shutting down: %d", status)
 	}
 	if status, _, _ := h.get("", "/healthz"); status != 200 {
 		t.Fatalf("healthz while shutting down: %d", status)
 	}
-	h.g.mu.Lock()
-	h.g.closing = false
-	h.g.mu.Unlock()
+	h.g.admission.n.And(^closingBit)
 }
 
 // TestRetrieveModel: GET /v1/models/{id} (the SDK's models.retrieve)
