@@ -114,6 +114,9 @@ func (r *Request) addMessageExtras(i int) error {
 	if m.Refusal != "" {
 		r.Texts = append(r.Texts, Text{Value: m.Refusal, Message: i, Part: -1, Item: -1, Kind: KindRefusal})
 	}
+	if len(m.ToolCalls) == 0 && len(m.FunctionCall) == 0 {
+		return nil // most messages: no parameter name to build
+	}
 	param := "messages[" + strconv.Itoa(i) + "]"
 	if len(m.ToolCalls) > 0 {
 		calls, err := objects(m.ToolCalls, MaxToolCalls, param+".tool_calls")
@@ -169,6 +172,9 @@ func functionString(fn map[string]json.RawMessage, name, param string) (string, 
 // addTools adds the tools' and functions' descriptions and parameter
 // schemas and the response format's schema.
 func (r *Request) addTools() error {
+	if len(r.Tools) == 0 && len(r.Functions) == 0 && len(r.ResponseFormat) == 0 {
+		return nil
+	}
 	tools, err := objects(r.Tools, MaxTools, "tools")
 	if err != nil {
 		return err
