@@ -361,6 +361,9 @@ func (t *Table) BackendPrompt(r *Route, prompt []byte) *Backend {
 // draining ones are still used (an all-draining pool is a policy change in
 // progress, not a reason to fail the request).
 func PowerOfTwo(bs []*Backend) *Backend {
+	if len(bs) == 1 {
+		return bs[0] // the only choice, eligible or not: no draws
+	}
 	var total uint64
 	n := 0
 	for _, b := range bs {
