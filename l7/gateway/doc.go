@@ -30,7 +30,7 @@
 // no rules costs nothing).
 //
 // The contract for what a stage reads and writes is the exchange's field
-// list (exchange.go): the fields set before the chain runs (writer,
+// list (exchangeState in exchange.go): the fields set before the chain runs (writer,
 // request, endpoint, id, start) are read-only; each later field is written
 // by the stage named beside it and only read after it. A stage answers the
 // client only by returning an error (the chain stops and fail writes it)
@@ -44,12 +44,13 @@
 // policy and called through an interface on a pooled exchange. A stage that
 // needs per-request scratch kept across pooled requests declares its
 // scratch type with a reset method in its own file and adds one field to
-// stageScratch (stage.go).
+// stageScratch (stage.go). Everything else of a request is in
+// exchangeState, which reset zeroes whole.
 //
 // To add a stage: write stage_<name>.go with the type, its constructor and
 // serve (and its scratch type if any), document its reads and writes in
-// the type's comment, add any field it hands to later stages to exchange
-// with its name beside it, and insert one line into stageRegistry
+// the type's comment, add any field it hands to later stages to
+// exchangeState with its name beside it, and insert one line into stageRegistry
 // (stage.go) where it belongs in the order.
 //
 // Streams are passed through event by event with a flush after each, never
