@@ -155,7 +155,7 @@ type Gateway struct {
 
 	admission admission // requests in flight; refused once shutting down
 	closed    chan struct{}
-	shutOnce sync.Once
+	shutOnce  sync.Once
 }
 
 // config is one applied policy's snapshot: everything a request reads.
