@@ -230,7 +230,7 @@ func (c *Chooser) chooseWith(hashes []uint64, cands []Candidate, matches map[str
 // choose is Choose's rule over given matches; c.mu is held.
 func (c *Chooser) choose(hashes []uint64, cands []Candidate, matches map[string]int, totalW, totalL float64, home uint64) (Choice, error) {
 	best, bestMatch, bestRank, bestRel := -1, -1, math.Inf(-1), math.Inf(1)
-	blockTokens := max(c.cfg.BlockBytes/bytesPerToken, 1)
+	blockTokens := c.BlockTokens()
 	for i, cd := range cands {
 		if !(cd.Weight > 0) || math.IsInf(cd.Weight, 0) {
 			continue
@@ -370,6 +370,11 @@ func (c *Chooser) Forget(name string) {
 
 // BlockBytes is the prompt bytes per block Hashes cuts.
 func (c *Chooser) BlockBytes() int { return c.cfg.BlockBytes }
+
+// BlockTokens is the prompt tokens a block stands for (BlockBytes at
+// bytesPerToken, at least 1), as the load bound's prefix credit counts
+// them.
+func (c *Chooser) BlockTokens() int { return max(c.cfg.BlockBytes/bytesPerToken, 1) }
 
 // IndexLen is the number of blocks the index holds.
 func (c *Chooser) IndexLen() int {

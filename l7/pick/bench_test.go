@@ -54,3 +54,23 @@ func BenchmarkPowerOfTwo(b *testing.B) {
 		_ = route.PowerOfTwo(bs)
 	}
 }
+
+// BenchmarkPickColdLong: a cold 32,000-token prompt (2,000 blocks) over 8
+// backends that all have prompt tokens queued, so the short lane's second
+// pass runs on every pick.
+func BenchmarkPickColdLong(b *testing.B) {
+	bs, p := benchPool(b)
+	for i, bk := range bs {
+		bk.AddPending(int64(40_000 + 1000*i))
+	}
+	hashes := make([]uint64, 2000)
+	for i := range hashes {
+		hashes[i] = uint64(i) + 1
+	}
+	i := uint64(0)
+	for b.Loop() {
+		i++
+		hashes[0] = i << 32 // a first block no backend holds: cold
+		_ = p.PickBlocks("p", bs, hashes)
+	}
+}

@@ -188,3 +188,108 @@ func TestColdSlowStartAfterAbsence(t *testing.T) {
 		t.Fatalf("p-1 after the window filled to %d in flight; want the others' 30", n)
 	}
 }
+
+// coldBlocks is a cold prompt of n blocks (16 tokens each at the default
+// block size) that no other call of the test shares.
+func coldBlocks(seed uint64, n int) []uint64 {
+	hs := make([]uint64, n)
+	for i := range hs {
+		hs[i] = seed*1_000_003 + uint64(i) + 1
+	}
+	return hs
+}
+
+// The short lane: when even the least loaded backend has a long
+// prompt's worth of prompt tokens still to prefill, a long cold prompt
+// goes to the next least loaded backend, which keeps the least loaded one
+// for the short prompts that would otherwise queue behind its whole
+// prefill; a short prompt still goes to the least loaded, and without a
+// backlog (or with only two backends, or where the next one is a much
+// smaller GPU, or has over twice the lane's queue) the long prompt does
+// too.
+func TestColdLongPromptKeepsOffShortLane(t *testing.T) {
+	bs := backends(t, 4)
+	ws := score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100}}
+	p := newPicker(t, Config{Weights: func() score.Weights { return ws }})
+	for i, n := range []int64{40_000, 60_000, 70_000, 90_000} {
+		bs[i].AddPending(n)
+	}
+	long := 2000 // blocks: 32,000 tokens
+	if got := p.PickBlocks("p", bs, coldBlocks(1, long)); got != 1 {
+		t.Fatalf("long prompt under a backlog went to %d, want 1 (0 is the short lane)", got)
+	}
+	if got := p.PickBlocks("p", bs, coldBlocks(2, 20)); got != 0 {
+		t.Fatalf("short prompt went to %d, want the least loaded, 0", got)
+	}
+	// No backlog on the least loaded: the long prompt takes it.
+	bs[0].AddPending(-30_000)
+	if got := p.PickBlocks("p", bs, coldBlocks(3, long)); got != 0 {
+		t.Fatalf("long prompt without a backlog went to %d, want 0", got)
+	}
+	// A backlog (33,000 on the lane), but the next least loaded, p-2
+	// once p-1 has 140,000, has over twice the lane's prompt tokens
+	// queued, 70,000: the lane gives way.
+	bs[0].AddPending(+23_000)
+	bs[1].AddPending(+80_000)
+	if got := p.PickBlocks("p", bs, coldBlocks(6, long)); got != 0 {
+		t.Fatalf("long prompt went to %d, want the lane, 0, with the others over twice its load", got)
+	}
+	bs[1].AddPending(-80_000)
+
+	// The next least loaded is a GPU of a third the weight: the long
+	// prompt goes to the one after it instead.
+	ws = score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 30}, "p/p-2": {Weight: 100}, "p/p-3": {Weight: 100}}
+	q := newPicker(t, Config{Weights: func() score.Weights { return ws }})
+	bs[0].AddPending(+7_000)  // back to 40,000
+	bs[1].AddPending(-43_000) // 17,000 left: between p-0 and p-2 per unit of weight
+	if got := q.PickBlocks("p", bs, coldBlocks(4, long)); got != 2 {
+		t.Fatalf("long prompt went to %d, want 2 (1 is a small GPU)", got)
+	}
+
+	// Two backends: no lane.
+	two := backends(t, 2)
+	two[0].AddPending(40_000)
+	two[1].AddPending(60_000)
+	r := newPicker(t, Config{Weights: fixed(score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}})})
+	if got := r.PickBlocks("p", two, coldBlocks(5, long)); got != 0 {
+		t.Fatalf("with two backends the long prompt went to %d, want the least loaded, 0", got)
+	}
+}
+
+// Under a backlog a cold prompt weighs prompt tokens waiting for prefill
+// more than requests in flight: its first token waits for every prompt
+// token queued ahead of it, and only a little for sequences that are
+// decoding. A backend with 10 requests in flight and 20,000 prompt tokens
+// queued beats one with 2 in flight and 24,000 queued (at the load bound's
+// rate of 1,024 tokens a request the second would win, 25 against 30).
+// Without a backlog the load bound's rate holds: 2 in flight and 4,096
+// queued beat 10 in flight and nothing queued.
+func TestColdBacklogCountsQueuedPrefill(t *testing.T) {
+	bs := backends(t, 2)
+	p := newPicker(t, Config{Weights: fixed(score.Weights{"p/p-0": {Weight: 100}, "p/p-1": {Weight: 100}})})
+	var release []func()
+	defer func() {
+		for _, r := range release {
+			r()
+		}
+	}()
+	for i, n := range []int{10, 2} {
+		for range n {
+			release = append(release, bs[i].Acquire())
+		}
+	}
+	bs[0].AddPending(20_000)
+	bs[1].AddPending(24_000)
+	for k := range 20 {
+		if got := p.PickBlocks("p", bs, coldBlocks(uint64(100+k), 20)); got != 0 {
+			t.Fatalf("backlogged: cold prompt %d went to %d, want 0 (the shorter prefill queue)", k, got)
+		}
+	}
+	bs[0].AddPending(-20_000)
+	bs[1].AddPending(-24_000 + 4096)
+	for k := range 20 {
+		if got := p.PickBlocks("p", bs, coldBlocks(uint64(200+k), 20)); got != 1 {
+			t.Fatalf("no backlog: cold prompt %d went to %d, want 1 (fewer in flight)", k, got)
+		}
+	}
+}

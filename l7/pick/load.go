@@ -18,3 +18,22 @@ var pendingTokensPerRequest = float64(affinity.PrefillTokensPerRequest)
 func loadOf(b *route.Backend) float64 {
 	return float64(b.InFlight()) + float64(b.PendingTokens())/pendingTokensPerRequest
 }
+
+// coldPendingTokensPerRequest is pendingTokensPerRequest for a prompt no
+// backend holds (pickCold) while the pool is backlogged (backlogged). Such
+// a prompt has no cache to be near, so the only question is where its
+// first token comes soonest, and under a backlog a request in flight
+// that is decoding delays it by little (one more sequence in each step)
+// while every prompt token queued ahead of it must be prefilled first;
+// the count still stands for the backend's batch and KV cache. Without a
+// backlog pickCold keeps pendingTokensPerRequest: a cold prompt there is
+// often a shared prefix's new home, and at the higher rate a momentary
+// queue moved homes about (in test/sched, llmd-prefix's p90 TTFT at the
+// regression test's scale went from 72.8 to 79.4 ms).
+const coldPendingTokensPerRequest = 256
+
+// coldCost is b's load per unit of steady weight, one more request
+// counted, with its prompt tokens to prefill at rate tokens a request.
+func coldCost(b *route.Backend, steady, rate float64) float64 {
+	return (float64(b.InFlight()) + float64(b.PendingTokens())/rate + 1) / steady
+}

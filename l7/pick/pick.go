@@ -28,7 +28,9 @@
 //
 // A backend's load is its in-flight count plus the prompt tokens it still
 // has to prefill for this gateway (load.go; the gateway leaves out the
-// part PickPrefixHit says the backend holds cached), and a backend the
+// part PickPrefixHit says the backend holds cached; a prompt no backend
+// holds counts them at a higher rate, and a long one keeps off the least
+// loaded backend while the pool is backlogged: cold.go), and a backend the
 // route table has marked out for failing (route's outlier marking) weighs
 // 0.
 //

@@ -130,7 +130,9 @@ func TestHeadlineComparisons(t *testing.T) {
 	long := shortScenario(scenarioNamed(t, "long-bursts"))
 	got = p99(long, ScenarioCapacity(long, seed, 1000), "infergate", "static-maglev", "static-wrr", "ie-epp")
 	// At this scale (a 20 s warm-up) every policy is far behind; the
-	// test holds a 20% margin on p99 over both (about 30% at seed 1).
+	// test holds a 20% margin on p99 over both (25% and 29% at seed 1:
+	// 22.5 s; l7/pick's short lane gives way here, where the fleet is
+	// overloaded throughout, and p99 was 21.3 s without it).
 	if static := min(got["static-maglev"], got["static-wrr"]); got["infergate"] >= 0.8*static || got["infergate"] >= 0.8*got["ie-epp"] {
 		t.Errorf("long-bursts: infergate p99 %.0f ms, not 20%% below static's %.0f ms and the IE scorer set's %.0f ms",
 			got["infergate"]*1000, static*1000, got["ie-epp"]*1000)
