@@ -114,23 +114,12 @@ func (p *Picker) leastCost(pool string, backends []*route.Backend, weights, stea
 // short requests alone while long ones waited ever longer). Without a
 // backlog nothing changes.
 //
-// In test/sched's long-bursts scenario (an equal fleet, chat beside
-// bursts of 16k-64k-token prompts; seeds 1-3) p99 TTFT went from 10.1,
-// 9.4 and 2.0 s to 8.6, 7.8 and 1.8 s (the Inference Extension's scorer
-// set: 11.1, 11.4, 2.3 s), p99.9 from 12.5, 12.6, 2.9 s to 12.0, 11.2,
-// 2.9 s: the slowest 1% had been short requests queued behind long
-// prompts. The queue rate or the lane alone did little (9.9, 9.3, 1.9 s
-// and 9.9, 9.6, 1.9 s). The give-way rule trades the benchmark against
-// the regression test's shorter window, where the fleet is overloaded
-// throughout (p99 21 s before; the test wants under 24 s): a lane that
-// never gives way gave 5.4, 7.0, 1.6 s and 28 s there, giving way by
-// load (in flight and queued) at half 5.6, 6.2, 1.8 s and 25 s, by
-// queue at 1/2.5 7.3, 7.7, 1.8 s and 23.8 s, at 1/2 22.5 s.
-// Judging it by the engines' true queues (an oracle in the simulation)
-// gave the same picture: placing long prompts by least work alone did no
-// better than the picker, and always keeping the lane, backlog or not,
-// made the long prompts wait so much longer that p99 rose on two seeds
-// of three.
+// The slowest requests under such bursts are short ones queued behind long
+// prompts, not the long prompts themselves, and when every engine is full
+// placement by least work alone does not shorten them: which requests wait
+// does. Keeping the lane when there is no backlog makes the long prompts
+// wait for nothing, and a lane that never gives way starves them in a
+// sustained overload (figures in BENCHMARKS.md, "short lane").
 const (
 	// longPromptTokens: a prompt of at least this many tokens is long
 	// (16 requests' worth of prefill at the load bound's rate; chat

@@ -15,8 +15,12 @@ var pendingTokensPerRequest = float64(affinity.PrefillTokensPerRequest)
 // loadOf is the backend's load as the pickers compare it: its requests in
 // flight from this gateway, plus its prompt tokens still to prefill in
 // units of pendingTokensPerRequest.
-func loadOf(b *route.Backend) float64 {
-	return float64(b.InFlight()) + float64(b.PendingTokens())/pendingTokensPerRequest
+func loadOf(b *route.Backend) float64 { return loadAt(b, pendingTokensPerRequest) }
+
+// loadAt is b's load with its prompt tokens to prefill counted at rate
+// tokens a request.
+func loadAt(b *route.Backend, rate float64) float64 {
+	return float64(b.InFlight()) + float64(b.PendingTokens())/rate
 }
 
 // coldPendingTokensPerRequest is pendingTokensPerRequest for a prompt no
@@ -28,12 +32,11 @@ func loadOf(b *route.Backend) float64 {
 // the count still stands for the backend's batch and KV cache. Without a
 // backlog pickCold keeps pendingTokensPerRequest: a cold prompt there is
 // often a shared prefix's new home, and at the higher rate a momentary
-// queue moved homes about (in test/sched, llmd-prefix's p90 TTFT at the
-// regression test's scale went from 72.8 to 79.4 ms).
+// queue moved homes about (llm-d's shape in test/sched got slower).
 const coldPendingTokensPerRequest = 256
 
 // coldCost is b's load per unit of steady weight, one more request
 // counted, with its prompt tokens to prefill at rate tokens a request.
 func coldCost(b *route.Backend, steady, rate float64) float64 {
-	return (float64(b.InFlight()) + float64(b.PendingTokens())/rate + 1) / steady
+	return (loadAt(b, rate) + 1) / steady
 }
