@@ -2,6 +2,7 @@ package pick
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +32,11 @@ import (
 // backend's last report was measured, and counts those sends as the
 // backend's adapters in use; the next report says what became of them.
 //
+// A backend whose full batch keeps an adapter waiting for a slot too
+// long is drained for it: the adapters running there with the least
+// traffic get no new requests there until their slots free
+// (adapter_drain.go).
+//
 // A model is taken for an adapter once some backend has reported it in
 // use: a base model never appears among adapters, and steering its
 // requests by free slots would only skew them. Where no backend's report
@@ -57,16 +63,18 @@ const (
 // and which model names backends have reported as adapters.
 type adapterState struct {
 	adapterMu sync.Mutex
-	sent      map[string]map[string]time.Time // backend label -> adapter -> last send
+	sent      map[string]map[string]adapterSend // backend label -> adapter -> sends
 	known     map[string]struct{}
+	drain     map[string]*drainState // backend label -> its drain (adapter_drain.go)
 }
 
 // Adapter classes of a backend for one request.
 const (
-	adapterNone  int8 = iota // weight 0: not a candidate
-	adapterFull              // every slot taken by other adapters
-	adapterRoom              // a slot free, or nothing known
-	adapterInUse             // the adapter is in use there
+	adapterNone    int8 = iota // weight 0: not a candidate
+	adapterFull                // every slot taken by other adapters
+	adapterRoom                // a slot free, or nothing known
+	adapterInUse               // the adapter is in use there
+	adapterDrained             // in use there, but drained (adapter_drain.go)
 )
 
 // PickModel is PickPrefix for a request whose upstream is asked for
@@ -159,6 +167,16 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 			break
 		}
 	}
+	if len(sub) == 0 && slices.Contains(cls, adapterDrained) {
+		// Nowhere in use or with room: anywhere but where the adapter
+		// is drained.
+		for i, b := range backends {
+			if cls[i] != adapterDrained && cls[i] != adapterNone {
+				sub = append(sub, b)
+				idx = append(idx, i)
+			}
+		}
+	}
 	i := -1
 	switch {
 	case len(sub) == 0 || len(sub) == len(backends):
@@ -228,19 +246,25 @@ func (p *Picker) adapterClass(a *score.Adapters, name, adapter string, now time.
 	fresh := func(at time.Time) bool {
 		return now.Sub(at) < adapterMemory && (a == nil || !at.Before(a.At))
 	}
-	if a != nil && a.Has(adapter) {
+	if a != nil && a.IsRunning(adapter) {
+		if p.draining(name, a, sent, adapter, now) {
+			return adapterDrained
+		}
 		return adapterInUse
 	}
-	if at, ok := sent[adapter]; ok && fresh(at) {
+	if a != nil && a.IsWaiting(adapter) {
+		return adapterInUse
+	}
+	if s, ok := sent[adapter]; ok && fresh(s.at) {
 		return adapterInUse
 	}
 	if a == nil {
 		return adapterRoom
 	}
 	used := a.InUse()
-	for x, at := range sent {
-		if !fresh(at) {
-			if now.Sub(at) >= adapterMemory {
+	for x, s := range sent {
+		if !fresh(s.at) {
+			if now.Sub(s.at) >= adapterMemory {
 				delete(sent, x)
 			}
 			continue
@@ -262,10 +286,12 @@ func (p *Picker) adapterSent(name, adapter string, now time.Time) {
 	m := p.sent[name]
 	if m == nil || len(m) >= maxAdapterSendsPerBackend {
 		if p.sent == nil || len(p.sent) >= maxAdapterBackends {
-			p.sent = make(map[string]map[string]time.Time)
+			p.sent = make(map[string]map[string]adapterSend)
 		}
-		m = make(map[string]time.Time)
+		m = make(map[string]adapterSend)
 		p.sent[name] = m
 	}
-	m[adapter] = now
+	s := m[adapter]
+	s.add(now)
+	m[adapter] = s
 }

@@ -2,6 +2,7 @@ package pick
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,5 +57,43 @@ func BenchmarkPickModelAdapter(b *testing.B) {
 	for b.Loop() {
 		_ = p.PickModel("p", adapters[i%len(adapters)], bs, prompts[i%len(prompts)])
 		i++
+	}
+}
+
+// BenchmarkPickModelAdapterDraining: BenchmarkPickModelAdapter with an
+// adapter waiting for a slot on every backend for long, so every backend
+// is being drained (adapter_drain.go).
+func BenchmarkPickModelAdapterDraining(b *testing.B) {
+	bs := backends(&testing.T{}, 8)
+	ws := score.Weights{}
+	for i, bk := range bs {
+		a := lora(4)
+		for k := range 4 {
+			a.Running = append(a.Running, fmt.Sprintf("lora-%02d", (2*i+k)%16))
+		}
+		slices.Sort(a.Running)
+		a.Waiting = []string{fmt.Sprintf("lora-%02d", (2*i+5)%16)}
+		ws["p/"+bk.Name] = score.Weight{Weight: uint32(50 + 20*i), Adapters: a}
+	}
+	p, err := New(Config{Weights: fixed(ws)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompts := benchPrompts()
+	adapters := make([]string, 16)
+	for k := range adapters {
+		adapters[k] = fmt.Sprintf("lora-%02d", k)
+	}
+	i := 0
+	for b.Loop() {
+		_ = p.PickModel("p", adapters[i%len(adapters)], bs, prompts[i%len(prompts)])
+		i++
+	}
+	drained := 0
+	for _, d := range p.drain {
+		drained += len(d.victims)
+	}
+	if drained == 0 {
+		b.Fatal("no backend drained: the benchmark measures the wrong path")
 	}
 }

@@ -24,7 +24,10 @@
 //
 // A request for a LoRA adapter (PickModel, PickAdapter; adapter.go) is
 // first narrowed to the backends whose reports have the adapter in use,
-// else to those with an adapter slot free, each within the load bound.
+// else to those with an adapter slot free, each within the load bound;
+// where a full batch has kept an adapter waiting for a slot, the adapters
+// running there with the least traffic are drained so slots turn over
+// (adapter_drain.go).
 //
 // A backend's load is its in-flight count plus the prompt tokens it still
 // has to prefill for this gateway (load.go; the gateway leaves out the
