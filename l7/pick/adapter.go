@@ -43,10 +43,11 @@ import (
 // carries adapters, or the model is no adapter, the pick is unchanged.
 
 // adapterGain is how far beyond the load bound a backend using the
-// request's adapter may go (adapterAllowed). In test/sched's lora scenario (seeds 1-3, median timeouts)
-// gain 0 timed out 5.3% of requests, 0.5 4.8%, 1 4.0%, and 2 3.5%, as
-// did 4 and 8: moving an adapter to another backend costs a slot there,
-// which the adapters already on it wanted. 2 is the least of the best.
+// request's adapter may go (adapterAllowed): moving an adapter to another
+// backend costs a slot there, which the adapters already on it wanted, so
+// an adapter's backend is worth some extra load. 2 is the least of the
+// gains that did best in test/sched's lora scenario (BENCHMARKS.md; swept
+// before the drain below).
 const adapterGain = 2.0
 
 // Bounds on the adapter memory.

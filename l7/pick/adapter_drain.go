@@ -12,10 +12,8 @@ import (
 // admits the requests of an adapter in the batch at once. So an adapter
 // with requests arriving all the time never gives its slot up, and an
 // adapter queued behind a full batch of such adapters waits until the
-// gateway's timeout: in test/sched's lora scenario every one of the 32
-// adapters has requests in flight nearly all the time, against 16 slots,
-// and 2-4% of infergate's requests timed out, almost all of them sent
-// where their adapter was queued behind four busy ones.
+// gateway's timeout (in test/sched's lora scenario, where the adapters
+// want twice the fleet's slots, almost every timeout was such a wait).
 //
 // Once an adapter has waited drainAfter for a slot on a backend whose
 // batch is full (its reports say so), the picker drains that backend:
@@ -26,20 +24,16 @@ import (
 // or has room, or else to any backend but the drained ones. When the
 // drained adapter's last request there ends, the engine gives its slot to
 // the adapter waiting longest. An adapter stays drained while it runs
-// there, up to drainFor. How many at once (a drain lasts as long as the
-// adapter's longest request there): draining at most one adapter per
-// backend still timed out up to 1.9% of requests, at most two up to
-// 0.5% with p99s of 40-51 s; all four raised p50 TTFT from about 0.05 s
-// to 12-16 s.
+// there, up to drainFor. Draining fewer at once left some waits to time
+// out; draining all of them stalled the batch.
 //
-// This trades some requests' wait for a bounded one. In the lora
-// scenario (seeds 1-3) p90 TTFT rose from 0.10-0.16 s to 20-28 s (the
-// Inference Extension's: 51-59 s), and timeouts fell from 2.3-4.3% to
-// none, p99 from the 60 s timeout to 32-43 s.
+// This trades some requests' wait for a bounded one: in an oversubscribed
+// fleet more requests wait some seconds for a slot, and none waits until
+// the timeout (figures in BENCHMARKS.md, "adapter drain").
 const (
 	// drainAfter: how long an adapter waits for a slot before the backend
-	// is drained for it. 5 s, 10 s and 20 s gave median p99s of 41.5,
-	// 40.3 and 39.0 s, 20 s with 0.2% timeouts at seed 3.
+	// is drained for it: well inside the gateway's first-token timeout,
+	// and long enough that a slot freeing by itself is not pre-empted.
 	drainAfter = 10 * time.Second
 	// drainFor bounds one adapter's drain on one backend.
 	drainFor = 60 * time.Second
