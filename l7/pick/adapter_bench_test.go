@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/infergate/infergate/gpu/score"
+	"github.com/infergate/infergate/l7/route"
 )
 
 func benchPrompts() [][]byte {
@@ -48,16 +49,7 @@ func BenchmarkPickModelAdapter(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	prompts := benchPrompts()
-	adapters := make([]string, 16)
-	for k := range adapters {
-		adapters[k] = fmt.Sprintf("lora-%02d", k)
-	}
-	i := 0
-	for b.Loop() {
-		_ = p.PickModel("p", adapters[i%len(adapters)], bs, prompts[i%len(prompts)])
-		i++
-	}
+	pickAdapters(b, p, bs)
 }
 
 // BenchmarkPickModelAdapterDraining: BenchmarkPickModelAdapter with an
@@ -79,6 +71,19 @@ func BenchmarkPickModelAdapterDraining(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	pickAdapters(b, p, bs)
+	drained := 0
+	for _, d := range p.drain {
+		drained += len(d.victims)
+	}
+	if drained == 0 {
+		b.Fatal("no backend drained: the benchmark measures the wrong path")
+	}
+}
+
+// pickAdapters picks for the 16 adapters lora-00 to lora-15 in turn, with
+// the benchmark prompts, until the benchmark ends.
+func pickAdapters(b *testing.B, p *Picker, bs []*route.Backend) {
 	prompts := benchPrompts()
 	adapters := make([]string, 16)
 	for k := range adapters {
@@ -88,12 +93,5 @@ func BenchmarkPickModelAdapterDraining(b *testing.B) {
 	for b.Loop() {
 		_ = p.PickModel("p", adapters[i%len(adapters)], bs, prompts[i%len(prompts)])
 		i++
-	}
-	drained := 0
-	for _, d := range p.drain {
-		drained += len(d.victims)
-	}
-	if drained == 0 {
-		b.Fatal("no backend drained: the benchmark measures the wrong path")
 	}
 }
