@@ -115,10 +115,12 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 	now := p.now()
 	var clsStack [16]int8
 	var wStack [16]float64
-	cls, weights := clsStack[:0], wStack[:0]
+	var aStack [16]*score.Adapters
+	cls, weights, reports := clsStack[:0], wStack[:0], aStack[:0]
 	informed, reported := false, false
 	for _, b := range backends {
 		a := ws[label(pool, b)].Adapters
+		reports = append(reports, a)
 		if a != nil {
 			informed = true
 			reported = reported || a.Has(adapter)
@@ -133,7 +135,7 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 		return pick(backends)
 	}
 	var totalW, totalL float64
-	for _, b := range backends {
+	for i, b := range backends {
 		name := label(pool, b)
 		w := p.weightOf(ws, b, name)
 		weights = append(weights, w)
@@ -143,7 +145,7 @@ func (p *Picker) PickAdapter(pool, adapter string, backends []*route.Backend, pi
 		}
 		totalW += w
 		totalL += loadOf(b)
-		cls = append(cls, p.adapterClass(ws[name].Adapters, name, adapter, now))
+		cls = append(cls, p.adapterClass(reports[i], name, adapter, now))
 	}
 	p.adapterMu.Unlock()
 	if !(totalW > 0) {
